@@ -1,0 +1,5 @@
+import sys
+
+from tui_gpt.cli import main
+
+sys.exit(main())

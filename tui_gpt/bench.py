@@ -1,0 +1,71 @@
+"""`tui-gpt bench`: training speed, measured against the machine's own matmul peak."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from rich.console import Console
+
+from tui_gpt.session import RunSpec, open_run
+
+
+def matmul_peak(dtype: torch.dtype, device: torch.device, n: int = 1024, seconds: float = 0.5) -> float:
+    """Measured FLOP/s of an n x n matmul in `dtype`: the ceiling that MFU is a fraction of."""
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    for _ in range(3):
+        a @ b
+    best = 0.0
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        t = time.perf_counter()
+        for _ in range(5):
+            a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = max(best, 5 * 2 * n**3 / (time.perf_counter() - t))
+    return best
+
+
+def flops_per_token(n_params: int, n_layer: int, n_embd: int, block_size: int) -> float:
+    """Training FLOPs per token, forward and backward (PaLM appendix B, as in nanoGPT)."""
+    return 6 * n_params + 12 * n_layer * n_embd * block_size
+
+
+def bench_train(args: argparse.Namespace, console: Console) -> int:
+    spec = RunSpec.from_args(argparse.Namespace(**{**vars(args), "text": args.text}))
+    run = open_run(spec)
+    trainer = run.trainer
+    m = trainer.model.config
+    peak = matmul_peak(trainer.dtype, trainer.device)
+    n_params = trainer.model.num_params()
+    console.print(
+        f"bench: {run.corpus.name}, {run.tokenizer.kind} vocab {run.tokenizer.vocab_size}, "
+        f"{n_params / 1e6:.2f} M params, {trainer.device} {trainer.dtype}, {torch.get_num_threads()} threads, "
+        f"matmul peak {peak / 1e9:.0f} GFLOP/s"
+    )
+    t0 = time.perf_counter()
+    last_val = float("nan")
+    tokens = 0
+    for ev in trainer.run(steps=args.steps, seconds=args.time):
+        if ev.step > 0:
+            tokens += trainer.config.batch_size * min(m.block_size, len(run.data.train) - 1)
+        if ev.val_loss is not None:
+            last_val = ev.val_loss
+            console.print(
+                f"step {ev.step:>6}: train {ev.eval_train_loss:.4f} val {ev.val_loss:.4f} "
+                f"{ev.tokens_per_s:,.0f} tok/s  {time.perf_counter() - t0:.1f} s"
+            )
+    wall = time.perf_counter() - t0
+    step_time = trainer.elapsed  # training steps only, evaluations excluded
+    steps = trainer.step
+    tok_s = tokens / step_time if step_time else 0.0
+    mfu = flops_per_token(n_params, m.n_layer, m.n_embd, m.block_size) * tok_s / peak
+    console.print(
+        f"{steps} steps in {wall:.1f} s wall ({step_time:.1f} s training): "
+        f"{1000 * step_time / max(1, steps):.1f} ms/step, {tok_s:,.0f} tok/s, MFU {100 * mfu:.1f}%"
+    )
+    print(f"bench: steps={steps} tok_per_s={tok_s:.0f} val_loss={last_val:.4f} mfu={mfu:.3f}")
+    return 0

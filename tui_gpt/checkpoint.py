@@ -1,0 +1,205 @@
+"""Checkpoints: a directory of safetensors and JSON, written atomically, loaded without pickle.
+
+Layout of a checkpoint directory:
+    model.safetensors      the weights
+    optimizer.safetensors  AdamW moments, plus the random-number state that resuming needs
+    config.json            model, training and corpus settings
+    tokenizer.json         the Hugging Face tokenizer
+    trainer.json           step, elapsed time and optimizer hyper-parameters
+    history.json           the loss curve
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, load_model, save_file, save_model
+
+from tui_gpt.corpus import Corpus
+from tui_gpt.dataset import TokenData
+from tui_gpt.errors import TuiGptError
+from tui_gpt.model import GPT, GPTConfig
+from tui_gpt.tokenizer import TextTokenizer
+from tui_gpt.trainer import History, Trainer, TrainConfig
+
+FORMAT = "tui-gpt-checkpoint/1"
+FILES = ("model.safetensors", "optimizer.safetensors", "config.json", "tokenizer.json", "trainer.json", "history.json")
+
+
+def _write_json(path: Path, obj: object) -> None:
+    path.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(out: Path, trainer: Trainer, tokenizer: TextTokenizer, corpus_info: dict) -> Path:
+    """Write a complete checkpoint to `out`, replacing any previous one only once it is whole."""
+    out = Path(out).expanduser().resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        model = trainer.model
+        save_model(model, str(tmp / "model.safetensors"))
+        opt_tensors, hyper = _optimizer_tensors(trainer)
+        opt_tensors["rng.batches"] = trainer.generator.get_state()
+        opt_tensors["rng.torch"] = torch.get_rng_state()
+        save_file({k: v.detach().cpu().contiguous() for k, v in opt_tensors.items()}, str(tmp / "optimizer.safetensors"))
+        _write_json(
+            tmp / "config.json",
+            {
+                "format": FORMAT,
+                "model": model.config.to_dict(),
+                "train": trainer.config.to_dict(),
+                "tokenizer": tokenizer.kind,
+                "corpus": corpus_info,
+            },
+        )
+        tokenizer.save(tmp / "tokenizer.json")
+        _write_json(tmp / "trainer.json", {"step": trainer.step, "elapsed": trainer.elapsed, "param_groups": hyper})
+        _write_json(tmp / "history.json", trainer.history.to_dict())
+        for name in FILES:
+            with open(tmp / name, "rb") as f:
+                os.fsync(f.fileno())
+        _fsync_dir(tmp)
+        # Swap directories: the old checkpoint is removed only after the new one is in place.
+        old = out.with_name(f".{out.name}.old")
+        if old.exists():
+            shutil.rmtree(old)
+        if out.exists():
+            out.rename(old)
+        tmp.rename(out)
+        _fsync_dir(out.parent)
+        if old.exists():
+            shutil.rmtree(old)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _optimizer_tensors(trainer: Trainer) -> tuple[dict[str, torch.Tensor], list[dict]]:
+    sd = trainer.optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    for idx, state in sd["state"].items():
+        for key, value in state.items():
+            tensors[f"state.{idx}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
+    hyper = [{k: v for k, v in g.items() if k != "params"} for g in sd["param_groups"]]
+    return tensors, hyper
+
+
+def _resolve(path: Path) -> Path:
+    path = Path(path).expanduser()
+    if not path.exists():
+        old = path.with_name(f".{path.name}.old")
+        if old.is_dir():  # a save was interrupted between its two renames
+            return old
+        raise TuiGptError(f"{path}: no such checkpoint; pass a directory written by 'tui-gpt train --out'")
+    if not path.is_dir():
+        raise TuiGptError(f"{path}: not a checkpoint directory; pass the folder that holds model.safetensors")
+    return path
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TuiGptError(f"{path}: missing; the checkpoint is incomplete, save it again") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise TuiGptError(f"{path}: corrupt ({type(exc).__name__}); the checkpoint cannot be used") from None
+    if not isinstance(data, dict):
+        raise TuiGptError(f"{path}: corrupt (not a JSON object); the checkpoint cannot be used")
+    return data
+
+
+def read_config(path: Path) -> dict:
+    """The checkpoint's config.json, checked."""
+    path = _resolve(path)
+    cfg = _read_json(path / "config.json")
+    if cfg.get("format") != FORMAT:
+        raise TuiGptError(f"{path}: not a tui-gpt checkpoint (format {cfg.get('format')!r})")
+    try:
+        GPTConfig(**cfg["model"])
+    except (KeyError, TypeError) as exc:
+        raise TuiGptError(f"{path / 'config.json'}: corrupt model settings ({exc})") from None
+    return cfg
+
+
+def load_model(path: Path, device: str = "cpu") -> tuple[GPT, TextTokenizer, dict]:
+    """The model and tokenizer of a checkpoint, for probing; never unpickles."""
+    path = _resolve(path)
+    cfg = read_config(path)
+    tokenizer = TextTokenizer.load(path / "tokenizer.json")
+    model = GPT(GPTConfig(**cfg["model"]))
+    _load_weights(model, path / "model.safetensors")
+    model.to(device).eval()
+    return model, tokenizer, cfg
+
+
+def _load_weights(model: GPT, file: Path) -> None:
+    if not file.exists():
+        raise TuiGptError(f"{file}: missing; the checkpoint is incomplete, save it again")
+    try:
+        missing, unexpected = load_model(model, str(file), strict=False)
+    except (SafetensorError, RuntimeError, OSError, ValueError) as exc:
+        raise TuiGptError(f"{file}: corrupt weights ({str(exc).splitlines()[0][:80]})") from None
+    if missing or unexpected:
+        raise TuiGptError(f"{file}: weights do not match config.json ({len(missing)} missing, {len(unexpected)} extra)")
+
+
+def load_trainer(path: Path, data: TokenData, device: str = "auto") -> Trainer:
+    """A trainer restored to the exact step, optimizer and random state of a checkpoint."""
+    path = _resolve(path)
+    cfg = read_config(path)
+    tconf = TrainConfig.from_dict(cfg.get("train", {}))
+    tconf.device = device
+    trainer = Trainer(GPTConfig(**cfg["model"]), tconf, data)
+    _load_weights(trainer.model, path / "model.safetensors")
+    state = _read_json(path / "trainer.json")
+    try:
+        tensors = load_file(str(path / "optimizer.safetensors"))
+    except FileNotFoundError:
+        raise TuiGptError(f"{path / 'optimizer.safetensors'}: missing; the checkpoint cannot resume training") from None
+    except (SafetensorError, OSError) as exc:
+        raise TuiGptError(f"{path / 'optimizer.safetensors'}: corrupt ({str(exc)[:80]})") from None
+    try:
+        template = trainer.optimizer.state_dict()
+        opt_state: dict[int, dict[str, torch.Tensor]] = {}
+        for key, value in tensors.items():
+            if key.startswith("state."):
+                _, idx, name = key.split(".", 2)
+                opt_state.setdefault(int(idx), {})[name] = value.to(trainer.device) if name != "step" else value
+        groups = [{**hyper, "params": g["params"]} for hyper, g in zip(state["param_groups"], template["param_groups"])]
+        trainer.optimizer.load_state_dict({"state": opt_state, "param_groups": groups})
+        trainer.generator.set_state(tensors["rng.batches"])
+        torch.set_rng_state(tensors["rng.torch"])
+        trainer.step = int(state["step"])
+        trainer.elapsed = float(state.get("elapsed", 0.0))
+    except (KeyError, ValueError, RuntimeError, TypeError) as exc:
+        raise TuiGptError(f"{path}: corrupt trainer state ({type(exc).__name__}: {str(exc)[:60]})") from None
+    trainer.history = History.from_dict(_read_json(path / "history.json"))
+    return trainer
+
+
+def corpus_info(corpus: Corpus, sources: list[str]) -> dict:
+    """What config.json records about the training text, so a resume can find it again."""
+    return {
+        "name": corpus.name,
+        "sources": [s if not Path(s).exists() else str(Path(s).resolve()) for s in sources],
+        "documents": len(corpus.documents),
+        "chars": corpus.chars,
+    }

@@ -1,0 +1,126 @@
+"""From settings to a ready trainer: load the text, train the tokenizer, build or resume the model.
+
+The command line, the benchmark and the app's trainer process all start runs here.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tui_gpt.corpus import Corpus, load_corpus
+from tui_gpt.errors import TuiGptError
+from tui_gpt.tokenizer import TextTokenizer
+
+Progress = Callable[[str, int, int], None]  # (what, done, total)
+
+
+@dataclass
+class RunSpec:
+    """Everything needed to start (or resume) a run; small and picklable for the trainer process."""
+
+    sources: list[str] = field(default_factory=list)
+    tokenizer: str = "char"
+    vocab_size: int | None = None
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    block_size: int = 64
+    dropout: float = 0.0
+    causal: bool = True
+    train: dict = field(default_factory=dict)  # TrainConfig fields
+    resume: str | None = None
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> RunSpec:
+        train = {
+            "batch_size": args.batch_size,
+            "lr": args.lr,
+            "warmup_steps": args.warmup,
+            "eval_interval": args.eval_interval,
+            "eval_iters": args.eval_iters,
+            "seed": args.seed,
+            "dtype": args.dtype,
+            "device": args.device,
+        }
+        steps = getattr(args, "steps", None)
+        if steps:
+            train["decay_steps"] = steps
+        return cls(
+            sources=list(getattr(args, "text", None) or []),
+            tokenizer=args.tokenizer,
+            vocab_size=args.vocab_size,
+            n_layer=args.n_layer,
+            n_head=args.n_head,
+            n_embd=args.n_embd,
+            block_size=args.block_size,
+            dropout=args.dropout,
+            train=train,
+            resume=getattr(args, "resume", None),
+        )
+
+
+@dataclass
+class Run:
+    spec: RunSpec
+    corpus: Corpus
+    tokenizer: TextTokenizer
+    data: object  # TokenData
+    trainer: object  # Trainer
+
+    def corpus_info(self) -> dict:
+        from tui_gpt.checkpoint import corpus_info
+
+        return corpus_info(self.corpus, self.spec.sources)
+
+    def save(self, out: str | Path) -> Path:
+        from tui_gpt.checkpoint import save_checkpoint
+
+        return save_checkpoint(Path(out), self.trainer, self.tokenizer, self.corpus_info())
+
+
+def open_run(spec: RunSpec, progress: Progress | None = None) -> Run:
+    """Load the corpus and build a trainer for `spec`, resuming from `spec.resume` if set."""
+    from tui_gpt.dataset import TokenData
+    from tui_gpt.model import GPTConfig
+    from tui_gpt.trainer import Trainer, TrainConfig
+
+    sources = spec.sources
+    if spec.resume:
+        from tui_gpt.checkpoint import load_trainer, read_config
+
+        cfg = read_config(Path(spec.resume))
+        if not sources:
+            sources = cfg.get("corpus", {}).get("sources", [])
+        corpus = load_corpus(sources)
+        tokenizer = TextTokenizer.load(Path(spec.resume) / "tokenizer.json")
+        data = TokenData.build(corpus, tokenizer, _step(progress, "tokenizing"))
+        trainer = load_trainer(Path(spec.resume), data, device=spec.train.get("device", "auto"))
+        spec = RunSpec(**{**spec.__dict__, "sources": sources})
+        return Run(spec, corpus, tokenizer, data, trainer)
+    corpus = load_corpus(sources)
+    if progress:
+        progress("training tokenizer", 0, 1)
+    tokenizer = TextTokenizer.train(spec.tokenizer, corpus.texts, spec.vocab_size)
+    data = TokenData.build(corpus, tokenizer, _step(progress, "tokenizing"))
+    mconf = GPTConfig(
+        vocab_size=tokenizer.vocab_size,
+        block_size=spec.block_size,
+        n_layer=spec.n_layer,
+        n_head=spec.n_head,
+        n_embd=spec.n_embd,
+        dropout=spec.dropout,
+        causal=spec.causal,
+    )
+    if mconf.n_embd % mconf.n_head:
+        raise TuiGptError(f"n_embd {mconf.n_embd} must be divisible by n_head {mconf.n_head}")
+    trainer = Trainer(mconf, TrainConfig.from_dict(spec.train), data)
+    return Run(spec, corpus, tokenizer, data, trainer)
+
+
+def _step(progress: Progress | None, what: str) -> Callable[[int, int], None] | None:
+    if progress is None:
+        return None
+    return lambda done, total: progress(what, done, total)

@@ -1,0 +1,179 @@
+"""Character, byte-level BPE and word tokenizers, all Hugging Face `tokenizers` underneath.
+
+Each is trained on the corpus in seconds and saved as one `tokenizer.json`. Decoding never
+hides bytes: a byte-level token that is only part of a UTF-8 character shows as `\\xNN`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from functools import cached_property
+from pathlib import Path
+
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+
+from tui_gpt.errors import TuiGptError
+
+EOT = "<|endoftext|>"
+UNK = "<unk>"
+KINDS = ("char", "bpe", "word")
+DEFAULT_VOCAB = {"bpe": 512, "word": 4096}
+# GPT-2's split: words carry their leading space, runs of whitespace stay whole.
+WORD_SPLIT = r"'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
+# Marks a word piece that continues a word; a private-use character never seen in real text.
+CONTINUE = "\ue000"
+
+
+def _byte_decoder() -> dict[str, int]:
+    """Invert GPT-2's byte -> printable-character table used by byte-level BPE."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return {chr(c): b for b, c in zip(bs, cs)}
+
+
+_BYTES = _byte_decoder()
+
+
+class TextTokenizer:
+    """A trained tokenizer of one kind, with honest decoding."""
+
+    def __init__(self, hf: Tokenizer) -> None:
+        self.hf = hf
+        model_type = type(hf.model).__name__
+        self.kind = {"WordLevel": "char", "BPE": "bpe", "WordPiece": "word"}.get(model_type)
+        if self.kind is None:
+            raise TuiGptError(f"unsupported tokenizer model {model_type}")
+        self.eot_id = hf.token_to_id(EOT)
+        if self.eot_id is None:
+            raise TuiGptError(f"tokenizer has no {EOT} token")
+
+    # ---- training -------------------------------------------------------
+    @classmethod
+    def train(cls, kind: str, texts: Sequence[str], vocab_size: int | None = None) -> TextTokenizer:
+        """Train a tokenizer of `kind` on `texts` (one string per document)."""
+        if kind not in KINDS:
+            raise TuiGptError(f"unknown tokenizer {kind!r}: choose one of {', '.join(KINDS)}")
+        if kind == "char":
+            chars = sorted(set().union(*map(set, texts)))
+            vocab = {tok: i for i, tok in enumerate([EOT, UNK, *chars])}
+            hf = Tokenizer(models.WordLevel(vocab, unk_token=UNK))
+            hf.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), "isolated")
+        elif kind == "bpe":
+            size = vocab_size or DEFAULT_VOCAB["bpe"]
+            if size < 257:
+                raise TuiGptError(f"--vocab-size {size} is too small for byte-level BPE: use at least 257")
+            hf = Tokenizer(models.BPE())
+            hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+            hf.decoder = decoders.ByteLevel()
+            trainer = trainers.BpeTrainer(
+                vocab_size=size,
+                special_tokens=[EOT],
+                initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                show_progress=False,
+            )
+            hf.train_from_iterator(texts, trainer=trainer)
+        else:
+            size = vocab_size or DEFAULT_VOCAB["word"]
+            split = pre_tokenizers.Split(Regex(WORD_SPLIT), "isolated")
+            counts: Counter[str] = Counter()
+            for text in texts:
+                counts.update(piece for piece, _ in split.pre_tokenize_str(text))
+            chars = sorted(set().union(*map(set, texts)))
+            base = [EOT, UNK, *chars, *(CONTINUE + c for c in chars)]
+            words = [w for w, _ in counts.most_common() if len(w) > 1]
+            vocab = {tok: i for i, tok in enumerate(base + words[: max(0, size - len(base))])}
+            hf = Tokenizer(
+                models.WordPiece(vocab, unk_token=UNK, continuing_subword_prefix=CONTINUE, max_input_chars_per_word=200)
+            )
+            hf.pre_tokenizer = split
+        return cls(hf)
+
+    # ---- persistence ----------------------------------------------------
+    def save(self, path: Path) -> None:
+        self.hf.save(str(path))
+
+    @classmethod
+    def load(cls, path: Path) -> TextTokenizer:
+        try:
+            return cls(Tokenizer.from_file(str(path)))
+        except TuiGptError:
+            raise
+        except Exception as exc:  # the Rust side raises plain Exception with a long message
+            raise TuiGptError(f"{path}: not a readable tokenizer.json ({str(exc).splitlines()[0][:80]})") from None
+
+    # ---- encoding -------------------------------------------------------
+    @property
+    def vocab_size(self) -> int:
+        return self.hf.get_vocab_size()
+
+    def encode(self, text: str) -> list[int]:
+        return self.hf.encode(text, add_special_tokens=False).ids
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return [e.ids for e in self.hf.encode_batch(texts, add_special_tokens=False)]
+
+    def encode_documents(self, texts: Iterable[str]) -> list[int]:
+        """Encode documents and join them with the end-of-text token."""
+        out: list[int] = []
+        for i, text in enumerate(texts):
+            if i:
+                out.append(self.eot_id)
+            # Encode by lines: the Rust side then runs in parallel and in bounded memory.
+            for ids in self.encode_batch(text.splitlines(keepends=True)):
+                out.extend(ids)
+        return out
+
+    # ---- decoding -------------------------------------------------------
+    @cached_property
+    def _pieces(self) -> list[bytes | str]:
+        """Per id: raw bytes (byte-level BPE) or text (char, word) that the token stands for."""
+        pieces: list[bytes | str] = []
+        for i in range(self.vocab_size):
+            tok = self.hf.id_to_token(i) or ""
+            if self.hf.token_to_id(tok) is not None and tok in (EOT, UNK):
+                pieces.append(tok)
+            elif self.kind == "bpe":
+                pieces.append(bytes(_BYTES[ch] for ch in tok))
+            elif self.kind == "word":
+                pieces.append(tok[1:] if tok.startswith(CONTINUE) else tok)
+            else:
+                pieces.append(tok)
+        return pieces
+
+    def to_bytes(self, ids: Iterable[int]) -> bytes:
+        """The raw UTF-8 bytes that `ids` stand for."""
+        buf = bytearray()
+        for i in ids:
+            p = self._pieces[i]
+            buf += p if isinstance(p, bytes) else p.encode("utf-8")
+        return bytes(buf)
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Text of `ids`; bytes that are not whole UTF-8 characters show as `\\xNN`."""
+        return self.to_bytes(ids).decode("utf-8", errors="backslashreplace")
+
+    def token_text(self, i: int) -> str:
+        """The text of one token alone, byte fragments escaped."""
+        return self.decode([i])
+
+    @cached_property
+    def token_texts(self) -> list[str]:
+        return [self.token_text(i) for i in range(self.vocab_size)]
+
+    def is_special(self, i: int) -> bool:
+        return self._pieces[i] in (EOT, UNK)
+
+
+_VISIBLE = str.maketrans({" ": "·", "\n": "↵", "\t": "→", "\r": "␍"})
+
+
+def visible(text: str) -> str:
+    """`text` with whitespace drawn: space as a middle dot, newline as a return arrow."""
+    return text.translate(_VISIBLE)

@@ -1,0 +1,239 @@
+"""The training loop, one step at a time, yielding events that any front end can show.
+
+The command line and the app's trainer process both drive `Trainer.run`, so there is one
+loop: AdamW, linear warmup then cosine decay, gradient clipping and periodic evaluation.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field, fields
+
+import torch
+
+from tui_gpt.dataset import TokenData, get_batch
+from tui_gpt.model import GPT, GPTConfig
+
+
+@dataclass
+class TrainConfig:
+    batch_size: int = 12
+    lr: float = 1e-3
+    min_lr: float | None = None  # None: lr / 10
+    warmup_steps: int = 100
+    decay_steps: int = 2000  # the cosine reaches min_lr here, then stays there
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0
+    eval_interval: int = 250
+    eval_iters: int = 20
+    seed: int = 1337
+    dtype: str = "auto"  # auto | float32 | bfloat16
+    device: str = "auto"  # auto | cpu | cuda | mps
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+@dataclass
+class TrainEvent:
+    """What happened in one step; `val_loss` and `eval_train_loss` are set on evaluation steps."""
+
+    step: int
+    loss: float
+    lr: float
+    tokens_per_s: float
+    elapsed: float
+    val_loss: float | None = None
+    eval_train_loss: float | None = None
+
+
+@dataclass
+class History:
+    """The loss curve so far: every step's train loss, and every evaluation."""
+
+    steps: list[int] = field(default_factory=list)
+    loss: list[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
+    eval_steps: list[int] = field(default_factory=list)
+    eval_train: list[float] = field(default_factory=list)
+    eval_val: list[float] = field(default_factory=list)
+
+    def add(self, ev: TrainEvent) -> None:
+        if ev.step > 0 or ev.val_loss is None:
+            self.steps.append(ev.step)
+            self.loss.append(ev.loss)
+            self.lr.append(ev.lr)
+        if ev.val_loss is not None:
+            self.eval_steps.append(ev.step)
+            self.eval_train.append(ev.eval_train_loss if ev.eval_train_loss is not None else math.nan)
+            self.eval_val.append(ev.val_loss)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> History:
+        return cls(**{f.name: list(d.get(f.name, [])) for f in fields(cls)})
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """CUDA, then Apple MPS, then CPU, unless a device is named."""
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def bf16_supported(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        # bf16 matmuls pay off only with native support (AVX-512 BF16 or AMX).
+        try:
+            return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            return False
+    return False
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "float32":
+        return torch.float32
+    if name == "bfloat16":
+        return torch.bfloat16
+    return torch.bfloat16 if bf16_supported(device) else torch.float32
+
+
+class Trainer:
+    """Owns a model, its optimizer and the batch stream; advances them one step at a time."""
+
+    def __init__(self, model_config: GPTConfig, config: TrainConfig, data: TokenData) -> None:
+        self.config = config
+        self.data = data
+        self.device = pick_device(config.device)
+        self.dtype = resolve_dtype(config.dtype, self.device)
+        torch.manual_seed(config.seed)
+        self.model = GPT(model_config).to(self.device)
+        self.optimizer = self.model.configure_optimizer(config.lr, config.weight_decay, (config.beta1, config.beta2))
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.step = 0
+        self.elapsed = 0.0  # seconds spent training, across resumes
+        self.history = History()
+        self._tok_rate = 0.0
+
+    @property
+    def model_config(self) -> GPTConfig:
+        return self.model.config
+
+    def _autocast(self):  # noqa: ANN202 - a context manager
+        if self.dtype == torch.float32:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def lr_at(self, step: int) -> float:
+        c = self.config
+        min_lr = c.lr / 10 if c.min_lr is None else c.min_lr
+        if step < c.warmup_steps:
+            return c.lr * (step + 1) / (c.warmup_steps + 1)
+        if step >= c.decay_steps:
+            return min_lr
+        ratio = (step - c.warmup_steps) / max(1, c.decay_steps - c.warmup_steps)
+        return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (c.lr - min_lr)
+
+    def set_lr(self, lr: float) -> None:
+        """Change the peak learning rate mid-run; the schedule keeps its shape."""
+        self.config.lr = lr
+
+    def train_step(self) -> TrainEvent:
+        """One optimizer step on one random batch."""
+        c = self.config
+        t0 = time.perf_counter()
+        lr = self.lr_at(self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.model.train()
+        x, y = get_batch(self.data.train, c.batch_size, self.model.config.block_size, self.generator)
+        x, y = x.to(self.device), y.to(self.device)
+        with self._autocast():
+            _, loss, _ = self.model(x, y)
+        loss.backward()
+        if c.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss_value = loss.item()  # also waits for the device
+        dt = time.perf_counter() - t0
+        self.step += 1
+        self.elapsed += dt
+        rate = x.numel() / dt
+        self._tok_rate = rate if self._tok_rate == 0 else 0.9 * self._tok_rate + 0.1 * rate
+        ev = TrainEvent(self.step, loss_value, lr, self._tok_rate, self.elapsed)
+        return ev
+
+    @torch.no_grad()
+    def evaluate(self, iters: int | None = None) -> dict[str, float]:
+        """Mean loss over `iters` random batches of each split.
+
+        The batches come from their own generator, seeded by the step, so evaluating never
+        changes the training stream and a resumed run sees the same numbers.
+        """
+        iters = iters or self.config.eval_iters
+        self.model.eval()
+        out = {}
+        for split in ("train", "val"):
+            gen = torch.Generator().manual_seed(self.config.seed + 7919 * (self.step + 1))
+            losses = []
+            for _ in range(iters):
+                x, y = get_batch(self.data.split(split), self.config.batch_size, self.model.config.block_size, gen)
+                with self._autocast():
+                    _, loss, _ = self.model(x.to(self.device), y.to(self.device))
+                losses.append(loss.item())
+            out[split] = sum(losses) / len(losses)
+        return out
+
+    def _eval_event(self, ev: TrainEvent | None) -> TrainEvent:
+        losses = self.evaluate()
+        if ev is None:  # before the first step
+            ev = TrainEvent(self.step, losses["train"], self.lr_at(self.step), 0.0, self.elapsed)
+        ev.val_loss, ev.eval_train_loss = losses["val"], losses["train"]
+        return ev
+
+    def run(self, steps: int | None = None, seconds: float | None = None) -> Iterator[TrainEvent]:
+        """Train until `steps` more steps or `seconds` of wall time, whichever comes first.
+
+        Evaluates before the first step of a fresh run, every `eval_interval` steps, and at
+        the end. Every event is also recorded in `history`.
+        """
+        start = time.perf_counter()
+        end_step = self.step + steps if steps is not None else None
+        if self.step == 0 and self.config.eval_interval > 0:
+            ev = self._eval_event(None)
+            self.history.add(ev)
+            yield ev
+        while True:
+            if end_step is not None and self.step >= end_step:
+                break
+            if seconds is not None and time.perf_counter() - start >= seconds:
+                break
+            ev = self.train_step()
+            last = (end_step is not None and self.step >= end_step) or (
+                seconds is not None and time.perf_counter() - start >= seconds
+            )
+            interval = self.config.eval_interval
+            if interval > 0 and (self.step % interval == 0 or last):
+                ev = self._eval_event(ev)
+            self.history.add(ev)
+            yield ev
