@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, load_model, save_file, save_model
+from safetensors import torch as st
 
 from tui_gpt.corpus import Corpus
 from tui_gpt.dataset import TokenData
@@ -54,11 +54,11 @@ def save_checkpoint(out: Path, trainer: Trainer, tokenizer: TextTokenizer, corpu
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         model = trainer.model
-        save_model(model, str(tmp / "model.safetensors"))
+        st.save_model(model, str(tmp / "model.safetensors"))
         opt_tensors, hyper = _optimizer_tensors(trainer)
         opt_tensors["rng.batches"] = trainer.generator.get_state()
         opt_tensors["rng.torch"] = torch.get_rng_state()
-        save_file({k: v.detach().cpu().contiguous() for k, v in opt_tensors.items()}, str(tmp / "optimizer.safetensors"))
+        st.save_file({k: v.detach().cpu().contiguous() for k, v in opt_tensors.items()}, str(tmp / "optimizer.safetensors"))
         _write_json(
             tmp / "config.json",
             {
@@ -154,7 +154,7 @@ def _load_weights(model: GPT, file: Path) -> None:
     if not file.exists():
         raise TuiGptError(f"{file}: missing; the checkpoint is incomplete, save it again")
     try:
-        missing, unexpected = load_model(model, str(file), strict=False)
+        missing, unexpected = st.load_model(model, str(file), strict=False)
     except (SafetensorError, RuntimeError, OSError, ValueError) as exc:
         raise TuiGptError(f"{file}: corrupt weights ({str(exc).splitlines()[0][:80]})") from None
     if missing or unexpected:
@@ -171,7 +171,7 @@ def load_trainer(path: Path, data: TokenData, device: str = "auto") -> Trainer:
     _load_weights(trainer.model, path / "model.safetensors")
     state = _read_json(path / "trainer.json")
     try:
-        tensors = load_file(str(path / "optimizer.safetensors"))
+        tensors = st.load_file(str(path / "optimizer.safetensors"))
     except FileNotFoundError:
         raise TuiGptError(f"{path / 'optimizer.safetensors'}: missing; the checkpoint cannot resume training") from None
     except (SafetensorError, OSError) as exc:

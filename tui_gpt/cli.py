@@ -67,7 +67,7 @@ def parser_app() -> argparse.ArgumentParser:
     )
     p.add_argument("text", nargs="*", metavar="TEXT", help="text to train on (default: the bundled fables)")
     p.add_argument("--resume", metavar="CKPT", help="continue a saved run")
-    p.add_argument("--out", metavar="DIR", default="tui-gpt-run", help="where save and quit write (default ./tui-gpt-run)")
+    p.add_argument("--out", metavar="DIR", default=None, help="where save and quit write (default: ./tui-gpt-run, or the --resume one)")
     add_model_options(p)
     return p
 

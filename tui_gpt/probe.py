@@ -48,53 +48,63 @@ def context(ids: list[int], block_size: int) -> tuple[list[int], int]:
     return ids[dropped:], dropped
 
 
+@dataclass(frozen=True)
+class Analysis:
+    """One forward pass over a prefix: its next-token guesses, its training examples, attention."""
+
+    prediction: Prediction
+    examples: list[Example]
+    loss: float  # mean -log p over `examples`: the model's cross-entropy on this text
+
+
 @torch.no_grad()
+def analyze(
+    model: GPT, tokenizer: TextTokenizer, ids: list[int], k: int = 10, temperature: float = 1.0, attention: bool = True
+) -> Analysis:
+    """Top-k next tokens after `ids` (probabilities at `temperature`), plus every example in them.
+
+    Only the last `block_size` tokens are seen. Row t of the examples is the prefix
+    ids[:t] predicting ids[t]; the mean of their -log p is exactly the cross-entropy loss
+    the model reports for the same tokens.
+    """
+    ctx, dropped = context(ids, model.config.block_size)
+    ctx_in = ctx or [tokenizer.eot_id]  # nothing typed: condition on a document start
+    model.eval()
+    x = torch.tensor([ctx_in], dtype=torch.long, device=next(model.parameters()).device)
+    logits, _, attns = model(x, want_attn=attention)
+    logits = logits[0].float()  # (T, V)
+    last = logits[-1]  # (V,)
+    probs = F.softmax(last / max(temperature, 1e-6), dim=-1)
+    top = torch.topk(probs, min(k, last.numel()))
+    texts = tokenizer.token_texts
+    guesses = [Guess(i, texts[i], p, last[i].item()) for p, i in zip(top.values.tolist(), top.indices.tolist())]
+    att = torch.stack([a[0] for a in attns]).float().cpu() if attns and ctx else None  # (L, nh, T, T)
+    rows: list[Example] = []
+    loss = math.nan
+    if len(ctx) >= 2:
+        logp = F.log_softmax(logits[:-1], dim=-1)  # (T-1, V)
+        tgt = x[0, 1:]  # (T-1,)
+        tgt_logp = logp.gather(1, tgt[:, None])[:, 0]  # (T-1,)
+        ranks = (logp > tgt_logp[:, None]).sum(dim=1) + 1  # (T-1,)
+        rows = [
+            Example(t + 1, int(tgt[t]), math.exp(lp), -lp, int(r))
+            for t, (lp, r) in enumerate(zip(tgt_logp.tolist(), ranks.tolist()))
+        ]
+        loss = float(-tgt_logp.mean())
+    return Analysis(Prediction(ctx, dropped, guesses, att), rows, loss)
+
+
 def predict(
     model: GPT, tokenizer: TextTokenizer, ids: list[int], k: int = 10, temperature: float = 1.0, attention: bool = True
 ) -> Prediction:
     """Top-k next tokens after `ids`, with probabilities at `temperature`, plus attention maps."""
-    ctx, dropped = context(ids, model.config.block_size)
-    if not ctx:  # nothing typed: condition on the end-of-text token, as at a document start
-        ctx_in = [tokenizer.eot_id]
-    else:
-        ctx_in = ctx
-    model.eval()
-    x = torch.tensor([ctx_in], dtype=torch.long, device=next(model.parameters()).device)
-    logits, _, attns = model(x, want_attn=attention)
-    last = logits[0, -1].float()  # (V,)
-    probs = F.softmax(last / max(temperature, 1e-6), dim=-1)
-    k = min(k, last.numel())
-    top = torch.topk(probs, k)
-    texts = tokenizer.token_texts
-    guesses = [Guess(i, texts[i], p, last[i].item()) for p, i in zip(top.values.tolist(), top.indices.tolist())]
-    att = torch.stack([a[0] for a in attns]).float().cpu() if attns and ctx else None  # (L, nh, T, T)
-    return Prediction(ctx, dropped, guesses, att)
+    return analyze(model, tokenizer, ids, k, temperature, attention).prediction
 
 
-@torch.no_grad()
-def examples(model: GPT, ids: list[int]) -> tuple[list[Example], float]:
-    """Every training example in `ids` (the last block_size + 1 of them), and their mean loss.
-
-    The mean of the rows' -log p is exactly the cross-entropy loss the model reports for
-    the same tokens.
-    """
-    ids = ids[-(model.config.block_size + 1) :]
-    if len(ids) < 2:
-        return [], math.nan
-    model.eval()
-    dev = next(model.parameters()).device
-    x = torch.tensor([ids[:-1]], dtype=torch.long, device=dev)
-    y = torch.tensor([ids[1:]], dtype=torch.long, device=dev)
-    logits, _, _ = model(x)
-    logp = F.log_softmax(logits[0].float(), dim=-1)  # (T, V)
-    tgt = y[0]
-    tgt_logp = logp.gather(1, tgt[:, None])[:, 0]  # (T,)
-    ranks = (logp > tgt_logp[:, None]).sum(dim=1) + 1  # (T,)
-    rows = [
-        Example(t + 1, int(tgt[t]), math.exp(lp), -lp, int(r))
-        for t, (lp, r) in enumerate(zip(tgt_logp.tolist(), ranks.tolist()))
-    ]
-    return rows, float(-tgt_logp.mean())
+def examples(model: GPT, tokenizer: TextTokenizer, ids: list[int]) -> tuple[list[Example], float]:
+    """Every training example in the last block_size tokens of `ids`, and their mean loss."""
+    a = analyze(model, tokenizer, ids, k=1, attention=False)
+    return a.examples, a.loss
 
 
 def _filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) -> torch.Tensor:

@@ -1,0 +1,148 @@
+"""The `tui-gpt` command end to end, in a subprocess: errors as one line, and a tiny train/probe/resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tui_gpt.checkpoint import FILES
+
+TIMEOUT = 120
+TINY = [
+    "--n-layer", "1", "--n-embd", "32", "--n-head", "2", "--block-size", "16", "--batch-size", "4",
+    "--eval-interval", "10", "--eval-iters", "2",
+]  # fmt: skip
+
+
+def tui_gpt(*args: str, cwd) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "100", "PYTHONIOENCODING": "utf-8"}
+    return subprocess.run(
+        [sys.executable, "-m", "tui_gpt", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=TIMEOUT,
+    )
+
+
+# ---- errors ---------------------------------------------------------------------------------
+
+ERROR_COMMANDS = {
+    "train": ("train", "/nonexistent"),
+    "complete": ("complete", "/nonexistent", "x"),
+}
+
+
+@pytest.fixture(scope="module")
+def error_runs(tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
+    cwd = tmp_path_factory.mktemp("cli-errors")
+    return {name: tui_gpt(*args, cwd=cwd) for name, args in ERROR_COMMANDS.items()}
+
+
+@pytest.mark.parametrize("name", ERROR_COMMANDS)
+def test_error_exits_2_with_a_message_and_no_traceback(error_runs, name):
+    r = error_runs[name]
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr + r.stdout
+    errors = [line for line in r.stderr.splitlines() if line.startswith("tui-gpt: error:")]
+    assert len(errors) == 1, r.stderr
+    assert "/nonexistent" in errors[0]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(
+            "train",
+            marks=pytest.mark.xfail(
+                reason="BUG: 'tui-gpt train /nonexistent' also prints the rich 'loading' progress bar "
+                "on stderr before the error line (commands._open's Progress is stopped by the exception "
+                "and renders its final state)",
+                strict=True,
+                raises=AssertionError,
+            ),
+        ),
+        "complete",
+    ],
+)
+def test_error_is_exactly_one_stderr_line(error_runs, name):
+    r = error_runs[name]
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("tui-gpt: error:")
+    assert r.stdout == ""
+
+
+def test_bad_option_is_a_usage_error(tmp_path):
+    r = tui_gpt("train", "--n-embd", "30", "--n-head", "4", cwd=tmp_path)
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    assert "divisible" in r.stderr
+
+
+# ---- a tiny run, end to end -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained_dir(tmp_path_factory, tiny_text):
+    cwd = tmp_path_factory.mktemp("cli-run")
+    (cwd / "tiny.txt").write_text(tiny_text, encoding="utf-8")
+    r = tui_gpt("train", "tiny.txt", "--steps", "30", *TINY, "--out", "DIR", cwd=cwd)
+    assert r.returncode == 0, r.stderr
+    return cwd, r
+
+
+def test_train_writes_a_checkpoint(trained_dir):
+    cwd, r = trained_dir
+    out = cwd / "DIR"
+    assert "Traceback" not in r.stderr
+    assert r.stdout.strip() == str(out.resolve())
+    for name in ["model.safetensors", "config.json", "tokenizer.json", "optimizer.safetensors", "trainer.json"]:
+        assert (out / name).is_file(), name
+    assert (out / "history.json").is_file()
+    assert sorted(p.name for p in out.iterdir()) == sorted(FILES)
+    assert json.loads((out / "trainer.json").read_text())["step"] == 30
+    history = json.loads((out / "history.json").read_text())
+    assert history["steps"] == list(range(1, 31))
+    assert history["eval_steps"] == [0, 10, 20, 30]
+    assert sorted(p.name for p in cwd.iterdir()) == ["DIR", "tiny.txt"]  # no temporary dirs left
+
+
+def test_complete_prints_top_k_table(trained_dir):
+    cwd, _ = trained_dir
+    r = tui_gpt("complete", "DIR", "The", "--top-k", "5", cwd=cwd)
+    assert r.returncode == 0, r.stderr
+    rows = [line.split("│")[1:-1] for line in r.stdout.splitlines() if line.startswith("│")]
+    ranks = [cells[0].strip() for cells in rows if cells[0].strip().isdigit()]
+    assert ranks == ["1", "2", "3", "4", "5"], r.stdout
+    probs = [float(cells[3]) for cells in rows if cells[0].strip().isdigit()]
+    assert probs == sorted(probs, reverse=True) and all(0 < p <= 1 for p in probs)
+
+
+def test_generate_streams_a_sample(trained_dir):
+    cwd, _ = trained_dir
+    r = tui_gpt("generate", "DIR", "The", "-n", "20", "--seed", "1", cwd=cwd)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("The")
+    assert len(r.stdout) > len("The\n")
+    assert "Traceback" not in r.stderr
+
+
+def test_train_resume_continues(trained_dir, tmp_path):
+    cwd, _ = trained_dir
+    ckpt = tmp_path / "copy"
+    shutil.copytree(cwd / "DIR", ckpt)
+    r = tui_gpt("train", "--resume", str(ckpt), "--steps", "10", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "resuming from step 30" in r.stderr
+    assert json.loads((ckpt / "trainer.json").read_text())["step"] == 40
+    history = json.loads((ckpt / "history.json").read_text())
+    assert history["steps"] == list(range(1, 41))
+    assert history["eval_steps"][-1] == 40

@@ -1,0 +1,122 @@
+"""The training loop: learning-rate schedule, evaluation, history, and a model that learns."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+
+from tui_gpt.probe import baselines
+from tui_gpt.session import open_run
+from tui_gpt.trainer import History, TrainConfig, TrainEvent, pick_device, resolve_dtype
+
+
+def test_lr_warms_up_then_decays_to_min_lr(make_spec):
+    run = open_run(make_spec(lr=1e-3, min_lr=2e-4, warmup_steps=10, decay_steps=50))
+    tr = run.trainer
+    lrs = [tr.lr_at(s) for s in range(70)]
+    warm = lrs[:11]
+    assert all(a < b for a, b in itertools.pairwise(warm)), "warmup must rise"
+    assert lrs[0] > 0
+    assert lrs[10] == pytest.approx(1e-3)  # the peak, at the end of warmup
+    decay = lrs[10:51]
+    assert all(a > b for a, b in itertools.pairwise(decay)), "cosine must fall"
+    assert lrs[30] == pytest.approx((1e-3 + 2e-4) / 2)  # halfway down the cosine
+    assert lrs[50:] == [pytest.approx(2e-4)] * 20
+    assert max(lrs) == pytest.approx(1e-3)
+
+
+def test_min_lr_defaults_to_a_tenth(make_spec):
+    tr = open_run(make_spec(lr=3e-3, min_lr=None, warmup_steps=0, decay_steps=5)).trainer
+    assert tr.lr_at(0) == pytest.approx(3e-3)
+    assert tr.lr_at(5) == pytest.approx(3e-4)
+    assert tr.lr_at(1000) == pytest.approx(3e-4)
+
+
+def test_the_optimizer_follows_the_schedule(make_spec):
+    tr = open_run(make_spec(lr=1e-3, warmup_steps=3, decay_steps=8)).trainer
+    for ev in tr.run(steps=10):
+        assert ev.lr == tr.lr_at(ev.step - 1)
+        assert all(g["lr"] == ev.lr for g in tr.optimizer.param_groups)
+    tr.set_lr(5e-4)
+    assert tr.lr_at(3) == pytest.approx(5e-4)
+
+
+def test_a_model_that_learns_the_fables(make_spec):
+    run = open_run(make_spec(n_embd=32, block_size=32, batch_size=8, warmup_steps=5, decay_steps=100, eval_iters=5))
+    tr = run.trainer
+    b = baselines(run.data.train, run.data.val, run.tokenizer.vocab_size)
+    before = tr.evaluate()
+    losses = [ev.loss for ev in tr.run(steps=100)]
+    after = tr.evaluate()
+    assert before["val"] == pytest.approx(b.uniform, abs=0.15)  # a fresh model knows nothing
+    assert after["val"] < before["val"] - 0.7
+    assert after["train"] < before["train"] - 0.7
+    assert sum(losses[-10:]) / 10 < sum(losses[:10]) / 10 - 0.5
+    assert all(math.isfinite(x) for x in losses)
+
+
+def test_run_evaluates_and_records_history(make_spec):
+    tr = open_run(make_spec(eval_interval=4)).trainer
+    events = list(tr.run(steps=10))
+    assert [e.step for e in events] == list(range(11))
+    evals = [e.step for e in events if e.val_loss is not None]
+    assert evals == [0, 4, 8, 10]  # before the first step, every 4, and at the end
+    assert all(e.eval_train_loss is not None for e in events if e.val_loss is not None)
+    h = tr.history
+    assert h.steps == list(range(1, 11))
+    assert h.loss == [e.loss for e in events[1:]]
+    assert h.eval_steps == evals
+    assert History.from_dict(h.to_dict()) == h
+    assert tr.step == 10 and tr.elapsed > 0
+
+
+def test_evaluate_does_not_disturb_training(make_spec):
+    spec = make_spec()
+    a = open_run(spec).trainer
+    b = open_run(spec).trainer
+    losses_a = [e.loss for e in a.run(steps=6)]
+    losses_b = []
+    for _ in range(6):
+        b.evaluate(3)
+        losses_b.append(b.train_step().loss)
+    assert losses_a == losses_b
+    assert b.evaluate(3) == b.evaluate(3)  # same step, same batches
+
+
+def test_seconds_limit_stops_the_run(make_spec):
+    tr = open_run(make_spec()).trainer
+    events = list(tr.run(seconds=0.0))
+    assert events == [] and tr.step == 0
+    events = list(tr.run(steps=1_000_000, seconds=0.2))
+    assert 0 < tr.step < 1_000_000
+
+
+def test_same_seed_same_run_other_seed_other_run(make_spec):
+    a = [e.loss for e in open_run(make_spec(seed=1)).trainer.run(steps=5)]
+    b = [e.loss for e in open_run(make_spec(seed=1)).trainer.run(steps=5)]
+    c = [e.loss for e in open_run(make_spec(seed=2)).trainer.run(steps=5)]
+    assert a == b
+    assert a != c
+
+
+def test_train_config_round_trip_ignores_unknown_keys():
+    c = TrainConfig(lr=2e-3, batch_size=3)
+    assert TrainConfig.from_dict({**c.to_dict(), "from_the_future": 1}) == c
+
+
+def test_device_and_dtype_resolution():
+    assert pick_device("cpu") == torch.device("cpu")
+    assert resolve_dtype("float32", torch.device("cpu")) == torch.float32
+    assert resolve_dtype("bfloat16", torch.device("cpu")) == torch.bfloat16
+    assert resolve_dtype("auto", torch.device("cpu")) in (torch.float32, torch.bfloat16)
+
+
+def test_history_keeps_nan_for_missing_eval_train():
+    h = History()
+    h.add(TrainEvent(step=0, loss=4.0, lr=1e-3, tokens_per_s=0.0, elapsed=0.0, val_loss=4.1))
+    h.add(TrainEvent(step=1, loss=3.9, lr=1e-3, tokens_per_s=1.0, elapsed=0.1))
+    assert h.steps == [1] and h.eval_steps == [0]
+    assert math.isnan(h.eval_train[0])

@@ -1,0 +1,37 @@
+"""Start the app from the command line: the trainer process first, then the UI."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from tui_gpt.session import RunSpec
+
+
+def run_app(args: argparse.Namespace) -> int:
+    from tui_gpt.client import prepare
+    from tui_gpt.corpus import load_corpus
+
+    spec = RunSpec.from_args(args)
+    out = args.out or spec.resume or "tui-gpt-run"
+    if spec.resume:
+        from tui_gpt.checkpoint import read_config
+
+        read_config(Path(spec.resume))  # a bad checkpoint is a one-line error, before the screen opens
+    elif spec.sources:
+        load_corpus(spec.sources)  # the same for unreadable or empty text
+    if not sys.stdout.isatty():
+        print("tui-gpt: error: the app needs a terminal; use 'tui-gpt train' for scripts", file=sys.stderr)
+        return 2
+    prepare()
+    from tui_gpt.app.app import GPTApp
+
+    app = GPTApp(spec, out=out)
+    app.run()
+    trainer_json = Path(out) / "trainer.json"
+    if trainer_json.exists():
+        step = json.loads(trainer_json.read_text()).get("step", 0)
+        print(f"tui-gpt: saved step {step} to {out}; continue with: tui-gpt --resume {out}")
+    return 0

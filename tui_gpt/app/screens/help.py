@@ -1,0 +1,59 @@
+"""The help screen: the three ideas behind a GPT, and the pane that shows each one."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Markdown
+
+HELP = """\
+# How a GPT learns — and where to see it
+
+## 1. Every prefix is a training example
+A text is not one example but many: `The -> quick`, `The quick -> brown`,
+`The quick brown -> fox`, … Each prefix is an input, and the token that follows it is
+the target. **See it in _Training examples_**: one row per prefix, with the target.
+
+## 2. The loss is the cross-entropy of the true next token
+For each example the model gives every token a probability. The loss of that example is
+`-log p(target)`: 0 when the model is sure and right, large when it is surprised. The
+training loss is the mean over all examples. **See it in _Training examples_** (the
+`-log p` column and its mean, named as the loss), **in _Next token_** (the probabilities
+after your prompt), and **in _Training_** (the mean over random batches, falling as it
+learns). The grey line is a model that knows nothing (`ln V`, uniform over the
+vocabulary); the orange one knows only the previous token (bigram).
+
+## 3. The causal mask keeps a position from seeing later ones
+When the model reads `The quick brown`, the position of `quick` may attend to `The` and
+itself, never to `brown`: otherwise training would be cheating, since the target is the
+next token. **See it in _Attention_**: the dotted cells above the diagonal are masked;
+press `v` there for the mask alone and for all heads of a layer.
+
+## Keys
+| key | what |
+|---|---|
+| type | the prompt; the bars follow every key |
+| `tab` | accept one token of the grey ghost text |
+| `→` (at the end) | accept the whole ghost word |
+| `↑` / `↓` | temperature up / down |
+| `ctrl+↑` / `ctrl+↓` | top-k up / down |
+| `ctrl+r` | pause or resume training |
+| `ctrl+n` | one training step (while paused) |
+| `ctrl+s` | save a checkpoint |
+| `ctrl+l` / `ctrl+g` | next attention layer / head |
+| `ctrl+o` | load other text |
+| `ctrl+t` | examples from the prompt or from a corpus passage |
+| `f1` | this help |
+| `ctrl+p` | every command: tokenizer, model size, reset, theme… |
+| `ctrl+q` | save and quit |
+"""
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,f1,q", "dismiss", "Close")]
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="help-body"):
+            yield Markdown(HELP)

@@ -1,0 +1,37 @@
+"""The prompt: an input with ghost text after the cursor, the model's likeliest continuation."""
+
+from __future__ import annotations
+
+from textual.binding import Binding
+from textual.widgets import Input
+
+
+class PromptInput(Input):
+    """Tab accepts one token of the ghost text; Right (at the end) accepts the whole word.
+
+    The ghost is set by the app (`set_ghost`) from the model; what is accepted is exactly
+    the text shown, so a subword token never adds or drops a space.
+    """
+
+    BINDINGS = [
+        Binding("tab", "accept_token", "Accept token", priority=True),
+        Binding("right", "cursor_right", "Accept word", show=True),
+    ]
+
+    def __init__(self, **kwargs) -> None:  # noqa: ANN003
+        super().__init__(**kwargs)
+        self.ghost = ""
+        self.ghost_first = ""
+
+    def set_ghost(self, text: str, first: str) -> None:
+        """Show `text` after the typed value; `first` is the first token's part of it."""
+        self.ghost, self.ghost_first = text, first
+        self._suggestion = self.value + text if text else ""
+
+    def _watch_value(self, value: str) -> None:
+        super()._watch_value(value)
+        self.ghost = self.ghost_first = ""
+
+    def action_accept_token(self) -> None:
+        if self.ghost_first and self.cursor_at_end:
+            self.insert_text_at_cursor(self.ghost_first)

@@ -1,0 +1,99 @@
+"""The training pane: the live loss chart with baselines, the run's numbers and the corpus."""
+
+from __future__ import annotations
+
+import math
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Static
+from textual_plotext import PlotextPlot
+
+
+def downsample(xs: list[int], ys: list[float], n: int) -> tuple[list[int], list[float]]:
+    """At most about `n` points, each the mean of its bucket, so the chart stays cheap."""
+    if len(xs) <= n or n <= 0:
+        return xs, ys
+    size = math.ceil(len(xs) / n)
+    out_x, out_y = [], []
+    for i in range(0, len(xs), size):
+        chunk = [y for y in ys[i : i + size] if not math.isnan(y)]
+        if chunk:
+            out_x.append(xs[min(i + size, len(xs)) - 1])
+            out_y.append(sum(chunk) / len(chunk))
+    return out_x, out_y
+
+
+class LossChart(PlotextPlot):
+    """Train loss per step, val loss per evaluation, and reference lines."""
+
+    def __init__(self, **kwargs) -> None:  # noqa: ANN003
+        super().__init__(**kwargs)
+        self.steps: list[int] = []
+        self.loss: list[float] = []
+        self.eval_steps: list[int] = []
+        self.eval_val: list[float] = []
+        self.baselines: dict[str, float] = {}
+        self.dirty = True
+
+    def set_history(self, history: dict) -> None:
+        self.steps = list(history.get("steps", []))
+        self.loss = list(history.get("loss", []))
+        self.eval_steps = list(history.get("eval_steps", []))
+        self.eval_val = list(history.get("eval_val", []))
+        self.dirty = True
+
+    def add(self, events: list[dict]) -> None:
+        for ev in events:
+            self.steps.append(ev["step"])
+            self.loss.append(ev["loss"])
+            if ev.get("val_loss") is not None:
+                self.eval_steps.append(ev["step"])
+                self.eval_val.append(ev["val_loss"])
+        self.dirty = True
+
+    def redraw(self) -> None:
+        if not self.dirty:
+            return
+        self.dirty = False
+        plt = self.plt
+        plt.clear_data()
+        plt.clear_figure()
+        plt.title("")
+        plt.xlabel("step")
+        finite = [v for v in self.loss if math.isfinite(v)]
+        if self.baselines:
+            hi = self.baselines["uniform"]
+            ymax = max(hi, *(finite[:1] or [hi])) * 1.05
+            plt.ylim(0, ymax)
+            plt.hline(self.baselines["uniform"], "gray")
+            plt.hline(self.baselines["bigram"], "orange")
+        if self.steps:
+            xs, ys = downsample(self.steps, self.loss, max(20, self.size.width - 10))
+            plt.plot(xs, ys, label="train", color="cyan", marker="braille")
+        if self.eval_steps:
+            plt.plot(self.eval_steps, self.eval_val, label="val", color="magenta", marker="braille")
+        self.refresh()
+
+
+class TrainingPane(Vertical):
+    def compose(self) -> ComposeResult:
+        yield LossChart(id="loss-chart")
+        yield Static("", id="legend")
+        yield Static("starting the trainer…", id="train-stats")
+        yield Static("", id="corpus-info")
+
+    def set_baselines(self, baselines: dict[str, float]) -> None:
+        chart = self.query_one(LossChart)
+        chart.baselines = baselines
+        chart.dirty = True
+        self.query_one("#legend", Static).update(
+            f"[cyan]━ train[/] [magenta]━ val[/] [gray]─ uniform ln V = {baselines['uniform']:.2f}[/]"
+            f" [orange1]─ bigram {baselines['bigram']:.2f}[/] · unigram {baselines['unigram']:.2f}"
+        )
+
+    def set_stats(self, text: str) -> None:
+        self.query_one("#train-stats", Static).update(text)
+
+    def set_corpus(self, text: str) -> None:
+        self.query_one("#corpus-info", Static).update(text)

@@ -1,0 +1,56 @@
+"""The app's own copy of the model: it takes weight snapshots from the trainer and answers probes.
+
+No Textual here. `stage` runs on the thread that receives snapshots; `swap` and the probes
+run on the UI thread, so a snapshot never lands under a forward pass.
+"""
+
+from __future__ import annotations
+
+import torch
+from safetensors.torch import load
+from tokenizers import Tokenizer
+
+from tui_gpt.model import GPT, GPTConfig
+from tui_gpt.probe import Analysis, Completion, analyze, complete
+from tui_gpt.tokenizer import TextTokenizer
+
+
+class Lens:
+    def __init__(self, tokenizer_json: str, model_config: dict) -> None:
+        self.tokenizer = TextTokenizer(Tokenizer.from_str(tokenizer_json))
+        self.config = GPTConfig(**model_config)
+        self.model = self._new_model()
+        self.step = 0
+        self._spare: list[GPT] = []
+        _ = self.tokenizer.token_texts  # build the id -> text table now, not on the first key
+
+    def _new_model(self) -> GPT:
+        return GPT(self.config).eval()
+
+    def stage(self, blob: bytes) -> GPT:
+        """Load a snapshot into a spare model (off the UI thread) and return it."""
+        model = self._spare.pop() if self._spare else self._new_model()
+        model.load_state_dict(load(blob), strict=False)  # lm_head is tied to wte
+        return model
+
+    def swap(self, model: GPT, step: int) -> None:
+        """Make `model` the one that answers probes; keep the old one for the next snapshot."""
+        old, self.model, self.step = self.model, model, step
+        self._spare.append(old)
+
+    def load_weights(self, blob: bytes, step: int) -> None:
+        self.swap(self.stage(blob), step)
+
+    def set_causal(self, causal: bool) -> None:
+        self.config.causal = causal
+
+    def analyze(self, text: str, k: int, temperature: float) -> Analysis:
+        return analyze(self.model, self.tokenizer, self.tokenizer.encode(text), k, temperature)
+
+    def complete(self, text: str) -> Completion:
+        return complete(self.model, self.tokenizer, text)
+
+
+def ui_threads() -> None:
+    """One torch thread for the UI: on 2 cores the trainer needs the other (measured)."""
+    torch.set_num_threads(1)

@@ -1,0 +1,84 @@
+"""The messages between the app and its trainer process.
+
+Plain dataclasses, no torch and no Textual: weights travel as safetensors bytes.
+App -> trainer: `Command`. Trainer -> app: the event classes below.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Command:
+    """What the app asks of the trainer.
+
+    name is one of: pause, resume, step, save, reset, set_lr, set_eval_interval, quit.
+    """
+
+    name: str
+    args: dict = field(default_factory=dict)
+
+
+@dataclass
+class Loading:
+    what: str
+    done: int
+    total: int
+
+
+@dataclass
+class Ready:
+    """The run is built: everything the app needs to probe and describe it."""
+
+    tokenizer_json: str
+    model_config: dict
+    corpus: dict  # name, files, chars, train_tokens, val_tokens, skipped
+    baselines: dict  # uniform, unigram, bigram
+    history: dict  # History.to_dict(), for a resumed run
+    step: int
+    spec: dict  # the RunSpec fields in force
+    device: str
+    dtype: str
+
+
+@dataclass
+class Losses:
+    """A batch of TrainEvent dicts since the last batch."""
+
+    events: list[dict]
+
+
+@dataclass
+class Weights:
+    step: int
+    blob: bytes  # safetensors.torch.save(state_dict)
+
+
+@dataclass
+class Status:
+    paused: bool
+    step: int
+
+
+@dataclass
+class Saved:
+    path: str
+    step: int
+
+
+@dataclass
+class Failed:
+    """The trainer hit an error; `fatal` means the process is exiting."""
+
+    message: str
+    detail: str = ""
+    fatal: bool = True
+
+
+@dataclass
+class Stopped:
+    step: int
+
+
+Event = Loading | Ready | Losses | Weights | Status | Saved | Failed | Stopped

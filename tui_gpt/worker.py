@@ -1,0 +1,187 @@
+"""The trainer process: runs `Trainer` and talks to the app only through `protocol` messages.
+
+Spawned, so it must import nothing heavy at module level and never Textual.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import sys
+import time
+import traceback
+from dataclasses import asdict
+from multiprocessing.queues import Queue
+from pathlib import Path
+
+from tui_gpt.errors import TuiGptError
+from tui_gpt.protocol import Command, Failed, Loading, Losses, Ready, Saved, Status, Stopped, Weights
+from tui_gpt.session import RunSpec, open_run
+
+LOSS_EVERY = 0.25  # seconds between loss batches
+WEIGHTS_EVERY = 1.0  # seconds between weight snapshots
+
+
+def _silence(log: str | None) -> None:
+    """Point stdout and stderr away from the terminal the app is drawing on."""
+    target = os.open(log or os.devnull, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(target, 1)
+    os.dup2(target, 2)
+    sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
+    sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
+
+
+def weights_blob(model) -> bytes:  # noqa: ANN001
+    from safetensors.torch import save
+
+    # The head is tied to the token embedding, so it travels once.
+    return save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"})
+
+
+def _passages(run, n: int = 5) -> list[str]:  # noqa: ANN001
+    """A few validation passages, one context long, for the examples pane."""
+    val, size = run.data.val, run.trainer.model.config.block_size + 1
+    starts = range(0, max(1, len(val) - size), max(1, (len(val) - size) // n))
+    return [run.tokenizer.decode(val[i : i + size].tolist()) for i in list(starts)[:n]]
+
+
+class TrainerLoop:
+    def __init__(self, spec: RunSpec, commands: Queue, events: Queue) -> None:
+        self.spec = spec
+        self.commands = commands
+        self.events = events
+        self.paused = False
+        self.pending_steps = 0
+        self.run = None
+        self.steps = None
+        self.batch: list[dict] = []
+        self.last_losses = 0.0
+        self.last_weights = 0.0
+        self.running = True
+
+    def open(self, spec: RunSpec) -> None:
+        from tui_gpt.probe import baselines
+
+        last = [0.0]
+
+        def progress(what: str, done: int, total: int) -> None:
+            now = time.monotonic()
+            if now - last[0] > 0.1 or done == total:
+                last[0] = now
+                self.events.put(Loading(what, done, total))
+
+        self.events.put(Loading("loading text", 0, 1))
+        run = open_run(spec, progress)
+        self.run, self.spec = run, run.spec
+        tr = run.trainer
+        b = baselines(run.data.train, run.data.val, run.tokenizer.vocab_size)
+        self.events.put(
+            Ready(
+                tokenizer_json=run.tokenizer.hf.to_str(),
+                model_config=tr.model.config.to_dict(),
+                corpus={
+                    "name": run.corpus.name,
+                    "files": len(run.corpus.documents),
+                    "chars": run.corpus.chars,
+                    "train_tokens": len(run.data.train),
+                    "val_tokens": len(run.data.val),
+                    "skipped": len(run.corpus.skipped),
+                    "tokenizer": run.tokenizer.kind,
+                    "vocab_size": run.tokenizer.vocab_size,
+                    "params": tr.model.num_params(),
+                    "passages": _passages(run),
+                },
+                baselines={"uniform": b.uniform, "unigram": b.unigram, "bigram": b.bigram},
+                history=tr.history.to_dict(),
+                step=tr.step,
+                spec=asdict(self.spec),
+                device=str(tr.device),
+                dtype=str(tr.dtype).removeprefix("torch."),
+            )
+        )
+        self.steps = tr.run()
+        self.send_weights()
+
+    def send_weights(self) -> None:
+        tr = self.run.trainer
+        self.events.put(Weights(tr.step, weights_blob(tr.model)))
+        self.last_weights = time.monotonic()
+
+    def flush_losses(self) -> None:
+        if self.batch:
+            self.events.put(Losses(self.batch))
+            self.batch = []
+        self.last_losses = time.monotonic()
+
+    def handle(self, cmd: Command) -> None:
+        tr = self.run.trainer if self.run else None
+        if cmd.name == "quit":
+            self.running = False
+            if cmd.args.get("save") and tr is not None:
+                self.save(cmd.args["save"])
+        elif cmd.name == "pause":
+            self.paused = True
+        elif cmd.name == "resume":
+            self.paused = False
+        elif cmd.name == "step":
+            self.pending_steps += int(cmd.args.get("n", 1))
+        elif cmd.name == "save" and tr is not None:
+            self.save(cmd.args["path"])
+        elif cmd.name == "reset":
+            self.open(RunSpec(**cmd.args["spec"]))
+        elif cmd.name == "set_lr" and tr is not None:
+            tr.set_lr(float(cmd.args["lr"]))
+        elif cmd.name == "set_eval_interval" and tr is not None:
+            tr.config.eval_interval = int(cmd.args["interval"])
+        if tr is not None:
+            self.events.put(Status(self.paused, self.run.trainer.step))
+
+    def save(self, path: str) -> None:
+        try:
+            out = self.run.save(Path(path))
+        except (OSError, TuiGptError) as exc:
+            self.events.put(Failed(f"could not save to {path}: {exc}", fatal=False))
+            return
+        self.events.put(Saved(str(out), self.run.trainer.step))
+
+    def loop(self) -> None:
+        self.open(self.spec)
+        while self.running:
+            idle = self.paused and not self.pending_steps
+            try:
+                cmd = self.commands.get(timeout=0.1) if idle else self.commands.get_nowait()
+            except queue.Empty:
+                cmd = None
+            if cmd is not None:
+                self.handle(cmd)
+                continue
+            if idle:
+                continue
+            ev = next(self.steps)
+            if self.pending_steps:
+                self.pending_steps -= 1
+            self.batch.append(asdict(ev))
+            now = time.monotonic()
+            if now - self.last_losses >= LOSS_EVERY or self.paused:
+                self.flush_losses()
+            if now - self.last_weights >= WEIGHTS_EVERY or self.paused:
+                self.send_weights()
+        self.flush_losses()
+        self.events.put(Stopped(self.run.trainer.step if self.run else 0))
+
+
+def trainer_main(spec: RunSpec, commands: Queue, events: Queue, threads: int = 1, log: str | None = None) -> None:
+    """Entry point of the trainer process."""
+    _silence(log)
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+        TrainerLoop(spec, commands, events).loop()
+    except TuiGptError as exc:
+        events.put(Failed(str(exc)))
+    except Exception as exc:  # report anything, so the app can show it and offer a restart
+        events.put(Failed(f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+    finally:
+        events.close()
+        events.join_thread()
