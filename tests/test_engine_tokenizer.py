@@ -85,8 +85,9 @@ def test_encode_documents_puts_eot_between_documents(tok):
     parts.append(cur)
     assert [tok.decode(p) for p in parts] == docs
     assert tok.decode(ids) == EOT.join(docs)
-    assert tok.encode_documents(["only one"]) == tok.encode_documents(["only one"])
-    assert tok.eot_id not in tok.encode_documents(["only one"])
+    single = tok.encode_documents(["only one\nand a second line"])
+    assert tok.eot_id not in single
+    assert tok.decode(single) == "only one\nand a second line"
 
 
 def test_bpe_byte_fragments_decode_as_escapes():
