@@ -26,7 +26,7 @@ from tui_gpt.dataset import TokenData
 from tui_gpt.errors import TuiGptError
 from tui_gpt.model import GPT, GPTConfig
 from tui_gpt.tokenizer import TextTokenizer
-from tui_gpt.trainer import History, Trainer, TrainConfig
+from tui_gpt.trainer import History, TrainConfig, Trainer
 
 FORMAT = "tui-gpt-checkpoint/1"
 FILES = ("model.safetensors", "optimizer.safetensors", "config.json", "tokenizer.json", "trainer.json", "history.json")
@@ -58,7 +58,9 @@ def save_checkpoint(out: Path, trainer: Trainer, tokenizer: TextTokenizer, corpu
         opt_tensors, hyper = _optimizer_tensors(trainer)
         opt_tensors["rng.batches"] = trainer.generator.get_state()
         opt_tensors["rng.torch"] = torch.get_rng_state()
-        st.save_file({k: v.detach().cpu().contiguous() for k, v in opt_tensors.items()}, str(tmp / "optimizer.safetensors"))
+        st.save_file(
+            {k: v.detach().cpu().contiguous() for k, v in opt_tensors.items()}, str(tmp / "optimizer.safetensors")
+        )
         _write_json(
             tmp / "config.json",
             {
@@ -183,7 +185,10 @@ def load_trainer(path: Path, data: TokenData, device: str = "auto") -> Trainer:
             if key.startswith("state."):
                 _, idx, name = key.split(".", 2)
                 opt_state.setdefault(int(idx), {})[name] = value.to(trainer.device) if name != "step" else value
-        groups = [{**hyper, "params": g["params"]} for hyper, g in zip(state["param_groups"], template["param_groups"])]
+        groups = [
+            {**hyper, "params": g["params"]}
+            for hyper, g in zip(state["param_groups"], template["param_groups"], strict=True)
+        ]
         trainer.optimizer.load_state_dict({"state": opt_state, "param_groups": groups})
         trainer.generator.set_state(tensors["rng.batches"])
         torch.set_rng_state(tensors["rng.torch"])

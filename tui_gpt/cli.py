@@ -31,8 +31,12 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=1337)
     g.add_argument("--eval-interval", type=int, default=250, help="evaluate every N steps (0: never)")
     g.add_argument("--eval-iters", type=int, default=20, help="batches per evaluation")
-    g.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto",
-                   help="auto: bf16 autocast where the CPU/GPU has native bf16, else float32")
+    g.add_argument(
+        "--dtype",
+        choices=("auto", "float32", "bfloat16"),
+        default="auto",
+        help="auto: bf16 autocast where the CPU/GPU has native bf16, else float32",
+    )
     g.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
 
 
@@ -67,7 +71,12 @@ def parser_app() -> argparse.ArgumentParser:
     )
     p.add_argument("text", nargs="*", metavar="TEXT", help="text to train on (default: the bundled fables)")
     p.add_argument("--resume", metavar="CKPT", help="continue a saved run")
-    p.add_argument("--out", metavar="DIR", default=None, help="where save and quit write (default: ./tui-gpt-run, or the --resume one)")
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        default=None,
+        help="where save and quit write (default: ./tui-gpt-run, or the --resume one)",
+    )
     add_model_options(p)
     return p
 
@@ -77,11 +86,17 @@ def parser_train() -> argparse.ArgumentParser:
         prog="tui-gpt train",
         description=f"Train a GPT headless and save a checkpoint. The {SPLIT_HELP}.",
     )
-    p.add_argument("text", nargs="*", metavar="TEXT",
-                   help="files, folders or a built-in corpus (fables, python-docs); default: fables")
+    p.add_argument(
+        "text",
+        nargs="*",
+        metavar="TEXT",
+        help="files, folders or a built-in corpus (fables, python-docs); default: fables",
+    )
     p.add_argument("--steps", type=int, default=None, help="optimizer steps to take (default 2000)")
     p.add_argument("--time", type=float, default=None, metavar="SECONDS", help="stop after this much wall time")
-    p.add_argument("--out", metavar="DIR", default=None, help="checkpoint directory (default: out, or the --resume one)")
+    p.add_argument(
+        "--out", metavar="DIR", default=None, help="checkpoint directory (default: out, or the --resume one)"
+    )
     p.add_argument("--resume", metavar="DIR", default=None, help="continue from this checkpoint's exact step")
     add_model_options(p)
     return p

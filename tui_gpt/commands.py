@@ -11,7 +11,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from tui_gpt.errors import TuiGptError
 from tui_gpt.session import RunSpec, open_run
 from tui_gpt.tokenizer import visible
 
@@ -32,7 +31,7 @@ def _bar() -> Progress:
     )
 
 
-def _open(spec: RunSpec):  # noqa: ANN202
+def _open(spec: RunSpec):
     with _bar() as bar:
         task = bar.add_task("loading", total=None, stats="")
 

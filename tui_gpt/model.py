@@ -140,8 +140,8 @@ class GPT(nn.Module):
 
         The attention list holds one (B, nh, T, T) tensor per layer when want_attn is set.
         """
-        B, T = idx.shape
-        if T > self.config.block_size:
+        _, T = idx.shape  # (B, T)
+        if self.config.block_size < T:
             raise ValueError(f"sequence of {T} tokens is longer than block_size {self.config.block_size}")
         pos = torch.arange(T, dtype=torch.long, device=idx.device)  # (T,)
         x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))  # (B, T, C)
@@ -157,9 +157,7 @@ class GPT(nn.Module):
             loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1))
         return logits, loss, attns
 
-    def configure_optimizer(
-        self, lr: float, weight_decay: float, betas: tuple[float, float]
-    ) -> torch.optim.AdamW:
+    def configure_optimizer(self, lr: float, weight_decay: float, betas: tuple[float, float]) -> torch.optim.AdamW:
         # Decay the matrices, not the biases and LayerNorm gains, as nanoGPT does.
         params = [p for p in self.parameters() if p.requires_grad]
         decay = [p for p in params if p.dim() >= 2]

@@ -77,7 +77,9 @@ def analyze(
     probs = F.softmax(last / max(temperature, 1e-6), dim=-1)
     top = torch.topk(probs, min(k, last.numel()))
     texts = tokenizer.token_texts
-    guesses = [Guess(i, texts[i], p, last[i].item()) for p, i in zip(top.values.tolist(), top.indices.tolist())]
+    guesses = [
+        Guess(i, texts[i], p, last[i].item()) for p, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)
+    ]
     att = torch.stack([a[0] for a in attns]).float().cpu() if attns and ctx else None  # (L, nh, T, T)
     rows: list[Example] = []
     loss = math.nan
@@ -88,7 +90,7 @@ def analyze(
         ranks = (logp > tgt_logp[:, None]).sum(dim=1) + 1  # (T-1,)
         rows = [
             Example(t + 1, int(tgt[t]), math.exp(lp), -lp, int(r))
-            for t, (lp, r) in enumerate(zip(tgt_logp.tolist(), ranks.tolist()))
+            for t, (lp, r) in enumerate(zip(tgt_logp.tolist(), ranks.tolist(), strict=True))
         ]
         loss = float(-tgt_logp.mean())
     return Analysis(Prediction(ctx, dropped, guesses, att), rows, loss)
@@ -174,7 +176,7 @@ def complete(model: GPT, tokenizer: TextTokenizer, prefix: str, max_tokens: int 
         best = next((g for g in pred.guesses if g.text.startswith(tail) and not tokenizer.is_special(g.id)), None)
         if best is not None and best.text != tail:
             pieces.append(best.text[len(tail) :])
-            ids = ids[:-1] + [best.id]
+            ids = [*ids[:-1], best.id]
     for tok in sample(model, ids, max_tokens - len(pieces), temperature=0):
         if tokenizer.is_special(tok):
             break

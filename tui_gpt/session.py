@@ -85,7 +85,7 @@ def open_run(spec: RunSpec, progress: Progress | None = None) -> Run:
     """Load the corpus and build a trainer for `spec`, resuming from `spec.resume` if set."""
     from tui_gpt.dataset import TokenData
     from tui_gpt.model import GPTConfig
-    from tui_gpt.trainer import Trainer, TrainConfig
+    from tui_gpt.trainer import TrainConfig, Trainer
 
     sources = spec.sources
     if spec.resume:

@@ -138,7 +138,7 @@ class Trainer:
     def model_config(self) -> GPTConfig:
         return self.model.config
 
-    def _autocast(self):  # noqa: ANN202 - a context manager
+    def _autocast(self):
         if self.dtype == torch.float32:
             return nullcontext()
         return torch.autocast(self.device.type, dtype=self.dtype)

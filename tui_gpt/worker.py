@@ -31,14 +31,14 @@ def _silence(log: str | None) -> None:
     sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
 
 
-def weights_blob(model) -> bytes:  # noqa: ANN001
+def weights_blob(model) -> bytes:
     from safetensors.torch import save
 
     # The head is tied to the token embedding, so it travels once.
     return save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"})
 
 
-def _passages(run, n: int = 5) -> list[str]:  # noqa: ANN001
+def _passages(run, n: int = 5) -> list[str]:
     """A few validation passages, one context long, for the examples pane."""
     val, size = run.data.val, run.trainer.model.config.block_size + 1
     starts = range(0, max(1, len(val) - size), max(1, (len(val) - size) // n))

@@ -367,10 +367,14 @@ class GPTApp(App[None]):
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        yield SystemCommand("Pause or resume training", "Stop or continue the trainer (ctrl+r)", self.action_toggle_pause)
+        yield SystemCommand(
+            "Pause or resume training", "Stop or continue the trainer (ctrl+r)", self.action_toggle_pause
+        )
         yield SystemCommand("Single training step", "Pause and take one optimizer step (ctrl+n)", self.action_step)
         yield SystemCommand("Save checkpoint", f"Write a checkpoint to {self.out} (ctrl+s)", self.action_save)
-        yield SystemCommand("Load text…", "Train from scratch on another file or folder (ctrl+o)", self.action_load_text)
+        yield SystemCommand(
+            "Load text…", "Train from scratch on another file or folder (ctrl+o)", self.action_load_text
+        )
         yield SystemCommand("Reset model", "Start training again from random weights", self._reset_model)
         for kind in ("char", "bpe", "word"):
             yield SystemCommand(
@@ -382,7 +386,9 @@ class GPTApp(App[None]):
                 f"{n_layer} layers, {n_head} heads, width {n_embd} (resets the model)",
                 self._size_cb(name),
             )
-        yield SystemCommand("Temperature up", "Sharper → flatter next-token probabilities (↑)", lambda: self.action_temperature(0.1))
+        yield SystemCommand(
+            "Temperature up", "Sharper → flatter next-token probabilities (↑)", lambda: self.action_temperature(0.1)
+        )
         yield SystemCommand("Temperature down", "(↓)", lambda: self.action_temperature(-0.1))
         yield SystemCommand("Top-k up", "Show one more next-token guess (ctrl+↑)", lambda: self.action_top_k(1))
         yield SystemCommand("Top-k down", "Show one fewer guess (ctrl+↓)", lambda: self.action_top_k(-1))
@@ -400,7 +406,9 @@ class GPTApp(App[None]):
         self._confirm_reset(replace(self.spec, resume=None), "Reset the model to random weights?")
 
     def _tokenizer_cb(self, kind: str) -> Callable[[], None]:
-        return lambda: self._confirm_reset(replace(self.spec, tokenizer=kind, resume=None), f"Switch to the {kind} tokenizer?")
+        return lambda: self._confirm_reset(
+            replace(self.spec, tokenizer=kind, resume=None), f"Switch to the {kind} tokenizer?"
+        )
 
     def _size_cb(self, name: str) -> Callable[[], None]:
         n_layer, n_head, n_embd = SIZES[name]

@@ -26,7 +26,7 @@ def ramp(w: float) -> Color:
     i = min(int(w), len(RAMP) - 2)
     f = w - i
     a, b = RAMP[i], RAMP[i + 1]
-    return Color.from_rgb(*(round(x + (y - x) * f) for x, y in zip(a, b)))
+    return Color.from_rgb(*(round(x + (y - x) * f) for x, y in zip(a, b, strict=True)))
 
 
 class AttentionMap(Widget, can_focus=True):
@@ -45,7 +45,7 @@ class AttentionMap(Widget, can_focus=True):
     head_index: reactive[int] = reactive(0)
     mode: reactive[str] = reactive("head")
 
-    def __init__(self, **kwargs) -> None:  # noqa: ANN003
+    def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.labels: list[str] = []
         self.weights = None  # (n_layer, n_head, T, T) tensor, or None
@@ -54,7 +54,7 @@ class AttentionMap(Widget, can_focus=True):
         self._strips: list[Strip] = []
 
     # ---- data in ---------------------------------------------------------
-    def show(self, labels: list[str], weights, causal: bool, dropped: int = 0) -> None:  # noqa: ANN001
+    def show(self, labels: list[str], weights, causal: bool, dropped: int = 0) -> None:
         self.labels, self.weights, self.causal, self.dropped = labels, weights, causal, dropped
         self._rebuild()
 
@@ -142,7 +142,7 @@ class AttentionMap(Widget, can_focus=True):
                     segs.append(Segment("██", Style(color=ramp(0.75))))
                 else:
                     a = float(w[i, j])
-                    segs.append(Segment("  ", Style(bgcolor=ramp(a ** 0.5))))
+                    segs.append(Segment("  ", Style(bgcolor=ramp(a**0.5))))
             strips.append(Strip(segs))
         return strips
 

@@ -18,7 +18,7 @@ class PromptInput(Input):
         Binding("right", "cursor_right", "Accept word", show=True),
     ]
 
-    def __init__(self, **kwargs) -> None:  # noqa: ANN003
+    def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.ghost = ""
         self.ghost_first = ""

@@ -27,7 +27,7 @@ def downsample(xs: list[int], ys: list[float], n: int) -> tuple[list[int], list[
 class LossChart(PlotextPlot):
     """Train loss per step, val loss per evaluation, and reference lines."""
 
-    def __init__(self, **kwargs) -> None:  # noqa: ANN003
+    def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.steps: list[int] = []
         self.loss: list[float] = []
