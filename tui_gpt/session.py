@@ -9,10 +9,15 @@ import argparse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from tui_gpt.corpus import Corpus, load_corpus
 from tui_gpt.errors import TuiGptError
-from tui_gpt.tokenizer import TextTokenizer
+
+if TYPE_CHECKING:  # the app imports RunSpec before first paint: keep it light
+    from tui_gpt.corpus import Corpus
+    from tui_gpt.dataset import TokenData
+    from tui_gpt.tokenizer import TextTokenizer
+    from tui_gpt.trainer import Trainer
 
 Progress = Callable[[str, int, int], None]  # (what, done, total)
 
@@ -67,8 +72,8 @@ class Run:
     spec: RunSpec
     corpus: Corpus
     tokenizer: TextTokenizer
-    data: object  # TokenData
-    trainer: object  # Trainer
+    data: TokenData
+    trainer: Trainer
 
     def corpus_info(self) -> dict:
         from tui_gpt.checkpoint import corpus_info
@@ -83,8 +88,10 @@ class Run:
 
 def open_run(spec: RunSpec, progress: Progress | None = None) -> Run:
     """Load the corpus and build a trainer for `spec`, resuming from `spec.resume` if set."""
+    from tui_gpt.corpus import load_corpus
     from tui_gpt.dataset import TokenData
     from tui_gpt.model import GPTConfig
+    from tui_gpt.tokenizer import TextTokenizer
     from tui_gpt.trainer import TrainConfig, Trainer
 
     sources = spec.sources

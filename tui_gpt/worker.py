@@ -60,7 +60,7 @@ class TrainerLoop:
         self.running = True
 
     def open(self, spec: RunSpec) -> None:
-        from tui_gpt.probe import baselines
+        """Build the run for `spec` and announce it to the app."""
 
         last = [0.0]
 
@@ -73,6 +73,14 @@ class TrainerLoop:
         self.events.put(Loading("loading text", 0, 1))
         run = open_run(spec, progress)
         self.run, self.spec = run, run.spec
+        self.steps = run.trainer.run()
+        self.announce()
+
+    def announce(self) -> None:
+        """Tell the app everything it needs about the current run, then send its weights."""
+        from tui_gpt.probe import baselines
+
+        run = self.run
         tr = run.trainer
         b = baselines(run.data.train, run.data.val, run.tokenizer.vocab_size)
         self.events.put(
@@ -99,7 +107,6 @@ class TrainerLoop:
                 dtype=str(tr.dtype).removeprefix("torch."),
             )
         )
-        self.steps = tr.run()
         self.send_weights()
 
     def send_weights(self) -> None:
@@ -128,7 +135,12 @@ class TrainerLoop:
         elif cmd.name == "save" and tr is not None:
             self.save(cmd.args["path"])
         elif cmd.name == "reset":
-            self.open(RunSpec(**cmd.args["spec"]))
+            try:
+                self.open(RunSpec(**cmd.args["spec"]))
+            except TuiGptError as exc:  # bad new text: say so, and carry on with the old run
+                self.events.put(Failed(f"{exc}; kept the current run", fatal=False))
+                if self.run is not None:
+                    self.announce()
         elif cmd.name == "set_lr" and tr is not None:
             tr.set_lr(float(cmd.args["lr"]))
         elif cmd.name == "set_eval_interval" and tr is not None:

@@ -18,7 +18,6 @@ from textual.widgets import Footer, Header, Input, Static
 
 from tui_gpt.app.messages import LensReady, TrainerEvent, WeightsStaged
 from tui_gpt.app.screens.dialogs import ConfirmScreen, PathScreen
-from tui_gpt.app.screens.help import HelpScreen
 from tui_gpt.app.widgets.attention import AttentionMap
 from tui_gpt.app.widgets.examples import ExamplesPane
 from tui_gpt.app.widgets.prompt import PromptInput
@@ -284,6 +283,8 @@ class GPTApp(App[None]):
 
     # ---- actions -----------------------------------------------------------------
     def action_help(self) -> None:
+        from tui_gpt.app.screens.help import HelpScreen  # Markdown is slow to import: not before first paint
+
         self.push_screen(HelpScreen())
 
     def action_toggle_pause(self) -> None:

@@ -1,0 +1,184 @@
+"""`tui-gpt bench --ui`: the app's own numbers, measured on the real app and the real trainer.
+
+1. Key -> repainted top-k: 200 keys typed at human speed into the headless app while the
+   trainer process trains; the time from a key reaching the app to the top-k pane's render.
+2. Trainer steps/s with the UI running, against the trainer alone at the same thread count.
+3. Launch -> first paint of a fresh `tui-gpt` process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+
+from textual import events
+
+from tui_gpt.protocol import Losses, Ready
+from tui_gpt.session import RunSpec
+
+TYPED = (
+    "The quick brown fox jumps over the lazy dog. Once upon a time there was a little mouse "
+    "who lived in the forest. The next morning the wind blew and the crow said hello. "
+)
+KEY_GAP = (0.08, 0.16)  # seconds between keys: a quick human typist
+SETTLE = 3.0  # seconds to let the trainer reach its pace before measuring
+
+
+def _pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, round(q * (len(xs) - 1)))]
+
+
+def headless_steps_per_s(spec: RunSpec, seconds: float, threads: int) -> float:
+    """The trainer process alone: steps per second once it has settled."""
+    from tui_gpt.client import TrainerClient, prepare
+
+    prepare()
+    steps: list[tuple[float, int]] = []
+    ready = []
+
+    def on_event(ev: object) -> None:
+        if isinstance(ev, Ready):
+            ready.append(time.monotonic())
+        elif isinstance(ev, Losses) and ev.events:
+            steps.append((time.monotonic(), ev.events[-1]["step"]))
+
+    client = TrainerClient(on_event, threads=threads)
+    client.start(spec)
+    try:
+        deadline = time.monotonic() + 120
+        while not ready and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(SETTLE + seconds)
+    finally:
+        client.stop(save=None)
+    return _rate(steps, ready[0] + SETTLE if ready else 0.0)
+
+
+def _rate(samples: list[tuple[float, int]], since: float) -> float:
+    window = [(t, s) for t, s in samples if t >= since]
+    if len(window) < 2:
+        return 0.0
+    (t0, s0), (t1, s1) = window[0], window[-1]
+    return (s1 - s0) / (t1 - t0) if t1 > t0 else 0.0
+
+
+async def _type_keys(spec: RunSpec, n_keys: int, out: str) -> tuple[list[float], float]:
+    from tui_gpt.app.app import GPTApp
+    from tui_gpt.app.widgets.topk import TopKBars
+
+    renders: list[float] = []
+    original = TopKBars.render
+
+    def timed_render(self: TopKBars):
+        result = original(self)
+        renders.append(time.perf_counter())
+        return result
+
+    TopKBars.render = timed_render  # type: ignore[method-assign]
+    steps: list[tuple[float, int]] = []
+    app = GPTApp(spec, out=out, prompt="")
+    latencies: list[float] = []
+    rng = random.Random(0)
+    try:
+        async with app.run_test(size=(160, 48)) as pilot:
+            deadline = time.monotonic() + 120
+            while app.lens is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            if app.lens is None:
+                raise RuntimeError("the trainer did not become ready within 120 s")
+            await asyncio.sleep(SETTLE)
+            start = time.monotonic()
+            steps.append((start, app.step))
+            driver = app._driver
+            for i in range(n_keys):
+                if len(app.query_one("#prompt").value) > 60:
+                    key, char = "ctrl+u", None
+                else:
+                    ch = TYPED[i % len(TYPED)]
+                    key, char = ("space" if ch == " " else ch), ch
+                    if ch == ".":
+                        key = "full_stop"
+                before = len(renders)
+                t0 = time.perf_counter()
+                driver.send_message(events.Key(key, char))
+                while len(renders) == before and time.perf_counter() - t0 < 1.0:
+                    await asyncio.sleep(0.0005)
+                if len(renders) > before:
+                    latencies.append(renders[before] - t0)
+                await asyncio.sleep(rng.uniform(*KEY_GAP))
+                steps.append((time.monotonic(), app.step))
+            await pilot.press("ctrl+q")
+    finally:
+        TopKBars.render = original  # type: ignore[method-assign]
+    return latencies, _rate(steps, 0.0)
+
+
+def first_paint_child() -> None:
+    """Run in a fresh process: start the app as `tui-gpt` does and print when it first paints."""
+    from tui_gpt.app.app import GPTApp
+    from tui_gpt.client import prepare
+
+    prepare()
+
+    class Probe(GPTApp):
+        def on_mount(self) -> None:  # runs after GPTApp.on_mount
+            self.call_after_refresh(self.painted)
+
+        def painted(self) -> None:
+            print(f"PAINT {time.time():.6f}", flush=True)
+            self.client.stop(save=None)
+            self.exit()
+
+    Probe(RunSpec(), out=tempfile.mkdtemp()).run(headless=True, size=(160, 48))
+
+
+def first_paint(runs: int = 3) -> list[float]:
+    times = []
+    code = "from tui_gpt.app.bench import first_paint_child; first_paint_child()"
+    for _ in range(runs):
+        t0 = time.time()
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+        line = next((x for x in out.stdout.splitlines() if x.startswith("PAINT ")), None)
+        if line is None:
+            raise RuntimeError(f"first-paint run failed: {out.stderr.strip().splitlines()[-1:]}")
+        times.append(float(line.split()[1]) - t0)
+    return times
+
+
+def bench_ui(args: argparse.Namespace) -> int:
+    spec = RunSpec.from_args(argparse.Namespace(**{**vars(args), "text": args.text}))
+    spec = replace(spec, train={**spec.train, "decay_steps": 10**9})  # keep the lr steady
+    out = tempfile.mkdtemp(prefix="tui-gpt-bench-")
+    print("bench --ui: launch -> first paint …", flush=True)
+    paints = first_paint()
+    print("bench --ui: trainer alone (1 thread) …", flush=True)
+    alone = headless_steps_per_s(spec, seconds=12.0, threads=1)
+    print(f"bench --ui: typing {args.keys} keys into the app while it trains …", flush=True)
+    latencies, with_ui = asyncio.run(_type_keys(spec, args.keys, out))
+    ms = [1000 * x for x in latencies]
+    print(
+        f"key -> repainted top-k ({len(ms)} keys): p50 {statistics.median(ms):.1f} ms, "
+        f"p95 {_pct(ms, 0.95):.1f} ms, max {max(ms):.1f} ms  (target p95 <= 33, max <= 100)"
+    )
+    ratio = with_ui / alone if alone else 0.0
+    print(
+        f"trainer steps/s: {with_ui:.1f} with the UI vs {alone:.1f} alone at 1 thread = {100 * ratio:.0f}%"
+        "  (target >= 90%)"
+    )
+    print(
+        f"launch -> first paint: median {statistics.median(paints):.3f} s, max {max(paints):.3f} s "
+        f"over {len(paints)} launches  (target <= 0.4 s)"
+    )
+    print(
+        f"bench-ui: keys={len(ms)} p50_ms={statistics.median(ms):.1f} p95_ms={_pct(ms, 0.95):.1f} "
+        f"max_ms={max(ms):.1f} steps_ratio={ratio:.2f} first_paint_s={statistics.median(paints):.3f}"
+    )
+    return 0
