@@ -56,22 +56,7 @@ def test_error_exits_2_with_a_message_and_no_traceback(error_runs, name):
     assert "/nonexistent" in errors[0]
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(
-            "train",
-            marks=pytest.mark.xfail(
-                reason="BUG: 'tui-gpt train /nonexistent' also prints the rich 'loading' progress bar "
-                "on stderr before the error line (commands._open's Progress is stopped by the exception "
-                "and renders its final state)",
-                strict=True,
-                raises=AssertionError,
-            ),
-        ),
-        "complete",
-    ],
-)
+@pytest.mark.parametrize("name", ["train", "complete"])
 def test_error_is_exactly_one_stderr_line(error_runs, name):
     r = error_runs[name]
     lines = r.stderr.splitlines()

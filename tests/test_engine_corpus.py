@@ -98,12 +98,6 @@ def test_corpus_too_large_for_memory(tmp_path, tiny_file):
     assert load_corpus([str(tiny_file)], memory=1 << 30).documents
 
 
-@pytest.mark.xfail(
-    reason="BUG: the 'too large for memory' error does not name the file(s), "
-    "unlike every other corpus error (corpus.py docstring: 'names the file')",
-    strict=True,
-    raises=AssertionError,
-)
 def test_corpus_too_large_names_the_file(tiny_file, one_line_error):
     with pytest.raises(TuiGptError) as info:
         load_corpus([str(tiny_file)], memory=1000)

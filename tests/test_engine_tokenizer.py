@@ -126,12 +126,6 @@ def test_word_tokenizer_spells_unseen_words_from_characters():
     assert tok.decode(tok.encode("the mast")) == "the mast"  # "mast" is not a word it saw
 
 
-@pytest.mark.xfail(
-    reason="BUG: word tokenizer turns a word of more than 200 known characters into <unk> "
-    "(WordPiece max_input_chars_per_word=200), so e.g. a long '----' rule does not round-trip",
-    strict=True,
-    raises=AssertionError,
-)
 def test_word_tokenizer_round_trips_long_runs():
     text = "Title\n" + "-" * 201 + "\nBody text.\n"
     tok = TextTokenizer.train("word", [text])

@@ -80,10 +80,11 @@ def save_checkpoint(out: Path, trainer: Trainer, tokenizer: TextTokenizer, corpu
         _fsync_dir(tmp)
         # Swap directories: the old checkpoint is removed only after the new one is in place.
         old = out.with_name(f".{out.name}.old")
-        if old.exists():
-            shutil.rmtree(old)
         if out.exists():
+            if old.exists():
+                shutil.rmtree(old)
             out.rename(old)
+        # else: an earlier save was interrupted; its .old stays until this one is in place
         tmp.rename(out)
         _fsync_dir(out.parent)
         if old.exists():
@@ -104,7 +105,8 @@ def _optimizer_tensors(trainer: Trainer) -> tuple[dict[str, torch.Tensor], list[
     return tensors, hyper
 
 
-def _resolve(path: Path) -> Path:
+def resolve(path: Path) -> Path:
+    """The checkpoint directory to read: `path`, or what an interrupted save left of it."""
     path = Path(path).expanduser()
     if not path.exists():
         old = path.with_name(f".{path.name}.old")
@@ -130,20 +132,40 @@ def _read_json(path: Path) -> dict:
 
 def read_config(path: Path) -> dict:
     """The checkpoint's config.json, checked."""
-    path = _resolve(path)
+    path = resolve(path)
     cfg = _read_json(path / "config.json")
     if cfg.get("format") != FORMAT:
         raise TuiGptError(f"{path}: not a tui-gpt checkpoint (format {cfg.get('format')!r})")
-    try:
-        GPTConfig(**cfg["model"])
-    except (KeyError, TypeError) as exc:
-        raise TuiGptError(f"{path / 'config.json'}: corrupt model settings ({exc})") from None
+    problem = _check_model(cfg.get("model"))
+    if problem:
+        raise TuiGptError(f"{path / 'config.json'}: corrupt model settings ({problem}); the checkpoint cannot be used")
     return cfg
+
+
+def _check_model(model: object) -> str | None:
+    """What is wrong with a config.json "model" entry, or None."""
+    if not isinstance(model, dict):
+        return "no model section"
+    try:
+        config = GPTConfig(**model)
+    except TypeError as exc:
+        return str(exc)
+    for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+        value = getattr(config, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            return f"{name} must be a positive integer, got {value!r}"
+    if config.n_embd % config.n_head:
+        return f"n_embd {config.n_embd} is not divisible by n_head {config.n_head}"
+    if not isinstance(config.dropout, int | float) or not 0 <= config.dropout < 1:
+        return f"dropout must be a number in [0, 1), got {config.dropout!r}"
+    if not isinstance(config.causal, bool) or not isinstance(config.bias, bool):
+        return "causal and bias must be true or false"
+    return None
 
 
 def load_model(path: Path, device: str = "cpu") -> tuple[GPT, TextTokenizer, dict]:
     """The model and tokenizer of a checkpoint, for probing; never unpickles."""
-    path = _resolve(path)
+    path = resolve(path)
     cfg = read_config(path)
     tokenizer = TextTokenizer.load(path / "tokenizer.json")
     model = GPT(GPTConfig(**cfg["model"]))
@@ -165,7 +187,7 @@ def _load_weights(model: GPT, file: Path) -> None:
 
 def load_trainer(path: Path, data: TokenData, device: str = "auto") -> Trainer:
     """A trainer restored to the exact step, optimizer and random state of a checkpoint."""
-    path = _resolve(path)
+    path = resolve(path)
     cfg = read_config(path)
     tconf = TrainConfig.from_dict(cfg.get("train", {}))
     tconf.device = device

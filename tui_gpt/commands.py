@@ -18,7 +18,8 @@ console = Console(stderr=True)
 DEFAULT_STEPS = 2000
 
 
-def _bar() -> Progress:
+def _bar(transient: bool = False) -> Progress:
+    # A transient bar in a log file would leave its last frame behind: show none there.
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -27,12 +28,13 @@ def _bar() -> Progress:
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=console,
-        transient=False,
+        transient=transient,
+        disable=transient and not console.is_terminal,
     )
 
 
 def _open(spec: RunSpec):
-    with _bar() as bar:
+    with _bar(transient=True) as bar:
         task = bar.add_task("loading", total=None, stats="")
 
         def progress(what: str, done: int, total: int) -> None:

@@ -111,7 +111,8 @@ def _files_under(folder: Path) -> list[Path]:
     out = []
     for root, dirs, files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        out.extend(Path(root) / f for f in sorted(files) if not f.startswith("."))
+        paths = (Path(root) / f for f in sorted(files) if not f.startswith("."))
+        out.extend(p for p in paths if p.is_file())
     return out
 
 
@@ -130,8 +131,10 @@ def load_corpus(sources: list[str] | tuple[str, ...] = (), memory: int | None = 
             if not found:
                 raise TuiGptError(f"{path}: directory has no files in it; pass a folder with .txt files")
             plan.extend((f, False) for f in found)
-        elif path.exists():
+        elif path.is_file():
             plan.append((path, True))
+        elif path.exists():
+            raise TuiGptError(f"{path}: not a regular file; pass a text file or a folder")
         else:
             raise TuiGptError(
                 f"{src}: no such file or directory; pass text files, a folder, "
@@ -140,9 +143,10 @@ def load_corpus(sources: list[str] | tuple[str, ...] = (), memory: int | None = 
     total = sum(p.stat().st_size for p, _ in plan)
     budget = available_memory() if memory is None else memory
     if total * MEMORY_PER_BYTE > budget:
+        need = _human(total * MEMORY_PER_BYTE)
         raise TuiGptError(
-            f"corpus is {_human(total)}, too large for memory (needs about {_human(total * MEMORY_PER_BYTE)}, "
-            f"{_human(budget)} free); pass fewer or smaller files"
+            f"{', '.join(sources)}: corpus is {_human(total)}, too large for memory "
+            f"(needs about {need}, {_human(budget)} free); pass fewer or smaller files"
         )
     docs, skipped = [], []
     for path, explicit in plan:

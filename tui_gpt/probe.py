@@ -167,7 +167,7 @@ def complete(model: GPT, tokenizer: TextTokenizer, prefix: str, max_tokens: int 
     the model chooses among tokens that start with those characters; the ghost text is the
     rest of that token. This never adds or drops a space.
     """
-    ids = tokenizer.encode(prefix)
+    ids = tokenizer.encode(prefix) or [tokenizer.eot_id]  # nothing typed: a document start
     texts = tokenizer.token_texts
     pieces: list[str] = []
     if len(ids) >= 2 and tokenizer.kind != "char":

@@ -96,15 +96,16 @@ def open_run(spec: RunSpec, progress: Progress | None = None) -> Run:
 
     sources = spec.sources
     if spec.resume:
-        from tui_gpt.checkpoint import load_trainer, read_config
+        from tui_gpt.checkpoint import load_trainer, read_config, resolve
 
-        cfg = read_config(Path(spec.resume))
+        ckpt = resolve(Path(spec.resume))
+        cfg = read_config(ckpt)
         if not sources:
             sources = cfg.get("corpus", {}).get("sources", [])
         corpus = load_corpus(sources)
-        tokenizer = TextTokenizer.load(Path(spec.resume) / "tokenizer.json")
+        tokenizer = TextTokenizer.load(ckpt / "tokenizer.json")
         data = TokenData.build(corpus, tokenizer, _step(progress, "tokenizing"))
-        trainer = load_trainer(Path(spec.resume), data, device=spec.train.get("device", "auto"))
+        trainer = load_trainer(ckpt, data, device=spec.train.get("device", "auto"))
         spec = RunSpec(**{**spec.__dict__, "sources": sources})
         return Run(spec, corpus, tokenizer, data, trainer)
     corpus = load_corpus(sources)

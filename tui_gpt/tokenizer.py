@@ -20,7 +20,9 @@ UNK = "<unk>"
 KINDS = ("char", "bpe", "word")
 DEFAULT_VOCAB = {"bpe": 512, "word": 4096}
 # GPT-2's split: words carry their leading space, runs of whitespace stay whole.
-WORD_SPLIT = r"'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
+# Pieces are capped at 64 characters so that WordPiece (which gives up on longer words)
+# always finds one.
+WORD_SPLIT = r"'(?:[sdmt]|ll|ve|re)| ?\p{L}{1,64}| ?\p{N}{1,64}| ?[^\s\p{L}\p{N}]{1,64}|\s{1,64}(?!\S)|\s{1,64}"
 # Marks a word piece that continues a word; a private-use character never seen in real text.
 CONTINUE = "\ue000"
 
@@ -90,7 +92,7 @@ class TextTokenizer:
             words = [w for w, _ in counts.most_common() if len(w) > 1]
             vocab = {tok: i for i, tok in enumerate(base + words[: max(0, size - len(base))])}
             hf = Tokenizer(
-                models.WordPiece(vocab, unk_token=UNK, continuing_subword_prefix=CONTINUE, max_input_chars_per_word=200)
+                models.WordPiece(vocab, unk_token=UNK, continuing_subword_prefix=CONTINUE, max_input_chars_per_word=100)
             )
             hf.pre_tokenizer = split
         return cls(hf)
