@@ -20,6 +20,7 @@ from tui_gpt.app.messages import LensReady, TrainerEvent, WeightsStaged
 from tui_gpt.app.screens.dialogs import ConfirmScreen, PathScreen
 from tui_gpt.app.widgets.attention import AttentionMap
 from tui_gpt.app.widgets.examples import ExamplesPane
+from tui_gpt.app.widgets.line import InfoLine
 from tui_gpt.app.widgets.prompt import PromptInput
 from tui_gpt.app.widgets.topk import TopKBars
 from tui_gpt.app.widgets.training import LossChart, TrainingPane
@@ -92,7 +93,7 @@ class GPTApp(App[None]):
                     yield PromptInput(
                         value=self.initial_prompt, placeholder="type a prefix…", select_on_focus=False, id="prompt"
                     )
-                    yield Static("", id="prompt-info")
+                    yield InfoLine(id="prompt-info")
                 yield TopKBars(id="topk")
                 yield ExamplesPane(id="examples")
             with Vertical(id="right"):
@@ -109,7 +110,7 @@ class GPTApp(App[None]):
         self._check_size()
         if not getattr(self.client, "started", True) or not self.client.alive:
             self.client.start(self.spec)
-        self.set_interval(1 / 3, self._redraw_chart)
+        self.set_interval(1 / 2, self._redraw_chart)
         self.set_interval(1.0, self._refresh_stats)
 
     def on_resize(self) -> None:
@@ -212,8 +213,8 @@ class GPTApp(App[None]):
     def refresh_probes(self) -> None:
         """Recompute the top-k, attention and examples for the prompt, then the ghost text.
 
-        The top-k is updated here, in the same frame as the key; the ghost text (several
-        forward passes) waits until that frame is on screen.
+        The top-k is updated here, in the same frame as the key; the examples wait until that
+        frame is on screen, and the ghost text (several forward passes) runs on a thread.
         """
         if self.lens is None:
             return
@@ -233,9 +234,10 @@ class GPTApp(App[None]):
                 f"[b $warning]prompt is {n} tokens: the model sees only the last {len(pred.ids)} "
                 f"(its context)[/] · step {lens.step}"
             )
-        self.query_one("#prompt-info", Static).update(info)
+        self.query_one("#prompt-info", InfoLine).text = info
+        # The rest waits until the bars are on screen.
         if self.passage < 0:
-            self._show_examples("your prompt", labels, analysis)
+            self.call_after_refresh(self._show_examples, "your prompt", labels, analysis)
         else:
             self.call_after_refresh(self._show_passage)
         self.call_after_refresh(self._update_ghost, text)
@@ -255,11 +257,19 @@ class GPTApp(App[None]):
         self._show_examples(f"corpus passage {self.passage % len(passages) + 1}", labels, analysis)
 
     def _update_ghost(self, text: str) -> None:
+        if self.lens is not None:
+            self._complete(self.lens, text)
+
+    @work(thread=True, exclusive=True, group="ghost", exit_on_error=False)
+    def _complete(self, lens: Any, text: str) -> None:
+        """Greedy ghost text: several forward passes, so off the UI thread."""
+        completion = lens.complete(text)
+        self.call_from_thread(self._show_ghost, text, completion)
+
+    def _show_ghost(self, text: str, completion: Any) -> None:
         prompt = self.query_one(PromptInput)
-        if self.lens is None or prompt.value != text:
-            return
-        c = self.lens.complete(text)
-        prompt.set_ghost(c.text, c.first)
+        if prompt.value == text:  # still the text it was computed for
+            prompt.set_ghost(completion.text, completion.first)
 
     # ---- stats and chart --------------------------------------------------------
     def _redraw_chart(self) -> None:

@@ -21,12 +21,24 @@ LABEL_W = 8
 MODES = ("head", "heads", "mask")
 
 
+LEVELS = 32
+
+
 def ramp(w: float) -> Color:
     w = min(1.0, max(0.0, w)) * (len(RAMP) - 1)
     i = min(int(w), len(RAMP) - 2)
     f = w - i
     a, b = RAMP[i], RAMP[i + 1]
     return Color.from_rgb(*(round(x + (y - x) * f) for x, y in zip(a, b, strict=True)))
+
+
+# One style per shade, built once: cells index into it by sqrt(weight), which spreads out
+# the many small weights.
+SHADES = [Style(bgcolor=ramp(i / (LEVELS - 1))) for i in range(LEVELS)]
+
+
+def shade(w: float) -> Style:
+    return SHADES[min(LEVELS - 1, max(0, round(w**0.5 * (LEVELS - 1))))]
 
 
 class AttentionMap(Widget, can_focus=True):
@@ -126,7 +138,7 @@ class AttentionMap(Widget, can_focus=True):
         dim = Style(dim=True)
         w = None
         if self.mode == "head" and self.weights is not None:
-            w = self.weights[self.layer_index, self.head_index]
+            w = self.weights[self.layer_index, self.head_index].tolist()
         head = [Segment(" " * (LABEL_W + 1))]
         for j in range(first, T):
             head.append(Segment(f"{visible(self.labels[j])[:1]:<2}", Style(bold=True)))
@@ -141,8 +153,7 @@ class AttentionMap(Widget, can_focus=True):
                 elif w is None:
                     segs.append(Segment("██", Style(color=ramp(0.75))))
                 else:
-                    a = float(w[i, j])
-                    segs.append(Segment("  ", Style(bgcolor=ramp(a**0.5))))
+                    segs.append(Segment("  ", shade(w[i][j])))
             strips.append(Strip(segs))
         return strips
 
@@ -154,15 +165,16 @@ class AttentionMap(Widget, can_focus=True):
         first = T - n
         dim = Style(dim=True)
         strips = [Strip([Segment("".join(f"head {h + 1:<{n - 4}}"[: n + 2] for h in range(H)), dim)])]
+        rows = self.weights[self.layer_index].tolist()  # (nh, T, T) as lists: fast to index
         for i in range(first, T):
             segs: list[Segment] = []
             for h in range(H):
-                w = self.weights[self.layer_index, h]
+                row = rows[h][i]
                 for j in range(first, T):
                     if self.causal and j > i:
                         segs.append(Segment("·", dim))
                     else:
-                        segs.append(Segment(" ", Style(bgcolor=ramp(float(w[i, j]) ** 0.5))))
+                        segs.append(Segment(" ", shade(row[j])))
                 segs.append(Segment("  "))
             strips.append(Strip(segs))
         return strips

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from textual.binding import Binding
+from textual.geometry import Size
+from textual.reactive import Reactive
 from textual.widgets import Input
 
 
@@ -12,6 +14,11 @@ class PromptInput(Input):
     The ghost is set by the app (`set_ghost`) from the model; what is accepted is exactly
     the text shown, so a subword token never adds or drops a space.
     """
+
+    # Input grows its virtual size with every character, and Widget's reactive then lays out
+    # the whole screen (about 15 ms here). A one-line prompt of fixed width needs no layout:
+    # a repaint is enough, and the key's bars reach the screen sooner.
+    virtual_size = Reactive(Size(0, 0), layout=False)
 
     BINDINGS = [
         Binding("tab", "accept_token", "Accept token", priority=True),

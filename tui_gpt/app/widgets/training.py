@@ -6,8 +6,9 @@ import math
 
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.widgets import Static
 from textual_plotext import PlotextPlot
+
+from tui_gpt.app.widgets.line import InfoLine
 
 
 def downsample(xs: list[int], ys: list[float], n: int) -> tuple[list[int], list[float]]:
@@ -79,21 +80,21 @@ class LossChart(PlotextPlot):
 class TrainingPane(Vertical):
     def compose(self) -> ComposeResult:
         yield LossChart(id="loss-chart")
-        yield Static("", id="legend")
-        yield Static("starting the trainer…", id="train-stats")
-        yield Static("", id="corpus-info")
+        yield InfoLine(id="legend")
+        yield InfoLine(id="train-stats")
+        yield InfoLine(id="corpus-info")
 
     def set_baselines(self, baselines: dict[str, float]) -> None:
         chart = self.query_one(LossChart)
         chart.baselines = baselines
         chart.dirty = True
-        self.query_one("#legend", Static).update(
+        self.query_one("#legend", InfoLine).text = (
             f"[cyan]━ train[/] [magenta]━ val[/] [gray]─ uniform ln V = {baselines['uniform']:.2f}[/]"
             f" [orange1]─ bigram {baselines['bigram']:.2f}[/] · unigram {baselines['unigram']:.2f}"
         )
 
     def set_stats(self, text: str) -> None:
-        self.query_one("#train-stats", Static).update(text)
+        self.query_one("#train-stats", InfoLine).text = text
 
     def set_corpus(self, text: str) -> None:
-        self.query_one("#corpus-info", Static).update(text)
+        self.query_one("#corpus-info", InfoLine).text = text
