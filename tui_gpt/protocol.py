@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 class Command:
     """What the app asks of the trainer.
 
-    name is one of: pause, resume, step, save, reset, set_lr, set_eval_interval, quit.
+    name is one of: pause, resume, step, save, reset, set_lr, set_eval_interval, set_causal,
+    step_on (one optimizer step on one example), quit.
     """
 
     name: str
@@ -77,8 +78,19 @@ class Failed:
 
 
 @dataclass
+class ExampleStepped:
+    """The result of one optimizer step on one example: prefix -> target."""
+
+    target: int
+    p_before: float
+    p_after: float
+    top_before: list[tuple[str, float]]  # (token text, probability) of the top guesses
+    top_after: list[tuple[str, float]]
+
+
+@dataclass
 class Stopped:
     step: int
 
 
-Event = Loading | Ready | Losses | Weights | Status | Saved | Failed | Stopped
+Event = Loading | Ready | Losses | Weights | Status | Saved | Failed | ExampleStepped | Stopped

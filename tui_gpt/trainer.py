@@ -157,31 +157,47 @@ class Trainer:
         """Change the peak learning rate mid-run; the schedule keeps its shape."""
         self.config.lr = lr
 
-    def train_step(self) -> TrainEvent:
-        """One optimizer step on one random batch."""
-        c = self.config
-        t0 = time.perf_counter()
-        lr = self.lr_at(self.step)
+    def _update(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        """One AdamW step on inputs x (B, T) and targets y (B, T); returns the loss before it."""
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = self.lr_at(self.step)
         self.model.train()
-        x, y = get_batch(self.data.train, c.batch_size, self.model.config.block_size, self.generator)
-        x, y = x.to(self.device), y.to(self.device)
         with self._autocast():
-            _, loss, _ = self.model(x, y)
+            _, loss, _ = self.model(x.to(self.device), y.to(self.device))
         loss.backward()
-        if c.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
+        if self.config.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip, foreach=True)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        loss_value = loss.item()  # also waits for the device
+        return loss.item()  # also waits for the device
+
+    def train_step(self) -> TrainEvent:
+        """One optimizer step on one random batch."""
+        t0 = time.perf_counter()
+        lr = self.lr_at(self.step)
+        x, y = get_batch(self.data.train, self.config.batch_size, self.model.config.block_size, self.generator)
+        loss = self._update(x, y)
         dt = time.perf_counter() - t0
         self.step += 1
         self.elapsed += dt
         rate = x.numel() / dt
         self._tok_rate = rate if self._tok_rate == 0 else 0.9 * self._tok_rate + 0.1 * rate
-        ev = TrainEvent(self.step, loss_value, lr, self._tok_rate, self.elapsed)
-        return ev
+        return TrainEvent(self.step, loss, lr, self._tok_rate, self.elapsed)
+
+    def set_causal(self, causal: bool) -> None:
+        """Switch the causal mask on or off for training and evaluation (the mask experiment)."""
+        self.model.config.causal = causal
+
+    def step_on(self, ids: list[int]) -> float:
+        """One optimizer step on one example: ids[:-1] predicting its last token ids[-1].
+
+        Returns the example's loss before the step. The run's step counter is unchanged.
+        """
+        ids = ids[-(self.model.config.block_size + 1) :]
+        x = torch.tensor([ids[:-1]], dtype=torch.long)
+        y = torch.full_like(x, -1)
+        y[0, -1] = ids[-1]  # only the last position is the example
+        return self._update(x, y)
 
     @torch.no_grad()
     def evaluate(self, iters: int | None = None) -> dict[str, float]:

@@ -15,7 +15,7 @@ from multiprocessing.queues import Queue
 from pathlib import Path
 
 from tui_gpt.errors import TuiGptError
-from tui_gpt.protocol import Command, Failed, Loading, Losses, Ready, Saved, Status, Stopped, Weights
+from tui_gpt.protocol import Command, ExampleStepped, Failed, Loading, Losses, Ready, Saved, Status, Stopped, Weights
 from tui_gpt.session import RunSpec, open_run
 
 LOSS_EVERY = 0.25  # seconds between loss batches
@@ -145,8 +145,32 @@ class TrainerLoop:
             tr.set_lr(float(cmd.args["lr"]))
         elif cmd.name == "set_eval_interval" and tr is not None:
             tr.config.eval_interval = int(cmd.args["interval"])
+        elif cmd.name == "set_causal" and tr is not None:
+            tr.set_causal(bool(cmd.args["causal"]))
+            self.spec.causal = tr.model.config.causal
+        elif cmd.name == "step_on" and tr is not None:
+            self.step_on(list(cmd.args["ids"]))
         if tr is not None:
             self.events.put(Status(self.paused, self.run.trainer.step))
+
+    def step_on(self, ids: list[int]) -> None:
+        """One optimizer step on prefix ids[:-1] -> target ids[-1], reported with before and after."""
+        from tui_gpt.probe import analyze
+
+        if len(ids) < 2:
+            return
+        run, target = self.run, ids[-1]
+
+        def look() -> tuple[float, list[tuple[str, float]]]:
+            a = analyze(run.trainer.model, run.tokenizer, ids[:-1], k=run.tokenizer.vocab_size, attention=False)
+            p = next(g.prob for g in a.prediction.guesses if g.id == target)
+            return p, [(g.text, g.prob) for g in a.prediction.guesses[:5]]
+
+        p_before, top_before = look()
+        run.trainer.step_on(ids)
+        p_after, top_after = look()
+        self.events.put(ExampleStepped(target, p_before, p_after, top_before, top_after))
+        self.send_weights()
 
     def save(self, path: str) -> None:
         try:
