@@ -11,7 +11,7 @@ from safetensors.torch import load
 from tokenizers import Tokenizer
 
 from tui_gpt.model import GPT, GPTConfig
-from tui_gpt.probe import Analysis, Completion, analyze, complete
+from tui_gpt.probe import Analysis, Completion, analyze, complete, context, sample
 from tui_gpt.tokenizer import TextTokenizer
 
 
@@ -49,6 +49,18 @@ class Lens:
 
     def complete(self, text: str) -> Completion:
         return complete(self.model, self.tokenizer, text)
+
+    @torch.no_grad()
+    def logits(self, ids: list[int]) -> torch.Tensor:
+        """Logits (T, V) at every position of the last block_size of `ids`."""
+        ctx, _ = context(ids or [self.tokenizer.eot_id], self.config.block_size)
+        logits, _, _ = self.model(torch.tensor([ctx], dtype=torch.long))
+        return logits[0].float()
+
+    def sample(self, text: str, n: int, temperature: float = 0.8, seed: int = 0) -> list[int]:
+        """`n` sampled tokens after `text` (greedy when temperature is 0)."""
+        ids = self.tokenizer.encode(text) or [self.tokenizer.eot_id]
+        return list(sample(self.model, ids, n, temperature=temperature, seed=seed))
 
 
 def ui_threads() -> None:

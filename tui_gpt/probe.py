@@ -217,3 +217,19 @@ def baselines(train: torch.Tensor, val: torch.Tensor, vocab_size: int) -> Baseli
     rows = torch.bincount(train[:-1], minlength=V).double()
     p = (seen + V * uni_p[val[1:]]) / (rows[val[:-1]] + V)
     return Baselines(math.log(V), unigram, float(-p.log().mean()))
+
+
+@torch.no_grad()
+def validation_loss(model: GPT, val: torch.Tensor, iters: int = 20, batch_size: int = 16, seed: int = 0) -> float:
+    """Mean loss on `iters` fixed random batches of the validation stream `val`."""
+    from tui_gpt.dataset import get_batch
+
+    gen = torch.Generator().manual_seed(seed)
+    dev = next(model.parameters()).device
+    model.eval()
+    losses = []
+    for _ in range(iters):
+        x, y = get_batch(val, batch_size, model.config.block_size, gen)
+        _, loss, _ = model(x.to(dev), y.to(dev))
+        losses.append(loss.item())
+    return sum(losses) / len(losses)

@@ -14,7 +14,7 @@ class Command:
     """What the app asks of the trainer.
 
     name is one of: pause, resume, step, save, reset, set_lr, set_eval_interval, set_causal,
-    step_on (one optimizer step on one example), quit.
+    step_on (one optimizer step on one example), token_counts, memorization, quit.
     """
 
     name: str
@@ -89,8 +89,27 @@ class ExampleStepped:
 
 
 @dataclass
+class TokenCounts:
+    """How many tokens `text` is under each tokenizer kind, trained on this corpus."""
+
+    text: str
+    counts: dict[str, int]
+
+
+@dataclass
+class Memorized:
+    """The spans [start, end) of a sample that appear verbatim in the training text."""
+
+    ids: list[int]
+    spans: list[tuple[int, int]]
+    min_len: int
+
+
+@dataclass
 class Stopped:
     step: int
 
 
-Event = Loading | Ready | Losses | Weights | Status | Saved | Failed | ExampleStepped | Stopped
+Event = (
+    Loading | Ready | Losses | Weights | Status | Saved | Failed | ExampleStepped | TokenCounts | Memorized | Stopped
+)

@@ -15,7 +15,20 @@ from multiprocessing.queues import Queue
 from pathlib import Path
 
 from tui_gpt.errors import TuiGptError
-from tui_gpt.protocol import Command, ExampleStepped, Failed, Loading, Losses, Ready, Saved, Status, Stopped, Weights
+from tui_gpt.protocol import (
+    Command,
+    ExampleStepped,
+    Failed,
+    Loading,
+    Losses,
+    Memorized,
+    Ready,
+    Saved,
+    Status,
+    Stopped,
+    TokenCounts,
+    Weights,
+)
 from tui_gpt.session import RunSpec, open_run
 
 LOSS_EVERY = 0.25  # seconds between loss batches
@@ -45,6 +58,17 @@ def _passages(run, n: int = 5) -> list[str]:
     return [run.tokenizer.decode(val[i : i + size].tolist()) for i in list(starts)[:n]]
 
 
+def _sample_texts(texts: list[str], limit: int = 1_000_000) -> list[str]:
+    """Up to `limit` characters of the corpus: enough to train comparison tokenizers quickly."""
+    out, total = [], 0
+    for t in texts:
+        out.append(t[: limit - total])
+        total += len(out[-1])
+        if total >= limit:
+            break
+    return out
+
+
 class TrainerLoop:
     def __init__(self, spec: RunSpec, commands: Queue, events: Queue) -> None:
         self.spec = spec
@@ -58,6 +82,7 @@ class TrainerLoop:
         self.last_losses = 0.0
         self.last_weights = 0.0
         self.running = True
+        self.index = None  # n-grams of the training text, built on first use
 
     def open(self, spec: RunSpec) -> None:
         """Build the run for `spec` and announce it to the app."""
@@ -73,6 +98,7 @@ class TrainerLoop:
         self.events.put(Loading("loading text", 0, 1))
         run = open_run(spec, progress)
         self.run, self.spec = run, run.spec
+        self.index = None
         self.steps = run.trainer.run()
         self.announce()
 
@@ -150,6 +176,20 @@ class TrainerLoop:
             self.spec.causal = tr.model.config.causal
         elif cmd.name == "step_on" and tr is not None:
             self.step_on(list(cmd.args["ids"]))
+        elif cmd.name == "token_counts" and tr is not None:
+            from tui_gpt.lab import token_counts
+
+            text = cmd.args["text"]
+            texts = _sample_texts(self.run.corpus.texts)
+            self.events.put(TokenCounts(text, token_counts(text, texts)))
+        elif cmd.name == "memorization" and tr is not None:
+            from tui_gpt.lab import NgramIndex
+
+            n = int(cmd.args["min_len"])
+            if self.index is None or self.index.n != n:
+                self.index = NgramIndex(self.run.data.train, n)
+            ids = list(cmd.args["ids"])
+            self.events.put(Memorized(ids, self.index.spans(ids), n))
         if tr is not None:
             self.events.put(Status(self.paused, self.run.trainer.step))
 

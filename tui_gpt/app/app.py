@@ -16,8 +16,9 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static
 
+from tui_gpt.app.experiments import LabActions
 from tui_gpt.app.messages import LensReady, TrainerEvent, WeightsStaged
-from tui_gpt.app.screens.dialogs import ConfirmScreen, PathScreen
+from tui_gpt.app.screens.dialogs import AskScreen, ConfirmScreen, check_path
 from tui_gpt.app.widgets.attention import AttentionMap
 from tui_gpt.app.widgets.examples import ExamplesPane
 from tui_gpt.app.widgets.line import InfoLine
@@ -32,7 +33,7 @@ SIZES = {"tiny": (2, 2, 64), "small": (4, 4, 128), "medium": (6, 6, 192)}
 DEFAULT_PROMPT = "The quick brown"
 
 
-class GPTApp(App[None]):
+class GPTApp(LabActions, App[None]):
     """Train a GPT in a background process and probe it while it learns."""
 
     TITLE = "tui-gpt"
@@ -50,6 +51,14 @@ class GPTApp(App[None]):
         Binding("ctrl+down", "top_k(-1)", "k-", show=False),
         Binding("ctrl+t", "examples_source", "Examples", show=False),
         Binding("ctrl+o", "load_text", "Load text", show=False),
+        Binding("f2", "mask_experiment", "Mask on/off", show=False),
+        Binding("f3", "pin", "Pin", show=False),
+        Binding("f4", "surprisal", "Surprisal", show=False),
+        Binding("f5", "tokens", "Tokens", show=False),
+        Binding("f6", "temperature_view", "Temperature", show=False),
+        Binding("f7", "one_step", "One step", show=False),
+        Binding("f8", "memorization", "Memorization", show=False),
+        Binding("f9", "compare", "Compare", show=False),
         Binding("ctrl+q", "quit", "Quit"),
     ]
 
@@ -76,6 +85,9 @@ class GPTApp(App[None]):
         self.top_k = 10
         self.passage = -1  # -1: examples come from the prompt
         self._staging = None  # the lens that reader-thread snapshots load into
+        self.last_sample: str | None = None  # the last generated sample, for surprisal colouring
+        self.last_analysis: tuple[list, list[str]] | None = None  # (examples, labels) shown, for export
+        self._last_guess: str | None = None
         self.started = time.monotonic()
         if client_factory is None:
             from tui_gpt.client import TrainerClient
@@ -94,6 +106,7 @@ class GPTApp(App[None]):
                         value=self.initial_prompt, placeholder="type a prefix…", select_on_focus=False, id="prompt"
                     )
                     yield InfoLine(id="prompt-info")
+                    yield InfoLine(id="greedy")
                 yield TopKBars(id="topk")
                 yield ExamplesPane(id="examples")
             with Vertical(id="right"):
@@ -163,6 +176,7 @@ class GPTApp(App[None]):
             self.client.send("pause")
         self._refresh_stats()
         self.refresh_probes()
+        self._update_greedy()
         gc.collect()
         gc.freeze()  # long-lived objects out of the collector's way: fewer latency spikes
 
@@ -171,9 +185,13 @@ class GPTApp(App[None]):
             return  # a snapshot of a run that has since been reset
         self.lens.swap(message.model, message.step)
         self.refresh_probes()
+        self._track_pinned()
+        self._update_greedy()
 
     def on_trainer_event(self, message: TrainerEvent) -> None:
         ev = message.event
+        if self.lab_event(ev):
+            return
         if isinstance(ev, Losses):
             self.query_one(LossChart).add(ev.events)
             if ev.events:
@@ -225,6 +243,8 @@ class GPTApp(App[None]):
         pred = analysis.prediction
         topk = self.query_one(TopKBars)
         topk.guesses = pred.guesses
+        self._last_guess = pred.guesses[0].text if pred.guesses else None
+        topk.target = self.pinned["target"] if self.pinned and self.pinned["ids"] == pred.ids else None
         labels = [lens.tokenizer.token_texts[i] for i in pred.ids]
         self.query_one(AttentionMap).show(labels, pred.attention, lens.config.causal, pred.dropped)
         n = len(pred.ids) + pred.dropped
@@ -243,6 +263,7 @@ class GPTApp(App[None]):
         self.call_after_refresh(self._update_ghost, text)
 
     def _show_examples(self, source: str, labels: list[str], analysis: Any) -> None:
+        self.last_analysis = (analysis.examples, labels)
         self.query_one(ExamplesPane).show(source, labels, analysis.examples, analysis.loss)
 
     def _show_passage(self) -> None:
@@ -273,7 +294,10 @@ class GPTApp(App[None]):
 
     # ---- stats and chart --------------------------------------------------------
     def _redraw_chart(self) -> None:
-        self.query_one(LossChart).redraw()
+        chart = self.query_one(LossChart)
+        if chart.dirty:
+            chart.redraw()
+            self._update_hints()
 
     def _refresh_stats(self) -> None:
         ev = self.last_event
@@ -336,7 +360,9 @@ class GPTApp(App[None]):
             if path:
                 self._confirm_reset(replace(self.spec, sources=[path], resume=None), f"Train from scratch on {path}?")
 
-        self.push_screen(PathScreen(), chosen)
+        self.push_screen(
+            AskScreen("Train on which text? A file, a folder, or fables / python-docs", "", check_path), chosen
+        )
 
     def _confirm_reset(self, spec: RunSpec, question: str) -> None:
         def answer(yes: bool | None) -> None:
@@ -408,6 +434,34 @@ class GPTApp(App[None]):
         yield SystemCommand("Attention: cycle view", "One head, all heads, the causal mask", self._attention_mode)
         yield SystemCommand("Examples: prompt or corpus passage", "(ctrl+t)", self.action_examples_source)
         yield SystemCommand("Restart trainer", "Start the trainer process again", self.action_restart_trainer)
+        lab = [
+            (
+                "Lab: mask experiment on/off",
+                "Train without the causal mask, and back (f2)",
+                self.action_mask_experiment,
+            ),
+            ("Lab: pin an example", "Track p(target | prefix) over training (f3)", self.action_pin),
+            ("Lab: surprisal colouring", "Colour each token by the rank the model gave it (f4)", self.action_surprisal),
+            ("Lab: tokenizer view", "The exact ids, and lengths under char, bpe and word (f5)", self.action_tokens),
+            ("Lab: temperature view", "Logits, logits / T, softmax side by side (f6)", self.action_temperature_view),
+            ("Lab: one step on one example", "One optimizer step on prompt -> last token (f7)", self.action_one_step),
+            (
+                "Lab: memorization check",
+                "Sample, and mark spans copied from the training text (f8)",
+                self.action_memorization,
+            ),
+            ("Lab: compare checkpoints", "Another checkpoint side by side with this run (f9)", self.action_compare),
+            ("Set learning rate…", "Applies at once, no reset", self.action_set_lr),
+            ("Set evaluation interval…", "Applies at once, no reset", self.action_set_eval_interval),
+            ("Show the command that reproduces this run", "And copy it to the clipboard", self.action_reproduce),
+            (
+                "Export loss history, examples (CSV) and screen (SVG)",
+                "Next to the checkpoint folder",
+                self.action_export,
+            ),
+        ]
+        for title, help_text, callback in lab:
+            yield SystemCommand(title, help_text, callback)
         yield SystemCommand("Help: how a GPT learns", "The three ideas and where to see them (f1)", self.action_help)
 
     def _attention_mode(self) -> None:

@@ -6,6 +6,7 @@ import math
 
 from textual.app import ComposeResult
 from textual.containers import Vertical
+from textual.widgets import Sparkline
 from textual_plotext import PlotextPlot
 
 from tui_gpt.app.widgets.line import InfoLine
@@ -32,7 +33,9 @@ class LossChart(PlotextPlot):
         super().__init__(**kwargs)
         self.steps: list[int] = []
         self.loss: list[float] = []
+        self.lr: list[float] = []
         self.eval_steps: list[int] = []
+        self.eval_train: list[float] = []
         self.eval_val: list[float] = []
         self.baselines: dict[str, float] = {}
         self.dirty = True
@@ -40,16 +43,22 @@ class LossChart(PlotextPlot):
     def set_history(self, history: dict) -> None:
         self.steps = list(history.get("steps", []))
         self.loss = list(history.get("loss", []))
+        self.lr = list(history.get("lr", []))
         self.eval_steps = list(history.get("eval_steps", []))
+        self.eval_train = list(history.get("eval_train", []))
         self.eval_val = list(history.get("eval_val", []))
         self.dirty = True
 
     def add(self, events: list[dict]) -> None:
         for ev in events:
-            self.steps.append(ev["step"])
-            self.loss.append(ev["loss"])
+            # The evaluation before the first step is not a training step (as in History.add).
+            if ev["step"] > 0 or ev.get("val_loss") is None:
+                self.steps.append(ev["step"])
+                self.loss.append(ev["loss"])
+                self.lr.append(ev["lr"])
             if ev.get("val_loss") is not None:
                 self.eval_steps.append(ev["step"])
+                self.eval_train.append(ev.get("eval_train_loss") or math.nan)
                 self.eval_val.append(ev["val_loss"])
         self.dirty = True
 
@@ -82,6 +91,9 @@ class TrainingPane(Vertical):
         yield LossChart(id="loss-chart")
         yield InfoLine(id="legend")
         yield InfoLine(id="train-stats")
+        yield InfoLine(id="hints")
+        yield InfoLine(id="pinned")
+        yield Sparkline([], id="pinned-chart")
         yield InfoLine(id="corpus-info")
 
     def set_baselines(self, baselines: dict[str, float]) -> None:
