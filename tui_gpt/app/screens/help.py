@@ -31,6 +31,31 @@ itself, never to `brown`: otherwise training would be cheating, since the target
 next token. **See it in _Attention_**: the dotted cells above the diagonal are masked;
 press `v` there for the mask alone and for all heads of a layer.
 
+## The mask experiment (f2)
+Switch the causal mask off and every position can attend to the tokens after it,
+including the very token it is asked to predict. The train loss collapses towards zero:
+the model learns to copy the answer from one position ahead instead of predicting it.
+But a real continuation has no future to copy, so greedy generation (the grey line under
+the prompt) turns to nonsense, and the val loss, measured with the mask back on, is worse
+than before. This is the bug behind real causal-mask leaks in GPT code: a loss that looks
+too good to be true. Press f2 again to switch the mask back on.
+
+## The lab
+| key | experiment |
+|---|---|
+| `f2` | the mask experiment: train without the causal mask, and back |
+| `f3` | pin `prefix -> target` and chart p(target) as training goes on |
+| `f4` | colour a text by the rank the model gave each token; select a token for its top-k |
+| `f5` | the exact token ids, and the length under char, bpe and word |
+| `f6` | logits, logits / T, softmax for the top tokens |
+| `f7` | one optimizer step on the prompt's last token: p(target) before and after |
+| `f8` | sample, and highlight every span copied from the training text |
+| `f9` | compare with another checkpoint |
+
+The command palette (`ctrl+p`) also sets the learning rate and the evaluation interval
+mid-run, shows the command that reproduces the run, and exports the loss history and the
+examples as CSV and the screen as SVG.
+
 ## Keys
 | key | what |
 |---|---|
