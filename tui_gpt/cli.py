@@ -28,6 +28,7 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (warmup, then cosine decay)")
     g.add_argument("--warmup", type=int, default=100, help="warmup steps")
     g.add_argument("--dropout", type=float, default=0.0)
+    g.add_argument("--no-causal", action="store_true", help="train without the causal mask (the mask experiment)")
     g.add_argument("--seed", type=int, default=1337)
     g.add_argument("--eval-interval", type=int, default=250, help="evaluate every N steps (0: never)")
     g.add_argument("--eval-iters", type=int, default=20, help="batches per evaluation")
@@ -40,18 +41,24 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
 
 
-def _positive(p: argparse.ArgumentParser, args: argparse.Namespace, *names: str) -> None:
+def _check(p: argparse.ArgumentParser, args: argparse.Namespace, *names: str) -> None:
+    """Reject impossible option values with argparse's one-line usage error."""
     for name in names:
         value = getattr(args, name, None)
         if value is not None and value <= 0:
             p.error(f"--{name.replace('_', '-')} must be positive, got {value}")
+    for name in NON_NEGATIVE:
+        value = getattr(args, name, None)
+        if value is not None and value < 0:
+            p.error(f"--{name.replace('_', '-')} must not be negative, got {value}")
     if getattr(args, "n_embd", None) and getattr(args, "n_head", None) and args.n_embd % args.n_head:
         p.error(f"--n-embd {args.n_embd} must be divisible by --n-head {args.n_head}")
     if getattr(args, "dropout", None) is not None and not 0 <= args.dropout < 1:
         p.error(f"--dropout must be in [0, 1), got {args.dropout}")
 
 
-MODEL_INTS = ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "lr", "eval_iters")
+POSITIVE = ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "lr", "eval_iters", "vocab_size")
+NON_NEGATIVE = ("warmup", "eval_interval")
 
 
 def parser_app() -> argparse.ArgumentParser:
@@ -152,13 +159,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             name = argv[0]
             parser = PARSERS[name]()
             args = parser.parse_args(argv[1:])
-            _positive(parser, args, *MODEL_INTS, "steps", "time", "top_k", "n", "keys")
+            _check(parser, args, *POSITIVE, "steps", "time", "top_k", "n", "keys")
             from tui_gpt import commands
 
             return getattr(commands, f"cmd_{name}")(args)
         parser = parser_app()
         args = parser.parse_args(argv)
-        _positive(parser, args, *MODEL_INTS)
+        _check(parser, args, *POSITIVE)
         from tui_gpt.app.run import run_app
 
         return run_app(args)

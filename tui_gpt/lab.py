@@ -105,8 +105,9 @@ class NgramIndex:
 
 
 def memorized_spans(sample: Sequence[int], train: torch.Tensor | Sequence[int], min_len: int) -> list[tuple[int, int]]:
-    """Maximal spans [start, end) of `sample` that occur verbatim in `train`, at least `min_len` tokens long.
+    """Maximal spans [start, end) of `sample` covered by verbatim copies from `train` of `min_len`+ tokens.
 
+    Overlapping copies merge, so a long span may join two places in `train`.
     Builds the index each call: to check many samples against one text, keep an `NgramIndex`.
     """
     return NgramIndex(train, min_len).spans(sample)
@@ -344,7 +345,7 @@ _TRAIN_OPTIONS = (
 def reproduce_command(spec: Mapping) -> str:
     """The `tui-gpt train ...` line that reproduces a run, from `dataclasses.asdict(RunSpec)`.
 
-    Settings with no command-line option that differ from their defaults (causal=False, weight decay, ...)
+    Settings with no command-line option that differ from their defaults (weight decay, ...)
     are listed in a trailing shell comment, so pasting the line still runs.
     """
     train = dict(spec.get("train") or {})
@@ -360,6 +361,8 @@ def reproduce_command(spec: Mapping) -> str:
     for key in ("dtype", "device"):
         if train.get(key) not in (None, "auto"):
             args += [f"--{key}", str(train[key])]
+    if spec.get("causal", True) is False:
+        args.append("--no-causal")
     if spec.get("resume"):
         args += ["--resume", str(spec["resume"])]
     sources = [str(s) for s in spec.get("sources") or []]
@@ -371,8 +374,6 @@ def reproduce_command(spec: Mapping) -> str:
     defaults = TrainConfig().to_dict()
     cli_keys = {key for key, _ in _TRAIN_OPTIONS} | {"dtype", "device"}
     unset = [f"{k}={v}" for k, v in train.items() if k not in cli_keys and k in defaults and v != defaults[k]]
-    if spec.get("causal", True) is False:
-        unset.insert(0, "causal=False")
     if unset:
         line += "  # not settable from the command line: " + ", ".join(unset)
     return line

@@ -62,6 +62,7 @@ class RunSpec:
             n_embd=args.n_embd,
             block_size=args.block_size,
             dropout=args.dropout,
+            causal=not getattr(args, "no_causal", False),
             train=train,
             resume=getattr(args, "resume", None),
         )

@@ -139,7 +139,7 @@ class TextTokenizer:
         pieces: list[bytes | str] = []
         for i in range(self.vocab_size):
             tok = self.hf.id_to_token(i) or ""
-            if self.hf.token_to_id(tok) is not None and tok in (EOT, UNK):
+            if tok in (EOT, UNK):
                 pieces.append(tok)
             elif self.kind == "bpe":
                 pieces.append(bytes(_BYTES[ch] for ch in tok))
