@@ -29,7 +29,7 @@ from tui_gpt.protocol import (
     TokenCounts,
     Weights,
 )
-from tui_gpt.session import RunSpec, open_run
+from tui_gpt.session import Run, RunSpec, open_run
 
 LOSS_EVERY = 0.25  # seconds between loss batches
 WEIGHTS_EVERY = 1.0  # seconds between weight snapshots
@@ -51,11 +51,41 @@ def weights_blob(model) -> bytes:
     return save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"})
 
 
-def _passages(run, n: int = 5) -> list[str]:
+def _passages(run: Run, n: int = 5) -> list[str]:
     """A few validation passages, one context long, for the examples pane."""
     val, size = run.data.val, run.trainer.model.config.block_size + 1
     starts = range(0, max(1, len(val) - size), max(1, (len(val) - size) // n))
     return [run.tokenizer.decode(val[i : i + size].tolist()) for i in list(starts)[:n]]
+
+
+def describe_run(run: Run) -> Ready:
+    """The Ready event for `run`: what the app needs to probe and describe it."""
+    from tui_gpt.probe import baselines
+
+    tr = run.trainer
+    b = baselines(run.data.train, run.data.val, run.tokenizer.vocab_size)
+    return Ready(
+        tokenizer_json=run.tokenizer.hf.to_str(),
+        model_config=tr.model.config.to_dict(),
+        corpus={
+            "name": run.corpus.name,
+            "files": len(run.corpus.documents),
+            "chars": run.corpus.chars,
+            "train_tokens": len(run.data.train),
+            "val_tokens": len(run.data.val),
+            "skipped": len(run.corpus.skipped),
+            "tokenizer": run.tokenizer.kind,
+            "vocab_size": run.tokenizer.vocab_size,
+            "params": tr.model.num_params(),
+            "passages": _passages(run),
+        },
+        baselines={"uniform": b.uniform, "unigram": b.unigram, "bigram": b.bigram},
+        history=tr.history.to_dict(),
+        step=tr.step,
+        spec=asdict(run.spec),
+        device=str(tr.device),
+        dtype=str(tr.dtype).removeprefix("torch."),
+    )
 
 
 def _sample_texts(texts: list[str], limit: int = 1_000_000) -> list[str]:
@@ -104,35 +134,7 @@ class TrainerLoop:
 
     def announce(self) -> None:
         """Tell the app everything it needs about the current run, then send its weights."""
-        from tui_gpt.probe import baselines
-
-        run = self.run
-        tr = run.trainer
-        b = baselines(run.data.train, run.data.val, run.tokenizer.vocab_size)
-        self.events.put(
-            Ready(
-                tokenizer_json=run.tokenizer.hf.to_str(),
-                model_config=tr.model.config.to_dict(),
-                corpus={
-                    "name": run.corpus.name,
-                    "files": len(run.corpus.documents),
-                    "chars": run.corpus.chars,
-                    "train_tokens": len(run.data.train),
-                    "val_tokens": len(run.data.val),
-                    "skipped": len(run.corpus.skipped),
-                    "tokenizer": run.tokenizer.kind,
-                    "vocab_size": run.tokenizer.vocab_size,
-                    "params": tr.model.num_params(),
-                    "passages": _passages(run),
-                },
-                baselines={"uniform": b.uniform, "unigram": b.unigram, "bigram": b.bigram},
-                history=tr.history.to_dict(),
-                step=tr.step,
-                spec=asdict(self.spec),
-                device=str(tr.device),
-                dtype=str(tr.dtype).removeprefix("torch."),
-            )
-        )
+        self.events.put(describe_run(self.run))
         self.send_weights()
 
     def send_weights(self) -> None:
