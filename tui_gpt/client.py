@@ -32,6 +32,7 @@ def prepare() -> None:
 
 class TrainerClient:
     def __init__(self, on_event: Callable[[Event], None], threads: int = 1, log: str | None = None) -> None:
+        prepare()  # now, while stderr is real: a client is made before its app runs
         self.on_event = on_event
         self.threads = threads
         # The trainer's stdout and stderr go here; set TUI_GPT_TRAINER_LOG to see them.

@@ -11,7 +11,6 @@ from tui_gpt.session import RunSpec
 
 
 def run_app(args: argparse.Namespace) -> int:
-    from tui_gpt.client import prepare
     from tui_gpt.corpus import load_corpus
 
     spec = RunSpec.from_args(args)
@@ -25,11 +24,12 @@ def run_app(args: argparse.Namespace) -> int:
     if not sys.stdout.isatty():
         print("tui-gpt: error: the app needs a terminal; use 'tui-gpt train' for scripts", file=sys.stderr)
         return 2
-    prepare()
     from tui_gpt.app.app import GPTApp
 
     app = GPTApp(spec, out=out)
     app.run()
+    if app.return_code:  # the app crashed: Textual has printed the traceback
+        return app.return_code
     trainer_json = Path(out) / "trainer.json"
     if trainer_json.exists():
         step = json.loads(trainer_json.read_text()).get("step", 0)

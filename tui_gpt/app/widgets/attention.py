@@ -68,6 +68,11 @@ class AttentionMap(Widget, can_focus=True):
     # ---- data in ---------------------------------------------------------
     def show(self, labels: list[str], weights, causal: bool, dropped: int = 0) -> None:
         self.labels, self.weights, self.causal, self.dropped = labels, weights, causal, dropped
+        # A reset may have brought a model with fewer layers or heads.
+        if self.layer_index >= max(1, self.n_layer):
+            self.set_reactive(AttentionMap.layer_index, 0)
+        if self.head_index >= max(1, self.n_head):
+            self.set_reactive(AttentionMap.head_index, 0)
         self._rebuild()
 
     @property
