@@ -274,15 +274,7 @@ class LabActions:
             return
         from tui_gpt.lab import run_hints
 
-        chart = self.query_one("#loss-chart")
-        history = {
-            "steps": chart.steps,
-            "loss": chart.loss,
-            "eval_steps": chart.eval_steps,
-            "eval_val": chart.eval_val,
-            "eval_train": chart.eval_train,
-        }
-        hints = run_hints(history, self.ready.baselines)
+        hints = run_hints(self.query_one("#loss-chart").history(), self.ready.baselines)
         colour = {"info": "$text-muted", "warn": "$warning", "error": "$error"}
         self.query_one("#hints", InfoLine).text = "  ".join(f"[{colour[h.severity]}]{h.text}[/]" for h in hints[:2])
 
@@ -350,15 +342,7 @@ class LabActions:
         from tui_gpt.lab import examples_csv, history_csv
 
         folder = Path(self.out).expanduser().resolve().parent
-        chart = self.query_one("#loss-chart")
-        history = {
-            "steps": chart.steps,
-            "loss": chart.loss,
-            "lr": chart.lr,
-            "eval_steps": chart.eval_steps,
-            "eval_train": chart.eval_train,
-            "eval_val": chart.eval_val,
-        }
+        history = self.query_one("#loss-chart").history()
         written = []
         try:
             path = folder / "tui-gpt-history.csv"

@@ -49,6 +49,17 @@ class LossChart(PlotextPlot):
         self.eval_val = list(history.get("eval_val", []))
         self.dirty = True
 
+    def history(self) -> dict:
+        """The curve so far, in trainer.History's dict form."""
+        return {
+            "steps": self.steps,
+            "loss": self.loss,
+            "lr": self.lr,
+            "eval_steps": self.eval_steps,
+            "eval_train": self.eval_train,
+            "eval_val": self.eval_val,
+        }
+
     def add(self, events: list[dict]) -> None:
         for ev in events:
             # The evaluation before the first step is not a training step (as in History.add).
