@@ -5,6 +5,7 @@ Spawned, so it must import nothing heavy at module level and never Textual.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import queue
 import sys
@@ -112,6 +113,7 @@ class TrainerLoop:
         self.last_losses = 0.0
         self.last_weights = 0.0
         self.running = True
+        self.orphaned = False
         self.index = None  # n-grams of the training text, built on first use
 
     def open(self, spec: RunSpec) -> None:
@@ -224,7 +226,12 @@ class TrainerLoop:
 
     def loop(self) -> None:
         self.open(self.spec)
+        parent = multiprocessing.parent_process()
         while self.running:
+            if parent is not None and not parent.is_alive():
+                # Orphaned (the app was killed): nobody will read, and nobody will quit us.
+                self.orphaned = True
+                break
             idle = self.paused and not self.pending_steps
             try:
                 cmd = self.commands.get(timeout=0.1) if idle else self.commands.get_nowait()
@@ -255,7 +262,10 @@ def trainer_main(spec: RunSpec, commands: Queue, events: Queue, threads: int = 1
         import torch
 
         torch.set_num_threads(threads)
-        TrainerLoop(spec, commands, events).loop()
+        loop = TrainerLoop(spec, commands, events)
+        loop.loop()
+        if loop.orphaned:
+            events.cancel_join_thread()  # the pipe has no reader: do not wait to flush it
     except TuiGptError as exc:
         events.put(Failed(str(exc)))
     except Exception as exc:  # report anything, so the app can show it and offer a restart
