@@ -89,6 +89,7 @@ class GPTApp(LabActions, App[None]):
         self.last_sample: str | None = None  # the last generated sample, for surprisal colouring
         self.last_analysis: tuple[list, list[str]] | None = None  # (examples, labels) shown, for export
         self._last_guess: str | None = None
+        self._frozen = False
         self.started = time.monotonic()
         if client_factory is None:
             from tui_gpt.client import TrainerClient
@@ -124,8 +125,10 @@ class GPTApp(LabActions, App[None]):
         self._check_size()
         if not getattr(self.client, "started", True) or not self.client.alive:
             self.client.start(self.spec)
-        self.set_interval(1 / 2, self._redraw_chart)
-        self.set_interval(1.0, self._refresh_stats)
+        # Owned by the pane, so the timers stop when the screen goes away on exit.
+        pane = self.query_one(TrainingPane)
+        pane.set_interval(1 / 2, self._redraw_chart)
+        pane.set_interval(1.0, self._refresh_stats)
 
     def on_resize(self, event: events.Resize) -> None:
         self._check_size(event.size)
@@ -178,8 +181,11 @@ class GPTApp(LabActions, App[None]):
         self._refresh_stats()
         self.refresh_probes()
         self._update_greedy()
-        gc.collect()
-        gc.freeze()  # long-lived objects out of the collector's way: fewer latency spikes
+        if not self._frozen:
+            # Start-up's long-lived objects out of the collector's way: fewer latency spikes.
+            gc.collect()
+            gc.freeze()
+            self._frozen = True
 
     def on_weights_staged(self, message: WeightsStaged) -> None:
         if message.lens is not self.lens:
@@ -301,19 +307,19 @@ class GPTApp(LabActions, App[None]):
             self._update_hints()
 
     def _refresh_stats(self) -> None:
+        """Two lines: where the run is, then how fast it goes."""
         ev = self.last_event
-        parts = [f"[b]{self.status}[/b]", f"step [b]{self.step:,}[/b]"]
-        if ev:
-            parts.append(f"loss {ev['loss']:.3f}")
-            parts.append(f"{ev['tokens_per_s']:,.0f} tok/s")
-            parts.append(f"lr {ev['lr']:.2e}")
-            parts.append(f"{_clock(ev['elapsed'])} training")
         chart = self.query_one(LossChart)
+        first = [f"[b]{self.status}[/b]", f"step [b]{self.step:,}[/b]"]
+        second = []
+        if ev:
+            first.append(f"train {ev['loss']:.3f}")
+            second += [f"{ev['tokens_per_s']:,.0f} tok/s", f"lr {ev['lr']:.2e}", f"{_clock(ev['elapsed'])} elapsed"]
         if chart.eval_val:
-            parts.append(f"val {chart.eval_val[-1]:.3f}")
-        text = " · ".join(parts)
+            first.append(f"val {chart.eval_val[-1]:.3f}")
+        text = " · ".join(first) + "\n" + " · ".join(second)
         if self.error:
-            text += f"\n[b $error]error:[/] {self.error}"
+            text = " · ".join(first) + f"\n[b $error]error:[/] {self.error}"
         self.query_one(TrainingPane).set_stats(text)
 
     # ---- actions -----------------------------------------------------------------

@@ -4,20 +4,26 @@ from __future__ import annotations
 
 import math
 
-from rich.text import Text
+from rich.segment import Segment
+from rich.style import Style
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.reactive import reactive
+from textual.strip import Strip
 from textual.widget import Widget
 
 from tui_gpt.app.widgets.line import InfoLine
 from tui_gpt.tokenizer import visible
 
-PREFIX_W = 30
+PREFIX_W = 30  # at most; less in a narrow pane
+COLUMNS_W = 2 + 10 + 7 + 8 + 6  # gap, target, p, -log p, rank
 
 
 class ExampleRows(Widget):
-    """The rows as a fixed-width table; the latest rows when they do not all fit."""
+    """The rows as a fixed-width table; the latest rows when they do not all fit.
+
+    Drawn line by line (the Line API): the columns keep their padding exactly.
+    """
 
     COMPONENT_CLASSES = {"examples--header", "examples--target"}
 
@@ -27,25 +33,35 @@ class ExampleRows(Widget):
         super().__init__(**kwargs)
         self.labels: list[str] = []
 
-    def render(self) -> Text:
-        header = self.get_component_rich_style("examples--header")
-        target = self.get_component_rich_style("examples--target")
-        out = Text(no_wrap=True, overflow="ellipsis")
-        out.append(f"{'prefix':>{PREFIX_W}}  {'→ target':<10}{'p':>7}{'-log p':>8}{'rank':>6}\n", style=header)
+    def render_line(self, y: int) -> Strip:
+        width = self.size.width
+        w = max(8, min(PREFIX_W, width - COLUMNS_W))
         rows = self.rows
         room = max(1, self.size.height - 1)
+        hidden = 0
         if len(rows) > room:
-            rows = rows[-(room - 1) :] if room > 1 else rows[-1:]
-            out.append(f"{'… ' + str(len(self.rows) - len(rows)) + ' earlier rows':>{PREFIX_W}}\n", style="dim")
-        for r in rows:
+            shown = rows[-(room - 1) :] if room > 1 else rows[-1:]
+            hidden = len(rows) - len(shown)
+            rows = shown
+        if y == 0:
+            header = f"{'prefix':>{w}}  {'→ target':<10}{'p':>7}{'-log p':>8}{'rank':>6}"
+            segments = [Segment(header, self.get_component_rich_style("examples--header"))]
+        elif hidden and y == 1:
+            segments = [Segment(f"{'… ' + str(hidden) + ' earlier rows':>{w}}", Style(dim=True))]
+        elif 0 <= (i := y - 1 - (1 if hidden else 0)) < len(rows):
+            r = rows[i]
             prefix = visible("".join(self.labels[: r.position]))
-            if len(prefix) > PREFIX_W:
-                prefix = "…" + prefix[-(PREFIX_W - 1) :]
-            out.append(f"{prefix:>{PREFIX_W}}  ")
-            out.append(f"{visible(self.labels[r.position]):<10}", style=target)
-            out.append(f"{r.prob:7.3f}{r.nll:8.2f}{r.rank:6d}\n")
-        out.rstrip()
-        return out
+            if len(prefix) > w:
+                prefix = "…" + prefix[-(w - 1) :]
+            target = self.get_component_rich_style("examples--target")
+            segments = [
+                Segment(f"{prefix:>{w}}  "),
+                Segment(f"{visible(self.labels[r.position]):<10}", target),
+                Segment(f"{r.prob:7.3f}{r.nll:8.2f}{r.rank:6d}"),
+            ]
+        else:
+            segments = []
+        return Strip(segments).crop_extend(0, width, self.rich_style)
 
 
 class ExamplesPane(Vertical):

@@ -91,9 +91,9 @@ class LossChart(PlotextPlot):
             plt.hline(self.baselines["bigram"], "orange")
         if self.steps:
             xs, ys = downsample(self.steps, self.loss, max(20, self.size.width - 10))
-            plt.plot(xs, ys, label="train", color="cyan", marker="braille")
+            plt.plot(xs, ys, color="cyan", marker="braille")  # the legend is a line below the chart
         if self.eval_steps:
-            plt.plot(self.eval_steps, self.eval_val, label="val", color="magenta", marker="braille")
+            plt.plot(self.eval_steps, self.eval_val, color="magenta", marker="braille")
         self.refresh()
 
 

@@ -1,0 +1,749 @@
+"""Pilot tests of the app: keys in, widget state out. A fake in-process trainer unless stated."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from app_fakes import (
+    FAKE_SPEC,
+    TINY_TEXT,
+    TRAIN_STEPS,
+    FakeTrainer,
+    fake_spec,
+    make_app,
+    running,
+    screen_text,
+    settle,
+    sync,
+    text_of,
+    wait_for,
+    wait_ready,
+)
+from textual.command import CommandPalette
+from textual.widgets import OptionList
+
+from tui_gpt.app.app import GPTApp
+from tui_gpt.app.screens.dialogs import ConfirmScreen
+from tui_gpt.app.screens.help import HelpScreen
+from tui_gpt.app.widgets.attention import AttentionMap
+from tui_gpt.app.widgets.prompt import PromptInput
+from tui_gpt.app.widgets.topk import TopKBars
+from tui_gpt.app.widgets.training import TrainingPane
+from tui_gpt.session import RunSpec
+
+SIZE = (160, 48)
+
+
+def guesses(app: GPTApp) -> list[tuple[int, float]]:
+    return [(g.id, round(g.prob, 6)) for g in app.query_one(TopKBars).guesses]
+
+
+def examples(app: GPTApp) -> list[tuple[str, str]]:
+    """The examples pane's rows as (prefix, target) token texts."""
+    pane = app.query_one("#examples-rows")
+    return [("".join(pane.labels[: r.position]), pane.labels[r.position]) for r in pane.rows]
+
+
+def palette_options(app: GPTApp) -> list[str]:
+    """The commands the open palette lists now, best match first."""
+    options = app.screen.query_one(OptionList)
+    return [str(options.get_option_at_index(i).prompt) for i in range(options.option_count)]
+
+
+async def open_palette(pilot, query: str) -> None:
+    await pilot.press("ctrl+p")
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, CommandPalette), what="the palette")
+    await pilot.press(*query)
+
+
+async def run_command(pilot, query: str, title: str) -> None:
+    """Type `query` into the palette and run `title` once it is the highlighted (first) hit."""
+    await open_palette(pilot, query)
+
+    def first_is_title() -> bool:
+        options = pilot.app.screen.query_one(OptionList)
+        found = palette_options(pilot.app)
+        return bool(found) and found[0].startswith(title) and options.highlighted == 0
+
+    await wait_for(pilot, first_is_title, what=f"{title!r} first in the palette")
+    await pilot.press("enter")
+
+
+def strips(app: GPTApp) -> list[list]:
+    return [list(s) for s in app.query_one(AttentionMap)._strips]
+
+
+# ---- probing -------------------------------------------------------------------
+
+
+@sync
+async def test_typing_changes_the_topk(tmp_path):
+    app = make_app(tmp_path)
+    async with running(app, SIZE) as pilot:
+        await wait_ready(pilot)
+        prompt = app.query_one(PromptInput)
+        assert prompt.has_focus
+        before = guesses(app)
+        assert len(before) == app.top_k == 10
+        await pilot.press(*" fox ran")
+        await settle(pilot)
+        assert prompt.value == "The quick brown fox ran"
+        after = guesses(app)
+        assert after and after != before
+        # The bars are exactly the model's guesses for the new text.
+        expect = app.lens.analyze(prompt.value, app.top_k, app.temperature).prediction.guesses
+        assert after == [(g.id, round(g.prob, 6)) for g in expect]
+        assert text_of(app.query_one("#prompt-info")).startswith(f"{len(prompt.value)} tokens · step {TRAIN_STEPS}")
+
+
+@sync
+async def test_examples_table_lists_every_prefix_and_the_mean_loss(tmp_path):
+    app = make_app(tmp_path, prompt="The fox ran")
+    async with running(app, SIZE) as pilot:
+        await wait_ready(pilot)
+        # char tokenizer: one example per character after the first.
+        rows = examples(app)
+        assert len(rows) == len("The fox ran") - 1
+        assert rows[0] == ("T", "h") and rows[-1] == ("The fox ra", "n")
+        loss = app.lens.analyze("The fox ran", 1, 1.0).loss
+        assert f"mean -log p = {loss:.3f}" in text_of(app.query_one("#examples-mean"))
+        # Nothing typed: no examples, and a hint instead of a mean.
+        await pilot.press("ctrl+u")
+        await settle(pilot)
+        assert app.query_one(PromptInput).value == ""
+        assert examples(app) == []
+        assert "type at least two tokens" in text_of(app.query_one("#examples-mean"))
+        assert app.query_one(TopKBars).guesses, "an empty prompt still has next-token guesses"
+
+
+@sync
+async def test_examples_can_come_from_a_corpus_passage(tmp_path):
+    app = make_app(tmp_path)
+    async with running(app, SIZE) as pilot:
+        await wait_ready(pilot)
+        pane = app.query_one("#examples")
+        assert "your prompt" in pane.border_title
+        await pilot.press("ctrl+t")
+        await settle(pilot)
+        assert "corpus passage 1" in pane.border_title
+        passage = app.ready.corpus["passages"][0]
+        rows = examples(app)
+        # A passage is block_size + 1 tokens; the model sees the last block_size of them.
+        assert FAKE_SPEC.block_size - 1 <= len(rows) <= FAKE_SPEC.block_size
+        assert passage.endswith(rows[-1][0] + rows[-1][1])
+        await pilot.press(*["ctrl+t"] * 5)
+        await settle(pilot)
+        assert "your prompt" in pane.border_title
+
+
+@pytest.mark.parametrize(
+    ("tokenizer", "prompt"),
+    [("char", "The quick brown"), ("bpe", "Once upon a ti")],
+)
+@sync
+async def test_tab_accepts_one_token_and_right_the_whole_ghost(tmp_path, tokenizer, prompt):
+    app = make_app(tmp_path, spec=fake_spec(tokenizer=tokenizer), prompt=prompt)
+    async with running(app, SIZE) as pilot:
+        await wait_ready(pilot)
+        inp = app.query_one(PromptInput)
+        old, ghost, first = inp.value, inp.ghost, inp.ghost_first
+        assert old == prompt and ghost and first and ghost.startswith(first)
+        assert inp._suggestion == old + ghost, "what is shown after the cursor is the ghost"
+        assert inp.cursor_at_end
+
+        await pilot.press("tab")
+        assert inp.value == old + first
+        assert inp.has_focus, "tab must not move the focus"
+        await wait_for(pilot, lambda: inp.ghost, what="the next ghost text")
+        await settle(pilot)
+
+        old, ghost = inp.value, inp.ghost
+        shown = inp._suggestion
+        await pilot.press("right")
+        assert inp.value == old + ghost == shown
+        assert inp.cursor_position == len(inp.value)
+
+
+@sync
+async def test_tab_and_right_do_not_accept_with_the_cursor_inside_the_text(tmp_path):
+    app = make_app(tmp_path)
+    async with running(app, SIZE) as pilot:
+        await wait_ready(pilot)
+        inp = app.query_one(PromptInput)
+        old = inp.value
+        await pilot.press("home", "tab")
+        assert inp.value == old and inp.cursor_position == 0
+        await pilot.press("right")
+        assert inp.value == old and inp.cursor_position == 1
+
+
+@sync
+async def test_layer_and_head_keys_change_the_heatmap(tmp_path):
+    app = make_app(tmp_path)
+    async with running(app, SIZE) as pilot:
+        await wait_ready(pilot)
+        amap = app.query_one(AttentionMap)
+        assert (amap.n_layer, amap.n_head) == (2, 2)
+        assert len(amap.labels) == len("The quick brown")
+        start = strips(app)
+        assert (amap.layer_index, amap.head_index) == (0, 0)
+        assert "layer 1/2 · head 1/2" in amap.border_title
+
+        await pilot.press("ctrl+l")
+        assert (amap.layer_index, amap.head_index) == (1, 0)
+        assert "layer 2/2 · head 1/2" in amap.border_title
+        layer2 = strips(app)
+        assert layer2 != start
+
+        await pilot.press("ctrl+g")
+        assert (amap.layer_index, amap.head_index) == (1, 1)
+        assert strips(app) not in (start, layer2)
+
+        await pilot.press("ctrl+l", "ctrl+g")  # both wrap around
+        assert (amap.layer_index, amap.head_index) == (0, 0)
+        assert strips(app) == start
+        assert app.query_one(PromptInput).value == "The quick brown", "the keys must not type"
+
+
+@sync
+async def test_attention_pane_keys_when_focused(tmp_path):
+    app = make_app(tmp_path)
+    async with running(app, SIZE) as pilot:
+        await wait_ready(pilot)
+        amap = app.query_one(AttentionMap)
+        amap.focus()
+        await settle(pilot)
+        start = strips(app)
+        await pilot.press("l")
+        assert amap.layer_index == 1 and strips(app) != start
+        await pilot.press("h")
+        assert amap.head_index == 1
+        await pilot.press("v")
+        assert amap.mode == "heads" and "all heads" in amap.border_title
+        await pilot.press("v")
+        assert amap.mode == "mask" and "causal mask" in amap.border_title
+        await pilot.press("v")
+        assert amap.mode == "head"
+        assert app.query_one(PromptInput).value == "The quick brown", "l/h/v went to the map, not the prompt"
+
+
+@sync
+async def test_causal_mask_is_drawn_above_the_diagonal(tmp_path):
+    app = make_app(tmp_path, prompt="abcd")
+    async with running(app, SIZE) as pilot:
+        await wait_ready(pilot, ghost=False)
+        rows = [s.text for s in app.query_one(AttentionMap)._strips[2:]]
+        assert len(rows) == 4
+        for i, row in enumerate(rows):
+            cells = row[9:]  # after the 8-character label and a space
+            assert cells.count("··") == 3 - i, row  # query i sees keys 0..i only
+
+
+@sync
+async def test_temperature_and_topk_keys(tmp_path):
+    app = make_app(tmp_path)
+    async with running(app, SIZE) as pilot:
+        await wait_ready(pilot)
+        bars = app.query_one(TopKBars)
+        base = bars.guesses
+        assert bars.temperature == 1.0
+
+        await pilot.press("up")
+        assert app.temperature == bars.temperature == 1.1
+        assert "T=1.10" in bars.border_title
+        hot = bars.guesses
+        assert [g.logit for g in hot] == [g.logit for g in base], "temperature must not change the logits"
+        assert hot[0].prob < base[0].prob, "a higher temperature flattens the distribution"
+
+        await pilot.press("down", "down")
+        assert bars.temperature == 0.9
+        cold = bars.guesses
+        assert cold[0].prob > base[0].prob
+
+        for _ in range(15):
+            await pilot.press("down")
+        assert bars.temperature == 0.1, "temperature is clamped at 0.1"
+
+        await pilot.press("ctrl+up")
+        assert app.top_k == bars.k == 11 and len(bars.guesses) == 11
+        await pilot.press("ctrl+down", "ctrl+down")
+        assert bars.k == 9 and len(bars.guesses) == 9
+        assert "k=9" in bars.border_title
+
+
+@sync
+async def test_prompt_longer_than_the_context(tmp_path):
+    block = FAKE_SPEC.block_size
+    app = make_app(tmp_path, prompt="x" * (block - 2))
+    async with running(app, SIZE) as pilot:
+        await wait_ready(pilot, ghost=False)
+        info = app.query_one("#prompt-info")
+        assert "sees only" not in text_of(info)
+        await pilot.press(*"abcde")
+        await settle(pilot)
+        n = block + 3
+        assert text_of(info) == f"prompt is {n} tokens: the model sees only the last {block} (its context) · step 150"
+        assert len(app.query_one(AttentionMap).labels) == block
+        assert app.query_one(AttentionMap).dropped == 3
+        assert f"the last {block} (its context)" in screen_text(app)
+
+
+@sync
+async def test_a_prompt_wider_than_its_field_scrolls_to_the_cursor(tmp_path):
+    start = "the fox ran to the river and the dog sat by the door while the hen found a seed"
+    app = make_app(tmp_path, prompt=start)
+    async with running(app, SIZE) as pilot:
+        await wait_ready(pilot, ghost=False)
+        await pilot.press(*" END")
+        await settle(pilot)
+        inp = app.query_one(PromptInput)
+        region = inp.content_region
+        assert inp.value == start + " END" and len(inp.value) > region.width
+        line = screen_text(app).splitlines()[region.y][region.x : region.right]
+        assert "seed END" in line, line
+        assert not line.startswith("the fox"), line
+
+
+@sync
+async def test_unicode_outside_the_vocabulary_does_not_break_probing(tmp_path):
+    app = make_app(tmp_path, prompt="")
+    async with running(app, SIZE) as pilot:
+        await wait_ready(pilot, ghost=False)
+        await pilot.press(*"héllo ☃ ")
+        await settle(pilot)
+        assert app.query_one(PromptInput).value == "héllo ☃ "
+        assert app.query_one(TopKBars).guesses
+        assert getattr(app, "_exception", None) is None
+
+
+# ---- screens, palette, sizes ------------------------------------------------------
+
+
+@sync
+async def test_help_screen_explains_the_three_ideas(tmp_path):
+    app = make_app(tmp_path)
+    async with running(app, SIZE) as pilot:
+        await wait_ready(pilot)
+        await pilot.press("f1")
+        await settle(pilot)
+        assert isinstance(app.screen, HelpScreen)
+        text = " ".join(screen_text(app).split())
+        assert "Every prefix is a training example" in text
+        assert "The loss is the cross-entropy of the true next token" in text
+        assert "The causal mask keeps a position from seeing later ones" in text
+        await pilot.press("escape")
+        await settle(pilot)
+        assert not isinstance(app.screen, HelpScreen)
+        assert app.query_one(PromptInput).has_focus
+
+
+COMMANDS = (
+    "Pause or resume training",
+    "Single training step",
+    "Save checkpoint",
+    "Load text…",
+    "Reset model",
+    "Tokenizer: char",
+    "Tokenizer: bpe",
+    "Tokenizer: word",
+    "Model size: tiny",
+    "Temperature up",
+    "Attention: next layer",
+    "Restart trainer",
+    "Help: how a GPT learns",
+)
+
+
+@sync
+async def test_command_palette_lists_and_runs_our_commands(tmp_path):
+    app = make_app(tmp_path)
+    async with running(app, SIZE) as pilot:
+        await wait_ready(pilot)
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        for title in COMMANDS:
+            assert title in titles
+        assert "Quit the application" in titles or any("Quit" in t for t in titles)
+
+        await open_palette(pilot, "tokeni")
+        await wait_for(
+            pilot,
+            lambda: (
+                {"Tokenizer: char", "Tokenizer: bpe", "Tokenizer: word"}
+                <= {o.split("\n")[0] for o in palette_options(app)}
+            ),
+            what="the tokenizer commands in the palette",
+        )
+        await pilot.press("escape")
+        await settle(pilot)
+
+        await run_command(pilot, "pause or", "Pause or resume training")
+        await wait_for(pilot, lambda: app.paused, what="pause from the palette")
+        assert app.client.names()[-1] == "pause"
+
+
+@sync
+async def test_tokenizer_switch_from_the_palette_resets_the_run(tmp_path):
+    app = make_app(tmp_path)
+    async with running(app, SIZE) as pilot:
+        await wait_ready(pilot)
+        old_lens = app.lens
+        await run_command(pilot, "Tokenizer: bpe", "Tokenizer: bpe")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: app.lens is not None and app.lens is not old_lens, what="the new model")
+        await wait_ready(pilot)
+        client: FakeTrainer = app.client
+        assert [s.tokenizer for s in client.resets] == ["bpe"]
+        assert app.spec.tokenizer == "bpe"
+        assert app.lens.tokenizer.vocab_size == app.ready.corpus["vocab_size"] > 100
+        assert "bpe vocab" in text_of(app.query_one("#corpus-info"))
+
+
+@sync
+async def test_declining_a_reset_keeps_the_run(tmp_path):
+    app = make_app(tmp_path)
+    async with running(app, SIZE) as pilot:
+        await wait_ready(pilot)
+        lens = app.lens
+        app._reset_model()
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation")
+        await pilot.press("n")
+        await settle(pilot)
+        assert app.lens is lens and app.client.resets == []
+
+
+@sync
+async def test_smaller_model_after_viewing_a_deep_layer_and_head(tmp_path):
+    # Start with 4 layers and 4 heads, look at layer 4 head 4, then pick "Model size: tiny" (2 and 2).
+    app = make_app(tmp_path, spec=fake_spec(n_layer=4, n_head=4), steps=3)
+    async with running(app, SIZE) as pilot:
+        await wait_ready(pilot, step=3, ghost=False)
+        old = app.lens
+        await pilot.press(*["ctrl+l", "ctrl+g"] * 3)
+        amap = app.query_one(AttentionMap)
+        assert (amap.layer_index, amap.head_index) == (3, 3)
+        await run_command(pilot, "Model size: tiny", "Model size: tiny")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: app.lens is not None and app.lens is not old, what="the new model")
+        await wait_ready(pilot, step=3, ghost=False)
+        assert (amap.n_layer, amap.n_head) == (2, 2)
+        assert amap.layer_index < 2 and amap.head_index < 2
+        assert "layer 1/2 · head 1/2" in amap.border_title
+        assert amap._strips and strips(app) != []
+
+
+@sync
+async def test_tiny_terminal_shows_a_message_instead_of_crashing(tmp_path):
+    app = make_app(tmp_path)
+    async with running(app, (50, 15)) as pilot:
+        await wait_ready(pilot, ghost=False)
+        assert app.screen.has_class("-too-small")
+        text = " ".join(screen_text(app).split())
+        assert "Terminal too small: 50x15" in text
+        await pilot.press(*" fox")  # keys still work
+        await settle(pilot)
+        assert app.query_one(PromptInput).value == "The quick brown fox"
+
+
+@sync
+async def test_examples_rows_stay_one_line_each_in_a_narrow_pane(tmp_path):
+    app = make_app(tmp_path)
+    async with running(app, (100, 30)) as pilot:
+        await wait_ready(pilot)
+        region = app.query_one("#examples-rows").content_region
+        lines = screen_text(app).splitlines()[region.y : region.bottom]
+        pane = [line[region.x : region.right] for line in lines]
+        assert "prefix" in pane[0] and "rank" in pane[0], pane[0]
+        wrapped = [line for line in pane if re.match(r"\s*\d\.\d{3}\s+\d+\.\d\d\s+\d+\s*$", line)]
+        assert not wrapped, "\n".join(pane)
+
+
+@sync
+async def test_enlarging_a_tiny_terminal_shows_the_panes(tmp_path):
+    app = make_app(tmp_path)
+    async with running(app, (50, 15)) as pilot:
+        await wait_ready(pilot, ghost=False)
+        assert app.screen.has_class("-too-small")
+        await pilot.resize_terminal(160, 48)
+        await settle(pilot)
+        assert not app.screen.has_class("-too-small")
+        text = screen_text(app)
+        assert "Terminal too small" not in text
+        assert "Next token" in text
+
+
+@sync
+async def test_shrinking_the_terminal_shows_the_message(tmp_path):
+    app = make_app(tmp_path)
+    async with running(app, SIZE) as pilot:
+        await wait_ready(pilot, ghost=False)
+        await pilot.resize_terminal(50, 15)
+        await settle(pilot)
+        assert app.screen.has_class("-too-small")
+        assert "Terminal too small: 50x15" in " ".join(screen_text(app).split())
+
+
+@sync
+async def test_exit_while_the_app_timers_tick(tmp_path, monkeypatch):
+    # The app's own intervals, only faster, so a timer that outlived the screen would fire on every exit.
+    fast = TrainingPane.set_interval
+    monkeypatch.setattr(
+        TrainingPane, "set_interval", lambda self, interval, callback, **kw: fast(self, 0.001, callback, **kw)
+    )
+    for _ in range(3):
+        app = make_app(tmp_path)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_ready(pilot, ghost=False)
+
+
+# ---- training controls with the fake trainer --------------------------------------------
+
+
+@sync
+async def test_pause_step_save_and_quit_with_the_fake_trainer(tmp_path):
+    app = make_app(tmp_path)
+    out = Path(app.out)
+    async with running(app, SIZE) as pilot:
+        await wait_ready(pilot)
+        client: FakeTrainer = app.client
+        assert client.starts == [FAKE_SPEC]
+        await wait_for(pilot, lambda: "tok/s" in text_of(app.query_one("#train-stats")), what="the stats line")
+        stats = text_of(app.query_one("#train-stats"))
+        assert stats.startswith("training · step 150 · train ")
+        assert "12,345 tok/s" in stats and "0:37 elapsed" in stats and "val " in stats
+
+        await pilot.press("ctrl+r")
+        assert app.paused and client.names()[-1] == "pause"
+        assert text_of(app.query_one("#train-stats")).startswith("paused · step 150")
+
+        await pilot.press("ctrl+n")
+        await wait_for(pilot, lambda: app.step == TRAIN_STEPS + 1, what="one step")
+        assert client.commands[-1] == ("step", {"n": 1})
+        assert app.paused, "a single step leaves the run paused"
+        await wait_for(pilot, lambda: app.lens.step == TRAIN_STEPS + 1, what="the new weights")
+        assert f"step {TRAIN_STEPS + 1}" in text_of(app.query_one("#prompt-info"))
+
+        await pilot.press("ctrl+r")
+        assert not app.paused and client.names()[-1] == "resume"
+
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: app.saved is not None, what="Saved")
+        assert client.commands[-1] == ("save", {"path": str(out)})
+        assert (out / "trainer.json").exists() and (out / "model.safetensors").exists()
+        assert app.saved.step == TRAIN_STEPS + 1
+        shutil.rmtree(out)  # so the checkpoint found after quit is the one quit wrote
+
+        await pilot.press("ctrl+q")
+        await wait_for(pilot, lambda: not app.is_running, what="the app to exit")
+    assert client.stops == [str(out)]
+    assert (out / "trainer.json").exists(), "quit saves a checkpoint"
+    assert not client.alive
+
+
+@sync
+async def test_step_key_pauses_a_running_trainer_first(tmp_path):
+    app = make_app(tmp_path)
+    async with running(app, SIZE) as pilot:
+        await wait_ready(pilot)
+        await pilot.press("ctrl+n")
+        assert app.client.names()[-2:] == ["pause", "step"]
+        assert app.paused
+
+
+@sync
+async def test_losses_and_weights_update_the_panes(tmp_path):
+    app = make_app(tmp_path)
+    async with running(app, SIZE) as pilot:
+        await wait_ready(pilot)
+        chart = app.query_one("#loss-chart")
+        assert chart.steps == list(range(1, TRAIN_STEPS + 1))
+        assert chart.eval_steps == [50, 100, 150]
+        app.client.advance(10)
+        await wait_for(pilot, lambda: app.step == TRAIN_STEPS + 10, what="the new losses")
+        await wait_for(pilot, lambda: app.lens.step == TRAIN_STEPS + 10, what="the new weights")
+        assert chart.steps[-1] == TRAIN_STEPS + 10
+        await wait_for(
+            pilot, lambda: f"step {TRAIN_STEPS + 10}" in text_of(app.query_one("#train-stats")), what="the stats"
+        )
+
+
+@sync
+async def test_a_failing_trainer_shows_the_error_and_the_app_keeps_working(tmp_path):
+    app = make_app(tmp_path, fail="boom")
+    async with running(app, SIZE) as pilot:
+        await wait_for(pilot, lambda: app.error == "boom", what="the error")
+        await settle(pilot)
+        stats = text_of(app.query_one("#train-stats"))
+        assert "error: boom" in stats and stats.startswith("stopped")
+        assert any("boom" in str(n.message) for n in app._notifications)
+        await pilot.press(*" fox")
+        assert app.query_one(PromptInput).value == "The quick brown fox"
+        # Restart from the palette's command once the cause is gone.
+        app.client.fail = None
+        app.action_restart_trainer()
+        await wait_ready(pilot)
+        assert app.error is None
+        assert "error" not in text_of(app.query_one("#train-stats"))
+        assert len(app.client.starts) == 2
+
+
+@sync
+async def test_a_trainer_that_dies_after_ready_leaves_probing_working(tmp_path):
+    app = make_app(tmp_path)
+    async with running(app, SIZE) as pilot:
+        await wait_ready(pilot)
+        app.client.fail_now("boom")
+        await wait_for(pilot, lambda: app.error == "boom", what="the error")
+        await settle(pilot)
+        assert "error: boom" in text_of(app.query_one("#train-stats"))
+        before = guesses(app)
+        await pilot.press(*" fox")
+        await settle(pilot)
+        assert app.query_one(PromptInput).value == "The quick brown fox"
+        assert guesses(app) != before
+        await pilot.press("ctrl+r")  # commands to a dead trainer are dropped, not raised
+        assert getattr(app, "_exception", None) is None
+
+
+# ---- the real trainer process ---------------------------------------------------------
+
+
+def _pid_gone(pid: int) -> bool:
+    status = Path(f"/proc/{pid}/status")
+    if not status.exists():
+        return True
+    try:
+        state = next(line for line in status.read_text().splitlines() if line.startswith("State:"))
+    except (OSError, StopIteration):
+        return True
+    return "Z" in state.split()[1]  # a zombie has exited
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to check the trainer process")
+@sync
+async def test_real_trainer_trains_pauses_saves_and_quits(tmp_path):
+    text = tmp_path / "tiny.txt"
+    text.write_text(TINY_TEXT, encoding="utf-8")
+    out = tmp_path / "out"
+    spec = RunSpec(
+        sources=[str(text)],
+        n_layer=1,
+        n_embd=32,
+        n_head=2,
+        block_size=16,
+        train={"eval_interval": 50, "eval_iters": 2, "batch_size": 4},
+    )
+    app = GPTApp(spec, out=str(out))
+    try:
+        async with running(app, SIZE) as pilot:
+            assert app.client.alive
+            await wait_for(pilot, lambda: app.step > 0, 60, "the first training steps")
+            first = app.step
+            await wait_for(pilot, lambda: app.step > first, 30, "the step counter to advance")
+            await wait_for(pilot, lambda: app.lens is not None and app.lens.step > 0, 30, "trained weights")
+
+            await pilot.press("ctrl+r")
+            assert app.paused
+            await pilot.pause(1.0)  # batches in flight land
+            stopped = app.step
+            await pilot.pause(1.5)
+            assert app.step == stopped, "training went on while paused"
+
+            await pilot.press("ctrl+s")
+            await wait_for(pilot, lambda: app.saved is not None, 30, "the checkpoint")
+            assert app.saved.step == stopped
+            assert json.loads((out / "trainer.json").read_text())["step"] == stopped
+            done = subprocess.run(
+                [sys.executable, "-m", "tui_gpt", "complete", str(out), "The", "--top-k", "3"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert done.returncode == 0, done.stderr
+            assert "next token after 'The'" in done.stdout and "rank" in done.stdout
+            ranks = [m.group(1) for m in re.finditer(r"^\S\s+(\d+)\s+\S.*\s(\d\.\d{4})\s", done.stdout, re.M)]
+            assert ranks == ["1", "2", "3"], done.stdout
+
+            await pilot.press("ctrl+r")
+            assert not app.paused
+            await wait_for(pilot, lambda: app.step > stopped, 30, "training to resume")
+            pid = app.client.process.pid
+            assert not _pid_gone(pid)
+            at_quit = app.step
+            await pilot.press("ctrl+q")
+            await wait_for(pilot, lambda: not app.is_running, 15, "the app to exit")
+        deadline = time.monotonic() + 2.0
+        while not _pid_gone(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _pid_gone(pid), f"trainer process {pid} is still running after quit"
+        saved = json.loads((out / "trainer.json").read_text())["step"]
+        assert saved >= at_quit > stopped, "quit saves the latest step"
+    finally:
+        if app.client.process is not None:
+            app.client.stop(save=None)
+
+
+def test_gpt_app_starts_the_real_trainer_without_the_cli(tmp_path):
+    """GPTApp(spec, out) with no client_factory, in a fresh process that never called prepare()."""
+    script = f"""
+import asyncio
+from tui_gpt.app.app import GPTApp
+from tui_gpt.session import RunSpec
+
+async def main():
+    spec = RunSpec(sources=["fables"], n_layer=1, n_embd=16, n_head=2, block_size=8)
+    app = GPTApp(spec, out={str(tmp_path / "out")!r})
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.pause(0.2)
+            print("ALIVE", app.client.alive)
+    finally:
+        app.client.stop(save=None)
+
+if __name__ == "__main__":
+    asyncio.run(main())
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "ALIVE True" in done.stdout
+
+
+# ---- the command line ------------------------------------------------------------------
+
+
+def test_run_app_exit_status_reflects_a_crash(tmp_path, monkeypatch):
+    import io
+
+    import tui_gpt.app.app
+    import tui_gpt.client
+    from tui_gpt.app.run import run_app
+    from tui_gpt.cli import parser_app
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    class CrashingApp:
+        """Stands in for GPTApp: Textual's App.run() returns after an unhandled error with return_code 1."""
+
+        def __init__(self, spec: RunSpec, out: str) -> None:
+            self.return_code: int | None = None
+
+        def run(self) -> None:
+            self.return_code = 1
+
+    text = tmp_path / "tiny.txt"
+    text.write_text(TINY_TEXT, encoding="utf-8")
+    monkeypatch.setattr(sys, "stdout", Terminal())
+    monkeypatch.setattr(tui_gpt.client, "prepare", lambda: None)
+    monkeypatch.setattr(tui_gpt.app.app, "GPTApp", CrashingApp)
+    args = parser_app().parse_args([str(text), "--out", str(tmp_path / "out")])
+    assert run_app(args) != 0
