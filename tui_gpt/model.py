@@ -167,4 +167,5 @@ class GPT(nn.Module):
             {"params": decay, "weight_decay": weight_decay},
             {"params": no_decay, "weight_decay": 0.0},
         ]
-        return torch.optim.AdamW(groups, lr=lr, betas=betas, foreach=True)
+        # The fused kernel: one pass over all parameters (also on CPU), not one small op per tensor.
+        return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=True)
