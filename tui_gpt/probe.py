@@ -69,7 +69,8 @@ def analyze(
     """
     ctx, dropped = context(ids, model.config.block_size)
     ctx_in = ctx or [tokenizer.eot_id]  # nothing typed: condition on a document start
-    model.eval()
+    if model.training:  # walking every module costs about a millisecond: only when needed
+        model.eval()
     x = torch.tensor([ctx_in], dtype=torch.long, device=next(model.parameters()).device)
     logits, _, attns = model(x, want_attn=attention)
     logits = logits[0].float()  # (T, V)
@@ -135,7 +136,8 @@ def sample(
     """Yield `n` sampled token ids after `ids`, one at a time; temperature 0 is greedy."""
     gen = torch.Generator().manual_seed(seed) if seed is not None else None
     dev = next(model.parameters()).device
-    model.eval()
+    if model.training:  # walking every module costs about a millisecond: only when needed
+        model.eval()
     ids = list(ids)
     for _ in range(n):
         ctx, _ = context(ids, model.config.block_size)
@@ -226,7 +228,8 @@ def validation_loss(model: GPT, val: torch.Tensor, iters: int = 20, batch_size: 
 
     gen = torch.Generator().manual_seed(seed)
     dev = next(model.parameters()).device
-    model.eval()
+    if model.training:  # walking every module costs about a millisecond: only when needed
+        model.eval()
     losses = []
     for _ in range(iters):
         x, y = get_batch(val, batch_size, model.config.block_size, gen)

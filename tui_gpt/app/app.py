@@ -7,6 +7,7 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from textual import events, on, work
@@ -15,6 +16,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.geometry import Size
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import Footer, Header, Input, Static
 
 from tui_gpt.app.experiments import LabActions
@@ -32,6 +34,8 @@ from tui_gpt.session import RunSpec
 MIN_SIZE = (60, 20)
 SIZES = {"tiny": (2, 2, 64), "small": (4, 4, 128), "medium": (6, 6, 192)}
 DEFAULT_PROMPT = "The quick brown"
+GHOST_DELAY = 0.12  # seconds after the last key before the ghost text is computed
+TYPING_PAUSE = 1.0  # seconds without a key before background probes (the greedy line) run
 
 
 class GPTApp(LabActions, App[None]):
@@ -90,6 +94,9 @@ class GPTApp(LabActions, App[None]):
         self.last_analysis: tuple[list, list[str]] | None = None  # (examples, labels) shown, for export
         self._last_guess: str | None = None
         self._frozen = False
+        self.leaving = False  # quitting: trainer events and timers no longer touch the screen
+        self._ghost_timer: Timer | None = None
+        self.last_key = 0.0  # monotonic time of the last edit of the prompt
         self.started = time.monotonic()
         if client_factory is None:
             from tui_gpt.client import TrainerClient
@@ -161,6 +168,8 @@ class GPTApp(LabActions, App[None]):
             self.post_message(TrainerEvent(ev))
 
     def on_lens_ready(self, message: LensReady) -> None:
+        if self.leaving:
+            return
         self.lens = message.lens
         self.ready = ready = message.ready
         self.step = ready.step
@@ -188,14 +197,19 @@ class GPTApp(LabActions, App[None]):
             self._frozen = True
 
     def on_weights_staged(self, message: WeightsStaged) -> None:
+        if self.leaving:
+            return
         if message.lens is not self.lens:
             return  # a snapshot of a run that has since been reset
         self.lens.swap(message.model, message.step)
         self.refresh_probes()
         self._track_pinned()
-        self._update_greedy()
+        if time.monotonic() - self.last_key > TYPING_PAUSE:  # not while the person types
+            self._update_greedy()
 
     def on_trainer_event(self, message: TrainerEvent) -> None:
+        if self.leaving:
+            return
         ev = message.event
         if self.lab_event(ev):
             return
@@ -233,13 +247,15 @@ class GPTApp(LabActions, App[None]):
     # ---- probing -------------------------------------------------------------
     @on(Input.Changed, "#prompt")
     def _prompt_changed(self) -> None:
+        self.last_key = time.monotonic()
         self.refresh_probes()
 
     def refresh_probes(self) -> None:
         """Recompute the top-k, attention and examples for the prompt, then the ghost text.
 
-        The top-k is updated here, in the same frame as the key; the examples wait until that
-        frame is on screen, and the ghost text (several forward passes) runs on a thread.
+        The top-k is updated here, in the same frame as the key; the attention map and the
+        examples wait until that frame is on screen, and the ghost text (several forward passes) runs on a thread once
+        typing pauses.
         """
         if self.lens is None:
             return
@@ -253,7 +269,6 @@ class GPTApp(LabActions, App[None]):
         self._last_guess = pred.guesses[0].text if pred.guesses else None
         topk.target = self.pinned["target"] if self.pinned and self.pinned["ids"] == pred.ids else None
         labels = [lens.tokenizer.token_texts[i] for i in pred.ids]
-        self.query_one(AttentionMap).show(labels, pred.attention, lens.config.causal, pred.dropped)
         n = len(pred.ids) + pred.dropped
         info = f"{n} tokens · step {lens.step}"
         if pred.dropped:
@@ -263,11 +278,16 @@ class GPTApp(LabActions, App[None]):
             )
         self.query_one("#prompt-info", InfoLine).text = info
         # The rest waits until the bars are on screen.
+        attention = self.query_one(AttentionMap)
+        self.call_after_refresh(attention.show, labels, pred.attention, lens.config.causal, pred.dropped)
         if self.passage < 0:
             self.call_after_refresh(self._show_examples, "your prompt", labels, analysis)
         else:
             self.call_after_refresh(self._show_passage)
-        self.call_after_refresh(self._update_ghost, text)
+        # Ghost text waits for a pause in typing: a fast typist never shares the CPU with it.
+        if self._ghost_timer is not None:
+            self._ghost_timer.stop()
+        self._ghost_timer = self.set_timer(GHOST_DELAY, partial(self._update_ghost, text))
 
     def _show_examples(self, source: str, labels: list[str], analysis: Any) -> None:
         self.last_analysis = (analysis.examples, labels)
@@ -295,12 +315,16 @@ class GPTApp(LabActions, App[None]):
         self.call_from_thread(self._show_ghost, text, completion)
 
     def _show_ghost(self, text: str, completion: Any) -> None:
+        if self.leaving:
+            return
         prompt = self.query_one(PromptInput)
         if prompt.value == text:  # still the text it was computed for
             prompt.set_ghost(completion.text, completion.first)
 
     # ---- stats and chart --------------------------------------------------------
     def _redraw_chart(self) -> None:
+        if self.leaving:
+            return
         chart = self.query_one(LossChart)
         if chart.dirty:
             chart.redraw()
@@ -308,6 +332,8 @@ class GPTApp(LabActions, App[None]):
 
     def _refresh_stats(self) -> None:
         """Two lines: where the run is, then how fast it goes."""
+        if self.leaving:
+            return
         ev = self.last_event
         chart = self.query_one(LossChart)
         first = [f"[b]{self.status}[/b]", f"step [b]{self.step:,}[/b]"]
@@ -401,7 +427,12 @@ class GPTApp(LabActions, App[None]):
     async def action_quit(self) -> None:
         self.status = "saving and quitting"
         self._refresh_stats()
+        self.leaving = True
         self._stop_trainer()
+
+    def exit(self, *args: Any, **kwargs: Any) -> None:
+        self.leaving = True
+        super().exit(*args, **kwargs)
 
     @work(thread=True, exit_on_error=False, group="trainer", exclusive=True)
     def _stop_trainer(self) -> None:

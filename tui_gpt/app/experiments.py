@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from tui_gpt.app.app import GPTApp
 
 SAMPLE_TOKENS = 200
+GREEDY_TOKENS = 32
 MIN_MATCH = {"char": 16, "bpe": 6, "word": 4}  # tokens: roughly three or four words
 
 
@@ -80,10 +81,14 @@ class LabActions:
         lens, prompt = self.lens, self.query_one("#prompt").value
         if lens is None:
             return
-        ids = lens.sample(prompt, 40, temperature=0)
+        ids = lens.sample(prompt, GREEDY_TOKENS, temperature=0)
         text = visible(lens.tokenizer.decode(ids))
         label = "[b $error]greedy, mask off:[/] " if self.mask_off else "greedy: "
-        self.call_from_thread(setattr, self.query_one("#greedy", InfoLine), "text", label + text)
+        self.call_from_thread(self._show_greedy, label + text)
+
+    def _show_greedy(self: GPTApp, text: str) -> None:
+        if not self.leaving:
+            self.query_one("#greedy", InfoLine).text = text
 
     # ---- 2. a pinned example -------------------------------------------------------
     def action_pin(self: GPTApp) -> None:
