@@ -181,6 +181,8 @@ class FakeTrainer:
         elif name == "quit":
             self.stop(args.get("save"))
             return
+        elif name in LAB_COMMANDS:
+            answer_lab(self, name, args)
         self._emit(Status(self.paused, self.step))
 
     def reset(self, spec: RunSpec) -> None:
@@ -348,3 +350,93 @@ def screen_text(app: Any) -> str:
     )
     console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
     return console.export_text()
+
+
+# ---- the lab's commands -------------------------------------------------------------------
+# FakeTrainer answers them as worker.TrainerLoop.handle does, on its own deep copy of the run it built:
+# the cached run is shared by every test of the session and must never change.
+
+LAB_COMMANDS = frozenset({"set_causal", "set_lr", "set_eval_interval", "step_on", "token_counts", "memorization"})
+
+
+def lab_run(fake: FakeTrainer) -> Any:
+    """`fake`'s private copy of its run (session.Run), made on its first lab command and after each reset."""
+    import copy
+
+    import torch
+
+    held = getattr(fake, "_lab", None)
+    if held is not None and held[0] is fake.built:
+        return held[1]
+    assert fake.built is not None
+    run = copy.deepcopy(fake.built.run)
+    # build() trained in float64 and rounded the model to float32, not the optimizer's moments:
+    # round them too, as a float32 run would have them, or AdamW refuses the mixed dtypes.
+    for state in run.trainer.optimizer.state.values():
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor) and value.dtype == torch.float64:
+                state[key] = value.float()
+    fake._lab = (fake.built, run)  # type: ignore[attr-defined]
+    return run
+
+
+def answer_lab(fake: FakeTrainer, name: str, args: dict) -> None:
+    """The worker's answer to one lab command. With `fake.hold_lab` set, results wait in `fake.held`."""
+    from tui_gpt.lab import NgramIndex, token_counts
+    from tui_gpt.protocol import Memorized, TokenCounts
+    from tui_gpt.worker import _sample_texts
+
+    run = lab_run(fake)
+    tr = run.trainer
+    out: list[Any] = []
+    if name == "set_lr":
+        tr.set_lr(float(args["lr"]))
+    elif name == "set_eval_interval":
+        tr.config.eval_interval = int(args["interval"])
+    elif name == "set_causal":
+        tr.set_causal(bool(args["causal"]))
+    elif name == "step_on":
+        out = _step_on(fake, run, list(args["ids"]))
+    elif name == "token_counts":
+        text = args["text"]
+        out = [TokenCounts(text, token_counts(text, _sample_texts(run.corpus.texts)))]
+    elif name == "memorization":
+        n = int(args["min_len"])
+        ids = list(args["ids"])
+        out = [Memorized(ids, NgramIndex(run.data.train, n).spans(ids), n)]
+    if getattr(fake, "hold_lab", False):
+        fake.held = [*getattr(fake, "held", []), *out]  # type: ignore[attr-defined]
+    else:
+        for ev in out:
+            fake._emit(ev)
+
+
+def _step_on(fake: FakeTrainer, run: Any, ids: list[int]) -> list[Any]:
+    """worker.TrainerLoop.step_on: ExampleStepped, then the new weights (at the fake's step count)."""
+    from tui_gpt.probe import analyze
+    from tui_gpt.protocol import ExampleStepped
+    from tui_gpt.worker import weights_blob
+
+    if len(ids) < 2:
+        return []
+    target = ids[-1]
+
+    def look() -> tuple[float, list[tuple[str, float]]]:
+        a = analyze(run.trainer.model, run.tokenizer, ids[:-1], k=run.tokenizer.vocab_size, attention=False)
+        p = next(g.prob for g in a.prediction.guesses if g.id == target)
+        return p, [(g.text, g.prob) for g in a.prediction.guesses[:5]]
+
+    p_before, top_before = look()
+    run.trainer.step_on(ids)
+    p_after, top_after = look()
+    return [
+        ExampleStepped(target, p_before, p_after, top_before, top_after),
+        Weights(fake.step, weights_blob(run.trainer.model)),
+    ]
+
+
+def release_lab(fake: FakeTrainer) -> None:
+    """Deliver the lab results held back by `fake.hold_lab`."""
+    held, fake.held = getattr(fake, "held", []), []  # type: ignore[attr-defined]
+    for ev in held:
+        fake._emit(ev)

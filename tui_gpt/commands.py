@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from tui_gpt.session import RunSpec, open_run
-from tui_gpt.tokenizer import visible
+from tui_gpt.visible import visible
 
 console = Console(stderr=True)
 DEFAULT_STEPS = 2000

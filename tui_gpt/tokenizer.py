@@ -171,11 +171,3 @@ class TextTokenizer:
 
     def is_special(self, i: int) -> bool:
         return self._pieces[i] in (EOT, UNK)
-
-
-_VISIBLE = str.maketrans({" ": "·", "\n": "↵", "\t": "→", "\r": "␍"})
-
-
-def visible(text: str) -> str:
-    """`text` with whitespace drawn: space as a middle dot, newline as a return arrow."""
-    return text.translate(_VISIBLE)

@@ -131,7 +131,7 @@ class GPTApp(LabActions, App[None]):
         self.query_one(PromptInput).focus()
         self._check_size()
         if not getattr(self.client, "started", True) or not self.client.alive:
-            self.client.start(self.spec)
+            self.call_after_refresh(self.client.start, self.spec)  # after the first paint
         # Owned by the pane, so the timers stop when the screen goes away on exit.
         pane = self.query_one(TrainingPane)
         pane.set_interval(1 / 2, self._redraw_chart)

@@ -18,7 +18,7 @@ from textual import work
 from tui_gpt.app.screens.dialogs import AskScreen, ChoiceScreen, TextScreen
 from tui_gpt.app.widgets.line import InfoLine
 from tui_gpt.protocol import ExampleStepped, Memorized, TokenCounts
-from tui_gpt.tokenizer import visible
+from tui_gpt.visible import visible
 
 if TYPE_CHECKING:
     from tui_gpt.app.app import GPTApp

@@ -19,7 +19,7 @@ from textual.widgets import Static
 
 from tui_gpt.app.screens.dialogs import AskScreen
 from tui_gpt.lab import DEFAULT_RANK_EDGES, PALETTE, parse_edges, prob_bucket, rank_bucket
-from tui_gpt.tokenizer import visible
+from tui_gpt.visible import visible
 
 PROB_EDGES = (0.5, 0.1, 0.01, 0.001)
 

@@ -13,7 +13,7 @@ from textual.reactive import reactive
 from textual.strip import Strip
 from textual.widget import Widget
 
-from tui_gpt.tokenizer import visible
+from tui_gpt.visible import visible
 
 # Viridis: perceptually uniform and readable with the common colour-vision deficiencies.
 RAMP = [(68, 1, 84), (59, 82, 139), (33, 145, 140), (94, 201, 98), (253, 231, 37)]

@@ -13,7 +13,7 @@ from textual.strip import Strip
 from textual.widget import Widget
 
 from tui_gpt.app.widgets.line import InfoLine
-from tui_gpt.tokenizer import visible
+from tui_gpt.visible import visible
 
 PREFIX_W = 30  # at most; less in a narrow pane
 COLUMNS_W = 2 + 10 + 7 + 8 + 6  # gap, target, p, -log p, rank

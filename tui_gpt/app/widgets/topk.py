@@ -6,7 +6,7 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
-from tui_gpt.tokenizer import visible
+from tui_gpt.visible import visible
 
 
 class TopKBars(Widget):
