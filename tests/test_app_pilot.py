@@ -644,7 +644,7 @@ async def test_real_trainer_trains_pauses_saves_and_quits(tmp_path):
     app = GPTApp(spec, out=str(out))
     try:
         async with running(app, SIZE) as pilot:
-            assert app.client.alive
+            await wait_for(pilot, lambda: app.client.alive, 10, "the trainer process (started after the first paint)")
             await wait_for(pilot, lambda: app.step > 0, 60, "the first training steps")
             first = app.step
             await wait_for(pilot, lambda: app.step > first, 30, "the step counter to advance")
