@@ -71,7 +71,9 @@ class LabActions:
         if self.lens is not None:
             self.lens.set_causal(not off)
         self.sub_title = "MASK OFF: the causal-mask experiment is running" if off else ""
-        self.query_one("#training").set_class(off, "-mask-off")
+        pane = self.query_one("#training")
+        pane.set_class(off, "-mask-off")
+        pane.border_title = "Training · MASK OFF (f2 to restore)" if off else "Training"
         self.refresh_probes()
         self._update_greedy()
 
@@ -93,8 +95,9 @@ class LabActions:
     # ---- 2. a pinned example -------------------------------------------------------
     def action_pin(self: GPTApp) -> None:
         prompt = self.query_one("#prompt")
-        guess = prompt.ghost_first or (self._last_guess or "")
-        default = f"{prompt.value} -> {guess.strip() or guess}"
+        # Suggest the ghost's next word: a lone space or subword is no readable target.
+        guess = (prompt.ghost or self._last_guess or "").strip()
+        default = f"{prompt.value} -> {guess}"
 
         def check(value: str) -> str | None:
             if "->" not in value:
@@ -116,7 +119,7 @@ class LabActions:
         if tok is None:
             return
         # The target follows the prefix with a space, as it would in running text.
-        ids = tok.encode(prefix + " " + target) if not prefix.endswith(" ") else tok.encode(prefix + target)
+        ids = tok.encode(prefix + " " + target)
         prefix_ids = tok.encode(prefix)
         if len(ids) <= len(prefix_ids):
             self.notify("The target adds no token to the prefix.", severity="warning")
@@ -126,6 +129,7 @@ class LabActions:
         note = "" if len(ids) == len(prefix_ids) + 1 else f" (its first token, {visible(tok.token_texts[target_id])!r})"
         self.notify(f"Tracking p({target}{note} | {prefix}) as the model trains.", title="Pinned")
         self._track_pinned()
+        self.refresh_probes()  # the top-k marks the target at once
 
     def _track_pinned(self: GPTApp) -> None:
         """Record p(target | prefix) for the current weights; called on every weight update."""
@@ -253,7 +257,11 @@ class LabActions:
 
     # ---- events from the trainer for the lab -----------------------------------------
     def lab_event(self: GPTApp, ev: Any) -> bool:
-        """Show a lab result; True if `ev` was one."""
+        """Show a lab result; True if `ev` was one. A page closed meanwhile gets nothing."""
+        open_pages = set(self.screen_stack)
+        for name in ("pending_counts", "pending_step", "pending_memo"):
+            if getattr(self, name) not in open_pages:
+                setattr(self, name, None)
         if isinstance(ev, TokenCounts) and self.pending_counts is not None:
             counts = Table(title="the same text under each tokenizer", expand=False)
             counts.add_column("tokenizer")
@@ -302,7 +310,11 @@ class LabActions:
             body = _compare_report(self.lens, Path(path), prompt, self.spec.sources, self.top_k)
         except Exception as exc:  # shown, never raised: the app keeps working
             body = Text(f"could not compare: {exc}", style="bold red")
-        self.call_from_thread(screen.update, body)
+        self.call_from_thread(self._show_page, screen, body)
+
+    def _show_page(self: GPTApp, screen: TextScreen, body: Any) -> None:
+        if screen in self.screen_stack:  # not closed while the work ran
+            screen.update(body)
 
     # ---- 10. settings mid-run ---------------------------------------------------------------
     def action_set_lr(self: GPTApp) -> None:
@@ -324,13 +336,13 @@ class LabActions:
 
     def action_set_eval_interval(self: GPTApp) -> None:
         def check(value: str) -> str | None:
-            return None if value.isdigit() and int(value) > 0 else "a positive whole number of steps"
+            return None if value.isdigit() else "a whole number of steps (0: never)"
 
         def done(value: str | None) -> None:
             if value:
                 self.client.send("set_eval_interval", interval=int(value))
                 self.spec.train["eval_interval"] = int(value)
-                self.notify(f"Evaluating every {value} steps (no reset).")
+                self.notify(f"Evaluating every {value} steps (no reset)." if int(value) else "Evaluation off.")
 
         current = str(self.spec.train.get("eval_interval", 250))
         self.push_screen(AskScreen("Evaluate every how many steps? (no reset)", current, check), done)
@@ -409,8 +421,9 @@ def _memo_report(app: Any, ev: Memorized) -> Any:
     for i, t in enumerate(ev.ids):
         out.append(texts[t], style="bold black on yellow" if inside[i] else "")
     covered = sum(inside)
+    spans = f"{len(ev.spans)} span{'' if len(ev.spans) == 1 else 's'}"
     summary = Text(
-        f"\n\n{len(ev.spans)} spans copied verbatim from the training text (highlighted; at least {ev.min_len} "
+        f"\n\n{spans} copied verbatim from the training text (highlighted; at least {ev.min_len} "
         f"tokens each), covering {covered}/{len(ev.ids)} tokens ({covered / max(1, len(ev.ids)):.0%}).",
         style="bold",
     )

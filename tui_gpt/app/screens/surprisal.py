@@ -19,6 +19,7 @@ from textual.widgets import Static
 
 from tui_gpt.app.screens.dialogs import AskScreen
 from tui_gpt.lab import DEFAULT_RANK_EDGES, PALETTE, parse_edges, prob_bucket, rank_bucket
+from tui_gpt.probe import analyze
 from tui_gpt.visible import visible
 
 PROB_EDGES = (0.5, 0.1, 0.01, 0.001)
@@ -37,13 +38,13 @@ class SurprisalScreen(ModalScreen[None]):
         super().__init__()
         self.lens = lens
         self.source = source
-        self.ids = lens.tokenizer.encode(text)[-(lens.config.block_size + 1) :]
+        # Exactly the tokens the model sees: the last block_size of the text.
+        self.ids = lens.tokenizer.encode(text)[-lens.config.block_size :]
         self.by_rank = True
         self.rank_edges: tuple[int, ...] = DEFAULT_RANK_EDGES
         self.selected = max(1, len(self.ids) - 1)
-        analysis = lens.analyze(lens.tokenizer.decode(self.ids), 1, 1.0) if len(self.ids) > 1 else None
-        self.rows = analysis.examples if analysis else []
-        self.logits = lens.logits(self.ids[:-1]) if len(self.ids) > 1 else None  # (T-1, V)
+        self.rows = analyze(lens.model, lens.tokenizer, self.ids, k=1).examples if len(self.ids) > 1 else []
+        self.logits = lens.logits(self.ids) if len(self.ids) > 1 else None  # (T, V): row t predicts ids[t + 1]
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="surprisal-body") as body:

@@ -1,0 +1,828 @@
+"""Pilot and snapshot tests of the lab (f2..f9 and its palette commands), with the fake trainer.
+
+Each test drives one experiment through its key or palette command and checks what it shows.
+The fake answers the lab's commands as the worker does, on its own copy of the real trained run
+(see `answer_lab` in app_fakes.py), so probabilities, counts and spans are real.
+
+Snapshots: update with `pytest tests/test_lab_app.py --snapshot-update` after a deliberate change.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+import shlex
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from app_fakes import (
+    FAKE_SPEC,
+    TINY_TEXT,
+    TRAIN_STEPS,
+    FakeTrainer,
+    make_app,
+    release_lab,
+    running,
+    screen_text,
+    settle,
+    sync,
+    text_of,
+    wait_for,
+    wait_ready,
+)
+from rich.console import Console
+from rich.style import Style
+from textual.command import CommandPalette
+from textual.widgets import Input, OptionList, Static
+
+from tui_gpt.app.app import GPTApp
+from tui_gpt.app.screens.dialogs import AskScreen, ChoiceScreen, TextScreen
+from tui_gpt.app.screens.help import HelpScreen
+from tui_gpt.app.screens.surprisal import SurprisalScreen
+from tui_gpt.app.widgets.attention import AttentionMap
+from tui_gpt.app.widgets.prompt import PromptInput
+from tui_gpt.app.widgets.topk import TopKBars
+from tui_gpt.app.widgets.training import LossChart
+from tui_gpt.lab import PALETTE, run_hints, temperature_table
+from tui_gpt.probe import analyze
+from tui_gpt.protocol import ExampleStepped, Losses, Memorized, TokenCounts
+
+SIZE = (160, 48)
+
+
+# ---- helpers ---------------------------------------------------------------------------------
+
+
+def lab_app(tmp_path: Path, prompt: str = "The quick brown", **fake) -> GPTApp:
+    """An app on a private copy of FAKE_SPEC: the app writes into its spec (causal, train["lr"], ...),
+    and FAKE_SPEC (with its train dict) is shared by every test of the session."""
+    spec = replace(FAKE_SPEC, train=dict(FAKE_SPEC.train))
+    return make_app(tmp_path, spec=spec, prompt=prompt, **fake)
+
+
+def flat(text: str) -> str:
+    """Whitespace collapsed, so wrapped lines still match."""
+    return " ".join(text.split())
+
+
+def shown(app: GPTApp) -> str:
+    return flat(screen_text(app))
+
+
+def page_text(app: GPTApp, width: int = 106) -> str:
+    """The whole body of the open TextScreen as plain text, also the part scrolled out of view."""
+    body = app.screen.query_one("#page-body", Static).content
+    console = Console(width=width, record=True, file=io.StringIO(), color_system=None)
+    console.print(body)
+    return console.export_text()
+
+
+def events_of(app: GPTApp, kind: type) -> list:
+    return [ev for ev in app.client.events if isinstance(ev, kind)]
+
+
+def p_target(app: GPTApp, prefix_ids: list[int], target: int) -> float:
+    """p(target | prefix) under the app's current weights, as the lab computes it."""
+    lens = app.lens
+    guesses = analyze(lens.model, lens.tokenizer, prefix_ids, k=lens.tokenizer.vocab_size, attention=False)
+    return next(g.prob for g in guesses.prediction.guesses if g.id == target)
+
+
+def masked_cells(app: GPTApp) -> int:
+    """How many masked ("··") cells the attention heatmap draws."""
+    return sum(s.text.count("··") for s in app.query_one(AttentionMap)._strips[2:])
+
+
+def palette_options(app: GPTApp) -> list[str]:
+    options = app.screen.query_one(OptionList)
+    return [str(options.get_option_at_index(i).prompt) for i in range(options.option_count)]
+
+
+async def run_command(pilot, query: str, title: str) -> None:
+    """Type `query` into the command palette and run `title` once it is the highlighted first hit."""
+    await pilot.press("ctrl+p")
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, CommandPalette), what="the palette")
+    await pilot.press(*query)
+
+    def first_is_title() -> bool:
+        found = palette_options(pilot.app)
+        return bool(found) and found[0].startswith(title) and pilot.app.screen.query_one(OptionList).highlighted == 0
+
+    await wait_for(pilot, first_is_title, what=f"{title!r} first in the palette")
+    await pilot.press("enter")
+
+
+async def open_screen(pilot, key: str, kind: type) -> None:
+    await pilot.press(key)
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, kind), what=f"{kind.__name__} after {key}")
+    await settle(pilot)
+
+
+async def choose(pilot, key: str) -> None:
+    """Click the answer `key` of the open ChoiceScreen."""
+    assert isinstance(pilot.app.screen, ChoiceScreen)
+    await pilot.click(f"#choice-{key}")
+    await wait_for(pilot, lambda: not isinstance(pilot.app.screen, ChoiceScreen), what="the choice to close")
+    await settle(pilot)
+
+
+async def answer(pilot, text: str) -> None:
+    """Replace the open AskScreen's text with `text` and submit it (set, not typed key by key: paths are long)."""
+    assert isinstance(pilot.app.screen, AskScreen)
+    field = pilot.app.screen.query_one(Input)
+    assert field.has_focus
+    field.value = text
+    await pilot.press("enter")
+    await settle(pilot)
+
+
+def ask_error(app: GPTApp) -> str:
+    return text_of(app.screen.query_one("#answer-error"))
+
+
+async def wait_page(pilot, needle: str, what: str) -> str:
+    """Wait until the open TextScreen shows `needle` (wrapped or not); its page text."""
+    await wait_for(
+        pilot,
+        lambda: isinstance(pilot.app.screen, TextScreen) and needle in flat(page_text(pilot.app)),
+        what=what,
+    )
+    await settle(pilot)
+    return page_text(pilot.app)
+
+
+# ---- 1. the mask experiment (f2) ------------------------------------------------------------
+
+
+@sync
+async def test_mask_experiment_from_current_weights_and_back(tmp_path):
+    app = lab_app(tmp_path, prompt="abcd")
+    async with running(app, SIZE) as pilot:
+        await wait_ready(pilot, ghost=False)
+        client: FakeTrainer = app.client
+        amap = app.query_one(AttentionMap)
+        assert amap.causal and masked_cells(app) == 3 + 2 + 1
+        on_strips = [s.text for s in amap._strips]
+
+        await open_screen(pilot, "f2", ChoiceScreen)
+        assert "WITHOUT the causal mask" in shown(app)
+        await choose(pilot, "current")
+        assert client.commands[-1] == ("set_causal", {"causal": False})
+        assert app.mask_off and app.spec.causal is False and app.lens.config.causal is False
+        # Labelled: the header's sub title, and the training pane's class.
+        assert "MASK OFF" in app.sub_title and "MASK OFF" in shown(app)
+        assert app.query_one("#training").has_class("-mask-off")
+        # The heatmap stops drawing masked cells: every query sees every key.
+        assert amap.causal is False and masked_cells(app) == 0
+        assert [s.text for s in amap._strips] != on_strips
+        await wait_for(
+            pilot, lambda: "greedy, mask off:" in text_of(app.query_one("#greedy")), what="the greedy line, mask off"
+        )
+        assert client.resets == [], "from current weights: no reset"
+
+        await open_screen(pilot, "f1", HelpScreen)
+        help_text = shown(app)
+        assert "The mask experiment (f2)" in help_text
+        assert "Switch the causal mask off and every position can attend to the tokens after it" in help_text
+        await pilot.press("escape")
+        await settle(pilot)
+
+        await pilot.press("f2")  # back on: no question asked
+        await settle(pilot)
+        assert not isinstance(app.screen, ChoiceScreen)
+        assert client.commands[-1] == ("set_causal", {"causal": True})
+        assert not app.mask_off and app.spec.causal is True and app.lens.config.causal is True
+        assert app.sub_title == "" and "MASK OFF" not in shown(app)
+        assert not app.query_one("#training").has_class("-mask-off")
+        assert amap.causal and masked_cells(app) == 6
+        assert any("Causal mask back on" in str(n.message) for n in app._notifications)
+        await wait_for(pilot, lambda: text_of(app.query_one("#greedy")).startswith("greedy: "), what="greedy line")
+
+
+@sync
+async def test_mask_experiment_from_scratch_resets_without_the_mask(tmp_path):
+    app = lab_app(tmp_path, prompt="abcd", steps=3)
+    async with running(app, SIZE) as pilot:
+        await wait_ready(pilot, step=3, ghost=False)
+        client: FakeTrainer = app.client
+        old = app.lens
+        await open_screen(pilot, "f2", ChoiceScreen)
+        await choose(pilot, "scratch")
+        assert [s.causal for s in client.resets] == [False]
+        assert client.resets[0].resume is None
+        assert "set_causal" not in client.names()
+        await wait_for(pilot, lambda: app.lens is not None and app.lens is not old, what="the new model")
+        await wait_ready(pilot, step=3, ghost=False)
+        assert app.mask_off and app.lens.config.causal is False and app.ready.model_config["causal"] is False
+        assert "MASK OFF" in shown(app)
+        assert app.query_one(AttentionMap).causal is False and masked_cells(app) == 0
+
+
+# ---- 2. a pinned example (f3) -----------------------------------------------------------------
+
+
+@sync
+async def test_pin_tracks_p_target_as_weights_arrive(tmp_path):
+    app = lab_app(tmp_path)
+    async with running(app, SIZE) as pilot:
+        await wait_ready(pilot)
+        tok = app.lens.tokenizer
+        await open_screen(pilot, "f3", AskScreen)
+        default = app.screen.query_one(Input).value
+        assert default.startswith("The quick brown -> "), default
+        await answer(pilot, "The quick brown fox")  # no arrow: refused, with the reason
+        assert isinstance(app.screen, AskScreen) and "prefix -> target" in ask_error(app)
+        await answer(pilot, "The quick brown -> fox")
+        assert not isinstance(app.screen, AskScreen)
+
+        prefix = tok.encode("The quick brown")
+        target = tok.encode("The quick brown fox")[len(prefix)]  # char: the space before "fox"
+        assert app.pinned is not None
+        assert (app.pinned["prefix"], app.pinned["ids"], app.pinned["target"]) == ("The quick brown", prefix, target)
+        p = p_target(app, prefix, target)
+        assert app.pinned["series"] == [(TRAIN_STEPS, p)]
+        line = text_of(app.query_one("#pinned"))
+        assert line == f"pinned The quick brown → ·: p = {p:.3f} at step {TRAIN_STEPS}", line
+        assert line in shown(app)
+        assert any("Tracking p(fox" in str(n.message) for n in app._notifications)
+
+        # The top-k marks the pinned target when the prompt is the pinned prefix, and only then.
+        await pilot.press(*" fox")
+        await settle(pilot)
+        assert app.query_one(TopKBars).target is None
+        await pilot.press(*["backspace"] * 4)
+        await settle(pilot)
+        bars = app.query_one(TopKBars)
+        assert app.query_one(PromptInput).value == "The quick brown"
+        assert bars.target == target
+        assert target in [g.id for g in bars.guesses] and "◆" in text_of(bars)
+
+        # New weights: one more point, and the line says where it started.
+        app.client.advance(5)
+        await wait_for(pilot, lambda: len(app.pinned["series"]) == 2, what="a second point of the pinned series")
+        await settle(pilot)
+        assert [s for s, _ in app.pinned["series"]] == [TRAIN_STEPS, TRAIN_STEPS + 5]
+        assert f"at step {TRAIN_STEPS + 5} (was {p:.3f} at step {TRAIN_STEPS})" in text_of(app.query_one("#pinned"))
+        chart = app.query_one("#pinned-chart")
+        assert chart.has_class("-on") and chart.display and list(chart.data) == [v for _, v in app.pinned["series"]]
+
+
+@sync
+async def test_pin_marks_the_target_in_the_topk_at_once(tmp_path):
+    app = lab_app(tmp_path)
+    async with running(app, SIZE) as pilot:
+        await wait_ready(pilot)
+        await open_screen(pilot, "f3", AskScreen)
+        await answer(pilot, "The quick brown -> fox")
+        assert app.pinned is not None
+        assert app.query_one(TopKBars).target == app.pinned["target"]
+
+
+@sync
+async def test_pin_accepts_its_own_prefilled_guess(tmp_path):
+    app = lab_app(tmp_path)
+    async with running(app, SIZE) as pilot:
+        await wait_ready(pilot)
+        assert app.query_one(PromptInput).ghost_first == " "  # the model's next guess after "brown"
+        await open_screen(pilot, "f3", AskScreen)
+        await pilot.press("enter")  # accept the suggestion as it is
+        await settle(pilot)
+        assert not isinstance(app.screen, AskScreen), ask_error(app)
+        assert app.pinned is not None
+
+
+# ---- 3. surprisal colouring (f4) ---------------------------------------------------------------
+
+
+@sync
+async def test_surprisal_screen_colours_tokens_and_follows_the_keys(tmp_path):
+    app = lab_app(tmp_path)
+    async with running(app, SIZE) as pilot:
+        await wait_ready(pilot)
+        await open_screen(pilot, "f4", ChoiceScreen)
+        await choose(pilot, "prompt")
+        await wait_for(pilot, lambda: isinstance(app.screen, SurprisalScreen), what="the surprisal screen")
+        await settle(pilot)
+        screen: SurprisalScreen = app.screen
+        assert "Surprisal · the prompt" in shown(app)
+
+        # Every token after the first is coloured by its rank's bucket; the first is context only.
+        coloured = screen.query_one("#surprisal-text", Static).content
+        assert coloured.plain == "The quick brown"
+        backgrounds = [s.style.bgcolor for s in coloured.spans if isinstance(s.style, Style) and s.style.bgcolor]
+        assert len(backgrounds) == len("The quick brown") - 1
+        assert {c.name.upper() for c in backgrounds} <= set(PALETTE)
+        assert "The quick brown" in shown(app)
+
+        def topk() -> str:
+            return text_of(screen.query_one("#surprisal-topk"))
+
+        assert screen.selected == 14
+        last = topk()
+        row = next(r for r in screen.rows if r.position == 14)
+        assert "…The·quick·brow → n" in last and f"p={row.prob:.3f}" in last and f"rank {row.rank}" in last
+        await pilot.press("left")
+        assert screen.selected == 13 and "…The·quick·bro → w" in topk() and topk() != last
+        await pilot.press("right", "right")  # the last token is the limit
+        assert screen.selected == 14 and topk() == last
+        await pilot.press(*["left"] * 14)  # and the second token the other one
+        assert screen.selected == 1 and "…T → h" in topk()
+
+        # e: edit the rank buckets; a bad edit is refused with the reason.
+        await pilot.press("e")
+        await wait_for(pilot, lambda: isinstance(app.screen, AskScreen), what="the bucket editor")
+        assert app.screen.query_one(Input).value == "1, 3, 10, 100"
+        await answer(pilot, "3, 1")
+        assert isinstance(app.screen, AskScreen) and ask_error(app)
+        assert screen.rank_edges == (1, 3, 10, 100)
+        await answer(pilot, "1, 5, 20, 200")
+        assert app.screen is screen and screen.rank_edges == (1, 5, 20, 200)
+        legend = text_of(screen.query_one("#surprisal-legend"))
+        assert "rank 2-5" in legend and "rank >200" in legend and "rank 2-5" in shown(app)
+
+        # b: probability buckets, and back.
+        await pilot.press("b")
+        assert not screen.by_rank and "p≥0.5" in text_of(screen.query_one("#surprisal-legend"))
+        await pilot.press("b")
+        assert screen.by_rank and "rank 2-5" in text_of(screen.query_one("#surprisal-legend"))
+        await pilot.press("escape")
+        await settle(pilot)
+        assert not isinstance(app.screen, SurprisalScreen)
+
+
+@sync
+async def test_surprisal_of_a_corpus_passage(tmp_path):
+    app = lab_app(tmp_path)
+    async with running(app, SIZE) as pilot:
+        await wait_ready(pilot)
+        await open_screen(pilot, "f4", ChoiceScreen)
+        await pilot.click("#choice-passage")
+        await wait_for(pilot, lambda: isinstance(app.screen, SurprisalScreen), what="the surprisal screen")
+        await settle(pilot)
+        screen: SurprisalScreen = app.screen
+        assert "Surprisal · a corpus passage" in shown(app)
+        assert [r.position for r in screen.rows] == list(range(1, len(screen.ids)))
+
+
+# ---- 4. the tokenizer view (f5) ----------------------------------------------------------------
+
+
+@sync
+async def test_tokenizer_view_lists_the_ids_and_counts_under_each_kind(tmp_path):
+    app = lab_app(tmp_path)
+    async with running(app, SIZE) as pilot:
+        await wait_ready(pilot)
+        prompt = "The quick brown"
+        ids = app.lens.tokenizer.encode(prompt)
+        await open_screen(pilot, "f5", TextScreen)
+        assert app.client.commands[-1] == ("token_counts", {"text": prompt})
+        text = await wait_page(pilot, "the same text under each tokenizer", "the token counts")
+        assert f"{len(ids)} char tokens: what the model sees" in flat(text)
+        for i, token_id in enumerate(ids):  # one row per token: position, id, token
+            shown_token = "·" if prompt[i] == " " else prompt[i]
+            assert re.search(rf"│\s*{i}\s*│\s*{token_id}\s*│\s*{re.escape(shown_token)}\s*│", text), (i, text)
+        [counts] = events_of(app, TokenCounts)
+        assert counts.text == prompt and set(counts.counts) == {"char", "bpe", "word"}
+        assert counts.counts["char"] == len(prompt)  # ASCII: one char token per character
+        assert re.search(rf"char \(this run\)\s*│\s*{len(prompt)}\s*│", text)
+        for kind in ("bpe", "word"):
+            assert re.search(rf"│ {kind}\s*│\s*{counts.counts[kind]}\s*│", text), kind
+        assert "Tokenizer view" in shown(app) and "char (this run)" in shown(app)
+
+
+# ---- 5. the temperature view (f6) ------------------------------------------------------------
+
+
+def _temperature_rows(text: str) -> list[tuple[str, float, float, str]]:
+    """(token, logit, scaled, p) rows of the temperature table."""
+    rows = []
+    for m in re.finditer(r"│\s*(\S+)\s*│\s*(-?\d+\.\d{3})\s*│\s*(-?\d+\.\d{3})\s*│\s*(\d+\.\d\d%)\s*│", text):
+        rows.append((m.group(1), float(m.group(2)), float(m.group(3)), m.group(4)))
+    return rows
+
+
+@sync
+async def test_temperature_view_divides_the_logits_by_t(tmp_path):
+    app = lab_app(tmp_path)
+    async with running(app, SIZE) as pilot:
+        await wait_ready(pilot)
+        tok = app.lens.tokenizer
+        await open_screen(pilot, "f6", TextScreen)
+        text = page_text(app)
+        assert "logits → logits / T (T = 1) → softmax" in text
+        assert re.search(r"token\s*┃\s*logit\s*┃\s*logit / 1\s*┃\s*softmax p", text), text
+        cold = _temperature_rows(text)
+        assert len(cold) == app.top_k
+        assert all(logit == scaled for _, logit, scaled, _ in cold)
+        logits = app.lens.logits(tok.encode("The quick brown"))[-1]
+        expect = temperature_table(logits, 1.0, app.top_k)
+        assert [p for *_, p in cold] == [f"{r.prob:.2%}" for r in expect]
+        assert "softmax p" in shown(app)
+        await pilot.press("escape")
+        await settle(pilot)
+
+        await pilot.press("up")
+        assert app.temperature == 1.1
+        await open_screen(pilot, "f6", TextScreen)
+        text = page_text(app)
+        assert "(T = 1.1)" in text and "logit / 1.1" in text
+        hot = _temperature_rows(text)
+        assert [(t, logit) for t, logit, _, _ in hot] == [(t, logit) for t, logit, _, _ in cold], "same logits"
+        assert all(math.isclose(scaled, logit / 1.1, abs_tol=1e-3) for _, logit, scaled, _ in hot)
+        assert [p for *_, p in hot] != [p for *_, p in cold]
+        assert float(hot[0][3][:-1]) < float(cold[0][3][:-1]), "a higher T flattens the distribution"
+        assert "T = 1.1" in shown(app)
+
+
+# ---- 6. one step on one example (f7) ----------------------------------------------------------
+
+STEP_LINE = re.compile(r"p\(target\): (\d\.\d{4}) → (\d\.\d{4})")
+
+
+@sync
+async def test_one_step_on_one_example_raises_p_target(tmp_path):
+    prompt = "The quick brown fox"
+    app = lab_app(tmp_path, prompt=prompt)
+    async with running(app, SIZE) as pilot:
+        await wait_ready(pilot)
+        tok = app.lens.tokenizer
+        ids = tok.encode(prompt)
+        before_app = p_target(app, ids[:-1], ids[-1])
+        await open_screen(pilot, "f7", TextScreen)
+        assert app.client.commands[-1] == ("step_on", {"ids": ids})
+        text = await wait_page(pilot, "p(target):", "the one-step result")
+        before, after = map(float, STEP_LINE.search(text).groups())
+        assert after > before
+        [ev] = events_of(app, ExampleStepped)
+        assert ev.target == ids[-1] and (before, after) == (round(ev.p_before, 4), round(ev.p_after, 4))
+        assert math.isclose(ev.p_before, before_app, rel_tol=1e-5), "the trainer started from the app's weights"
+        assert f"p(target): {before:.4f} → {after:.4f}" in shown(app)
+        assert "The·quick·brown·fo → x" in flat(text)
+        assert f"loss -log p: {-math.log(ev.p_before):.3f} → {-math.log(ev.p_after):.3f}" in text
+        assert "top guesses before and after" in text and "step count is unchanged" in flat(text)
+        # The new weights reach the app: it now gives the example the "after" probability; same step.
+        await wait_for(
+            pilot,
+            lambda: math.isclose(p_target(app, ids[:-1], ids[-1]), ev.p_after, rel_tol=1e-5),
+            what="the stepped weights in the app",
+        )
+        assert app.lens.step == TRAIN_STEPS and app.client.step == TRAIN_STEPS
+
+
+@sync
+async def test_one_step_uses_the_pinned_example(tmp_path):
+    app = lab_app(tmp_path, prompt="The fox ran")
+    async with running(app, SIZE) as pilot:
+        await wait_ready(pilot)
+        await open_screen(pilot, "f3", AskScreen)
+        await answer(pilot, "The quick brown -> fox")
+        pin = app.pinned
+        await open_screen(pilot, "f7", TextScreen)
+        assert app.client.commands[-1] == ("step_on", {"ids": [*pin["ids"], pin["target"]]})
+        text = await wait_page(pilot, "p(target):", "the one-step result")
+        before, after = map(float, STEP_LINE.search(text).groups())
+        assert after > before
+        [ev] = events_of(app, ExampleStepped)
+        assert (before, after) == (round(ev.p_before, 4), round(ev.p_after, 4))
+        await wait_for(pilot, lambda: f"p = {ev.p_after:.3f}" in text_of(app.query_one("#pinned")), what="pinned p")
+
+
+@sync
+async def test_one_step_needs_two_tokens(tmp_path):
+    app = lab_app(tmp_path, prompt="T")
+    async with running(app, SIZE) as pilot:
+        await wait_ready(pilot, ghost=False)
+        await pilot.press("f7")
+        await settle(pilot)
+        assert not isinstance(app.screen, TextScreen)
+        assert "step_on" not in app.client.names()
+        assert any("at least two tokens" in str(n.message) for n in app._notifications)
+
+
+@pytest.mark.parametrize(
+    ("key", "kind", "command"),
+    [
+        pytest.param("f5", TokenCounts, "token_counts", id="tokens"),
+        pytest.param("f7", ExampleStepped, "step_on", id="one-step"),
+        pytest.param("f8", Memorized, "memorization", id="memorization"),
+    ],
+)
+@sync
+async def test_closing_a_lab_page_before_its_result_arrives(tmp_path, key, kind, command):
+    """The real trainer answers a moment later; the user may have closed the page by then."""
+    app = lab_app(tmp_path, prompt="The quick brown fox")
+    async with running(app, SIZE) as pilot:
+        await wait_ready(pilot)
+        app.client.hold_lab = True
+        await open_screen(pilot, key, TextScreen)
+        await wait_for(pilot, lambda: command in app.client.names(), what=f"the {command} command")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not isinstance(app.screen, TextScreen), what="the page to close")
+        release_lab(app.client)
+        await wait_for(pilot, lambda: events_of(app, kind), what=f"the late {kind.__name__}")
+        await settle(pilot)
+        await pilot.press(*" ran")  # the app keeps working
+        await settle(pilot)
+        assert app.query_one(PromptInput).value == "The quick brown fox ran"
+        assert getattr(app, "_exception", None) is None
+
+
+@sync
+async def test_closing_the_comparison_before_it_is_done(tmp_path, monkeypatch):
+    import threading
+
+    import tui_gpt.app.experiments as experiments
+
+    closed = threading.Event()
+    report = experiments._compare_report
+
+    def slow_report(*args, **kwargs):
+        assert closed.wait(10), "the page was not closed"
+        return report(*args, **kwargs)
+
+    monkeypatch.setattr(experiments, "_compare_report", slow_report)
+    app = lab_app(tmp_path)
+    async with running(app, SIZE) as pilot:
+        await wait_ready(pilot)
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: app.saved is not None, what="the checkpoint")
+        await open_screen(pilot, "f9", AskScreen)
+        await answer(pilot, app.out)
+        assert isinstance(app.screen, TextScreen) and "loading and evaluating" in page_text(app)
+        running_now = [w for w in app.workers if w.group == "compare"]
+        assert running_now and not any(w.is_finished for w in running_now)
+        await pilot.press("escape")  # the comparison is still running on its thread
+        await settle(pilot)
+        assert not isinstance(app.screen, TextScreen)
+        closed.set()
+        # Not workers.wait_for_complete(): that re-raises the worker's error, which the app itself ignores
+        # (exit_on_error=False; today the late screen.update fails with NoMatches inside the worker).
+        await wait_for(
+            pilot,
+            lambda: all(w.is_finished for w in running_now),
+            what="the comparison to finish",
+        )
+        await settle(pilot)
+        await pilot.press(*" fox")
+        await settle(pilot)
+        assert app.query_one(PromptInput).value == "The quick brown fox"
+        assert getattr(app, "_exception", None) is None
+
+
+# ---- 7. the memorization check (f8) -------------------------------------------------------------
+
+
+@sync
+async def test_memorization_check_counts_verbatim_spans(tmp_path):
+    # A model trained on a short, repeated text: its samples do copy from it (the fables model's do not).
+    text_file = tmp_path / "tiny.txt"
+    text_file.write_text(TINY_TEXT, encoding="utf-8")
+    spec = replace(FAKE_SPEC, sources=[str(text_file)], train=dict(FAKE_SPEC.train))
+    app = make_app(tmp_path, spec=spec, prompt="The fox")
+    async with running(app, SIZE) as pilot:
+        await wait_ready(pilot)
+        await open_screen(pilot, "f8", TextScreen)
+        assert "Memorization check" in shown(app)
+        text = await wait_page(pilot, "copied verbatim", "the memorization report")
+        [ev] = events_of(app, Memorized)
+        assert ("memorization", {"ids": ev.ids, "min_len": 16}) in app.client.commands
+        assert len(ev.ids) == 200 and ev.min_len == 16
+        assert ev.spans, "this model copies: the check must find something"
+        m = re.search(
+            r"(\d+) spans? copied verbatim from the training text \(highlighted; at least (\d+) tokens", flat(text)
+        )
+        assert m and (int(m.group(1)), int(m.group(2))) == (len(ev.spans), 16), flat(text)
+        covered = sum(b - a for a, b in ev.spans)
+        assert f"covering {covered}/200 tokens" in flat(text)
+        assert "copied verbatim" in shown(app)
+        # The highlighted characters are exactly the spans'.
+        body = app.screen.query_one("#page-body", Static).content
+        sample_text = body.renderables[0]
+        texts = app.lens.tokenizer.token_texts
+        marked = "".join(sample_text.plain[s.start : s.end] for s in sample_text.spans if "yellow" in str(s.style))
+        assert marked == "".join(texts[t] for a, b in ev.spans for t in ev.ids[a:b])
+        assert app.last_sample == app.lens.tokenizer.decode(ev.ids)
+
+
+# ---- 8. hints ------------------------------------------------------------------------------------
+
+
+@sync
+async def test_hints_judge_the_curve_and_spot_overfitting(tmp_path):
+    app = lab_app(tmp_path)
+    async with running(app, SIZE) as pilot:
+        await wait_ready(pilot)
+        hints = app.query_one("#hints")
+        await wait_for(pilot, lambda: text_of(hints), what="the first hints")
+        expect = run_hints(app.query_one(LossChart).history(), app.ready.baselines)
+        assert [h.kind for h in expect] == ["below_bigram"]
+        bigram = app.ready.baselines["bigram"]
+        assert text_of(hints) == expect[0].text
+        assert f"below the bigram baseline {bigram:.2f}" in shown(app)
+
+        # Three evaluations: val rising while train falls.
+        evals = [(200, 1.95, 2.40), (250, 1.90, 2.60), (300, 1.85, 2.80)]
+        app.client._emit(
+            Losses(
+                [
+                    {
+                        "step": s,
+                        "loss": t,
+                        "lr": 1e-2,
+                        "tokens_per_s": 12345.0,
+                        "elapsed": 0.25 * s,
+                        "val_loss": v,
+                        "eval_train_loss": t,
+                    }
+                    for s, t, v in evals
+                ]
+            )
+        )
+        await wait_for(pilot, lambda: "overfitting" in text_of(hints), what="the overfitting hint")
+        await settle(pilot)
+        assert "val is rising while train falls (2.40 → 2.80 vs 1.95 → 1.85): overfitting" in text_of(hints)
+        assert "overfitting" in shown(app)
+
+
+# ---- 9. compare checkpoints (f9) ---------------------------------------------------------------
+
+
+@sync
+async def test_compare_a_checkpoint_with_itself(tmp_path):
+    app = lab_app(tmp_path)
+    async with running(app, SIZE) as pilot:
+        await wait_ready(pilot)
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: app.saved is not None, what="the checkpoint")
+        await open_screen(pilot, "f9", AskScreen)
+        assert app.screen.query_one(Input).value == app.out
+        await answer(pilot, str(tmp_path / "nowhere"))
+        assert isinstance(app.screen, AskScreen) and "not a checkpoint" in ask_error(app)
+        await answer(pilot, app.out)
+        text = await wait_page(pilot, "validation loss", "the comparison")
+        await app.workers.wait_for_complete()
+        m = re.search(r"validation loss: this run (\d+\.\d{3}) · run (\d+\.\d{3})", text)
+        assert m, text
+        assert m.group(1) == m.group(2), "the same weights on the same text"
+        assert "this run (char)" in text and text.count("(char)") == 2  # the other column: "<path> (char)"
+        # Both top-k lists, side by side, with the same tokens and probabilities.
+        rows = re.findall(r"│\s*(\S+)\s*│\s*(\d\.\d{3})\s*│\s*(\S+)\s*│\s*(\d\.\d{3})\s*│", text)
+        assert len(rows) >= app.top_k
+        top = rows[: app.top_k]
+        assert all((a, pa) == (b, pb) for a, pa, b, pb in top)
+        assert [r[0] for r in top] == [g.text.replace(" ", "·") for g in app.query_one(TopKBars).guesses]
+        assert "surprisal per token of the prompt" in text and "+0.00" in text
+        assert "validation loss: this run" in shown(app)
+
+
+# ---- 10. the palette: settings, reproduce, export ------------------------------------------------
+
+
+@sync
+async def test_set_learning_rate_and_eval_interval_from_the_palette(tmp_path):
+    app = lab_app(tmp_path)
+    async with running(app, SIZE) as pilot:
+        await wait_ready(pilot)
+        client: FakeTrainer = app.client
+        await run_command(pilot, "learn", "Set learning rate…")
+        await wait_for(pilot, lambda: isinstance(app.screen, AskScreen), what="the learning-rate question")
+        assert app.screen.query_one(Input).value == "0.01"
+        await answer(pilot, "fast")
+        assert "not a number" in ask_error(app)
+        await answer(pilot, "2")
+        assert "between 0 and 1" in ask_error(app)
+        assert "set_lr" not in client.names()
+        await answer(pilot, "0.002")
+        assert not isinstance(app.screen, AskScreen)
+        assert client.commands[-1] == ("set_lr", {"lr": 0.002})
+        assert app.spec.train["lr"] == 0.002 and FAKE_SPEC.train["lr"] == 1e-2
+        assert client.resets == [], "no reset"
+        assert any("0.002" in str(n.message) for n in app._notifications)
+
+        await run_command(pilot, "eval int", "Set evaluation interval…")
+        await wait_for(pilot, lambda: isinstance(app.screen, AskScreen), what="the interval question")
+        assert app.screen.query_one(Input).value == "0"
+        await answer(pilot, "ten")
+        assert "whole number of steps" in ask_error(app)
+        await answer(pilot, "25")
+        assert not isinstance(app.screen, AskScreen)
+        assert client.commands[-1] == ("set_eval_interval", {"interval": 25})
+        assert app.spec.train["eval_interval"] == 25 and client.resets == []
+
+
+@sync
+async def test_reproduce_command_parses_back_to_the_run(tmp_path):
+    from tui_gpt.cli import parser_train
+    from tui_gpt.session import RunSpec
+
+    app = lab_app(tmp_path)
+    async with running(app, SIZE) as pilot:
+        await wait_ready(pilot)
+        app.spec.train["lr"] = 0.002  # as "Set learning rate…" leaves it
+        await run_command(pilot, "reprod", "Show the command that reproduces this run")
+        await wait_for(pilot, lambda: isinstance(app.screen, TextScreen), what="the command")
+        await settle(pilot)
+        line, note = app.screen.query_one("#page-body", Static).content.plain.split("\n\n")
+        assert note == "(copied to the clipboard)"
+        assert "tui-gpt train fables --tokenizer char" in shown(app) and "(copied to the clipboard)" in shown(app)
+        argv = shlex.split(line, comments=True)
+        assert argv[:2] == ["tui-gpt", "train"]
+        back = RunSpec.from_args(parser_train().parse_args(argv[2:]))
+        spec = app.spec
+        assert back.sources == spec.sources == ["fables"]
+        for field in ("tokenizer", "n_layer", "n_head", "n_embd", "block_size", "dropout", "causal"):
+            assert getattr(back, field) == getattr(spec, field), field
+        for key, value in spec.train.items():
+            assert back.train[key] == value, key
+        assert back.train["lr"] == 0.002
+
+
+@sync
+async def test_export_writes_history_examples_and_screen(tmp_path):
+    app = lab_app(tmp_path)
+    async with running(app, SIZE) as pilot:
+        await wait_ready(pilot)
+        assert Path(app.out).parent == tmp_path
+        await run_command(pilot, "export", "Export loss history")
+        await wait_for(pilot, lambda: (tmp_path / "tui-gpt-history.csv").exists(), what="the export")
+        await settle(pilot)
+        history = (tmp_path / "tui-gpt-history.csv").read_text().splitlines()
+        assert history[0] == "step,train_loss,lr,val_loss,eval_train_loss"
+        assert len(history) == 1 + TRAIN_STEPS
+        assert history[50].startswith("50,") and history[50].count(",") == 4 and not history[50].endswith(",")
+        examples = (tmp_path / "tui-gpt-examples.csv").read_text().splitlines()
+        assert examples[0] == "position,prefix,target,p,neg_log_p,rank"
+        assert len(examples) == 1 + len("The quick brown") - 1
+        assert examples[-1].startswith("14,The quick brow,n,")
+        [svg] = list(tmp_path.glob("*.svg"))
+        assert svg.read_text(encoding="utf-8").lstrip().startswith("<svg")
+        note = next(n for n in app._notifications if n.title == "Exported")
+        assert str(tmp_path / "tui-gpt-history.csv") in note.message and svg.name in note.message
+
+
+# ---- 11. snapshots -------------------------------------------------------------------------------
+
+
+async def _steady(pilot) -> None:
+    """As in test_app_snapshots: the model is in, the panes are drawn, no worker runs, no cursor blinks."""
+    app: GPTApp = pilot.app
+    app.query_one(PromptInput).cursor_blink = False
+    await wait_ready(pilot)
+    await wait_for(pilot, lambda: "tok/s" in text_of(app.query_one("#train-stats")), what="the stats line")
+    await wait_for(pilot, lambda: not app.query_one(LossChart).dirty, what="the loss chart")
+    await wait_for(pilot, lambda: text_of(app.query_one("#hints")), what="the hints")
+    await app.workers.wait_for_complete()
+    await settle(pilot)
+
+
+async def _quiet(pilot) -> None:
+    """Nothing left to run: workers done (also those started after the last refresh), screen settled."""
+    for _ in range(2):
+        await settle(pilot)
+        await pilot.app.workers.wait_for_complete()
+    await settle(pilot)
+
+
+def test_snapshot_temperature_view(snap_compare, tmp_path):
+    async def run_before(pilot) -> None:
+        await _steady(pilot)
+        await pilot.press("up")  # T = 1.1: the scaled column differs from the logits
+        await open_screen(pilot, "f6", TextScreen)
+        await _quiet(pilot)
+
+    assert snap_compare(lab_app(tmp_path), terminal_size=SIZE, run_before=run_before)
+
+
+def test_snapshot_surprisal_screen(snap_compare, tmp_path):
+    async def run_before(pilot) -> None:
+        await _steady(pilot)
+        await open_screen(pilot, "f4", ChoiceScreen)
+        await choose(pilot, "prompt")
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, SurprisalScreen), what="the surprisal screen")
+        await pilot.press("left", "left")
+        await _quiet(pilot)
+
+    assert snap_compare(lab_app(tmp_path), terminal_size=SIZE, run_before=run_before)
+
+
+def test_snapshot_one_step_result(snap_compare, tmp_path):
+    prompt = "The quick brown fox"
+
+    async def run_before(pilot) -> None:
+        app: GPTApp = pilot.app
+        await _steady(pilot)
+        ids = app.lens.tokenizer.encode(prompt)
+        await open_screen(pilot, "f7", TextScreen)
+        await wait_page(pilot, "p(target):", "the one-step result")
+        [ev] = events_of(app, ExampleStepped)
+        await wait_for(
+            pilot,
+            lambda: math.isclose(p_target(app, ids[:-1], ids[-1]), ev.p_after, rel_tol=1e-5),
+            what="the stepped weights in the app",
+        )
+        await wait_for(pilot, lambda: app.query_one(PromptInput).ghost, what="the ghost text")
+        await _quiet(pilot)
+
+    assert snap_compare(lab_app(tmp_path, prompt=prompt), terminal_size=SIZE, run_before=run_before)
