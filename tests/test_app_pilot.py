@@ -563,7 +563,7 @@ async def test_losses_and_weights_update_the_panes(tmp_path):
     app = make_app(tmp_path)
     async with running(app, SIZE) as pilot:
         await wait_ready(pilot)
-        chart = app.query_one("#loss-chart")
+        chart = app.query_one("#training").curve
         assert chart.steps == list(range(1, TRAIN_STEPS + 1))
         assert chart.eval_steps == [50, 100, 150]
         app.client.advance(10)

@@ -11,7 +11,7 @@ from app_fakes import make_app, settle, text_of, wait_for, wait_ready
 from tui_gpt.app.app import GPTApp
 from tui_gpt.app.screens.help import HelpScreen
 from tui_gpt.app.widgets.prompt import PromptInput
-from tui_gpt.app.widgets.training import LossChart
+from tui_gpt.app.widgets.training import TrainingPane
 
 
 async def _steady(pilot) -> None:
@@ -20,7 +20,11 @@ async def _steady(pilot) -> None:
     app.query_one(PromptInput).cursor_blink = False
     await wait_ready(pilot)
     await wait_for(pilot, lambda: "tok/s" in text_of(app.query_one("#train-stats")), what="the stats line")
-    await wait_for(pilot, lambda: not app.query_one(LossChart).dirty, what="the loss chart")
+    await wait_for(
+        pilot,
+        lambda: _chart_drawn(app),
+        what="the loss chart",
+    )
     await app.workers.wait_for_complete()  # the ghost text and the greedy line come from thread workers
     await settle(pilot)
 
@@ -47,3 +51,8 @@ def test_help_screen(snap_compare, tmp_path):
         await settle(pilot)
 
     assert snap_compare(make_app(tmp_path), terminal_size=(160, 48), run_before=run_before)
+
+
+def _chart_drawn(app) -> bool:
+    pane = app.query_one(TrainingPane)
+    return pane.chart is not None and not pane.curve.dirty

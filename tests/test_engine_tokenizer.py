@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tui_gpt.errors import TuiGptError
-from tui_gpt.tokenizer import EOT, KINDS, TextTokenizer, visible
+from tui_gpt.tokenizer import EOT, KINDS, TextTokenizer
+from tui_gpt.visible import visible
 
 TEXTS = [
     "The quick brown fox jumps over the lazy dog. It's 42, isn't it?\n",

@@ -44,7 +44,7 @@ from tui_gpt.app.screens.surprisal import SurprisalScreen
 from tui_gpt.app.widgets.attention import AttentionMap
 from tui_gpt.app.widgets.prompt import PromptInput
 from tui_gpt.app.widgets.topk import TopKBars
-from tui_gpt.app.widgets.training import LossChart
+from tui_gpt.app.widgets.training import TrainingPane
 from tui_gpt.lab import PALETTE, run_hints, temperature_table
 from tui_gpt.probe import analyze
 from tui_gpt.protocol import ExampleStepped, Losses, Memorized, TokenCounts
@@ -616,7 +616,7 @@ async def test_hints_judge_the_curve_and_spot_overfitting(tmp_path):
         await wait_ready(pilot)
         hints = app.query_one("#hints")
         await wait_for(pilot, lambda: text_of(hints), what="the first hints")
-        expect = run_hints(app.query_one(LossChart).history(), app.ready.baselines)
+        expect = run_hints(app.query_one(TrainingPane).curve.history(), app.ready.baselines)
         assert [h.kind for h in expect] == ["below_bigram"]
         bigram = app.ready.baselines["bigram"]
         assert text_of(hints) == expect[0].text
@@ -771,7 +771,11 @@ async def _steady(pilot) -> None:
     app.query_one(PromptInput).cursor_blink = False
     await wait_ready(pilot)
     await wait_for(pilot, lambda: "tok/s" in text_of(app.query_one("#train-stats")), what="the stats line")
-    await wait_for(pilot, lambda: not app.query_one(LossChart).dirty, what="the loss chart")
+    await wait_for(
+        pilot,
+        lambda: _chart_drawn(app),
+        what="the loss chart",
+    )
     await wait_for(pilot, lambda: text_of(app.query_one("#hints")), what="the hints")
     await app.workers.wait_for_complete()
     await settle(pilot)
@@ -826,3 +830,8 @@ def test_snapshot_one_step_result(snap_compare, tmp_path):
         await _quiet(pilot)
 
     assert snap_compare(lab_app(tmp_path, prompt=prompt), terminal_size=SIZE, run_before=run_before)
+
+
+def _chart_drawn(app) -> bool:
+    pane = app.query_one(TrainingPane)
+    return pane.chart is not None and not pane.curve.dirty

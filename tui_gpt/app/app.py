@@ -27,7 +27,7 @@ from tui_gpt.app.widgets.examples import ExamplesPane
 from tui_gpt.app.widgets.line import InfoLine
 from tui_gpt.app.widgets.prompt import PromptInput
 from tui_gpt.app.widgets.topk import TopKBars
-from tui_gpt.app.widgets.training import LossChart, TrainingPane
+from tui_gpt.app.widgets.training import TrainingPane
 from tui_gpt.protocol import Failed, Loading, Losses, Ready, Saved, Status, Stopped, Weights
 from tui_gpt.session import RunSpec
 
@@ -176,8 +176,7 @@ class GPTApp(LabActions, App[None]):
         self.error = None
         self.status = "training" if not self.paused else "paused"
         pane = self.query_one(TrainingPane)
-        chart = self.query_one(LossChart)
-        chart.set_history(ready.history)
+        pane.curve.set_history(ready.history)
         pane.set_baselines(ready.baselines)
         c = ready.corpus
         pane.set_corpus(
@@ -214,7 +213,7 @@ class GPTApp(LabActions, App[None]):
         if self.lab_event(ev):
             return
         if isinstance(ev, Losses):
-            self.query_one(LossChart).add(ev.events)
+            self.query_one(TrainingPane).curve.add(ev.events)
             if ev.events:
                 self.last_event = ev.events[-1]
                 self.step = self.last_event["step"]
@@ -325,9 +324,7 @@ class GPTApp(LabActions, App[None]):
     def _redraw_chart(self) -> None:
         if self.leaving:
             return
-        chart = self.query_one(LossChart)
-        if chart.dirty:
-            chart.redraw()
+        if self.query_one(TrainingPane).redraw():
             self._update_hints()
 
     def _refresh_stats(self) -> None:
@@ -335,14 +332,14 @@ class GPTApp(LabActions, App[None]):
         if self.leaving:
             return
         ev = self.last_event
-        chart = self.query_one(LossChart)
+        curve = self.query_one(TrainingPane).curve
         first = [f"[b]{self.status}[/b]", f"step [b]{self.step:,}[/b]"]
         second = []
         if ev:
             first.append(f"train {ev['loss']:.3f}")
             second += [f"{ev['tokens_per_s']:,.0f} tok/s", f"lr {ev['lr']:.2e}", f"{_clock(ev['elapsed'])} elapsed"]
-        if chart.eval_val:
-            first.append(f"val {chart.eval_val[-1]:.3f}")
+        if curve.eval_val:
+            first.append(f"val {curve.eval_val[-1]:.3f}")
         text = " · ".join(first) + "\n" + " · ".join(second)
         if self.error:
             text = " · ".join(first) + f"\n[b $error]error:[/] {self.error}"
@@ -410,7 +407,7 @@ class GPTApp(LabActions, App[None]):
         self.lens = self._staging = None
         self.last_event = None
         self.step = 0
-        self.query_one(LossChart).set_history({})
+        self.query_one(TrainingPane).curve.set_history({})
         self.status = "restarting"
         if self.client.alive:
             self.client.reset(spec)

@@ -287,7 +287,7 @@ class LabActions:
             return
         from tui_gpt.lab import run_hints
 
-        hints = run_hints(self.query_one("#loss-chart").history(), self.ready.baselines)
+        hints = run_hints(self.query_one("#training").curve.history(), self.ready.baselines)
         colour = {"info": "$text-muted", "warn": "$warning", "error": "$error"}
         self.query_one("#hints", InfoLine).text = "  ".join(f"[{colour[h.severity]}]{h.text}[/]" for h in hints[:2])
 
@@ -359,7 +359,7 @@ class LabActions:
         from tui_gpt.lab import examples_csv, history_csv
 
         folder = Path(self.out).expanduser().resolve().parent
-        history = self.query_one("#loss-chart").history()
+        history = self.query_one("#training").curve.history()
         written = []
         try:
             path = folder / "tui-gpt-history.csv"
