@@ -122,18 +122,18 @@ async def _type_keys(spec: RunSpec, n_keys: int, out: str) -> tuple[list[float],
 
 
 def first_paint_child() -> None:
-    """Run in a fresh process: start the app as `tui-gpt` does and print when it first paints."""
+    """Run in a fresh process: start the app as `tui-gpt` does and print when its first frame is written."""
     from tui_gpt.app.app import GPTApp
-    from tui_gpt.client import prepare
-
-    prepare()
 
     class Probe(GPTApp):
-        def on_mount(self) -> None:  # runs after GPTApp.on_mount
-            self.call_after_refresh(self.painted)
+        def _display(self, screen, renderable) -> None:
+            super()._display(screen, renderable)
+            if renderable is not None and not getattr(self, "painted", False):
+                self.painted = True
+                print(f"PAINT {time.time():.6f}", flush=True)
+                self.call_later(self.quit_now)
 
-        def painted(self) -> None:
-            print(f"PAINT {time.time():.6f}", flush=True)
+        def quit_now(self) -> None:
             self.client.stop(save=None)
             self.exit()
 
