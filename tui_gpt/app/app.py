@@ -75,7 +75,7 @@ class GPTApp(LabActions, App[None]):
         prompt: str = DEFAULT_PROMPT,
     ) -> None:
         super().__init__()
-        self.spec = spec
+        self.spec = replace(spec, train=dict(spec.train))  # ours to change: lr, eval interval, mask
         self.out = out
         self.initial_prompt = prompt
         self.lens = None
@@ -403,7 +403,7 @@ class GPTApp(LabActions, App[None]):
 
     def reset(self, spec: RunSpec) -> None:
         """Start the run again from `spec`; the trainer keeps the old one if the new one fails."""
-        self.spec = spec
+        self.spec = replace(spec, train=dict(spec.train))  # ours to change: lr, eval interval, mask
         self.lens = self._staging = None
         self.last_event = None
         self.step = 0
