@@ -413,26 +413,12 @@ def answer_lab(fake: FakeTrainer, name: str, args: dict) -> None:
 
 def _step_on(fake: FakeTrainer, run: Any, ids: list[int]) -> list[Any]:
     """worker.TrainerLoop.step_on: ExampleStepped, then the new weights (at the fake's step count)."""
-    from tui_gpt.probe import analyze
-    from tui_gpt.protocol import ExampleStepped
-    from tui_gpt.worker import weights_blob
+    from tui_gpt.worker import step_on_example, weights_blob
 
-    if len(ids) < 2:
+    result = step_on_example(run, ids)
+    if result is None:
         return []
-    target = ids[-1]
-
-    def look() -> tuple[float, list[tuple[str, float]]]:
-        a = analyze(run.trainer.model, run.tokenizer, ids[:-1], k=run.tokenizer.vocab_size, attention=False)
-        p = next(g.prob for g in a.prediction.guesses if g.id == target)
-        return p, [(g.text, g.prob) for g in a.prediction.guesses[:5]]
-
-    p_before, top_before = look()
-    run.trainer.step_on(ids)
-    p_after, top_after = look()
-    return [
-        ExampleStepped(target, p_before, p_after, top_before, top_after),
-        Weights(fake.step, weights_blob(run.trainer.model)),
-    ]
+    return [result, Weights(fake.step, weights_blob(run.trainer.model))]
 
 
 def release_lab(fake: FakeTrainer) -> None:
@@ -440,3 +426,24 @@ def release_lab(fake: FakeTrainer) -> None:
     held, fake.held = getattr(fake, "held", []), []  # type: ignore[attr-defined]
     for ev in held:
         fake._emit(ev)
+
+
+def chart_drawn(app: Any) -> bool:
+    """The loss chart is mounted and shows the whole curve."""
+    pane = app.query_one("#training")
+    return pane.chart is not None and not pane.curve.dirty
+
+
+async def steady(pilot: Any, hints: bool = False) -> None:
+    """For snapshots: the model is in, the panes are drawn, no worker runs, the cursor does not blink."""
+    from tui_gpt.app.widgets.prompt import PromptInput
+
+    app = pilot.app
+    app.query_one(PromptInput).cursor_blink = False
+    await wait_ready(pilot)
+    await wait_for(pilot, lambda: "tok/s" in text_of(app.query_one("#train-stats")), what="the stats line")
+    await wait_for(pilot, lambda: chart_drawn(app), what="the loss chart")
+    if hints:
+        await wait_for(pilot, lambda: text_of(app.query_one("#hints")), what="the hints")
+    await app.workers.wait_for_complete()  # the ghost text and the greedy line come from thread workers
+    await settle(pilot)

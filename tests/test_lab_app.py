@@ -27,6 +27,7 @@ from app_fakes import (
     running,
     screen_text,
     settle,
+    steady,
     sync,
     text_of,
     wait_for,
@@ -766,19 +767,7 @@ async def test_export_writes_history_examples_and_screen(tmp_path):
 
 
 async def _steady(pilot) -> None:
-    """As in test_app_snapshots: the model is in, the panes are drawn, no worker runs, no cursor blinks."""
-    app: GPTApp = pilot.app
-    app.query_one(PromptInput).cursor_blink = False
-    await wait_ready(pilot)
-    await wait_for(pilot, lambda: "tok/s" in text_of(app.query_one("#train-stats")), what="the stats line")
-    await wait_for(
-        pilot,
-        lambda: _chart_drawn(app),
-        what="the loss chart",
-    )
-    await wait_for(pilot, lambda: text_of(app.query_one("#hints")), what="the hints")
-    await app.workers.wait_for_complete()
-    await settle(pilot)
+    await steady(pilot, hints=True)
 
 
 async def _quiet(pilot) -> None:
@@ -830,8 +819,3 @@ def test_snapshot_one_step_result(snap_compare, tmp_path):
         await _quiet(pilot)
 
     assert snap_compare(lab_app(tmp_path, prompt=prompt), terminal_size=SIZE, run_before=run_before)
-
-
-def _chart_drawn(app) -> bool:
-    pane = app.query_one(TrainingPane)
-    return pane.chart is not None and not pane.curve.dirty

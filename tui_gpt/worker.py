@@ -89,6 +89,25 @@ def describe_run(run: Run) -> Ready:
     )
 
 
+def step_on_example(run: Run, ids: list[int]) -> ExampleStepped | None:
+    """One optimizer step on prefix ids[:-1] -> target ids[-1], reported with before and after."""
+    from tui_gpt.probe import analyze
+
+    if len(ids) < 2:
+        return None
+    target = ids[-1]
+
+    def look() -> tuple[float, list[tuple[str, float]]]:
+        a = analyze(run.trainer.model, run.tokenizer, ids[:-1], k=run.tokenizer.vocab_size, attention=False)
+        p = next(g.prob for g in a.prediction.guesses if g.id == target)
+        return p, [(g.text, g.prob) for g in a.prediction.guesses[:5]]
+
+    p_before, top_before = look()
+    run.trainer.step_on(ids)
+    p_after, top_after = look()
+    return ExampleStepped(target, p_before, p_after, top_before, top_after)
+
+
 def _sample_texts(texts: list[str], limit: int = 1_000_000) -> list[str]:
     """Up to `limit` characters of the corpus: enough to train comparison tokenizers quickly."""
     out, total = [], 0
@@ -198,23 +217,10 @@ class TrainerLoop:
             self.events.put(Status(self.paused, self.run.trainer.step))
 
     def step_on(self, ids: list[int]) -> None:
-        """One optimizer step on prefix ids[:-1] -> target ids[-1], reported with before and after."""
-        from tui_gpt.probe import analyze
-
-        if len(ids) < 2:
-            return
-        run, target = self.run, ids[-1]
-
-        def look() -> tuple[float, list[tuple[str, float]]]:
-            a = analyze(run.trainer.model, run.tokenizer, ids[:-1], k=run.tokenizer.vocab_size, attention=False)
-            p = next(g.prob for g in a.prediction.guesses if g.id == target)
-            return p, [(g.text, g.prob) for g in a.prediction.guesses[:5]]
-
-        p_before, top_before = look()
-        run.trainer.step_on(ids)
-        p_after, top_after = look()
-        self.events.put(ExampleStepped(target, p_before, p_after, top_before, top_after))
-        self.send_weights()
+        result = step_on_example(self.run, ids)
+        if result is not None:
+            self.events.put(result)
+            self.send_weights()
 
     def save(self, path: str) -> None:
         try:
