@@ -38,9 +38,6 @@ class Lens:
         old, self.model, self.step = self.model, model, step
         self._spare.append(old)
 
-    def load_weights(self, blob: bytes, step: int) -> None:
-        self.swap(self.stage(blob), step)
-
     def set_causal(self, causal: bool) -> None:
         self.config.causal = causal
 
