@@ -247,13 +247,6 @@ def make_app(tmp_path: Path | str, spec: RunSpec | None = None, prompt: str = "T
     return GPTApp(spec or FAKE_SPEC, out=out, client_factory=fake_factory(**fake), prompt=prompt)
 
 
-# ---- the exit race ------------------------------------------------------------------
-# BUG (see test_app_pilot.py::test_exit_while_the_app_timers_tick): GPTApp's periodic callbacks are
-# App timers that keep ticking while Textual tears the screen down on exit; a tick then fails with
-# NoMatches and the app crashes on the way out (about 1 exit in 30). So that every other test does
-# not fail at random, the tests stop those timers just before the app exits.
-
-
 def running(app: Any, size: tuple[int, int] = (160, 48)) -> Any:
     """`app.run_test(size=size)`."""
     return app.run_test(size=size)

@@ -504,6 +504,17 @@ async def test_exit_while_the_app_timers_tick(tmp_path, monkeypatch):
             await wait_ready(pilot, ghost=False)
 
 
+@sync
+async def test_quit_before_the_loss_chart_mounts(tmp_path):
+    # The chart mounts after the first frame; quitting at once must not crash on the way out.
+    for _ in range(3):
+        app = make_app(tmp_path)
+        app.call_later(app.exit)  # runs as soon as the app starts, before the chart's slot is filled
+        async with app.run_test(size=SIZE):
+            pass
+        assert app.return_code == 0
+
+
 # ---- training controls with the fake trainer --------------------------------------------
 
 

@@ -33,6 +33,8 @@ class TrainingPane(Vertical):
     async def _mount_chart(self) -> None:
         from tui_gpt.app.widgets.loss_chart import LossChart
 
+        if not self.is_attached:  # the app quit before its first frame settled
+            return
         slot = self.query_one("#chart-slot")
         self.chart = LossChart(self.curve, id="loss-chart")
         await self.mount(self.chart, before=slot)
