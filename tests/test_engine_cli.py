@@ -131,3 +131,15 @@ def test_train_resume_continues(trained_dir, tmp_path):
     history = json.loads((ckpt / "history.json").read_text())
     assert history["steps"] == list(range(1, 41))
     assert history["eval_steps"][-1] == 40
+
+
+def test_bench_ends_with_its_summary_line(tmp_path, tiny_text):
+    (tmp_path / "tiny.txt").write_text(tiny_text, encoding="utf-8")
+    r = tui_gpt("bench", "--text", "tiny.txt", "--steps", "20", *TINY, "--dtype", "float32", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    fields = dict(kv.split("=") for kv in lines[-1].removeprefix("bench: ").split())
+    assert lines[-1].startswith("bench: ") and list(fields) == ["steps", "tok_per_s", "val_loss", "mfu"]
+    assert int(fields["steps"]) == 20 and float(fields["tok_per_s"]) > 0 and 0 < float(fields["mfu"]) < 1
+    assert 0 < float(fields["val_loss"]) < 5
+    assert "val loss over the whole split: " in r.stderr  # the report goes to stderr, the summary to stdout

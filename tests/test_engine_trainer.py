@@ -120,3 +120,17 @@ def test_history_keeps_nan_for_missing_eval_train():
     h.add(TrainEvent(step=1, loss=3.9, lr=1e-3, tokens_per_s=1.0, elapsed=0.1))
     assert h.steps == [1] and h.eval_steps == [0]
     assert math.isnan(h.eval_train[0])
+
+
+def test_split_loss_scores_every_window_once(make_spec):
+    tr = open_run(make_spec()).trainer
+    for _ in tr.run(steps=20):
+        pass
+    val = tr.data.split("val")
+    T = tr.model.config.block_size
+    with torch.no_grad():
+        losses = [
+            tr.model(val[i : i + T][None], val[i + 1 : i + T + 1][None])[1].item() for i in range(0, len(val) - T, T)
+        ]
+    assert tr.split_loss("val", batch_size=3) == pytest.approx(sum(losses) / len(losses), abs=1e-5)
+    assert tr.evaluate(200)["val"] == pytest.approx(tr.split_loss("val"), abs=0.05)  # what evaluate samples

@@ -63,6 +63,10 @@ def bench_train(args: argparse.Namespace, console: Console) -> int:
     steps = trainer.step
     tok_s = tokens / step_time if step_time else 0.0
     mfu = flops_per_token(n_params, m.n_layer, m.n_embd, m.block_size) * tok_s / peak
+    full_val = trainer.split_loss("val")
+    console.print(
+        f"val loss over the whole split: {full_val:.4f} ({trainer.config.eval_iters}-batch estimate {last_val:.4f})"
+    )
     console.print(
         f"{steps} steps in {wall:.1f} s wall ({step_time:.1f} s training): "
         f"{1000 * step_time / max(1, steps):.1f} ms/step, {tok_s:,.0f} tok/s, MFU {100 * mfu:.1f}%"

@@ -220,6 +220,25 @@ class Trainer:
             out[split] = sum(losses) / len(losses)
         return out
 
+    @torch.no_grad()
+    def split_loss(self, split: str = "val", batch_size: int = 64) -> float:
+        """Mean loss over every token of a split, in windows of block_size side by side.
+
+        The same quantity `evaluate` samples, without its sampling noise (only the last,
+        partial window is left out).
+        """
+        data = self.data.split(split)
+        T = min(self.model.config.block_size, len(data) - 1)
+        n = (len(data) - 1) // T
+        x, y = data[: n * T].view(n, T), data[1 : n * T + 1].view(n, T)
+        self.model.eval()
+        total = 0.0
+        for i in range(0, n, batch_size):
+            with self._autocast():
+                _, loss, _ = self.model(x[i : i + batch_size].to(self.device), y[i : i + batch_size].to(self.device))
+            total += loss.item() * len(x[i : i + batch_size])
+        return total / n
+
     def _eval_event(self, ev: TrainEvent | None) -> TrainEvent:
         losses = self.evaluate()
         if ev is None:  # before the first step
