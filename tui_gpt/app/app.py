@@ -339,7 +339,8 @@ class GPTApp(LabActions, App[None]):
             first.append(f"train {ev['loss']:.3f}")
             second += [f"{ev['tokens_per_s']:,.0f} tok/s", f"lr {ev['lr']:.2e}", f"{_clock(ev['elapsed'])} elapsed"]
         if curve.eval_val:
-            first.append(f"val {curve.eval_val[-1]:.3f}")
+            at = curve.eval_steps[-1]
+            first.append(f"val {curve.eval_val[-1]:.3f}" + (f" (at step {at:,})" if at != self.step else ""))
         text = " · ".join(first) + "\n" + " · ".join(second)
         if self.error:
             text = " · ".join(first) + f"\n[b $error]error:[/] {self.error}"
