@@ -3,16 +3,18 @@
 1. Key -> repainted top-k: 200 keys typed at human speed into the headless app while the
    trainer process trains; the time from a key reaching the app to the top-k pane's render.
 2. Trainer steps/s with the UI running, against the trainer alone at the same thread count.
-3. Launch -> first paint of a fresh `tui-gpt` process.
+3. Launch -> first paint: the real `tui-gpt` command in a pseudo-terminal, to its first frame.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
+import select
 import statistics
-import subprocess
+import struct
 import sys
 import tempfile
 import time
@@ -121,36 +123,58 @@ async def _type_keys(spec: RunSpec, n_keys: int, out: str) -> tuple[list[float],
     return latencies, _rate(steps, 0.0)
 
 
-def first_paint_child() -> None:
-    """Run in a fresh process: start the app as `tui-gpt` does and print when its first frame is written."""
-    from tui_gpt.app.app import GPTApp
+def _read_until(fd: int, deadline: float, marker: bytes | None = None) -> bool:
+    """Drain the terminal's output until `marker` shows (True), it closes, or the deadline passes."""
+    seen = b""
+    while time.monotonic() < deadline:
+        if not select.select([fd], [], [], 0.05)[0]:
+            continue
+        try:
+            chunk = os.read(fd, 1 << 16)
+        except OSError:  # the child closed the terminal
+            return False
+        if not chunk:
+            return False
+        if marker is not None:
+            seen = seen[-len(marker) :] + chunk
+            if marker in seen:
+                return True
+    return False
 
-    class Probe(GPTApp):
-        def _display(self, screen, renderable) -> None:
-            super()._display(screen, renderable)
-            if renderable is not None and not getattr(self, "painted", False):
-                self.painted = True
-                print(f"PAINT {time.time():.6f}", flush=True)
-                self.call_later(self.quit_now)
 
-        def quit_now(self) -> None:
-            self.client.stop(save=None)
-            self.exit()
+def launch_to_paint(cwd: str, size: tuple[int, int] = (160, 48)) -> float:
+    """Seconds from starting `tui-gpt` in a pseudo-terminal to its first frame on that terminal.
 
-    Probe(RunSpec(), out=tempfile.mkdtemp()).run(headless=True, size=(160, 48))
+    The real command and the real terminal driver: the frame counts once a pane title is on
+    the terminal. Then the app quits with ctrl+q, as a person would (it saves into `cwd`).
+    """
+    import fcntl  # POSIX terminals only, like the measurement itself
+    import pty
+    import termios
+
+    t0 = time.monotonic()
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: become `tui-gpt`
+        os.chdir(cwd)
+        os.execv(sys.executable, [sys.executable, "-m", "tui_gpt"])
+    try:
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", size[1], size[0], 0, 0))
+        painted = _read_until(fd, t0 + 30, b"Next token")
+        seconds = time.monotonic() - t0
+        _read_until(fd, time.monotonic() + 1.0)  # let it settle, as a person would
+        os.write(fd, b"\x11")  # ctrl+q
+        _read_until(fd, time.monotonic() + 10)
+    finally:
+        os.close(fd)
+        os.waitpid(pid, 0)
+    if not painted:
+        raise RuntimeError("tui-gpt drew no frame within 30 s")
+    return seconds
 
 
 def first_paint(runs: int = 10) -> list[float]:
-    times = []
-    code = "from tui_gpt.app.bench import first_paint_child; first_paint_child()"
-    for _ in range(runs):
-        t0 = time.time()
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-        line = next((x for x in out.stdout.splitlines() if x.startswith("PAINT ")), None)
-        if line is None:
-            raise RuntimeError(f"first-paint run failed: {out.stderr.strip().splitlines()[-1:]}")
-        times.append(float(line.split()[1]) - t0)
-    return times
+    with tempfile.TemporaryDirectory(prefix="tui-gpt-paint-") as cwd:
+        return [launch_to_paint(cwd) for _ in range(runs)]
 
 
 def bench_ui(args: argparse.Namespace) -> int:
