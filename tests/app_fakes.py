@@ -190,7 +190,7 @@ class FakeTrainer:
         self.commands.append(("reset", {"spec": asdict(spec)}))
         self._open(spec)
 
-    def stop(self, save: str | None = None) -> None:
+    def stop(self, save: str | None = None, timeout: float = 3.0) -> None:
         self.stops.append(save)
         if not self._alive:
             return

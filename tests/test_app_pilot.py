@@ -560,6 +560,17 @@ async def test_pause_step_save_and_quit_with_the_fake_trainer(tmp_path):
 
 
 @sync
+async def test_quit_before_the_run_is_built_saves_nothing(tmp_path):
+    app = make_app(tmp_path, fail="boom")  # the trainer never gets as far as Ready
+    async with running(app, SIZE) as pilot:
+        await wait_for(pilot, lambda: app.error == "boom", what="the error")
+        await pilot.press("ctrl+q")
+        await wait_for(pilot, lambda: not app.is_running, what="the app to exit")
+    assert app.client.stops == [None] and not app.saves_on_quit
+    assert not (tmp_path / "run").exists()
+
+
+@sync
 async def test_step_key_pauses_a_running_trainer_first(tmp_path):
     app = make_app(tmp_path)
     async with running(app, SIZE) as pilot:

@@ -80,6 +80,7 @@ class GPTApp(LabActions, App[None]):
         self.initial_prompt = prompt
         self.lens = None
         self.ready: Ready | None = None
+        self.saves_on_quit = False
         self.step = 0
         self.paused = False
         self.status = "starting"
@@ -435,7 +436,12 @@ class GPTApp(LabActions, App[None]):
     @work(thread=True, exit_on_error=False, group="trainer", exclusive=True)
     def _stop_trainer(self) -> None:
         """Save a checkpoint and end the trainer process, off the UI thread, then exit."""
-        self.client.stop(save=self.out)
+        # Before the run is built nothing is trained: end the trainer at once, without a save.
+        self.saves_on_quit = self.ready is not None
+        if self.saves_on_quit:
+            self.client.stop(save=self.out)
+        else:
+            self.client.stop(save=None, timeout=0)
         self.call_from_thread(self.exit)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:

@@ -31,7 +31,9 @@ def run_app(args: argparse.Namespace) -> int:
     if app.return_code:  # the app crashed: Textual has printed the traceback
         return app.return_code
     trainer_json = Path(out) / "trainer.json"
-    if trainer_json.exists():
+    if app.saves_on_quit and trainer_json.exists():
         step = json.loads(trainer_json.read_text()).get("step", 0)
         print(f"tui-gpt: saved step {step} to {out}; continue with: tui-gpt --resume {out}")
+    else:
+        print("tui-gpt: nothing new to save")
     return 0
