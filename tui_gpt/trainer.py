@@ -233,10 +233,10 @@ class Trainer:
         x, y = data[: n * T].view(n, T), data[1 : n * T + 1].view(n, T)
         self.model.eval()
         total = 0.0
-        for i in range(0, n, batch_size):
+        for xb, yb in zip(x.split(batch_size), y.split(batch_size), strict=True):
             with self._autocast():
-                _, loss, _ = self.model(x[i : i + batch_size].to(self.device), y[i : i + batch_size].to(self.device))
-            total += loss.item() * len(x[i : i + batch_size])
+                _, loss, _ = self.model(xb.to(self.device), yb.to(self.device))
+            total += loss.item() * len(xb)
         return total / n
 
     def _eval_event(self, ev: TrainEvent | None) -> TrainEvent:

@@ -155,8 +155,11 @@ def launch_to_paint(cwd: str, size: tuple[int, int] = (160, 48)) -> float:
     t0 = time.monotonic()
     pid, fd = pty.fork()
     if pid == 0:  # the child: become `tui-gpt`
-        os.chdir(cwd)
-        os.execv(sys.executable, [sys.executable, "-m", "tui_gpt"])
+        try:
+            os.chdir(cwd)
+            os.execv(sys.executable, [sys.executable, "-m", "tui_gpt"])
+        finally:
+            os._exit(127)  # only if exec failed: never run the parent's code in the child
     try:
         fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", size[1], size[0], 0, 0))
         painted = _read_until(fd, t0 + 30, b"Next token")
