@@ -25,11 +25,11 @@ from tui_gpt.corpus import Corpus
 from tui_gpt.dataset import TokenData
 from tui_gpt.errors import TuiGptError
 from tui_gpt.model import GPT, GPTConfig
+from tui_gpt.savedir import FILES, FORMAT, aside, check_out, remove_orphans, temp_prefix
 from tui_gpt.tokenizer import TextTokenizer
 from tui_gpt.trainer import History, TrainConfig, Trainer
 
-FORMAT = "tui-gpt-checkpoint/1"
-FILES = ("model.safetensors", "optimizer.safetensors", "config.json", "tokenizer.json", "trainer.json", "history.json")
+__all__ = ["FILES", "FORMAT", "load_model", "load_trainer", "read_config", "resolve", "save_checkpoint"]
 
 
 def _write_json(path: Path, obj: object) -> None:
@@ -48,10 +48,14 @@ def _fsync_dir(path: Path) -> None:
 
 
 def save_checkpoint(out: Path, trainer: Trainer, tokenizer: TextTokenizer, corpus_info: dict) -> Path:
-    """Write a complete checkpoint to `out`, replacing any previous one only once it is whole."""
-    out = Path(out).expanduser().resolve()
+    """Write a complete checkpoint to `out`, replacing any previous one only once it is whole.
+
+    `out` must be new, empty or a tui-gpt checkpoint: anything else is refused, never overwritten.
+    """
+    out = check_out(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    remove_orphans(out)
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(out), dir=out.parent))
     try:
         model = trainer.model
         st.save_model(model, str(tmp / "model.safetensors"))
@@ -79,7 +83,7 @@ def save_checkpoint(out: Path, trainer: Trainer, tokenizer: TextTokenizer, corpu
                 os.fsync(f.fileno())
         _fsync_dir(tmp)
         # Swap directories: the old checkpoint is removed only after the new one is in place.
-        old = out.with_name(f".{out.name}.old")
+        old = aside(out)
         if out.exists():
             if old.exists():
                 shutil.rmtree(old)
@@ -109,7 +113,7 @@ def resolve(path: Path) -> Path:
     """The checkpoint directory to read: `path`, or what an interrupted save left of it."""
     path = Path(path).expanduser()
     if not path.exists():
-        old = path.with_name(f".{path.name}.old")
+        old = aside(path)
         if old.is_dir():  # a save was interrupted between its two renames
             return old
         raise TuiGptError(f"{path}: no such checkpoint; pass a directory written by 'tui-gpt train --out'")

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from tui_gpt.savedir import check_out
 from tui_gpt.session import RunSpec, open_run
 from tui_gpt.visible import visible
 
@@ -45,9 +46,9 @@ def _open(spec: RunSpec):
 
 def cmd_train(args: argparse.Namespace) -> int:
     spec = RunSpec.from_args(args)
+    out = check_out(Path(args.out or args.resume or "out"))  # refuse before any work, not at the first save
     run = _open(spec)
     trainer = run.trainer
-    out = Path(args.out or args.resume or "out")
     steps = args.steps if args.steps or args.time else DEFAULT_STEPS
     n_params = trainer.model.num_params()
     console.print(

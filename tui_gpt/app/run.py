@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from tui_gpt.savedir import check_out
 from tui_gpt.session import RunSpec
 
 
@@ -15,6 +16,7 @@ def run_app(args: argparse.Namespace) -> int:
 
     spec = RunSpec.from_args(args)
     out = args.out or spec.resume or "tui-gpt-run"
+    check_out(Path(out))  # never save over a folder or file that is not ours
     if spec.resume:
         from tui_gpt.checkpoint import read_config
 
