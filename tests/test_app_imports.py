@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -37,3 +39,67 @@ def test_the_trainer_process_module_does_not_import_textual():
     top = _top(_modules_after("import tui_gpt.worker, tui_gpt.client, tui_gpt.protocol"))
     assert "textual" not in top
     assert "torch" not in top, "the worker imports torch inside the spawned process, not at import"
+
+
+# ---- the shape of the code: one road to the model, no cycles --------------------------------------
+
+PACKAGE = Path(__file__).resolve().parent.parent / "tui_gpt"
+ENGINE = {"torch", "tui_gpt.probe", "tui_gpt.model", "tui_gpt.trainer", "tui_gpt.checkpoint", "tui_gpt.corpus"}
+ENGINE |= {"tui_gpt.dataset"}
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path, runtime_only: bool) -> set[str]:
+    """Every module `path` imports, also inside functions; with `runtime_only`, not under TYPE_CHECKING."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    skip: set[int] = set()
+    if runtime_only:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                skip |= {id(n) for child in node.body for n in ast.walk(child)}
+    found = set()
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module)
+            found |= {f"{node.module}.{a.name}" for a in node.names}
+    return found
+
+
+def test_the_app_package_reaches_the_engine_only_through_the_lens():
+    offenders = {
+        f"{_module_name(path)} imports {name}"
+        for path in (PACKAGE / "app").rglob("*.py")
+        for name in _imports(path, runtime_only=False)
+        if any(name == e or name.startswith(e + ".") for e in ENGINE)
+    }
+    assert not offenders, sorted(offenders)
+
+
+def test_no_import_cycle_in_the_package():
+    modules = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    graph = {
+        name: {m for m in _imports(path, runtime_only=True) if m in modules and m != name}
+        for name, path in modules.items()
+    }
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                raise AssertionError("import cycle: " + " -> ".join([*path[path.index(nxt) :], nxt]))
+            if nxt not in state:
+                visit(nxt, [*path, nxt])
+        state[node] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])

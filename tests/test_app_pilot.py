@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from app_fakes import (
-    FAKE_SPEC,
-    TINY_TEXT,
-    TRAIN_STEPS,
-    FakeTrainer,
-    fake_spec,
-    make_app,
+from fake_trainer import FAKE_SPEC, TINY_TEXT, TRAIN_STEPS, FakeTrainer, fake_spec, make_app
+from pilot import (
+    SIZE,
+    open_palette,
+    palette_options,
+    run_command,
     running,
     screen_text,
     settle,
@@ -26,8 +22,6 @@ from app_fakes import (
     wait_for,
     wait_ready,
 )
-from textual.command import CommandPalette
-from textual.widgets import OptionList
 
 from tui_gpt.app.app import GPTApp
 from tui_gpt.app.screens.dialogs import ConfirmScreen
@@ -38,8 +32,6 @@ from tui_gpt.app.widgets.topk import TopKBars
 from tui_gpt.app.widgets.training import TrainingPane
 from tui_gpt.session import RunSpec
 
-SIZE = (160, 48)
-
 
 def guesses(app: GPTApp) -> list[tuple[int, float]]:
     return [(g.id, round(g.prob, 6)) for g in app.query_one(TopKBars).guesses]
@@ -49,31 +41,6 @@ def examples(app: GPTApp) -> list[tuple[str, str]]:
     """The examples pane's rows as (prefix, target) token texts."""
     pane = app.query_one("#examples-rows")
     return [("".join(pane.labels[: r.position]), pane.labels[r.position]) for r in pane.rows]
-
-
-def palette_options(app: GPTApp) -> list[str]:
-    """The commands the open palette lists now, best match first."""
-    options = app.screen.query_one(OptionList)
-    return [str(options.get_option_at_index(i).prompt) for i in range(options.option_count)]
-
-
-async def open_palette(pilot, query: str) -> None:
-    await pilot.press("ctrl+p")
-    await wait_for(pilot, lambda: isinstance(pilot.app.screen, CommandPalette), what="the palette")
-    await pilot.press(*query)
-
-
-async def run_command(pilot, query: str, title: str) -> None:
-    """Type `query` into the palette and run `title` once it is the highlighted (first) hit."""
-    await open_palette(pilot, query)
-
-    def first_is_title() -> bool:
-        options = pilot.app.screen.query_one(OptionList)
-        found = palette_options(pilot.app)
-        return bool(found) and found[0].startswith(title) and options.highlighted == 0
-
-    await wait_for(pilot, first_is_title, what=f"{title!r} first in the palette")
-    await pilot.press("enter")
 
 
 def strips(app: GPTApp) -> list[list]:
@@ -412,7 +379,7 @@ async def test_declining_a_reset_keeps_the_run(tmp_path):
     async with running(app, SIZE) as pilot:
         await wait_ready(pilot)
         lens = app.lens
-        app._reset_model()
+        app.reset_model()
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation")
         await pilot.press("n")
         await settle(pilot)
@@ -633,109 +600,6 @@ async def test_a_trainer_that_dies_after_ready_leaves_probing_working(tmp_path):
         assert guesses(app) != before
         await pilot.press("ctrl+r")  # commands to a dead trainer are dropped, not raised
         assert getattr(app, "_exception", None) is None
-
-
-# ---- the real trainer process ---------------------------------------------------------
-
-
-def _pid_gone(pid: int) -> bool:
-    status = Path(f"/proc/{pid}/status")
-    if not status.exists():
-        return True
-    try:
-        state = next(line for line in status.read_text().splitlines() if line.startswith("State:"))
-    except (OSError, StopIteration):
-        return True
-    return "Z" in state.split()[1]  # a zombie has exited
-
-
-@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to check the trainer process")
-@sync
-async def test_real_trainer_trains_pauses_saves_and_quits(tmp_path):
-    text = tmp_path / "tiny.txt"
-    text.write_text(TINY_TEXT, encoding="utf-8")
-    out = tmp_path / "out"
-    spec = RunSpec(
-        sources=[str(text)],
-        n_layer=1,
-        n_embd=32,
-        n_head=2,
-        block_size=16,
-        train={"eval_interval": 50, "eval_iters": 2, "batch_size": 4},
-    )
-    app = GPTApp(spec, out=str(out))
-    try:
-        async with running(app, SIZE) as pilot:
-            await wait_for(pilot, lambda: app.client.alive, 10, "the trainer process (started after the first paint)")
-            await wait_for(pilot, lambda: app.step > 0, 60, "the first training steps")
-            first = app.step
-            await wait_for(pilot, lambda: app.step > first, 30, "the step counter to advance")
-            await wait_for(pilot, lambda: app.lens is not None and app.lens.step > 0, 30, "trained weights")
-
-            await pilot.press("ctrl+r")
-            assert app.paused
-            await pilot.pause(1.0)  # batches in flight land
-            stopped = app.step
-            await pilot.pause(1.5)
-            assert app.step == stopped, "training went on while paused"
-
-            await pilot.press("ctrl+s")
-            await wait_for(pilot, lambda: app.saved is not None, 30, "the checkpoint")
-            assert app.saved.step == stopped
-            assert json.loads((out / "trainer.json").read_text())["step"] == stopped
-            done = subprocess.run(
-                [sys.executable, "-m", "tui_gpt", "complete", str(out), "The", "--top-k", "3"],
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
-            assert done.returncode == 0, done.stderr
-            assert "next token after 'The'" in done.stdout and "rank" in done.stdout
-            ranks = [m.group(1) for m in re.finditer(r"^\S\s+(\d+)\s+\S.*\s(\d\.\d{4})\s", done.stdout, re.M)]
-            assert ranks == ["1", "2", "3"], done.stdout
-
-            await pilot.press("ctrl+r")
-            assert not app.paused
-            await wait_for(pilot, lambda: app.step > stopped, 30, "training to resume")
-            pid = app.client.process.pid
-            assert not _pid_gone(pid)
-            at_quit = app.step
-            await pilot.press("ctrl+q")
-            await wait_for(pilot, lambda: not app.is_running, 15, "the app to exit")
-        deadline = time.monotonic() + 2.0
-        while not _pid_gone(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert _pid_gone(pid), f"trainer process {pid} is still running after quit"
-        saved = json.loads((out / "trainer.json").read_text())["step"]
-        assert saved >= at_quit > stopped, "quit saves the latest step"
-    finally:
-        if app.client.process is not None:
-            app.client.stop(save=None)
-
-
-def test_gpt_app_starts_the_real_trainer_without_the_cli(tmp_path):
-    """GPTApp(spec, out) with no client_factory, in a fresh process that never called prepare()."""
-    script = f"""
-import asyncio
-from tui_gpt.app.app import GPTApp
-from tui_gpt.session import RunSpec
-
-async def main():
-    spec = RunSpec(sources=["fables"], n_layer=1, n_embd=16, n_head=2, block_size=8)
-    app = GPTApp(spec, out={str(tmp_path / "out")!r})
-    try:
-        async with app.run_test(size=(120, 40)) as pilot:
-            await pilot.pause(0.2)
-            print("ALIVE", app.client.alive)
-    finally:
-        app.client.stop(save=None)
-
-if __name__ == "__main__":
-    asyncio.run(main())
-"""
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "ALIVE True" in done.stdout
 
 
 # ---- the command line ------------------------------------------------------------------

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from app_fakes import TINY_TEXT
+from fake_trainer import TINY_TEXT
 
 TUI_GPT = Path(sys.executable).parent / "tui-gpt"
 

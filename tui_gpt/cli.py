@@ -11,34 +11,14 @@ import sys
 from collections.abc import Sequence
 
 from tui_gpt.errors import TuiGptError
+from tui_gpt.settings import DEFAULT_STEPS, NON_NEGATIVE, POSITIVE, STEPS, add_options
 
 SUBCOMMANDS = ("train", "complete", "generate", "bench")
 SPLIT_HELP = "validation split: the last 10%% of each document's tokens"
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("model and training (named as in nanoGPT)")
-    g.add_argument("--tokenizer", choices=("char", "bpe", "word"), default="char", help="default: char")
-    g.add_argument("--vocab-size", type=int, default=None, help="bpe/word vocabulary size (default 512 / 4096)")
-    g.add_argument("--n-layer", type=int, default=4)
-    g.add_argument("--n-head", type=int, default=4)
-    g.add_argument("--n-embd", type=int, default=128)
-    g.add_argument("--block-size", type=int, default=64, help="context length in tokens")
-    g.add_argument("--batch-size", type=int, default=12)
-    g.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (warmup, then cosine decay)")
-    g.add_argument("--warmup", type=int, default=100, help="warmup steps")
-    g.add_argument("--dropout", type=float, default=0.0)
-    g.add_argument("--no-causal", action="store_true", help="train without the causal mask (the mask experiment)")
-    g.add_argument("--seed", type=int, default=1337)
-    g.add_argument("--eval-interval", type=int, default=250, help="evaluate every N steps (0: never)")
-    g.add_argument("--eval-iters", type=int, default=20, help="batches per evaluation")
-    g.add_argument(
-        "--dtype",
-        choices=("auto", "float32", "bfloat16"),
-        default="auto",
-        help="auto: bf16 autocast where the CPU/GPU has native bf16, else float32",
-    )
-    g.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
+    add_options(p)
 
 
 def _check(p: argparse.ArgumentParser, args: argparse.Namespace, *names: str) -> None:
@@ -55,10 +35,6 @@ def _check(p: argparse.ArgumentParser, args: argparse.Namespace, *names: str) ->
         p.error(f"--n-embd {args.n_embd} must be divisible by --n-head {args.n_head}")
     if getattr(args, "dropout", None) is not None and not 0 <= args.dropout < 1:
         p.error(f"--dropout must be in [0, 1), got {args.dropout}")
-
-
-POSITIVE = ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "lr", "eval_iters", "vocab_size")
-NON_NEGATIVE = ("warmup", "eval_interval")
 
 
 def parser_app() -> argparse.ArgumentParser:
@@ -99,7 +75,7 @@ def parser_train() -> argparse.ArgumentParser:
         metavar="TEXT",
         help="files, folders or a built-in corpus (fables, python-docs); default: fables",
     )
-    p.add_argument("--steps", type=int, default=None, help="optimizer steps to take (default 2000)")
+    p.add_argument(STEPS.flag, type=int, default=None, help=f"{STEPS.help} (default {DEFAULT_STEPS})")
     p.add_argument("--time", type=float, default=None, metavar="SECONDS", help="stop after this much wall time")
     p.add_argument(
         "--out", metavar="DIR", default=None, help="checkpoint directory (default: out, or the --resume one)"
@@ -160,9 +136,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser = PARSERS[name]()
             args = parser.parse_args(argv[1:])
             _check(parser, args, *POSITIVE, "steps", "time", "top_k", "n", "keys")
-            from tui_gpt import commands
+            from tui_gpt import subcommands
 
-            return getattr(commands, f"cmd_{name}")(args)
+            return getattr(subcommands, f"cmd_{name}")(args)
         parser = parser_app()
         args = parser.parse_args(argv)
         _check(parser, args, *POSITIVE)

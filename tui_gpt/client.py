@@ -11,10 +11,9 @@ import os
 import queue
 import threading
 from collections.abc import Callable
-from dataclasses import asdict
 
-from tui_gpt.protocol import Command, Event, Failed, Stopped
-from tui_gpt.session import RunSpec
+from tui_gpt.protocol import Command, Event, Failed, Quit, Reset, Stopped
+from tui_gpt.settings import RunSpec
 
 _ctx = mp.get_context("spawn")
 
@@ -80,12 +79,12 @@ class TrainerClient:
             if isinstance(ev, Stopped | Failed) and getattr(ev, "fatal", True):
                 return
 
-    def send(self, name: str, **args: object) -> None:
+    def send(self, cmd: Command) -> None:
         if self.alive and self.commands is not None:
-            self.commands.put(Command(name, args))
+            self.commands.put(cmd)
 
     def reset(self, spec: RunSpec) -> None:
-        self.send("reset", spec=asdict(spec))
+        self.send(Reset(spec))
 
     def stop(self, save: str | None, timeout: float = 3.0) -> None:
         """Ask the trainer to save (if `save`) and exit; kill it if it does not within `timeout`."""
@@ -94,7 +93,7 @@ class TrainerClient:
             return
         self._stopping = True
         if proc.is_alive():
-            self.send("quit", save=save)
+            self.send(Quit(save))
             proc.join(timeout)
         if proc.is_alive():
             proc.terminate()

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tui_gpt.errors import TuiGptError
+from tui_gpt.settings import BUILTINS
 
-BUILTINS = ("fables", "python-docs")
 DEFAULT_CORPUS = "fables"
 # Bytes of memory needed per byte of text: the text, its tokens and the training tensors.
 MEMORY_PER_BYTE = 24

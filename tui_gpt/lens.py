@@ -1,18 +1,38 @@
 """The app's own copy of the model: it takes weight snapshots from the trainer and answers probes.
 
-No Textual here. `stage` runs on the thread that receives snapshots; `swap` and the probes
-run on the UI thread, so a snapshot never lands under a forward pass.
+The app's one road to the model: every probe the app shows is a method here. No Textual here.
+`stage` runs on the thread that receives snapshots; `swap` and the probes run on the UI thread,
+so a snapshot never lands under a forward pass.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors.torch import load
 from tokenizers import Tokenizer
 
 from tui_gpt.model import GPT, GPTConfig
-from tui_gpt.probe import Analysis, Completion, analyze, complete, context, sample
+from tui_gpt.probe import (
+    Analysis,
+    Completion,
+    Surprisal,
+    TempRow,
+    analyze,
+    complete,
+    context,
+    sample,
+    surprisal,
+    target_prob,
+    temperature_table,
+)
 from tui_gpt.tokenizer import TextTokenizer
+from tui_gpt.tokenview import TokenInfo, describe_ids
+
+if TYPE_CHECKING:
+    from tui_gpt.compare import Comparison
 
 
 class Lens:
@@ -53,6 +73,28 @@ class Lens:
         ctx, _ = context(ids or [self.tokenizer.eot_id], self.config.block_size)
         logits, _, _ = self.model(torch.tensor([ctx], dtype=torch.long))
         return logits[0].float()
+
+    def prob(self, ids: list[int], target: int) -> float:
+        """p(target | ids)."""
+        return target_prob(self.model, ids, target)
+
+    def surprisal(self, text: str, k: int = 8) -> Surprisal:
+        """Each token of `text` with its p, -log p and rank, and the top-k before it."""
+        return surprisal(self.model, self.tokenizer, self.tokenizer.encode(text), k)
+
+    def temperature(self, text: str, temperature: float, k: int) -> list[TempRow]:
+        """The top-k next tokens after `text` as logits, logits / T and softmax."""
+        return temperature_table(self.logits(self.tokenizer.encode(text))[-1], temperature, k)
+
+    def describe(self, text: str) -> list[TokenInfo]:
+        """The ids the model reads for `text`, with specials and byte fragments marked."""
+        return describe_ids(self.tokenizer, self.tokenizer.encode(text))
+
+    def compare(self, path: str | Path, prompt: str, sources: list[str], k: int) -> Comparison:
+        """This model beside another checkpoint (loads it, and the run's text: slow, off the UI thread)."""
+        from tui_gpt.compare import compare
+
+        return compare(self.model, self.tokenizer, Path(path), prompt, sources, k)
 
     def sample(self, text: str, n: int, temperature: float = 0.8, seed: int = 0) -> list[int]:
         """`n` sampled tokens after `text` (greedy when temperature is 0)."""

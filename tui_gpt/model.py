@@ -13,17 +13,21 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
+from tui_gpt.settings import RunSpec
+
+_DEFAULT = RunSpec()  # the one place the defaults live
+
 
 @dataclass
 class GPTConfig:
     vocab_size: int
-    block_size: int = 64
-    n_layer: int = 4
-    n_head: int = 4
-    n_embd: int = 128
-    dropout: float = 0.0
+    block_size: int = _DEFAULT.block_size
+    n_layer: int = _DEFAULT.n_layer
+    n_head: int = _DEFAULT.n_head
+    n_embd: int = _DEFAULT.n_embd
+    dropout: float = _DEFAULT.dropout
     bias: bool = True
-    causal: bool = True  # False lets every position see the future: the mask experiment
+    causal: bool = _DEFAULT.causal  # False lets every position see the future: the mask experiment
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -57,6 +57,17 @@ class Analysis:
     loss: float  # mean -log p over `examples`: the model's cross-entropy on this text
 
 
+def _examples(logp: torch.Tensor, tgt: torch.Tensor) -> tuple[list[Example], torch.Tensor]:
+    """Row t - 1 of log-probabilities `logp` (T-1, V) predicting `tgt[t - 1]`, as examples; and -nll (T-1,)."""
+    tgt_logp = logp.gather(1, tgt[:, None])[:, 0]  # (T-1,)
+    ranks = (logp > tgt_logp[:, None]).sum(dim=1) + 1  # (T-1,)
+    rows = [
+        Example(t + 1, int(tgt[t]), math.exp(lp), -lp, int(r))
+        for t, (lp, r) in enumerate(zip(tgt_logp.tolist(), ranks.tolist(), strict=True))
+    ]
+    return rows, tgt_logp
+
+
 @torch.no_grad()
 def analyze(
     model: GPT, tokenizer: TextTokenizer, ids: list[int], k: int = 10, temperature: float = 1.0, attention: bool = True
@@ -85,16 +96,46 @@ def analyze(
     rows: list[Example] = []
     loss = math.nan
     if len(ctx) >= 2:
-        logp = F.log_softmax(logits[:-1], dim=-1)  # (T-1, V)
-        tgt = x[0, 1:]  # (T-1,)
-        tgt_logp = logp.gather(1, tgt[:, None])[:, 0]  # (T-1,)
-        ranks = (logp > tgt_logp[:, None]).sum(dim=1) + 1  # (T-1,)
-        rows = [
-            Example(t + 1, int(tgt[t]), math.exp(lp), -lp, int(r))
-            for t, (lp, r) in enumerate(zip(tgt_logp.tolist(), ranks.tolist(), strict=True))
-        ]
+        rows, tgt_logp = _examples(F.log_softmax(logits[:-1], dim=-1), x[0, 1:])
         loss = float(-tgt_logp.mean())
     return Analysis(Prediction(ctx, dropped, guesses, att), rows, loss)
+
+
+@torch.no_grad()
+def target_prob(model: GPT, ids: list[int], target: int) -> float:
+    """p(target | ids): the probability of one training example, `ids` -> `target`."""
+    ctx, _ = context(ids, model.config.block_size)
+    if model.training:
+        model.eval()
+    x = torch.tensor([ctx], dtype=torch.long, device=next(model.parameters()).device)
+    logits, _, _ = model(x)
+    return float(F.softmax(logits[0, -1].float(), dim=-1)[target])
+
+
+@dataclass(frozen=True)
+class Surprisal:
+    """Every training example of a text, with the model's top guesses at each position."""
+
+    ids: list[int]  # the tokens the model saw
+    examples: list[Example]  # row t: ids[:t] predicting ids[t]
+    top: list[list[tuple[int, float]]]  # top[t - 1]: (id, p) of the best guesses before token t
+
+
+@torch.no_grad()
+def surprisal(model: GPT, tokenizer: TextTokenizer, ids: list[int], k: int = 8) -> Surprisal:
+    """One forward pass over the last block_size of `ids`: examples and per-position top-k."""
+    ctx, _ = context(ids, model.config.block_size)
+    if len(ctx) < 2:
+        return Surprisal(ctx, [], [])
+    if model.training:
+        model.eval()
+    x = torch.tensor([ctx], dtype=torch.long, device=next(model.parameters()).device)
+    logits = model(x)[0][0, :-1].float()  # (T-1, V)
+    logp = F.log_softmax(logits, dim=-1)  # (T-1, V)
+    rows, _ = _examples(logp, x[0, 1:])
+    top = torch.topk(logp.exp(), min(k, logp.size(-1)), dim=-1)  # (T-1, k)
+    guesses = [list(zip(i, p, strict=True)) for i, p in zip(top.indices.tolist(), top.values.tolist(), strict=True)]
+    return Surprisal(ctx, rows, guesses)
 
 
 def predict(
@@ -236,3 +277,30 @@ def validation_loss(model: GPT, val: torch.Tensor, iters: int = 20, batch_size: 
         _, loss, _ = model(x.to(dev), y.to(dev))
         losses.append(loss.item())
     return sum(losses) / len(losses)
+
+
+@dataclass(frozen=True)
+class TempRow:
+    """One token under temperature: its logit, the logit divided by T, and the softmax of those."""
+
+    id: int
+    logit: float
+    scaled: float
+    prob: float
+
+
+def temperature_table(logits: torch.Tensor, temperature: float, k: int) -> list[TempRow]:
+    """The top-`k` tokens by logit of a (V,) vector, with logit / T and softmax(logits / T) over all V.
+
+    A temperature of 0 or below is treated as 1e-6, as `probe.analyze` does: (nearly) all the
+    probability goes to the top logit.
+    """
+    if logits.dim() != 1:
+        raise ValueError(f"expected a (V,) logits vector, got shape {tuple(logits.shape)}")
+    t = max(temperature, 1e-6)
+    x = logits.detach().double().cpu()  # double: probabilities of far-behind tokens stay > 0 and sum to 1
+    scaled = x / t
+    probs = torch.softmax(scaled, dim=-1)
+    # A stable sort breaks ties by id, so the table does not shuffle between redraws.
+    order = torch.sort(x, descending=True, stable=True).indices[: max(0, k)]
+    return [TempRow(int(i), float(x[i]), float(scaled[i]), float(probs[i])) for i in order]

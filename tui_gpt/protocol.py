@@ -1,24 +1,111 @@
 """The messages between the app and its trainer process.
 
 Plain dataclasses, no torch and no Textual: weights travel as safetensors bytes.
-App -> trainer: `Command`. Trainer -> app: the event classes below.
+App -> trainer: a `Command` subclass. Trainer -> app: the event classes below.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
+from typing import ClassVar
+
+from tui_gpt.settings import RunSpec
+
+# ---- app -> trainer ---------------------------------------------------------------------------
 
 
 @dataclass
 class Command:
-    """What the app asks of the trainer.
+    """What the app asks of the trainer; each kind is a dataclass below, `name` labels it."""
 
-    name is one of: pause, resume, step, save, reset, set_lr, set_eval_interval, set_causal,
-    step_on (one optimizer step on one example), token_counts, memorization, quit.
-    """
+    name: ClassVar[str] = "command"
 
-    name: str
-    args: dict = field(default_factory=dict)
+    def args(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Pause(Command):
+    name: ClassVar[str] = "pause"
+
+
+@dataclass
+class Resume(Command):
+    name: ClassVar[str] = "resume"
+
+
+@dataclass
+class Step(Command):
+    """Take `n` steps, then stay paused."""
+
+    name: ClassVar[str] = "step"
+    n: int = 1
+
+
+@dataclass
+class Save(Command):
+    name: ClassVar[str] = "save"
+    path: str
+
+
+@dataclass
+class Reset(Command):
+    """Start again from `spec`; keep the current run if that fails."""
+
+    name: ClassVar[str] = "reset"
+    spec: RunSpec
+
+
+@dataclass
+class Quit(Command):
+    """Save to `save` (unless None), then exit."""
+
+    name: ClassVar[str] = "quit"
+    save: str | None = None
+
+
+@dataclass
+class SetLr(Command):
+    name: ClassVar[str] = "set_lr"
+    lr: float
+
+
+@dataclass
+class SetEvalInterval(Command):
+    name: ClassVar[str] = "set_eval_interval"
+    interval: int
+
+
+@dataclass
+class SetCausal(Command):
+    name: ClassVar[str] = "set_causal"
+    causal: bool
+
+
+@dataclass
+class StepOn(Command):
+    """One optimizer step on one example: ids[:-1] -> ids[-1]."""
+
+    name: ClassVar[str] = "step_on"
+    ids: list[int]
+
+
+@dataclass
+class CountTokens(Command):
+    name: ClassVar[str] = "token_counts"
+    text: str
+
+
+@dataclass
+class Memorize(Command):
+    """Find the spans of `ids` copied verbatim from the training text."""
+
+    name: ClassVar[str] = "memorization"
+    ids: list[int]
+    min_len: int
+
+
+# ---- trainer -> app ---------------------------------------------------------------------------
 
 
 @dataclass
@@ -38,7 +125,7 @@ class Ready:
     baselines: dict  # uniform, unigram, bigram
     history: dict  # History.to_dict(), for a resumed run
     step: int
-    spec: dict  # the RunSpec fields in force
+    spec: RunSpec  # the settings in force
     device: str
     dtype: str
 
@@ -58,8 +145,11 @@ class Weights:
 
 @dataclass
 class Status:
+    """Sent after every command: whether training is paused, and the settings now in force."""
+
     paused: bool
     step: int
+    spec: RunSpec | None = None
 
 
 @dataclass

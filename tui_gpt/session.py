@@ -5,13 +5,13 @@ The command line, the benchmark and the app's trainer process all start runs her
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tui_gpt.errors import TuiGptError
+from tui_gpt.settings import RunSpec
 
 if TYPE_CHECKING:  # the app imports RunSpec before first paint: keep it light
     from tui_gpt.corpus import Corpus
@@ -20,52 +20,6 @@ if TYPE_CHECKING:  # the app imports RunSpec before first paint: keep it light
     from tui_gpt.trainer import Trainer
 
 Progress = Callable[[str, int, int], None]  # (what, done, total)
-
-
-@dataclass
-class RunSpec:
-    """Everything needed to start (or resume) a run; small and picklable for the trainer process."""
-
-    sources: list[str] = field(default_factory=list)
-    tokenizer: str = "char"
-    vocab_size: int | None = None
-    n_layer: int = 4
-    n_head: int = 4
-    n_embd: int = 128
-    block_size: int = 64
-    dropout: float = 0.0
-    causal: bool = True
-    train: dict = field(default_factory=dict)  # TrainConfig fields
-    resume: str | None = None
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> RunSpec:
-        train = {
-            "batch_size": args.batch_size,
-            "lr": args.lr,
-            "warmup_steps": args.warmup,
-            "eval_interval": args.eval_interval,
-            "eval_iters": args.eval_iters,
-            "seed": args.seed,
-            "dtype": args.dtype,
-            "device": args.device,
-        }
-        steps = getattr(args, "steps", None)
-        if steps:
-            train["decay_steps"] = steps
-        return cls(
-            sources=list(getattr(args, "text", None) or []),
-            tokenizer=args.tokenizer,
-            vocab_size=args.vocab_size,
-            n_layer=args.n_layer,
-            n_head=args.n_head,
-            n_embd=args.n_embd,
-            block_size=args.block_size,
-            dropout=args.dropout,
-            causal=not getattr(args, "no_causal", False),
-            train=train,
-            resume=getattr(args, "resume", None),
-        )
 
 
 @dataclass
@@ -87,13 +41,25 @@ class Run:
         return save_checkpoint(Path(out), self.trainer, self.tokenizer, self.corpus_info())
 
 
+def preflight(spec: RunSpec) -> None:
+    """Raise the one-line error that opening `spec` would, without building anything."""
+    if spec.resume:
+        from tui_gpt.checkpoint import read_config
+
+        read_config(Path(spec.resume))
+    elif spec.sources:
+        from tui_gpt.corpus import load_corpus
+
+        load_corpus(spec.sources)
+
+
 def open_run(spec: RunSpec, progress: Progress | None = None) -> Run:
     """Load the corpus and build a trainer for `spec`, resuming from `spec.resume` if set."""
     from tui_gpt.corpus import load_corpus
     from tui_gpt.dataset import TokenData
     from tui_gpt.model import GPTConfig
     from tui_gpt.tokenizer import TextTokenizer
-    from tui_gpt.trainer import TrainConfig, Trainer
+    from tui_gpt.trainer import Trainer
 
     sources = spec.sources
     if spec.resume:
@@ -106,8 +72,8 @@ def open_run(spec: RunSpec, progress: Progress | None = None) -> Run:
         corpus = load_corpus(sources)
         tokenizer = TextTokenizer.load(ckpt / "tokenizer.json")
         data = TokenData.build(corpus, tokenizer, _step(progress, "tokenizing"))
-        trainer = load_trainer(ckpt, data, device=spec.train.get("device", "auto"))
-        spec = RunSpec(**{**spec.__dict__, "sources": sources})
+        trainer = load_trainer(ckpt, data, device=spec.train.device)
+        spec = replace(spec, sources=sources)
         return Run(spec, corpus, tokenizer, data, trainer)
     corpus = load_corpus(sources)
     if progress:
@@ -125,7 +91,7 @@ def open_run(spec: RunSpec, progress: Progress | None = None) -> Run:
     )
     if mconf.n_embd % mconf.n_head:
         raise TuiGptError(f"n_embd {mconf.n_embd} must be divisible by n_head {mconf.n_head}")
-    trainer = Trainer(mconf, TrainConfig.from_dict(spec.train), data)
+    trainer = Trainer(mconf, replace(spec.train), data)
     return Run(spec, corpus, tokenizer, data, trainer)
 
 

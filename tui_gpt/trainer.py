@@ -16,32 +16,9 @@ import torch
 
 from tui_gpt.dataset import TokenData, get_batch
 from tui_gpt.model import GPT, GPTConfig
+from tui_gpt.settings import TrainConfig
 
-
-@dataclass
-class TrainConfig:
-    batch_size: int = 12
-    lr: float = 1e-3
-    min_lr: float | None = None  # None: lr / 10
-    warmup_steps: int = 100
-    decay_steps: int = 2000  # the cosine reaches min_lr here, then stays there
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.99
-    grad_clip: float = 1.0
-    eval_interval: int = 250
-    eval_iters: int = 20
-    seed: int = 1337
-    dtype: str = "auto"  # auto | float32 | bfloat16
-    device: str = "auto"  # auto | cpu | cuda | mps
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> TrainConfig:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+__all__ = ["History", "TrainConfig", "TrainEvent", "Trainer", "pick_device", "resolve_dtype"]
 
 
 @dataclass

@@ -11,21 +11,34 @@ import queue
 import sys
 import time
 import traceback
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from multiprocessing.queues import Queue
 from pathlib import Path
 
 from tui_gpt.errors import TuiGptError
 from tui_gpt.protocol import (
     Command,
+    CountTokens,
+    Event,
     ExampleStepped,
     Failed,
     Loading,
     Losses,
+    Memorize,
     Memorized,
+    Pause,
+    Quit,
     Ready,
+    Reset,
+    Resume,
+    Save,
     Saved,
+    SetCausal,
+    SetEvalInterval,
+    SetLr,
     Status,
+    Step,
+    StepOn,
     Stopped,
     TokenCounts,
     Weights,
@@ -83,7 +96,7 @@ def describe_run(run: Run) -> Ready:
         baselines={"uniform": b.uniform, "unigram": b.unigram, "bigram": b.bigram},
         history=tr.history.to_dict(),
         step=tr.step,
-        spec=asdict(run.spec),
+        spec=replace(run.spec, train=replace(run.spec.train)),
         device=str(tr.device),
         dtype=str(tr.dtype).removeprefix("torch."),
     )
@@ -91,16 +104,16 @@ def describe_run(run: Run) -> Ready:
 
 def step_on_example(run: Run, ids: list[int]) -> ExampleStepped | None:
     """One optimizer step on prefix ids[:-1] -> target ids[-1], reported with before and after."""
-    from tui_gpt.probe import analyze
+    from tui_gpt.probe import predict, target_prob
 
     if len(ids) < 2:
         return None
     target = ids[-1]
 
     def look() -> tuple[float, list[tuple[str, float]]]:
-        a = analyze(run.trainer.model, run.tokenizer, ids[:-1], k=run.tokenizer.vocab_size, attention=False)
-        p = next(g.prob for g in a.prediction.guesses if g.id == target)
-        return p, [(g.text, g.prob) for g in a.prediction.guesses[:5]]
+        model, tok = run.trainer.model, run.tokenizer
+        top = predict(model, tok, ids[:-1], k=5, attention=False).guesses
+        return target_prob(model, ids[:-1], target), [(g.text, g.prob) for g in top]
 
     p_before, top_before = look()
     run.trainer.step_on(ids)
@@ -119,6 +132,43 @@ def _sample_texts(texts: list[str], limit: int = 1_000_000) -> list[str]:
     return out
 
 
+class RunCommands:
+    """The commands that act on the run itself, answered with events.
+
+    The trainer loop and the app tests' fake trainer both answer through this one class.
+    """
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.index = None  # n-grams of the training text, built on first use
+
+    def handle(self, cmd: Command) -> list[Event]:
+        run, tr = self.run, self.run.trainer
+        match cmd:
+            case SetLr(lr=lr):
+                tr.set_lr(float(lr))
+                run.spec.train.lr = tr.config.lr
+            case SetEvalInterval(interval=interval):
+                tr.config.eval_interval = run.spec.train.eval_interval = int(interval)
+            case SetCausal(causal=causal):
+                tr.set_causal(bool(causal))
+                run.spec.causal = tr.model.config.causal
+            case StepOn(ids=ids):
+                result = step_on_example(run, list(ids))
+                return [result] if result is not None else []
+            case CountTokens(text=text):
+                from tui_gpt.tokenview import token_counts
+
+                return [TokenCounts(text, token_counts(text, _sample_texts(run.corpus.texts)))]
+            case Memorize(ids=ids, min_len=n):
+                from tui_gpt.memorization import NgramIndex
+
+                if self.index is None or self.index.n != n:
+                    self.index = NgramIndex(run.data.train, n)
+                return [Memorized(list(ids), self.index.spans(list(ids)), n)]
+        return []
+
+
 class TrainerLoop:
     def __init__(self, spec: RunSpec, commands: Queue, events: Queue) -> None:
         self.spec = spec
@@ -133,7 +183,7 @@ class TrainerLoop:
         self.last_weights = 0.0
         self.running = True
         self.orphaned = False
-        self.index = None  # n-grams of the training text, built on first use
+        self.commands_on_run: RunCommands | None = None
 
     def open(self, spec: RunSpec) -> None:
         """Build the run for `spec` and announce it to the app."""
@@ -149,7 +199,7 @@ class TrainerLoop:
         self.events.put(Loading("loading text", 0, 1))
         run = open_run(spec, progress)
         self.run, self.spec = run, run.spec
-        self.index = None
+        self.commands_on_run = RunCommands(run)
         self.steps = run.trainer.run()
         self.announce()
 
@@ -170,57 +220,35 @@ class TrainerLoop:
         self.last_losses = time.monotonic()
 
     def handle(self, cmd: Command) -> None:
-        tr = self.run.trainer if self.run else None
-        if cmd.name == "quit":
-            self.running = False
-            if cmd.args.get("save") and tr is not None:
-                self.save(cmd.args["save"])
-        elif cmd.name == "pause":
-            self.paused = True
-        elif cmd.name == "resume":
-            self.paused = False
-        elif cmd.name == "step":
-            self.pending_steps += int(cmd.args.get("n", 1))
-        elif cmd.name == "save" and tr is not None:
-            self.save(cmd.args["path"])
-        elif cmd.name == "reset":
-            try:
-                self.open(RunSpec(**cmd.args["spec"]))
-            except TuiGptError as exc:  # bad new text: say so, and carry on with the old run
-                self.events.put(Failed(f"{exc}; kept the current run", fatal=False))
-                if self.run is not None:
-                    self.announce()
-        elif cmd.name == "set_lr" and tr is not None:
-            tr.set_lr(float(cmd.args["lr"]))
-        elif cmd.name == "set_eval_interval" and tr is not None:
-            tr.config.eval_interval = int(cmd.args["interval"])
-        elif cmd.name == "set_causal" and tr is not None:
-            tr.set_causal(bool(cmd.args["causal"]))
-            self.spec.causal = tr.model.config.causal
-        elif cmd.name == "step_on" and tr is not None:
-            self.step_on(list(cmd.args["ids"]))
-        elif cmd.name == "token_counts" and tr is not None:
-            from tui_gpt.lab import token_counts
-
-            text = cmd.args["text"]
-            texts = _sample_texts(self.run.corpus.texts)
-            self.events.put(TokenCounts(text, token_counts(text, texts)))
-        elif cmd.name == "memorization" and tr is not None:
-            from tui_gpt.lab import NgramIndex
-
-            n = int(cmd.args["min_len"])
-            if self.index is None or self.index.n != n:
-                self.index = NgramIndex(self.run.data.train, n)
-            ids = list(cmd.args["ids"])
-            self.events.put(Memorized(ids, self.index.spans(ids), n))
-        if tr is not None:
-            self.events.put(Status(self.paused, self.run.trainer.step))
-
-    def step_on(self, ids: list[int]) -> None:
-        result = step_on_example(self.run, ids)
-        if result is not None:
-            self.events.put(result)
-            self.send_weights()
+        built = self.run is not None
+        match cmd:
+            case Quit(save=save):
+                self.running = False
+                if save and built:
+                    self.save(save)
+                return
+            case Pause():
+                self.paused = True
+            case Resume():
+                self.paused = False
+            case Step(n=n):
+                self.pending_steps += int(n)
+            case Save(path=path) if built:
+                self.save(path)
+            case Reset(spec=spec):
+                try:
+                    self.open(spec)
+                except TuiGptError as exc:  # bad new text: say so, and carry on with the old run
+                    self.events.put(Failed(f"{exc}; kept the current run", fatal=False))
+                    if built:
+                        self.announce()
+            case _ if built:
+                for ev in self.commands_on_run.handle(cmd):
+                    self.events.put(ev)
+                if isinstance(cmd, StepOn):
+                    self.send_weights()
+        if self.run is not None:
+            self.events.put(Status(self.paused, self.run.trainer.step, self.run.spec))
 
     def save(self, path: str) -> None:
         try:

@@ -8,21 +8,15 @@ import sys
 from pathlib import Path
 
 from tui_gpt.savedir import check_out
-from tui_gpt.session import RunSpec
+from tui_gpt.session import preflight
+from tui_gpt.settings import RunSpec
 
 
 def run_app(args: argparse.Namespace) -> int:
-    from tui_gpt.corpus import load_corpus
-
     spec = RunSpec.from_args(args)
     out = args.out or spec.resume or "tui-gpt-run"
     check_out(Path(out))  # never save over a folder or file that is not ours
-    if spec.resume:
-        from tui_gpt.checkpoint import read_config
-
-        read_config(Path(spec.resume))  # a bad checkpoint is a one-line error, before the screen opens
-    elif spec.sources:
-        load_corpus(spec.sources)  # the same for unreadable or empty text
+    preflight(spec)  # bad text or a bad checkpoint is a one-line error, before the screen opens
     if not sys.stdout.isatty():
         print("tui-gpt: error: the app needs a terminal; use 'tui-gpt train' for scripts", file=sys.stderr)
         return 2

@@ -12,7 +12,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
-from tui_gpt.corpus import BUILTINS
+from tui_gpt.settings import BUILTINS
 
 
 class ConfirmScreen(ModalScreen[bool]):

@@ -22,8 +22,8 @@ For each example the model gives every token a probability. The loss of that exa
 training loss is the mean over all examples. **See it in _Training examples_** (the
 `-log p` column and its mean, named as the loss), **in _Next token_** (the probabilities
 after your prompt), and **in _Training_** (the mean over random batches, falling as it
-learns). The grey line is a model that knows nothing (`ln V`, uniform over the
-vocabulary); the orange one knows only the previous token (bigram).
+learns). The `uniform` line is a model that knows nothing (`ln V`, uniform over the
+vocabulary); the `bigram` line knows only the previous token.
 
 ## 3. The causal mask keeps a position from seeing later ones
 When the model reads `The quick brown`, the position of `quick` may attend to `The` and

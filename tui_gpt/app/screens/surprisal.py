@@ -18,11 +18,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from tui_gpt.app.screens.dialogs import AskScreen
-from tui_gpt.lab import DEFAULT_RANK_EDGES, PALETTE, parse_edges, prob_bucket, rank_bucket
-from tui_gpt.probe import analyze
+from tui_gpt.surprisal import DEFAULT_PROB_EDGES, DEFAULT_RANK_EDGES, PALETTE, parse_edges, prob_bucket, rank_bucket
 from tui_gpt.visible import visible
-
-PROB_EDGES = (0.5, 0.1, 0.01, 0.001)
 
 
 class SurprisalScreen(ModalScreen[None]):
@@ -38,13 +35,13 @@ class SurprisalScreen(ModalScreen[None]):
         super().__init__()
         self.lens = lens
         self.source = source
-        # Exactly the tokens the model sees: the last block_size of the text.
-        self.ids = lens.tokenizer.encode(text)[-lens.config.block_size :]
+        view = lens.surprisal(text)  # one forward pass over exactly the tokens the model sees
+        self.ids = view.ids
+        self.rows = view.examples
+        self.top = view.top  # top[t - 1]: the guesses before token t
         self.by_rank = True
         self.rank_edges: tuple[int, ...] = DEFAULT_RANK_EDGES
         self.selected = max(1, len(self.ids) - 1)
-        self.rows = analyze(lens.model, lens.tokenizer, self.ids, k=1).examples if len(self.ids) > 1 else []
-        self.logits = lens.logits(self.ids) if len(self.ids) > 1 else None  # (T, V): row t predicts ids[t + 1]
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="surprisal-body") as body:
@@ -57,7 +54,7 @@ class SurprisalScreen(ModalScreen[None]):
         self._draw()
 
     def _bucket(self, row: Any) -> int:
-        return rank_bucket(row.rank, self.rank_edges) if self.by_rank else prob_bucket(row.prob, PROB_EDGES)
+        return rank_bucket(row.rank, self.rank_edges) if self.by_rank else prob_bucket(row.prob)
 
     def _draw(self) -> None:
         texts = self.lens.tokenizer.token_texts
@@ -84,7 +81,7 @@ class SurprisalScreen(ModalScreen[None]):
 
     def _labels(self) -> list[str]:
         if not self.by_rank:
-            e = PROB_EDGES
+            e = DEFAULT_PROB_EDGES
             return [f"p≥{e[0]:g}", *(f"p≥{x:g}" for x in e[1:]), f"p<{e[-1]:g}"]
         e = self.rank_edges
         labels = ["rank 1" if e[0] == 1 else f"rank ≤{e[0]}"]
@@ -93,18 +90,14 @@ class SurprisalScreen(ModalScreen[None]):
 
     def _draw_topk(self) -> None:
         out = Text()
-        if self.logits is not None and self.rows:
-            import torch
-
-            row = next(r for r in self.rows if r.position == self.selected)
-            probs = torch.softmax(self.logits[self.selected - 1], dim=-1)
-            top = torch.topk(probs, 8)
+        if self.rows:
+            row = self.rows[self.selected - 1]
             texts = self.lens.tokenizer.token_texts
             prefix = visible(self.lens.tokenizer.decode(self.ids[: self.selected]))[-40:]
             out.append(f"\n…{prefix} → ", style="dim")
             out.append(visible(texts[self.ids[self.selected]]), style="bold")
             out.append(f"   p={row.prob:.3f}  -log p={row.nll:.2f}  rank {row.rank}\n")
-            for p, i in zip(top.values.tolist(), top.indices.tolist(), strict=True):
+            for i, p in self.top[self.selected - 1]:
                 mark = "◆" if i == self.ids[self.selected] else " "
                 out.append(f" {mark} {visible(texts[i]):<12} {p:7.1%}\n")
         self.query_one("#surprisal-topk", Static).update(out)

@@ -186,5 +186,6 @@ class AttentionMap(Widget, can_focus=True):
 
     def render_line(self, y: int) -> Strip:
         if y < len(self._strips):
-            return self._strips[y].crop_extend(0, self.size.width, self.rich_style)
+            # The widget's colours under every segment, so labels and masked cells follow the theme.
+            return self._strips[y].apply_style(self.rich_style).crop_extend(0, self.size.width, self.rich_style)
         return Strip.blank(self.size.width, self.rich_style)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import math
 
+# Theme variables for the chart's lines; the legend under the chart uses the same.
+LINE_COLOURS = {"train": "primary", "val": "success", "uniform": "foreground-muted", "bigram": "warning"}
+
 
 class Curve:
     """Every step's train loss and every evaluation, in trainer.History's shape."""

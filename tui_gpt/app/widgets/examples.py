@@ -61,7 +61,8 @@ class ExampleRows(Widget):
             ]
         else:
             segments = []
-        return Strip(segments).crop_extend(0, width, self.rich_style)
+        # The widget's colours under every segment, so unstyled text follows the theme.
+        return Strip(segments).apply_style(self.rich_style).crop_extend(0, width, self.rich_style)
 
 
 class ExamplesPane(Vertical):

@@ -1,12 +1,16 @@
-"""The training pane: the live loss chart with baselines, the run's numbers and the corpus."""
+"""The training pane: the live loss chart with baselines, the run's numbers, hints, the pinned example, the corpus."""
 
 from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
 
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Sparkline
 
-from tui_gpt.app.widgets.curve import Curve
+from tui_gpt.app.widgets.curve import LINE_COLOURS, Curve
 from tui_gpt.app.widgets.line import InfoLine
 
 
@@ -52,13 +56,62 @@ class TrainingPane(Vertical):
     def set_baselines(self, baselines: dict[str, float]) -> None:
         self.curve.baselines = baselines
         self.curve.dirty = True
+        c = LINE_COLOURS
         self.query_one("#legend", InfoLine).text = (
-            f"[cyan]━ train[/] [magenta]━ val[/] [gray]─ uniform ln V = {baselines['uniform']:.2f}[/]"
-            f" [orange1]─ bigram {baselines['bigram']:.2f}[/] · unigram {baselines['unigram']:.2f}"
+            f"[${c['train']}]━ train[/] [${c['val']}]━ val[/] "
+            f"[${c['uniform']}]─ uniform ln V = {baselines['uniform']:.2f}[/]"
+            f" [${c['bigram']}]─ bigram {baselines['bigram']:.2f}[/] · unigram {baselines['unigram']:.2f}"
         )
 
-    def set_stats(self, text: str) -> None:
-        self.query_one("#train-stats", InfoLine).text = text
+    def set_run(self, ready: Any) -> None:
+        """A new run is ready: its loss history, its baselines and a line about its text and model."""
+        self.curve.set_history(ready.history)
+        self.set_baselines(ready.baselines)
+        c = ready.corpus
+        self.set_corpus(
+            f"[b]{c['name']}[/b]: {c['files']} files · {c['chars']:,} chars · "
+            f"{c['train_tokens']:,}+{c['val_tokens']:,} tokens (train+val) · {c['tokenizer']} vocab "
+            f"{c['vocab_size']:,} · {c['params'] / 1e6:.2f} M params · {ready.device} {ready.dtype}"
+        )
+
+    def show_stats(self, status: str, step: int, last: dict | None, error: str | None) -> None:
+        """Two lines: where the run is, then how fast it goes (or the error)."""
+        first = [f"[b]{status}[/b]", f"step [b]{step:,}[/b]"]
+        second = []
+        if last:
+            first.append(f"train {last['loss']:.3f}")
+            second += [
+                f"{last['tokens_per_s']:,.0f} tok/s",
+                f"lr {last['lr']:.2e}",
+                f"{clock(last['elapsed'])} elapsed",
+            ]
+        if self.curve.eval_val:
+            at = self.curve.eval_steps[-1]
+            first.append(f"val {self.curve.eval_val[-1]:.3f}" + (f" (at step {at:,})" if at != step else ""))
+        second_line = f"[b $error]error:[/] {error}" if error else " · ".join(second)
+        self.query_one("#train-stats", InfoLine).text = " · ".join(first) + "\n" + second_line
+
+    def show_hints(self, hints: Sequence[Any]) -> None:
+        colour = {"info": "$text-muted", "warn": "$warning", "error": "$error"}
+        self.query_one("#hints", InfoLine).text = "  ".join(f"[{colour[h.severity]}]{h.text}[/]" for h in hints[:2])
+
+    def show_pinned(self, text: str, series: list[float]) -> None:
+        chart = self.query_one("#pinned-chart", Sparkline)
+        chart.data = series
+        chart.add_class("-on")
+        self.query_one("#pinned", InfoLine).text = text
+
+    def set_mask_off(self, off: bool) -> None:
+        self.set_class(off, "-mask-off")
+        self.border_title = "Training · MASK OFF (f2 to restore)" if off else "Training"
 
     def set_corpus(self, text: str) -> None:
         self.query_one("#corpus-info", InfoLine).text = text
+
+
+def clock(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "-"
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"

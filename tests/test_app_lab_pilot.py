@@ -2,14 +2,13 @@
 
 Each test drives one experiment through its key or palette command and checks what it shows.
 The fake answers the lab's commands as the worker does, on its own copy of the real trained run
-(see `answer_lab` in app_fakes.py), so probabilities, counts and spans are real.
+(see `answer_lab` in fake_trainer.py), so probabilities, counts and spans are real.
 
 Snapshots: update with `pytest tests/test_lab_app.py --snapshot-update` after a deliberate change.
 """
 
 from __future__ import annotations
 
-import io
 import math
 import re
 import shlex
@@ -17,28 +16,32 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from app_fakes import (
-    FAKE_SPEC,
-    TINY_TEXT,
-    TRAIN_STEPS,
-    FakeTrainer,
-    make_app,
-    release_lab,
+from fake_trainer import FAKE_SPEC, TINY_TEXT, TRAIN_STEPS, FakeTrainer, make_app, release_lab
+from pilot import (
+    SIZE,
+    answer,
+    ask_error,
+    choose,
+    events_of,
+    flat,
+    lab_app,
+    masked_cells,
+    open_screen,
+    p_target_of,
+    page_text,
+    run_command,
     running,
-    screen_text,
     settle,
-    steady,
+    shown,
     sync,
     text_of,
     wait_for,
+    wait_page,
     wait_ready,
 )
-from rich.console import Console
 from rich.style import Style
-from textual.command import CommandPalette
-from textual.widgets import Input, OptionList, Static
+from textual.widgets import Input, Static
 
-from tui_gpt.app.app import GPTApp
 from tui_gpt.app.screens.dialogs import AskScreen, ChoiceScreen, TextScreen
 from tui_gpt.app.screens.help import HelpScreen
 from tui_gpt.app.screens.surprisal import SurprisalScreen
@@ -46,112 +49,12 @@ from tui_gpt.app.widgets.attention import AttentionMap
 from tui_gpt.app.widgets.prompt import PromptInput
 from tui_gpt.app.widgets.topk import TopKBars
 from tui_gpt.app.widgets.training import TrainingPane
-from tui_gpt.lab import PALETTE, run_hints, temperature_table
-from tui_gpt.probe import analyze
-from tui_gpt.protocol import ExampleStepped, Losses, Memorized, TokenCounts
-
-SIZE = (160, 48)
-
+from tui_gpt.hints import run_hints
+from tui_gpt.probe import temperature_table
+from tui_gpt.protocol import ExampleStepped, Losses, Memorized, SetLr, TokenCounts
+from tui_gpt.surprisal import PALETTE
 
 # ---- helpers ---------------------------------------------------------------------------------
-
-
-def lab_app(tmp_path: Path, prompt: str = "The quick brown", **fake) -> GPTApp:
-    """An app on a private copy of FAKE_SPEC: the app writes into its spec (causal, train["lr"], ...),
-    and FAKE_SPEC (with its train dict) is shared by every test of the session."""
-    spec = replace(FAKE_SPEC, train=dict(FAKE_SPEC.train))
-    return make_app(tmp_path, spec=spec, prompt=prompt, **fake)
-
-
-def flat(text: str) -> str:
-    """Whitespace collapsed, so wrapped lines still match."""
-    return " ".join(text.split())
-
-
-def shown(app: GPTApp) -> str:
-    return flat(screen_text(app))
-
-
-def page_text(app: GPTApp, width: int = 106) -> str:
-    """The whole body of the open TextScreen as plain text, also the part scrolled out of view."""
-    body = app.screen.query_one("#page-body", Static).content
-    console = Console(width=width, record=True, file=io.StringIO(), color_system=None)
-    console.print(body)
-    return console.export_text()
-
-
-def events_of(app: GPTApp, kind: type) -> list:
-    return [ev for ev in app.client.events if isinstance(ev, kind)]
-
-
-def p_target(app: GPTApp, prefix_ids: list[int], target: int) -> float:
-    """p(target | prefix) under the app's current weights, as the lab computes it."""
-    lens = app.lens
-    guesses = analyze(lens.model, lens.tokenizer, prefix_ids, k=lens.tokenizer.vocab_size, attention=False)
-    return next(g.prob for g in guesses.prediction.guesses if g.id == target)
-
-
-def masked_cells(app: GPTApp) -> int:
-    """How many masked ("··") cells the attention heatmap draws."""
-    return sum(s.text.count("··") for s in app.query_one(AttentionMap)._strips[2:])
-
-
-def palette_options(app: GPTApp) -> list[str]:
-    options = app.screen.query_one(OptionList)
-    return [str(options.get_option_at_index(i).prompt) for i in range(options.option_count)]
-
-
-async def run_command(pilot, query: str, title: str) -> None:
-    """Type `query` into the command palette and run `title` once it is the highlighted first hit."""
-    await pilot.press("ctrl+p")
-    await wait_for(pilot, lambda: isinstance(pilot.app.screen, CommandPalette), what="the palette")
-    await pilot.press(*query)
-
-    def first_is_title() -> bool:
-        found = palette_options(pilot.app)
-        return bool(found) and found[0].startswith(title) and pilot.app.screen.query_one(OptionList).highlighted == 0
-
-    await wait_for(pilot, first_is_title, what=f"{title!r} first in the palette")
-    await pilot.press("enter")
-
-
-async def open_screen(pilot, key: str, kind: type) -> None:
-    await pilot.press(key)
-    await wait_for(pilot, lambda: isinstance(pilot.app.screen, kind), what=f"{kind.__name__} after {key}")
-    await settle(pilot)
-
-
-async def choose(pilot, key: str) -> None:
-    """Click the answer `key` of the open ChoiceScreen."""
-    assert isinstance(pilot.app.screen, ChoiceScreen)
-    await pilot.click(f"#choice-{key}")
-    await wait_for(pilot, lambda: not isinstance(pilot.app.screen, ChoiceScreen), what="the choice to close")
-    await settle(pilot)
-
-
-async def answer(pilot, text: str) -> None:
-    """Replace the open AskScreen's text with `text` and submit it (set, not typed key by key: paths are long)."""
-    assert isinstance(pilot.app.screen, AskScreen)
-    field = pilot.app.screen.query_one(Input)
-    assert field.has_focus
-    field.value = text
-    await pilot.press("enter")
-    await settle(pilot)
-
-
-def ask_error(app: GPTApp) -> str:
-    return text_of(app.screen.query_one("#answer-error"))
-
-
-async def wait_page(pilot, needle: str, what: str) -> str:
-    """Wait until the open TextScreen shows `needle` (wrapped or not); its page text."""
-    await wait_for(
-        pilot,
-        lambda: isinstance(pilot.app.screen, TextScreen) and needle in flat(page_text(pilot.app)),
-        what=what,
-    )
-    await settle(pilot)
-    return page_text(pilot.app)
 
 
 # ---- 1. the mask experiment (f2) ------------------------------------------------------------
@@ -242,7 +145,7 @@ async def test_pin_tracks_p_target_as_weights_arrive(tmp_path):
         target = tok.encode("The quick brown fox")[len(prefix)]  # char: the space before "fox"
         assert app.pinned is not None
         assert (app.pinned["prefix"], app.pinned["ids"], app.pinned["target"]) == ("The quick brown", prefix, target)
-        p = p_target(app, prefix, target)
+        p = p_target_of(app, prefix, target)
         assert app.pinned["series"] == [(TRAIN_STEPS, p)]
         line = text_of(app.query_one("#pinned"))
         assert line == f"pinned The quick brown → ·: p = {p:.3f} at step {TRAIN_STEPS}", line
@@ -450,7 +353,7 @@ async def test_one_step_on_one_example_raises_p_target(tmp_path):
         await wait_ready(pilot)
         tok = app.lens.tokenizer
         ids = tok.encode(prompt)
-        before_app = p_target(app, ids[:-1], ids[-1])
+        before_app = p_target_of(app, ids[:-1], ids[-1])
         await open_screen(pilot, "f7", TextScreen)
         assert app.client.commands[-1] == ("step_on", {"ids": ids})
         text = await wait_page(pilot, "p(target):", "the one-step result")
@@ -466,7 +369,7 @@ async def test_one_step_on_one_example_raises_p_target(tmp_path):
         # The new weights reach the app: it now gives the example the "after" probability; same step.
         await wait_for(
             pilot,
-            lambda: math.isclose(p_target(app, ids[:-1], ids[-1]), ev.p_after, rel_tol=1e-5),
+            lambda: math.isclose(p_target_of(app, ids[:-1], ids[-1]), ev.p_after, rel_tol=1e-5),
             what="the stepped weights in the app",
         )
         assert app.lens.step == TRAIN_STEPS and app.client.step == TRAIN_STEPS
@@ -534,16 +437,16 @@ async def test_closing_a_lab_page_before_its_result_arrives(tmp_path, key, kind,
 async def test_closing_the_comparison_before_it_is_done(tmp_path, monkeypatch):
     import threading
 
-    import tui_gpt.app.experiments as experiments
+    import tui_gpt.app.lab.compare as experiments
 
     closed = threading.Event()
-    report = experiments._compare_report
+    report = experiments.report
 
     def slow_report(*args, **kwargs):
         assert closed.wait(10), "the page was not closed"
         return report(*args, **kwargs)
 
-    monkeypatch.setattr(experiments, "_compare_report", slow_report)
+    monkeypatch.setattr(experiments, "report", slow_report)
     app = lab_app(tmp_path)
     async with running(app, SIZE) as pilot:
         await wait_ready(pilot)
@@ -580,7 +483,7 @@ async def test_memorization_check_counts_verbatim_spans(tmp_path):
     # A model trained on a short, repeated text: its samples do copy from it (the fables model's do not).
     text_file = tmp_path / "tiny.txt"
     text_file.write_text(TINY_TEXT, encoding="utf-8")
-    spec = replace(FAKE_SPEC, sources=[str(text_file)], train=dict(FAKE_SPEC.train))
+    spec = replace(FAKE_SPEC, sources=[str(text_file)], train=replace(FAKE_SPEC.train))
     app = make_app(tmp_path, spec=spec, prompt="The fox")
     async with running(app, SIZE) as pilot:
         await wait_ready(pilot)
@@ -602,7 +505,8 @@ async def test_memorization_check_counts_verbatim_spans(tmp_path):
         body = app.screen.query_one("#page-body", Static).content
         sample_text = body.renderables[0]
         texts = app.lens.tokenizer.token_texts
-        marked = "".join(sample_text.plain[s.start : s.end] for s in sample_text.spans if "yellow" in str(s.style))
+        mark = app.lab.memorization.mark()
+        marked = "".join(sample_text.plain[s.start : s.end] for s in sample_text.spans if s.style == mark)
         assert marked == "".join(texts[t] for a, b in ev.spans for t in ev.ids[a:b])
         assert app.last_sample == app.lens.tokenizer.decode(ev.ids)
 
@@ -698,7 +602,7 @@ async def test_set_learning_rate_and_eval_interval_from_the_palette(tmp_path):
         await answer(pilot, "0.002")
         assert not isinstance(app.screen, AskScreen)
         assert client.commands[-1] == ("set_lr", {"lr": 0.002})
-        assert app.spec.train["lr"] == 0.002 and FAKE_SPEC.train["lr"] == 1e-2
+        assert app.spec.train.lr == 0.002 and FAKE_SPEC.train.lr == 1e-2
         assert client.resets == [], "no reset"
         assert any("0.002" in str(n.message) for n in app._notifications)
 
@@ -710,7 +614,7 @@ async def test_set_learning_rate_and_eval_interval_from_the_palette(tmp_path):
         await answer(pilot, "25")
         assert not isinstance(app.screen, AskScreen)
         assert client.commands[-1] == ("set_eval_interval", {"interval": 25})
-        assert app.spec.train["eval_interval"] == 25 and client.resets == []
+        assert app.spec.train.eval_interval == 25 and client.resets == []
 
 
 @sync
@@ -721,7 +625,7 @@ async def test_reproduce_command_parses_back_to_the_run(tmp_path):
     app = lab_app(tmp_path)
     async with running(app, SIZE) as pilot:
         await wait_ready(pilot)
-        app.spec.train["lr"] = 0.002  # as "Set learning rate…" leaves it
+        app.client.send(SetLr(0.002))  # as "Set learning rate…" does
         await run_command(pilot, "reprod", "Show the command that reproduces this run")
         await wait_for(pilot, lambda: isinstance(app.screen, TextScreen), what="the command")
         await settle(pilot)
@@ -735,9 +639,9 @@ async def test_reproduce_command_parses_back_to_the_run(tmp_path):
         assert back.sources == spec.sources == ["fables"]
         for field in ("tokenizer", "n_layer", "n_head", "n_embd", "block_size", "dropout", "causal"):
             assert getattr(back, field) == getattr(spec, field), field
-        for key, value in spec.train.items():
-            assert back.train[key] == value, key
-        assert back.train["lr"] == 0.002
+        for key, value in spec.train.to_dict().items():
+            assert getattr(back.train, key) == value, key
+        assert back.train.lr == 0.002
 
 
 @sync
@@ -764,58 +668,3 @@ async def test_export_writes_history_examples_and_screen(tmp_path):
 
 
 # ---- 11. snapshots -------------------------------------------------------------------------------
-
-
-async def _steady(pilot) -> None:
-    await steady(pilot, hints=True)
-
-
-async def _quiet(pilot) -> None:
-    """Nothing left to run: workers done (also those started after the last refresh), screen settled."""
-    for _ in range(2):
-        await settle(pilot)
-        await pilot.app.workers.wait_for_complete()
-    await settle(pilot)
-
-
-def test_snapshot_temperature_view(snap_compare, tmp_path):
-    async def run_before(pilot) -> None:
-        await _steady(pilot)
-        await pilot.press("up")  # T = 1.1: the scaled column differs from the logits
-        await open_screen(pilot, "f6", TextScreen)
-        await _quiet(pilot)
-
-    assert snap_compare(lab_app(tmp_path), terminal_size=SIZE, run_before=run_before)
-
-
-def test_snapshot_surprisal_screen(snap_compare, tmp_path):
-    async def run_before(pilot) -> None:
-        await _steady(pilot)
-        await open_screen(pilot, "f4", ChoiceScreen)
-        await choose(pilot, "prompt")
-        await wait_for(pilot, lambda: isinstance(pilot.app.screen, SurprisalScreen), what="the surprisal screen")
-        await pilot.press("left", "left")
-        await _quiet(pilot)
-
-    assert snap_compare(lab_app(tmp_path), terminal_size=SIZE, run_before=run_before)
-
-
-def test_snapshot_one_step_result(snap_compare, tmp_path):
-    prompt = "The quick brown fox"
-
-    async def run_before(pilot) -> None:
-        app: GPTApp = pilot.app
-        await _steady(pilot)
-        ids = app.lens.tokenizer.encode(prompt)
-        await open_screen(pilot, "f7", TextScreen)
-        await wait_page(pilot, "p(target):", "the one-step result")
-        [ev] = events_of(app, ExampleStepped)
-        await wait_for(
-            pilot,
-            lambda: math.isclose(p_target(app, ids[:-1], ids[-1]), ev.p_after, rel_tol=1e-5),
-            what="the stepped weights in the app",
-        )
-        await wait_for(pilot, lambda: app.query_one(PromptInput).ghost, what="the ghost text")
-        await _quiet(pilot)
-
-    assert snap_compare(lab_app(tmp_path, prompt=prompt), terminal_size=SIZE, run_before=run_before)

@@ -1,4 +1,4 @@
-"""Fakes and helpers for the app tests: a deterministic in-process trainer and pilot utilities.
+"""A fake trainer for the app tests: deterministic, in-process, answering lab commands with the worker's own code.
 
 `FakeTrainer` implements the client interface that `GPTApp` expects from `TrainerClient`
 (`start`, `send`, `reset`, `stop`, `alive`), but instead of a process it builds a real, seeded
@@ -9,19 +9,33 @@ synchronously. Nothing races with the UI: every event is delivered from the call
 
 from __future__ import annotations
 
-import asyncio
-import functools
-import inspect
 import json
 import math
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from tui_gpt.protocol import Failed, Loading, Losses, Ready, Saved, Status, Stopped, Weights
-from tui_gpt.session import RunSpec
+from tui_gpt.protocol import (
+    Command,
+    Failed,
+    Loading,
+    Losses,
+    Pause,
+    Quit,
+    Ready,
+    Reset,
+    Resume,
+    Save,
+    Saved,
+    Status,
+    Step,
+    StepOn,
+    Stopped,
+    Weights,
+)
+from tui_gpt.settings import RunSpec
+from tui_gpt.worker import RunCommands
 
 TRAIN_STEPS = 150  # real optimizer steps of the fake's model, taken once per spec and cached
 
@@ -166,28 +180,36 @@ class FakeTrainer:
         self._alive = True
         self._open(spec)
 
-    def send(self, name: str, **args: Any) -> None:
-        self.commands.append((name, args))
+    def send(self, cmd: Command) -> None:
+        self.commands.append((cmd.name, cmd.args()))
         if not self._alive:
             return
-        if name == "pause":
-            self.paused = True
-        elif name == "resume":
-            self.paused = False
-        elif name == "step":
-            self.advance(int(args.get("n", 1)))
-        elif name == "save":
-            self._save(args["path"])
-        elif name == "quit":
-            self.stop(args.get("save"))
-            return
-        elif name in LAB_COMMANDS:
-            answer_lab(self, name, args)
-        self._emit(Status(self.paused, self.step))
+        match cmd:
+            case Pause():
+                self.paused = True
+            case Resume():
+                self.paused = False
+            case Step(n=n):
+                self.advance(int(n))
+            case Save(path=path):
+                self._save(path)
+            case Quit(save=save):
+                self.stop(save)
+                return
+            case _:
+                answer_lab(self, cmd)
+        self._emit(Status(self.paused, self.step, self.spec()))
+
+    def spec(self) -> RunSpec | None:
+        """The settings in force, as the worker reports them: those of the run the lab commands act on."""
+        held = getattr(self, "_lab", None)
+        if held is not None and held[0] is self.built:
+            return held[1].run.spec
+        return self.built.ready.spec if self.built is not None else None
 
     def reset(self, spec: RunSpec) -> None:
         self.resets.append(spec)
-        self.commands.append(("reset", {"spec": asdict(spec)}))
+        self.commands.append((Reset.name, Reset(spec).args()))
         self._open(spec)
 
     def stop(self, save: str | None = None, timeout: float = 3.0) -> None:
@@ -247,113 +269,13 @@ def make_app(tmp_path: Path | str, spec: RunSpec | None = None, prompt: str = "T
     return GPTApp(spec or FAKE_SPEC, out=out, client_factory=fake_factory(**fake), prompt=prompt)
 
 
-def running(app: Any, size: tuple[int, int] = (160, 48)) -> Any:
-    """`app.run_test(size=size)`."""
-    return app.run_test(size=size)
-
-
-# ---- pilot helpers ----------------------------------------------------------------
-
-
-def sync(fn: Callable) -> Callable:
-    """Run an async test function with asyncio.run, so no async pytest plugin is needed."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        return asyncio.run(fn(*args, **kwargs))
-
-    wrapper.__signature__ = inspect.signature(fn)  # type: ignore[attr-defined]
-    return wrapper
-
-
-async def wait_for(pilot: Any, cond: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    """Let the app run until `cond()` is truthy; fail with `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    app = pilot.app
-    while True:
-        crashed = getattr(app, "_exception", None)
-        if crashed is not None:
-            raise AssertionError(f"the app crashed while waiting for {what}: {crashed!r}") from crashed
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        await pilot.pause(0.02)
-
-
-async def settle(pilot: Any) -> None:
-    """Process pending messages and the callbacks scheduled after the next refresh."""
-    for _ in range(3):
-        await pilot.pause()
-    await pilot.wait_for_scheduled_animations()
-    await pilot.pause()
-
-
-async def wait_ready(pilot: Any, step: int | None = TRAIN_STEPS, ghost: bool = True, timeout: float = 30.0) -> None:
-    """Wait until the model is built, its trained weights are in, and (optionally) the ghost text is shown."""
-    from tui_gpt.app.widgets.prompt import PromptInput
-    from tui_gpt.app.widgets.topk import TopKBars
-
-    app = pilot.app
-    await wait_for(pilot, lambda: app.lens is not None, timeout, "the model (app.lens)")
-    if step is not None:
-        await wait_for(
-            pilot, lambda: app.lens is not None and app.lens.step == step, timeout, f"weights of step {step}"
-        )
-    await wait_for(pilot, lambda: app.query_one(TopKBars).guesses, timeout, "top-k guesses")
-    if ghost:
-        await wait_for(pilot, lambda: app.query_one(PromptInput).ghost, timeout, "ghost text")
-    await settle(pilot)
-
-
-def text_of(widget: Any) -> str:
-    """The plain text a one-line info widget shows, markup removed (Static, InfoLine or any render())."""
-    from rich.text import Text
-    from textual.content import Content
-
-    for attr in ("text", "content"):  # InfoLine.text, Static.content: the markup as set
-        value = getattr(widget, attr, None)
-        if isinstance(value, str):
-            return Content.from_markup(value).plain
-        if isinstance(value, Content | Text):
-            return value.plain
-    rendered = widget.render()
-    if isinstance(rendered, Content | Text):
-        return rendered.plain
-    return Content.from_markup(rendered).plain if isinstance(rendered, str) else str(rendered)
-
-
-def screen_text(app: Any) -> str:
-    """The characters on screen now, as plain text (what a user would read)."""
-    import io
-
-    from rich.console import Console
-
-    width, height = app.size
-    console = Console(
-        width=width,
-        height=height,
-        file=io.StringIO(),
-        force_terminal=True,
-        color_system="truecolor",
-        record=True,
-        legacy_windows=False,
-        safe_box=False,
-    )
-    console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
-    return console.export_text()
-
-
 # ---- the lab's commands -------------------------------------------------------------------
 # FakeTrainer answers them as worker.TrainerLoop.handle does, on its own deep copy of the run it built:
 # the cached run is shared by every test of the session and must never change.
 
-LAB_COMMANDS = frozenset({"set_causal", "set_lr", "set_eval_interval", "step_on", "token_counts", "memorization"})
 
-
-def lab_run(fake: FakeTrainer) -> Any:
-    """`fake`'s private copy of its run (session.Run), made on its first lab command and after each reset."""
+def lab_run(fake: FakeTrainer) -> RunCommands:
+    """`fake`'s private copy of its run, with the worker's command handler; made on first use and after each reset."""
     import copy
 
     import torch
@@ -369,34 +291,19 @@ def lab_run(fake: FakeTrainer) -> Any:
         for key, value in state.items():
             if isinstance(value, torch.Tensor) and value.dtype == torch.float64:
                 state[key] = value.float()
-    fake._lab = (fake.built, run)  # type: ignore[attr-defined]
-    return run
+    handler = RunCommands(run)
+    fake._lab = (fake.built, handler)  # type: ignore[attr-defined]
+    return handler
 
 
-def answer_lab(fake: FakeTrainer, name: str, args: dict) -> None:
-    """The worker's answer to one lab command. With `fake.hold_lab` set, results wait in `fake.held`."""
-    from tui_gpt.lab import NgramIndex, token_counts
-    from tui_gpt.protocol import Memorized, TokenCounts
-    from tui_gpt.worker import _sample_texts
+def answer_lab(fake: FakeTrainer, cmd: Command) -> None:
+    """The worker's own answer to a command on the run. With `fake.hold_lab` set, results wait in `fake.held`."""
+    from tui_gpt.worker import weights_blob
 
-    run = lab_run(fake)
-    tr = run.trainer
-    out: list[Any] = []
-    if name == "set_lr":
-        tr.set_lr(float(args["lr"]))
-    elif name == "set_eval_interval":
-        tr.config.eval_interval = int(args["interval"])
-    elif name == "set_causal":
-        tr.set_causal(bool(args["causal"]))
-    elif name == "step_on":
-        out = _step_on(fake, run, list(args["ids"]))
-    elif name == "token_counts":
-        text = args["text"]
-        out = [TokenCounts(text, token_counts(text, _sample_texts(run.corpus.texts)))]
-    elif name == "memorization":
-        n = int(args["min_len"])
-        ids = list(args["ids"])
-        out = [Memorized(ids, NgramIndex(run.data.train, n).spans(ids), n)]
+    handler = lab_run(fake)
+    out = handler.handle(cmd)
+    if isinstance(cmd, StepOn) and out:  # the worker then sends the new weights (at the fake's step count)
+        out.append(Weights(fake.step, weights_blob(handler.run.trainer.model)))
     if getattr(fake, "hold_lab", False):
         fake.held = [*getattr(fake, "held", []), *out]  # type: ignore[attr-defined]
     else:
@@ -404,39 +311,8 @@ def answer_lab(fake: FakeTrainer, name: str, args: dict) -> None:
             fake._emit(ev)
 
 
-def _step_on(fake: FakeTrainer, run: Any, ids: list[int]) -> list[Any]:
-    """worker.TrainerLoop.step_on: ExampleStepped, then the new weights (at the fake's step count)."""
-    from tui_gpt.worker import step_on_example, weights_blob
-
-    result = step_on_example(run, ids)
-    if result is None:
-        return []
-    return [result, Weights(fake.step, weights_blob(run.trainer.model))]
-
-
 def release_lab(fake: FakeTrainer) -> None:
     """Deliver the lab results held back by `fake.hold_lab`."""
     held, fake.held = getattr(fake, "held", []), []  # type: ignore[attr-defined]
     for ev in held:
         fake._emit(ev)
-
-
-def chart_drawn(app: Any) -> bool:
-    """The loss chart is mounted and shows the whole curve."""
-    pane = app.query_one("#training")
-    return pane.chart is not None and not pane.curve.dirty
-
-
-async def steady(pilot: Any, hints: bool = False) -> None:
-    """For snapshots: the model is in, the panes are drawn, no worker runs, the cursor does not blink."""
-    from tui_gpt.app.widgets.prompt import PromptInput
-
-    app = pilot.app
-    app.query_one(PromptInput).cursor_blink = False
-    await wait_ready(pilot)
-    await wait_for(pilot, lambda: "tok/s" in text_of(app.query_one("#train-stats")), what="the stats line")
-    await wait_for(pilot, lambda: chart_drawn(app), what="the loss chart")
-    if hints:
-        await wait_for(pilot, lambda: text_of(app.query_one("#hints")), what="the hints")
-    await app.workers.wait_for_complete()  # the ghost text and the greedy line come from thread workers
-    await settle(pilot)

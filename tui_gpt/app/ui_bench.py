@@ -23,7 +23,7 @@ from dataclasses import replace
 from textual import events
 
 from tui_gpt.protocol import Losses, Ready
-from tui_gpt.session import RunSpec
+from tui_gpt.settings import RunSpec
 
 TYPED = (
     "The quick brown fox jumps over the lazy dog. Once upon a time there was a little mouse "
@@ -182,7 +182,7 @@ def first_paint(runs: int = 10) -> list[float]:
 
 def bench_ui(args: argparse.Namespace) -> int:
     spec = RunSpec.from_args(argparse.Namespace(**{**vars(args), "text": args.text}))
-    spec = replace(spec, train={**spec.train, "decay_steps": 10**9})  # keep the lr steady
+    spec = replace(spec, train=replace(spec.train, decay_steps=10**9))  # keep the lr steady
     out = tempfile.mkdtemp(prefix="tui-gpt-bench-")
     print("bench --ui: launch -> first paint …", flush=True)
     paints = first_paint()

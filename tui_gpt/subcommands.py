@@ -13,10 +13,10 @@ from rich.table import Table
 
 from tui_gpt.savedir import check_out
 from tui_gpt.session import RunSpec, open_run
+from tui_gpt.settings import DEFAULT_STEPS
 from tui_gpt.visible import visible
 
 console = Console(stderr=True)
-DEFAULT_STEPS = 2000
 
 
 def _bar(transient: bool = False) -> Progress:
@@ -121,9 +121,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.ui:
-        from tui_gpt.app.bench import bench_ui
+        from tui_gpt.app.ui_bench import bench_ui
 
         return bench_ui(args)
-    from tui_gpt.bench import bench_train
+    from tui_gpt.train_bench import bench_train
 
     return bench_train(args, console)

@@ -1,4 +1,4 @@
-"""The lab's engine: memorization spans, run hints, surprisal buckets, tokenizer and temperature tables, exports."""
+"""The lab's engine modules: memorization, run hints, surprisal buckets, tokenizer and temperature tables, exports."""
 
 from __future__ import annotations
 
@@ -7,34 +7,21 @@ import io
 import math
 import re
 import shlex
-from dataclasses import asdict
 
 import pytest
 import torch
 
-from tui_gpt import lab
+from tui_gpt import memorization
 from tui_gpt.cli import parser_train
-from tui_gpt.lab import (
-    DEFAULT_RANK_EDGES,
-    PALETTE,
-    Hint,
-    NgramIndex,
-    describe_ids,
-    examples_csv,
-    history_csv,
-    memorized_spans,
-    parse_edges,
-    prob_bucket,
-    rank_bucket,
-    reproduce_command,
-    run_hints,
-    temperature_table,
-    token_counts,
-    train_tokenizers,
-)
-from tui_gpt.probe import Example
+from tui_gpt.export import examples_csv, history_csv
+from tui_gpt.hints import Hint, run_hints
+from tui_gpt.memorization import NgramIndex, memorized_spans
+from tui_gpt.probe import Example, temperature_table
 from tui_gpt.session import RunSpec
+from tui_gpt.settings import reproduce_command
+from tui_gpt.surprisal import DEFAULT_RANK_EDGES, PALETTE, parse_edges, prob_bucket, rank_bucket
 from tui_gpt.tokenizer import TextTokenizer
+from tui_gpt.tokenview import describe_ids, token_counts, train_tokenizers
 from tui_gpt.trainer import History, TrainConfig, TrainEvent
 
 # ---- memorization ---------------------------------------------------------------------------------------------
@@ -90,7 +77,7 @@ def test_overlapping_matches_merge_but_touching_ones_do_not():
 
 def test_hash_collisions_are_checked_against_the_text(monkeypatch):
     # Every window hashes alike: only the verbatim check can tell them apart.
-    monkeypatch.setattr(lab, "_window_keys", lambda x, n: torch.zeros(x.numel() - n + 1, dtype=torch.long))
+    monkeypatch.setattr(memorization, "_window_keys", lambda x, n: torch.zeros(x.numel() - n + 1, dtype=torch.long))
     train = _train_stream(500)
     sample = _filler(30)
     sample[4:14] = train[200:210]
@@ -372,14 +359,14 @@ def test_reproduce_command_round_trips():
             "decay_steps": 500,
         },
     )
-    cmd = reproduce_command(asdict(spec))
+    cmd = reproduce_command(spec)
     assert "#" not in cmd
     assert _parse(cmd) == spec
 
 
 def test_reproduce_command_defaults_and_omissions():
     spec = RunSpec(train={"dtype": "auto", "device": "auto"})
-    cmd = reproduce_command(asdict(spec))
+    cmd = reproduce_command(spec)
     for opt in ("--vocab-size", "--dtype", "--device", "--resume", "--steps"):
         assert opt not in cmd
     for opt in ("--tokenizer", "--n-layer", "--n-head", "--n-embd", "--block-size", "--dropout"):
@@ -387,12 +374,12 @@ def test_reproduce_command_defaults_and_omissions():
     back = _parse(cmd)
     assert (back.tokenizer, back.n_layer, back.n_embd, back.dropout) == ("char", 4, 128, 0.0)
     defaults = TrainConfig().to_dict()
-    assert all(defaults[k] == v for k, v in back.train.items())
+    assert all(defaults[k] == v for k, v in back.train.to_dict().items())
 
 
 def test_reproduce_command_resume_odd_sources_and_unsettable():
     spec = RunSpec(sources=["-dashed.txt", "b c.txt"], causal=False, resume="runs/a b", train={"weight_decay": 0.05})
-    cmd = reproduce_command(asdict(spec))
+    cmd = reproduce_command(spec)
     assert cmd.endswith("# not settable from the command line: weight_decay=0.05")
     back = _parse(cmd)
     assert back.sources == ["-dashed.txt", "b c.txt"] and back.resume == "runs/a b"

@@ -1,0 +1,77 @@
+"""Experiment: another checkpoint beside this run. Which checkpoint is better?"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+
+from tui_gpt.app.lab import Experiment, stack
+from tui_gpt.app.screens.dialogs import AskScreen, TextScreen
+from tui_gpt.visible import visible
+
+
+def check_checkpoint(value: str) -> str | None:
+    return None if (Path(value).expanduser() / "config.json").exists() else f"{value}: not a checkpoint"
+
+
+class CompareExperiment(Experiment):
+    def start(self) -> None:
+        app = self.app
+
+        def done(value: str | None) -> None:
+            if value and app.lens is not None:
+                page = TextScreen("Compare checkpoints", Text("loading and evaluating…", style="dim"))
+                app.push_screen(page)
+                lens, prompt, sources, k = app.lens, app.prompt.value, app.spec.sources, app.top_k
+                app.run_worker(
+                    lambda: self._compare(lens, value, prompt, sources, k, page),
+                    thread=True,
+                    exclusive=True,
+                    group="compare",
+                    exit_on_error=False,
+                )
+
+        app.push_screen(AskScreen("Compare with which checkpoint directory?", app.out, check_checkpoint), done)
+
+    def _compare(self, lens: Any, path: str, prompt: str, sources: list[str], k: int, page: TextScreen) -> None:
+        try:
+            body = report(lens.compare(path, prompt, sources, k), prompt)
+        except Exception as exc:  # shown, never raised: the app keeps working
+            body = Text(f"could not compare: {exc}", style="bold red")
+        self.app.call_from_thread(self._show, page, body)
+
+    def _show(self, page: TextScreen, body: Any) -> None:
+        if page in self.app.screen_stack:  # not closed while the work ran
+            page.update(body)
+
+
+def report(c: Any, prompt: str) -> Any:
+    """Both top-k lists, both val losses, and the per-token surprisal where the tokens line up."""
+    name = Path(c.other.name).name
+    top = Table(title=f"next token after {prompt[-40:]!r}", expand=False)
+    for side in (c.this, c.other):
+        top.add_column(f"{side.name} ({side.kind})")
+        top.add_column("p", justify="right")
+    pairs = zip(c.this.analysis.prediction.guesses, c.other.analysis.prediction.guesses, strict=False)
+    for a, b in pairs:
+        top.add_row(visible(a.text), f"{a.prob:.3f}", visible(b.text), f"{b.prob:.3f}")
+    losses = Text(
+        f"\nvalidation loss: this run {c.this.val_loss:.3f} · {name} {c.other.val_loss:.3f}"
+        "  (fixed batches of this run's text; comparable when both use the same tokenizer kind)\n",
+        style="bold",
+    )
+    parts: list[Any] = [top, losses]
+    rows_a, rows_b = c.this.analysis.examples, c.other.analysis.examples
+    if rows_a and c.same_tokens and [a.target for a in rows_a] == [b.target for b in rows_b]:
+        diff = Table(title="surprisal per token of the prompt (-log p)", expand=False)
+        for col in ("token", "this run", name, "difference"):
+            diff.add_column(col, justify="right")
+        for a, b in zip(rows_a, rows_b, strict=True):
+            diff.add_row(visible(c.token_texts[a.target]), f"{a.nll:.2f}", f"{b.nll:.2f}", f"{b.nll - a.nll:+.2f}")
+        parts.append(diff)
+    elif rows_a:
+        parts.append(Text("the two tokenizers split the prompt differently: no per-token comparison", style="dim"))
+    return stack(*parts)

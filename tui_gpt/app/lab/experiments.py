@@ -1,0 +1,40 @@
+"""All of the lab's experiments for one app, and the trainer replies each waits for."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tui_gpt.app.lab.compare import CompareExperiment
+from tui_gpt.app.lab.export import ExportExperiment
+from tui_gpt.app.lab.mask import MaskExperiment
+from tui_gpt.app.lab.memorization import MemorizationExperiment
+from tui_gpt.app.lab.one_step import OneStepExperiment
+from tui_gpt.app.lab.pin import PinExperiment
+from tui_gpt.app.lab.run_settings import RunSettings
+from tui_gpt.app.lab.surprisal import SurprisalExperiment
+from tui_gpt.app.lab.temperature import TemperatureExperiment
+from tui_gpt.app.lab.tokens import TokensExperiment
+
+if TYPE_CHECKING:
+    from tui_gpt.app.app import GPTApp
+    from tui_gpt.app.router import Router
+
+
+class Lab:
+    def __init__(self, app: GPTApp) -> None:
+        self.mask = MaskExperiment(app)
+        self.pin = PinExperiment(app)
+        self.surprisal = SurprisalExperiment(app)
+        self.tokens = TokensExperiment(app)
+        self.temperature = TemperatureExperiment(app)
+        self.one_step = OneStepExperiment(app)
+        self.memorization = MemorizationExperiment(app)
+        self.compare = CompareExperiment(app)
+        self.settings = RunSettings(app)
+        self.export = ExportExperiment(app)
+
+    def connect(self, router: Router) -> None:
+        """Hand each trainer reply to the experiment that asked for it."""
+        for experiment in vars(self).values():
+            for kind in experiment.replies:
+                router.add(kind, experiment.on_reply)

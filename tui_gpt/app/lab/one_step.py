@@ -1,0 +1,54 @@
+"""Experiment: one optimizer step on one example, before and after. What does one gradient step do?"""
+
+from __future__ import annotations
+
+import math
+
+from rich.table import Table
+from rich.text import Text
+
+from tui_gpt.app.lab import Experiment, stack
+from tui_gpt.app.screens.dialogs import TextScreen
+from tui_gpt.protocol import ExampleStepped, StepOn
+from tui_gpt.visible import visible
+
+NOTE = "\nOne optimizer step nudged every weight toward this example; the run's step count is unchanged."
+
+
+class OneStepExperiment(Experiment):
+    replies = (ExampleStepped,)
+    ids: list[int] = []  # the example sent: ids[:-1] -> ids[-1]
+
+    def start(self) -> None:
+        app = self.app
+        if app.lens is None:
+            return
+        tok = app.lens.tokenizer
+        pinned = app.lab.pin.pinned
+        ids = [*pinned["ids"], pinned["target"]] if pinned else tok.encode(app.prompt.value)
+        if len(ids) < 2:
+            app.notify("Type a prompt of at least two tokens: its last token is the target.", severity="warning")
+            return
+        self.ids = ids
+        self.page = TextScreen(
+            "One step on one example",
+            Text(f"{visible(tok.decode(ids[:-1]))} → {visible(tok.token_texts[ids[-1]])}: stepping…"),
+        )
+        app.push_screen(self.page)
+        app.client.send(StepOn(ids))
+
+    def render_reply(self, event: ExampleStepped) -> object:
+        head = Text()
+        lens = self.app.lens
+        if lens is not None:
+            head.append(f"{visible(lens.tokenizer.decode(self.ids[:-1]))} → ", style="dim")
+            head.append(visible(lens.tokenizer.token_texts[event.target]) + "\n\n", style="bold")
+        before, after = (-math.log(max(p, 1e-12)) for p in (event.p_before, event.p_after))
+        head.append(f"p(target): {event.p_before:.4f} → {event.p_after:.4f}\n", style="bold")
+        head.append(f"loss -log p: {before:.3f} → {after:.3f}\n\n")
+        table = Table(title="top guesses before and after", expand=False)
+        for col, justify in (("before", "left"), ("p", "right"), ("after", "left"), ("p", "right")):
+            table.add_column(col, justify=justify)
+        for (tb, pb), (ta, pa) in zip(event.top_before, event.top_after, strict=False):
+            table.add_row(visible(tb), f"{pb:.3f}", visible(ta), f"{pa:.3f}")
+        return stack(head, table, Text(NOTE, style="dim"))

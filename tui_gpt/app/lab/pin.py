@@ -1,0 +1,74 @@
+"""Experiment: pin one example, prefix -> target, and track p(target) as the model trains. Is it learning *this*?"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tui_gpt.app.lab import Experiment
+from tui_gpt.app.screens.dialogs import AskScreen
+from tui_gpt.visible import visible
+
+
+def check_example(value: str) -> str | None:
+    if "->" not in value:
+        return "write it as: prefix -> target"
+    prefix, target = value.rsplit("->", 1)
+    return None if prefix.strip() and target.strip() else "both a prefix and a target are needed"
+
+
+class PinExperiment(Experiment):
+    pinned: dict[str, Any] | None = None  # prefix, ids, target, series [(step, p)]
+
+    def start(self) -> None:
+        app = self.app
+        prompt = app.prompt
+        # Suggest the ghost's next word: a lone space or subword is no readable target.
+        guess = (prompt.ghost or app.probes.last_guess or "").strip()
+
+        def done(value: str | None) -> None:
+            if value:
+                self.pin(value)
+
+        app.push_screen(
+            AskScreen("Pin an example, as: prefix -> target", f"{prompt.value} -> {guess}", check_example), done
+        )
+
+    def pin(self, value: str) -> None:
+        app = self.app
+        if app.lens is None:
+            return
+        prefix, target = value.rsplit("->", 1)
+        prefix, target = prefix.rstrip(), target.strip()
+        tok = app.lens.tokenizer
+        # The target follows the prefix with a space, as it would in running text.
+        ids = tok.encode(prefix + " " + target)
+        prefix_ids = tok.encode(prefix)
+        if len(ids) <= len(prefix_ids):
+            app.notify("The target adds no token to the prefix.", severity="warning")
+            return
+        target_id = ids[len(prefix_ids)]
+        self.pinned = {"prefix": prefix, "ids": prefix_ids, "target": target_id, "series": []}
+        note = "" if len(ids) == len(prefix_ids) + 1 else f" (its first token, {visible(tok.token_texts[target_id])!r})"
+        app.notify(f"Tracking p({target}{note} | {prefix}) as the model trains.", title="Pinned")
+        self.track()
+        app.probes.refresh()  # the top-k marks the target at once
+
+    def target_for(self, ids: list[int]) -> int | None:
+        """The pinned target, if the top-k shows the pinned prefix."""
+        return self.pinned["target"] if self.pinned and self.pinned["ids"] == ids else None
+
+    def track(self) -> None:
+        """Record p(target | prefix) for the current weights; called on every weight update."""
+        pin, lens = self.pinned, self.app.lens
+        if pin is None or lens is None:
+            return
+        p = lens.prob(pin["ids"], pin["target"])
+        series = pin["series"]
+        if not series or series[-1][0] != lens.step:
+            series.append((lens.step, p))
+        target = visible(lens.tokenizer.token_texts[pin["target"]])
+        first = f" (was {series[0][1]:.3f} at step {series[0][0]})" if len(series) > 1 else ""
+        self.app.training.show_pinned(
+            f"pinned [b]{pin['prefix'][-30:]} → {target}[/b]: p = [b]{p:.3f}[/b] at step {lens.step}{first}",
+            [v for _, v in series[-200:]],
+        )

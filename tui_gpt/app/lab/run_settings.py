@@ -1,0 +1,42 @@
+"""Change the learning rate or the evaluation interval mid-run, without a reset."""
+
+from __future__ import annotations
+
+from tui_gpt.app.lab import Experiment
+from tui_gpt.app.screens.dialogs import AskScreen
+from tui_gpt.protocol import SetEvalInterval, SetLr
+
+
+def check_lr(value: str) -> str | None:
+    try:
+        return None if 0 < float(value) < 1 else "the learning rate must be between 0 and 1"
+    except ValueError:
+        return "not a number"
+
+
+def check_interval(value: str) -> str | None:
+    return None if value.isdigit() else "a whole number of steps (0: never)"
+
+
+class RunSettings(Experiment):
+    def set_lr(self) -> None:
+        app = self.app
+
+        def done(value: str | None) -> None:
+            if value:
+                app.client.send(SetLr(float(value)))
+                app.notify(f"Peak learning rate {float(value):g} from the next step (no reset).")
+
+        current = str(app.spec.train.lr)
+        app.push_screen(AskScreen("Peak learning rate (applies now, no reset)", current, check_lr), done)
+
+    def set_eval_interval(self) -> None:
+        app = self.app
+
+        def done(value: str | None) -> None:
+            if value:
+                app.client.send(SetEvalInterval(int(value)))
+                app.notify(f"Evaluating every {value} steps (no reset)." if int(value) else "Evaluation off.")
+
+        current = str(app.spec.train.eval_interval)
+        app.push_screen(AskScreen("Evaluate every how many steps? (no reset)", current, check_interval), done)

@@ -1,0 +1,28 @@
+"""Experiment: logits, logits / T and the softmax side by side. What does temperature do?"""
+
+from __future__ import annotations
+
+from rich.table import Table
+from rich.text import Text
+
+from tui_gpt.app.lab import Experiment, stack
+from tui_gpt.app.screens.dialogs import TextScreen
+from tui_gpt.visible import visible
+
+NOTE = "\nDividing by T > 1 flattens the distribution (more surprising samples); T < 1 sharpens it. ↑/↓ change T."
+
+
+class TemperatureExperiment(Experiment):
+    def start(self) -> None:
+        app = self.app
+        if app.lens is None:
+            return
+        t = app.temperature
+        rows = app.lens.temperature(app.prompt.value, t, app.top_k)
+        texts = app.lens.tokenizer.token_texts
+        table = Table(title=f"logits → logits / T (T = {t:g}) → softmax", expand=False)
+        for col in ("token", "logit", f"logit / {t:g}", "softmax p"):
+            table.add_column(col, justify="right")
+        for r in rows:
+            table.add_row(visible(texts[r.id]), f"{r.logit:.3f}", f"{r.scaled:.3f}", f"{r.prob:.2%}")
+        app.push_screen(TextScreen("Temperature view", stack(table, Text(NOTE, style="dim"))))

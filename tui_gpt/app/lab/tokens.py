@@ -1,0 +1,41 @@
+"""Experiment: the exact ids the model sees, and the text's length under char, bpe and word."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from rich.text import Text
+
+from tui_gpt.app.lab import Experiment, stack
+from tui_gpt.app.screens.dialogs import TextScreen
+from tui_gpt.protocol import CountTokens, TokenCounts
+from tui_gpt.visible import visible
+
+
+class TokensExperiment(Experiment):
+    replies = (TokenCounts,)
+
+    def start(self) -> None:
+        app = self.app
+        if app.lens is None:
+            return
+        text = app.prompt.value
+        infos = app.lens.describe(text)
+        table = Table(title=f"{len(infos)} {app.lens.tokenizer.kind} tokens: what the model sees", expand=False)
+        for col in ("#", "id", "token", "note"):
+            table.add_column(col)
+        for i, info in enumerate(infos):
+            note = "special" if info.special else ("byte fragment" if info.fragment else "")
+            table.add_row(str(i), str(info.id), visible(info.text), note)
+        self.table = table
+        self.page = TextScreen("Tokenizer view", Text("counting tokens under char, bpe and word…", style="dim"))
+        app.push_screen(self.page)
+        app.client.send(CountTokens(text))
+
+    def render_reply(self, event: TokenCounts) -> object:
+        counts = Table(title="the same text under each tokenizer", expand=False)
+        counts.add_column("tokenizer")
+        counts.add_column("tokens", justify="right")
+        lens = self.app.lens
+        for kind, n in event.counts.items():
+            counts.add_row(kind + (" (this run)" if lens and kind == lens.tokenizer.kind else ""), str(n))
+        return stack(self.table, counts)

@@ -1,0 +1,70 @@
+"""The app's end of the weight stream: builds the Lens for each run and swaps in each snapshot.
+
+The trainer client calls `from_trainer` on its reader thread, where the slow work (building a
+model, loading weights) happens; the UI thread only swaps a ready model in.
+"""
+
+from __future__ import annotations
+
+import gc
+from typing import TYPE_CHECKING, Any
+
+from tui_gpt.app.messages import LensReady, TrainerEvent, WeightsStaged
+from tui_gpt.protocol import Pause, Ready, Weights
+
+if TYPE_CHECKING:
+    from tui_gpt.app.app import GPTApp
+
+
+class LensRelay:
+    def __init__(self, app: GPTApp) -> None:
+        self.app = app
+        self.staging = None  # the lens that reader-thread snapshots load into
+        self._frozen = False
+
+    def from_trainer(self, ev: Any) -> None:
+        """Called on the client's reader thread: heavy work here, then a message to the UI."""
+        if isinstance(ev, Ready):
+            from tui_gpt.lens import Lens, ui_threads
+
+            ui_threads()
+            lens = Lens(ev.tokenizer_json, ev.model_config)
+            self.staging = lens
+            self.app.post_message(LensReady(ev, lens))
+        elif isinstance(ev, Weights):
+            lens = self.staging
+            if lens is not None:
+                self.app.post_message(WeightsStaged(lens, lens.stage(ev.blob), ev.step))
+        else:
+            self.app.post_message(TrainerEvent(ev))
+
+    def ready(self, message: LensReady) -> None:
+        """A new run: its lens, its spec and its history go to every view."""
+        app, status = self.app, self.app.run_status
+        app.lens, app.ready, app.reported = message.lens, message.ready, message.ready.spec
+        status.step, status.error = message.ready.step, None
+        app.training.set_run(message.ready)
+        if app.paused:
+            app.client.send(Pause())
+        status.show("paused" if app.paused else "training")
+        app.probes.refresh()
+        app.probes.update_greedy()
+        if not self._frozen:
+            # Start-up's long-lived objects out of the collector's way: fewer latency spikes.
+            gc.collect()
+            gc.freeze()
+            self._frozen = True
+
+    def weights(self, message: WeightsStaged) -> None:
+        app = self.app
+        if message.lens is not app.lens:
+            return  # a snapshot of a run that has since been reset
+        app.lens.swap(message.model, message.step)
+        app.probes.refresh()
+        app.lab.pin.track()
+        if not app.probes.typing:
+            app.probes.update_greedy()
+
+    def forget(self) -> None:
+        """A reset: no lens until the new run is ready."""
+        self.app.lens = self.staging = None

@@ -1,0 +1,80 @@
+"""Where the run stands, from the trainer's events: step, paused, status, the last losses, errors, saves."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tui_gpt.protocol import Failed, Loading, Losses, Saved, Status, Stopped
+
+if TYPE_CHECKING:
+    from tui_gpt.app.app import GPTApp
+    from tui_gpt.app.router import Router
+
+
+class RunStatus:
+    def __init__(self, app: GPTApp) -> None:
+        self.app = app
+        self.step = 0
+        self.paused = False
+        self.status = "starting"
+        self.last_event: dict | None = None  # the newest TrainEvent, as a dict
+        self.error: str | None = None
+        self.saved: Saved | None = None
+
+    def connect(self, router: Router) -> None:
+        for kind, handler in (
+            (Losses, self.on_losses),
+            (Status, self.on_status),
+            (Loading, self.on_loading),
+            (Saved, self.on_saved),
+            (Failed, self.on_failed),
+            (Stopped, self.on_stopped),
+        ):
+            router.add(kind, handler)
+
+    def show(self, status: str | None = None) -> None:
+        """Set the status word (if given) and redraw the stats lines."""
+        if status is not None:
+            self.status = status
+        if not self.app.leaving:
+            self.app.training.show_stats(self.status, self.step, self.last_event, self.error)
+
+    def restart(self, step: int = 0) -> None:
+        self.step, self.last_event = step, None
+        self.show("restarting")
+
+    def on_losses(self, ev: Losses) -> None:
+        self.app.training.curve.add(ev.events)
+        if ev.events:
+            self.last_event = ev.events[-1]
+            self.step = self.last_event["step"]
+
+    def on_status(self, ev: Status) -> None:
+        self.paused, self.step = ev.paused, ev.step
+        if ev.spec is not None:
+            self.app.reported = ev.spec
+        self.show("paused" if ev.paused else "training")
+
+    def on_loading(self, ev: Loading) -> None:
+        self.show(f"{ev.what} {ev.done}/{ev.total}" if ev.total > 1 else ev.what)
+
+    def on_saved(self, ev: Saved) -> None:
+        self.saved = ev
+        self.app.notify(f"saved step {ev.step} to {ev.path}", title="Checkpoint")
+
+    def on_failed(self, ev: Failed) -> None:
+        self.error = ev.message
+        if ev.fatal:
+            self.status = "stopped"
+            self.app.notify(
+                f"{ev.message}\nThe app keeps working. Restart the trainer from the command palette.",
+                title="Trainer error",
+                severity="error",
+                timeout=15,
+            )
+        else:
+            self.app.notify(ev.message, title="Trainer", severity="warning", timeout=8)
+        self.show()
+
+    def on_stopped(self, ev: Stopped) -> None:
+        self.status = "stopped"

@@ -1,0 +1,103 @@
+"""Is this normal? Hints that read a run's loss curve against its count baselines."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+Severity = Literal["info", "warn", "error"]
+SMOOTH = 20  # steps averaged for the "current" train loss: one batch is too noisy to judge
+GRACE_STEPS = 50  # before this, a loss above ln V is just the random start
+RISE = 1.5  # the smoothed loss growing by half over SMOOTH steps is divergence, not noise
+OVERFIT_GAP = 0.1  # nats of val - train below which a rising val is within evaluation noise
+
+
+@dataclass(frozen=True)
+class Hint:
+    """One observation about a run: what it means and what to try."""
+
+    kind: str  # nan | diverging | above_unigram | below_bigram | overfitting | ok
+    severity: Severity
+    text: str
+
+
+def _finite_mean(values: Sequence[float]) -> float:
+    vals = [v for v in values if math.isfinite(v)]
+    return sum(vals) / len(vals) if vals else math.nan
+
+
+def run_hints(history: Mapping[str, Sequence[float]], baselines: Mapping[str, float], window: int = 3) -> list[Hint]:
+    """Hints about a run from its `History.to_dict()` and its count baselines (uniform, unigram, bigram; nats).
+
+    `window` is the number of recent evaluations compared for overfitting.
+    """
+    if window < 2:
+        raise ValueError(f"window must be at least 2 evaluations, got {window}")
+    steps = list(history.get("steps", []))
+    loss = [float(v) for v in history.get("loss", [])]
+    ev_train = [float(v) for v in history.get("eval_train", [])]
+    ev_val = [float(v) for v in history.get("eval_val", [])]
+    if not loss and not ev_val:
+        return []
+    if loss and not math.isfinite(loss[-1]):
+        word = "NaN" if math.isnan(loss[-1]) else "infinite"
+        # Nothing else is meaningful once the weights are gone.
+        return [Hint("nan", "error", f"the loss is {word}: lower the learning rate (--lr) or reset")]
+    hints: list[Hint] = []
+    smoothed = _finite_mean(loss[-SMOOTH:]) if loss else math.nan
+    uniform, unigram, bigram = (baselines.get(k) for k in ("uniform", "unigram", "bigram"))
+    diverging: Hint | None = None
+    if loss and uniform is not None and steps and steps[-1] >= GRACE_STEPS and smoothed > uniform:
+        diverging = Hint(
+            "diverging",
+            "error",
+            f"the loss {smoothed:.2f} is above the uniform baseline ln V = {uniform:.2f}, worse than guessing: "
+            "the run is diverging; lower --lr (try half) or lengthen --warmup, then reset",
+        )
+    elif len(loss) >= 2 * SMOOTH:
+        before = _finite_mean(loss[-2 * SMOOTH : -SMOOTH])
+        if smoothed > RISE * before:
+            diverging = Hint(
+                "diverging",
+                "error",
+                f"the loss rose from {before:.2f} to {smoothed:.2f} over the last {SMOOTH} steps: the run is "
+                "diverging; lower --lr (try half) or lengthen --warmup, then reset",
+            )
+    if diverging is not None:
+        hints.append(diverging)
+    elif loss:  # comparing a diverging loss with the baselines would only repeat the alarm
+        if unigram is not None and smoothed > unigram:
+            hints.append(
+                Hint(
+                    "above_unigram",
+                    "info",
+                    f"still above the unigram baseline {unigram:.2f}: the model has not yet learned which tokens "
+                    "are common; keep training",
+                )
+            )
+        if bigram is not None and smoothed < bigram:
+            hints.append(
+                Hint(
+                    "below_bigram",
+                    "info",
+                    f"below the bigram baseline {bigram:.2f}: it now uses more than the previous token",
+                )
+            )
+    if len(ev_val) >= window and len(ev_train) >= window:
+        v0, v1, t0, t1 = ev_val[-window], ev_val[-1], ev_train[-window], ev_train[-1]
+        # NaN (an evaluation without a train loss) fails every comparison, so it never warns.
+        if v1 > v0 and t1 < t0 and v1 - t1 > OVERFIT_GAP:
+            hints.append(
+                Hint(
+                    "overfitting",
+                    "warn",
+                    f"val is rising while train falls ({v0:.2f} → {v1:.2f} vs {t0:.2f} → {t1:.2f}): overfitting; "
+                    "try more text, --dropout 0.1-0.2, a smaller model, or stop here",
+                )
+            )
+    if not hints:
+        now = f" (train loss {smoothed:.2f})" if math.isfinite(smoothed) else ""
+        hints.append(Hint("ok", "info", f"nothing unusual{now}: no sign of divergence or overfitting"))
+    return hints

@@ -1,0 +1,187 @@
+"""Every setting of a run and its default, in one torch-free place.
+
+The command line's options, the app's palette, the reproduce command, the trainer and the
+checkpoint's config all derive from the dataclasses and the option table here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Self
+
+BUILTINS = ("fables", "python-docs")  # corpora that ship with tui-gpt (or with Python)
+TOKENIZERS = ("char", "bpe", "word")
+MODEL_SIZES = {"tiny": (2, 2, 64), "small": (4, 4, 128), "medium": (6, 6, 192)}  # n_layer, n_head, n_embd
+DEFAULT_STEPS = 2000  # headless `train` when neither --steps nor --time is given
+
+
+class _Dict:
+    """to_dict and from_dict for a settings dataclass; from_dict ignores keys it does not know."""
+
+    def to_dict(self) -> dict:
+        return asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Self:
+        names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+@dataclass
+class TrainConfig(_Dict):
+    """How to train: the optimizer, its schedule, evaluation, and where and in what precision."""
+
+    batch_size: int = 12
+    lr: float = 1e-3
+    min_lr: float | None = None  # None: lr / 10
+    warmup_steps: int = 100
+    decay_steps: int = DEFAULT_STEPS  # the cosine reaches min_lr here, then stays there
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0
+    eval_interval: int = 250
+    eval_iters: int = 20
+    seed: int = 1337
+    dtype: str = "auto"  # auto | float32 | bfloat16
+    device: str = "auto"  # auto | cpu | cuda | mps
+
+
+@dataclass
+class RunSpec(_Dict):
+    """Everything needed to start (or resume) a run; small and picklable for the trainer process."""
+
+    sources: list[str] = field(default_factory=list)
+    tokenizer: str = "char"
+    vocab_size: int | None = None  # None: the tokenizer kind's default
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    block_size: int = 64
+    dropout: float = 0.0
+    causal: bool = True  # False lets every position see the future: the mask experiment
+    train: TrainConfig = field(default_factory=TrainConfig)
+    resume: str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.train, dict):  # from JSON or the protocol
+            self.train = TrainConfig.from_dict(self.train)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> RunSpec:
+        """The spec that parsed command-line options describe (see `OPTIONS`)."""
+        spec = cls(sources=list(getattr(args, "text", None) or []), resume=getattr(args, "resume", None))
+        for opt in (*OPTIONS, STEPS):
+            value = getattr(args, opt.dest, None)
+            if value is not None:
+                opt.apply(spec, value)
+        return spec
+
+
+@dataclass(frozen=True)
+class Option:
+    """One command-line option and the RunSpec (or RunSpec.train) field it sets."""
+
+    flag: str
+    target: str  # "n_layer", or "train.lr" for a TrainConfig field
+    help: str = ""
+    kind: type = int
+    choices: tuple[str, ...] | None = None
+    flag_only: bool = False  # a switch (--no-causal) that stores the opposite of the field
+
+    @property
+    def dest(self) -> str:
+        return self.flag.removeprefix("--").replace("-", "_")
+
+    def _owner(self, spec: RunSpec) -> tuple[Any, str]:
+        owner, _, name = self.target.rpartition(".")
+        return (spec.train if owner == "train" else spec), name
+
+    def get(self, spec: RunSpec) -> Any:
+        obj, name = self._owner(spec)
+        return getattr(obj, name)
+
+    def apply(self, spec: RunSpec, value: Any) -> None:
+        obj, name = self._owner(spec)
+        setattr(obj, name, (not value) if self.flag_only else value)
+
+    def default(self) -> Any:
+        return self.get(RunSpec())
+
+    def add_to(self, group: Any) -> None:
+        if self.flag_only:
+            group.add_argument(self.flag, action="store_true", help=self.help)
+            return
+        default = self.default()
+        shown = f" (default {default})" if default is not None and not self.choices else ""
+        group.add_argument(
+            self.flag, type=self.kind, default=default, choices=self.choices, help=(self.help + shown).strip()
+        )
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("--tokenizer", "tokenizer", "default: char", str, TOKENIZERS),
+    Option("--vocab-size", "vocab_size", "bpe/word vocabulary size (default 512 / 4096)"),
+    Option("--n-layer", "n_layer"),
+    Option("--n-head", "n_head"),
+    Option("--n-embd", "n_embd"),
+    Option("--block-size", "block_size", "context length in tokens"),
+    Option("--batch-size", "train.batch_size"),
+    Option("--lr", "train.lr", "peak learning rate (warmup, then cosine decay)", float),
+    Option("--warmup", "train.warmup_steps", "warmup steps"),
+    Option("--dropout", "dropout", "", float),
+    Option("--no-causal", "causal", "train without the causal mask (the mask experiment)", flag_only=True),
+    Option("--seed", "train.seed"),
+    Option("--eval-interval", "train.eval_interval", "evaluate every N steps (0: never)"),
+    Option("--eval-iters", "train.eval_iters", "batches per evaluation"),
+    Option(
+        "--dtype",
+        "train.dtype",
+        "auto: bf16 autocast where the CPU/GPU has native bf16, else float32",
+        str,
+        ("auto", "float32", "bfloat16"),
+    ),
+    Option("--device", "train.device", "auto (CUDA, then MPS, then CPU), cpu, cuda, mps", str),
+)
+STEPS = Option("--steps", "train.decay_steps", "optimizer steps to take")  # also where the cosine ends
+
+POSITIVE = ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "lr", "eval_iters", "vocab_size")
+NON_NEGATIVE = ("warmup", "eval_interval")
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    """The model and training options, named as in nanoGPT, with the defaults above."""
+    group = parser.add_argument_group("model and training (named as in nanoGPT)")
+    for opt in OPTIONS:
+        opt.add_to(group)
+
+
+def reproduce_command(spec: RunSpec) -> str:
+    """The `tui-gpt train ...` line that reproduces a run.
+
+    Settings with no command-line option that differ from their defaults (weight decay, ...)
+    are listed in a trailing shell comment, so pasting the line still runs.
+    """
+    args: list[str] = []
+    for opt in (*OPTIONS, STEPS):
+        value = opt.get(spec)
+        if opt.flag_only:
+            args += [opt.flag] if value is False else []
+        elif value is not None and not (opt.target.startswith("train.") and value == opt.default()):
+            args += [opt.flag, str(value)]  # the model always, training settings where not the default
+    if spec.resume:
+        args += ["--resume", str(spec.resume)]
+    sources = [str(s) for s in spec.sources]
+    if any(s.startswith("-") for s in sources):
+        args += ["--", *sources]  # a file named like an option must come after "--"
+    else:
+        args = sources + args
+    line = " ".join(shlex.quote(a) for a in ["tui-gpt", "train", *args])
+    set_by_options = {opt.target.removeprefix("train.") for opt in (*OPTIONS, STEPS)}
+    defaults = TrainConfig().to_dict()
+    unset = [f"{k}={v}" for k, v in spec.train.to_dict().items() if k not in set_by_options and v != defaults[k]]
+    if unset:
+        line += "  # not settable from the command line: " + ", ".join(unset)
+    return line
