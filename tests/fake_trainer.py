@@ -212,14 +212,15 @@ class FakeTrainer:
         self.commands.append((Reset.name, Reset(spec).args()))
         self._open(spec)
 
-    def stop(self, save: str | None = None, timeout: float = 3.0) -> None:
+    def stop(self, save: str | None = None, timeout: float = 3.0) -> Saved | None:
+        """As TrainerClient.stop: the Saved it wrote, if asked to save."""
         self.stops.append(save)
         if not self._alive:
-            return
-        if save:
-            self._save(save)
+            return None
+        saved = self._save(save) if save else None
         self._alive = False
         self._emit(Stopped(self.step))
+        return saved
 
     # ---- test controls ---------------------------------------------------------
     def advance(self, n: int = 1, weights: bool = True) -> None:
@@ -251,10 +252,12 @@ class FakeTrainer:
         self._emit(Losses(synthetic_losses(1, self.step)))
         self._emit(Weights(self.step, self.built.blob))
 
-    def _save(self, path: str) -> None:
+    def _save(self, path: str) -> Saved:
         assert self.built is not None
         out = self.built.run.save(Path(path))
-        self._emit(Saved(str(out), self.step))
+        saved = Saved(str(out), self.step)
+        self._emit(saved)
+        return saved
 
 
 def fake_factory(**kwargs: Any) -> Callable[[Callable[[Any], None]], FakeTrainer]:

@@ -620,7 +620,7 @@ def test_run_app_exit_status_reflects_a_crash(tmp_path, monkeypatch):
     class CrashingApp:
         """Stands in for GPTApp: Textual's App.run() returns after an unhandled error with return_code 1."""
 
-        def __init__(self, spec: RunSpec, out: str) -> None:
+        def __init__(self, spec: RunSpec, out: str, **options: object) -> None:
             self.return_code: int | None = None
 
         def run(self) -> None:

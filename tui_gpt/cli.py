@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from tui_gpt.errors import TuiGptError
+from tui_gpt.savedir import AUTOSAVE_SECONDS
 from tui_gpt.settings import DEFAULT_STEPS, NON_NEGATIVE, POSITIVE, STEPS, add_options
 
 SUBCOMMANDS = ("train", "complete", "generate", "bench")
@@ -59,6 +60,13 @@ def parser_app() -> argparse.ArgumentParser:
         metavar="DIR",
         default=None,
         help="where save and quit write (default: ./tui-gpt-run, or the --resume one)",
+    )
+    p.add_argument(
+        "--autosave",
+        type=float,
+        default=AUTOSAVE_SECONDS,
+        metavar="SECONDS",
+        help=f"also save every SECONDS of training, and when the app is killed (default {AUTOSAVE_SECONDS}; 0: off)",
     )
     add_model_options(p)
     return p

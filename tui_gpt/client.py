@@ -10,12 +10,14 @@ import multiprocessing as mp
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable
 
-from tui_gpt.protocol import Command, Event, Failed, Quit, Reset, Stopped
+from tui_gpt.protocol import Command, Event, Failed, Quit, Reset, Saved, Saving, Stopped
 from tui_gpt.settings import RunSpec
 
 _ctx = mp.get_context("spawn")
+SAVE_START_TIMEOUT = 60.0  # seconds for a trainer to begin a save asked for on quit; once begun, no limit
 
 
 def prepare() -> None:
@@ -30,10 +32,17 @@ def prepare() -> None:
 
 
 class TrainerClient:
-    def __init__(self, on_event: Callable[[Event], None], threads: int = 1, log: str | None = None) -> None:
+    def __init__(
+        self,
+        on_event: Callable[[Event], None],
+        threads: int = 1,
+        log: str | None = None,
+        autosave: tuple[str, float] | None = None,
+    ) -> None:
         prepare()  # now, while stderr is real: a client is made before its app runs
         self.on_event = on_event
         self.threads = threads
+        self.autosave = autosave  # (folder, seconds): the trainer saves there this often, and if the app dies
         # The trainer's stdout and stderr go here; set TUI_GPT_TRAINER_LOG to see them.
         self.log = log or os.environ.get("TUI_GPT_TRAINER_LOG")
         self.process: mp.process.BaseProcess | None = None
@@ -41,6 +50,9 @@ class TrainerClient:
         self.events: mp.Queue | None = None
         self._reader: threading.Thread | None = None
         self._stopping = False
+        self._saving = False  # a save has begun and not yet ended
+        self._outcome: Saved | Failed | None = None  # how the save asked for by stop() ended
+        self._settled = threading.Event()
 
     @property
     def alive(self) -> bool:
@@ -55,7 +67,7 @@ class TrainerClient:
         self.events = _ctx.Queue()
         self.process = _ctx.Process(
             target=trainer_main,
-            args=(spec, self.commands, self.events, self.threads, self.log),
+            args=(spec, self.commands, self.events, self.threads, self.log, self.autosave),
             name="tui-gpt-trainer",
             daemon=True,
         )
@@ -75,9 +87,22 @@ class TrainerClient:
                 continue
             except (EOFError, OSError):
                 return
+            self._track(ev)
             self.on_event(ev)
             if isinstance(ev, Stopped | Failed) and getattr(ev, "fatal", True):
                 return
+
+    def _track(self, ev: Event) -> None:
+        """Follow saves, so that stop() can wait for one however long it takes, and report it."""
+        if isinstance(ev, Saving):
+            self._saving = True
+        elif isinstance(ev, Saved) or (isinstance(ev, Failed) and ev.save_path):
+            self._saving = False
+            if self._stopping:
+                self._outcome = ev
+                self._settled.set()
+        elif isinstance(ev, Stopped) or (isinstance(ev, Failed) and ev.fatal):
+            self._settled.set()
 
     def send(self, cmd: Command) -> None:
         if self.alive and self.commands is not None:
@@ -86,15 +111,31 @@ class TrainerClient:
     def reset(self, spec: RunSpec) -> None:
         self.send(Reset(spec))
 
-    def stop(self, save: str | None, timeout: float = 3.0) -> None:
-        """Ask the trainer to save (if `save`) and exit; kill it if it does not within `timeout`."""
+    def stop(self, save: str | None, timeout: float = 3.0) -> Saved | Failed | None:
+        """Ask the trainer to save (if `save`) and exit; kill it if it does not within `timeout`.
+
+        A save in progress is waited for however long it takes. Returns how the save ended:
+        Saved, or Failed (the trainer then keeps running, so the caller may stop it without a
+        save), or None when nothing was saved.
+        """
         proc = self.process
         if proc is None:
-            return
+            return None
         self._stopping = True
+        self._outcome = None
+        self._settled.clear()
         if proc.is_alive():
             self.send(Quit(save))
-            proc.join(timeout)
+            # The trainer takes the command after its current step, which for a big model is slow.
+            deadline = time.monotonic() + (max(timeout, SAVE_START_TIMEOUT) if save else timeout)
+            while proc.is_alive() and not self._settled.is_set():
+                if time.monotonic() > deadline and not self._saving:
+                    break
+                self._settled.wait(0.05)
+            if isinstance(self._outcome, Failed):
+                self._stopping = False
+                return self._outcome
+            proc.join(max(0.0, deadline - time.monotonic()) if not self._outcome else timeout)
         if proc.is_alive():
             proc.terminate()
             proc.join(0.2)
@@ -106,3 +147,4 @@ class TrainerClient:
                 q.cancel_join_thread()
                 q.close()
         self.process = None
+        return self._outcome

@@ -153,6 +153,14 @@ class Status:
 
 
 @dataclass
+class Saving:
+    """A save has begun; it may take a while for a large model."""
+
+    path: str
+    step: int
+
+
+@dataclass
 class Saved:
     path: str
     step: int
@@ -160,11 +168,16 @@ class Saved:
 
 @dataclass
 class Failed:
-    """The trainer hit an error; `fatal` means the process is exiting."""
+    """The trainer hit an error; `fatal` means the process is exiting.
+
+    `save_path` is set when a save there failed: the previous checkpoint is intact, and the
+    trainer carries on (a quit that asked for the save is not carried out).
+    """
 
     message: str
     detail: str = ""
     fatal: bool = True
+    save_path: str | None = None
 
 
 @dataclass
@@ -201,5 +214,16 @@ class Stopped:
 
 
 Event = (
-    Loading | Ready | Losses | Weights | Status | Saved | Failed | ExampleStepped | TokenCounts | Memorized | Stopped
+    Loading
+    | Ready
+    | Losses
+    | Weights
+    | Status
+    | Saving
+    | Saved
+    | Failed
+    | ExampleStepped
+    | TokenCounts
+    | Memorized
+    | Stopped
 )

@@ -15,6 +15,7 @@ FORMAT = "tui-gpt-checkpoint/1"
 FILES = ("model.safetensors", "optimizer.safetensors", "config.json", "tokenizer.json", "trainer.json", "history.json")
 LOCK = ".lock"
 OURS = frozenset((*FILES, LOCK))
+AUTOSAVE_SECONDS = 300  # train and the app save this often; 0 turns it off
 
 
 def is_checkpoint_dir(path: Path) -> bool:

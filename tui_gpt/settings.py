@@ -148,7 +148,7 @@ OPTIONS: tuple[Option, ...] = (
 STEPS = Option("--steps", "train.decay_steps", "optimizer steps to take")  # also where the cosine ends
 
 POSITIVE = ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "lr", "eval_iters", "vocab_size")
-NON_NEGATIVE = ("warmup", "eval_interval")
+NON_NEGATIVE = ("warmup", "eval_interval", "autosave")
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:

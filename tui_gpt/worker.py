@@ -5,6 +5,7 @@ Spawned, so it must import nothing heavy at module level and never Textual.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import queue
@@ -33,6 +34,7 @@ from tui_gpt.protocol import (
     Resume,
     Save,
     Saved,
+    Saving,
     SetCausal,
     SetEvalInterval,
     SetLr,
@@ -170,8 +172,13 @@ class RunCommands:
 
 
 class TrainerLoop:
-    def __init__(self, spec: RunSpec, commands: Queue, events: Queue) -> None:
+    def __init__(
+        self, spec: RunSpec, commands: Queue, events: Queue, autosave: tuple[str, float] | None = None
+    ) -> None:
         self.spec = spec
+        self.autosave = autosave  # (folder, seconds): save there this often, and when the app dies
+        self.last_save = time.monotonic()
+        self.saved_step = 0
         self.commands = commands
         self.events = events
         self.paused = False
@@ -200,6 +207,7 @@ class TrainerLoop:
         run = open_run(spec, progress)
         self.run, self.spec = run, run.spec
         self.commands_on_run = RunCommands(run)
+        self.saved_step = run.trainer.step
         self.steps = run.trainer.run()
         self.announce()
 
@@ -223,10 +231,10 @@ class TrainerLoop:
         built = self.run is not None
         match cmd:
             case Quit(save=save):
-                self.running = False
-                if save and built:
-                    self.save(save)
-                return
+                # A failed save keeps the run alive: the app asks whether to quit without it.
+                if not (save and built) or self.save(save):
+                    self.running = False
+                    return
             case Pause():
                 self.paused = True
             case Resume():
@@ -250,21 +258,34 @@ class TrainerLoop:
         if self.run is not None:
             self.events.put(Status(self.paused, self.run.trainer.step, self.run.spec))
 
-    def save(self, path: str) -> None:
+    def save(self, path: str) -> bool:
+        """Save to `path` and say so; on any failure say why in one line and carry on."""
+        step = self.run.trainer.step
+        self.events.put(Saving(path, step))
         try:
             out = self.run.save(Path(path))
-        except (OSError, TuiGptError) as exc:
-            self.events.put(Failed(f"could not save to {path}: {exc}", fatal=False))
-            return
-        self.events.put(Saved(str(out), self.run.trainer.step))
+        except Exception as exc:  # a full disk raises SafetensorError, not OSError: no error may end the run
+            why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            message = f"could not save to {path}: {why}; the previous checkpoint is intact"
+            self.events.put(Failed(message, fatal=False, save_path=path))
+            return False
+        self.last_save, self.saved_step = time.monotonic(), step
+        self.events.put(Saved(str(out), step))
+        return True
+
+    def autosave_due(self) -> bool:
+        every = self.autosave[1] if self.autosave else 0
+        return bool(every) and self.run.trainer.step > self.saved_step and time.monotonic() - self.last_save >= every
 
     def loop(self) -> None:
         self.open(self.spec)
         parent = multiprocessing.parent_process()
         while self.running:
             if parent is not None and not parent.is_alive():
-                # Orphaned (the app was killed): nobody will read, and nobody will quit us.
+                # Orphaned (the app was killed): save what was trained, since nobody will quit us.
                 self.orphaned = True
+                if self.autosave and self.run.trainer.step > self.saved_step:
+                    self.save(self.autosave[0])
                 break
             idle = self.paused and not self.pending_steps
             try:
@@ -285,18 +306,31 @@ class TrainerLoop:
                 self.flush_losses()
             if now - self.last_weights >= WEIGHTS_EVERY or self.paused:
                 self.send_weights()
+            if self.autosave_due():
+                self.save(self.autosave[0])
         self.flush_losses()
         self.events.put(Stopped(self.run.trainer.step if self.run else 0))
 
 
-def trainer_main(spec: RunSpec, commands: Queue, events: Queue, threads: int = 1, log: str | None = None) -> None:
+def trainer_main(
+    spec: RunSpec,
+    commands: Queue,
+    events: Queue,
+    threads: int = 1,
+    log: str | None = None,
+    autosave: tuple[str, float] | None = None,
+) -> None:
     """Entry point of the trainer process."""
     _silence(log)
+    # Out of the terminal's process group: a Ctrl+C, a hang-up or a group SIGTERM reaches the app,
+    # which saves through us and then ends us, instead of killing us mid-save.
+    with contextlib.suppress(OSError):
+        os.setsid()
     try:
         import torch
 
         torch.set_num_threads(threads)
-        loop = TrainerLoop(spec, commands, events)
+        loop = TrainerLoop(spec, commands, events, autosave)
         loop.loop()
         if loop.orphaned:
             events.cancel_join_thread()  # the pipe has no reader: do not wait to flush it

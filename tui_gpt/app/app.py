@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -19,13 +21,14 @@ from tui_gpt.app.messages import LensReady, TrainerEvent, WeightsStaged
 from tui_gpt.app.probes import Probes
 from tui_gpt.app.router import Router
 from tui_gpt.app.run_status import RunStatus
+from tui_gpt.app.screens.dialogs import ConfirmScreen
 from tui_gpt.app.widgets.attention import AttentionMap
 from tui_gpt.app.widgets.playground import Playground
 from tui_gpt.app.widgets.prompt import PromptInput
 from tui_gpt.app.widgets.topk import TopKBars
 from tui_gpt.app.widgets.training import TrainingPane
 from tui_gpt.hints import run_hints
-from tui_gpt.protocol import Pause, Ready, Resume, Save, Saved, Step
+from tui_gpt.protocol import Failed, Pause, Ready, Resume, Save, Saved, Step
 from tui_gpt.settings import RunSpec
 
 MIN_SIZE = (60, 20)
@@ -67,6 +70,7 @@ class GPTApp(App[None]):
         out: str,
         client_factory: Callable[[Callable[[Any], None]], Any] | None = None,
         prompt: str = DEFAULT_PROMPT,
+        autosave: float = 0,
     ) -> None:
         super().__init__()
         self.launch_spec = spec  # until the trainer reports the spec in force
@@ -76,6 +80,8 @@ class GPTApp(App[None]):
         self.lens = None
         self.ready: Ready | None = None
         self.saves_on_quit = False
+        self.final_save: Saved | None = None  # what the quit saved, for the line printed after the app
+        self.signalled: int | None = None  # the signal that ended the app, if one did
         self.temperature = 1.0
         self.top_k = 10
         self.leaving = False  # quitting: trainer events and timers no longer touch the screen
@@ -89,7 +95,7 @@ class GPTApp(App[None]):
         if client_factory is None:
             from tui_gpt.client import TrainerClient
 
-            self.client = TrainerClient(self.relay.from_trainer)
+            self.client = TrainerClient(self.relay.from_trainer, autosave=(out, autosave) if autosave else None)
         else:
             self.client = client_factory(self.relay.from_trainer)
 
@@ -151,6 +157,10 @@ class GPTApp(App[None]):
 
     def on_mount(self) -> None:
         self._check_size()
+        if not self.is_headless:  # a hang-up, a kill or Ctrl+C from outside: save, restore the terminal, exit
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self._on_signal, sig)
         if not getattr(self.client, "started", True) or not self.client.alive:
             self.call_after_refresh(self.client.start, self.spec)  # after the first paint
 
@@ -253,24 +263,44 @@ class GPTApp(App[None]):
         self.run_status.show("restarting")
 
     async def action_quit(self) -> None:
-        self.run_status.show("saving and quitting")
-        self.leaving = True
-        self._stop_trainer()
+        if not self.leaving:
+            self.run_status.show("saving… (a large model takes a while)" if self.ready else "quitting")
+            self.leaving = True
+            self._stop_trainer()
+
+    def _on_signal(self, sig: int) -> None:
+        self.signalled = sig
+        self.call_later(self.action_quit)
 
     def exit(self, *args: Any, **kwargs: Any) -> None:
         self.leaving = True
         super().exit(*args, **kwargs)
 
     @work(thread=True, exit_on_error=False, group="trainer", exclusive=True)
-    def _stop_trainer(self) -> None:
+    def _stop_trainer(self, save: bool = True) -> None:
         """Save a checkpoint and end the trainer process, off the UI thread, then exit."""
         # Before the run is built nothing is trained: end the trainer at once, without a save.
-        self.saves_on_quit = self.ready is not None
-        if self.saves_on_quit:
-            self.client.stop(save=self.out)
-        else:
-            self.client.stop(save=None, timeout=0)
+        self.saves_on_quit = save and self.ready is not None
+        outcome = self.client.stop(save=self.out if self.saves_on_quit else None, timeout=3.0 if save else 0)
+        if isinstance(outcome, Failed):
+            if self.signalled is None:  # a person asked to quit: let them choose
+                self.call_from_thread(self._save_failed, outcome)
+                return
+            self.client.stop(save=None)
+        self.final_save = outcome if isinstance(outcome, Saved) else None
         self.call_from_thread(self.exit)
+
+    def _save_failed(self, failed: Failed) -> None:
+        def answer(quit_anyway: bool | None) -> None:
+            if quit_anyway:
+                self.leaving = True
+                self._stop_trainer(save=False)
+            else:
+                self.run_status.show("training")
+
+        self.leaving = False
+        self.run_status.error = failed.message
+        self.push_screen(ConfirmScreen(f"{failed.message}.\nQuit without saving?"), answer)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)

@@ -34,9 +34,17 @@ class Probes:
         self.last_analysis: tuple[list, list[str]] | None = None  # (examples, labels) shown, for export
         self.last_key = 0.0  # monotonic time of the last edit of the prompt
         self._ghost_timer: Timer | None = None
+        self._queued = False  # a probe for the newest keys is waiting for the queued ones
 
     def typed(self) -> None:
+        """A key changed the prompt. Probe once all keys already queued are in: a burst or a paste costs one probe."""
         self.last_key = time.monotonic()
+        if not self._queued:
+            self._queued = True
+            self.app.call_later(self._typed)
+
+    def _typed(self) -> None:
+        self._queued = False
         self.refresh()
 
     @property

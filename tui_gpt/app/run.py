@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -22,14 +21,15 @@ def run_app(args: argparse.Namespace) -> int:
         return 2
     from tui_gpt.app.app import GPTApp
 
-    app = GPTApp(spec, out=out)
+    app = GPTApp(spec, out=out, autosave=args.autosave)
     app.run()
     if app.return_code:  # the app crashed: Textual has printed the traceback
         return app.return_code
-    trainer_json = Path(out) / "trainer.json"
-    if app.saves_on_quit and trainer_json.exists():
-        step = json.loads(trainer_json.read_text()).get("step", 0)
-        print(f"tui-gpt: saved step {step} to {out}; continue with: tui-gpt --resume {out}")
-    else:
-        print("tui-gpt: nothing new to save")
-    return 0
+    try:  # after a hang-up there may be no terminal left to print on
+        if app.final_save is not None:
+            print(f"tui-gpt: saved step {app.final_save.step} to {out}; continue with: tui-gpt --resume {out}")
+        else:
+            print("tui-gpt: nothing new to save")
+    except OSError:
+        pass
+    return 128 + app.signalled if app.signalled else 0

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tui_gpt.protocol import Failed, Loading, Losses, Saved, Status, Stopped
+from tui_gpt.app.screens.dialogs import ConfirmScreen
+from tui_gpt.protocol import Failed, Loading, Losses, Save, Saved, Status, Stopped
 
 if TYPE_CHECKING:
     from tui_gpt.app.app import GPTApp
@@ -72,9 +73,20 @@ class RunStatus:
                 severity="error",
                 timeout=15,
             )
+        elif ev.save_path:
+            self._offer_retry(ev)
         else:
             self.app.notify(ev.message, title="Trainer", severity="warning", timeout=8)
         self.show()
+
+    def _offer_retry(self, ev: Failed) -> None:
+        def answer(again: bool | None) -> None:
+            if again:
+                self.app.client.send(Save(ev.save_path))
+
+        self.app.push_screen(
+            ConfirmScreen(f"{ev.message}.\nFree some space or fix the folder, then: try again?"), answer
+        )
 
     def on_stopped(self, ev: Stopped) -> None:
         self.status = "stopped"
