@@ -11,9 +11,18 @@ import sys
 from collections.abc import Sequence
 
 from tui_gpt.errors import TuiGptError
+from tui_gpt.savedir import AUTOSAVE_SECONDS
 
 SUBCOMMANDS = ("train", "complete", "generate", "bench")
 SPLIT_HELP = "validation split: the last 10%% of each document's tokens"
+
+
+class Given(argparse.Action):
+    """Store the value and note that the user gave it: on --resume, given settings override the checkpoint's."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        setattr(namespace, self.dest, values)
+        namespace.given = {*getattr(namespace, "given", ()), self.dest}
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
@@ -24,13 +33,13 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--n-head", type=int, default=4)
     g.add_argument("--n-embd", type=int, default=128)
     g.add_argument("--block-size", type=int, default=64, help="context length in tokens")
-    g.add_argument("--batch-size", type=int, default=12)
-    g.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (warmup, then cosine decay)")
+    g.add_argument("--batch-size", type=int, default=12, action=Given)
+    g.add_argument("--lr", type=float, default=1e-3, action=Given, help="peak learning rate (warmup, cosine decay)")
     g.add_argument("--warmup", type=int, default=100, help="warmup steps")
     g.add_argument("--dropout", type=float, default=0.0)
     g.add_argument("--no-causal", action="store_true", help="train without the causal mask (the mask experiment)")
     g.add_argument("--seed", type=int, default=1337)
-    g.add_argument("--eval-interval", type=int, default=250, help="evaluate every N steps (0: never)")
+    g.add_argument("--eval-interval", type=int, default=250, action=Given, help="evaluate every N steps (0: never)")
     g.add_argument("--eval-iters", type=int, default=20, help="batches per evaluation")
     g.add_argument(
         "--dtype",
@@ -58,7 +67,7 @@ def _check(p: argparse.ArgumentParser, args: argparse.Namespace, *names: str) ->
 
 
 POSITIVE = ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "lr", "eval_iters", "vocab_size")
-NON_NEGATIVE = ("warmup", "eval_interval")
+NON_NEGATIVE = ("warmup", "eval_interval", "autosave")
 
 
 def parser_app() -> argparse.ArgumentParser:
@@ -105,6 +114,13 @@ def parser_train() -> argparse.ArgumentParser:
         "--out", metavar="DIR", default=None, help="checkpoint directory (default: out, or the --resume one)"
     )
     p.add_argument("--resume", metavar="DIR", default=None, help="continue from this checkpoint's exact step")
+    p.add_argument(
+        "--autosave",
+        type=float,
+        default=AUTOSAVE_SECONDS,
+        metavar="SECONDS",
+        help=f"also save every SECONDS of training (default {AUTOSAVE_SECONDS}; 0: only at evaluations and the end)",
+    )
     add_model_options(p)
     return p
 

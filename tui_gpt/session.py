@@ -37,6 +37,7 @@ class RunSpec:
     causal: bool = True
     train: dict = field(default_factory=dict)  # TrainConfig fields
     resume: str | None = None
+    given: list[str] = field(default_factory=list)  # train settings the user set; on resume they override
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> RunSpec:
@@ -65,6 +66,7 @@ class RunSpec:
             causal=not getattr(args, "no_causal", False),
             train=train,
             resume=getattr(args, "resume", None),
+            given=sorted(getattr(args, "given", ())),
         )
 
 
@@ -97,16 +99,24 @@ def open_run(spec: RunSpec, progress: Progress | None = None) -> Run:
 
     sources = spec.sources
     if spec.resume:
-        from tui_gpt.checkpoint import load_trainer, read_config, resolve
+        from tui_gpt.checkpoint import load_tokenizer, load_trainer, read_config, resolve
+        from tui_gpt.corpus import BUILTINS
 
         ckpt = resolve(Path(spec.resume))
-        cfg = read_config(ckpt)
+        cfg = read_config(ckpt)  # every value checked, corpus.sources a list of names
         if not sources:
-            sources = cfg.get("corpus", {}).get("sources", [])
+            sources = (cfg.get("corpus") or {}).get("sources", [])
+            for src in sources:
+                if src not in BUILTINS and not Path(src).exists():
+                    raise TuiGptError(
+                        f"{ckpt / 'config.json'}: the training text {src} is gone; pass it again: "
+                        f"tui-gpt train TEXT --resume {spec.resume}"
+                    )
+        tokenizer = load_tokenizer(ckpt, cfg["model"]["vocab_size"])  # before the text: cheap checks first
         corpus = load_corpus(sources)
-        tokenizer = TextTokenizer.load(ckpt / "tokenizer.json")
         data = TokenData.build(corpus, tokenizer, _step(progress, "tokenizing"))
         trainer = load_trainer(ckpt, data, device=spec.train.get("device", "auto"))
+        _apply_given(trainer, spec)
         spec = RunSpec(**{**spec.__dict__, "sources": sources})
         return Run(spec, corpus, tokenizer, data, trainer)
     corpus = load_corpus(sources)
@@ -127,6 +137,23 @@ def open_run(spec: RunSpec, progress: Progress | None = None) -> Run:
         raise TuiGptError(f"n_embd {mconf.n_embd} must be divisible by n_head {mconf.n_head}")
     trainer = Trainer(mconf, TrainConfig.from_dict(spec.train), data)
     return Run(spec, corpus, tokenizer, data, trainer)
+
+
+# Train settings a resume may change; the rest of a checkpoint's settings are its own.
+RESUMABLE = ("lr", "batch_size", "eval_interval")
+
+
+def _apply_given(trainer: Trainer, spec: RunSpec) -> None:
+    """Apply the settings the user passed with --resume, and record the change in the history."""
+    changed = {}
+    for name in spec.given:
+        value = spec.train.get(name)
+        if name not in RESUMABLE or value is None or value == getattr(trainer.config, name):
+            continue
+        setattr(trainer.config, name, value)
+        changed[name] = value
+    if changed:
+        trainer.history.change(trainer.step, **changed)
 
 
 def _step(progress: Progress | None, what: str) -> Callable[[int, int], None] | None:
