@@ -134,7 +134,8 @@ def _train(args: argparse.Namespace, run, out: Path, signals: _Signals) -> int:
         f"{run.tokenizer.vocab_size}; model {n_params / 1e6:.2f} M params on {trainer.device} ({trainer.dtype})"
     )
     if trainer.step:
-        console.print(f"resuming {args.resume} from step {trainer.step}, on {', '.join(run.spec.sources) or 'fables'}")
+        text = ", ".join(run.spec.sources) or "fables"
+        console.print(f"resuming from step {trainer.step} of {args.resume}, training on {text}")
         changes = trainer.history.changes
         if changes and changes[-1].get("step") == trainer.step:
             applied = ", ".join(f"{k} {v}" for k, v in changes[-1].items() if k != "step")
@@ -142,7 +143,7 @@ def _train(args: argparse.Namespace, run, out: Path, signals: _Signals) -> int:
     stopped: int | None = None
     first = trainer.step
     autosave = args.autosave or 0
-    last_save = time.monotonic()
+    last_save, saved_step = time.monotonic(), None  # when the last save was, and the step it saved
     with _bar() as bar:
         task = bar.add_task("training", total=None if args.time and not args.steps else steps, stats="")
         try:
@@ -159,13 +160,14 @@ def _train(args: argparse.Namespace, run, out: Path, signals: _Signals) -> int:
                         f"lr {ev.lr:.2e}  {ev.tokens_per_s:,.0f} tok/s"
                     )
                 if ev.val_loss is not None or (autosave and time.monotonic() - last_save >= autosave):
-                    _save(run, out, signals, bar.console)
+                    saved_step = trainer.step if _save(run, out, signals, bar.console) else None
                     last_save = time.monotonic()
         except KeyboardInterrupt:
             stopped = signal.SIGINT
         except _Stop as stop:
             stopped = stop.signum
-        path = _save(run, out, signals, bar.console, final=True)  # before the bar is drawn for the last time
+        # The last save, before the bar is drawn for the last time; unless the last step is saved already.
+        path = out if saved_step == trainer.step else _save(run, out, signals, bar.console, final=True)
     if stopped is not None:
         _say(f"stopped by {signal.Signals(stopped).name}")
     if path is None:
