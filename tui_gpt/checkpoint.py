@@ -89,7 +89,7 @@ def save_checkpoint(out: Path, trainer: Trainer, tokenizer: TextTokenizer, corpu
             trash = None
             if (out / "config.json").exists():
                 if old.exists():
-                    shutil.rmtree(old)
+                    _discard(old, out)
                 out.rename(old)
             else:  # only our lock: a new folder, or an earlier save was interrupted and its .old stays
                 trash = Path(tempfile.mkdtemp(prefix=temp_prefix(out), dir=out.parent))
@@ -98,7 +98,7 @@ def save_checkpoint(out: Path, trainer: Trainer, tokenizer: TextTokenizer, corpu
             _fsync_dir(out.parent)
             for done in (old, trash):
                 if done is not None and done.exists():
-                    shutil.rmtree(done)
+                    _discard(done, out)
         except BaseException as exc:
             shutil.rmtree(tmp, ignore_errors=True)
             # A swap that failed half way leaves the previous checkpoint aside, where loading finds it.
@@ -107,6 +107,13 @@ def save_checkpoint(out: Path, trainer: Trainer, tokenizer: TextTokenizer, corpu
                 raise TuiGptError(f"could not save to {out}: {_why(exc)}; {where}") from None
             raise
     return out
+
+
+def _discard(folder: Path, out: Path) -> None:
+    """Delete a folder of ours, renamed to a temp name first: a kill mid-delete leaves an orphan, not a torn .old."""
+    gone = Path(tempfile.mkdtemp(prefix=temp_prefix(out), dir=out.parent))
+    folder.rename(gone)
+    shutil.rmtree(gone)
 
 
 def _write_files(tmp: Path, trainer: Trainer, tokenizer: TextTokenizer, corpus_info: dict) -> None:

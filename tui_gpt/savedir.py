@@ -8,6 +8,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import shutil
 import socket
 import stat
@@ -20,6 +21,7 @@ FORMAT = "tui-gpt-checkpoint/1"
 FILES = ("model.safetensors", "optimizer.safetensors", "config.json", "tokenizer.json", "trainer.json", "history.json")
 LOCK = ".lock"
 OURS = frozenset((*FILES, LOCK))
+RUST_TEMP = re.compile(r"\.tmp[A-Za-z0-9]{6}")
 AUTOSAVE_SECONDS = 300  # train and the app save this often; 0 turns it off
 MB = 1 << 20
 # The most we read of each file; a checkpoint file larger than this is refused, not read.
@@ -57,9 +59,19 @@ def check_out(out: Path) -> Path:
                 "an empty one or one of its own checkpoints"
             )
     old = aside(out)
-    if old.exists() and not is_checkpoint_dir(old):
+    if old.exists() and not (is_checkpoint_dir(old) or (out.is_dir() and _only_ours(old))):
         raise TuiGptError(f"{old}: in the way and not a tui-gpt checkpoint; move it, or pass --out another folder")
     return out
+
+
+def _only_ours(folder: Path) -> bool:
+    """A folder holding nothing but files with our names: what a killed save or delete of ours leaves."""
+    try:
+        names = {p.name for p in folder.iterdir()} if folder.is_dir() and not folder.is_symlink() else None
+    except OSError:
+        return False
+    # safetensors writes through a ".tmpXXXXXX" file of its own, which a kill leaves behind
+    return names is not None and all(n in OURS or RUST_TEMP.fullmatch(n) for n in names)
 
 
 def aside(out: Path) -> Path:
@@ -75,7 +87,7 @@ def remove_orphans(out: Path) -> None:
     """Delete temp folders that killed saves into `out` left behind, if they hold only our files."""
     for tmp in out.parent.glob(temp_prefix(out) + "*"):
         try:
-            if tmp.is_dir() and not tmp.is_symlink() and {p.name for p in tmp.iterdir()} <= OURS:
+            if _only_ours(tmp):
                 shutil.rmtree(tmp)
         except OSError:
             pass  # someone else's, or gone already: leave it
