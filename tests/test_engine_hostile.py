@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
 import struct
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -281,3 +285,46 @@ def test_a_loss_that_stays_nan_gives_up_with_one_line(fables_run, one_line_error
                 tr.model.transformer.ln_f.weight.fill_(math.nan)
             tr.train_step()
     assert "lower --lr" in one_line_error(info.value, "NaN")
+
+
+# ---- training text behind a wall ---------------------------------------------------------------
+
+LOAD = """
+import sys
+from tui_gpt.corpus import load_corpus
+from tui_gpt.errors import TuiGptError
+try:
+    load_corpus([sys.argv[1]])
+except TuiGptError as exc:
+    print(exc)
+"""
+
+
+@pytest.mark.parametrize("source", ["corpus", "corpus/link.txt"])
+def test_a_link_into_an_unreadable_folder_is_one_line(source):
+    base = Path(tempfile.mkdtemp())  # not under pytest's private tmp: another user must reach it
+    try:
+        base.chmod(0o755)
+        (base / "locked").mkdir()
+        (base / "locked" / "a.txt").write_text("hidden text\n")
+        (base / "corpus").mkdir()
+        (base / "corpus" / "b.txt").write_text("open text\n")
+        (base / "corpus" / "link.txt").symlink_to(base / "locked" / "a.txt")
+        (base / "locked").chmod(0)
+        if os.geteuid() != 0:
+            r = subprocess.run([sys.executable, "-c", LOAD, str(base / source)], capture_output=True, text=True)
+        else:  # root reads everything: load it as nobody, with a Python that nobody may run
+            python, setpriv = Path("/usr/bin/python3"), shutil.which("setpriv")
+            if not python.exists() or setpriv is None:
+                pytest.skip("running as root without setpriv and /usr/bin/python3")
+            repo = Path(__file__).resolve().parents[1]
+            cmd = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", str(python), "-c", LOAD]
+            env = {"PYTHONPATH": str(repo), "PATH": "/usr/bin:/bin"}
+            r = subprocess.run([*cmd, str(base / source)], capture_output=True, text=True, env=env, timeout=60)
+            if "No module named" in r.stderr:
+                pytest.skip(f"nobody cannot import tui_gpt from {repo}")
+        assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+        assert r.stdout.count("\n") == 1 and "link.txt: cannot be read (Permission denied)" in r.stdout, r.stdout
+    finally:
+        (base / "locked").chmod(0o755)
+        shutil.rmtree(base)
