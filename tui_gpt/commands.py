@@ -98,16 +98,16 @@ def _say(message: str, where: Console = console) -> None:
         where.print(message)
 
 
-def _save(run, out: Path, signals: _Signals, where: Console, final: bool = False) -> Path | None:
-    """Save and say what was written; on failure say why in one line and carry on."""
+def _save(run, out: Path, signals: _Signals, where: Console, final: bool = False, why: str = "") -> Path | None:
+    """Save and say what was written, in one line; on failure say why in one line and carry on."""
     with signals.deferred(final):
         try:
             path = run.save(out)
         except TuiGptError as exc:
-            _say(f"[red]{exc}[/]", where)
+            _say(f"[red]{why}{exc}[/]", where)
             return None
     size = sum(f.stat().st_size for f in path.iterdir() if f.is_file())
-    _say(f"saved step {run.trainer.step} to {path} ({size / 1e6:.1f} MB)", where)
+    _say(f"{why}saved step {run.trainer.step} to {path} ({size / 1e6:.1f} MB)", where)
     return path
 
 
@@ -166,10 +166,14 @@ def _train(args: argparse.Namespace, run, out: Path, signals: _Signals) -> int:
             stopped = signal.SIGINT
         except _Stop as stop:
             stopped = stop.signum
+        why = f"stopped by {signal.Signals(stopped).name}; " if stopped is not None else ""
         # The last save, before the bar is drawn for the last time; unless the last step is saved already.
-        path = out if saved_step == trainer.step else _save(run, out, signals, bar.console, final=True)
-    if stopped is not None:
-        _say(f"stopped by {signal.Signals(stopped).name}")
+        if saved_step == trainer.step:
+            path = out
+            if why:
+                _say(f"{why}step {trainer.step} is saved in {out}", bar.console)
+        else:
+            path = _save(run, out, signals, bar.console, final=True, why=why)
     if path is None:
         return 1
     with suppress(OSError):

@@ -85,6 +85,8 @@ def temp_prefix(out: Path) -> str:
 
 def remove_orphans(out: Path) -> None:
     """Delete temp folders that killed saves into `out` left behind, if they hold only our files."""
+    if CheckpointLock.held(out) is None:  # without it, another process's save in progress looks like an orphan
+        raise RuntimeError(f"remove_orphans({out}) needs the folder's CheckpointLock")
     for tmp in out.parent.glob(temp_prefix(out) + "*"):
         try:
             if _only_ours(tmp):

@@ -37,7 +37,8 @@ class RunSpec:
     causal: bool = True
     train: dict = field(default_factory=dict)  # TrainConfig fields
     resume: str | None = None
-    given: list[str] = field(default_factory=list)  # train settings the user set; on resume they override
+    # Train settings the user set, which on resume override the checkpoint's; how a run was asked for, not what it is.
+    given: list[str] = field(default_factory=list, compare=False)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> RunSpec:
