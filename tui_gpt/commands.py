@@ -57,20 +57,24 @@ class _Stop(BaseException):
 
 
 class _Signals:
-    """SIGHUP, SIGTERM and SIGINT stop training with a save; one that arrives during a save waits for it."""
+    """SIGHUP, SIGTERM and SIGINT stop the run with a save.
+
+    While loading, a signal stops at once. While training, the first one stops after the step in
+    progress, so the saved state is a whole step; a second stops at once. A save is never interrupted.
+    """
 
     SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)
 
     def __init__(self) -> None:
-        self.saving = False
-        self.pending: int | None = None
+        self.mode = "load"  # load | train | save
+        self.stop: int | None = None  # the first signal received
         self.old: dict[int, object] = {}
 
     def _handle(self, signum: int, frame: object) -> None:
-        if self.saving:
-            self.pending = self.pending or signum
-            return
-        raise _Stop(signum)
+        again = self.stop is not None
+        self.stop = self.stop or signum
+        if self.mode == "load" or (self.mode == "train" and again):
+            raise _Stop(self.stop)
 
     def __enter__(self) -> _Signals:
         for sig in self.SIGNALS:
@@ -82,15 +86,12 @@ class _Signals:
             signal.signal(sig, old)
 
     @contextmanager
-    def deferred(self, final: bool = False):
-        self.saving = True
+    def saving(self, final: bool = False):
+        before, self.mode = self.mode, "save"
         try:
             yield
         finally:
-            self.saving = final  # after the last save every signal is moot: we are exiting
-            if self.pending and not final:
-                signum, self.pending = self.pending, None
-                raise _Stop(signum)
+            self.mode = "save" if final else before
 
 
 def _say(message: str, where: Console = console) -> None:
@@ -100,7 +101,7 @@ def _say(message: str, where: Console = console) -> None:
 
 def _save(run, out: Path, signals: _Signals, where: Console, final: bool = False, why: str = "") -> Path | None:
     """Save and say what was written, in one line; on failure say why in one line and carry on."""
-    with signals.deferred(final):
+    with signals.saving(final):
         try:
             path = run.save(out)
         except TuiGptError as exc:
@@ -140,10 +141,10 @@ def _train(args: argparse.Namespace, run, out: Path, signals: _Signals) -> int:
         if changes and changes[-1].get("step") == trainer.step:
             applied = ", ".join(f"{k} {v}" for k, v in changes[-1].items() if k != "step")
             console.print(f"applied from the command line: {applied}")
-    stopped: int | None = None
     first = trainer.step
     autosave = args.autosave or 0
     last_save, saved_step = time.monotonic(), None  # when the last save was, and the step it saved
+    signals.mode = "train"
     with _bar() as bar:
         task = bar.add_task("training", total=None if args.time and not args.steps else steps, stats="")
         try:
@@ -162,10 +163,11 @@ def _train(args: argparse.Namespace, run, out: Path, signals: _Signals) -> int:
                 if ev.val_loss is not None or (autosave and time.monotonic() - last_save >= autosave):
                     saved_step = trainer.step if _save(run, out, signals, bar.console) else None
                     last_save = time.monotonic()
-        except KeyboardInterrupt:
-            stopped = signal.SIGINT
-        except _Stop as stop:
-            stopped = stop.signum
+                if signals.stop:
+                    break
+        except _Stop:
+            pass  # a second signal: stop in the middle of the step
+        stopped = signals.stop
         why = f"stopped by {signal.Signals(stopped).name}; " if stopped is not None else ""
         # The last save, before the bar is drawn for the last time; unless the last step is saved already.
         if saved_step == trainer.step:
