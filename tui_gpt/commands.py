@@ -101,6 +101,8 @@ def _say(message: str, where: Console = console) -> None:
 
 def _save(run, out: Path, signals: _Signals, where: Console, final: bool = False, why: str = "") -> Path | None:
     """Save and say what was written, in one line; on failure say why in one line and carry on."""
+    if not is_writer():  # another rank of a torchrun: rank 0 saves
+        return out
     with signals.saving(final):
         try:
             path = run.save(out)
