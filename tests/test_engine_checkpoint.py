@@ -40,7 +40,7 @@ def test_save_then_load_model_gives_identical_logits(tmp_path, fables_run):
     train(fables_run, 5)
     out = fables_run.save(tmp_path / "ck")
     assert out == (tmp_path / "ck").resolve()
-    assert sorted(p.name for p in out.iterdir()) == sorted(FILES)
+    assert sorted(p.name for p in out.iterdir()) == sorted([*FILES, ".lock"])
     assert os.listdir(tmp_path) == ["ck"]
 
     model, tok, cfg = load_model(out)
@@ -151,7 +151,7 @@ def test_crash_during_a_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch
 
     train(fables_run, 3)
     written = crash_when_writing(monkeypatch, victim)
-    with pytest.raises(OSError, match="simulated"):
+    with pytest.raises(TuiGptError, match="no space left on device; the previous checkpoint at step 0 is intact"):
         fables_run.save(out)  # the second save dies partway through
     assert victim in written, "the simulated crash never happened"
 
@@ -173,7 +173,7 @@ def crash_between_renames(monkeypatch, fables_run, out: Path) -> None:
 
     with monkeypatch.context() as m:
         m.setattr(Path, "rename", rename)
-        with pytest.raises(OSError, match="simulated"):
+        with pytest.raises(TuiGptError, match="simulated"):
             fables_run.save(out)
 
 

@@ -92,7 +92,7 @@ def test_train_writes_a_checkpoint(trained_dir):
     for name in ["model.safetensors", "config.json", "tokenizer.json", "optimizer.safetensors", "trainer.json"]:
         assert (out / name).is_file(), name
     assert (out / "history.json").is_file()
-    assert sorted(p.name for p in out.iterdir()) == sorted(FILES)
+    assert sorted(p.name for p in out.iterdir()) == sorted([*FILES, ".lock"])
     assert json.loads((out / "trainer.json").read_text())["step"] == 30
     history = json.loads((out / "history.json").read_text())
     assert history["steps"] == list(range(1, 31))

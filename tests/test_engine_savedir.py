@@ -10,7 +10,7 @@ from test_engine_cli import TINY, tui_gpt
 
 from tui_gpt.checkpoint import FILES, load_model
 from tui_gpt.errors import TuiGptError
-from tui_gpt.savedir import check_out
+from tui_gpt.savedir import LOCK, check_out
 
 
 def tree(folder: Path) -> dict[str, bytes]:
@@ -71,7 +71,7 @@ def test_an_empty_folder_and_a_new_one_are_accepted(tmp_path, fables_run):
     (tmp_path / "empty").mkdir()
     for name in ("empty", "new/deeper"):
         out = fables_run.save(tmp_path / name)
-        assert sorted(p.name for p in out.iterdir()) == sorted(FILES)
+        assert sorted(p.name for p in out.iterdir()) == sorted([*FILES, LOCK])
         load_model(out)
 
 

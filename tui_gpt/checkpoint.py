@@ -12,24 +12,46 @@ Layout of a checkpoint directory:
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import shutil
+import stat
+import struct
 import tempfile
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors import torch as st
+from tokenizers import Tokenizer
 
-from tui_gpt.corpus import Corpus
+from tui_gpt.corpus import Corpus, available_memory
 from tui_gpt.dataset import TokenData
 from tui_gpt.errors import TuiGptError
 from tui_gpt.model import GPT, GPTConfig
-from tui_gpt.savedir import FILES, FORMAT, aside, check_out, remove_orphans, temp_prefix
+from tui_gpt.savedir import (
+    CAPS,
+    FILES,
+    FORMAT,
+    LOCK,
+    CheckpointLock,
+    aside,
+    check_out,
+    read_capped,
+    remove_orphans,
+    temp_prefix,
+)
 from tui_gpt.tokenizer import TextTokenizer
 from tui_gpt.trainer import History, TrainConfig, Trainer
 
 __all__ = ["FILES", "FORMAT", "load_model", "load_trainer", "read_config", "resolve", "save_checkpoint"]
+
+# Sane upper bounds: a config.json beyond these is refused before anything is built.
+LIMITS = {"vocab_size": 1 << 20, "block_size": 1 << 14, "n_layer": 512, "n_head": 1024, "n_embd": 1 << 15}
+HEADER_CAP = 64 << 20  # bytes of safetensors JSON header we are willing to parse
+DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
+WEIGHT_DTYPES = ("F32", "F16", "BF16")
 
 
 def _write_json(path: Path, obj: object) -> None:
@@ -51,52 +73,94 @@ def save_checkpoint(out: Path, trainer: Trainer, tokenizer: TextTokenizer, corpu
     """Write a complete checkpoint to `out`, replacing any previous one only once it is whole.
 
     `out` must be new, empty or a tui-gpt checkpoint: anything else is refused, never overwritten.
+    A failed write (a full disk, say) leaves the previous checkpoint as it was and raises one line.
     """
     out = check_out(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    remove_orphans(out)
-    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(out), dir=out.parent))
-    try:
-        model = trainer.model
-        st.save_model(model, str(tmp / "model.safetensors"))
-        opt_tensors, hyper = _optimizer_tensors(trainer)
-        opt_tensors["rng.batches"] = trainer.generator.get_state()
-        opt_tensors["rng.torch"] = torch.get_rng_state()
-        st.save_file(
-            {k: v.detach().cpu().contiguous() for k, v in opt_tensors.items()}, str(tmp / "optimizer.safetensors")
-        )
-        _write_json(
-            tmp / "config.json",
-            {
-                "format": FORMAT,
-                "model": model.config.to_dict(),
-                "train": trainer.config.to_dict(),
-                "tokenizer": tokenizer.kind,
-                "corpus": corpus_info,
-            },
-        )
-        tokenizer.save(tmp / "tokenizer.json")
-        _write_json(tmp / "trainer.json", {"step": trainer.step, "elapsed": trainer.elapsed, "param_groups": hyper})
-        _write_json(tmp / "history.json", trainer.history.to_dict())
-        for name in FILES:
-            with open(tmp / name, "rb") as f:
-                os.fsync(f.fileno())
-        _fsync_dir(tmp)
-        # Swap directories: the old checkpoint is removed only after the new one is in place.
+    with CheckpointLock(out):  # ours already if the caller holds it for the run
+        previous = _saved_step(out)
+        remove_orphans(out)
+        tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(out), dir=out.parent))
         old = aside(out)
-        if out.exists():
-            if old.exists():
-                shutil.rmtree(old)
-            out.rename(old)
-        # else: an earlier save was interrupted; its .old stays until this one is in place
-        tmp.rename(out)
-        _fsync_dir(out.parent)
-        if old.exists():
-            shutil.rmtree(old)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        try:
+            _write_files(tmp, trainer, tokenizer, corpus_info)
+            # The lock file moves with the folder (same inode), so the lock outlives the swap.
+            os.link(out / LOCK, tmp / LOCK)
+            # Swap directories: the old checkpoint is removed only after the new one is in place.
+            trash = None
+            if (out / "config.json").exists():
+                if old.exists():
+                    _discard(old, out)
+                out.rename(old)
+            else:  # only our lock: a new folder, or an earlier save was interrupted and its .old stays
+                trash = Path(tempfile.mkdtemp(prefix=temp_prefix(out), dir=out.parent))
+                out.rename(trash)  # over the empty folder; holds only the lock, so an orphan is tidied
+            tmp.rename(out)
+            _fsync_dir(out.parent)
+            for done in (old, trash):
+                if done is not None and done.exists():
+                    _discard(done, out)
+        except BaseException as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            # A swap that failed half way leaves the previous checkpoint aside, where loading finds it.
+            if isinstance(exc, OSError | SafetensorError):
+                where = "nothing saved" if previous is None else f"the previous checkpoint at step {previous} is intact"
+                raise TuiGptError(f"could not save to {out}: {_why(exc)}; {where}") from None
+            raise
     return out
+
+
+def _discard(folder: Path, out: Path) -> None:
+    """Delete a folder of ours, renamed to a temp name first: a kill mid-delete leaves an orphan, not a torn .old."""
+    gone = Path(tempfile.mkdtemp(prefix=temp_prefix(out), dir=out.parent))
+    folder.rename(gone)
+    shutil.rmtree(gone)
+
+
+def _write_files(tmp: Path, trainer: Trainer, tokenizer: TextTokenizer, corpus_info: dict) -> None:
+    model = trainer.model
+    st.save_model(model, str(tmp / "model.safetensors"))
+    opt_tensors, hyper = _optimizer_tensors(trainer)
+    opt_tensors["rng.batches"] = trainer.generator.get_state()
+    opt_tensors["rng.torch"] = torch.get_rng_state()
+    st.save_file({k: v.detach().cpu().contiguous() for k, v in opt_tensors.items()}, str(tmp / "optimizer.safetensors"))
+    _write_json(
+        tmp / "config.json",
+        {
+            "format": FORMAT,
+            "model": model.config.to_dict(),
+            "train": trainer.config.to_dict(),
+            "tokenizer": tokenizer.kind,
+            "corpus": corpus_info,
+        },
+    )
+    tokenizer.save(tmp / "tokenizer.json")
+    _write_json(tmp / "trainer.json", {"step": trainer.step, "elapsed": trainer.elapsed, "param_groups": hyper})
+    _write_json(tmp / "history.json", trainer.history.to_dict())
+    for name in FILES:
+        with open(tmp / name, "rb") as f:
+            os.fsync(f.fileno())
+    _fsync_dir(tmp)
+
+
+def _saved_step(out: Path) -> int | None:
+    """The step of the checkpoint now in `out`, if there is a readable one."""
+    try:
+        step = json.loads(read_capped(out / "trainer.json", CAPS["trainer.json"]))["step"]
+        return step if isinstance(step, int) else None
+    except (OSError, TuiGptError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _why(exc: BaseException) -> str:
+    """An OS or safetensors write error in a few words: 'no space left on device'."""
+    code = getattr(exc, "errno", None)
+    if code is None:
+        found = re.search(r"code: (\d+)|os error (\d+)", str(exc))
+        code = int(found.group(1) or found.group(2)) if found else None
+    if code:
+        text = os.strerror(code)
+        return text[:1].lower() + text[1:]
+    return str(exc).splitlines()[0][:80] if str(exc) else type(exc).__name__
 
 
 def _optimizer_tensors(trainer: Trainer) -> tuple[dict[str, torch.Tensor], list[dict]]:
@@ -112,8 +176,8 @@ def _optimizer_tensors(trainer: Trainer) -> tuple[dict[str, torch.Tensor], list[
 def resolve(path: Path) -> Path:
     """The checkpoint directory to read: `path`, or what an interrupted save left of it."""
     path = Path(path).expanduser()
-    if not path.exists():
-        old = aside(path)
+    old = aside(path)
+    if not path.exists() or (path.is_dir() and not (path / "config.json").exists() and old.is_dir()):
         if old.is_dir():  # a save was interrupted between its two renames
             return old
         raise TuiGptError(f"{path}: no such checkpoint; pass a directory written by 'tui-gpt train --out'")
@@ -124,10 +188,10 @@ def resolve(path: Path) -> Path:
 
 def _read_json(path: Path) -> dict:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_capped(path, CAPS.get(path.name, 1 << 20)).decode("utf-8"))
     except FileNotFoundError:
         raise TuiGptError(f"{path}: missing; the checkpoint is incomplete, save it again") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise TuiGptError(f"{path}: corrupt ({type(exc).__name__}); the checkpoint cannot be used") from None
     if not isinstance(data, dict):
         raise TuiGptError(f"{path}: corrupt (not a JSON object); the checkpoint cannot be used")
@@ -135,15 +199,23 @@ def _read_json(path: Path) -> dict:
 
 
 def read_config(path: Path) -> dict:
-    """The checkpoint's config.json, checked."""
+    """The checkpoint's config.json, every value checked."""
     path = resolve(path)
     cfg = _read_json(path / "config.json")
     if cfg.get("format") != FORMAT:
-        raise TuiGptError(f"{path}: not a tui-gpt checkpoint (format {cfg.get('format')!r})")
-    problem = _check_model(cfg.get("model"))
+        raise TuiGptError(f"{path}: not a tui-gpt checkpoint (format {str(cfg.get('format'))[:40]!r})")
+    problem = _check_model(cfg.get("model")) or _check_train(cfg.get("train", {})) or _check_corpus(cfg.get("corpus"))
     if problem:
-        raise TuiGptError(f"{path / 'config.json'}: corrupt model settings ({problem}); the checkpoint cannot be used")
+        raise TuiGptError(f"{path / 'config.json'}: corrupt settings ({problem}); the checkpoint cannot be used")
     return cfg
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _check_model(model: object) -> str | None:
@@ -154,25 +226,227 @@ def _check_model(model: object) -> str | None:
         config = GPTConfig(**model)
     except TypeError as exc:
         return str(exc)
-    for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+    for name, limit in LIMITS.items():
         value = getattr(config, name)
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            return f"{name} must be a positive integer, got {value!r}"
+        if not _is_int(value) or value <= 0:
+            return f"{name} must be a positive integer, got {str(value)[:20]!r}"
+        if value > limit:
+            return f"{name} {value} is more than the {limit} tui-gpt allows"
     if config.n_embd % config.n_head:
         return f"n_embd {config.n_embd} is not divisible by n_head {config.n_head}"
-    if not isinstance(config.dropout, int | float) or not 0 <= config.dropout < 1:
-        return f"dropout must be a number in [0, 1), got {config.dropout!r}"
+    if not _is_number(config.dropout) or not 0 <= config.dropout < 1:
+        return f"dropout must be a number in [0, 1), got {str(config.dropout)[:20]!r}"
     if not isinstance(config.causal, bool) or not isinstance(config.bias, bool):
         return "causal and bias must be true or false"
     return None
 
 
+# TrainConfig fields: (type check, range check, what is allowed), for config.json's "train".
+_TRAIN_RULES = {
+    "batch_size": (_is_int, lambda v: 0 < v <= 1 << 16, "an integer in 1..65536"),
+    "lr": (_is_number, lambda v: 0 < v <= 10, "a number in (0, 10]"),
+    "min_lr": (lambda v: v is None or _is_number(v), lambda v: v is None or 0 <= v <= 10, "null or a number >= 0"),
+    "warmup_steps": (_is_int, lambda v: v >= 0, "an integer >= 0"),
+    "decay_steps": (_is_int, lambda v: v >= 0, "an integer >= 0"),
+    "weight_decay": (_is_number, lambda v: v >= 0, "a number >= 0"),
+    "beta1": (_is_number, lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "beta2": (_is_number, lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "grad_clip": (_is_number, lambda v: v >= 0, "a number >= 0"),
+    "eval_interval": (_is_int, lambda v: v >= 0, "an integer >= 0"),
+    "eval_iters": (_is_int, lambda v: 0 < v <= 1 << 16, "an integer in 1..65536"),
+    "seed": (_is_int, lambda v: 0 <= v < 1 << 63, "an integer >= 0"),
+    "dtype": (lambda v: v in ("auto", "float32", "bfloat16"), bool, "auto, float32 or bfloat16"),
+    "device": (lambda v: isinstance(v, str) and len(v) < 40, bool, "a device name"),
+}
+
+
+def _check_train(train: object) -> str | None:
+    """What is wrong with a config.json "train" entry, or None."""
+    if not isinstance(train, dict):
+        return "train must be an object"
+    for name, value in train.items():
+        rule = _TRAIN_RULES.get(name)
+        if rule and not (rule[0](value) and rule[1](value)):
+            return f"train.{name} must be {rule[2]}, got {str(value)[:20]!r}"
+    return None
+
+
+def _check_corpus(corpus: object) -> str | None:
+    if corpus is None:
+        return None
+    if not isinstance(corpus, dict):
+        return "corpus must be an object"
+    sources = corpus.get("sources", [])
+    if not isinstance(sources, list) or not all(isinstance(s, str) and s for s in sources):
+        return "corpus.sources must be a list of file names"
+    return None
+
+
+def _check_trainer_state(state: dict, groups: int) -> str | None:
+    """What is wrong with trainer.json, or None."""
+    step, elapsed, hyper = state.get("step"), state.get("elapsed", 0.0), state.get("param_groups")
+    if not _is_int(step) or not 0 <= step < 1 << 53:
+        return f"step must be an integer >= 0, got {str(step)[:20]!r}"
+    if not _is_number(elapsed) or elapsed < 0:
+        return f"elapsed must be a number >= 0, got {str(elapsed)[:20]!r}"
+    if not isinstance(hyper, list) or len(hyper) != groups or not all(isinstance(g, dict) for g in hyper):
+        return f"param_groups must be a list of {groups} objects"
+    for g in hyper:
+        betas = g.get("betas", (0.9, 0.99))
+        if not _is_number(g.get("lr", 0.0)) or g.get("lr", 0.0) < 0:
+            return f"lr must be a number >= 0, got {str(g.get('lr'))[:20]!r}"
+        if not isinstance(betas, list) or len(betas) != 2 or not all(_is_number(b) and 0 <= b < 1 for b in betas):
+            return "betas must be two numbers in [0, 1)"
+        if not _is_number(g.get("eps", 1e-8)) or g.get("eps", 1e-8) <= 0:
+            return "eps must be a number > 0"
+        if not _is_number(g.get("weight_decay", 0.0)) or g.get("weight_decay", 0.0) < 0:
+            return "weight_decay must be a number >= 0"
+        if any(k not in ("lr", "betas") and not (v is None or isinstance(v, bool | int | float)) for k, v in g.items()):
+            return "param_groups values must be numbers or true/false"
+    return None
+
+
+def _check_history(history: dict) -> str | None:
+    """What is wrong with history.json, or None."""
+    for name in ("steps", "loss", "lr", "eval_steps", "eval_train", "eval_val"):
+        values = history.get(name, [])
+        if not isinstance(values, list):
+            return f"{name} must be a list"
+        integer = name in ("steps", "eval_steps")
+        ok = _is_int if integer else (lambda v: isinstance(v, int | float) and not isinstance(v, bool))
+        if not all(ok(v) and (not integer or v >= 0) for v in values):
+            return f"{name} must hold only {'integers >= 0' if integer else 'numbers'}"
+    for names in (("steps", "loss", "lr"), ("eval_steps", "eval_train", "eval_val")):
+        if len({len(history.get(n, [])) for n in names}) > 1:
+            return f"{', '.join(names)} must be as long as each other"
+    changes = history.get("changes", [])
+    if not isinstance(changes, list) or not all(isinstance(c, dict) for c in changes):
+        return "changes must be a list of objects"
+    return None
+
+
+def safetensors_header(file: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """Names, dtypes and shapes in a safetensors file, from its header alone; one line if malformed."""
+    if not file.exists() and not file.is_symlink():
+        raise TuiGptError(f"{file}: missing; the checkpoint is incomplete, save it again")
+    size, raw = _header_bytes(file)
+    try:
+        header = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise TuiGptError(f"{file}: corrupt weights (the header is not JSON)") from None
+    if not isinstance(header, dict):
+        raise TuiGptError(f"{file}: corrupt weights (the header is not a JSON object)")
+    data = size - 8 - len(raw)
+    out: dict[str, tuple[str, tuple[int, ...]]] = {}
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            dtype, shape, (begin, end) = entry["dtype"], entry["shape"], entry["data_offsets"]
+            ok = dtype in DTYPE_BYTES and isinstance(shape, list) and all(_is_int(d) and d >= 0 for d in shape)
+            ok = ok and _is_int(begin) and _is_int(end) and 0 <= begin <= end <= data
+            ok = ok and end - begin == math.prod(shape) * DTYPE_BYTES[dtype]
+        except (KeyError, TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise TuiGptError(f"{file}: corrupt weights (entry {name[:40]!r} is malformed or past the end)")
+        out[name] = (dtype, tuple(shape))
+    return out
+
+
+def _header_bytes(file: Path) -> tuple[int, bytes]:
+    """(file size, JSON header bytes) of a safetensors file, read without trusting its length field."""
+    try:
+        fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    except OSError as exc:
+        raise TuiGptError(f"{file}: cannot be read ({exc.strerror})") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise TuiGptError(f"{file}: not a regular file (a FIFO, device or folder); the checkpoint cannot be used")
+        os.set_blocking(fd, True)
+        first = os.pread(fd, 8, 0)
+        if len(first) < 8:
+            raise TuiGptError(f"{file}: corrupt weights (shorter than a safetensors header)")
+        (n,) = struct.unpack("<Q", first)
+        if n > min(HEADER_CAP, info.st_size - 8):
+            raise TuiGptError(f"{file}: corrupt weights (header length {n} is past the end or too large)")
+        return info.st_size, os.pread(fd, n, 8)
+    finally:
+        os.close(fd)
+
+
+def _check_weights_header(file: Path, config: GPTConfig) -> int:
+    """Check the weights file's header against the model config.json describes; returns the parameter count.
+
+    The model is built on the meta device (no memory) to learn the names and shapes it expects.
+    """
+    header = safetensors_header(file)
+    with torch.device("meta"):
+        expected = GPT(config).state_dict(keep_vars=True)
+    groups: dict[int, list[str]] = {}
+    for name, tensor in expected.items():
+        groups.setdefault(id(tensor), []).append(name)
+    for name, (dtype, shape) in header.items():
+        if name not in expected:
+            raise TuiGptError(f"{file}: weights do not match config.json (unexpected tensor {name[:40]!r})")
+        if shape != tuple(expected[name].shape) or dtype not in WEIGHT_DTYPES:
+            raise TuiGptError(
+                f"{file}: weights do not match config.json ({name} is {dtype} {list(shape)}, "
+                f"config.json needs {list(expected[name].shape)})"
+            )
+    for names in groups.values():
+        if not any(n in header for n in names):
+            raise TuiGptError(f"{file}: weights do not match config.json ({names[0]} missing)")
+    return sum(t.numel() for t in {id(t): t for t in expected.values()}.values())
+
+
+def _check_memory(path: Path, config: GPTConfig, params: int, copies: int) -> None:
+    """Refuse a model that cannot fit: `copies` float32 copies of the weights, plus each layer's mask."""
+    need = params * 4 * copies + config.n_layer * config.block_size**2
+    free = available_memory()
+    if need > free:
+        raise TuiGptError(
+            f"{path}: the model needs about {need / 1e9:.1f} GB of memory, {free / 1e9:.1f} GB free; "
+            "use a machine with more memory"
+        )
+
+
+def load_tokenizer(path: Path, vocab_size: int) -> TextTokenizer:
+    """The checkpoint's tokenizer, refused unless it has the model's vocabulary size."""
+    file = path / "tokenizer.json"
+    try:
+        text = read_capped(file, CAPS["tokenizer.json"]).decode("utf-8")
+    except FileNotFoundError:
+        raise TuiGptError(f"{file}: missing; the checkpoint is incomplete, save it again") from None
+    except UnicodeDecodeError:
+        raise TuiGptError(f"{file}: not a readable tokenizer.json (not UTF-8)") from None
+    try:
+        tokenizer = TextTokenizer(Tokenizer.from_str(text))
+    except TuiGptError as exc:
+        raise TuiGptError(f"{file}: {exc}") from None
+    except Exception as exc:  # the Rust side raises plain Exception with a long message
+        raise TuiGptError(f"{file}: not a readable tokenizer.json ({str(exc).splitlines()[0][:80]})") from None
+    if tokenizer.vocab_size != vocab_size:
+        raise TuiGptError(
+            f"{file}: {tokenizer.vocab_size} tokens, but the model has vocab_size {vocab_size}; "
+            "the tokenizer is from another run"
+        )
+    return tokenizer
+
+
 def load_model(path: Path, device: str = "cpu") -> tuple[GPT, TextTokenizer, dict]:
-    """The model and tokenizer of a checkpoint, for probing; never unpickles."""
+    """The model and tokenizer of a checkpoint, for probing; never unpickles.
+
+    Everything is checked against everything else before any tensor is built.
+    """
     path = resolve(path)
     cfg = read_config(path)
-    tokenizer = TextTokenizer.load(path / "tokenizer.json")
-    model = GPT(GPTConfig(**cfg["model"]))
+    config = GPTConfig(**cfg["model"])
+    tokenizer = load_tokenizer(path, config.vocab_size)
+    params = _check_weights_header(path / "model.safetensors", config)
+    _check_memory(path, config, params, copies=2)
+    model = GPT(config)
     _load_weights(model, path / "model.safetensors")
     model.to(device).eval()
     return model, tokenizer, cfg
@@ -187,29 +461,51 @@ def _load_weights(model: GPT, file: Path) -> None:
         raise TuiGptError(f"{file}: corrupt weights ({str(exc).splitlines()[0][:80]})") from None
     if missing or unexpected:
         raise TuiGptError(f"{file}: weights do not match config.json ({len(missing)} missing, {len(unexpected)} extra)")
+    for name, p in model.named_parameters():
+        if not torch.isfinite(p).all():
+            raise TuiGptError(f"{file}: {name} holds NaN or infinite values; the weights cannot be used")
 
 
 def load_trainer(path: Path, data: TokenData, device: str = "auto") -> Trainer:
     """A trainer restored to the exact step, optimizer and random state of a checkpoint."""
     path = resolve(path)
     cfg = read_config(path)
+    config = GPTConfig(**cfg["model"])
     tconf = TrainConfig.from_dict(cfg.get("train", {}))
     tconf.device = device
-    trainer = Trainer(GPTConfig(**cfg["model"]), tconf, data)
-    _load_weights(trainer.model, path / "model.safetensors")
+    params = _check_weights_header(path / "model.safetensors", config)
+    # Weights, gradients, two AdamW moments and the trainer's last good copy of weights and moments.
+    _check_memory(path, config, params, copies=7)
     state = _read_json(path / "trainer.json")
+    history = _read_json(path / "history.json")
+    problem = _check_trainer_state(state, groups=2)
+    if problem:
+        raise TuiGptError(f"{path / 'trainer.json'}: corrupt ({problem}); the checkpoint cannot resume training")
+    problem = _check_history(history)
+    if problem:
+        raise TuiGptError(f"{path / 'history.json'}: corrupt ({problem}); the checkpoint cannot resume training")
+    opt_file = path / "optimizer.safetensors"
+    if not opt_file.exists():
+        raise TuiGptError(f"{opt_file}: missing; the checkpoint cannot resume training")
+    safetensors_header(opt_file)  # a regular file with a sound header, before it is mapped
+    trainer = Trainer(config, tconf, data)
+    _load_weights(trainer.model, path / "model.safetensors")
     try:
-        tensors = st.load_file(str(path / "optimizer.safetensors"))
-    except FileNotFoundError:
-        raise TuiGptError(f"{path / 'optimizer.safetensors'}: missing; the checkpoint cannot resume training") from None
+        tensors = st.load_file(str(opt_file))
     except (SafetensorError, OSError) as exc:
-        raise TuiGptError(f"{path / 'optimizer.safetensors'}: corrupt ({str(exc)[:80]})") from None
+        raise TuiGptError(f"{opt_file}: corrupt ({str(exc)[:80]})") from None
     try:
         template = trainer.optimizer.state_dict()
+        params_by_idx = dict(enumerate(p for g in trainer.optimizer.param_groups for p in g["params"]))
         opt_state: dict[int, dict[str, torch.Tensor]] = {}
         for key, value in tensors.items():
             if key.startswith("state."):
                 _, idx, name = key.split(".", 2)
+                p = params_by_idx[int(idx)]
+                if name != "step" and value.shape != p.shape:
+                    raise ValueError(f"{key} is {list(value.shape)}, its parameter {list(p.shape)}")
+                if not torch.isfinite(value).all():
+                    raise ValueError(f"{key} holds NaN or infinite values")
                 opt_state.setdefault(int(idx), {})[name] = value.to(trainer.device) if name != "step" else value
         groups = [
             {**hyper, "params": g["params"]}
@@ -218,11 +514,11 @@ def load_trainer(path: Path, data: TokenData, device: str = "auto") -> Trainer:
         trainer.optimizer.load_state_dict({"state": opt_state, "param_groups": groups})
         trainer.generator.set_state(tensors["rng.batches"])
         torch.set_rng_state(tensors["rng.torch"])
-        trainer.step = int(state["step"])
+        trainer.step = state["step"]
         trainer.elapsed = float(state.get("elapsed", 0.0))
     except (KeyError, ValueError, RuntimeError, TypeError) as exc:
         raise TuiGptError(f"{path}: corrupt trainer state ({type(exc).__name__}: {str(exc)[:60]})") from None
-    trainer.history = History.from_dict(_read_json(path / "history.json"))
+    trainer.history = History.from_dict(history)
     return trainer
 
 

@@ -89,6 +89,13 @@ def parser_train() -> argparse.ArgumentParser:
         "--out", metavar="DIR", default=None, help="checkpoint directory (default: out, or the --resume one)"
     )
     p.add_argument("--resume", metavar="DIR", default=None, help="continue from this checkpoint's exact step")
+    p.add_argument(
+        "--autosave",
+        type=float,
+        default=AUTOSAVE_SECONDS,
+        metavar="SECONDS",
+        help=f"also save every SECONDS of training (default {AUTOSAVE_SECONDS}; 0: only at evaluations and the end)",
+    )
     add_model_options(p)
     return p
 

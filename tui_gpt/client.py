@@ -37,12 +37,14 @@ class TrainerClient:
         on_event: Callable[[Event], None],
         threads: int = 1,
         log: str | None = None,
-        autosave: tuple[str, float] | None = None,
+        out: str | None = None,
+        autosave: float = 0,
     ) -> None:
         prepare()  # now, while stderr is real: a client is made before its app runs
         self.on_event = on_event
         self.threads = threads
-        self.autosave = autosave  # (folder, seconds): the trainer saves there this often, and if the app dies
+        self.out = out  # the checkpoint folder: the trainer holds its lock, and autosaves there
+        self.autosave = autosave  # seconds between autosaves (0: none)
         # The trainer's stdout and stderr go here; set TUI_GPT_TRAINER_LOG to see them.
         self.log = log or os.environ.get("TUI_GPT_TRAINER_LOG")
         self.process: mp.process.BaseProcess | None = None
@@ -67,7 +69,7 @@ class TrainerClient:
         self.events = _ctx.Queue()
         self.process = _ctx.Process(
             target=trainer_main,
-            args=(spec, self.commands, self.events, self.threads, self.log, self.autosave),
+            args=(spec, self.commands, self.events, self.threads, self.log, self.out, self.autosave),
             name="tui-gpt-trainer",
             daemon=True,
         )

@@ -112,8 +112,16 @@ def _files_under(folder: Path) -> list[Path]:
     for root, dirs, files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         paths = (Path(root) / f for f in sorted(files) if not f.startswith("."))
-        out.extend(p for p in paths if p.is_file())
+        out.extend(p for p in paths if _is_file(p, folder))
     return out
+
+
+def _is_file(path: Path, folder: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError as exc:  # a link into a folder we may not enter
+        why = f"cannot be read ({exc.strerror}); fix its permissions or move it out of {folder}"
+        raise TuiGptError(f"{path}: {why}") from None
 
 
 def load_corpus(sources: list[str] | tuple[str, ...] = (), memory: int | None = None) -> Corpus:
@@ -126,6 +134,12 @@ def load_corpus(sources: list[str] | tuple[str, ...] = (), memory: int | None = 
         path = Path(src).expanduser()
         if src in BUILTINS and not path.exists():
             raise TuiGptError(f"built-in corpus {src!r} cannot be mixed with files; pass it alone")
+        try:
+            path.stat()
+        except FileNotFoundError:
+            pass  # a missing file gets its own message below
+        except OSError as exc:
+            raise TuiGptError(f"{path}: cannot be read ({exc.strerror}); check its permissions") from None
         if path.is_dir():
             found = _files_under(path)
             if not found:

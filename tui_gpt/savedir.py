@@ -5,8 +5,14 @@ Torch-free, so the app and the CLI can refuse a bad `--out` before anything star
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import re
 import shutil
+import socket
+import stat
+import sys
 from pathlib import Path
 
 from tui_gpt.errors import TuiGptError
@@ -15,7 +21,11 @@ FORMAT = "tui-gpt-checkpoint/1"
 FILES = ("model.safetensors", "optimizer.safetensors", "config.json", "tokenizer.json", "trainer.json", "history.json")
 LOCK = ".lock"
 OURS = frozenset((*FILES, LOCK))
+RUST_TEMP = re.compile(r"\.tmp[A-Za-z0-9]{6}")
 AUTOSAVE_SECONDS = 300  # train and the app save this often; 0 turns it off
+MB = 1 << 20
+# The most we read of each file; a checkpoint file larger than this is refused, not read.
+CAPS = {"config.json": MB, "trainer.json": MB, "history.json": 512 * MB, "tokenizer.json": 256 * MB, LOCK: 4096}
 
 
 def is_checkpoint_dir(path: Path) -> bool:
@@ -27,10 +37,8 @@ def is_checkpoint_dir(path: Path) -> bool:
     if not names <= OURS or "config.json" not in names:
         return False
     try:
-        with open(path / "config.json", "rb") as f:
-            head = f.read(1 << 20)
-        return json.loads(head).get("format") == FORMAT
-    except (OSError, ValueError, AttributeError):
+        return json.loads(read_capped(path / "config.json", MB)).get("format") == FORMAT
+    except (OSError, TuiGptError, ValueError, AttributeError):
         return False
 
 
@@ -42,7 +50,7 @@ def check_out(out: Path) -> Path:
     out = out.resolve()
     if out.is_dir():
         try:
-            empty = not any(out.iterdir())
+            empty = {p.name for p in out.iterdir()} <= {LOCK}  # a run that never saved leaves its lock
         except OSError as exc:
             raise TuiGptError(f"{out}: cannot be read ({exc.strerror}); pass --out another folder") from None
         if not empty and not is_checkpoint_dir(out):
@@ -51,9 +59,19 @@ def check_out(out: Path) -> Path:
                 "an empty one or one of its own checkpoints"
             )
     old = aside(out)
-    if old.exists() and not is_checkpoint_dir(old):
+    if old.exists() and not (is_checkpoint_dir(old) or (out.is_dir() and _only_ours(old))):
         raise TuiGptError(f"{old}: in the way and not a tui-gpt checkpoint; move it, or pass --out another folder")
     return out
+
+
+def _only_ours(folder: Path) -> bool:
+    """A folder holding nothing but files with our names: what a killed save or delete of ours leaves."""
+    try:
+        names = {p.name for p in folder.iterdir()} if folder.is_dir() and not folder.is_symlink() else None
+    except OSError:
+        return False
+    # safetensors writes through a ".tmpXXXXXX" file of its own, which a kill leaves behind
+    return names is not None and all(n in OURS or RUST_TEMP.fullmatch(n) for n in names)
 
 
 def aside(out: Path) -> Path:
@@ -67,9 +85,148 @@ def temp_prefix(out: Path) -> str:
 
 def remove_orphans(out: Path) -> None:
     """Delete temp folders that killed saves into `out` left behind, if they hold only our files."""
+    if CheckpointLock.held(out) is None:  # without it, another process's save in progress looks like an orphan
+        raise RuntimeError(f"remove_orphans({out}) needs the folder's CheckpointLock")
     for tmp in out.parent.glob(temp_prefix(out) + "*"):
         try:
-            if tmp.is_dir() and not tmp.is_symlink() and {p.name for p in tmp.iterdir()} <= OURS:
+            if _only_ours(tmp):
                 shutil.rmtree(tmp)
         except OSError:
             pass  # someone else's, or gone already: leave it
+
+
+def read_capped(path: Path, cap: int) -> bytes:
+    """The bytes of `path` if it is a regular file of at most `cap` bytes; a one-line error otherwise.
+
+    Never blocks on a FIFO or reads a device: the file is opened non-blocking and checked before reading.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise TuiGptError(f"{path}: cannot be read ({exc.strerror}); check its permissions") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise TuiGptError(f"{path}: not a regular file (a FIFO, device or folder); the checkpoint cannot be used")
+        if info.st_size > cap:
+            raise TuiGptError(f"{path}: {info.st_size:,} bytes, more than the {cap:,} allowed; not read")
+        os.set_blocking(fd, True)
+        with os.fdopen(os.dup(fd), "rb") as f:
+            data = f.read(cap + 1)
+    except OSError as exc:
+        raise TuiGptError(f"{path}: cannot be read ({exc.strerror}); check the file") from None
+    finally:
+        os.close(fd)
+    if len(data) > cap:  # grew while we read it
+        raise TuiGptError(f"{path}: more than the {cap:,} bytes allowed; not read")
+    return data
+
+
+def is_writer() -> bool:
+    """Whether this process writes checkpoints: under torchrun only rank 0 does."""
+    try:
+        return int(os.environ.get("RANK", "0")) == 0
+    except ValueError:
+        return True
+
+
+_held: dict[Path, CheckpointLock] = {}
+
+
+class CheckpointLock:
+    """One writer per checkpoint folder: an flock on `out/.lock`, held while a run writes there.
+
+    A second process gets a one-line error naming the holder; the lock of a dead process is free,
+    since the kernel drops an flock with its owner. Re-entrant within a process. Saves carry the lock
+    file into the new folder as a hard link, so the lock survives the swap of folders.
+    """
+
+    def __init__(self, out: Path) -> None:
+        self.out = Path(out).expanduser().resolve()
+        self.fd: int | None = None
+        self.depth = 0
+
+    @staticmethod
+    def held(out: Path) -> CheckpointLock | None:
+        """This process's lock on `out`, if it holds one."""
+        return _held.get(Path(out).expanduser().resolve())
+
+    def __enter__(self) -> CheckpointLock:
+        mine = _held.get(self.out)
+        if mine is not None and mine is not self:
+            mine.depth += 1
+            self.fd, self.depth = mine.fd, -1  # a view of the outer lock
+            return self
+        if self.depth:
+            self.depth += 1
+            return self
+        check_out(self.out)
+        self._check_aside()
+        for _ in range(10):
+            self.out.mkdir(parents=True, exist_ok=True)
+            path = self.out / LOCK
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            except OSError as exc:
+                raise TuiGptError(f"{path}: cannot lock ({exc.strerror}); pass --out another folder") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise TuiGptError(f"{self.out}: {_holder(path)}; wait for it or pass --out another folder") from None
+            try:
+                same = os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
+            except OSError:
+                same = False
+            if same:  # else a save swapped the folder while we locked: try again
+                break
+            os.close(fd)
+        else:
+            raise TuiGptError(f"{self.out}: could not take the lock; the folder keeps changing")
+        os.ftruncate(fd, 0)
+        cmd = " ".join(["tui-gpt", *sys.argv[1:]])[:200]
+        os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "cmd": cmd}).encode())
+        self.fd, self.depth = fd, 1
+        _held[self.out] = self
+        return self
+
+    def _check_aside(self) -> None:
+        """A save between its renames has the folder aside, with the lock in it."""
+        old = aside(self.out) / LOCK
+        if self.out.exists() or not old.exists():
+            return
+        try:
+            fd = os.open(old, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise TuiGptError(f"{self.out}: {_holder(old)}; wait for it or pass --out another folder") from None
+        finally:
+            os.close(fd)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.depth == -1:
+            outer = _held.get(self.out)
+            if outer is not None:
+                outer.__exit__()
+            self.fd, self.depth = None, 0
+            return
+        self.depth -= 1
+        if self.depth > 0 or self.fd is None:
+            return
+        # The file stays: removing it would let a process that opened it lock a file no one else sees.
+        os.close(self.fd)
+        self.fd = None
+        _held.pop(self.out, None)
+
+
+def _holder(path: Path) -> str:
+    try:
+        who = json.loads(read_capped(path, CAPS[LOCK]))
+        return f"in use by pid {who['pid']} on {who['host']} ({who['cmd']})"
+    except (OSError, TuiGptError, ValueError, KeyError, TypeError):
+        return "in use by another tui-gpt process"

@@ -63,16 +63,24 @@ def open_run(spec: RunSpec, progress: Progress | None = None) -> Run:
 
     sources = spec.sources
     if spec.resume:
-        from tui_gpt.checkpoint import load_trainer, read_config, resolve
+        from tui_gpt.checkpoint import load_tokenizer, load_trainer, read_config, resolve
+        from tui_gpt.corpus import BUILTINS
 
         ckpt = resolve(Path(spec.resume))
-        cfg = read_config(ckpt)
+        cfg = read_config(ckpt)  # every value checked, corpus.sources a list of names
         if not sources:
-            sources = cfg.get("corpus", {}).get("sources", [])
+            sources = (cfg.get("corpus") or {}).get("sources", [])
+            for src in sources:
+                if src not in BUILTINS and not Path(src).exists():
+                    raise TuiGptError(
+                        f"{ckpt / 'config.json'}: the training text {src} is gone; pass it again: "
+                        f"tui-gpt train TEXT --resume {spec.resume}"
+                    )
+        tokenizer = load_tokenizer(ckpt, cfg["model"]["vocab_size"])  # before the text: cheap checks first
         corpus = load_corpus(sources)
-        tokenizer = TextTokenizer.load(ckpt / "tokenizer.json")
         data = TokenData.build(corpus, tokenizer, _step(progress, "tokenizing"))
         trainer = load_trainer(ckpt, data, device=spec.train.device)
+        _apply_given(trainer, spec)
         spec = replace(spec, sources=sources)
         return Run(spec, corpus, tokenizer, data, trainer)
     corpus = load_corpus(sources)
@@ -93,6 +101,35 @@ def open_run(spec: RunSpec, progress: Progress | None = None) -> Run:
         raise TuiGptError(f"n_embd {mconf.n_embd} must be divisible by n_head {mconf.n_head}")
     trainer = Trainer(mconf, replace(spec.train), data)
     return Run(spec, corpus, tokenizer, data, trainer)
+
+
+# Train settings a resume may change; the rest of a checkpoint's settings are its own.
+RESUMABLE = ("lr", "batch_size", "eval_interval")
+WHERE = ("device",)  # where a run goes on is the user's choice, whatever wrote the checkpoint
+
+
+def _apply_given(trainer: Trainer, spec: RunSpec) -> None:
+    """Apply the settings the user passed with --resume, and record the change in the history.
+
+    An option a resumed run cannot take (a model size, the tokenizer, ...) is refused, not ignored.
+    """
+    fixed = [name for name in spec.given if name not in (*RESUMABLE, *WHERE)]
+    if fixed:
+        flags = ", ".join("--" + name.replace("_", "-") for name in fixed)
+        raise TuiGptError(
+            f"{flags}: a resumed run keeps its checkpoint's settings; only --lr, --batch-size and "
+            "--eval-interval can change on --resume"
+        )
+    changed = {}
+    for name in (n for n in spec.given if n in RESUMABLE):
+        value = getattr(spec.train, name)
+        if value is None or value == getattr(trainer.config, name):
+            continue
+        setattr(trainer.config, name, value)
+        setattr(spec.train, name, value)
+        changed[name] = value
+    if changed:
+        trainer.history.change(trainer.step, **changed)
 
 
 def _step(progress: Progress | None, what: str) -> Callable[[int, int], None] | None:

@@ -64,6 +64,8 @@ class RunSpec(_Dict):
     causal: bool = True  # False lets every position see the future: the mask experiment
     train: TrainConfig = field(default_factory=TrainConfig)
     resume: str | None = None
+    # The options the user typed (argparse dests): how a run was asked for, not what it is.
+    given: list[str] = field(default_factory=list, compare=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.train, dict):  # from JSON or the protocol
@@ -72,12 +74,24 @@ class RunSpec(_Dict):
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> RunSpec:
         """The spec that parsed command-line options describe (see `OPTIONS`)."""
-        spec = cls(sources=list(getattr(args, "text", None) or []), resume=getattr(args, "resume", None))
+        spec = cls(
+            sources=list(getattr(args, "text", None) or []),
+            resume=getattr(args, "resume", None),
+            given=sorted(getattr(args, "given", ())),
+        )
         for opt in (*OPTIONS, STEPS):
             value = getattr(args, opt.dest, None)
             if value is not None:
                 opt.apply(spec, value)
         return spec
+
+
+class Given(argparse.Action):
+    """Store the value and note that the user typed the option: a resume applies or refuses it, never ignores it."""
+
+    def __call__(self, parser: Any, namespace: argparse.Namespace, values: Any, option_string: Any = None) -> None:
+        setattr(namespace, self.dest, self.const if self.nargs == 0 else values)
+        namespace.given = {*getattr(namespace, "given", ()), self.dest}
 
 
 @dataclass(frozen=True)
@@ -112,12 +126,13 @@ class Option:
 
     def add_to(self, group: Any) -> None:
         if self.flag_only:
-            group.add_argument(self.flag, action="store_true", help=self.help)
+            group.add_argument(self.flag, action=Given, nargs=0, const=True, default=False, help=self.help)
             return
         default = self.default()
         shown = f" (default {default})" if default is not None and not self.choices else ""
+        help_text = (self.help + shown).strip()
         group.add_argument(
-            self.flag, type=self.kind, default=default, choices=self.choices, help=(self.help + shown).strip()
+            self.flag, type=self.kind, default=default, choices=self.choices, help=help_text, action=Given
         )
 
 

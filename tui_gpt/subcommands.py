@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import argparse
 import codecs
+import signal
 import sys
+import time
+from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from tui_gpt.savedir import check_out
+from tui_gpt.errors import TuiGptError
+from tui_gpt.savedir import CheckpointLock, check_out, is_writer
 from tui_gpt.session import RunSpec, open_run
 from tui_gpt.settings import DEFAULT_STEPS
 from tui_gpt.visible import visible
@@ -44,10 +48,86 @@ def _open(spec: RunSpec):
         return open_run(spec, progress)
 
 
+class _Stop(BaseException):
+    """A signal asked the run to stop: save, then exit with 128 + its number."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+class _Signals:
+    """SIGHUP, SIGTERM and SIGINT stop the run with a save.
+
+    While loading, a signal stops at once. While training, the first one stops after the step in
+    progress, so the saved state is a whole step; a second stops at once. A save is never interrupted.
+    """
+
+    SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self.mode = "load"  # load | train | save
+        self.stop: int | None = None  # the first signal received
+        self.old: dict[int, object] = {}
+
+    def _handle(self, signum: int, frame: object) -> None:
+        again = self.stop is not None
+        self.stop = self.stop or signum
+        if self.mode == "load" or (self.mode == "train" and again):
+            raise _Stop(self.stop)
+
+    def __enter__(self) -> _Signals:
+        for sig in self.SIGNALS:
+            self.old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, old in self.old.items():
+            signal.signal(sig, old)
+
+    @contextmanager
+    def saving(self, final: bool = False):
+        before, self.mode = self.mode, "save"
+        try:
+            yield
+        finally:
+            self.mode = "save" if final else before
+
+
+def _say(message: str, where: Console = console) -> None:
+    with suppress(OSError):  # the terminal is gone (SIGHUP): the save matters, the message cannot be shown
+        where.print(message)
+
+
+def _save(run, out: Path, signals: _Signals, where: Console, final: bool = False, why: str = "") -> Path | None:
+    """Save and say what was written, in one line; on failure say why in one line and carry on."""
+    if not is_writer():  # another rank of a torchrun: rank 0 saves
+        return out
+    with signals.saving(final):
+        try:
+            path = run.save(out)
+        except TuiGptError as exc:
+            _say(f"[red]{why}{exc}[/]", where)
+            return None
+    size = sum(f.stat().st_size for f in path.iterdir() if f.is_file())
+    _say(f"{why}saved step {run.trainer.step} to {path} ({size / 1e6:.1f} MB)", where)
+    return path
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     spec = RunSpec.from_args(args)
     out = check_out(Path(args.out or args.resume or "out"))  # refuse before any work, not at the first save
-    run = _open(spec)
+    # Only rank 0 of a torchrun writes, and holds the folder for the whole run.
+    with CheckpointLock(out) if is_writer() else nullcontext(), _Signals() as signals:
+        try:
+            run = _open(spec)
+        except _Stop as stop:
+            _say(f"stopped by {signal.Signals(stop.signum).name} before training began; nothing to save")
+            return 128 + stop.signum
+        return _train(args, run, out, signals)
+
+
+def _train(args: argparse.Namespace, run, out: Path, signals: _Signals) -> int:
     trainer = run.trainer
     steps = args.steps if args.steps or args.time else DEFAULT_STEPS
     n_params = trainer.model.num_params()
@@ -57,28 +137,52 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"{run.tokenizer.vocab_size}; model {n_params / 1e6:.2f} M params on {trainer.device} ({trainer.dtype})"
     )
     if trainer.step:
-        console.print(f"resuming from step {trainer.step}")
-    interrupted = False
+        text = ", ".join(run.spec.sources) or "fables"
+        console.print(f"resuming from step {trainer.step} of {args.resume}, training on {text}")
+        changes = trainer.history.changes
+        if changes and changes[-1].get("step") == trainer.step:
+            applied = ", ".join(f"{k} {v}" for k, v in changes[-1].items() if k != "step")
+            console.print(f"applied from the command line: {applied}")
     first = trainer.step
+    autosave = args.autosave or 0
+    last_save, saved_step = time.monotonic(), None  # when the last save was, and the step it saved
+    signals.mode = "train"
     with _bar() as bar:
         task = bar.add_task("training", total=None if args.time and not args.steps else steps, stats="")
         try:
             for ev in trainer.run(steps=steps, seconds=args.time):
                 stats = f"loss {ev.loss:.3f}  {ev.tokens_per_s:,.0f} tok/s  lr {ev.lr:.2e}"
                 bar.update(task, completed=trainer.step - first, stats=stats)
+                if ev.restored is not None:
+                    bar.console.print(
+                        f"[yellow]step {ev.step}: loss {ev.loss}; restored the weights of step {ev.restored}[/]"
+                    )
                 if ev.val_loss is not None:
                     bar.console.print(
                         f"step {ev.step:>6}: train {ev.eval_train_loss:.4f}  val {ev.val_loss:.4f}  "
                         f"lr {ev.lr:.2e}  {ev.tokens_per_s:,.0f} tok/s"
                     )
-                    run.save(out)
-        except KeyboardInterrupt:
-            interrupted = True
-    path = run.save(out)
-    word = "interrupted; saved" if interrupted else "saved"
-    console.print(f"{word} step {trainer.step} to {path}")
-    print(path)
-    return 130 if interrupted else 0
+                if ev.val_loss is not None or (autosave and time.monotonic() - last_save >= autosave):
+                    saved_step = trainer.step if _save(run, out, signals, bar.console) else None
+                    last_save = time.monotonic()
+                if signals.stop:
+                    break
+        except _Stop:
+            pass  # a second signal: stop in the middle of the step
+        stopped = signals.stop
+        why = f"stopped by {signal.Signals(stopped).name}; " if stopped is not None else ""
+        # The last save, before the bar is drawn for the last time; unless the last step is saved already.
+        if saved_step == trainer.step:
+            path = out
+            if why:
+                _say(f"{why}step {trainer.step} is saved in {out}", bar.console)
+        else:
+            path = _save(run, out, signals, bar.console, final=True, why=why)
+    if path is None:
+        return 1
+    with suppress(OSError):
+        print(path)
+    return 128 + stopped if stopped is not None else 0
 
 
 def cmd_complete(args: argparse.Namespace) -> int:

@@ -15,10 +15,13 @@ from dataclasses import asdict, dataclass, field, fields
 import torch
 
 from tui_gpt.dataset import TokenData, get_batch
+from tui_gpt.errors import TuiGptError
 from tui_gpt.model import GPT, GPTConfig
 from tui_gpt.settings import TrainConfig
 
 __all__ = ["History", "TrainConfig", "TrainEvent", "Trainer", "pick_device", "resolve_dtype"]
+GOOD_EVERY = 50  # steps between copies of the last good weights, for a non-finite loss to fall back on
+MAX_RESTORES = 3  # non-finite losses in a row before the run gives up
 
 
 @dataclass
@@ -32,6 +35,7 @@ class TrainEvent:
     elapsed: float
     val_loss: float | None = None
     eval_train_loss: float | None = None
+    restored: int | None = None  # the loss was NaN or infinite: the weights of this step were put back
 
 
 @dataclass
@@ -44,6 +48,7 @@ class History:
     eval_steps: list[int] = field(default_factory=list)
     eval_train: list[float] = field(default_factory=list)
     eval_val: list[float] = field(default_factory=list)
+    changes: list[dict] = field(default_factory=list)  # settings changed mid-run: {"step": 120, "lr": 5e-4}
 
     def add(self, ev: TrainEvent) -> None:
         if ev.step > 0 or ev.val_loss is None:
@@ -61,6 +66,10 @@ class History:
     @classmethod
     def from_dict(cls, d: dict) -> History:
         return cls(**{f.name: list(d.get(f.name, [])) for f in fields(cls)})
+
+    def change(self, step: int, **settings: object) -> None:
+        """Record settings changed at `step`, e.g. a new learning rate on resume."""
+        self.changes.append({"step": step, **settings})
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -110,6 +119,9 @@ class Trainer:
         self.elapsed = 0.0  # seconds spent training, across resumes
         self.history = History()
         self._tok_rate = 0.0
+        self._good: tuple[int, dict, dict] | None = None  # (step, weights, optimizer state), on the CPU
+        self._pending: tuple[int, dict, dict] | None = None  # a copy taken before a step, good once it is
+        self._restores = 0
 
     @property
     def model_config(self) -> GPTConfig:
@@ -153,13 +165,44 @@ class Trainer:
         t0 = time.perf_counter()
         lr = self.lr_at(self.step)
         x, y = get_batch(self.data.train, self.config.batch_size, self.model.config.block_size, self.generator)
+        if self._good is None or self.step - self._good[0] >= GOOD_EVERY:
+            self._pending = self._snapshot()
         loss = self._update(x, y)
+        restored = None
+        if math.isfinite(loss):
+            self._restores = 0
+            if self._pending is not None:  # the weights before this step gave a finite loss: keep them
+                self._good, self._pending = self._pending, None
+        else:
+            restored = self._restore()
         dt = time.perf_counter() - t0
         self.step += 1
         self.elapsed += dt
         rate = x.numel() / dt
         self._tok_rate = rate if self._tok_rate == 0 else 0.9 * self._tok_rate + 0.1 * rate
-        return TrainEvent(self.step, loss, lr, self._tok_rate, self.elapsed)
+        return TrainEvent(self.step, loss, lr, self._tok_rate, self.elapsed, restored=restored)
+
+    def _snapshot(self) -> tuple[int, dict, dict]:
+        weights = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+        opt = self.optimizer.state_dict()
+        state = {i: {k: v.to("cpu", copy=True) for k, v in s.items()} for i, s in opt["state"].items()}
+        return self.step, weights, {"state": state, "param_groups": opt["param_groups"]}
+
+    def _restore(self) -> int:
+        """Put back the last good weights and optimizer state after a NaN or infinite loss; their step."""
+        self._pending = None
+        self._restores += 1
+        if self._good is None or self._restores > MAX_RESTORES:
+            raise TuiGptError(
+                f"the loss is NaN or infinite at step {self.step + 1} and stays so; lower --lr (now {self.config.lr:g})"
+            )
+        step, weights, opt = self._good
+        self.model.load_state_dict(weights)
+        # Clones: on the CPU the optimizer would adopt these very tensors and update them in place.
+        state = {i: {k: v.clone() for k, v in s.items()} for i, s in opt["state"].items()}
+        self.optimizer.load_state_dict({"state": state, "param_groups": [dict(g) for g in opt["param_groups"]]})
+        self.optimizer.zero_grad(set_to_none=True)
+        return step
 
     def set_causal(self, causal: bool) -> None:
         """Switch the causal mask on or off for training and evaluation (the mask experiment)."""

@@ -45,6 +45,7 @@ from tui_gpt.protocol import (
     TokenCounts,
     Weights,
 )
+from tui_gpt.savedir import CheckpointLock
 from tui_gpt.session import Run, RunSpec, open_run
 
 LOSS_EVERY = 0.25  # seconds between loss batches
@@ -318,9 +319,10 @@ def trainer_main(
     events: Queue,
     threads: int = 1,
     log: str | None = None,
-    autosave: tuple[str, float] | None = None,
+    out: str | None = None,
+    autosave: float = 0,
 ) -> None:
-    """Entry point of the trainer process."""
+    """Entry point of the trainer process; it alone writes to `out`, and holds the folder's lock."""
     _silence(log)
     # Out of the terminal's process group: a Ctrl+C, a hang-up or a group SIGTERM reaches the app,
     # which saves through us and then ends us, instead of killing us mid-save.
@@ -330,8 +332,9 @@ def trainer_main(
         import torch
 
         torch.set_num_threads(threads)
-        loop = TrainerLoop(spec, commands, events, autosave)
-        loop.loop()
+        loop = TrainerLoop(spec, commands, events, (out, autosave) if out and autosave else None)
+        with CheckpointLock(Path(out)) if out else contextlib.nullcontext():
+            loop.loop()
         if loop.orphaned:
             events.cancel_join_thread()  # the pipe has no reader: do not wait to flush it
     except TuiGptError as exc:

@@ -95,7 +95,7 @@ class GPTApp(App[None]):
         if client_factory is None:
             from tui_gpt.client import TrainerClient
 
-            self.client = TrainerClient(self.relay.from_trainer, autosave=(out, autosave) if autosave else None)
+            self.client = TrainerClient(self.relay.from_trainer, out=out, autosave=autosave)
         else:
             self.client = client_factory(self.relay.from_trainer)
 

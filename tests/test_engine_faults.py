@@ -1,0 +1,227 @@
+"""Faults: saves killed at random moments, a full disk, two writers, and signals to a headless run."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from test_engine_cli import TINY
+
+from tui_gpt.checkpoint import load_model, load_trainer
+from tui_gpt.errors import TuiGptError
+from tui_gpt.savedir import LOCK, CheckpointLock, is_writer
+from tui_gpt.session import open_run
+
+# ---- SIGKILL at random moments -------------------------------------------------------------------
+
+
+def _save_forever(run, targets: list[Path], pipe) -> None:
+    """The child: train a step, save to the next target, report; until killed."""
+    i = 0
+    while True:
+        run.trainer.train_step()
+        run.save(targets[i % len(targets)])
+        pipe.send(i)
+        i += 1
+
+
+def _orphans(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if ".tmp-" in p.name)
+
+
+def test_saves_killed_at_random_moments_always_leave_a_loadable_checkpoint(tmp_path, fables_run):
+    rng = random.Random(8)
+    targets = [tmp_path / "ck", tmp_path / "other"]  # both overwritten again and again
+    ctx = multiprocessing.get_context("fork")  # the child starts at once, with the run already built
+    saves = kills = torn = 0
+    fresh = 0
+    while saves < 60 or kills < 12:
+        fresh_target = tmp_path / f"new{fresh}"  # a folder that did not exist yet
+        fresh += 1
+        left = set(_orphans(tmp_path))
+        receive, send = ctx.Pipe(duplex=False)
+        child = ctx.Process(target=_save_forever, args=(fables_run, [fresh_target, *targets], send))
+        child.start()
+        send.close()
+        # Let it save a few times, then kill it somewhere inside a save.
+        for _ in range(rng.randrange(1, 6)):
+            if receive.poll(20):
+                receive.recv()
+                saves += 1
+        time.sleep(rng.uniform(0, 0.02))
+        os.kill(child.pid, signal.SIGKILL)
+        child.join()
+        receive.close()
+        kills += 1
+        torn += bool(set(_orphans(tmp_path)) - left or list(tmp_path.glob(".*.old")))  # killed inside a save
+        for t in [fresh_target, *targets]:
+            if (t / "config.json").exists() or (t.parent / f".{t.name}.old").exists():
+                model, tok, _ = load_model(t)  # whatever the moment, a whole checkpoint is there
+                assert tok.vocab_size == model.config.vocab_size
+    # The dead children's locks are stale, and the next save in each place takes them over and tidies up.
+    for t in targets:
+        fables_run.save(t)
+        assert load_trainer(t, fables_run.data, device="cpu").step == fables_run.trainer.step
+    for i in range(fresh):
+        fables_run.save(tmp_path / f"new{i}")
+    assert _orphans(tmp_path) == [], [sorted(os.listdir(tmp_path / o)) for o in _orphans(tmp_path)]
+    assert not list(tmp_path.glob(".*.old"))
+    assert saves >= 60 and kills >= 12
+    print(f"{saves} saves, {kills} kills, {torn} inside a save")
+    assert torn >= 3, "too few kills landed inside a save to prove anything"
+
+
+# ---- a full disk ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MB tmpfs, where one can be mounted (root on Linux); skipped elsewhere."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    try:
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True)
+    except OSError:
+        pytest.skip("no mount command")
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
+    yield mnt
+    subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_a_full_disk_keeps_the_previous_checkpoint(small_disk, fables_run, make_spec, one_line_error):
+    out = fables_run.save(small_disk / "ck")  # a tiny model fits
+    big = open_run(make_spec(n_embd=128, n_layer=2, n_head=2))  # about 5 MB of weights and moments: it does not
+    list(big.trainer.run(steps=1))
+    with pytest.raises(TuiGptError) as info:
+        big.save(out)
+    msg = one_line_error(info.value, str(out))
+    assert "no space left on device; the previous checkpoint at step 0 is intact" in msg
+    assert _orphans(small_disk) == [] and sorted(os.listdir(small_disk)) == ["ck"]
+    model, _, _ = load_model(out)
+    assert model.config.n_embd == fables_run.trainer.model.config.n_embd
+    list(fables_run.trainer.run(steps=2))
+    fables_run.save(out)  # room for the small one again: the next save works
+    assert json.loads((out / "trainer.json").read_text())["step"] == 2
+
+
+def test_train_says_why_a_save_failed_and_keeps_going(small_disk, tmp_path):
+    big = ["--n-layer", "2", "--n-embd", "128", "--n-head", "2", "--block-size", "16", "--batch-size", "2"]
+    r = tui_gpt("train", "--steps", "3", *big, "--eval-interval", "3", "--eval-iters", "1", "--out", "disk/ck")
+    assert r.returncode == 1, r.stderr
+    assert "Traceback" not in r.stderr
+    failures = [line for line in r.stderr.splitlines() if "could not save to" in line]
+    assert len(failures) == 3, r.stderr  # at the evaluations at steps 0 and 3, and the last save's retry
+    assert all("no space left on device; nothing saved" in line for line in failures), failures
+    assert "step      3" in r.stderr  # it trained on after the first failure
+    assert _orphans(small_disk) == []
+
+
+# ---- one writer per checkpoint, and signals to `train` -------------------------------------------
+
+
+def tui_gpt(*args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "tui_gpt", *args]
+    return subprocess.run(cmd, cwd=_cwd[0], env=ENV, capture_output=True, text=True, timeout=120)
+
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200", "PYTHONIOENCODING": "utf-8"}
+_cwd: list[Path] = []
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path):
+    _cwd[:] = [tmp_path]
+
+
+def start_train(tmp_path: Path, *args: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "tui_gpt", "train", "fables", *TINY, "--steps", "1000000", *args]
+    return subprocess.Popen(cmd, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(what, timeout: float = 60) -> None:
+    end = time.monotonic() + timeout
+    while not what():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.05)
+
+
+def saved_step(ck: Path) -> int:
+    return json.loads((ck / "trainer.json").read_text())["step"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT], ids=lambda s: s.name)
+def test_a_signal_saves_the_run_and_exits(tmp_path, sig):
+    # No evaluations: the first save is the autosave timer's.
+    proc = start_train(tmp_path, "--out", "ck", "--eval-interval", "0", "--autosave", "0.5")
+    ck = tmp_path / "ck"
+    try:
+        wait_for(lambda: (ck / "trainer.json").exists())
+        first = saved_step(ck)
+        if sig == signal.SIGTERM:  # meanwhile a second writer is refused, naming the first
+            r = tui_gpt("train", "fables", *TINY, "--steps", "5", "--out", "ck")
+            assert r.returncode == 2, r.stderr
+            assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
+            assert f"in use by pid {proc.pid}" in r.stderr and "tui-gpt train fables" in r.stderr, r.stderr
+        time.sleep(0.3)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + sig, err
+    assert "Traceback" not in err
+    last = saved_step(ck)
+    assert last > first
+    assert f"stopped by {sig.name}; saved step {last} to {ck}" in err or f"{sig.name}; step {last} is saved" in err
+    assert _orphans(tmp_path) == []
+    load_model(ck)
+    with CheckpointLock(ck):  # the lock of the exited run is free
+        pass
+
+
+def test_two_writers_in_one_process_share_the_lock_and_another_process_is_refused(tmp_path, fables_run):
+    ck = tmp_path / "ck"
+    with CheckpointLock(ck) as lock:
+        fables_run.save(ck)  # the run's own saves go through its lock
+        fables_run.save(ck)
+        holder = json.loads((ck / LOCK).read_text())
+        assert holder["pid"] == os.getpid()
+        code = f"from tui_gpt.savedir import CheckpointLock\nwith CheckpointLock({str(ck)!r}): pass"
+        r = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=60)
+        assert r.returncode != 0 and f"in use by pid {os.getpid()}" in r.stderr, r.stderr
+        assert lock.fd is not None
+    r = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+
+
+def test_a_folder_with_only_a_stale_lock_is_a_fine_place_to_save(tmp_path, fables_run):
+    ck = tmp_path / "ck"
+    ck.mkdir()
+    (ck / LOCK).write_text('{"pid": 1, "host": "gone", "cmd": "tui-gpt train"}')
+    fables_run.save(ck)
+    load_model(ck)
+
+
+def test_only_rank_zero_writes(monkeypatch):
+    monkeypatch.delenv("RANK", raising=False)
+    assert is_writer()
+    monkeypatch.setenv("RANK", "0")
+    assert is_writer()
+    monkeypatch.setenv("RANK", "3")
+    assert not is_writer()
+
+
+def test_a_save_moves_the_lock_with_the_folder(tmp_path, fables_run):
+    ck = tmp_path / "ck"
+    with CheckpointLock(ck):
+        before = os.stat(ck / LOCK).st_ino
+        fables_run.save(ck)
+        assert os.stat(ck / LOCK).st_ino == before  # the same file: still locked by us
