@@ -1,0 +1,97 @@
+"""The KV cache gives the full forward's logits: token by token, in chunks, batched, and past the window."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tui_gpt.model import GPT, GPTConfig
+from tui_gpt.probe import context, sample
+
+TOL = 1e-5
+
+
+def make_model(causal: bool = True, block_size: int = 12) -> GPT:
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=11, block_size=block_size, n_layer=2, n_head=2, n_embd=16, causal=causal))
+    # Larger weights than the init, so that a wrong position or mask shows in the logits.
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(8.0)
+    return model.eval()
+
+
+def full_logits(model: GPT, ids: list[int]) -> torch.Tensor:
+    logits, _, _ = model(torch.tensor([ids]))
+    return logits[0]  # (T, V)
+
+
+def test_token_by_token_and_chunks_equal_full_forward():
+    model = make_model()
+    ids = torch.randint(0, 11, (12,), generator=torch.Generator().manual_seed(1)).tolist()
+    want = full_logits(model, ids)
+    cache = None
+    got = []
+    for chunk in ([ids[:3]], [ids[3:4]], [ids[4:9]], [ids[9:10]], [ids[10:12]]):
+        logits, cache = model.forward_cached(torch.tensor(chunk), cache)
+        got.append(logits[0])
+    assert cache.length == 12
+    torch.testing.assert_close(torch.cat(got), want, atol=TOL, rtol=0)
+
+
+def test_batched_candidates_share_one_prefix():
+    model = make_model()
+    prefix = [1, 2, 3, 4, 5]
+    cands = [[6], [7, 8, 9], [10, 0], [3, 3, 3, 3]]
+    _, cache = model.forward_cached(torch.tensor([prefix]))
+    width = max(map(len, cands))
+    batch = torch.tensor([c + [0] * (width - len(c)) for c in cands])  # right-padded
+    logits, _ = model.forward_cached(batch, cache)  # (4, width, V)
+    for row, c in enumerate(cands):
+        want = full_logits(model, prefix + c)[len(prefix) :]
+        torch.testing.assert_close(logits[row, : len(c)], want, atol=TOL, rtol=0)
+
+
+def test_too_long_and_non_causal_are_refused():
+    model = make_model()
+    _, cache = model.forward_cached(torch.tensor([[1] * 10]))
+    with pytest.raises(ValueError, match="block_size"):
+        model.forward_cached(torch.tensor([[1, 2, 3]]), cache)
+    with pytest.raises(ValueError, match="causal"):
+        make_model(causal=False).forward_cached(torch.tensor([[1, 2]]))
+
+
+def old_sample(model: GPT, ids: list[int], n: int, temperature: float, seed: int) -> list[int]:
+    """The sampler before the cache: a full forward over the window for every token."""
+    gen = torch.Generator().manual_seed(seed)
+    ids = list(ids)
+    out = []
+    for _ in range(n):
+        ctx, _ = context(ids, model.config.block_size)
+        last = full_logits(model, ctx)[-1]
+        if temperature <= 0:
+            nxt = int(last.argmax())
+        else:
+            nxt = int(torch.multinomial(torch.softmax(last / temperature, -1), 1, generator=gen))
+        ids.append(nxt)
+        out.append(nxt)
+    return out
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+@pytest.mark.parametrize("causal", [True, False])
+def test_generate_with_cache_equals_old_sampling_past_the_window(temperature, causal):
+    model = make_model(causal=causal)
+    n = 30  # 3 + 30 tokens: the window (12) slides many times
+    got = list(sample(model, [1, 2, 3], n, temperature=temperature, seed=5))
+    assert got == old_sample(model, [1, 2, 3], n, temperature, seed=5)
+
+
+def test_sliding_window_logits_match_the_window_forward():
+    """Past block_size, sample rebuilds from the window: its logits are the window's full forward."""
+    model = make_model()
+    ids = torch.randint(0, 11, (20,), generator=torch.Generator().manual_seed(2)).tolist()
+    window = ids[-12:]
+    logits, cache = model.forward_cached(torch.tensor([window[:-1]]))
+    step, _ = model.forward_cached(torch.tensor([window[-1:]]), cache)
+    torch.testing.assert_close(step[0, -1], full_logits(model, window)[-1], atol=TOL, rtol=0)
