@@ -92,6 +92,6 @@ def test_sliding_window_logits_match_the_window_forward():
     model = make_model()
     ids = torch.randint(0, 11, (20,), generator=torch.Generator().manual_seed(2)).tolist()
     window = ids[-12:]
-    logits, cache = model.forward_cached(torch.tensor([window[:-1]]))
+    _, cache = model.forward_cached(torch.tensor([window[:-1]]))
     step, _ = model.forward_cached(torch.tensor([window[-1:]]), cache)
     torch.testing.assert_close(step[0, -1], full_logits(model, window)[-1], atol=TOL, rtol=0)

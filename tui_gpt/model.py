@@ -217,9 +217,9 @@ class GPT(nn.Module):
         """
         if not self.config.causal:
             raise ValueError("a KV cache needs a causal model: without the mask, old positions see new tokens")
-        B, T = idx.shape
+        T = idx.size(1)  # idx: (B, T)
         P = cache.length if cache is not None else 0
-        if P + T > self.config.block_size:
+        if self.config.block_size < P + T:
             raise ValueError(f"{P} cached + {T} new tokens is longer than block_size {self.config.block_size}")
         pos = torch.arange(P, P + T, dtype=torch.long, device=idx.device)  # (T,)
         x = self.transformer.wte(idx) + self.transformer.wpe(pos)  # (B, T, C)
