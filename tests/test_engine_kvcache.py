@@ -95,3 +95,16 @@ def test_sliding_window_logits_match_the_window_forward():
     _, cache = model.forward_cached(torch.tensor([window[:-1]]))
     step, _ = model.forward_cached(torch.tensor([window[-1:]]), cache)
     torch.testing.assert_close(step[0, -1], full_logits(model, window)[-1], atol=TOL, rtol=0)
+
+
+def test_forward_candidates_reads_each_candidate_at_its_last_token():
+    model = make_model()
+    prefix = [4, 3, 2, 1]
+    cands = [[6], [7, 8, 9], [10, 0], [3, 3, 3, 3, 5]]
+    _, cache = model.forward_cached(torch.tensor([prefix]))
+    width = max(map(len, cands))
+    batch = torch.tensor([c + [0] * (width - len(c)) for c in cands])
+    logits = model.forward_candidates(batch, cache, torch.tensor([len(c) - 1 for c in cands]))  # (4, V)
+    for row, c in enumerate(cands):
+        torch.testing.assert_close(logits[row], full_logits(model, prefix + c)[-1], atol=TOL, rtol=0)
+    assert cache.length == len(prefix)  # the shared prefix is left as it was

@@ -109,6 +109,24 @@ class CausalSelfAttention(nn.Module):
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
         return self.c_proj(y), (k, v)
 
+    def forward_candidates(self, x: torch.Tensor, pk: torch.Tensor, pv: torch.Tensor) -> torch.Tensor:
+        """B candidates after one prefix whose keys and values pk, pv (1, nh, P, hs) all of them share."""
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)  # 3 x (B, T, C)
+        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
+        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
+        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
+        scale = 1.0 / math.sqrt(k.size(-1))
+        # The prefix part broadcasts over the batch, so its keys are read once instead of copied B times.
+        att_p = (q @ pk.transpose(-2, -1)) * scale  # (B, nh, T, P): every new token sees the whole prefix
+        att_n = (q @ k.transpose(-2, -1)) * scale  # (B, nh, T, T): and the new tokens up to itself
+        att_n = att_n.masked_fill(~self.mask[:, :, :T, :T], float("-inf"))
+        att = F.softmax(torch.cat([att_p, att_n], dim=-1), dim=-1)  # (B, nh, T, P+T)
+        P = pk.size(2)
+        y = att[..., :P] @ pv + att[..., P:] @ v  # (B, nh, T, hs)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
+        return self.c_proj(y)
+
 
 class MLP(nn.Module):
     def __init__(self, config: GPTConfig) -> None:
@@ -143,6 +161,11 @@ class Block(nn.Module):
         x = x + a
         x = x + self.mlp(self.ln_2(x))
         return x, kv
+
+    def forward_candidates(self, x: torch.Tensor, pk: torch.Tensor, pv: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn.forward_candidates(self.ln_1(x), pk, pv)
+        x = x + self.mlp(self.ln_2(x))
+        return x
 
 
 class GPT(nn.Module):
@@ -230,6 +253,25 @@ class GPT(nn.Module):
             new.v.append(v)
         logits = self.lm_head(self.transformer.ln_f(x))  # (B, T, V)
         return logits, new
+
+    @torch.no_grad()
+    def forward_candidates(self, idx: torch.Tensor, cache: KVCache, at: torch.Tensor) -> torch.Tensor:
+        """Next-token logits (B, V) after each of B candidate continuations of one cached prefix.
+
+        Row b of idx (B, T) is a candidate, right-padded; its logits are read at new position at[b].
+        The prefix cache (batch 1) is shared, never copied B times, and left unchanged.
+        Same logits as `forward` on prefix + candidate; causal models only.
+        """
+        T = idx.size(1)
+        P = cache.length
+        if self.config.block_size < P + T:
+            raise ValueError(f"{P} cached + {T} new tokens is longer than block_size {self.config.block_size}")
+        pos = torch.arange(P, P + T, dtype=torch.long, device=idx.device)  # (T,)
+        x = self.transformer.wte(idx) + self.transformer.wpe(pos)  # (B, T, C)
+        for i, block in enumerate(self.transformer.h):
+            x = block.forward_candidates(x, cache.k[i], cache.v[i])
+        x = x[torch.arange(x.size(0), device=x.device), at]  # (B, C): the head is the widest matmul
+        return self.lm_head(self.transformer.ln_f(x))  # (B, V)
 
     def configure_optimizer(self, lr: float, weight_decay: float, betas: tuple[float, float]) -> torch.optim.AdamW:
         # Decay the matrices, not the biases and LayerNorm gains, as nanoGPT does.

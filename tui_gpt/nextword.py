@@ -29,7 +29,7 @@ from tui_gpt.tokenizer import TextTokenizer
 
 DEFAULT_K = 10
 DEFAULT_BUDGET = 24  # forward passes; each one extends up to DEFAULT_WIDTH partial words
-DEFAULT_WIDTH = 8
+DEFAULT_WIDTH = 16
 DEFAULT_MAX_TOKENS = 16  # longest word, in tokens, the search follows (a char model spells a word per letter)
 CHILDREN = 32  # most continuations kept per expanded partial word; the rest bound the answer
 
@@ -173,9 +173,8 @@ def _logits(model: GPT, ctx: list[int], cache: KVCache | None, paths: list[_Path
     if cache is not None:
         width = max(len(p.ids) for p in paths)
         batch = torch.tensor([p.ids + [0] * (width - len(p.ids)) for p in paths], dtype=torch.long, device=dev)
-        logits, _ = model.forward_cached(batch, cache)  # (B, width, V); padding never changes what is before it
-        last = torch.tensor([len(p.ids) - 1 for p in paths], device=dev)
-        return logits[torch.arange(len(paths), device=dev), last].float()
+        last = torch.tensor([len(p.ids) - 1 for p in paths], device=dev)  # padding never changes what is before it
+        return model.forward_candidates(batch, cache, last).float()  # (B, V)
     # Without the causal mask (the mask experiment) padding would leak backwards: one pass per length.
     out = torch.empty(len(paths), model.config.vocab_size)
     by_len: dict[int, list[int]] = {}
@@ -237,7 +236,9 @@ def next_words(
     forwards = 1
 
     words: dict[str, list[float]] = {}  # text -> [prob, best spelling's prob, its tokens]
-    frontier: list[tuple[float, int, _Path]] = []  # max-heap by probability
+    # Max-heap of partial words by probability: (-p, order, parent, token, state); a child is made a
+    # _Path only when popped, since most are never expanded.
+    frontier: list[tuple[float, int, _Path, int, int]] = []
     order = 0  # tie-break for the heap
     bound = 0.0  # the most probable path the search had to drop: the top-k is proven only above it
     typed_mass = [1.0 if not typed else 0.0]  # p(the continuation starts with the typed characters)
@@ -253,13 +254,17 @@ def next_words(
         if p > w[1]:
             w[1], w[2] = p, n_tokens
 
-    def push(path: _Path) -> None:
+    def push(parent: _Path, v: int, state: int, p: float) -> None:
         nonlocal order, bound
-        if len(path.ids) > room:  # no position left to read what follows it
-            bound = max(bound, path.prob)
+        if len(parent.ids) >= room:  # no position left to read what follows the child
+            bound = max(bound, p)
             return
         order += 1
-        heapq.heappush(frontier, (-path.prob, order, path))
+        heapq.heappush(frontier, (-p, order, parent, v, state))
+
+    def pop() -> _Path:
+        p, _, parent, v, state = heapq.heappop(frontier)
+        return _Path([*parent.ids, v], parent.text + texts[v], state, -p)
 
     def expand_typed(path: _Path, probs: torch.Tensor) -> None:
         """Children of a path that has not spelled all the typed characters yet."""
@@ -272,35 +277,45 @@ def next_words(
             if len(t2) >= len(typed):  # this spelling has covered the typed characters: one disjoint event
                 typed_mass[0] += p
             if at is None:
-                push(_Path([*path.ids, v], t2, state, p))
+                push(path, v, state, p)
             elif at >= len(typed):  # a word that ends inside the typed characters is not their completion
                 add_word(t2[:at], p, len(path.ids) + 1)
 
-    def expand(path: _Path, probs: torch.Tensor, floor: float) -> None:
-        """Children of a path past the typed characters: the word ends, or grows by one token."""
+    def expand(batch: list[_Path], probs: torch.Tensor, floor: float) -> None:
+        """Children of paths past the typed characters: each word ends, or grows by one token."""
         nonlocal bound
-        s = path.state
-        if path.text:
-            add_word(path.text, path.prob * float(probs[tables.ends[s]].sum()), len(path.ids))
-        for v, at in tables.crosses[s]:
-            add_word(path.text + texts[v][:at], path.prob * float(probs[v]), len(path.ids) + 1)
-        child = torch.where(tables.extends[s], probs, 0.0) * path.prob  # (V,)
-        top = torch.topk(child, min(CHILDREN + 1, child.numel()))
+        states = torch.tensor([p.state for p in batch])  # (B,)
+        joint = probs * torch.tensor([p.prob for p in batch], dtype=probs.dtype)[:, None]  # (B, V) path, then token
+        ended = (joint * tables.ends[states]).sum(1).tolist()  # (B,) the word ends here
+        child = torch.where(tables.extends[states], joint, 0.0)  # (B, V) the word grows by one token
+        top = torch.topk(child, min(CHILDREN + 1, child.size(1)), dim=1)
         values, ids = top.values.tolist(), top.indices.tolist()
-        if len(values) > CHILDREN:
-            bound = max(bound, values[CHILDREN])
-        for p, v in zip(values[:CHILDREN], ids[:CHILDREN], strict=True):
-            if p <= floor:
-                break
-            push(_Path([*path.ids, v], path.text + texts[v], int(tables.next_state[s, v]), p))
+        next_states = tables.next_state[states[:, None], top.indices].tolist()
+        for b, path in enumerate(batch):
+            if path.text:
+                add_word(path.text, ended[b], len(path.ids))
+            crossing = tables.crosses[path.state]
+            if crossing:
+                for (v, at), p in zip(crossing, joint[b, [v for v, _ in crossing]].tolist(), strict=True):
+                    add_word(path.text + texts[v][:at], p, len(path.ids) + 1)
+            if len(values[b]) > CHILDREN:
+                bound = max(bound, values[b][CHILDREN])
+            for p, v, st in zip(values[b][:CHILDREN], ids[b][:CHILDREN], next_states[b], strict=False):
+                if p <= floor:
+                    break
+                push(path, v, st, p)
 
     def expand_all(paths: list[_Path], logits: torch.Tensor) -> None:
-        probs = F.softmax(logits * inv_t, dim=-1).cpu()  # (B, V)
-        for path, row in zip(paths, probs, strict=True):
+        probs = F.softmax(logits.double() * inv_t, dim=-1).cpu()  # (B, V)
+        floor = kth()  # a child below the k-th word can never enter the top k
+        rest = []
+        for i, path in enumerate(paths):
             if len(path.text) < len(typed):
-                expand_typed(path, row)
+                expand_typed(path, probs[i])
             else:
-                expand(path, row, kth())
+                rest.append(i)
+        if rest:
+            expand([paths[i] for i in rest], probs[rest], floor)
 
     expand_all([_Path([], "", START, 1.0)], root_logits)
     while frontier and -frontier[0][0] > kth() and forwards < budget:
@@ -309,7 +324,7 @@ def next_words(
         floor = kth()
         batch: list[_Path] = []
         while frontier and len(batch) < width and -frontier[0][0] > floor:
-            batch.append(heapq.heappop(frontier)[2])
+            batch.append(pop())
         expand_all(batch, _logits(model, ctx, cache, batch))
         forwards += 1
 
