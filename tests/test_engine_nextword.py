@@ -150,7 +150,7 @@ def test_word_tokenizer_equals_next_token_distribution_merged_by_word(word_model
 
 
 def _starts_word(word: str, nxt: str) -> bool:
-    return bool(nxt) and split_words(word + nxt)[1:2] == [len(word)]
+    return bool(nxt) and len(word) in split_words(word + nxt)
 
 
 @pytest.mark.parametrize("kind", ["char", "bpe", "word"])
@@ -191,6 +191,28 @@ def test_mid_word_completion_is_conditioned_on_the_typed_letters(trained):
         if u == tok.eot_id or (not tok.is_special(u) and _starts_word(w.text, tok.token_texts[u]))
     )
     assert w.prob == pytest.approx(math.exp(lp - lp_typed) * ends, abs=1e-6)
+
+
+def test_after_word_lists_the_words_after_a_finished_word(trained):
+    model, tok, _ = trained
+    text = "The fox ran to the"
+    res = next_words(model, tok, text, k=5, budget=100, max_tokens=8, after_word=True)
+    assert res.typed == ""
+    assert all(not w.text[0].isalpha() for w in res.words)  # " river", ",", "." ... never "the" + "y"
+    w = res.words[0]
+    ids, seq = tok.encode(text), tok.encode(w.text)
+    logits, _, _ = model(torch.tensor([ids + seq]))
+    logp = F.log_softmax(logits[0].double(), dim=-1)
+    lp = sum(logp[len(ids) - 1 + j, t].item() for j, t in enumerate(seq))
+    texts = tok.token_texts
+    plain = [u for u in range(tok.vocab_size) if not tok.is_special(u)]
+    starts = sum(logp[len(ids) - 1, u].exp().item() for u in plain if _starts_word(text, texts[u]))  # the condition
+    ends = sum(
+        logp[-1, u].exp().item()
+        for u in range(tok.vocab_size)
+        if u == tok.eot_id or (not tok.is_special(u) and _starts_word(w.text, texts[u]))
+    )
+    assert w.prob == pytest.approx(math.exp(lp) * ends / starts, abs=1e-6)
 
 
 def test_split_typed():

@@ -198,6 +198,7 @@ def next_words(
     width: int = DEFAULT_WIDTH,
     max_tokens: int = DEFAULT_MAX_TOKENS,
     cancelled: Callable[[], bool] | None = None,
+    after_word: bool = False,
 ) -> NextWords | None:
     """The k likeliest next words after `text` (probabilities at `temperature`); None if cancelled.
 
@@ -209,7 +210,9 @@ def next_words(
     When the text ends inside a word (`over the la`) the words complete it (token healing): the
     search backs up to the start of that word and keeps only continuations that spell the typed
     characters first, so " la" + "zy" and " lazy" both count. A text ending in a space completes
-    the space: the next word. `cancelled` is checked before every forward pass.
+    the space: the next word. With `after_word` the text's last word is taken as finished instead:
+    the words after it, given that it ends here ("over the" -> " lazy", ",", ...).
+    `cancelled` is checked before every forward pass.
 
     The model sees the last block_size - max_tokens tokens before the current word, so that a word
     of up to max_tokens tokens never slides the window (its cache stays exact).
@@ -220,6 +223,12 @@ def next_words(
     tables = _tables(tokenizer)
     texts = tables.texts
     head, typed = split_typed(text)
+    ends_after: torch.Tensor | None = None  # with after_word: the tokens that may start the next word
+    if after_word and typed.strip():
+        _, last_state = _scan(START, typed)
+        head, typed = text, ""
+        ends_after = tables.ends[last_state].clone()
+        ends_after[tokenizer.eot_id] = False  # the end of the text is no next word
     bs = model.config.block_size
     room = max(1, min(max_tokens, bs - 1))
     ctx = tokenizer.encode(head)[-(bs - room) :] or [tokenizer.eot_id]  # nothing before: a document start
@@ -241,7 +250,8 @@ def next_words(
     frontier: list[tuple[float, int, _Path, int, int]] = []
     order = 0  # tie-break for the heap
     bound = 0.0  # the most probable path the search had to drop: the top-k is proven only above it
-    typed_mass = [1.0 if not typed else 0.0]  # p(the continuation starts with the typed characters)
+    # p(the continuation starts with the typed characters), or with a new word (after_word): the condition
+    typed_mass = [1.0 if not typed and ends_after is None else 0.0]
 
     def kth() -> float:
         if len(words) < k:
@@ -269,6 +279,8 @@ def next_words(
     def expand_typed(path: _Path, probs: torch.Tensor) -> None:
         """Children of a path that has not spelled all the typed characters yet."""
         fits = [v for v in tables.plain if typed.startswith(t2 := path.text + texts[v]) or t2.startswith(typed)]
+        if ends_after is not None and not path.ids:
+            fits = [v for v in fits if ends_after[v]]
         p_fits = probs[fits].tolist()
         for v, pv in zip(fits, p_fits, strict=True):
             t2 = path.text + texts[v]
@@ -310,7 +322,7 @@ def next_words(
         floor = kth()  # a child below the k-th word can never enter the top k
         rest = []
         for i, path in enumerate(paths):
-            if len(path.text) < len(typed):
+            if len(path.text) < len(typed) or (ends_after is not None and not path.ids):
                 expand_typed(path, probs[i])
             else:
                 rest.append(i)
