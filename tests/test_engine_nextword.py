@@ -264,3 +264,20 @@ def test_word_examples_losses_add_up(kind, make_spec_module):
     assert ex.loss_per_word == pytest.approx(loss.item() * ex.n_tokens / len(ex.rows), rel=1e-5)
     assert all(r.prob == pytest.approx(math.exp(-r.nll)) for r in ex.rows)
     assert ex.rows[3].prefix == "The quick brown"
+
+
+def test_cli_complete_words_prints_the_table_and_the_cut(make_spec_module, tmp_path, capsys):
+    from tui_gpt.cli import main
+
+    run = open_run(make_spec_module())
+    ckpt = str(run.save(tmp_path / "ck"))
+    assert main(["complete", ckpt, "The fox ran to the ", "--words", "--top-k", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "next word after" in out and "other" in out
+    rows = [line.split("│")[1:-1] for line in out.splitlines() if line.startswith("│")]
+    ranks = [cells[0].strip() for cells in rows if cells[0].strip().isdigit()]
+    assert ranks == ["1", "2", "3", "4"]
+    assert all(cells[1].strip().startswith("·") for cells in rows if cells[0].strip().isdigit())  # visible space
+    assert main(["complete", ckpt, "The fox ran to the ri", "--words", "--budget", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "rest of the word '·ri'" in out and "search cut after 1 forward" in out
