@@ -12,7 +12,7 @@ import torch
 from torch.nn import functional as F
 
 from tui_gpt.model import GPT, GPTConfig
-from tui_gpt.nextword import next_words, split_typed, split_words, word_examples
+from tui_gpt.nextword import ghost, next_words, split_typed, split_words, word_examples
 from tui_gpt.session import open_run
 from tui_gpt.tokenizer import TextTokenizer
 
@@ -213,6 +213,14 @@ def test_after_word_lists_the_words_after_a_finished_word(trained):
         if u == tok.eot_id or (not tok.is_special(u) and _starts_word(w.text, texts[u]))
     )
     assert w.prob == pytest.approx(math.exp(lp) * ends / starts, abs=1e-6)
+
+
+def test_ghost_is_the_rest_of_the_likeliest_word(trained):
+    model, tok, _ = trained
+    for text in ["The fox ran to the ri", "The fox ran to the "]:
+        res = next_words(model, tok, text, k=1)
+        assert ghost(model, tok, text) == res.words[0].text[len(res.typed) :]
+    assert ghost(model, tok, "The fox", cancelled=lambda: True) == ""
 
 
 def test_split_typed():
