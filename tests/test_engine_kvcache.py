@@ -59,6 +59,8 @@ def test_too_long_and_non_causal_are_refused():
         model.forward_cached(torch.tensor([[1, 2, 3]]), cache)
     with pytest.raises(ValueError, match="causal"):
         make_model(causal=False).forward_cached(torch.tensor([[1, 2]]))
+    with pytest.raises(ValueError, match="causal"):
+        make_model(causal=False).forward_candidates(torch.tensor([[1, 2]]), cache, torch.tensor([1]))
 
 
 def old_sample(model: GPT, ids: list[int], n: int, temperature: float, seed: int) -> list[int]:

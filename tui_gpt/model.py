@@ -262,6 +262,8 @@ class GPT(nn.Module):
         The prefix cache (batch 1) is shared, never copied B times, and left unchanged.
         Same logits as `forward` on prefix + candidate; causal models only.
         """
+        if not self.config.causal:
+            raise ValueError("a KV cache needs a causal model: without the mask, old positions see new tokens")
         T = idx.size(1)
         P = cache.length
         if self.config.block_size < P + T:
