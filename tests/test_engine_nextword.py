@@ -165,6 +165,14 @@ def test_probabilities_never_sum_above_one(kind, make_spec_module):
         assert all(w.text.startswith(res.typed) for w in res.words)
 
 
+def test_long_text_and_no_mask_models_still_answer(make_spec_module):
+    run = open_run(make_spec_module(causal=False))
+    model, tok = run.trainer.model.eval(), run.tokenizer
+    res = next_words(model, tok, "The fox ran to the river and the dog sat by the door. " * 3, k=5, budget=6)
+    assert len(res.words) == 5 and res.context == model.config.block_size // 2
+    assert sum(w.prob for w in res.words) <= 1 + 1e-6
+
+
 def test_budget_cut_is_reported():
     model, tok = tiny_char_model()
     assert next_words(model, tok, "ab ", k=5, budget=1).cut

@@ -214,8 +214,9 @@ def next_words(
     the words after it, given that it ends here ("over the" -> " lazy", ",", ...).
     `cancelled` is checked before every forward pass.
 
-    The model sees the last block_size - max_tokens tokens before the current word, so that a word
-    of up to max_tokens tokens never slides the window (its cache stays exact).
+    The model sees the last block_size - max_tokens tokens before the current word (at least half the
+    window), so that a word of up to max_tokens tokens never slides the window and the cache stays
+    exact; a longer word is not followed, and `cut` says when that could matter.
     """
     cancelled = cancelled or (lambda: False)
     if cancelled():
@@ -230,7 +231,7 @@ def next_words(
         ends_after = tables.ends[last_state].clone()
         ends_after[tokenizer.eot_id] = False  # the end of the text is no next word
     bs = model.config.block_size
-    room = max(1, min(max_tokens, bs - 1))
+    room = max(1, min(max_tokens, bs // 2))  # positions kept for the word; the rest hold the text
     ctx = tokenizer.encode(head)[-(bs - room) :] or [tokenizer.eot_id]  # nothing before: a document start
     if model.training:
         model.eval()
