@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tui_gpt.model import GPT, GPTConfig
+from tui_gpt.model import GPT, GPTConfig, KVCache
 from tui_gpt.probe import context, sample
 
 TOL = 1e-5
@@ -60,7 +60,7 @@ def test_too_long_and_non_causal_are_refused():
     with pytest.raises(ValueError, match="causal"):
         make_model(causal=False).forward_cached(torch.tensor([[1, 2]]))
     with pytest.raises(ValueError, match="causal"):
-        make_model(causal=False).forward_candidates(torch.tensor([[1, 2]]), cache, torch.tensor([1]))
+        make_model(causal=False).forward_candidates(torch.tensor([1]), cache, cache, torch.tensor([0]))
 
 
 def old_sample(model: GPT, ids: list[int], n: int, temperature: float, seed: int) -> list[int]:
@@ -99,14 +99,36 @@ def test_sliding_window_logits_match_the_window_forward():
     torch.testing.assert_close(step[0, -1], full_logits(model, window)[-1], atol=TOL, rtol=0)
 
 
-def test_forward_candidates_reads_each_candidate_at_its_last_token():
+def _padded(own: list, layer: int, j: int, length: int, nh: int, hs: int) -> torch.Tensor:
+    """One candidate's keys (j=0) or values (j=1) of `layer`, zero-padded to `length`: (nh, length, hs)."""
+    got = [kv[layer][j] for kv in own]  # each (nh, 1, hs)
+    return torch.cat([torch.zeros(nh, 0, hs), *got, *[torch.zeros(nh, 1, hs)] * (length - len(got))], dim=1)
+
+
+def test_forward_candidates_grow_each_candidate_by_one_token_from_its_own_cache():
+    """Candidates of different lengths in one batch, each extended token by token, match the full forward."""
     model = make_model()
+    n_layer, nh, hs = model.config.n_layer, model.config.n_head, model.config.n_embd // model.config.n_head
     prefix = [4, 3, 2, 1]
     cands = [[6], [7, 8, 9], [10, 0], [3, 3, 3, 3, 5]]
     _, cache = model.forward_cached(torch.tensor([prefix]))
-    width = max(map(len, cands))
-    batch = torch.tensor([c + [0] * (width - len(c)) for c in cands])
-    logits = model.forward_candidates(batch, cache, torch.tensor([len(c) - 1 for c in cands]))  # (4, V)
-    for row, c in enumerate(cands):
-        torch.testing.assert_close(logits[row], full_logits(model, prefix + c)[-1], atol=TOL, rtol=0)
+    own: list[list] = [[] for _ in cands]  # per candidate, per token so far: per layer (k, v)
+    for it in range(10):
+        # Staggered starts: rows of the same batch hold different numbers of earlier tokens (real padding).
+        rows = [b for b, c in enumerate(cands) if b <= it and len(own[b]) < len(c)]
+        if not rows:
+            break
+        L = max(len(own[b]) for b in rows)
+        own_cache = KVCache(
+            [torch.stack([_padded(own[b], i, 0, L, nh, hs) for b in rows]) for i in range(n_layer)],
+            [torch.stack([_padded(own[b], i, 1, L, nh, hs) for b in rows]) for i in range(n_layer)],
+        )
+        idx = torch.tensor([cands[b][len(own[b])] for b in rows])
+        logits, new = model.forward_candidates(idx, cache, own_cache, torch.tensor([len(own[b]) for b in rows]))
+        for r, b in enumerate(rows):
+            want = full_logits(model, prefix + cands[b][: len(own[b]) + 1])[-1]
+            # The attention is summed in three parts (prefix, own, new): fp32 rounding of logits near 10.
+            torch.testing.assert_close(logits[r], want, atol=TOL, rtol=TOL)
+            own[b].append([(new.k[i][r], new.v[i][r]) for i in range(n_layer)])
+    assert [len(o) for o in own] == [len(c) for c in cands]
     assert cache.length == len(prefix)  # the shared prefix is left as it was

@@ -109,23 +109,29 @@ class CausalSelfAttention(nn.Module):
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
         return self.c_proj(y), (k, v)
 
-    def forward_candidates(self, x: torch.Tensor, pk: torch.Tensor, pv: torch.Tensor) -> torch.Tensor:
-        """B candidates after one prefix whose keys and values pk, pv (1, nh, P, hs) all of them share."""
-        B, T, C = x.shape
-        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)  # 3 x (B, T, C)
-        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
-        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
-        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
-        scale = 1.0 / math.sqrt(k.size(-1))
-        # The prefix part broadcasts over the batch, so its keys are read once instead of copied B times.
-        att_p = (q @ pk.transpose(-2, -1)) * scale  # (B, nh, T, P): every new token sees the whole prefix
-        att_n = (q @ k.transpose(-2, -1)) * scale  # (B, nh, T, T): and the new tokens up to itself
-        att_n = att_n.masked_fill(~self.mask[:, :, :T, :T], float("-inf"))
-        att = F.softmax(torch.cat([att_p, att_n], dim=-1), dim=-1)  # (B, nh, T, P+T)
-        P = pk.size(2)
-        y = att[..., :P] @ pv + att[..., P:] @ v  # (B, nh, T, hs)
-        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
-        return self.c_proj(y)
+    def forward_candidates(
+        self, x: torch.Tensor, prefix: tuple[torch.Tensor, torch.Tensor], own: tuple[torch.Tensor, torch.Tensor], pad
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """One new token for each of B candidates: it sees the shared prefix, its own earlier tokens, itself.
+
+        prefix: keys and values (1, nh, P, hs) shared by all rows; own: (B, nh, L, hs) per row, where
+        pad (B, L) marks the padding of the rows with fewer than L earlier tokens.
+        """
+        B, T, C = x.shape  # T == 1
+        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)  # 3 x (B, 1, C)
+        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, 1, hs)
+        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, 1, hs)
+        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, 1, hs)
+        (pk, pv), (ok, ov) = prefix, own
+        # The prefix broadcasts over the batch: its keys are read once, never copied B times.
+        att_p = q @ pk.transpose(-2, -1)  # (B, nh, 1, P)
+        att_o = (q @ ok.transpose(-2, -1)).masked_fill(pad[:, None, None, :], float("-inf"))  # (B, nh, 1, L)
+        att_n = (q * k).sum(-1, keepdim=True)  # (B, nh, 1, 1)
+        att = F.softmax(torch.cat([att_p, att_o, att_n], dim=-1) / math.sqrt(k.size(-1)), dim=-1)
+        P, L = pk.size(2), ok.size(2)
+        y = att[..., :P] @ pv + att[..., P : P + L] @ ov + att[..., P + L :] * v  # (B, nh, 1, hs)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, 1, C)
+        return self.c_proj(y), (k, v)
 
 
 class MLP(nn.Module):
@@ -162,10 +168,13 @@ class Block(nn.Module):
         x = x + self.mlp(self.ln_2(x))
         return x, kv
 
-    def forward_candidates(self, x: torch.Tensor, pk: torch.Tensor, pv: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn.forward_candidates(self.ln_1(x), pk, pv)
+    def forward_candidates(
+        self, x: torch.Tensor, prefix: tuple[torch.Tensor, torch.Tensor], own: tuple[torch.Tensor, torch.Tensor], pad
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        a, kv = self.attn.forward_candidates(self.ln_1(x), prefix, own, pad)
+        x = x + a
         x = x + self.mlp(self.ln_2(x))
-        return x
+        return x, kv
 
 
 class GPT(nn.Module):
@@ -255,25 +264,31 @@ class GPT(nn.Module):
         return logits, new
 
     @torch.no_grad()
-    def forward_candidates(self, idx: torch.Tensor, cache: KVCache, at: torch.Tensor) -> torch.Tensor:
-        """Next-token logits (B, V) after each of B candidate continuations of one cached prefix.
+    def forward_candidates(
+        self, idx: torch.Tensor, cache: KVCache, own: KVCache, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, KVCache]:
+        """Next-token logits (B, V) after B candidate continuations of one cached prefix, one new token each.
 
-        Row b of idx (B, T) is a candidate, right-padded; its logits are read at new position at[b].
-        The prefix cache (batch 1) is shared, never copied B times, and left unchanged.
+        idx (B,) is each candidate's newest token; own holds the keys and values of its earlier tokens,
+        (B, nh, L, hs) per layer, of which the first lengths[b] are real and the rest padding. The prefix
+        cache (batch 1) is shared, never copied. Returns the logits and the new token's keys and values
+        (B, nh, 1, hs) per layer, to append to `own` for the candidate's own continuations.
         Same logits as `forward` on prefix + candidate; causal models only.
         """
         if not self.config.causal:
             raise ValueError("a KV cache needs a causal model: without the mask, old positions see new tokens")
-        T = idx.size(1)
-        P = cache.length
-        if self.config.block_size < P + T:
-            raise ValueError(f"{P} cached + {T} new tokens is longer than block_size {self.config.block_size}")
-        pos = torch.arange(P, P + T, dtype=torch.long, device=idx.device)  # (T,)
-        x = self.transformer.wte(idx) + self.transformer.wpe(pos)  # (B, T, C)
+        P, L = cache.length, own.length
+        if self.config.block_size <= P + int(lengths.max()):
+            raise ValueError(f"{P} cached + {int(lengths.max()) + 1} new tokens is longer than block_size")
+        pad = torch.arange(L, device=idx.device)[None, :] >= lengths[:, None]  # (B, L)
+        x = self.transformer.wte(idx) + self.transformer.wpe(P + lengths)  # (B, C): row b at position P + lengths[b]
+        x = x[:, None]  # (B, 1, C)
+        new = KVCache()
         for i, block in enumerate(self.transformer.h):
-            x = block.forward_candidates(x, cache.k[i], cache.v[i])
-        x = x[torch.arange(x.size(0), device=x.device), at]  # (B, C): the head is the widest matmul
-        return self.lm_head(self.transformer.ln_f(x))  # (B, V)
+            x, (k, v) = block.forward_candidates(x, (cache.k[i], cache.v[i]), (own.k[i], own.v[i]), pad)
+            new.k.append(k)
+            new.v.append(v)
+        return self.lm_head(self.transformer.ln_f(x[:, 0])), new  # (B, V)
 
     def configure_optimizer(self, lr: float, weight_decay: float, betas: tuple[float, float]) -> torch.optim.AdamW:
         # Decay the matrices, not the biases and LayerNorm gains, as nanoGPT does.

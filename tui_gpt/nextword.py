@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import torch
 from torch.nn import functional as F
+from torch.nn.utils.rnn import pad_sequence
 
 from tui_gpt.model import GPT, KVCache
 from tui_gpt.tokenizer import TextTokenizer
@@ -165,16 +166,28 @@ class _Path:
     text: str
     state: int
     prob: float
+    parent_kv: torch.Tensor | None = None  # keys and values of ids[:-1]: (len(ids) - 1, n_layer, 2, nh, hs)
+    kv: torch.Tensor | None = None  # of all of ids, once the path is expanded: what its children read
 
 
 def _logits(model: GPT, ctx: list[int], cache: KVCache | None, paths: list[_Path]) -> torch.Tensor:
     """Next-token logits (B, V) after each path: one batched pass over their tokens after the cached context."""
     dev = next(model.parameters()).device
     if cache is not None:
-        width = max(len(p.ids) for p in paths)
-        batch = torch.tensor([p.ids + [0] * (width - len(p.ids)) for p in paths], dtype=torch.long, device=dev)
-        last = torch.tensor([len(p.ids) - 1 for p in paths], device=dev)  # padding never changes what is before it
-        return model.forward_candidates(batch, cache, last).float()  # (B, V)
+        # Each path reads its parent's keys and values and adds one token: one new position per row.
+        own = pad_sequence([p.parent_kv for p in paths], batch_first=True)  # (B, L, n_layer, 2, nh, hs)
+        n_layer = own.size(2)
+        own_cache = KVCache(
+            [own[:, :, i, 0].transpose(1, 2) for i in range(n_layer)],  # (B, nh, L, hs)
+            [own[:, :, i, 1].transpose(1, 2) for i in range(n_layer)],
+        )
+        lengths = torch.tensor([len(p.ids) - 1 for p in paths], device=dev)  # (B,)
+        idx = torch.tensor([p.ids[-1] for p in paths], device=dev)  # (B,)
+        logits, new = model.forward_candidates(idx, cache, own_cache, lengths)  # (B, V)
+        fresh = torch.stack([torch.stack([k[:, :, 0], v[:, :, 0]], 1) for k, v in zip(new.k, new.v, strict=True)], 1)
+        for b, p in enumerate(paths):  # fresh: (B, n_layer, 2, nh, hs)
+            p.kv = torch.cat([p.parent_kv, fresh[b : b + 1]])
+        return logits.float()
     # Without the causal mask (the mask experiment) padding would leak backwards: one pass per length.
     out = torch.empty(len(paths), model.config.vocab_size)
     by_len: dict[int, list[int]] = {}
@@ -275,7 +288,7 @@ def next_words(
 
     def pop() -> _Path:
         p, _, parent, v, state = heapq.heappop(frontier)
-        return _Path([*parent.ids, v], parent.text + texts[v], state, -p)
+        return _Path([*parent.ids, v], parent.text + texts[v], state, -p, parent.kv)
 
     def expand_typed(path: _Path, probs: torch.Tensor) -> None:
         """Children of a path that has not spelled all the typed characters yet."""
@@ -330,7 +343,9 @@ def next_words(
         if rest:
             expand([paths[i] for i in rest], probs[rest], floor)
 
-    expand_all([_Path([], "", START, 1.0)], root_logits)
+    cfg = model.config
+    empty = torch.empty(0, cfg.n_layer, 2, cfg.n_head, cfg.n_embd // cfg.n_head, device=dev)
+    expand_all([_Path([], "", START, 1.0, kv=empty)], root_logits)
     while frontier and -frontier[0][0] > kth() and forwards < budget:
         if cancelled():
             return None
