@@ -110,7 +110,11 @@ class CausalSelfAttention(nn.Module):
         return self.c_proj(y), (k, v)
 
     def forward_candidates(
-        self, x: torch.Tensor, prefix: tuple[torch.Tensor, torch.Tensor], own: tuple[torch.Tensor, torch.Tensor], pad
+        self,
+        x: torch.Tensor,
+        prefix: tuple[torch.Tensor, torch.Tensor],
+        own: tuple[torch.Tensor, torch.Tensor],
+        pad: torch.Tensor,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """One new token for each of B candidates: it sees the shared prefix, its own earlier tokens, itself.
 
@@ -169,7 +173,11 @@ class Block(nn.Module):
         return x, kv
 
     def forward_candidates(
-        self, x: torch.Tensor, prefix: tuple[torch.Tensor, torch.Tensor], own: tuple[torch.Tensor, torch.Tensor], pad
+        self,
+        x: torch.Tensor,
+        prefix: tuple[torch.Tensor, torch.Tensor],
+        own: tuple[torch.Tensor, torch.Tensor],
+        pad: torch.Tensor,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         a, kv = self.attn.forward_candidates(self.ln_1(x), prefix, own, pad)
         x = x + a
