@@ -106,6 +106,11 @@ def parser_complete() -> argparse.ArgumentParser:
     p.add_argument("prefix", help="the text so far")
     p.add_argument("--top-k", type=int, default=10)
     p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--words", action="store_true", help="next words (or the current word's rest), not tokens")
+    p.add_argument("--budget", type=int, default=None, help="with --words: most forward passes to search")
+    p.add_argument(
+        "--after-word", action="store_true", help="with --words: the prefix's last word is finished; list the next"
+    )
     return p
 
 
@@ -150,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             name = argv[0]
             parser = PARSERS[name]()
             args = parser.parse_args(argv[1:])
-            _check(parser, args, *POSITIVE, "steps", "time", "top_k", "n", "keys")
+            _check(parser, args, *POSITIVE, "steps", "time", "top_k", "n", "keys", "budget")
             from tui_gpt import subcommands
 
             return getattr(subcommands, f"cmd_{name}")(args)

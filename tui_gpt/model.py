@@ -7,7 +7,7 @@ nh heads, hs head size (C // nh), V vocabulary size.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn as nn
@@ -31,6 +31,24 @@ class GPTConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass
+class KVCache:
+    """The keys and values of a prefix, one pair per layer: what incremental decoding attends to.
+
+    Positions are absolute (learned position embeddings), so a cache is only valid while the
+    whole sequence fits in block_size: when the context window slides, every position shifts
+    and the cache must be rebuilt from the new window (`GPT.forward_cached(window, None)`).
+    """
+
+    k: list[torch.Tensor] = field(default_factory=list)  # per layer: (B, nh, P, hs)
+    v: list[torch.Tensor] = field(default_factory=list)  # per layer: (B, nh, P, hs)
+
+    @property
+    def length(self) -> int:
+        """P: how many tokens the cache holds."""
+        return self.k[0].size(2) if self.k else 0
 
 
 class CausalSelfAttention(nn.Module):
@@ -73,6 +91,56 @@ class CausalSelfAttention(nn.Module):
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble heads: (B, T, C)
         return self.resid_dropout(self.c_proj(y)), att
 
+    def forward_cached(
+        self, x: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """Attend from T new positions to the P cached ones and to each other (causally); inference only."""
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)  # 3 x (B, T, C)
+        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
+        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
+        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
+        P = 0
+        if past is not None:
+            pk, pv = past  # (1 or B, nh, P, hs): one prefix may be shared by B candidates
+            P = pk.size(2)
+            k = torch.cat([pk.expand(B, -1, -1, -1), k], dim=2)  # (B, nh, P+T, hs)
+            v = torch.cat([pv.expand(B, -1, -1, -1), v], dim=2)  # (B, nh, P+T, hs)
+        # New token i sits at position P+i and sees keys 0..P+i. SDPA's is_causal aligns the mask
+        # top-left, which is wrong when P > 0, so the mask is explicit (one new token needs none).
+        mask = None if T == 1 else self.mask[0, 0, P : P + T, : P + T]  # (T, P+T)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, nh, T, hs)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
+        return self.c_proj(y), (k, v)
+
+    def forward_candidates(
+        self,
+        x: torch.Tensor,
+        prefix: tuple[torch.Tensor, torch.Tensor],
+        own: tuple[torch.Tensor, torch.Tensor],
+        pad: torch.Tensor,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """One new token for each of B candidates: it sees the shared prefix, its own earlier tokens, itself.
+
+        prefix: keys and values (1, nh, P, hs) shared by all rows; own: (B, nh, L, hs) per row, where
+        pad (B, L) marks the padding of the rows with fewer than L earlier tokens.
+        """
+        B, T, C = x.shape  # T == 1
+        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)  # 3 x (B, 1, C)
+        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, 1, hs)
+        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, 1, hs)
+        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, 1, hs)
+        (pk, pv), (ok, ov) = prefix, own
+        # The prefix broadcasts over the batch: its keys are read once, never copied B times.
+        att_p = q @ pk.transpose(-2, -1)  # (B, nh, 1, P)
+        att_o = (q @ ok.transpose(-2, -1)).masked_fill(pad[:, None, None, :], float("-inf"))  # (B, nh, 1, L)
+        att_n = (q * k).sum(-1, keepdim=True)  # (B, nh, 1, 1)
+        att = F.softmax(torch.cat([att_p, att_o, att_n], dim=-1) / math.sqrt(k.size(-1)), dim=-1)
+        P, L = pk.size(2), ok.size(2)
+        y = att[..., :P] @ pv + att[..., P : P + L] @ ov + att[..., P + L :] * v  # (B, nh, 1, hs)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, 1, C)
+        return self.c_proj(y), (k, v)
+
 
 class MLP(nn.Module):
     def __init__(self, config: GPTConfig) -> None:
@@ -99,6 +167,26 @@ class Block(nn.Module):
         x = x + a
         x = x + self.mlp(self.ln_2(x))
         return x, att
+
+    def forward_cached(
+        self, x: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        a, kv = self.attn.forward_cached(self.ln_1(x), past)
+        x = x + a
+        x = x + self.mlp(self.ln_2(x))
+        return x, kv
+
+    def forward_candidates(
+        self,
+        x: torch.Tensor,
+        prefix: tuple[torch.Tensor, torch.Tensor],
+        own: tuple[torch.Tensor, torch.Tensor],
+        pad: torch.Tensor,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        a, kv = self.attn.forward_candidates(self.ln_1(x), prefix, own, pad)
+        x = x + a
+        x = x + self.mlp(self.ln_2(x))
+        return x, kv
 
 
 class GPT(nn.Module):
@@ -161,6 +249,58 @@ class GPT(nn.Module):
             # Targets of -1 are not examples (one-example steps use them to mask the rest).
             loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
         return logits, loss, attns
+
+    @torch.no_grad()
+    def forward_cached(self, idx: torch.Tensor, cache: KVCache | None = None) -> tuple[torch.Tensor, KVCache]:
+        """Logits (B, T, V) of T new tokens after the cached prefix, and the cache extended by them.
+
+        The new tokens take positions P..P+T-1 after the P cached ones, so P+T must fit in block_size.
+        A cache with batch 1 is shared by all B rows of `idx`: several candidate continuations of one
+        prefix in one pass (right-pad rows of different lengths; a padded position never changes the
+        logits before it). Same logits as `forward` on the whole sequence; causal models only.
+        """
+        if not self.config.causal:
+            raise ValueError("a KV cache needs a causal model: without the mask, old positions see new tokens")
+        T = idx.size(1)  # idx: (B, T)
+        P = cache.length if cache is not None else 0
+        if self.config.block_size < P + T:
+            raise ValueError(f"{P} cached + {T} new tokens is longer than block_size {self.config.block_size}")
+        pos = torch.arange(P, P + T, dtype=torch.long, device=idx.device)  # (T,)
+        x = self.transformer.wte(idx) + self.transformer.wpe(pos)  # (B, T, C)
+        new = KVCache()
+        for i, block in enumerate(self.transformer.h):
+            x, (k, v) = block.forward_cached(x, (cache.k[i], cache.v[i]) if cache is not None else None)
+            new.k.append(k)
+            new.v.append(v)
+        logits = self.lm_head(self.transformer.ln_f(x))  # (B, T, V)
+        return logits, new
+
+    @torch.no_grad()
+    def forward_candidates(
+        self, idx: torch.Tensor, cache: KVCache, own: KVCache, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, KVCache]:
+        """Next-token logits (B, V) after B candidate continuations of one cached prefix, one new token each.
+
+        idx (B,) is each candidate's newest token; own holds the keys and values of its earlier tokens,
+        (B, nh, L, hs) per layer, of which the first lengths[b] are real and the rest padding. The prefix
+        cache (batch 1) is shared, never copied. Returns the logits and the new token's keys and values
+        (B, nh, 1, hs) per layer, to append to `own` for the candidate's own continuations.
+        Same logits as `forward` on prefix + candidate; causal models only.
+        """
+        if not self.config.causal:
+            raise ValueError("a KV cache needs a causal model: without the mask, old positions see new tokens")
+        P, L = cache.length, own.length
+        if self.config.block_size <= P + int(lengths.max()):
+            raise ValueError(f"{P} cached + {int(lengths.max()) + 1} new tokens is longer than block_size")
+        pad = torch.arange(L, device=idx.device)[None, :] >= lengths[:, None]  # (B, L)
+        x = self.transformer.wte(idx) + self.transformer.wpe(P + lengths)  # (B, C): row b at position P + lengths[b]
+        x = x[:, None]  # (B, 1, C)
+        new = KVCache()
+        for i, block in enumerate(self.transformer.h):
+            x, (k, v) = block.forward_candidates(x, (cache.k[i], cache.v[i]), (own.k[i], own.v[i]), pad)
+            new.k.append(k)
+            new.v.append(v)
+        return self.lm_head(self.transformer.ln_f(x[:, 0])), new  # (B, V)
 
     def configure_optimizer(self, lr: float, weight_decay: float, betas: tuple[float, float]) -> torch.optim.AdamW:
         # Decay the matrices, not the biases and LayerNorm gains, as nanoGPT does.

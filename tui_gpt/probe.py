@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-from tui_gpt.model import GPT
+from tui_gpt.model import GPT, KVCache
 from tui_gpt.tokenizer import TextTokenizer
 
 
@@ -174,15 +174,28 @@ def sample(
     top_p: float | None = None,
     seed: int | None = None,
 ) -> Iterator[int]:
-    """Yield `n` sampled token ids after `ids`, one at a time; temperature 0 is greedy."""
+    """Yield `n` sampled token ids after `ids`, one at a time; temperature 0 is greedy.
+
+    Decodes incrementally with a KV cache while the sequence fits in block_size; the logits are
+    those of the full forward over the last block_size tokens, as before the cache.
+    """
     gen = torch.Generator().manual_seed(seed) if seed is not None else None
     dev = next(model.parameters()).device
     if model.training:  # walking every module costs about a millisecond: only when needed
         model.eval()
     ids = list(ids)
+    bs = model.config.block_size
+    cache: KVCache | None = None  # the keys and values of ids[:-1], while they all fit in the window
     for _ in range(n):
-        ctx, _ = context(ids, model.config.block_size)
-        logits, _, _ = model(torch.tensor([ctx], dtype=torch.long, device=dev))
+        ctx, _ = context(ids, bs)
+        if not model.config.causal:  # no cache without the mask: every step reads the whole window
+            logits, _, _ = model(torch.tensor([ctx], dtype=torch.long, device=dev))
+        elif cache is not None and len(ids) <= bs:  # one new token at the next position
+            logits, cache = model.forward_cached(torch.tensor([ids[-1:]], dtype=torch.long, device=dev), cache)
+        else:
+            # First step, or the window slid: every position shifted, so rebuild from the window.
+            # Past block_size this is a full forward per token, exactly as without a cache.
+            logits, cache = model.forward_cached(torch.tensor([ctx], dtype=torch.long, device=dev))
         last = logits[0, -1].float().cpu()
         if temperature <= 0:
             nxt = int(last.argmax())

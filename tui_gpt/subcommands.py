@@ -190,6 +190,8 @@ def cmd_complete(args: argparse.Namespace) -> int:
     from tui_gpt.probe import predict
 
     model, tok, _ = load_model(Path(args.ckpt))
+    if args.words:
+        return _complete_words(model, tok, args)
     ids = tok.encode(args.prefix)
     pred = predict(model, tok, ids, k=args.top_k, temperature=args.temperature, attention=False)
     out = Console()
@@ -204,6 +206,34 @@ def cmd_complete(args: argparse.Namespace) -> int:
     for i, g in enumerate(pred.guesses, 1):
         table.add_row(str(i), visible(g.text), str(g.id), f"{g.prob:.4f}", f"{g.logit:.3f}")
     out.print(table)
+    return 0
+
+
+def _complete_words(model, tok, args: argparse.Namespace) -> int:
+    from tui_gpt.nextword import next_words
+
+    budget = {"budget": args.budget} if args.budget else {}
+    res = next_words(
+        model, tok, args.prefix, k=args.top_k, temperature=args.temperature, after_word=args.after_word, **budget
+    )
+    assert res is not None  # never cancelled here
+    out = Console()
+    what = f"rest of the word {visible(res.typed)!r}" if res.typed.strip() else "next word"
+    table = Table(title=f"{what} after {args.prefix!r} (T={args.temperature:g})")
+    table.add_column("rank", justify="right")
+    table.add_column("word")
+    table.add_column("prob", justify="right")
+    table.add_column("-log p", justify="right")
+    table.add_column("tokens", justify="right")
+    for i, w in enumerate(res.words, 1):
+        table.add_row(str(i), visible(w.text), f"{w.prob:.4f}", f"{w.nll:.3f}", str(w.tokens))
+    table.add_row("", "[dim]other[/]", f"{res.other:.4f}", "", "")
+    out.print(table)
+    if res.cut:
+        out.print(
+            f"[yellow]search cut after {res.forwards} forward passes (--budget): "
+            "a word outside this list may still beat the last one shown[/]"
+        )
     return 0
 
 

@@ -1,0 +1,299 @@
+"""Next-word search: exact against brute force, honest about its bound, healing, cancellation, word losses."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+import time
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from tui_gpt.model import GPT, GPTConfig
+from tui_gpt.nextword import ghost, next_words, split_typed, split_words, word_examples
+from tui_gpt.session import open_run
+from tui_gpt.tokenizer import TextTokenizer
+
+# The word rule of nextword.py for a tiny alphabet, written independently: a leading space and a run
+# of letters, or of punctuation; or a run of whitespace.
+WORD = re.compile(r" ?[ab]+| ?\.+|\s+")
+
+
+def tiny_char_model(seed: int = 0) -> tuple[GPT, TextTokenizer]:
+    tok = TextTokenizer.train("char", ["ab ba. a\nb"])  # vocab: EOT, UNK, \n, space, ., a, b
+    torch.manual_seed(seed)
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=16, n_layer=1, n_head=2, n_embd=16))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(4.0)  # a peaked, uneven distribution: a real test of the ordering
+    return model.eval(), tok
+
+
+def _fits(body: str, typed: str) -> bool:
+    return body.startswith(typed) or typed.startswith(body)
+
+
+def brute_force(model: GPT, tok: TextTokenizer, text: str, max_len: int) -> dict[str, float]:
+    """p(word | text) by enumerating every token string of up to max_len + 1 tokens."""
+    head, typed = split_typed(text)
+    ctx = tok.encode(head) or [tok.eot_id]
+    alphabet = [i for i in range(tok.vocab_size) if not tok.is_special(i)]
+    words: dict[str, float] = {}
+    typed_p = 0.0
+    for n in range(0, max_len + 1):
+        seqs = [list(q) for q in itertools.product(alphabet, repeat=n) if _fits(tok.decode(list(q)), typed)]
+        if not seqs:
+            continue
+        with torch.no_grad():
+            logits, _, _ = model(torch.tensor([ctx + q for q in seqs]))
+        logp = F.log_softmax(logits.double(), dim=-1)  # (N, T, V)
+        for row, seq in enumerate(seqs):
+            body = tok.decode(seq)
+            p_seq = math.exp(sum(logp[row, len(ctx) - 1 + j, t].item() for j, t in enumerate(seq)))
+            if n == len(typed):
+                typed_p += p_seq
+            m = WORD.match(body)
+            if len(body) < len(typed) or m is None or m.group() != body:
+                continue  # still typing, or already two words
+            last = logp[row, -1].exp()
+            for t in [tok.eot_id, *alphabet]:  # what follows the word: does it start a new one?
+                after = body + ("" if t == tok.eot_id else tok.decode([t]))
+                if t == tok.eot_id or WORD.match(after).group() == body:
+                    words[body] = words.get(body, 0.0) + p_seq * float(last[t])
+    return {w: p / typed_p for w, p in words.items()}
+
+
+@pytest.mark.parametrize("text", ["ab ", "ab\n", "ba b", "a."])
+def test_equals_brute_force_enumeration(text):
+    model, tok = tiny_char_model()
+    max_len = 6
+    want = brute_force(model, tok, text, max_len)
+    k = 3
+    got = next_words(model, tok, text, k=k, budget=10_000, width=4, max_tokens=max_len)
+    assert not got.cut
+    best = sorted(want.items(), key=lambda kv: -kv[1])[:k]
+    assert [w.text for w in got.words] == [w for w, _ in best]
+    for w, (_, p) in zip(got.words, best, strict=True):
+        assert w.prob == pytest.approx(p, abs=1e-6)
+        assert w.nll == pytest.approx(-math.log(p), abs=1e-5)
+    assert got.other == pytest.approx(1 - sum(p for _, p in best), abs=1e-6)
+
+
+def test_temperature_and_batch_width_do_not_change_the_answer_only_its_cost():
+    model, tok = tiny_char_model(seed=1)
+    a = next_words(model, tok, "ab ", k=3, budget=10_000, width=1, max_tokens=4)
+    b = next_words(model, tok, "ab ", k=3, budget=10_000, width=16, max_tokens=4)
+    assert [w.text for w in a.words] == [w.text for w in b.words]
+    assert [w.prob for w in a.words] == pytest.approx([w.prob for w in b.words], abs=1e-6)
+    hot = next_words(model, tok, "ab ", k=3, temperature=5.0, budget=10_000, max_tokens=4)
+    assert hot.words[0].prob < a.words[0].prob  # flatter at a higher temperature
+
+
+@pytest.fixture(scope="module")
+def word_model(make_spec_module):
+    run = open_run(make_spec_module(tokenizer="word", n_embd=32, block_size=32))
+    for _ in run.trainer.run(steps=40):
+        pass
+    run.trainer.model.eval()
+    return run.trainer.model, run.tokenizer
+
+
+@pytest.fixture(scope="module")
+def make_spec_module():
+    from tests.conftest import FAST_TRAIN, TINY_MODEL
+    from tui_gpt.session import RunSpec
+
+    def make(tokenizer="char", **model):
+        return RunSpec(sources=[], tokenizer=tokenizer, **{**TINY_MODEL, **model}, train={**FAST_TRAIN})
+
+    return make
+
+
+@torch.no_grad()
+def test_word_tokenizer_equals_next_token_distribution_merged_by_word(word_model):
+    """One whole-word token is one word: p(word) = p(token) * p(a new word starts after it), merged by text."""
+    model, tok = word_model
+    text = "The fox ran to the "
+    got = next_words(model, tok, text, k=5, budget=200)
+    head, typed = split_typed(text)
+    ctx = tok.encode(head)
+    logits, _, _ = model(torch.tensor([ctx]))
+    p = F.softmax(logits[0, -1].double(), dim=-1)
+    merged: dict[str, float] = {}
+    whole = [
+        t
+        for t, w in enumerate(tok.token_texts)
+        if not tok.is_special(t) and w.startswith(typed) and split_words(w) == [0] and w.strip()
+    ]
+    after, _, _ = model(torch.tensor([[*ctx, t] for t in whole]))
+    q = F.softmax(after[:, -1].double(), dim=-1)  # (N, V)
+    ends: dict[str, torch.Tensor] = {}  # by the word's last character: what may follow it
+    for t, row in zip(whole, q, strict=True):
+        w = tok.token_texts[t]
+        if w[-1] not in ends:
+            ends[w[-1]] = torch.tensor(
+                [
+                    u == tok.eot_id or (not tok.is_special(u) and _starts_word(w, tok.token_texts[u]))
+                    for u in range(tok.vocab_size)
+                ]
+            )
+        merged[w] = merged.get(w, 0.0) + float(p[t]) * float(row[ends[w[-1]]].sum())
+    # p(the text goes on with the typed space): every token that starts with it (typed is one character).
+    z = sum(float(p[t]) for t in range(tok.vocab_size) if tok.token_texts[t].startswith(typed))
+    for w in got.words[:3]:
+        assert w.text in merged
+        # The search also finds the rare multi-token spellings (" " + "fox"): never less, barely more.
+        assert merged[w.text] / z <= w.prob + 1e-6
+        assert w.prob <= merged[w.text] / z + 0.05
+
+
+def _starts_word(word: str, nxt: str) -> bool:
+    return bool(nxt) and len(word) in split_words(word + nxt)
+
+
+@pytest.mark.parametrize("kind", ["char", "bpe", "word"])
+def test_probabilities_never_sum_above_one(kind, make_spec_module):
+    run = open_run(make_spec_module(tokenizer=kind))
+    model, tok = run.trainer.model.eval(), run.tokenizer
+    for text in ["", "The", "The fox ran to the ", "The fox ran to the ri", "seed.\n", "12"]:
+        res = next_words(model, tok, text, k=20, budget=30)
+        total = sum(w.prob for w in res.words)
+        assert total <= 1 + 1e-6
+        assert res.other == pytest.approx(max(0.0, 1 - total), abs=1e-9)
+        assert all(w.text.startswith(res.typed) for w in res.words)
+
+
+def test_long_text_and_no_mask_models_still_answer(make_spec_module):
+    run = open_run(make_spec_module(causal=False))
+    model, tok = run.trainer.model.eval(), run.tokenizer
+    res = next_words(model, tok, "The fox ran to the river and the dog sat by the door. " * 3, k=5, budget=6)
+    assert len(res.words) == 5 and res.context == model.config.block_size // 2
+    assert sum(w.prob for w in res.words) <= 1 + 1e-6
+
+
+def test_budget_cut_is_reported():
+    model, tok = tiny_char_model()
+    assert next_words(model, tok, "ab ", k=5, budget=1).cut
+    assert not next_words(model, tok, "ab ", k=5, budget=10_000, max_tokens=6).cut
+
+
+def test_mid_word_completion_is_conditioned_on_the_typed_letters(trained):
+    model, tok, _ = trained
+    text = "The fox ran to the ri"
+    res = next_words(model, tok, text, k=5, budget=100, max_tokens=8)  # the model sees all of the text
+    assert res.typed == " ri"
+    assert all(w.text.startswith(" ri") for w in res.words)
+    # Exact for a char model: p(" river" and a boundary | " ri") from full forwards.
+    w = res.words[0]
+    ids = tok.encode(text[: -len(res.typed)])
+    seq = tok.encode(w.text)
+    logits, _, _ = model(torch.tensor([ids + seq]))
+    logp = F.log_softmax(logits[0].double(), dim=-1)
+    lp = sum(logp[len(ids) - 1 + j, t].item() for j, t in enumerate(seq))
+    lp_typed = sum(logp[len(ids) - 1 + j, t].item() for j, t in enumerate(seq[: len(res.typed)]))
+    ends = sum(
+        logp[-1, u].exp().item()
+        for u in range(tok.vocab_size)
+        if u == tok.eot_id or (not tok.is_special(u) and _starts_word(w.text, tok.token_texts[u]))
+    )
+    assert w.prob == pytest.approx(math.exp(lp - lp_typed) * ends, abs=1e-6)
+
+
+def test_after_word_lists_the_words_after_a_finished_word(trained):
+    model, tok, _ = trained
+    text = "The fox ran to the"
+    res = next_words(model, tok, text, k=5, budget=100, max_tokens=8, after_word=True)
+    assert res.typed == ""
+    assert all(not w.text[0].isalpha() for w in res.words)  # " river", ",", "." ... never "the" + "y"
+    w = res.words[0]
+    ids, seq = tok.encode(text), tok.encode(w.text)
+    logits, _, _ = model(torch.tensor([ids + seq]))
+    logp = F.log_softmax(logits[0].double(), dim=-1)
+    lp = sum(logp[len(ids) - 1 + j, t].item() for j, t in enumerate(seq))
+    texts = tok.token_texts
+    plain = [u for u in range(tok.vocab_size) if not tok.is_special(u)]
+    starts = sum(logp[len(ids) - 1, u].exp().item() for u in plain if _starts_word(text, texts[u]))  # the condition
+    ends = sum(
+        logp[-1, u].exp().item()
+        for u in range(tok.vocab_size)
+        if u == tok.eot_id or (not tok.is_special(u) and _starts_word(w.text, texts[u]))
+    )
+    assert w.prob == pytest.approx(math.exp(lp) * ends / starts, abs=1e-6)
+
+
+def test_ghost_is_the_rest_of_the_likeliest_word(trained):
+    model, tok, _ = trained
+    for text in ["The fox ran to the ri", "The fox ran to the "]:
+        res = next_words(model, tok, text, k=1)
+        assert ghost(model, tok, text) == res.words[0].text[len(res.typed) :]
+    assert ghost(model, tok, "The fox", cancelled=lambda: True) == ""
+
+
+def test_split_typed():
+    assert split_typed("over the la") == ("over the", " la")
+    assert split_typed("over the ") == ("over the", " ")
+    assert split_typed("over the") == ("over", " the")
+    assert split_typed("end.\n") == ("end.\n", "")
+    assert split_typed("") == ("", "")
+    assert split_words("The fox, 12 hens") == [0, 3, 7, 8, 11]
+
+
+def test_cancellation_returns_promptly(trained):
+    model, tok, _ = trained
+    assert next_words(model, tok, "The fox", cancelled=lambda: True) is None
+    calls = []
+
+    def after_two() -> bool:
+        calls.append(1)
+        return len(calls) > 2
+
+    t = time.perf_counter()
+    assert next_words(model, tok, "The fox ran to the ", k=50, budget=10_000, cancelled=after_two) is None
+    assert time.perf_counter() - t < 1.0
+    assert len(calls) == 3
+
+
+@pytest.mark.parametrize("kind", ["char", "bpe"])
+def test_word_examples_losses_add_up(kind, make_spec_module):
+    run = open_run(make_spec_module(tokenizer=kind, block_size=64))
+    model, tok = run.trainer.model.eval(), run.tokenizer
+    text = "The quick brown fox jumps over the lazy dog."
+    ex = word_examples(model, tok, text)
+    assert "".join(r.word for r in ex.rows) == text
+    assert [r.word for r in ex.rows] == [
+        "The",
+        " quick",
+        " brown",
+        " fox",
+        " jumps",
+        " over",
+        " the",
+        " lazy",
+        " dog",
+        ".",
+    ]
+    ids = [tok.eot_id, *tok.encode(text)]
+    _, loss, _ = model(torch.tensor([ids[:-1]]), torch.tensor([ids[1:]]))
+    assert ex.loss_per_token == pytest.approx(loss.item(), rel=1e-5)
+    assert ex.loss_per_word == pytest.approx(loss.item() * ex.n_tokens / len(ex.rows), rel=1e-5)
+    assert all(r.prob == pytest.approx(math.exp(-r.nll)) for r in ex.rows)
+    assert ex.rows[3].prefix == "The quick brown"
+
+
+def test_cli_complete_words_prints_the_table_and_the_cut(make_spec_module, tmp_path, capsys):
+    from tui_gpt.cli import main
+
+    run = open_run(make_spec_module())
+    ckpt = str(run.save(tmp_path / "ck"))
+    assert main(["complete", ckpt, "The fox ran to the ", "--words", "--top-k", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "next word after" in out and "other" in out
+    rows = [line.split("│")[1:-1] for line in out.splitlines() if line.startswith("│")]
+    ranks = [cells[0].strip() for cells in rows if cells[0].strip().isdigit()]
+    assert ranks == ["1", "2", "3", "4"]
+    assert all(cells[1].strip().startswith("·") for cells in rows if cells[0].strip().isdigit())  # visible space
+    assert main(["complete", ckpt, "The fox ran to the ri", "--words", "--budget", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "rest of the word '·ri'" in out and "search cut after 1 forward" in out
