@@ -12,21 +12,26 @@ from collections.abc import Sequence
 
 from tui_gpt.errors import TuiGptError
 
-SUBCOMMANDS = ("train", "complete", "generate", "bench")
+SUBCOMMANDS = ("train", "complete", "generate", "bench", "export", "serve")
+MODEL_HELP = "a Hugging Face GPT-2 folder, or a model id in the local HF cache (e.g. gpt2); never downloads"
 SPLIT_HELP = "validation split: the last 10%% of each document's tokens"
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model and training (named as in nanoGPT)")
+    g.add_argument("--model", metavar="PATH|NAME", default=None, help=f"fine-tune a pretrained GPT-2: {MODEL_HELP}")
     g.add_argument("--tokenizer", choices=("char", "bpe", "word"), default="char", help="default: char")
     g.add_argument("--vocab-size", type=int, default=None, help="bpe/word vocabulary size (default 512 / 4096)")
     g.add_argument("--n-layer", type=int, default=4)
     g.add_argument("--n-head", type=int, default=4)
     g.add_argument("--n-embd", type=int, default=128)
-    g.add_argument("--block-size", type=int, default=64, help="context length in tokens")
-    g.add_argument("--batch-size", type=int, default=12)
-    g.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (warmup, then cosine decay)")
-    g.add_argument("--warmup", type=int, default=100, help="warmup steps")
+    # Unset, these take the defaults of a new model or, with --model, of fine-tuning (session.FINETUNE).
+    g.add_argument("--block-size", type=int, default=None, help="context length in tokens (default 64; --model: 128)")
+    g.add_argument("--batch-size", type=int, default=None, help="default 12; --model: 4")
+    g.add_argument(
+        "--lr", type=float, default=None, help="peak lr, warmup then cosine decay (default 1e-3; --model: 1e-4)"
+    )
+    g.add_argument("--warmup", type=int, default=None, help="warmup steps (default 100; --model: 20)")
     g.add_argument("--dropout", type=float, default=0.0)
     g.add_argument("--no-causal", action="store_true", help="train without the causal mask (the mask experiment)")
     g.add_argument("--seed", type=int, default=1337)
@@ -70,7 +75,9 @@ def parser_app() -> argparse.ArgumentParser:
             "  train     train headless with a progress bar, save a checkpoint\n"
             "  complete  print a checkpoint's top-k next tokens for a prefix\n"
             "  generate  stream a sample from a checkpoint\n"
-            "  bench     measure training speed (and --ui: the app's latency)\n\n"
+            "  bench     measure training speed (and --ui: the app's latency)\n"
+            "  export    write a checkpoint as a Hugging Face GPT-2 folder\n"
+            "  serve     serve the app to a web browser (needs the 'serve' extra)\n\n"
             "TEXT is files, folders (read recursively) or a built-in corpus: fables (default), python-docs.\n"
             f"The {SPLIT_HELP.replace('%%', '%')}."
         ),
@@ -111,8 +118,9 @@ def parser_train() -> argparse.ArgumentParser:
 
 def parser_complete() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tui-gpt complete", description="Print the top-k next tokens after a prefix.")
-    p.add_argument("ckpt", metavar="CKPT", help="checkpoint directory")
-    p.add_argument("prefix", help="the text so far")
+    p.add_argument("ckpt", metavar="CKPT", help="checkpoint directory (leave out with --model)")
+    p.add_argument("prefix", nargs="?", default=None, help="the text so far")
+    p.add_argument("--model", metavar="PATH|NAME", default=None, help=f"instead of CKPT: {MODEL_HELP}")
     p.add_argument("--top-k", type=int, default=10)
     p.add_argument("--temperature", type=float, default=1.0)
     return p
@@ -120,8 +128,9 @@ def parser_complete() -> argparse.ArgumentParser:
 
 def parser_generate() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tui-gpt generate", description="Stream a sample from a checkpoint.")
-    p.add_argument("ckpt", metavar="CKPT", help="checkpoint directory")
-    p.add_argument("prefix", nargs="?", default="", help="the text to continue (default: start of a document)")
+    p.add_argument("ckpt", metavar="CKPT", help="checkpoint directory (leave out with --model)")
+    p.add_argument("prefix", nargs="?", default=None, help="the text to continue (default: start of a document)")
+    p.add_argument("--model", metavar="PATH|NAME", default=None, help=f"instead of CKPT: {MODEL_HELP}")
     p.add_argument("-n", type=int, default=200, help="tokens to generate")
     p.add_argument("--temperature", type=float, default=0.8, help="0 is greedy")
     p.add_argument("--top-k", type=int, default=None)
@@ -144,11 +153,35 @@ def parser_bench() -> argparse.ArgumentParser:
     return p
 
 
+def parser_export() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tui-gpt export",
+        description="Write a checkpoint as a Hugging Face GPT-2 folder that transformers loads "
+        "(GPT2LMHeadModel.from_pretrained, AutoTokenizer.from_pretrained).",
+    )
+    p.add_argument("ckpt", metavar="CKPT", help="checkpoint directory")
+    p.add_argument("out", metavar="OUT", help="new (or empty) folder to write")
+    return p
+
+
+def parser_serve() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tui-gpt serve",
+        description="Serve the app to web browsers with textual-serve (pip install 'tui-gpt[serve]'). "
+        "Every other option is passed to the app, e.g. tui-gpt serve --model gpt2 my.txt",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: localhost only)")
+    p.add_argument("--port", type=int, default=8000)
+    return p
+
+
 PARSERS = {
     "train": parser_train,
     "complete": parser_complete,
     "generate": parser_generate,
     "bench": parser_bench,
+    "export": parser_export,
+    "serve": parser_serve,
 }
 
 
@@ -158,7 +191,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if argv and argv[0] in SUBCOMMANDS:
             name = argv[0]
             parser = PARSERS[name]()
-            args = parser.parse_args(argv[1:])
+            if name == "serve":  # the rest of the line is the app's: check it with the app's parser
+                args, app_argv = parser.parse_known_args(argv[1:])
+                app_args = parser_app().parse_args(app_argv)
+                _check(parser_app(), app_args, *POSITIVE)
+                args.app_argv = app_argv
+            else:
+                args = parser.parse_args(argv[1:])
             _check(parser, args, *POSITIVE, "steps", "time", "top_k", "n", "keys")
             from tui_gpt import commands
 
@@ -166,6 +205,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser = parser_app()
         args = parser.parse_args(argv)
         _check(parser, args, *POSITIVE)
+        if args.model:  # a missing model is a one-line error before the screen opens (torch not yet loaded)
+            from tui_gpt.hf import find_model
+
+            find_model(args.model)
         from tui_gpt.app.run import run_app
 
         return run_app(args)

@@ -1,4 +1,4 @@
-"""The headless subcommands: train, complete, generate and bench."""
+"""The headless subcommands: train, complete, generate, bench, export and serve."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from tui_gpt.errors import TuiGptError
 from tui_gpt.savedir import check_out
 from tui_gpt.session import RunSpec, open_run
 from tui_gpt.visible import visible
@@ -56,6 +57,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"{len(run.data.train):,} train / {len(run.data.val):,} val tokens, {run.tokenizer.kind} vocab "
         f"{run.tokenizer.vocab_size}; model {n_params / 1e6:.2f} M params on {trainer.device} ({trainer.dtype})"
     )
+    if run.memory:
+        console.print(f"{spec.model}: {run.memory}")
     if trainer.step:
         console.print(f"resuming from step {trainer.step}")
     interrupted = False
@@ -81,11 +84,26 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 130 if interrupted else 0
 
 
-def cmd_complete(args: argparse.Namespace) -> int:
+def _load_model(args: argparse.Namespace):
+    """The model and tokenizer to probe: --model (then CKPT is the prefix) or the checkpoint CKPT."""
+    if args.model:
+        from tui_gpt.hf import open_pretrained
+
+        if args.prefix is not None:
+            raise TuiGptError("with --model, give only the prefix (no CKPT)")
+        args.prefix = args.ckpt
+        return open_pretrained(args.model)[:2]
     from tui_gpt.checkpoint import load_model
+
+    return load_model(Path(args.ckpt))[:2]
+
+
+def cmd_complete(args: argparse.Namespace) -> int:
     from tui_gpt.probe import predict
 
-    model, tok, _ = load_model(Path(args.ckpt))
+    model, tok = _load_model(args)
+    if args.prefix is None:
+        raise TuiGptError("give the prefix to complete after CKPT")
     ids = tok.encode(args.prefix)
     pred = predict(model, tok, ids, k=args.top_k, temperature=args.temperature, attention=False)
     out = Console()
@@ -104,10 +122,10 @@ def cmd_complete(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from tui_gpt.checkpoint import load_model
     from tui_gpt.probe import sample
 
-    model, tok, _ = load_model(Path(args.ckpt))
+    model, tok = _load_model(args)
+    args.prefix = args.prefix or ""
     ids = tok.encode(args.prefix) or [tok.eot_id]
     sys.stdout.write(args.prefix)
     # An incremental decoder holds back a character until all of its bytes have arrived.
@@ -127,3 +145,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from tui_gpt.bench import bench_train
 
     return bench_train(args, console)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from tui_gpt.hf import export
+
+    out = export(args.ckpt, args.out)
+    console.print(f"exported {args.ckpt} as a Hugging Face GPT-2 folder: {out}")
+    print(out)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from tui_gpt.serve import serve
+
+    return serve(args.host, args.port, args.app_argv)

@@ -20,6 +20,10 @@ if TYPE_CHECKING:  # the app imports RunSpec before first paint: keep it light
     from tui_gpt.trainer import Trainer
 
 Progress = Callable[[str, int, int], None]  # (what, done, total)
+# Fine-tuning a pretrained model: a small learning rate and batch, a short warmup, and a context
+# short enough that a GPT-2-small step stays interactive on a laptop CPU.
+FINETUNE = {"lr": 1e-4, "batch_size": 4, "warmup_steps": 20}
+FINETUNE_BLOCK = 128
 
 
 @dataclass
@@ -37,13 +41,15 @@ class RunSpec:
     causal: bool = True
     train: dict = field(default_factory=dict)  # TrainConfig fields
     resume: str | None = None
+    model: str | None = None  # a Hugging Face GPT-2 directory or cached model id to fine-tune
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> RunSpec:
+        model = getattr(args, "model", None)
+        given = {"batch_size": args.batch_size, "lr": args.lr, "warmup_steps": args.warmup}
         train = {
-            "batch_size": args.batch_size,
-            "lr": args.lr,
-            "warmup_steps": args.warmup,
+            **(FINETUNE if model else {}),
+            **{k: v for k, v in given.items() if v is not None},  # unset: TrainConfig's defaults
             "eval_interval": args.eval_interval,
             "eval_iters": args.eval_iters,
             "seed": args.seed,
@@ -60,11 +66,12 @@ class RunSpec:
             n_layer=args.n_layer,
             n_head=args.n_head,
             n_embd=args.n_embd,
-            block_size=args.block_size,
+            block_size=args.block_size or (FINETUNE_BLOCK if model else cls.block_size),
             dropout=args.dropout,
             causal=not getattr(args, "no_causal", False),
             train=train,
             resume=getattr(args, "resume", None),
+            model=model,
         )
 
 
@@ -75,6 +82,7 @@ class Run:
     tokenizer: TextTokenizer
     data: TokenData
     trainer: Trainer
+    memory: str = ""  # the memory estimate of a fine-tuning run, shown before it starts
 
     def corpus_info(self) -> dict:
         from tui_gpt.checkpoint import corpus_info
@@ -110,6 +118,8 @@ def open_run(spec: RunSpec, progress: Progress | None = None) -> Run:
         spec = RunSpec(**{**spec.__dict__, "sources": sources})
         return Run(spec, corpus, tokenizer, data, trainer)
     corpus = load_corpus(sources)
+    if spec.model:
+        return _open_pretrained(spec, corpus, progress)
     if progress:
         progress("training tokenizer", 0, 1)
     tokenizer = TextTokenizer.train(spec.tokenizer, corpus.texts, spec.vocab_size)
@@ -127,6 +137,32 @@ def open_run(spec: RunSpec, progress: Progress | None = None) -> Run:
         raise TuiGptError(f"n_embd {mconf.n_embd} must be divisible by n_head {mconf.n_head}")
     trainer = Trainer(mconf, TrainConfig.from_dict(spec.train), data)
     return Run(spec, corpus, tokenizer, data, trainer)
+
+
+def _open_pretrained(spec: RunSpec, corpus: Corpus, progress: Progress | None) -> Run:
+    """Fine-tune a Hugging Face GPT-2 model on `corpus`: its tokenizer, its weights, our loop."""
+    from tui_gpt import hf
+    from tui_gpt.dataset import TokenData
+    from tui_gpt.tokenizer import TextTokenizer
+    from tui_gpt.trainer import TrainConfig, Trainer, pick_device
+
+    folder = hf.find_model(spec.model)
+    mconf = hf.read_config(folder, block_size=spec.block_size, dropout=spec.dropout)
+    mconf.causal = spec.causal
+    tconf = TrainConfig.from_dict(spec.train)
+    # Refuse before the text is tokenized or a byte allocated, and say what it will take.
+    memory = hf.check_fits(mconf, tconf.batch_size, training=True, device=str(pick_device(tconf.device)))
+    if progress:
+        progress(memory, 0, 1)
+    tokenizer = TextTokenizer.load_pretrained(folder)
+    if tokenizer.vocab_size > mconf.vocab_size:
+        raise TuiGptError(f"{folder}: tokenizer has {tokenizer.vocab_size} tokens, the model {mconf.vocab_size}")
+    data = TokenData.build(corpus, tokenizer, _step(progress, "tokenizing"))
+    if progress:
+        progress(f"loading {spec.model}", 0, 1)
+    trainer = Trainer(mconf, tconf, data)
+    hf.load_weights(trainer.model, folder)
+    return Run(spec, corpus, tokenizer, data, trainer, memory)
 
 
 def _step(progress: Progress | None, what: str) -> Callable[[int, int], None] | None:
