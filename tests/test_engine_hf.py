@@ -183,7 +183,7 @@ def test_fine_tuning_defaults_come_from_args():
 
     spec = RunSpec.from_args(parser_train().parse_args(["--model", "gpt2"]))
     assert spec.model == "gpt2" and spec.block_size == 128
-    assert spec.train["lr"] == 1e-4 and spec.train["batch_size"] == 4
+    assert spec.train["lr"] == 5e-5 and spec.train["batch_size"] == 1
     plain = RunSpec.from_args(parser_train().parse_args(["--lr", "3e-3"]))
     assert plain.block_size == 64 and plain.train["lr"] == 3e-3 and "batch_size" not in plain.train
 

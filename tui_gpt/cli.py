@@ -27,9 +27,9 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--n-embd", type=int, default=128)
     # Unset, these take the defaults of a new model or, with --model, of fine-tuning (session.FINETUNE).
     g.add_argument("--block-size", type=int, default=None, help="context length in tokens (default 64; --model: 128)")
-    g.add_argument("--batch-size", type=int, default=None, help="default 12; --model: 4")
+    g.add_argument("--batch-size", type=int, default=None, help="default 12; --model: 1")
     g.add_argument(
-        "--lr", type=float, default=None, help="peak lr, warmup then cosine decay (default 1e-3; --model: 1e-4)"
+        "--lr", type=float, default=None, help="peak lr, warmup then cosine decay (default 1e-3; --model: 5e-5)"
     )
     g.add_argument("--warmup", type=int, default=None, help="warmup steps (default 100; --model: 20)")
     g.add_argument("--dropout", type=float, default=0.0)

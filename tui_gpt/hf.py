@@ -12,6 +12,8 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -277,6 +279,27 @@ def load_weights(model: GPT, folder: Path) -> None:
             p.copy_(t)
 
 
+@contextmanager
+def skip_init() -> Iterator[None]:
+    """Build modules without drawing random weights that pretrained ones replace at once.
+
+    Drawing GPT-2 small's 124 M random numbers takes seconds on a small CPU; as transformers'
+    `no_init_weights` does, the torch.nn.init functions do nothing meanwhile. Every parameter
+    must then be loaded (load_weights checks that all are).
+    """
+    import torch.nn.init as init
+
+    names = ("normal_", "uniform_", "kaiming_uniform_", "kaiming_normal_", "trunc_normal_", "xavier_uniform_")
+    saved = {name: getattr(init, name) for name in names}
+    try:
+        for name in names:
+            setattr(init, name, lambda tensor, *args, **kwargs: tensor)
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(init, name, fn)
+
+
 def open_pretrained(name: str, device: str = "cpu") -> tuple[GPT, TextTokenizer, dict]:
     """The model and tokenizer of a GPT-2 directory (or cached model id), ready to probe."""
     from tui_gpt.model import GPT
@@ -287,7 +310,8 @@ def open_pretrained(name: str, device: str = "cpu") -> tuple[GPT, TextTokenizer,
     tokenizer = TextTokenizer.load_pretrained(folder)
     if tokenizer.vocab_size > config.vocab_size:
         raise TuiGptError(f"{folder}: tokenizer has {tokenizer.vocab_size} tokens, the model {config.vocab_size}")
-    model = GPT(config)
+    with skip_init():
+        model = GPT(config)
     load_weights(model, folder)
     model.to(device).eval()
     return model, tokenizer, {"model": config.to_dict(), "tokenizer": tokenizer.kind, "pretrained": str(folder)}
