@@ -226,3 +226,20 @@ def test_export_refuses_what_gpt2_cannot_express(make_spec, tmp_path, one_line_e
     with pytest.raises(hf.TuiGptError) as exc:
         hf.export(ckpt, tmp_path / "full")
     one_line_error(exc.value, "not empty")
+
+
+def test_a_padded_vocabulary_gets_pad_tokens(tiny_gpt2, tmp_path):
+    from tui_gpt.probe import predict
+
+    folder = tmp_path / "padded"
+    shutil.copytree(tiny_gpt2, folder)
+    (folder / "model.safetensors").unlink()
+    cfg = json.loads((folder / "config.json").read_text())
+    n = cfg["vocab_size"] + 5  # as fine-tunes that pad GPT-2's 50257 to 50304 do
+    torch.manual_seed(1)
+    transformers.GPT2LMHeadModel(transformers.GPT2Config(**{**cfg, "vocab_size": n})).save_pretrained(folder)
+    model, tok, _ = hf.open_pretrained(str(folder))
+    assert tok.vocab_size == n and tok.token_text(n - 1) == f"<|pad_{n - 1}|>"
+    assert tok.encode(PROMPT) == Tokenizer.from_file(str(tiny_gpt2 / "tokenizer.json")).encode(PROMPT).ids
+    pred = predict(model, tok, tok.encode(PROMPT), k=n, attention=False)
+    assert len(pred.guesses) == n

@@ -279,6 +279,13 @@ def load_weights(model: GPT, folder: Path) -> None:
             p.copy_(t)
 
 
+def fit_tokenizer(tokenizer: TextTokenizer, config: GPTConfig, folder: Path) -> None:
+    """Check the tokenizer against the model; pad it when the model's vocabulary is padded (e.g. 50304)."""
+    if tokenizer.vocab_size > config.vocab_size:
+        raise TuiGptError(f"{folder}: tokenizer has {tokenizer.vocab_size} tokens, the model {config.vocab_size}")
+    tokenizer.pad_to(config.vocab_size)
+
+
 @contextmanager
 def skip_init() -> Iterator[None]:
     """Build modules without drawing random weights that pretrained ones replace at once.
@@ -308,8 +315,7 @@ def open_pretrained(name: str, device: str = "cpu") -> tuple[GPT, TextTokenizer,
     folder = find_model(name)
     config = read_config(folder)
     tokenizer = TextTokenizer.load_pretrained(folder)
-    if tokenizer.vocab_size > config.vocab_size:
-        raise TuiGptError(f"{folder}: tokenizer has {tokenizer.vocab_size} tokens, the model {config.vocab_size}")
+    fit_tokenizer(tokenizer, config, folder)
     with skip_init():
         model = GPT(config)
     load_weights(model, folder)

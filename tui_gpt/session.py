@@ -155,8 +155,7 @@ def _open_pretrained(spec: RunSpec, corpus: Corpus, progress: Progress | None) -
     if progress:
         progress(memory, 0, 1)
     tokenizer = TextTokenizer.load_pretrained(folder)
-    if tokenizer.vocab_size > mconf.vocab_size:
-        raise TuiGptError(f"{folder}: tokenizer has {tokenizer.vocab_size} tokens, the model {mconf.vocab_size}")
+    hf.fit_tokenizer(tokenizer, mconf, folder)
     data = TokenData.build(corpus, tokenizer, _step(progress, "tokenizing"))
     if progress:
         progress(f"loading {spec.model}", 0, 1)

@@ -139,6 +139,17 @@ class TextTokenizer:
         tok.kind = kind
         return tok
 
+    def pad_to(self, n: int) -> None:
+        """Give ids up to `n` a token, for a model whose vocabulary is padded past its tokenizer's.
+
+        The pads are special tokens (`<|pad_N|>`): never produced from ordinary text, and saved
+        with the tokenizer, so every id the model can predict has a text.
+        """
+        if n > self.vocab_size:
+            self.hf.add_special_tokens([f"<|pad_{i}|>" for i in range(self.vocab_size, n)])
+            self.__dict__.pop("_pieces", None)
+            self.__dict__.pop("token_texts", None)
+
     # ---- encoding -------------------------------------------------------
     @property
     def vocab_size(self) -> int:
