@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -179,6 +180,10 @@ def test_serve_in_headless_chromium(tmp_path):
         assert "val" in text and "train" in text  # the loss chart's legend
     finally:
         for proc in (browser, server):
-            if proc is not None:
-                os.killpg(proc.pid, 15)
-                proc.wait(timeout=10)
+            if proc is not None:  # each runs in its own process group: end it and its children
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(timeout=10)
