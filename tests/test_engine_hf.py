@@ -243,3 +243,19 @@ def test_a_padded_vocabulary_gets_pad_tokens(tiny_gpt2, tmp_path):
     assert tok.encode(PROMPT) == Tokenizer.from_file(str(tiny_gpt2 / "tokenizer.json")).encode(PROMPT).ids
     pred = predict(model, tok, tok.encode(PROMPT), k=n, attention=False)
     assert len(pred.guesses) == n
+
+
+def test_the_hub_gpt2_layout(tiny_gpt2, tmp_path):
+    """The gpt2 file on the hub: no `transformer.` prefix, and each layer's causal-mask buffer."""
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / "hub"
+    shutil.copytree(tiny_gpt2, folder)
+    tensors = {k.removeprefix("transformer."): v for k, v in load_file(str(folder / "model.safetensors")).items()}
+    for i in range(2):
+        tensors[f"h.{i}.attn.bias"] = torch.ones(1, 1, 48, 48).tril()
+    save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    model, tok, _ = hf.open_pretrained(str(folder))
+    x = torch.tensor([tok.encode(PROMPT)])
+    with torch.no_grad():
+        assert (model(x)[0] - _hf_model(tiny_gpt2)(x).logits).abs().max().item() < 1e-4

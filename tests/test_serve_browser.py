@@ -24,10 +24,9 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("textual_serve")
-aiohttp = pytest.importorskip("aiohttp")
+from tui_gpt.cli import main
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs chromium (apt-get install chromium)")
 
 PREFIX = "The fox ran"
 APP_ARGS = ["--n-layer", "1", "--n-head", "2", "--n-embd", "32", "--block-size", "32", "--eval-interval", "20"]
@@ -106,6 +105,8 @@ def _svg_text(path: Path) -> str:
 
 
 async def _drive(page_url: str, ws_url: str, run_dir: Path, shot: Path) -> str:
+    import aiohttp
+
     async with aiohttp.ClientSession() as session, session.ws_connect(ws_url, max_msg_size=0) as ws:
         dt = DevTools(ws)
         await dt.call("Page.enable")
@@ -140,7 +141,18 @@ async def _drive(page_url: str, ws_url: str, run_dir: Path, shot: Path) -> str:
         return text
 
 
+def test_serve_without_textual_serve_says_how_to_install(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "textual_serve", None)  # as if it were not installed
+    monkeypatch.setitem(sys.modules, "textual_serve.server", None)
+    assert main(["serve", "--port", "8123"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "pip install 'tui-gpt[serve]'" in err
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs chromium (apt-get install chromium)")
 def test_serve_in_headless_chromium(tmp_path):
+    pytest.importorskip("textual_serve")
+    pytest.importorskip("aiohttp")
     port = _free_port()
     run_dir = tmp_path / "run"
     run_dir.mkdir()
