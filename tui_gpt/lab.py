@@ -365,6 +365,8 @@ def reproduce_command(spec: Mapping) -> str:
         args.append("--no-causal")
     if spec.get("resume"):
         args += ["--resume", str(spec["resume"])]
+    if spec.get("model"):
+        args += ["--model", str(spec["model"])]
     sources = [str(s) for s in spec.get("sources") or []]
     if any(s.startswith("-") for s in sources):
         args += ["--", *sources]  # a file named like an option must come after "--"
