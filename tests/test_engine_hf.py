@@ -259,3 +259,18 @@ def test_the_hub_gpt2_layout(tiny_gpt2, tmp_path):
     x = torch.tensor([tok.encode(PROMPT)])
     with torch.no_grad():
         assert (model(x)[0] - _hf_model(tiny_gpt2)(x).logits).abs().max().item() < 1e-4
+
+
+@pytest.mark.parametrize(
+    "change", [{"gelu_approximate": "erf"}, {"layer_norm_eps": -1}, {"n_positions": 4}, {"n_positions": "x"}]
+)
+def test_checkpoint_gpt2_options_are_checked(make_spec, tmp_path, one_line_error, change):
+    from tui_gpt.checkpoint import load_model
+
+    ckpt = open_run(make_spec()).save(tmp_path / "ckpt")
+    cfg = json.loads((ckpt / "config.json").read_text())
+    cfg["model"].update(change)
+    (ckpt / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(hf.TuiGptError) as exc:
+        load_model(ckpt)
+    one_line_error(exc.value, next(iter(change)))
