@@ -238,6 +238,13 @@ def _check_model(model: object) -> str | None:
         return f"dropout must be a number in [0, 1), got {str(config.dropout)[:20]!r}"
     if not isinstance(config.causal, bool) or not isinstance(config.bias, bool):
         return "causal and bias must be true or false"
+    if config.gelu_approximate not in ("none", "tanh"):
+        return f"gelu_approximate must be none or tanh, got {config.gelu_approximate!r}"
+    if not isinstance(config.layer_norm_eps, int | float) or not 0 < config.layer_norm_eps < 1:
+        return f"layer_norm_eps must be a small positive number, got {config.layer_norm_eps!r}"
+    n_pos = config.n_positions
+    if n_pos is not None and (not isinstance(n_pos, int) or isinstance(n_pos, bool) or n_pos < config.block_size):
+        return f"n_positions must be an integer of at least block_size, got {n_pos!r}"
     return None
 
 

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 
 from tui_gpt.errors import TuiGptError
 from tui_gpt.savedir import AUTOSAVE_SECONDS
-from tui_gpt.settings import DEFAULT_STEPS, NON_NEGATIVE, POSITIVE, STEPS, add_options
+from tui_gpt.settings import DEFAULT_STEPS, MODEL_HELP, NON_NEGATIVE, POSITIVE, STEPS, add_options
 
-SUBCOMMANDS = ("train", "complete", "generate", "bench")
+SUBCOMMANDS = ("train", "complete", "generate", "bench", "export", "serve")
 SPLIT_HELP = "validation split: the last 10%% of each document's tokens"
 
 
@@ -47,7 +47,9 @@ def parser_app() -> argparse.ArgumentParser:
             "  train     train headless with a progress bar, save a checkpoint\n"
             "  complete  print a checkpoint's top-k next tokens for a prefix\n"
             "  generate  stream a sample from a checkpoint\n"
-            "  bench     measure training speed (and --ui: the app's latency)\n\n"
+            "  bench     measure training speed (and --ui: the app's latency)\n"
+            "  export    write a checkpoint as a Hugging Face GPT-2 folder\n"
+            "  serve     serve the app to a web browser (needs the 'serve' extra)\n\n"
             "TEXT is files, folders (read recursively) or a built-in corpus: fables (default), python-docs.\n"
             f"The {SPLIT_HELP.replace('%%', '%')}."
         ),
@@ -102,8 +104,9 @@ def parser_train() -> argparse.ArgumentParser:
 
 def parser_complete() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tui-gpt complete", description="Print the top-k next tokens after a prefix.")
-    p.add_argument("ckpt", metavar="CKPT", help="checkpoint directory")
-    p.add_argument("prefix", help="the text so far")
+    p.add_argument("ckpt", metavar="CKPT", help="checkpoint directory (leave out with --model)")
+    p.add_argument("prefix", nargs="?", default=None, help="the text so far")
+    p.add_argument("--model", metavar="PATH|NAME", default=None, help=f"instead of CKPT: {MODEL_HELP}")
     p.add_argument("--top-k", type=int, default=10)
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--words", action="store_true", help="next words (or the current word's rest), not tokens")
@@ -116,8 +119,9 @@ def parser_complete() -> argparse.ArgumentParser:
 
 def parser_generate() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tui-gpt generate", description="Stream a sample from a checkpoint.")
-    p.add_argument("ckpt", metavar="CKPT", help="checkpoint directory")
-    p.add_argument("prefix", nargs="?", default="", help="the text to continue (default: start of a document)")
+    p.add_argument("ckpt", metavar="CKPT", help="checkpoint directory (leave out with --model)")
+    p.add_argument("prefix", nargs="?", default=None, help="the text to continue (default: start of a document)")
+    p.add_argument("--model", metavar="PATH|NAME", default=None, help=f"instead of CKPT: {MODEL_HELP}")
     p.add_argument("-n", type=int, default=200, help="tokens to generate")
     p.add_argument("--temperature", type=float, default=0.8, help="0 is greedy")
     p.add_argument("--top-k", type=int, default=None)
@@ -140,11 +144,35 @@ def parser_bench() -> argparse.ArgumentParser:
     return p
 
 
+def parser_export() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tui-gpt export",
+        description="Write a checkpoint as a Hugging Face GPT-2 folder that transformers loads "
+        "(GPT2LMHeadModel.from_pretrained, AutoTokenizer.from_pretrained).",
+    )
+    p.add_argument("ckpt", metavar="CKPT", help="checkpoint directory")
+    p.add_argument("out", metavar="OUT", help="new (or empty) folder to write")
+    return p
+
+
+def parser_serve() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tui-gpt serve",
+        description="Serve the app to web browsers with textual-serve (pip install 'tui-gpt[serve]'). "
+        "Every other option is passed to the app, e.g. tui-gpt serve --model gpt2 my.txt",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: localhost only)")
+    p.add_argument("--port", type=int, default=8000)
+    return p
+
+
 PARSERS = {
     "train": parser_train,
     "complete": parser_complete,
     "generate": parser_generate,
     "bench": parser_bench,
+    "export": parser_export,
+    "serve": parser_serve,
 }
 
 
@@ -154,7 +182,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if argv and argv[0] in SUBCOMMANDS:
             name = argv[0]
             parser = PARSERS[name]()
-            args = parser.parse_args(argv[1:])
+            if name == "serve":  # the rest of the line is the app's: check it with the app's parser
+                args, app_argv = parser.parse_known_args(argv[1:])
+                app_args = parser_app().parse_args(app_argv)
+                _check(parser_app(), app_args, *POSITIVE)
+                args.app_argv = app_argv
+            else:
+                args = parser.parse_args(argv[1:])
             _check(parser, args, *POSITIVE, "steps", "time", "top_k", "n", "keys", "budget")
             from tui_gpt import subcommands
 

@@ -28,6 +28,11 @@ class GPTConfig:
     dropout: float = _DEFAULT.dropout
     bias: bool = True
     causal: bool = _DEFAULT.causal  # False lets every position see the future: the mask experiment
+    # GPT-2's options: its MLP uses the tanh approximation of GELU, and its checkpoints have 1024
+    # position rows even when we train on shorter windows (block_size is the context we use).
+    gelu_approximate: str = "none"  # "none" (exact GELU) or "tanh" (GPT-2's gelu_new)
+    layer_norm_eps: float = 1e-5
+    n_positions: int | None = None  # rows of the position table; None: block_size
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -146,7 +151,7 @@ class MLP(nn.Module):
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
-        self.gelu = nn.GELU()
+        self.gelu = nn.GELU(approximate=config.gelu_approximate)
         self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 
@@ -157,9 +162,9 @@ class MLP(nn.Module):
 class Block(nn.Module):
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
-        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.ln_1 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias)
         self.attn = CausalSelfAttention(config)
-        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias)
         self.mlp = MLP(config)
 
     def forward(self, x: torch.Tensor, want_attn: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -196,10 +201,10 @@ class GPT(nn.Module):
         self.transformer = nn.ModuleDict(
             dict(
                 wte=nn.Embedding(config.vocab_size, config.n_embd),
-                wpe=nn.Embedding(config.block_size, config.n_embd),
+                wpe=nn.Embedding(config.n_positions or config.block_size, config.n_embd),
                 drop=nn.Dropout(config.dropout),
                 h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
-                ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
+                ln_f=nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias),
             )
         )
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)

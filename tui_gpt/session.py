@@ -29,6 +29,7 @@ class Run:
     tokenizer: TextTokenizer
     data: TokenData
     trainer: Trainer
+    memory: str = ""  # the memory estimate of a fine-tuning run, shown before it starts
 
     def corpus_info(self) -> dict:
         from tui_gpt.checkpoint import corpus_info
@@ -42,7 +43,11 @@ class Run:
 
 
 def preflight(spec: RunSpec) -> None:
-    """Raise the one-line error that opening `spec` would, without building anything."""
+    """Raise the one-line error that opening `spec` would, without building anything (or importing torch)."""
+    if spec.model:
+        from tui_gpt.hf import find_model
+
+        find_model(spec.model)
     if spec.resume:
         from tui_gpt.checkpoint import read_config
 
@@ -84,6 +89,8 @@ def open_run(spec: RunSpec, progress: Progress | None = None) -> Run:
         spec = replace(spec, sources=sources)
         return Run(spec, corpus, tokenizer, data, trainer)
     corpus = load_corpus(sources)
+    if spec.model:
+        return _open_pretrained(spec, corpus, progress)
     if progress:
         progress("training tokenizer", 0, 1)
     tokenizer = TextTokenizer.train(spec.tokenizer, corpus.texts, spec.vocab_size)
@@ -130,6 +137,32 @@ def _apply_given(trainer: Trainer, spec: RunSpec) -> None:
         changed[name] = value
     if changed:
         trainer.history.change(trainer.step, **changed)
+
+
+def _open_pretrained(spec: RunSpec, corpus: Corpus, progress: Progress | None) -> Run:
+    """Fine-tune a Hugging Face GPT-2 model on `corpus`: its tokenizer, its weights, our loop."""
+    from tui_gpt import hf
+    from tui_gpt.dataset import TokenData
+    from tui_gpt.tokenizer import TextTokenizer
+    from tui_gpt.trainer import Trainer, pick_device
+
+    folder = hf.find_model(spec.model)
+    mconf = hf.read_config(folder, block_size=spec.block_size, dropout=spec.dropout)
+    mconf.causal = spec.causal
+    tconf = replace(spec.train)
+    # Refuse before the text is tokenized or a byte allocated, and say what it will take.
+    memory = hf.check_fits(mconf, tconf.batch_size, training=True, device=str(pick_device(tconf.device)))
+    if progress:
+        progress(memory, 0, 1)
+    tokenizer = TextTokenizer.load_pretrained(folder)
+    hf.fit_tokenizer(tokenizer, mconf, folder)
+    data = TokenData.build(corpus, tokenizer, _step(progress, "tokenizing"))
+    if progress:
+        progress(f"loading {spec.model}", 0, 1)
+    with hf.skip_init():
+        trainer = Trainer(mconf, tconf, data)
+    hf.load_weights(trainer.model, folder)
+    return Run(spec, corpus, tokenizer, data, trainer, memory)
 
 
 def _step(progress: Progress | None, what: str) -> Callable[[int, int], None] | None:

@@ -1,4 +1,4 @@
-"""The headless subcommands: train, complete, generate and bench."""
+"""The headless subcommands: train, complete, generate, bench, export and serve."""
 
 from __future__ import annotations
 
@@ -136,6 +136,8 @@ def _train(args: argparse.Namespace, run, out: Path, signals: _Signals) -> int:
         f"{len(run.data.train):,} train / {len(run.data.val):,} val tokens, {run.tokenizer.kind} vocab "
         f"{run.tokenizer.vocab_size}; model {n_params / 1e6:.2f} M params on {trainer.device} ({trainer.dtype})"
     )
+    if run.memory:
+        console.print(f"{run.spec.model}: {run.memory}")
     if trainer.step:
         text = ", ".join(run.spec.sources) or "fables"
         console.print(f"resuming from step {trainer.step} of {args.resume}, training on {text}")
@@ -185,11 +187,26 @@ def _train(args: argparse.Namespace, run, out: Path, signals: _Signals) -> int:
     return 128 + stopped if stopped is not None else 0
 
 
-def cmd_complete(args: argparse.Namespace) -> int:
+def _load_model(args: argparse.Namespace):
+    """The model and tokenizer to probe: --model (then CKPT is the prefix) or the checkpoint CKPT."""
+    if args.model:
+        from tui_gpt.hf import open_pretrained
+
+        if args.prefix is not None:
+            raise TuiGptError("with --model, give only the prefix (no CKPT)")
+        args.prefix = args.ckpt
+        return open_pretrained(args.model)[:2]
     from tui_gpt.checkpoint import load_model
+
+    return load_model(Path(args.ckpt))[:2]
+
+
+def cmd_complete(args: argparse.Namespace) -> int:
     from tui_gpt.probe import predict
 
-    model, tok, _ = load_model(Path(args.ckpt))
+    model, tok = _load_model(args)
+    if args.prefix is None:
+        raise TuiGptError("give the prefix to complete after CKPT")
     if args.words:
         return _complete_words(model, tok, args)
     ids = tok.encode(args.prefix)
@@ -238,10 +255,10 @@ def _complete_words(model, tok, args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from tui_gpt.checkpoint import load_model
     from tui_gpt.probe import sample
 
-    model, tok, _ = load_model(Path(args.ckpt))
+    model, tok = _load_model(args)
+    args.prefix = args.prefix or ""
     ids = tok.encode(args.prefix) or [tok.eot_id]
     sys.stdout.write(args.prefix)
     # An incremental decoder holds back a character until all of its bytes have arrived.
@@ -261,3 +278,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from tui_gpt.train_bench import bench_train
 
     return bench_train(args, console)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from tui_gpt.hf import export
+
+    out = export(args.ckpt, args.out)
+    console.print(f"exported {args.ckpt} as a Hugging Face GPT-2 folder: {out}")
+    print(out)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from tui_gpt.serve import serve
+
+    return serve(args.host, args.port, args.app_argv)

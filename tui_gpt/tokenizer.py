@@ -110,6 +110,46 @@ class TextTokenizer:
         except Exception as exc:  # the Rust side raises plain Exception with a long message
             raise TuiGptError(f"{path}: not a readable tokenizer.json ({str(exc).splitlines()[0][:80]})") from None
 
+    @classmethod
+    def load_pretrained(cls, folder: Path, kind: str = "gpt2") -> TextTokenizer:
+        """The tokenizer of a Hugging Face model folder: `tokenizer.json`, else GPT-2's `vocab.json` + `merges.txt`.
+
+        A byte-level BPE is of kind `kind`; the char and word kinds (tui-gpt exports) keep theirs.
+        """
+        if (folder / "tokenizer.json").exists():
+            tok = cls.load(folder / "tokenizer.json")
+        elif (folder / "vocab.json").exists() and (folder / "merges.txt").exists():
+            try:
+                bpe = models.BPE.from_file(str(folder / "vocab.json"), str(folder / "merges.txt"))
+            except Exception as exc:  # the Rust side raises plain Exception
+                raise TuiGptError(
+                    f"{folder}: unreadable vocab.json/merges.txt ({str(exc).splitlines()[0][:80]})"
+                ) from None
+            hf = Tokenizer(bpe)
+            hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+            hf.decoder = decoders.ByteLevel()
+            tok = cls(hf)
+        else:
+            raise TuiGptError(f"{folder}: no tokenizer.json (or vocab.json + merges.txt) next to the model")
+        if tok.kind in ("char", "word"):
+            return tok
+        tokens = [t for t in tok.hf.get_vocab() if t not in (EOT, UNK)]
+        if tok.kind != "bpe" or any(ch not in _BYTES for t in tokens for ch in t):
+            raise TuiGptError(f"{folder}: the tokenizer is not GPT-2's byte-level BPE")
+        tok.kind = kind
+        return tok
+
+    def pad_to(self, n: int) -> None:
+        """Give ids up to `n` a token, for a model whose vocabulary is padded past its tokenizer's.
+
+        The pads are special tokens (`<|pad_N|>`): never produced from ordinary text, and saved
+        with the tokenizer, so every id the model can predict has a text.
+        """
+        if n > self.vocab_size:
+            self.hf.add_special_tokens([f"<|pad_{i}|>" for i in range(self.vocab_size, n)])
+            self.__dict__.pop("_pieces", None)
+            self.__dict__.pop("token_texts", None)
+
     # ---- encoding -------------------------------------------------------
     @property
     def vocab_size(self) -> int:
@@ -141,7 +181,7 @@ class TextTokenizer:
             tok = self.hf.id_to_token(i) or ""
             if tok in (EOT, UNK):
                 pieces.append(tok)
-            elif self.kind == "bpe":
+            elif self.kind in ("bpe", "gpt2"):  # byte-level: each character stands for one byte
                 pieces.append(bytes(_BYTES[ch] for ch in tok))
             elif self.kind == "word":
                 pieces.append(tok[1:] if tok.startswith(CONTINUE) else tok)

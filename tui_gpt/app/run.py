@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -16,7 +17,8 @@ def run_app(args: argparse.Namespace) -> int:
     out = args.out or spec.resume or "tui-gpt-run"
     check_out(Path(out))  # never save over a folder or file that is not ours
     preflight(spec)  # bad text or a bad checkpoint is a one-line error, before the screen opens
-    if not sys.stdout.isatty():
+    served = "TEXTUAL_DRIVER" in os.environ  # textual-serve's web driver talks over a pipe, not a terminal
+    if not served and not sys.stdout.isatty():
         print("tui-gpt: error: the app needs a terminal; use 'tui-gpt train' for scripts", file=sys.stderr)
         return 2
     from tui_gpt.app.app import GPTApp

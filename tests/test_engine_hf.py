@@ -1,0 +1,278 @@
+"""Hugging Face GPT-2: open tiny random transformers models, fine-tune them, export checkpoints back.
+
+Everything is built locally with transformers' own classes and a tiny byte-level BPE: no network.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+
+import pytest
+import torch
+
+from tests.conftest import TINY_TEXT
+from tui_gpt import hf
+from tui_gpt.cli import main
+from tui_gpt.session import RunSpec, open_run
+
+transformers = pytest.importorskip("transformers")
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers  # noqa: E402
+
+EOT = "<|endoftext|>"
+PROMPT = "The fox ran to the door, and the hen found a seed."
+
+
+def _tiny_bpe() -> Tokenizer:
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=300,
+        special_tokens=[EOT],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator([TINY_TEXT], trainer=trainer)
+    return tok
+
+
+@pytest.fixture(scope="module")
+def tiny_gpt2(tmp_path_factory):
+    """A random 2-layer GPT-2 saved by transformers, with tokenizer.json and vocab.json + merges.txt."""
+    folder = tmp_path_factory.mktemp("tiny-gpt2")
+    tok = _tiny_bpe()
+    tok.save(str(folder / "tokenizer.json"))
+    tok.model.save(str(folder))  # vocab.json, merges.txt
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(
+        n_layer=2,
+        n_head=2,
+        n_embd=32,
+        vocab_size=tok.get_vocab_size(),
+        n_positions=48,
+        bos_token_id=tok.token_to_id(EOT),
+        eos_token_id=tok.token_to_id(EOT),
+    )
+    model = transformers.GPT2LMHeadModel(config)
+    model.save_pretrained(folder)
+    return folder
+
+
+def _hf_model(folder):
+    return transformers.GPT2LMHeadModel.from_pretrained(folder, attn_implementation="eager").eval()
+
+
+def test_logits_and_attention_match_transformers(tiny_gpt2):
+    model, tok, _ = hf.open_pretrained(str(tiny_gpt2))
+    ref = _hf_model(tiny_gpt2)
+    assert tok.kind == "gpt2" and model.config.gelu_approximate == "tanh"
+    ids = tok.encode(PROMPT)
+    assert ids == Tokenizer.from_file(str(tiny_gpt2 / "tokenizer.json")).encode(PROMPT).ids
+    x = torch.tensor([ids])
+    with torch.no_grad():
+        ours, _, attns = model(x, want_attn=True)
+        theirs = ref(x, output_attentions=True)
+    assert (ours - theirs.logits).abs().max().item() < 1e-4
+    assert len(attns) == len(theirs.attentions) == 2
+    for a, b in zip(attns, theirs.attentions, strict=True):
+        assert a.shape == b.shape == (1, 2, len(ids), len(ids))
+        assert (a - b).abs().max().item() < 1e-5
+
+
+def test_vocab_and_merges_without_tokenizer_json(tiny_gpt2, tmp_path):
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_gpt2, folder)
+    (folder / "tokenizer.json").unlink()
+    _, tok, _ = hf.open_pretrained(str(folder))
+    assert tok.encode(PROMPT) == Tokenizer.from_file(str(tiny_gpt2 / "tokenizer.json")).encode(PROMPT).ids
+    assert tok.decode(tok.encode(PROMPT)) == PROMPT
+
+
+def test_pytorch_bin_is_read_weights_only(tiny_gpt2, tmp_path, one_line_error):
+    folder = tmp_path / "bin"
+    shutil.copytree(tiny_gpt2, folder)
+    (folder / "model.safetensors").unlink()
+    # What older transformers wrote (version 5 writes only safetensors): a pickled state dict.
+    torch.save(_hf_model(tiny_gpt2).state_dict(), folder / "pytorch_model.bin")
+    model, tok, _ = hf.open_pretrained(str(folder))
+    x = torch.tensor([tok.encode(PROMPT)])
+    with torch.no_grad():
+        assert (model(x)[0] - _hf_model(tiny_gpt2)(x).logits).abs().max().item() < 1e-4
+
+    class Evil:  # unpickling this would run a command
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    (folder / "pytorch_model.bin").write_bytes(pickle.dumps({"x": Evil()}))
+    with pytest.raises(hf.TuiGptError) as exc:
+        hf.open_pretrained(str(folder))
+    one_line_error(exc.value, "pytorch_model.bin")
+
+
+def test_bare_name_is_looked_up_in_the_local_cache_only(tiny_gpt2, tmp_path, monkeypatch, one_line_error):
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    repo = tmp_path / "hf" / "hub" / "models--acme--tiny-gpt2"
+    shutil.copytree(tiny_gpt2, repo / "snapshots" / "abc123")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("abc123")
+    assert hf.find_model("acme/tiny-gpt2") == repo / "snapshots" / "abc123"
+    with pytest.raises(hf.TuiGptError) as exc:
+        hf.find_model("gpt2")
+    msg = one_line_error(exc.value, "gpt2")
+    assert str(tmp_path / "hf" / "hub" / "models--gpt2" / "snapshots") in msg
+    assert "huggingface-cli download gpt2" in msg
+    assert main(["generate", "--model", "acme/tiny-gpt2", "The", "-n", "5", "--seed", "1"]) == 0
+    assert main(["complete", "--model", "nope/missing", "The"]) == 2
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        ({"n_embd": 2**20, "n_head": 2}, "will not fit"),
+        ({"n_layer": 10**12}, "will not fit"),
+        ({"n_head": 3}, "divisible"),
+        ({"vocab_size": -1}, "positive integer"),
+        ({"model_type": "llama"}, "GPT-2 models only"),
+        ({"activation_function": "relu"}, "activation"),
+    ],
+)
+def test_hostile_configs_are_one_line_before_allocating(tiny_gpt2, tmp_path, one_line_error, change, words):
+    folder = tmp_path / "bad"
+    shutil.copytree(tiny_gpt2, folder)
+    cfg = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**cfg, **change}))
+    with pytest.raises(hf.TuiGptError) as exc:
+        hf.open_pretrained(str(folder))
+    assert words in one_line_error(exc.value, "config.json")
+
+
+def test_weights_that_do_not_match_the_config(tiny_gpt2, tmp_path, one_line_error):
+    folder = tmp_path / "wide"
+    shutil.copytree(tiny_gpt2, folder)
+    cfg = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**cfg, "n_embd": 64}))
+    with pytest.raises(hf.TuiGptError) as exc:
+        hf.open_pretrained(str(folder))
+    one_line_error(exc.value, "model.safetensors")
+
+
+def test_one_fine_tuning_step_lowers_the_loss(tiny_gpt2, tiny_file):
+    spec = RunSpec(
+        sources=[str(tiny_file)],
+        model=str(tiny_gpt2),
+        block_size=32,
+        train={"batch_size": 4, "lr": 1e-3, "warmup_steps": 0, "dtype": "float32", "device": "cpu"},
+    )
+    run = open_run(spec)
+    assert "memory to fine-tune" in run.memory and "available" in run.memory
+    assert run.tokenizer.kind == "gpt2" and run.trainer.model.config.block_size == 32
+    ref = _hf_model(tiny_gpt2)
+    x = torch.tensor([run.tokenizer.encode(TINY_TEXT[:200])[:32]])
+    with torch.no_grad():
+        assert (run.trainer.model(x)[0] - ref(x).logits).abs().max().item() < 1e-4
+    before = run.trainer.step_on(x[0].tolist())
+    after = run.trainer.step_on(x[0].tolist())
+    assert after < before
+
+
+def test_fine_tuning_defaults_come_from_args():
+    from tui_gpt.cli import parser_train
+
+    spec = RunSpec.from_args(parser_train().parse_args(["--model", "gpt2"]))
+    assert spec.model == "gpt2" and spec.block_size == 128
+    assert spec.train.lr == 5e-5 and spec.train.batch_size == 1
+    plain = RunSpec.from_args(parser_train().parse_args(["--lr", "3e-3"]))
+    assert plain.block_size == 64 and plain.train.lr == 3e-3 and plain.train.batch_size == 12
+    typed = RunSpec.from_args(parser_train().parse_args(["--model", "gpt2", "--lr", "1e-4", "--block-size", "256"]))
+    assert (typed.train.lr, typed.block_size, typed.train.batch_size) == (1e-4, 256, 1)  # typed beats fine-tuning
+
+
+@pytest.mark.parametrize("kind", ["char", "bpe", "word"])
+def test_export_loads_in_transformers_and_back(make_spec, tmp_path, kind):
+    run = open_run(make_spec(tokenizer=kind, vocab_size={"char": None, "bpe": 300, "word": 200}[kind], block_size=48))
+    for _ in run.trainer.run(steps=3):
+        pass
+    ckpt = run.save(tmp_path / "ckpt")
+    out = tmp_path / "hf"
+    assert main(["export", str(ckpt), str(out)]) == 0
+    files = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "generation_config.json")
+    assert all((out / name).exists() for name in files)
+
+    ref = transformers.GPT2LMHeadModel.from_pretrained(out, attn_implementation="eager").eval()
+    hf_tok = transformers.AutoTokenizer.from_pretrained(out)
+    text = "The hen found a seed and planted it."
+    ids = run.tokenizer.encode(text)
+    assert hf_tok(text)["input_ids"] == ids
+    assert hf_tok.decode(ids) == text
+    model = run.trainer.model.eval()
+    x = torch.tensor([ids])
+    with torch.no_grad():
+        ours = model(x)[0]
+        assert (ours - ref(x).logits).abs().max().item() < 1e-4
+        again, tok, _ = hf.open_pretrained(str(out))
+        assert torch.equal(again(x)[0], ours)
+    assert tok.encode(text) == ids
+
+
+def test_export_refuses_what_gpt2_cannot_express(make_spec, tmp_path, one_line_error):
+    run = open_run(make_spec(causal=False))
+    ckpt = run.save(tmp_path / "ckpt")
+    with pytest.raises(hf.TuiGptError) as exc:
+        hf.export(ckpt, tmp_path / "hf")
+    one_line_error(exc.value, "causal")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("mine")
+    with pytest.raises(hf.TuiGptError) as exc:
+        hf.export(ckpt, tmp_path / "full")
+    one_line_error(exc.value, "not empty")
+
+
+def test_a_padded_vocabulary_gets_pad_tokens(tiny_gpt2, tmp_path):
+    from tui_gpt.probe import predict
+
+    folder = tmp_path / "padded"
+    shutil.copytree(tiny_gpt2, folder)
+    (folder / "model.safetensors").unlink()
+    cfg = json.loads((folder / "config.json").read_text())
+    n = cfg["vocab_size"] + 5  # as fine-tunes that pad GPT-2's 50257 to 50304 do
+    torch.manual_seed(1)
+    transformers.GPT2LMHeadModel(transformers.GPT2Config(**{**cfg, "vocab_size": n})).save_pretrained(folder)
+    model, tok, _ = hf.open_pretrained(str(folder))
+    assert tok.vocab_size == n and tok.token_text(n - 1) == f"<|pad_{n - 1}|>"
+    assert tok.encode(PROMPT) == Tokenizer.from_file(str(tiny_gpt2 / "tokenizer.json")).encode(PROMPT).ids
+    pred = predict(model, tok, tok.encode(PROMPT), k=n, attention=False)
+    assert len(pred.guesses) == n
+
+
+def test_the_hub_gpt2_layout(tiny_gpt2, tmp_path):
+    """The gpt2 file on the hub: no `transformer.` prefix, and each layer's causal-mask buffer."""
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / "hub"
+    shutil.copytree(tiny_gpt2, folder)
+    tensors = {k.removeprefix("transformer."): v for k, v in load_file(str(folder / "model.safetensors")).items()}
+    for i in range(2):
+        tensors[f"h.{i}.attn.bias"] = torch.ones(1, 1, 48, 48).tril()
+    save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    model, tok, _ = hf.open_pretrained(str(folder))
+    x = torch.tensor([tok.encode(PROMPT)])
+    with torch.no_grad():
+        assert (model(x)[0] - _hf_model(tiny_gpt2)(x).logits).abs().max().item() < 1e-4
+
+
+@pytest.mark.parametrize(
+    "change", [{"gelu_approximate": "erf"}, {"layer_norm_eps": -1}, {"n_positions": 4}, {"n_positions": "x"}]
+)
+def test_checkpoint_gpt2_options_are_checked(make_spec, tmp_path, one_line_error, change):
+    from tui_gpt.checkpoint import load_model
+
+    ckpt = open_run(make_spec()).save(tmp_path / "ckpt")
+    cfg = json.loads((ckpt / "config.json").read_text())
+    cfg["model"].update(change)
+    (ckpt / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(hf.TuiGptError) as exc:
+        load_model(ckpt)
+    one_line_error(exc.value, next(iter(change)))
