@@ -258,3 +258,12 @@ async def quiet(pilot) -> None:
         await settle(pilot)
         await pilot.app.workers.wait_for_complete()
     await settle(pilot)
+
+
+async def token_view(pilot: Any) -> None:
+    """Switch the top-k and the examples from words (the default) to tokens."""
+    from tui_gpt.app.widgets.topk import TopKBars
+
+    await pilot.press("ctrl+f")
+    await wait_for(pilot, lambda: not pilot.app.query_one(TopKBars).by_word, what="the token view")
+    await settle(pilot)

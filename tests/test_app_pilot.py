@@ -19,6 +19,7 @@ from pilot import (
     settle,
     sync,
     text_of,
+    token_view,
     wait_for,
     wait_ready,
 )
@@ -75,6 +76,7 @@ async def test_examples_table_lists_every_prefix_and_the_mean_loss(tmp_path):
     app = make_app(tmp_path, prompt="The fox ran")
     async with running(app, SIZE) as pilot:
         await wait_ready(pilot)
+        await token_view(pilot)
         # char tokenizer: one example per character after the first.
         rows = examples(app)
         assert len(rows) == len("The fox ran") - 1
@@ -425,6 +427,7 @@ async def test_examples_rows_stay_one_line_each_in_a_narrow_pane(tmp_path):
     app = make_app(tmp_path)
     async with running(app, (100, 30)) as pilot:
         await wait_ready(pilot)
+        await token_view(pilot)
         region = app.query_one("#examples-rows").content_region
         lines = screen_text(app).splitlines()[region.y : region.bottom]
         pane = [line[region.x : region.right] for line in lines]
@@ -439,6 +442,7 @@ async def test_enlarging_a_tiny_terminal_shows_the_panes(tmp_path):
     async with running(app, (50, 15)) as pilot:
         await wait_ready(pilot, ghost=False)
         assert app.screen.has_class("-too-small")
+        await token_view(pilot)
         await pilot.resize_terminal(160, 48)
         await settle(pilot)
         assert not app.screen.has_class("-too-small")

@@ -9,7 +9,7 @@ import torch
 
 from tui_gpt.corpus import load_corpus
 from tui_gpt.dataset import TokenData
-from tui_gpt.probe import analyze, baselines, complete, context, examples, predict, sample
+from tui_gpt.probe import analyze, baselines, context, examples, predict, sample
 from tui_gpt.tokenizer import TextTokenizer
 
 PROMPT = "The fox ran to the river and the"
@@ -141,14 +141,6 @@ def test_sampling_past_the_context_length(trained):
     n = model.config.block_size * 2
     out = list(sample(model, tok.encode("The "), n, temperature=0))
     assert len(out) == n
-
-
-def test_complete_continues_greedily(trained):
-    model, tok, _ = trained
-    c = complete(model, tok, "The fo")
-    greedy = tok.decode(list(sample(model, tok.encode("The fo"), 8, temperature=0)))
-    assert greedy.startswith(c.text)
-    assert c.text.startswith(c.first)
 
 
 @pytest.mark.parametrize("kind", ["char", "bpe"])

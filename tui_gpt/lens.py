@@ -7,6 +7,9 @@ so a snapshot never lands under a forward pass.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,13 +18,12 @@ from safetensors.torch import load
 from tokenizers import Tokenizer
 
 from tui_gpt.model import GPT, GPTConfig
+from tui_gpt.nextword import NextWords, WordExamples, next_words, word_examples
 from tui_gpt.probe import (
     Analysis,
-    Completion,
     Surprisal,
     TempRow,
     analyze,
-    complete,
     context,
     sample,
     surprisal,
@@ -42,6 +44,9 @@ class Lens:
         self.model = self._new_model()
         self.step = 0
         self._spare: list[GPT] = []
+        # Models that worker threads are reading: a snapshot never loads into one of them.
+        self._leases: dict[int, int] = {}
+        self._lock = threading.Lock()
         _ = self.tokenizer.token_texts  # build the id -> text table now, not on the first key
 
     def _new_model(self) -> GPT:
@@ -49,14 +54,34 @@ class Lens:
 
     def stage(self, blob: bytes) -> GPT:
         """Load a snapshot into a spare model (off the UI thread) and return it."""
-        model = self._spare.pop() if self._spare else self._new_model()
+        with self._lock:
+            model = self._spare.pop() if self._spare else None
+        model = model or self._new_model()
         model.load_state_dict(load(blob), strict=False)  # lm_head is tied to wte
         return model
 
     def swap(self, model: GPT, step: int) -> None:
         """Make `model` the one that answers probes; keep the old one for the next snapshot."""
-        old, self.model, self.step = self.model, model, step
-        self._spare.append(old)
+        with self._lock:
+            old, self.model, self.step = self.model, model, step
+            if id(old) not in self._leases:  # else it becomes spare when its last reader is done
+                self._spare.append(old)
+
+    @contextmanager
+    def leased(self) -> Iterator[GPT]:
+        """The current model, for a worker thread: no snapshot loads into it until the thread is done."""
+        with self._lock:
+            model = self.model
+            self._leases[id(model)] = self._leases.get(id(model), 0) + 1
+        try:
+            yield model
+        finally:
+            with self._lock:
+                self._leases[id(model)] -= 1
+                if not self._leases[id(model)]:
+                    del self._leases[id(model)]
+                    if model is not self.model:
+                        self._spare.append(model)
 
     def set_causal(self, causal: bool) -> None:
         self.config.causal = causal
@@ -64,8 +89,26 @@ class Lens:
     def analyze(self, text: str, k: int, temperature: float) -> Analysis:
         return analyze(self.model, self.tokenizer, self.tokenizer.encode(text), k, temperature)
 
-    def complete(self, text: str) -> Completion:
-        return complete(self.model, self.tokenizer, text)
+    def next_words(
+        self,
+        text: str,
+        k: int,
+        temperature: float,
+        cancelled: Callable[[], bool] | None = None,
+        after_word: bool = False,
+    ) -> NextWords | None:
+        """The top-k next words (or completions of the word being typed); None if cancelled. Off the UI thread.
+
+        `after_word` takes the typed text as a whole word: the words that come after it.
+        """
+        with self.leased() as model:
+            return next_words(
+                model, self.tokenizer, text, k=k, temperature=temperature, cancelled=cancelled, after_word=after_word
+            )
+
+    def word_examples(self, text: str) -> WordExamples:
+        """One training example per word of `text`: its p(word) and -log p(word), the sum of its tokens' losses."""
+        return word_examples(self.model, self.tokenizer, text)
 
     @torch.no_grad()
     def logits(self, ids: list[int]) -> torch.Tensor:
@@ -94,12 +137,14 @@ class Lens:
         """This model beside another checkpoint (loads it, and the run's text: slow, off the UI thread)."""
         from tui_gpt.compare import compare
 
-        return compare(self.model, self.tokenizer, Path(path), prompt, sources, k)
+        with self.leased() as model:
+            return compare(model, self.tokenizer, Path(path), prompt, sources, k)
 
     def sample(self, text: str, n: int, temperature: float = 0.8, seed: int = 0) -> list[int]:
         """`n` sampled tokens after `text` (greedy when temperature is 0)."""
         ids = self.tokenizer.encode(text) or [self.tokenizer.eot_id]
-        return list(sample(self.model, ids, n, temperature=temperature, seed=seed))
+        with self.leased() as model:
+            return list(sample(model, ids, n, temperature=temperature, seed=seed))
 
 
 def ui_threads() -> None:

@@ -207,49 +207,6 @@ def sample(
 
 
 @dataclass(frozen=True)
-class Completion:
-    """Ghost text: what greedy decoding would append to the typed text."""
-
-    text: str  # exactly the characters that accepting would insert
-    first: str  # the characters of the first token alone (what Tab inserts)
-
-
-@torch.no_grad()
-def complete(model: GPT, tokenizer: TextTokenizer, prefix: str, max_tokens: int = 8) -> Completion:
-    """Greedy continuation of `prefix`, up to the end of the next word.
-
-    Token healing: the last typed token may be a fragment (`" qu"`, or a trailing space)
-    that the model rarely saw followed by more of the same word. So it is backed off and
-    the model chooses among tokens that start with those characters; the ghost text is the
-    rest of that token. This never adds or drops a space.
-    """
-    ids = tokenizer.encode(prefix) or [tokenizer.eot_id]  # nothing typed: a document start
-    texts = tokenizer.token_texts
-    pieces: list[str] = []
-    if len(ids) >= 2 and tokenizer.kind != "char":
-        tail = texts[ids[-1]]
-        pred = predict(model, tokenizer, ids[:-1], k=tokenizer.vocab_size, attention=False)
-        best = next((g for g in pred.guesses if g.text.startswith(tail) and not tokenizer.is_special(g.id)), None)
-        if best is not None and best.text != tail:
-            pieces.append(best.text[len(tail) :])
-            ids = [*ids[:-1], best.id]
-    for tok in sample(model, ids, max_tokens - len(pieces), temperature=0):
-        if tokenizer.is_special(tok):
-            break
-        piece = texts[tok]
-        if pieces and _starts_new_word(piece, "".join(pieces)):
-            break
-        pieces.append(piece)
-    return Completion("".join(pieces), pieces[0] if pieces else "")
-
-
-def _starts_new_word(piece: str, so_far: str) -> bool:
-    """True when `piece` would begin a second word after the ghost text `so_far`."""
-    word_started = so_far.strip() != ""
-    return word_started and (piece[:1].isspace() or not (piece[:1].isalnum() or piece[:1] in "'-"))
-
-
-@dataclass(frozen=True)
 class Baselines:
     uniform: float  # ln V: knowing nothing
     unigram: float  # knowing only how common each token is

@@ -45,6 +45,7 @@ class GPTApp(App[None]):
         Binding("ctrl+r", "toggle_pause", "Pause/Resume"),
         Binding("ctrl+n", "step", "Step"),
         Binding("ctrl+s", "save", "Save"),
+        Binding("ctrl+f", "words", "Words/Tokens"),
         Binding("ctrl+l", "layer", "Layer"),
         Binding("ctrl+g", "head", "Head"),
         Binding("up", "temperature(0.1)", "Temp+", show=False),
@@ -236,6 +237,9 @@ class GPTApp(App[None]):
         self.top_k = min(40, max(1, self.top_k + delta))
         self.query_one(TopKBars).k = self.top_k
         self.probes.refresh()
+
+    def action_words(self) -> None:
+        self.probes.flip()
 
     def action_examples_source(self) -> None:
         self.probes.next_source()

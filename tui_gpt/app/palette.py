@@ -44,6 +44,7 @@ def commands(app: GPTApp) -> Iterator[SystemCommand]:
             )
         )
     entries += [
+        ("Next word / next token", "Show words or tokens, in the top-k and the examples (ctrl+f)", app.action_words),
         ("Temperature up", "Sharper → flatter next-token probabilities (↑)", lambda: app.action_temperature(0.1)),
         ("Temperature down", "(↓)", lambda: app.action_temperature(-0.1)),
         ("Top-k up", "Show one more next-token guess (ctrl+↑)", lambda: app.action_top_k(1)),

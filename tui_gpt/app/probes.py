@@ -1,6 +1,8 @@
-"""The prompt's probes: top-k, attention, training examples, ghost text and the greedy line.
+"""The prompt's probes: next words and tokens, attention, training examples, ghost text, the greedy line.
 
-A controller of the main screen: it asks the Lens and hands the answers down to the panes.
+A controller of the main screen: it asks the Lens and hands the answers down to the panes. The next-token
+probe is one forward pass, done in the key's own frame; the next-word search takes several, so it runs on
+a thread after that frame, and the next key or weight update cancels it.
 """
 
 from __future__ import annotations
@@ -8,8 +10,6 @@ from __future__ import annotations
 import time
 from functools import partial
 from typing import TYPE_CHECKING, Any
-
-from textual.timer import Timer
 
 from tui_gpt.app.widgets.attention import AttentionMap
 from tui_gpt.app.widgets.examples import ExamplesPane
@@ -20,7 +20,6 @@ from tui_gpt.visible import visible
 if TYPE_CHECKING:
     from tui_gpt.app.app import GPTApp
 
-GHOST_DELAY = 0.12  # seconds after the last key before the ghost text is computed
 TYPING_PAUSE = 1.0  # seconds without a key before background probes (the greedy line) run
 GREEDY_TOKENS = 32
 PASSAGES = 5  # corpus passages the examples pane cycles through
@@ -33,7 +32,8 @@ class Probes:
         self.last_guess: str | None = None
         self.last_analysis: tuple[list, list[str]] | None = None  # (examples, labels) shown, for export
         self.last_key = 0.0  # monotonic time of the last edit of the prompt
-        self._ghost_timer: Timer | None = None
+        self.by_word = True  # the panes show words (else tokens)
+        self.generation = 0  # bumped by every probe: a word search of an older one gives up
         self._queued = False  # a probe for the newest keys is waiting for the queued ones
 
     def typed(self) -> None:
@@ -62,12 +62,13 @@ class Probes:
         if lens is None:
             return
         text = app.prompt.value
+        self.generation += 1
         analysis = lens.analyze(text, app.top_k, app.temperature)
         pred = analysis.prediction
         topk = app.query_one(TopKBars)
         topk.guesses = pred.guesses
         self.last_guess = pred.guesses[0].text if pred.guesses else None
-        topk.target = app.lab.pin.target_for(pred.ids)
+        topk.target, topk.target_word = app.lab.pin.target_for(pred.ids)
         labels = [lens.tokenizer.token_texts[i] for i in pred.ids]
         n = len(pred.ids) + pred.dropped
         info = f"{n} tokens · step {lens.step}"
@@ -81,21 +82,26 @@ class Probes:
         attention = app.query_one(AttentionMap)
         app.call_after_refresh(attention.show, labels, pred.attention, lens.config.causal, pred.dropped)
         if self.passage < 0:
-            app.call_after_refresh(self._show_examples, "your prompt", labels, analysis)
+            app.call_after_refresh(self._show_examples, "your prompt", labels, analysis, text)
         else:
             app.call_after_refresh(self._show_passage)
-        # Ghost text waits for a pause in typing: a fast typist never shares the CPU with it.
-        if self._ghost_timer is not None:
-            self._ghost_timer.stop()
-        self._ghost_timer = app.set_timer(GHOST_DELAY, partial(self._update_ghost, text))
+        app.call_after_refresh(self._find_words, text, self.generation)
+
+    def flip(self) -> None:
+        """Words <-> tokens, in the top-k and the examples."""
+        self.by_word = not self.by_word
+        self.app.query_one(TopKBars).by_word = self.by_word
+        self.refresh()
 
     def next_source(self) -> None:
         self.passage = self.passage + 1 if self.passage < PASSAGES - 1 else -1
         self.refresh()
 
-    def _show_examples(self, source: str, labels: list[str], analysis: Any) -> None:
+    def _show_examples(self, source: str, labels: list[str], analysis: Any, text: str) -> None:
         self.last_analysis = (analysis.examples, labels)
-        self.app.query_one(ExamplesPane).show(source, labels, analysis.examples, analysis.loss)
+        lens = self.app.lens
+        words = lens.word_examples(text) if self.by_word and lens is not None else None
+        self.app.query_one(ExamplesPane).show(source, labels, analysis.examples, analysis.loss, words)
 
     def _show_passage(self) -> None:
         lens, passages = self.app.lens, self.app.passages()
@@ -104,24 +110,40 @@ class Probes:
         i = self.passage % len(passages)
         analysis = lens.analyze(passages[i], 1, 1.0)
         labels = [lens.tokenizer.token_texts[t] for t in analysis.prediction.ids]
-        self._show_examples(f"corpus passage {i + 1}", labels, analysis)
+        self._show_examples(f"corpus passage {i + 1}", labels, analysis, passages[i])
 
-    # ---- ghost text: greedy continuation, off the UI thread --------------------------
-    def _update_ghost(self, text: str) -> None:
-        lens = self.app.lens
-        if lens is not None:
-            self.app.run_worker(
-                partial(self._complete, lens, text), thread=True, exclusive=True, group="ghost", exit_on_error=False
-            )
+    # ---- next words and the ghost text: a search of several forward passes, off the UI thread ----
+    def _find_words(self, text: str, generation: int) -> None:
+        lens, app = self.app.lens, self.app
+        if lens is None or generation != self.generation:
+            return  # a newer key or weight update is on its way
+        work = partial(self._words, lens, text, generation, app.top_k, app.temperature)
+        app.run_worker(work, thread=True, exclusive=True, group="words", exit_on_error=False)
 
-    def _complete(self, lens: Any, text: str) -> None:
-        completion = lens.complete(text)
-        self.app.call_from_thread(self._show_ghost, text, completion)
+    def _words(self, lens: Any, text: str, generation: int, k: int, temperature: float) -> None:
+        def stale() -> bool:
+            return generation != self.generation
 
-    def _show_ghost(self, text: str, completion: Any) -> None:
-        prompt = self.app.prompt
-        if not self.app.leaving and prompt.value == text:  # still the text it was computed for
-            prompt.set_ghost(completion.text, completion.first)
+        found = lens.next_words(text, k, temperature, stale)
+        if found is None:
+            return
+        # The ghost completes the word being typed; once it is whole, it is the likeliest next word.
+        ghost = found.words[0].text[len(found.typed) :] if found.words else ""
+        if not ghost and found.typed.strip():
+            after = lens.next_words(text, 1, 1.0, stale, after_word=True)
+            if after is None:
+                return
+            ghost = after.words[0].text if after.words else ""
+        ids = lens.tokenizer.encode(ghost) if ghost else []
+        first = lens.tokenizer.token_texts[ids[0]] if ids else ghost  # what Tab accepts: one token
+        self.app.call_from_thread(self._show_words, text, generation, found, ghost, first)
+
+    def _show_words(self, text: str, generation: int, found: Any, ghost: str, first: str) -> None:
+        if self.app.leaving or generation != self.generation:
+            return  # the pane keeps the last complete answer until the newest one arrives
+        self.app.query_one(TopKBars).words = found
+        if self.app.prompt.value == text:
+            self.app.prompt.set_ghost(ghost, first)
 
     # ---- the greedy line: a sample of the prompt, so the mask experiment's nonsense shows ----
     def update_greedy(self) -> None:

@@ -47,15 +47,17 @@ class PinExperiment(Experiment):
             app.notify("The target adds no token to the prefix.", severity="warning")
             return
         target_id = ids[len(prefix_ids)]
-        self.pinned = {"prefix": prefix, "ids": prefix_ids, "target": target_id, "series": []}
+        self.pinned = {"prefix": prefix, "ids": prefix_ids, "target": target_id, "word": target, "series": []}
         note = "" if len(ids) == len(prefix_ids) + 1 else f" (its first token, {visible(tok.token_texts[target_id])!r})"
         app.notify(f"Tracking p({target}{note} | {prefix}) as the model trains.", title="Pinned")
         self.track()
         app.probes.refresh()  # the top-k marks the target at once
 
-    def target_for(self, ids: list[int]) -> int | None:
-        """The pinned target, if the top-k shows the pinned prefix."""
-        return self.pinned["target"] if self.pinned and self.pinned["ids"] == ids else None
+    def target_for(self, ids: list[int]) -> tuple[int | None, str | None]:
+        """The pinned target token and word, if the top-k shows the pinned prefix."""
+        if self.pinned and self.pinned["ids"] == ids:
+            return self.pinned["target"], self.pinned["word"]
+        return None, None
 
     def track(self) -> None:
         """Record p(target | prefix) for the current weights; called on every weight update."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from rich.segment import Segment
 from rich.style import Style
@@ -28,15 +29,30 @@ class ExampleRows(Widget):
     COMPONENT_CLASSES = {"examples--header", "examples--target"}
 
     rows: reactive[list] = reactive(list, always_update=True, layout=False)
+    words: reactive[list | None] = reactive(None, always_update=True, layout=False)  # word rows, when shown
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.labels: list[str] = []
 
+    def _cells(self, row: Any, w: int) -> tuple[str, str, str]:
+        """Prefix, target and numbers of one row: a token example (probe.Example) or a word one."""
+        if self.words is not None:
+            prefix, target = visible(row.prefix), visible(row.word)
+            numbers = f"{row.prob:7.3f}{row.nll:8.2f}{row.tokens:6d}"
+        else:
+            prefix = visible("".join(self.labels[: row.position]))
+            target = visible(self.labels[row.position])
+            numbers = f"{row.prob:7.3f}{row.nll:8.2f}{row.rank:6d}"
+        if len(prefix) > w:
+            prefix = "…" + prefix[-(w - 1) :]
+        return prefix, target, numbers
+
     def render_line(self, y: int) -> Strip:
         width = self.size.width
         w = max(8, min(PREFIX_W, width - COLUMNS_W))
-        rows = self.rows
+        by_word = self.words is not None
+        rows = self.words if by_word else self.rows
         room = max(1, self.size.height - 1)
         hidden = 0
         if len(rows) > room:
@@ -45,20 +61,15 @@ class ExampleRows(Widget):
             rows = shown
         if y == 0:
             header = f"{'prefix':>{w}}  {'→ target':<10}{'p':>7}{'-log p':>8}{'rank':>6}"
+            if by_word:
+                header = f"{'prefix':>{w}}  {'→ word':<10}{'p':>7}{'-log p':>8}{'tok':>6}"
             segments = [Segment(header, self.get_component_rich_style("examples--header"))]
         elif hidden and y == 1:
             segments = [Segment(f"{'… ' + str(hidden) + ' earlier rows':>{w}}", Style(dim=True))]
         elif 0 <= (i := y - 1 - (1 if hidden else 0)) < len(rows):
-            r = rows[i]
-            prefix = visible("".join(self.labels[: r.position]))
-            if len(prefix) > w:
-                prefix = "…" + prefix[-(w - 1) :]
-            target = self.get_component_rich_style("examples--target")
-            segments = [
-                Segment(f"{prefix:>{w}}  "),
-                Segment(f"{visible(self.labels[r.position]):<10}", target),
-                Segment(f"{r.prob:7.3f}{r.nll:8.2f}{r.rank:6d}"),
-            ]
+            prefix, target, numbers = self._cells(rows[i], w)
+            style = self.get_component_rich_style("examples--target")
+            segments = [Segment(f"{prefix:>{w}}  "), Segment(f"{target:<10}", style), Segment(numbers)]
         else:
             segments = []
         # The widget's colours under every segment, so unstyled text follows the theme.
@@ -72,13 +83,25 @@ class ExamplesPane(Vertical):
         yield ExampleRows(id="examples-rows")
         yield InfoLine(id="examples-mean")
 
-    def show(self, source: str, labels: list[str], rows: list, loss: float) -> None:
-        """`labels` are the token texts; `rows` are probe.Example for positions 1..T-1."""
-        self.border_title = f"Training examples · {source}"
+    def show(self, source: str, labels: list[str], rows: list, loss: float, words: Any = None) -> None:
+        """`labels` are the token texts; `rows` are probe.Example for positions 1..T-1.
+
+        With `words` (a nextword.WordExamples) the table shows one row per word instead.
+        """
+        self.border_title = f"Training examples · {source}" + (" · by word" if words is not None else "")
         table = self.query_one(ExampleRows)
         table.labels = labels
         table.rows = rows
+        table.words = words.rows if words is not None else None
         mean = self.query_one("#examples-mean", InfoLine)
+        if words is not None and words.rows:
+            n = len(words.rows)
+            mean.text = (
+                f"{n} words · -log p(word) is the sum of its tokens' losses · loss per word "
+                f"[b]{words.loss_per_word:.3f}[/b] = loss per token {words.loss_per_token:.3f} "
+                f"× {words.n_tokens / n:.2f} tokens per word"
+            )
+            return
         if rows and not math.isnan(loss):
             mean.text = (
                 f"{len(rows)} examples · mean -log p = [b]{loss:.3f}[/b] "
