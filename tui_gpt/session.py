@@ -103,16 +103,20 @@ def open_run(spec: RunSpec, progress: Progress | None = None) -> Run:
         cfg = read_config(ckpt)
         if not sources:
             sources = cfg.get("corpus", {}).get("sources", [])
-        corpus = load_corpus(sources)
+        corpus = load_corpus(sources, _step(progress, "reading text"))
         tokenizer = TextTokenizer.load(ckpt / "tokenizer.json")
         data = TokenData.build(corpus, tokenizer, _step(progress, "tokenizing"))
         trainer = load_trainer(ckpt, data, device=spec.train.get("device", "auto"))
         spec = RunSpec(**{**spec.__dict__, "sources": sources})
         return Run(spec, corpus, tokenizer, data, trainer)
-    corpus = load_corpus(sources)
+    corpus = load_corpus(sources, _step(progress, "reading text"))
     if progress:
         progress("training tokenizer", 0, 1)
-    tokenizer = TextTokenizer.train(spec.tokenizer, corpus.texts, spec.vocab_size)
+    # BPE and word learn from a bounded sample; the whole alphabet keeps every character known.
+    texts = [] if spec.tokenizer == "char" else corpus.sample_texts()
+    tokenizer = TextTokenizer.train(spec.tokenizer, texts, spec.vocab_size, alphabet=corpus.alphabet)
+    if progress:
+        progress("training tokenizer", 1, 1)
     data = TokenData.build(corpus, tokenizer, _step(progress, "tokenizing"))
     mconf = GPTConfig(
         vocab_size=tokenizer.vocab_size,

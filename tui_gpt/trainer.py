@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 import torch
 
-from tui_gpt.dataset import TokenData, get_batch
+from tui_gpt.dataset import TokenData, get_batch, windows
 from tui_gpt.model import GPT, GPTConfig
 
 
@@ -230,10 +230,9 @@ class Trainer:
         data = self.data.split(split)
         T = min(self.model.config.block_size, len(data) - 1)
         n = (len(data) - 1) // T
-        x, y = data[: n * T].view(n, T), data[1 : n * T + 1].view(n, T)
         self.model.eval()
         total = 0.0
-        for xb, yb in zip(x.split(batch_size), y.split(batch_size), strict=True):
+        for xb, yb in windows(data, T, batch_size):
             with self._autocast():
                 _, loss, _ = self.model(xb.to(self.device), yb.to(self.device))
             total += loss.item() * len(xb)
