@@ -151,7 +151,7 @@ class _NotText(TuiGptError):
 
 def _open(path: Path):
     try:
-        return open(path, "rb")  # noqa: SIM115
+        return open(path, "rb")
     except PermissionError:
         raise TuiGptError(f"{path}: permission denied; check the file's permissions") from None
     except OSError as exc:
@@ -223,15 +223,16 @@ class Corpus:
 def _lines_at(doc: Document, at: int, want: int) -> str:
     """About `want` bytes of whole lines of `doc` from byte offset `at` on."""
     if doc.path is None:
-        raw = doc.text.encode("utf-8")[at : at + want + 1]
+        raw = doc.text.encode("utf-8")[at : at + want]
     else:
         with _open(doc.path) as f:
             f.seek(at)
-            raw = f.read(want + 1)
-    if at:  # start after the first line break: a whole line, a whole character
-        raw = raw[raw.find(b"\n") + 1 :] if b"\n" in raw else b""
-    if len(raw) > want and b"\n" in raw:
-        raw = raw[: raw.rfind(b"\n") + 1]
+            raw = f.read(want)
+    # Whole lines where there are line breaks to cut at; a piece of one long line is kept as it is.
+    first, last = raw.find(b"\n"), raw.rfind(b"\n")
+    start = first + 1 if at and 0 <= first < last else 0
+    end = last + 1 if at + len(raw) < doc.size and last >= start else len(raw)
+    raw = raw[start:end]
     return raw.decode("utf-8", errors="ignore").removeprefix("\ufeff")
 
 
