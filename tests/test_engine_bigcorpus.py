@@ -78,7 +78,7 @@ def test_streamed_ids_equal_todays_whole_text_ids(tok, text, size):
 
 def test_char_table_lookup_equals_the_rust_tokenizer(text):
     tok = TextTokenizer.train("char", [text[: len(text) // 2]])  # the second half may hold unknown chars
-    lines = text.splitlines(keepends=True) + ["unseen: ☃ ✓\n"]
+    lines = [*text.splitlines(keepends=True), "unseen: ☃ ✓\n"]
     assert tok.encode_lines(lines).tolist() == [i for e in tok.hf.encode_batch(lines) for i in e.ids]
 
 
