@@ -83,6 +83,10 @@ def load(key: str, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray] | None:
         path.unlink(missing_ok=True)
         return None
     os.utime(path)  # recently used: pruned last
+    return _map(path, dtype, n_train, n_val)
+
+
+def _map(path: Path, dtype: np.dtype, n_train: int, n_val: int) -> tuple[np.ndarray, np.ndarray]:
     if n_train + n_val == 0:
         empty = np.zeros(0, dtype=dtype)
         return empty, empty
@@ -171,10 +175,7 @@ class Writer:
         os.replace(self.tmp, _path(self.key))
         self.close()
         prune(keep=_path(self.key))
-        loaded = load(self.key, self.dtype)
-        if loaded is None:
-            raise TuiGptError(f"{_path(self.key)}: the token cache did not read back; check the disk")
-        return loaded
+        return _map(_path(self.key), self.dtype, self.n_train, self.n_val)
 
     def close(self) -> None:
         for f in (self.f, self.v):
