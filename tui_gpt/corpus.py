@@ -38,7 +38,7 @@ class Scan:
 
     chars: int
     alphabet: str  # every distinct character, sorted
-    digest: bytes  # blake2b of the UTF-8 bytes
+    digest: bytes  # SHA-256 of the UTF-8 bytes
     blank: bool  # empty or only whitespace
 
 
@@ -97,19 +97,17 @@ class Document:
             self._scan = self.scan()
         return self._scan
 
-    def scan(self, explicit: bool = True, progress: Callable[[int], None] | None = None) -> Scan:
-        """Stream the document once: check it is UTF-8 text, count, collect its alphabet, hash it."""
+    def scan(self, progress: Callable[[int], None] | None = None) -> Scan:
+        """Stream the document once: check it is UTF-8 text, count, collect its alphabet, hash it.
+
+        Raises `_NotText` for a binary or non-UTF-8 file; `progress` gets each block's byte count.
+        """
         seen = np.zeros(0x110000, dtype=bool)
-        h = hashlib.blake2b(digest_size=16)
-        chars, blank, offset = 0, True, 0
-        decoder = codecs.getincrementaldecoder("utf-8-sig")()
-        if self._text is not None:
-            pieces: Iterator[tuple[str, bytes]] = self.blocks()
-        else:
-            pieces = self._checked_blocks(decoder, explicit)
+        h = hashlib.sha256()
+        chars, blank = 0, True
+        pieces = self.blocks() if self._text is not None else self._checked_blocks()
         for text, raw in pieces:
-            offset += len(raw)
-            h.update(text.encode("utf-8") if self._text is not None else raw)
+            h.update(raw)
             chars += len(text)
             if blank and text.strip():
                 blank = False
@@ -121,9 +119,10 @@ class Document:
         self._scan = scan
         return scan
 
-    def _checked_blocks(self, decoder: codecs.IncrementalDecoder, explicit: bool) -> Iterator[tuple[str, bytes]]:
+    def _checked_blocks(self) -> Iterator[tuple[str, bytes]]:
         path = self.path
         offset = 0
+        decoder = codecs.getincrementaldecoder("utf-8-sig")()
         with _open(path) as f:  # type: ignore[arg-type]
             while True:
                 raw = f.read(BLOCK_BYTES)
@@ -192,7 +191,7 @@ class Corpus:
     @cached_property
     def digest(self) -> str:
         """A hash of the documents' texts in order: what the tokens depend on."""
-        h = hashlib.blake2b(digest_size=16)
+        h = hashlib.sha256()
         for d in self.documents:
             h.update(d.scanned.digest)
         return h.hexdigest()
@@ -324,7 +323,7 @@ def load_corpus(
         doc = Document(str(path), path=path)
         start = done
         try:
-            scan = doc.scan(explicit, advance)
+            scan = doc.scan(advance)
         except _NotText:
             if explicit:
                 raise

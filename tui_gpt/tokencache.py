@@ -14,6 +14,7 @@ import os
 import shutil
 import struct
 import uuid
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ from tui_gpt.errors import TuiGptError
 
 FORMAT = 1  # bump when the file layout or the way text becomes ids changes
 MAGIC = b"TUIGPT-TOKENS\0\0\0"
-HEADER = struct.Struct("<16sBxxxxxxxQQ16s")  # magic, itemsize, n_train, n_val, blake2b of the ids
+HEADER = struct.Struct("<16sBxxxxxxxQQI12x")  # magic, itemsize, n_train, n_val, CRC-32 of the ids
 HEADER_BYTES = 64
 COPY_BYTES = 8 << 20
 KEEP_BYTES = 20 * 10**9  # older entries beyond this much are removed, least recently used first
@@ -37,28 +38,32 @@ def cache_dir() -> Path:
 
 def cache_key(corpus_digest: str, tokenizer_json: str, *parts: object) -> str:
     """The name of the entry for this text under this tokenizer (and anything else in `parts`)."""
-    h = hashlib.blake2b(digest_size=20)
+    h = hashlib.sha256()
     for part in (FORMAT, corpus_digest, tokenizer_json, *parts):
         h.update(repr(part).encode("utf-8") + b"\0")
-    return h.hexdigest()
+    return h.hexdigest()[:40]
 
 
 def _path(key: str) -> Path:
     return cache_dir() / f"{key}.tokens"
 
 
-def _checksum(f, start: int, length: int) -> bytes:
-    """blake2b of `length` bytes of the open file `f` from `start`, read in blocks, not mapped."""
-    h = hashlib.blake2b(digest_size=16)
+def _checksum(f, start: int, length: int) -> int:
+    """CRC-32 of `length` bytes of the open file `f` from `start`, read in blocks, not mapped.
+
+    CRC-32 catches truncation and flipped bits at several GB/s; the entry's name, a hash of
+    the text and the tokenizer, is what keeps one corpus's ids from serving another.
+    """
+    crc = 0
     f.seek(start)
     left = length
     while left > 0:
         block = f.read(min(COPY_BYTES, left))
         if not block:
             break
-        h.update(block)
+        crc = zlib.crc32(block, crc)
         left -= len(block)
-    return h.digest()
+    return crc
 
 
 def load(key: str, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray] | None:
