@@ -9,6 +9,7 @@ else ~/.cache/tui-gpt/tokens.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -84,10 +85,13 @@ def load(key: str, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray] | None:
         return None
     except (OSError, struct.error):
         sound = False
+    with contextlib.suppress(OSError):  # a folder we may read but not write still serves
+        if not sound:
+            path.unlink(missing_ok=True)
+        else:
+            os.utime(path)  # recently used: pruned last
     if not sound:
-        path.unlink(missing_ok=True)
         return None
-    os.utime(path)  # recently used: pruned last
     return _map(path, dtype, n_train, n_val)
 
 
