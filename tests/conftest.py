@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -28,6 +30,14 @@ FAST_TRAIN = {
     "device": "cpu",
     "seed": 1337,
 }
+
+
+@pytest.fixture(scope="session", autouse=True)
+def token_cache(tmp_path_factory):
+    """Token caches go to a temporary folder, never the user's ~/.cache (subprocesses inherit it)."""
+    path = tmp_path_factory.mktemp("token-cache")
+    os.environ["TUI_GPT_CACHE"] = str(path)
+    return path
 
 
 @pytest.fixture(scope="session")

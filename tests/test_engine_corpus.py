@@ -88,19 +88,19 @@ def test_non_utf8_message_says_where(tmp_path):
         load_corpus(sources)
 
 
-def test_corpus_too_large_for_memory(tmp_path, tiny_file):
+def test_corpus_over_the_size_cap(tmp_path, tiny_file):
     with pytest.raises(TuiGptError) as info:
-        load_corpus([str(tiny_file)], memory=1000)
+        load_corpus([str(tiny_file)], max_bytes=100)
     msg = str(info.value)
     assert "\n" not in msg
-    assert "too large for memory" in msg
-    # With enough memory the same file loads.
-    assert load_corpus([str(tiny_file)], memory=1 << 30).documents
+    assert "more than the 100 B tui-gpt trains on" in msg
+    # Under the cap the same file loads.
+    assert load_corpus([str(tiny_file)], max_bytes=1 << 30).documents
 
 
 def test_corpus_too_large_names_the_file(tiny_file, one_line_error):
     with pytest.raises(TuiGptError) as info:
-        load_corpus([str(tiny_file)], memory=1000)
+        load_corpus([str(tiny_file)], max_bytes=100)
     one_line_error(info.value, "tiny.txt")
 
 

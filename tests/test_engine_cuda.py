@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from tui_gpt.checkpoint import load_model, load_trainer
+from tui_gpt.dataset import ids
 from tui_gpt.model import GPT, GPTConfig
 from tui_gpt.session import RunSpec, open_run
 from tui_gpt.trainer import pick_device, resolve_dtype
@@ -74,7 +75,7 @@ def test_a_cuda_checkpoint_loads_on_the_cpu_and_resumes_on_cuda(tmp_path):
     first.save(tmp_path / "ck")
 
     cpu_model, _, _ = load_model(tmp_path / "ck", device="cpu")
-    x = first.data.val[:32][None]
+    x = ids(first.data.val, 0, 32)[None]  # the stream is a uint16 memory map: take int64 ids
     with torch.no_grad():
         on_gpu = first.trainer.model.eval()(x.cuda())[0].cpu()
         on_cpu = cpu_model(x)[0]

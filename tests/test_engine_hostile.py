@@ -93,7 +93,7 @@ def _spy(init, built):
 
 
 def test_a_model_too_large_for_memory_is_refused(saved, monkeypatch, one_line_error):
-    monkeypatch.setattr(checkpoint, "available_memory", lambda: 10_000)
+    monkeypatch.setattr(checkpoint, "available_bytes", lambda: 10_000)
     with pytest.raises(TuiGptError) as info:
         load_model(saved)
     assert "memory" in one_line_error(info.value, str(saved))

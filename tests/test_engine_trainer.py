@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from tui_gpt.dataset import ids
 from tui_gpt.probe import baselines
 from tui_gpt.session import open_run
 from tui_gpt.trainer import History, TrainConfig, TrainEvent, pick_device, resolve_dtype
@@ -126,7 +127,7 @@ def test_split_loss_scores_every_window_once(make_spec):
     tr = open_run(make_spec()).trainer
     for _ in tr.run(steps=20):
         pass
-    val = tr.data.split("val")
+    val = ids(tr.data.split("val"))  # the stream as int64 (it is stored as a uint16 memory map)
     T = tr.model.config.block_size
     with torch.no_grad():
         losses = [

@@ -26,7 +26,7 @@ from safetensors import SafetensorError
 from safetensors import torch as st
 from tokenizers import Tokenizer
 
-from tui_gpt.corpus import Corpus, available_memory
+from tui_gpt.corpus import Corpus
 from tui_gpt.dataset import TokenData
 from tui_gpt.errors import TuiGptError
 from tui_gpt.model import GPT, GPTConfig
@@ -43,7 +43,7 @@ from tui_gpt.savedir import (
     temp_prefix,
 )
 from tui_gpt.tokenizer import TextTokenizer
-from tui_gpt.trainer import History, TrainConfig, Trainer
+from tui_gpt.trainer import History, TrainConfig, Trainer, available_bytes
 
 __all__ = ["FILES", "FORMAT", "load_model", "load_trainer", "read_config", "resolve", "save_checkpoint"]
 
@@ -411,8 +411,8 @@ def _check_weights_header(file: Path, config: GPTConfig) -> int:
 def _check_memory(path: Path, config: GPTConfig, params: int, copies: int) -> None:
     """Refuse a model that cannot fit: `copies` float32 copies of the weights, plus each layer's mask."""
     need = params * 4 * copies + config.n_layer * config.block_size**2
-    free = available_memory()
-    if need > free:
+    free = available_bytes()
+    if free is not None and need > free:
         raise TuiGptError(
             f"{path}: the model needs about {need / 1e9:.1f} GB of memory, {free / 1e9:.1f} GB free; "
             "use a machine with more memory"

@@ -1,28 +1,171 @@
 """Load training text: files, directories (recursively) or a built-in corpus by name.
 
 Every problem with the input becomes one `TuiGptError` line that names the file and says
-what to do. Nothing here reads more than it must: sizes are checked before files are read.
+what to do. Files are never held whole: loading streams each one once to check it, count
+its characters, collect its alphabet and hash it; tokenizing streams it again.
 """
 
 from __future__ import annotations
 
+import codecs
+import hashlib
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+
+import numpy as np
 
 from tui_gpt.errors import TuiGptError
 from tui_gpt.settings import BUILTINS
 
 DEFAULT_CORPUS = "fables"
-# Bytes of memory needed per byte of text: the text, its tokens and the training tensors.
-MEMORY_PER_BYTE = 24
+# Tokens live on disk (see tokencache), so memory no longer limits the corpus; this cap only
+# catches a source that points at far more than anyone means to train on.
+MAX_CORPUS_BYTES = 16 * 10**9
 SNIFF_BYTES = 8192
+BLOCK_BYTES = 4 << 20  # read files in blocks this big
+SAMPLE_CHARS = 10_000_000  # tokenizers other than char train on at most this much text
+SAMPLE_PIECES = 20  # spread over the corpus in this many pieces
+
+Progress = Callable[[int, int], None]  # (bytes done, bytes in all)
 
 
 @dataclass(frozen=True)
+class Scan:
+    """What one streaming pass over a document learns."""
+
+    chars: int
+    alphabet: str  # every distinct character, sorted
+    digest: bytes  # SHA-256 of the UTF-8 bytes
+    blank: bool  # empty or only whitespace
+
+
 class Document:
-    name: str
-    text: str
+    """One text: held in memory (built-in corpora, tests) or a file streamed in blocks."""
+
+    def __init__(self, name: str, text: str | None = None, path: Path | None = None) -> None:
+        if (text is None) == (path is None):
+            raise ValueError("a Document has either text or a path")
+        self.name = name
+        self._text = text
+        self.path = path
+        self._scan: Scan | None = None
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Document):
+            return NotImplemented
+        return (self.name, self._text, self.path) == (other.name, other._text, other.path)
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.path))
+
+    def __repr__(self) -> str:
+        return f"Document({self.name!r})"
+
+    @property
+    def size(self) -> int:
+        """Bytes of UTF-8 text (for a file: its size on disk)."""
+        if self.path is None:
+            return len(self._text.encode("utf-8"))  # type: ignore[union-attr]
+        return self.path.stat().st_size
+
+    @property
+    def text(self) -> str:
+        """The whole text in memory: for small corpora and tools, never the training path."""
+        if self._text is not None:
+            return self._text
+        return "".join(t for t, _ in self.blocks())
+
+    def blocks(self, size: int = BLOCK_BYTES) -> Iterator[tuple[str, bytes]]:
+        """The text in decoded pieces, each with the raw bytes it came from (BOM dropped)."""
+        if self._text is not None:
+            for i in range(0, len(self._text), size):
+                piece = self._text[i : i + size]
+                yield piece, piece.encode("utf-8")
+            return
+        decoder = codecs.getincrementaldecoder("utf-8-sig")()
+        with _open(self.path) as f:  # type: ignore[arg-type]
+            while raw := f.read(size):
+                yield decoder.decode(raw), raw
+            yield decoder.decode(b"", final=True), b""
+
+    @property
+    def scanned(self) -> Scan:
+        if self._scan is None:
+            self._scan = self.scan()
+        return self._scan
+
+    def scan(self, progress: Callable[[int], None] | None = None) -> Scan:
+        """Stream the document once: check it is UTF-8 text, count, collect its alphabet, hash it.
+
+        Raises `_NotText` for a binary or non-UTF-8 file; `progress` gets each block's byte count.
+        """
+        seen = np.zeros(0x110000, dtype=bool)
+        h = hashlib.sha256()
+        chars, blank = 0, True
+        pieces = self.blocks() if self._text is not None else self._checked_blocks()
+        for text, raw in pieces:
+            h.update(raw)
+            chars += len(text)
+            if blank and text.strip():
+                blank = False
+            _mark(seen, text)
+            if progress:
+                progress(len(raw))
+        alphabet = "".join(map(chr, np.flatnonzero(seen).tolist()))
+        scan = Scan(chars, alphabet, h.digest(), blank)
+        self._scan = scan
+        return scan
+
+    def _checked_blocks(self) -> Iterator[tuple[str, bytes]]:
+        path = self.path
+        offset = 0
+        decoder = codecs.getincrementaldecoder("utf-8-sig")()
+        with _open(path) as f:  # type: ignore[arg-type]
+            while True:
+                raw = f.read(BLOCK_BYTES)
+                if offset == 0 and b"\x00" in raw[:SNIFF_BYTES]:
+                    raise _NotText(f"{path}: looks like a binary file, not text; pass a UTF-8 text file")
+                pending = decoder.getstate()[0]
+                try:
+                    text = decoder.decode(raw, final=not raw)
+                except UnicodeDecodeError as exc:
+                    at = offset - len(pending) + exc.start
+                    bad = (pending + raw)[exc.start]
+                    raise _NotText(
+                        f"{path}: not UTF-8 (byte 0x{bad:02x} at offset {at}); "
+                        f"convert it, e.g. iconv -f latin1 -t utf-8"
+                    ) from None
+                offset += len(raw)
+                yield text, raw
+                if not raw:
+                    return
+
+
+class _NotText(TuiGptError):
+    """A file that is not UTF-8 text: an error when named, skipped inside a folder."""
+
+
+def _open(path: Path):
+    try:
+        return open(path, "rb")
+    except PermissionError:
+        raise TuiGptError(f"{path}: permission denied; check the file's permissions") from None
+    except OSError as exc:
+        raise TuiGptError(f"{path}: cannot read ({exc.strerror or exc}); check the path") from None
+
+
+def _mark(seen: np.ndarray, text: str) -> None:
+    """Set seen[c] for every code point c in `text`, in C speed."""
+    if not text:
+        return
+    if text.isascii():
+        counts = np.bincount(np.frombuffer(text.encode("ascii"), dtype=np.uint8), minlength=128)
+    else:
+        counts = np.bincount(np.frombuffer(text.encode("utf-32-le"), dtype="<u4"))
+    seen[: len(counts)] |= counts > 0
 
 
 @dataclass(frozen=True)
@@ -33,11 +176,63 @@ class Corpus:
 
     @property
     def chars(self) -> int:
-        return sum(len(d.text) for d in self.documents)
+        return sum(d.scanned.chars for d in self.documents)
+
+    @property
+    def size(self) -> int:
+        """Bytes of text in all."""
+        return sum(d.size for d in self.documents)
+
+    @cached_property
+    def alphabet(self) -> str:
+        """Every character of every document, sorted."""
+        return "".join(sorted(set().union(*(d.scanned.alphabet for d in self.documents))))
+
+    @cached_property
+    def digest(self) -> str:
+        """A hash of the documents' texts in order: what the tokens depend on."""
+        h = hashlib.sha256()
+        for d in self.documents:
+            h.update(d.scanned.digest)
+        return h.hexdigest()
 
     @property
     def texts(self) -> list[str]:
+        """Every document whole, in memory: for small corpora and tools, never the training path."""
         return [d.text for d in self.documents]
+
+    def sample_texts(self, limit: int = SAMPLE_CHARS) -> list[str]:
+        """The whole corpus if it has at most `limit` characters, else that much in pieces of whole lines
+        spread evenly over it: what BPE and word tokenizers train on."""
+        if self.chars <= limit:
+            return self.texts
+        total = self.size
+        want = max(1, limit // SAMPLE_PIECES)
+        out: list[str] = []
+        for j in range(SAMPLE_PIECES):
+            at = j * total // SAMPLE_PIECES
+            for d in self.documents:
+                if at < d.size:
+                    out.append(_lines_at(d, at, want))
+                    break
+                at -= d.size
+        return [t for t in out if t]
+
+
+def _lines_at(doc: Document, at: int, want: int) -> str:
+    """About `want` bytes of whole lines of `doc` from byte offset `at` on."""
+    if doc.path is None:
+        raw = doc.text.encode("utf-8")[at : at + want]
+    else:
+        with _open(doc.path) as f:
+            f.seek(at)
+            raw = f.read(want)
+    # Whole lines where there are line breaks to cut at; a piece of one long line is kept as it is.
+    first, last = raw.find(b"\n"), raw.rfind(b"\n")
+    start = first + 1 if at and 0 <= first < last else 0
+    end = last + 1 if at + len(raw) < doc.size and last >= start else len(raw)
+    raw = raw[start:end]
+    return raw.decode("utf-8", errors="ignore").removeprefix("\ufeff")
 
 
 def assets_dir() -> Path:
@@ -47,21 +242,6 @@ def assets_dir() -> Path:
         if candidate.is_dir():
             return candidate
     raise TuiGptError("the bundled assets are missing: reinstall tui-gpt")
-
-
-def available_memory() -> int:
-    """Bytes of memory the system can still give us."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return 1 << 62  # unknown: do not refuse
 
 
 def _human(n: float) -> str:
@@ -84,29 +264,6 @@ def _builtin(name: str) -> Corpus:
     return Corpus("python-docs (Python language reference)", docs)
 
 
-def _read_text(path: Path, explicit: bool) -> str | None:
-    """The text of `path`, or None for a non-text file found inside a directory."""
-    try:
-        raw = path.read_bytes()
-    except PermissionError:
-        raise TuiGptError(f"{path}: permission denied; check the file's permissions") from None
-    except OSError as exc:
-        raise TuiGptError(f"{path}: cannot read ({exc.strerror or exc}); check the path") from None
-    if b"\x00" in raw[:SNIFF_BYTES]:
-        if explicit:
-            raise TuiGptError(f"{path}: looks like a binary file, not text; pass a UTF-8 text file")
-        return None
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        if explicit:
-            raise TuiGptError(
-                f"{path}: not UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
-                f"convert it, e.g. iconv -f latin1 -t utf-8"
-            ) from None
-        return None
-
-
 def _files_under(folder: Path) -> list[Path]:
     out = []
     for root, dirs, files in os.walk(folder):
@@ -124,8 +281,15 @@ def _is_file(path: Path, folder: Path) -> bool:
         raise TuiGptError(f"{path}: {why}") from None
 
 
-def load_corpus(sources: list[str] | tuple[str, ...] = (), memory: int | None = None) -> Corpus:
-    """Load `sources` (paths or built-in names); no sources means the bundled default."""
+def load_corpus(
+    sources: list[str] | tuple[str, ...] = (),
+    progress: Progress | None = None,
+    max_bytes: int = MAX_CORPUS_BYTES,
+) -> Corpus:
+    """Load `sources` (paths or built-in names); no sources means the bundled default.
+
+    Streams every file once (see `Document.scan`), reporting bytes read to `progress`.
+    """
     sources = list(sources) or [DEFAULT_CORPUS]
     if len(sources) == 1 and sources[0] in BUILTINS and not Path(sources[0]).exists():
         return _builtin(sources[0])
@@ -155,25 +319,37 @@ def load_corpus(sources: list[str] | tuple[str, ...] = (), memory: int | None = 
                 f"or a built-in corpus ({', '.join(BUILTINS)})"
             )
     total = sum(p.stat().st_size for p, _ in plan)
-    budget = available_memory() if memory is None else memory
-    if total * MEMORY_PER_BYTE > budget:
-        need = _human(total * MEMORY_PER_BYTE)
+    if total > max_bytes:
         raise TuiGptError(
-            f"{', '.join(sources)}: corpus is {_human(total)}, too large for memory "
-            f"(needs about {need}, {_human(budget)} free); pass fewer or smaller files"
+            f"{', '.join(sources)}: corpus is {_human(total)}, more than the {_human(max_bytes)} "
+            f"tui-gpt trains on; pass fewer or smaller files"
         )
+    done = 0
+
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress:
+            progress(done, total)
+
     docs, skipped = [], []
     for path, explicit in plan:
-        text = _read_text(path, explicit)
-        if text is None:
+        doc = Document(str(path), path=path)
+        start = done
+        try:
+            scan = doc.scan(advance)
+        except _NotText:
+            if explicit:
+                raise
             skipped.append(str(path))
+            advance(start + path.stat().st_size - done)  # what the scan did not get to
             continue
-        if not text.strip():
+        if scan.blank:
             if explicit:
                 raise TuiGptError(f"{path}: file is empty or only whitespace; pass a file with text in it")
             skipped.append(str(path))
             continue
-        docs.append(Document(str(path), text))
+        docs.append(doc)
     if not docs:
         where = ", ".join(sources)
         raise TuiGptError(f"{where}: no UTF-8 text found ({len(skipped)} files skipped); pass plain text files")

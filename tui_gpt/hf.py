@@ -133,25 +133,6 @@ def read_config(folder: Path, block_size: int | None = None, dropout: float = 0.
     return config
 
 
-def available_bytes(device: torch.device | str = "cpu") -> int | None:
-    """Memory free for a new model on `device`, or None when it cannot be known."""
-    import torch
-
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
 def memory_estimate(c: GPTConfig, batch_size: int = 1, training: bool = True) -> dict[str, int]:
     """Bytes a float32 model needs: weights, and for training gradients, AdamW moments, activations."""
     n = num_params(c)
@@ -174,6 +155,8 @@ def gib(n: float) -> str:
 
 def check_fits(c: GPTConfig, batch_size: int = 1, training: bool = False, device: str = "cpu", where: str = "") -> str:
     """One line describing the memory a model needs; a one-line refusal when it will not fit."""
+    from tui_gpt.trainer import available_bytes
+
     parts = memory_estimate(c, batch_size, training)
     need = sum(parts.values())
     free = available_bytes(device)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 # Two polynomial hashes modulo primes below 2**31: each product stays below 2**62, so int64 never overflows,
@@ -24,7 +25,9 @@ def _window_keys(x: torch.Tensor, n: int) -> torch.Tensor:
     return h1 * _P2 + h2
 
 
-def _as_ids(ids: torch.Tensor | Sequence[int]) -> torch.Tensor:
+def _as_ids(ids: torch.Tensor | np.ndarray | Sequence[int]) -> torch.Tensor:
+    if isinstance(ids, np.ndarray):  # a token stream, e.g. memory-mapped uint16: one copy, not a list
+        return torch.from_numpy(np.asarray(ids, dtype=np.int64))
     t = ids.detach().cpu() if isinstance(ids, torch.Tensor) else torch.tensor(list(ids), dtype=torch.long)
     if t.dim() != 1:
         raise ValueError(f"expected a 1-D sequence of token ids, got shape {tuple(t.shape)}")
@@ -34,7 +37,7 @@ def _as_ids(ids: torch.Tensor | Sequence[int]) -> torch.Tensor:
 class NgramIndex:
     """Every length-`n` window of a training stream, hashed and sorted once, to find verbatim copies fast."""
 
-    def __init__(self, train: torch.Tensor | Sequence[int], n: int) -> None:
+    def __init__(self, train: torch.Tensor | np.ndarray | Sequence[int], n: int) -> None:
         # With n = 1 adjacent hits never overlap, so a longer match could not be told from unrelated tokens.
         if n < 2:
             raise ValueError(f"min_len must be at least 2 tokens, got {n}")

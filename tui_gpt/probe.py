@@ -5,12 +5,16 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch.nn import functional as F
 
 from tui_gpt.model import GPT, KVCache
 from tui_gpt.tokenizer import TextTokenizer
+
+if TYPE_CHECKING:
+    from tui_gpt.dataset import Ids
 
 
 @dataclass(frozen=True)
@@ -213,13 +217,16 @@ class Baselines:
     bigram: float  # knowing only the previous token
 
 
-def baselines(train: torch.Tensor, val: torch.Tensor, vocab_size: int) -> Baselines:
+def baselines(train: Ids, val: Ids, vocab_size: int) -> Baselines:
     """Cross-entropy on `val` of count-based models fitted on `train`.
 
     Unigram uses add-one smoothing; bigram interpolates with the unigram so unseen pairs
     keep a sensible probability. Pairs are counted sparsely, never as a V x V table.
     """
+    from tui_gpt.dataset import sample
+
     V = vocab_size
+    train, val = sample(train), sample(val)  # all of a small corpus, a spread sample of a large one
     uni = torch.bincount(train, minlength=V).double() + 1.0
     uni_p = uni / uni.sum()
     unigram = float(-uni_p[val].log().mean())

@@ -55,7 +55,22 @@ def preflight(spec: RunSpec) -> None:
     elif spec.sources:
         from tui_gpt.corpus import load_corpus
 
-        load_corpus(spec.sources)
+        if _small(spec.sources):  # a big text is read by the trainer, with progress: no blank wait here
+            load_corpus(spec.sources)
+
+
+PREFLIGHT_BYTES = 20 << 20  # text this small is read through once before the app opens
+
+
+def _small(sources: list[str]) -> bool:
+    total = 0
+    for src in sources:
+        path = Path(src).expanduser()
+        try:
+            total += path.stat().st_size if path.is_file() else 0
+        except OSError:
+            pass  # load_corpus says what is wrong with it
+    return total <= PREFLIGHT_BYTES
 
 
 def open_run(spec: RunSpec, progress: Progress | None = None) -> Run:
@@ -82,18 +97,22 @@ def open_run(spec: RunSpec, progress: Progress | None = None) -> Run:
                         f"tui-gpt train TEXT --resume {spec.resume}"
                     )
         tokenizer = load_tokenizer(ckpt, cfg["model"]["vocab_size"])  # before the text: cheap checks first
-        corpus = load_corpus(sources)
+        corpus = load_corpus(sources, _step(progress, "reading text"))
         data = TokenData.build(corpus, tokenizer, _step(progress, "tokenizing"))
         trainer = load_trainer(ckpt, data, device=spec.train.device)
         _apply_given(trainer, spec)
         spec = replace(spec, sources=sources)
         return Run(spec, corpus, tokenizer, data, trainer)
-    corpus = load_corpus(sources)
+    corpus = load_corpus(sources, _step(progress, "reading text"))
     if spec.model:
         return _open_pretrained(spec, corpus, progress)
     if progress:
         progress("training tokenizer", 0, 1)
-    tokenizer = TextTokenizer.train(spec.tokenizer, corpus.texts, spec.vocab_size)
+    # BPE and word learn from a bounded sample; the whole alphabet keeps every character known.
+    texts = [] if spec.tokenizer == "char" else corpus.sample_texts()
+    tokenizer = TextTokenizer.train(spec.tokenizer, texts, spec.vocab_size, alphabet=corpus.alphabet)
+    if progress:
+        progress("training tokenizer", 1, 1)
     data = TokenData.build(corpus, tokenizer, _step(progress, "tokenizing"))
     mconf = GPTConfig(
         vocab_size=tokenizer.vocab_size,

@@ -11,7 +11,15 @@ from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from tui_gpt.errors import TuiGptError
@@ -39,8 +47,18 @@ def _bar(transient: bool = False) -> Progress:
 
 
 def _open(spec: RunSpec):
-    with _bar(transient=True) as bar:
-        task = bar.add_task("loading", total=None, stats="")
+    # Loading counts bytes of text: a percentage says more than "31457280/104857600".
+    bar = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    )
+    with bar:
+        task = bar.add_task("loading", total=None)
 
         def progress(what: str, done: int, total: int) -> None:
             bar.update(task, description=what, completed=done, total=total)

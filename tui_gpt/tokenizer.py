@@ -6,11 +6,14 @@ hides bytes: a byte-level token that is only part of a UTF-8 character shows as 
 
 from __future__ import annotations
 
+import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from functools import cached_property
+from itertools import chain
 from pathlib import Path
 
+import numpy as np
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from tui_gpt.errors import TuiGptError
@@ -25,6 +28,13 @@ DEFAULT_VOCAB = {"bpe": 512, "word": 4096}
 WORD_SPLIT = r"'(?:[sdmt]|ll|ve|re)| ?\p{L}{1,64}| ?\p{N}{1,64}| ?[^\s\p{L}\p{N}]{1,64}|\s{1,64}(?!\S)|\s{1,64}"
 # Marks a word piece that continues a word; a private-use character never seen in real text.
 CONTINUE = "\ue000"
+# Lines longer than this are cut before tokenizing, so no single line can exhaust memory.
+LINE_MAX = 64 * 1024
+# Unicode White_Space, as the Rust regex's \s: a cut just before the last whitespace of a run that
+# a non-space follows is a boundary of every pre-tokenizer here, so it cannot change any token.
+_WS = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+_SAFE_CUT = re.compile(f"[{_WS}](?=[^{_WS}])")
+ENCODE_BATCH_CHARS = 1 << 20  # lines handed to the Rust side at once: bounds its per-token bookkeeping
 
 
 def _byte_decoder() -> dict[str, int]:
@@ -58,12 +68,21 @@ class TextTokenizer:
 
     # ---- training -------------------------------------------------------
     @classmethod
-    def train(cls, kind: str, texts: Sequence[str], vocab_size: int | None = None) -> TextTokenizer:
-        """Train a tokenizer of `kind` on `texts` (one string per document)."""
+    def train(
+        cls, kind: str, texts: Sequence[str], vocab_size: int | None = None, alphabet: str | None = None
+    ) -> TextTokenizer:
+        """Train a tokenizer of `kind` on `texts` (one string per document, or a sample of a large corpus).
+
+        `alphabet`, when given, is every character of the whole corpus: the char and word
+        tokenizers then cover text the sample missed.
+        """
         if kind not in KINDS:
             raise TuiGptError(f"unknown tokenizer {kind!r}: choose one of {', '.join(KINDS)}")
-        if kind == "char":
+        if alphabet is not None:
+            chars = sorted(set(alphabet).union(*map(set, texts)))
+        else:
             chars = sorted(set().union(*map(set, texts)))
+        if kind == "char":
             vocab = {tok: i for i, tok in enumerate([EOT, UNK, *chars])}
             hf = Tokenizer(models.WordLevel(vocab, unk_token=UNK))
             hf.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), "isolated")
@@ -87,7 +106,6 @@ class TextTokenizer:
             counts: Counter[str] = Counter()
             for text in texts:
                 counts.update(piece for piece, _ in split.pre_tokenize_str(text))
-            chars = sorted(set().union(*map(set, texts)))
             base = [EOT, UNK, *chars, *(CONTINUE + c for c in chars)]
             words = [w for w, _ in counts.most_common() if len(w) > 1]
             vocab = {tok: i for i, tok in enumerate(base + words[: max(0, size - len(base))])}
@@ -161,6 +179,47 @@ class TextTokenizer:
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         return [e.ids for e in self.hf.encode_batch(texts, add_special_tokens=False)]
 
+    @property
+    def dtype(self) -> np.dtype:
+        """The smallest unsigned integer type that holds every id."""
+        return np.dtype(np.uint16 if self.vocab_size <= 1 << 16 else np.uint32)
+
+    @cached_property
+    def _char_table(self) -> np.ndarray | None:
+        """For the char tokenizer: id per code point (the last slot, UNK, for all beyond), else None."""
+        if self.kind != "char" or self.hf.get_added_tokens_decoder():
+            return None
+        vocab = self.hf.get_vocab()
+        unk = vocab[UNK]
+        singles = {ord(t): i for t, i in vocab.items() if len(t) == 1}
+        table = np.full(max(singles, default=0) + 2, unk, dtype=self.dtype)
+        for cp, i in singles.items():
+            table[cp] = i
+        return table
+
+    def encode_lines(self, lines: list[str]) -> np.ndarray:
+        """Ids of `lines` joined (each line tokenized alone), as an array of `dtype`."""
+        table = self._char_table
+        if table is not None:  # the char tokenizer is a table lookup: do it in numpy, same ids
+            cps = np.frombuffer("".join(lines).encode("utf-32-le"), dtype="<u4")
+            return table[np.minimum(cps, len(table) - 1)]
+        ids = [e.ids for e in self.hf.encode_batch(lines, add_special_tokens=False)]
+        return np.fromiter(chain.from_iterable(ids), dtype=self.dtype, count=sum(map(len, ids)))
+
+    def encode_stream(self, pieces: Iterable[str]) -> Iterator[np.ndarray]:
+        """Ids of a text given in pieces, cut anywhere: the same ids as `encode_documents([text])`
+        for text whose lines fit in LINE_MAX, in memory bounded by the piece size."""
+        batch: list[str] = []
+        size = 0
+        for line in stream_lines(pieces):
+            batch.append(line)
+            size += len(line)
+            if size >= ENCODE_BATCH_CHARS:
+                yield self.encode_lines(batch)
+                batch, size = [], 0
+        if batch:
+            yield self.encode_lines(batch)
+
     def encode_documents(self, texts: Iterable[str]) -> list[int]:
         """Encode documents and join them with the end-of-text token."""
         out: list[int] = []
@@ -168,7 +227,7 @@ class TextTokenizer:
             if i:
                 out.append(self.eot_id)
             # Encode by lines: the Rust side then runs in parallel and in bounded memory.
-            for ids in self.encode_batch(text.splitlines(keepends=True)):
+            for ids in self.encode_batch(list(split_long(text.splitlines(keepends=True)))):
                 out.extend(ids)
         return out
 
@@ -211,3 +270,46 @@ class TextTokenizer:
 
     def is_special(self, i: int) -> bool:
         return self._pieces[i] in (EOT, UNK)
+
+
+def split_long(lines: Iterable[str], limit: int = LINE_MAX) -> Iterator[str]:
+    """`lines`, with any longer than `limit` characters cut into pieces of at most that.
+
+    A cut goes just before the last whitespace of a run followed by a non-space, which no
+    tokenizer here joins across; only a piece with no such place is cut at `limit` itself.
+    """
+    for line in lines:
+        start = 0
+        while len(line) - start > limit:
+            cut = _cut(line, start, limit)
+            yield line[start:cut]
+            start = cut
+        yield line[start:] if start else line
+
+
+def _cut(line: str, start: int, limit: int) -> int:
+    last = None
+    for m in _SAFE_CUT.finditer(line, start + 1, start + limit + 1):
+        last = m.start()
+    return last if last is not None and last > start else start + limit
+
+
+def stream_lines(pieces: Iterable[str], limit: int = LINE_MAX) -> Iterator[str]:
+    """The lines of the text given as `pieces` (split as str.splitlines(keepends=True) does),
+    long ones cut by `split_long`; memory is bounded by a piece plus `limit`."""
+    carry = ""
+    for piece in pieces:
+        if not piece:
+            continue
+        lines = (carry + piece).splitlines(keepends=True)
+        carry = lines.pop()  # may go on in the next piece (a line, or the \n of a \r\n)
+        yield from split_long(lines, limit)
+        if len(carry) > 2 * limit:  # a very long line: give out what cannot change any more
+            start = 0
+            while len(carry) - start > 2 * limit:
+                cut = _cut(carry, start, limit)
+                yield carry[start:cut]
+                start = cut
+            carry = carry[start:]
+    if carry:
+        yield from split_long([carry], limit)

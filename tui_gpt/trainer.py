@@ -7,14 +7,16 @@ loop: AdamW, linear warmup then cosine decay, gradient clipping and periodic eva
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 
 import torch
 
-from tui_gpt.dataset import TokenData, get_batch
+from tui_gpt.dataset import TokenData, get_batch, windows
 from tui_gpt.errors import TuiGptError
 from tui_gpt.model import GPT, GPTConfig
 from tui_gpt.settings import TrainConfig
@@ -81,6 +83,23 @@ def pick_device(name: str = "auto") -> torch.device:
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def available_bytes(device: torch.device | str = "cpu") -> int | None:
+    """Memory free for a new model on `device`, or None when it cannot be known."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def bf16_supported(device: torch.device) -> bool:
@@ -250,10 +269,9 @@ class Trainer:
         data = self.data.split(split)
         T = min(self.model.config.block_size, len(data) - 1)
         n = (len(data) - 1) // T
-        x, y = data[: n * T].view(n, T), data[1 : n * T + 1].view(n, T)
         self.model.eval()
         total = 0.0
-        for xb, yb in zip(x.split(batch_size), y.split(batch_size), strict=True):
+        for xb, yb in windows(data, T, batch_size):
             with self._autocast():
                 _, loss, _ = self.model(xb.to(self.device), yb.to(self.device))
             total += loss.item() * len(xb)

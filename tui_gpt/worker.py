@@ -50,6 +50,7 @@ from tui_gpt.session import Run, RunSpec, open_run
 
 LOSS_EVERY = 0.25  # seconds between loss batches
 WEIGHTS_EVERY = 1.0  # seconds between weight snapshots
+COMPARE_CHARS = 1_000_000  # of the text, to train the tokenizers the tokenizer view compares
 
 
 def _silence(log: str | None) -> None:
@@ -124,17 +125,6 @@ def step_on_example(run: Run, ids: list[int]) -> ExampleStepped | None:
     return ExampleStepped(target, p_before, p_after, top_before, top_after)
 
 
-def _sample_texts(texts: list[str], limit: int = 1_000_000) -> list[str]:
-    """Up to `limit` characters of the corpus: enough to train comparison tokenizers quickly."""
-    out, total = [], 0
-    for t in texts:
-        out.append(t[: limit - total])
-        total += len(out[-1])
-        if total >= limit:
-            break
-    return out
-
-
 class RunCommands:
     """The commands that act on the run itself, answered with events.
 
@@ -162,7 +152,7 @@ class RunCommands:
             case CountTokens(text=text):
                 from tui_gpt.tokenview import token_counts
 
-                return [TokenCounts(text, token_counts(text, _sample_texts(run.corpus.texts)))]
+                return [TokenCounts(text, token_counts(text, run.corpus.sample_texts(COMPARE_CHARS)))]
             case Memorize(ids=ids, min_len=n):
                 from tui_gpt.memorization import NgramIndex
 

@@ -1,0 +1,279 @@
+"""Corpora of any size: streamed tokenizing gives today's ids, long lines stay bounded, the token cache is sound."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tui_gpt import tokencache
+from tui_gpt.corpus import Corpus, Document, load_corpus
+from tui_gpt.dataset import VAL_FRACTION, TokenData, get_batch
+from tui_gpt.errors import TuiGptError
+from tui_gpt.session import open_run
+from tui_gpt.tokenizer import KINDS, LINE_MAX, TextTokenizer, stream_lines
+
+SHAKESPEARE = Path("/work/shared/data/tinyshakespeare.txt")
+MIXED = (
+    "First line, plain.\r\nSecond: café naïve, déjà vu!\n\n\tTabs  and   spaces   \n"
+    "Emoji 🙂👍 and 你好世界。\rOld Mac line\x85next line\u2028sep\n   trailing   \n"
+) * 40
+WORDS = ["the", "fox", "jumps", "over", "a", "lazy", "dog,", "and", "42", "café", "🙂", "—", "'s", "don't"]
+
+
+def normal_text() -> str:
+    if SHAKESPEARE.is_file():
+        return SHAKESPEARE.read_text(encoding="utf-8")[:150_000] + MIXED
+    return MIXED * 20
+
+
+def todays_ids(tok: TextTokenizer, text: str) -> list[int]:
+    """How 85535b0 encoded a document: str.splitlines, then the Rust tokenizer line by line."""
+    return [i for ids in tok.encode_batch(text.splitlines(keepends=True)) for i in ids]
+
+
+def todays_splits(tok: TextTokenizer, texts: list[str]) -> tuple[list[int], list[int]]:
+    train: list[int] = []
+    val: list[int] = []
+    for text in texts:
+        ids = todays_ids(tok, text)
+        cut = len(ids) - int(len(ids) * VAL_FRACTION)
+        for part, dest in ((ids[:cut], train), (ids[cut:], val)):
+            if part:
+                if dest:
+                    dest.append(tok.eot_id)
+                dest.extend(part)
+    return train, val
+
+
+def pieces(text: str, size: int) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+@pytest.fixture(scope="module")
+def text() -> str:
+    return normal_text()
+
+
+@pytest.fixture(scope="module", params=KINDS)
+def tok(request, text) -> TextTokenizer:
+    return TextTokenizer.train(request.param, [text], 400 if request.param == "bpe" else 2000)
+
+
+# ---- streaming gives today's ids ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [7, 1000, 1 << 20])
+def test_streamed_ids_equal_todays_whole_text_ids(tok, text, size):
+    # Pieces of 7 characters cut inside lines, inside \r\n and inside words: the lines come out whole.
+    got = np.concatenate(list(tok.encode_stream(pieces(text, size))))
+    assert got.dtype == np.uint16
+    assert got.tolist() == todays_ids(tok, text)
+
+
+def test_char_table_lookup_equals_the_rust_tokenizer(text):
+    tok = TextTokenizer.train("char", [text[: len(text) // 2]])  # the second half may hold unknown chars
+    lines = [*text.splitlines(keepends=True), "unseen: ☃ ✓\n"]
+    assert tok.encode_lines(lines).tolist() == [i for e in tok.hf.encode_batch(lines) for i in e.ids]
+
+
+def test_stream_lines_are_str_splitlines():
+    text = "a\r\nb\rc\nd\x0be\x1cf\u2028g\r" * 50 + "end"
+    for size in (1, 2, 3, 5, 64):
+        assert list(stream_lines(pieces(text, size))) == text.splitlines(keepends=True)
+
+
+@pytest.mark.parametrize("kind", ["bpe", "word"])
+def test_cutting_a_long_line_of_words_changes_no_token(kind, text):
+    tok = TextTokenizer.train(kind, [text], 400 if kind == "bpe" else 2000)
+    rnd = random.Random(0)
+    seps = [" ", " ", " ", "  ", "\t", " \t ", "   "]
+    line = "".join(rnd.choice(WORDS) + rnd.choice(seps) for _ in range(60_000))  # ~300 KB, no newline
+    assert len(line) > 4 * LINE_MAX
+    cut = list(stream_lines(pieces(line, 50_000)))
+    assert len(cut) > 4 and max(map(len, cut)) <= LINE_MAX and "".join(cut) == line
+    got = np.concatenate(list(tok.encode_stream(pieces(line, 50_000)))).tolist()
+    assert got == tok.encode(line)  # the whole line at once, as the Rust side would see it uncut
+
+
+def test_a_line_with_no_space_is_cut_at_the_bound():
+    line = "x" * (3 * LINE_MAX + 5)
+    cut = list(stream_lines(pieces(line, 10_000)))
+    assert [len(c) for c in cut] == [LINE_MAX, LINE_MAX, LINE_MAX, 5]
+
+
+LONG_LINE = """
+import random, resource, sys
+from tui_gpt.tokenizer import TextTokenizer
+kind = sys.argv[1]
+tok = TextTokenizer.train(kind, ["The quick brown fox jumps over the lazy dog. " * 50], 300 if kind == "bpe" else None)
+rnd = random.Random(0)
+line = " ".join(rnd.choice(["alpha", "beta", "fox", "dog", "the", "a"]) for _ in range(500_000))[:2_000_000]
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+n = sum(len(a) for a in tok.encode_stream([line[i : i + 1_000_000] for i in range(0, len(line), 1_000_000)]))
+print(n, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
+"""
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_2mb_line_with_no_newline_tokenizes_in_bounded_memory(kind):
+    # Encoded whole, this line grows the Rust tokenizer's peak by 470-700 MB; cut, by about 120 MB at most.
+    out = subprocess.run([sys.executable, "-c", LONG_LINE, kind], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    n, grew_mb = map(int, out.stdout.split())
+    assert n > 1_000_000
+    assert grew_mb < 250
+
+
+# ---- token data from files ---------------------------------------------------------------------
+
+
+def write_docs(folder: Path, texts: list[str]) -> list[str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, t in enumerate(texts):
+        (folder / f"{i:02d}.txt").write_text(t, encoding="utf-8", newline="")
+    return [str(folder)]
+
+
+def test_token_data_from_files_equals_todays_splits(tmp_path, tok, text):
+    texts = [text[:100_000], "\ufeffA short one.\n", text[100_000:]]
+    corpus = load_corpus(write_docs(tmp_path / "docs", texts))
+    data = TokenData.build(corpus, tok)
+    train, val = todays_splits(tok, [t.removeprefix("\ufeff") for t in texts])
+    assert data.train.tolist() == train and data.val.tolist() == val
+    assert isinstance(data.train, np.memmap) and data.train.dtype == np.uint16
+
+
+def test_loading_scans_chars_and_alphabet(tmp_path):
+    texts = ["héllo\nworld\n", "☃ snow\r\n"]
+    corpus = load_corpus(write_docs(tmp_path / "d", texts))
+    assert corpus.chars == sum(map(len, texts))
+    assert corpus.alphabet == "".join(sorted(set("".join(texts))))
+    assert corpus.texts == texts
+
+
+def test_sampled_tokenizers_still_know_every_char(tmp_path):
+    body = "the fox and the dog went to the river.\n" * 3000
+    (tmp_path / "big.txt").write_text(body + "a rare ☃ at the very end\n", encoding="utf-8")
+    corpus = load_corpus([str(tmp_path / "big.txt")])
+    sample = corpus.sample_texts(limit=20_000)
+    assert sum(map(len, sample)) <= 20_000 and all(t.endswith("\n") for t in sample)
+    assert all(line in body for t in sample for line in t.splitlines())  # whole lines only
+    one_line = tmp_path / "one.txt"
+    one_line.write_text("word " * 10_000, encoding="utf-8")  # no line break: pieces of the line
+    assert sum(map(len, load_corpus([str(one_line)]).sample_texts(limit=20_000))) > 15_000
+    for kind in ("char", "word"):
+        tok = TextTokenizer.train(kind, [] if kind == "char" else sample, alphabet=corpus.alphabet)
+        assert tok.decode(tok.encode("☃")) == "☃" and tok.hf.token_to_id("☃") is not None
+
+
+def test_open_run_reports_reading_training_and_tokenizing(tmp_path, make_spec):
+    (tmp_path / "t.txt").write_text(MIXED, encoding="utf-8")
+    seen: dict[str, list[tuple[int, int]]] = {}
+    open_run(
+        make_spec([str(tmp_path / "t.txt")], tokenizer="bpe"), lambda w, d, t: seen.setdefault(w, []).append((d, t))
+    )
+    assert list(seen) == ["reading text", "training tokenizer", "tokenizing"]
+    for events in seen.values():
+        assert all(0 <= d <= t for d, t in events) and events[-1][0] == events[-1][1]
+
+
+# ---- the cache -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch) -> Path:
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("TUI_GPT_CACHE", str(folder))
+    return folder
+
+
+def entries(cache: Path) -> list[Path]:
+    return sorted(cache.glob("*.tokens"))
+
+
+def test_cache_folder_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.delenv("TUI_GPT_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert tokencache.cache_dir() == tmp_path / "xdg" / "tui-gpt" / "tokens"
+    monkeypatch.setenv("TUI_GPT_CACHE", str(tmp_path / "mine"))
+    assert tokencache.cache_dir() == tmp_path / "mine"
+
+
+def test_second_open_hits_the_cache_and_changes_invalidate_it(cache, tmp_path, text):
+    path = tmp_path / "t.txt"
+    path.write_text(text[:50_000], encoding="utf-8")
+    corpus = load_corpus([str(path)])
+    tok = TextTokenizer.train("char", corpus.texts)
+    first = TokenData.build(corpus, tok)
+    [entry] = entries(cache)
+    inode = entry.stat().st_ino
+    again = TokenData.build(load_corpus([str(path)]), tok)
+    assert entries(cache) == [entry] and entry.stat().st_ino == inode  # read, not rewritten
+    assert again.train.tolist() == first.train.tolist() and again.val.tolist() == first.val.tolist()
+    assert not [p for p in cache.iterdir() if ".tmp-" in p.name]
+
+    path.write_text(text[:50_000].replace("the", "thy"), encoding="utf-8")  # same size, new content
+    changed = TokenData.build(load_corpus([str(path)]), tok)
+    assert len(entries(cache)) == 2 and changed.train.tolist() != first.train.tolist()
+
+    other = TextTokenizer.train("bpe", corpus.texts, 300)
+    TokenData.build(corpus, other)
+    assert len(entries(cache)) == 3
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "header", "empty"])
+def test_a_damaged_cache_file_is_rebuilt_not_trusted(cache, tiny_file, damage):
+    corpus = load_corpus([str(tiny_file)])
+    tok = TextTokenizer.train("char", corpus.texts)
+    good = TokenData.build(corpus, tok)
+    want = (good.train.tolist(), good.val.tolist())
+    del good
+    [entry] = entries(cache)
+    raw = bytearray(entry.read_bytes())
+    if damage == "flip":
+        raw[tokencache.HEADER_BYTES + 10] ^= 0x01
+    elif damage == "truncate":
+        raw = raw[:-3]
+    elif damage == "header":
+        raw[:8] = b"garbage!"
+    else:
+        raw = bytearray()
+    entry.write_bytes(bytes(raw))
+    again = TokenData.build(load_corpus([str(tiny_file)]), tok)
+    assert (again.train.tolist(), again.val.tolist()) == want
+    assert entry.read_bytes() != bytes(raw)
+
+
+def test_ids_are_uint16_when_the_vocabulary_fits_else_uint32(cache):
+    small = "".join(chr(0x4E00 + i) for i in range(3000)) + "\n"
+    big = "".join(chr(0x4E00 + i) for i in range(20_000)) + "".join(chr(0x20000 + i) for i in range(50_000)) + "\n"
+    for text, dtype in ((small, np.uint16), (big, np.uint32)):
+        corpus = Corpus("cjk", (Document("cjk", text * 2),))
+        tok = TextTokenizer.train("char", corpus.texts)
+        assert tok.dtype == dtype and (tok.vocab_size > 1 << 16) == (dtype == np.uint32)
+        data = TokenData.build(corpus, tok)
+        assert data.train.dtype == dtype
+        assert tok.decode(data.train[: len(text)].tolist()) == text
+
+
+def test_no_room_on_disk_is_one_line(cache, one_line_error):
+    with pytest.raises(TuiGptError) as info:
+        tokencache.check_space(cache, need=5 * 10**9, free=10**9)
+    assert "5.0 GB" in one_line_error(info.value, str(cache))
+
+
+def test_batches_from_the_memory_map_equal_batches_from_a_tensor(cache, tiny_file):
+    corpus = load_corpus([str(tiny_file)])
+    tok = TextTokenizer.train("char", corpus.texts)
+    data = TokenData.build(corpus, tok)
+    as_tensor = torch.from_numpy(np.array(data.train, dtype=np.int64))
+    for T in (8, 10_000):
+        a = get_batch(data.train, 4, T, torch.Generator().manual_seed(3))
+        b = get_batch(as_tensor, 4, T, torch.Generator().manual_seed(3))
+        assert all(x.dtype == torch.long and torch.equal(x, y) for x, y in zip(a, b, strict=True))

@@ -1,0 +1,218 @@
+"""Token ids on disk: one memory-mapped file per (corpus text, tokenizer), so a second run starts at once.
+
+A cache file is a 64-byte header then the train ids then the validation ids, as uint16 where
+the vocabulary fits, else uint32. It is written under a temporary name and renamed into
+place, and read back only if its header, size and checksum all agree; anything else is
+deleted and rebuilt. The folder is $TUI_GPT_CACHE, else $XDG_CACHE_HOME/tui-gpt/tokens,
+else ~/.cache/tui-gpt/tokens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import struct
+import uuid
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from tui_gpt.errors import TuiGptError
+
+FORMAT = 1  # bump when the file layout or the way text becomes ids changes
+MAGIC = b"TUIGPT-TOKENS\0\0\0"
+HEADER = struct.Struct("<16sBxxxxxxxQQI12x")  # magic, itemsize, n_train, n_val, CRC-32 of the ids
+HEADER_BYTES = 64
+COPY_BYTES = 8 << 20
+KEEP_BYTES = 20 * 10**9  # older entries beyond this much are removed, least recently used first
+
+
+def cache_dir() -> Path:
+    if env := os.environ.get("TUI_GPT_CACHE"):
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "tui-gpt" / "tokens"
+
+
+def cache_key(corpus_digest: str, tokenizer_json: str, *parts: object) -> str:
+    """The name of the entry for this text under this tokenizer (and anything else in `parts`)."""
+    h = hashlib.sha256()
+    for part in (FORMAT, corpus_digest, tokenizer_json, *parts):
+        h.update(repr(part).encode("utf-8") + b"\0")
+    return h.hexdigest()[:40]
+
+
+def _path(key: str) -> Path:
+    return cache_dir() / f"{key}.tokens"
+
+
+def _checksum(f, start: int, length: int) -> int:
+    """CRC-32 of `length` bytes of the open file `f` from `start`, read in blocks, not mapped.
+
+    CRC-32 catches truncation and flipped bits at several GB/s; the entry's name, a hash of
+    the text and the tokenizer, is what keeps one corpus's ids from serving another.
+    """
+    crc = 0
+    f.seek(start)
+    left = length
+    while left > 0:
+        block = f.read(min(COPY_BYTES, left))
+        if not block:
+            break
+        crc = zlib.crc32(block, crc)
+        left -= len(block)
+    return crc
+
+
+def load(key: str, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray] | None:
+    """The (train, val) ids cached under `key` as read-only memory maps, or None if there is no
+    sound entry (a damaged one is removed)."""
+    path = _path(key)
+    try:
+        with open(path, "rb") as f:
+            magic, itemsize, n_train, n_val, digest = HEADER.unpack(f.read(HEADER.size))
+            length = (n_train + n_val) * itemsize
+            sound = (
+                magic == MAGIC
+                and itemsize == dtype.itemsize
+                and os.fstat(f.fileno()).st_size == HEADER_BYTES + length
+                and _checksum(f, HEADER_BYTES, length) == digest
+            )
+    except FileNotFoundError:
+        return None
+    except (OSError, struct.error):
+        sound = False
+    with contextlib.suppress(OSError):  # a folder we may read but not write still serves
+        if not sound:
+            path.unlink(missing_ok=True)
+        else:
+            os.utime(path)  # recently used: pruned last
+    if not sound:
+        return None
+    return _map(path, dtype, n_train, n_val)
+
+
+def _map(path: Path, dtype: np.dtype, n_train: int, n_val: int) -> tuple[np.ndarray, np.ndarray]:
+    if n_train + n_val == 0:
+        empty = np.zeros(0, dtype=dtype)
+        return empty, empty
+    ids = np.memmap(path, dtype=dtype, mode="r", offset=HEADER_BYTES, shape=(n_train + n_val,))
+    return ids[:n_train], ids[n_train:]
+
+
+class Writer:
+    """Builds one cache entry: documents go in one at a time; `commit` makes it visible atomically.
+
+    Per document the first 90% (or whatever `val_fraction` leaves) of its ids go to train and
+    the rest to validation, an end-of-text id between documents within each split.
+    """
+
+    def __init__(self, key: str, dtype: np.dtype, eot_id: int, val_fraction: float, need_bytes: int) -> None:
+        self.key, self.dtype, self.eot, self.val_fraction = key, np.dtype(dtype), eot_id, val_fraction
+        folder = cache_dir()
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            free = shutil.disk_usage(folder).free
+        except OSError as exc:
+            raise TuiGptError(
+                f"{folder}: cannot use it for the token cache ({exc.strerror or exc}); "
+                f"set TUI_GPT_CACHE to a writable folder"
+            ) from None
+        check_space(folder, need_bytes, free)
+        tag = f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.tmp = folder / f"{key}.tokens{tag}"
+        self.tmp_val = folder / f"{key}.val{tag}"
+        self.f = open(self.tmp, "w+b")  # noqa: SIM115
+        self.v = open(self.tmp_val, "w+b")  # noqa: SIM115
+        self.f.write(b"\0" * HEADER_BYTES)
+        self.n_train = self.n_val = 0
+        self._doc = 0  # ids of the document being written
+
+    def __enter__(self) -> Writer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def add(self, ids: np.ndarray) -> None:
+        """Append ids of the current document."""
+        if not len(ids):
+            return
+        if self._doc == 0 and self.n_train:
+            self.f.write(np.array([self.eot], dtype=self.dtype).tobytes())
+            self.n_train += 1
+        self.f.write(np.ascontiguousarray(ids, dtype=self.dtype).tobytes())
+        self._doc += len(ids)
+        self.n_train += len(ids)
+
+    def end_document(self) -> None:
+        """Move the current document's last ids to the validation split."""
+        n = self._doc
+        n_val = int(n * self.val_fraction)
+        self._doc = 0
+        if not n_val:
+            return
+        if self.n_val:
+            self.v.write(np.array([self.eot], dtype=self.dtype).tobytes())
+            self.n_val += 1
+        size = self.dtype.itemsize
+        start = HEADER_BYTES + (self.n_train - n_val) * size
+        self.f.flush()
+        self.f.seek(start)
+        shutil.copyfileobj(self.f, self.v, COPY_BYTES)
+        self.f.seek(start)
+        self.f.truncate()
+        self.n_train -= n_val
+        self.n_val += n_val
+
+    def commit(self) -> tuple[np.ndarray, np.ndarray]:
+        """Join the splits, write the header, rename into place; returns the memory-mapped ids."""
+        size = self.dtype.itemsize
+        self.v.flush()
+        self.v.seek(0)
+        self.f.seek(HEADER_BYTES + self.n_train * size)
+        shutil.copyfileobj(self.v, self.f, COPY_BYTES)
+        self.f.flush()
+        length = (self.n_train + self.n_val) * size
+        digest = _checksum(self.f, HEADER_BYTES, length)
+        self.f.seek(0)
+        self.f.write(HEADER.pack(MAGIC, size, self.n_train, self.n_val, digest).ljust(HEADER_BYTES, b"\0"))
+        self.f.close()
+        os.replace(self.tmp, _path(self.key))
+        self.close()
+        prune(keep=_path(self.key))
+        return _map(_path(self.key), self.dtype, self.n_train, self.n_val)
+
+    def close(self) -> None:
+        for f in (self.f, self.v):
+            f.close()
+        self.tmp.unlink(missing_ok=True)
+        self.tmp_val.unlink(missing_ok=True)
+
+
+def check_space(folder: Path, need: int, free: int) -> None:
+    """Refuse, in one line, to start writing `need` bytes where only `free` are left."""
+    if need > free:
+        raise TuiGptError(
+            f"{folder}: the token cache needs about {need / 1e9:.1f} GB, only {free / 1e9:.1f} GB free; "
+            f"free some space or set TUI_GPT_CACHE to a folder on a bigger disk"
+        )
+
+
+def prune(keep: Path, limit: int = KEEP_BYTES) -> None:
+    """Remove the least recently used entries until the cache holds at most `limit` bytes
+    (never `keep`). A run that still maps a removed file keeps reading it."""
+    try:
+        entries = [(p.stat().st_mtime, p.stat().st_size, p) for p in cache_dir().glob("*.tokens")]
+    except OSError:
+        return
+    total = sum(size for _, size, _ in entries)
+    for _, size, p in sorted(entries):
+        if total <= limit:
+            break
+        if p != keep:
+            p.unlink(missing_ok=True)
+            total -= size
