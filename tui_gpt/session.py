@@ -5,6 +5,7 @@ The command line, the benchmark and the app's trainer process all start runs her
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -66,10 +67,8 @@ def _small(sources: list[str]) -> bool:
     total = 0
     for src in sources:
         path = Path(src).expanduser()
-        try:
+        with contextlib.suppress(OSError):  # load_corpus says what is wrong with it
             total += path.stat().st_size if path.is_file() else 0
-        except OSError:
-            pass  # load_corpus says what is wrong with it
     return total <= PREFLIGHT_BYTES
 
 
