@@ -28,6 +28,7 @@ from tui_gpt.protocol import (
     Resume,
     Save,
     Saved,
+    SetThreads,
     Status,
     Step,
     StepOn,
@@ -160,6 +161,7 @@ class FakeTrainer:
         self.step = 0
         self.paused = False
         self.commands: list[tuple[str, dict]] = []
+        self.thread_hints: list[int] = []
         self.starts: list[RunSpec] = []
         self.resets: list[RunSpec] = []
         self.stops: list[str | None] = []
@@ -181,6 +183,9 @@ class FakeTrainer:
         self._open(spec)
 
     def send(self, cmd: Command) -> None:
+        if isinstance(cmd, SetThreads):  # advisory, and timed by the app's clock: kept apart from the commands
+            self.thread_hints.append(cmd.n)
+            return
         self.commands.append((cmd.name, cmd.args()))
         if not self._alive:
             return

@@ -73,7 +73,7 @@ def _step(screen: str) -> int | None:
 
 
 def _next_token_pane_filled(screen: str) -> bool:
-    return "Next token" in screen and len(PERCENT.findall(screen)) >= 3
+    return "Next word" in screen and len(PERCENT.findall(screen)) >= 3
 
 
 def test_the_app_in_a_real_terminal(tmp_path):

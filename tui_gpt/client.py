@@ -17,6 +17,16 @@ from tui_gpt.protocol import Command, Event, Failed, Quit, Reset, Saved, Saving,
 from tui_gpt.settings import RunSpec
 
 _ctx = mp.get_context("spawn")
+
+
+def cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 SAVE_START_TIMEOUT = 60.0  # seconds for a trainer to begin a save asked for on quit; once begun, no limit
 
 
@@ -35,14 +45,14 @@ class TrainerClient:
     def __init__(
         self,
         on_event: Callable[[Event], None],
-        threads: int = 1,
+        threads: int | None = None,
         log: str | None = None,
         out: str | None = None,
         autosave: float = 0,
     ) -> None:
         prepare()  # now, while stderr is real: a client is made before its app runs
         self.on_event = on_event
-        self.threads = threads
+        self.threads = threads or cores()  # the app lowers it while keys arrive (SetThreads)
         self.out = out  # the checkpoint folder: the trainer holds its lock, and autosaves there
         self.autosave = autosave  # seconds between autosaves (0: none)
         # The trainer's stdout and stderr go here; set TUI_GPT_TRAINER_LOG to see them.

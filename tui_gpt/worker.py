@@ -38,6 +38,7 @@ from tui_gpt.protocol import (
     SetCausal,
     SetEvalInterval,
     SetLr,
+    SetThreads,
     Status,
     Step,
     StepOn,
@@ -234,6 +235,10 @@ class TrainerLoop:
                 self.pending_steps += int(n)
             case Save(path=path) if built:
                 self.save(path)
+            case SetThreads(n=n):
+                import torch
+
+                torch.set_num_threads(max(1, int(n)))  # takes effect from the next step
             case Reset(spec=spec):
                 try:
                     self.open(spec)

@@ -26,7 +26,7 @@ def commands(app: GPTApp) -> Iterator[SystemCommand]:
         ("Reset model", "Start training again from random weights", app.reset_model),
     ]
     for kind in TOKENIZERS:
-        spec = replace(app.spec, tokenizer=kind, resume=None)
+        spec = replace(app.spec, tokenizer=kind, resume=None, model=None)
         entries.append(
             (
                 f"Tokenizer: {kind}",
@@ -35,7 +35,7 @@ def commands(app: GPTApp) -> Iterator[SystemCommand]:
             )
         )
     for name, (n_layer, n_head, n_embd) in MODEL_SIZES.items():
-        spec = replace(app.spec, n_layer=n_layer, n_head=n_head, n_embd=n_embd, resume=None)
+        spec = replace(app.spec, n_layer=n_layer, n_head=n_head, n_embd=n_embd, resume=None, model=None)
         entries.append(
             (
                 f"Model size: {name}",

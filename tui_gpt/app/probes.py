@@ -15,6 +15,8 @@ from tui_gpt.app.widgets.attention import AttentionMap
 from tui_gpt.app.widgets.examples import ExamplesPane
 from tui_gpt.app.widgets.line import InfoLine
 from tui_gpt.app.widgets.topk import TopKBars
+from tui_gpt.client import cores
+from tui_gpt.protocol import SetThreads
 from tui_gpt.visible import visible
 
 if TYPE_CHECKING:
@@ -35,13 +37,25 @@ class Probes:
         self.by_word = True  # the panes show words (else tokens)
         self.generation = 0  # bumped by every probe: a word search of an older one gives up
         self._queued = False  # a probe for the newest keys is waiting for the queued ones
+        self._typing_hint = False  # the trainer was told to leave the UI a core
 
     def typed(self) -> None:
         """A key changed the prompt. Probe once all keys already queued are in: a burst or a paste costs one probe."""
         self.last_key = time.monotonic()
+        if not self._typing_hint and self.app.lens is not None:  # leave the UI a core while keys arrive
+            self._typing_hint = True
+            self.app.client.send(SetThreads(max(1, cores() - 1)))
+            self.app.set_timer(TYPING_PAUSE, self._idle)
         if not self._queued:
             self._queued = True
             self.app.call_later(self._typed)
+
+    def _idle(self) -> None:
+        if self.typing:
+            self.app.set_timer(TYPING_PAUSE, self._idle)
+            return
+        self._typing_hint = False
+        self.app.client.send(SetThreads(cores()))  # nobody types: every core trains
 
     def _typed(self) -> None:
         self._queued = False

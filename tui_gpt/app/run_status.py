@@ -57,7 +57,7 @@ class RunStatus:
         self.show("paused" if ev.paused else "training")
 
     def on_loading(self, ev: Loading) -> None:
-        self.show(f"{ev.what} {ev.done}/{ev.total}" if ev.total > 1 else ev.what)
+        self.show(f"{ev.what} {ev.done / ev.total:.0%}" if ev.total > 1 else ev.what)
 
     def on_saved(self, ev: Saved) -> None:
         self.saved = ev

@@ -13,15 +13,16 @@ HELP = """\
 
 ## 1. Every prefix is a training example
 A text is not one example but many: `The -> quick`, `The quick -> brown`,
-`The quick brown -> fox`, … Each prefix is an input, and the token that follows it is
-the target. **See it in _Training examples_**: one row per prefix, with the target.
+`The quick brown -> fox`, … `… over the lazy -> dog`. Each prefix is an input, and what
+follows it is the target. **See it in _Training examples_**: one row per prefix, with the
+target, by word or (`ctrl+f`) by token, which is what the model really reads.
 
 ## 2. The loss is the cross-entropy of the true next token
 For each example the model gives every token a probability. The loss of that example is
 `-log p(target)`: 0 when the model is sure and right, large when it is surprised. The
 training loss is the mean over all examples. **See it in _Training examples_** (the
-`-log p` column and its mean, named as the loss), **in _Next token_** (the probabilities
-after your prompt), and **in _Training_** (the mean over random batches, falling as it
+`-log p` column and its mean, named as the loss), **in _Next word_ and _Next token_**
+(the probabilities after your prompt), and **in _Training_** (the mean over random batches, falling as it
 learns). The `uniform` line is a model that knows nothing (`ln V`, uniform over the
 vocabulary); the `bigram` line knows only the previous token.
 
@@ -39,6 +40,15 @@ But a real continuation has no future to copy, so greedy generation (the grey li
 the prompt) turns to nonsense, and the val loss, measured with the mask back on, is worse
 than before. This is the bug behind real causal-mask leaks in GPT code: a loss that looks
 too good to be true. Press f2 again to switch the mask back on.
+
+## Next word
+Type the seed sentence word by word, `The quick brown fox jumps over the lazy dog`, and
+watch _Next word_: after each space it lists the words the model expects, with their
+probabilities. Is the true next word there, and at what rank? Early in training it is
+not; as the loss falls, `dog` climbs the list after `the lazy`. A model that reads
+characters or subwords still predicts words: p(word) is the product of its tokens'
+probabilities, times the probability that a new word starts after it. Its `-log p` is the
+sum of its tokens' losses: the loss per word is the loss per token times tokens per word.
 
 ## The lab
 | key | experiment |
@@ -60,8 +70,9 @@ examples as CSV and the screen as SVG.
 | key | what |
 |---|---|
 | type | the prompt; the bars follow every key |
-| `tab` | accept one token of the grey ghost text |
+| `tab` | accept one token of the ghost text (the rest of the word, or the likeliest next word) |
 | `→` (at the end) | accept the whole ghost word |
+| `ctrl+f` | next word or next token, in the top-k and the examples |
 | `↑` / `↓` | temperature up / down |
 | `ctrl+↑` / `ctrl+↓` | top-k up / down |
 | `ctrl+r` | pause or resume training |

@@ -1,0 +1,111 @@
+"""Pilot tests of the word view (the default), the word ghost, bursts of keys and the trainer's thread hints."""
+
+from __future__ import annotations
+
+import math
+
+from fake_trainer import make_app
+from pilot import SIZE, running, settle, sync, text_of, token_view, wait_for, wait_ready
+from textual import events
+
+from tui_gpt.app.widgets.examples import ExampleRows
+from tui_gpt.app.widgets.prompt import PromptInput
+from tui_gpt.app.widgets.topk import TopKBars
+from tui_gpt.client import cores
+from tui_gpt.nextword import next_words
+
+
+async def words_for(pilot, text: str):
+    """Wait until the next-word pane answers for `text`; its NextWords."""
+    app = pilot.app
+    bars = app.query_one(TopKBars)
+    await wait_for(pilot, lambda: app.prompt.value == text and bars.words is not None, what="the next words")
+    await app.workers.wait_for_complete()
+    await settle(pilot)
+    return bars.words
+
+
+@sync
+async def test_the_pane_shows_next_words_by_default_and_flips_to_tokens(tmp_path):
+    app = make_app(tmp_path, prompt="The fox ran to the")
+    async with running(app, SIZE) as pilot:
+        await wait_ready(pilot)
+        bars = app.query_one(TopKBars)
+        found = await words_for(pilot, "The fox ran to the")
+        assert bars.border_title.startswith("Next word")
+        # The pane shows the engine's own answer for this text, with the other mass.
+        expect = next_words(app.lens.model, app.lens.tokenizer, "The fox ran to the", k=app.top_k)
+        assert [(w.text, round(w.prob, 6)) for w in found.words] == [(w.text, round(w.prob, 6)) for w in expect.words]
+        shown = text_of(bars)
+        assert "other words" in shown and f"{found.words[0].prob:.1%}".rjust(6) in shown
+        assert math.isclose(sum(w.prob for w in found.words) + found.other, 1.0, abs_tol=1e-6)
+        await token_view(pilot)
+        assert bars.border_title.startswith("Next token") and "other words" not in text_of(bars)
+        await pilot.press("ctrl+f")
+        await settle(pilot)
+        assert bars.border_title.startswith("Next word")
+
+
+@sync
+async def test_the_ghost_completes_the_word_then_offers_the_next(tmp_path):
+    app = make_app(tmp_path, prompt="The fox ran to the riv")
+    async with running(app, SIZE) as pilot:
+        await wait_ready(pilot)
+        found = await words_for(pilot, "The fox ran to the riv")
+        prompt = app.query_one(PromptInput)
+        assert found.typed == " riv" and all(w.text.startswith(" riv") for w in found.words)
+        assert prompt.ghost == found.words[0].text[len(" riv") :]
+        await pilot.press("right")  # accept the whole ghost word
+        await settle(pilot)
+        assert prompt.value == "The fox ran to the riv" + found.words[0].text[len(" riv") :]
+
+
+@sync
+async def test_the_examples_word_view_relates_word_and_token_losses(tmp_path):
+    app = make_app(tmp_path, prompt="The fox ran to the river")
+    async with running(app, SIZE) as pilot:
+        await wait_ready(pilot)
+        await words_for(pilot, "The fox ran to the river")
+        rows = app.query_one(ExampleRows)
+        assert [r.word for r in rows.words] == ["The", " fox", " ran", " to", " the", " river"]
+        ex = app.lens.word_examples("The fox ran to the river")
+        for shown, want in zip(rows.words, ex.rows, strict=True):
+            assert math.isclose(shown.nll, -math.log(shown.prob), rel_tol=1e-6) and shown.nll == want.nll
+        footer = text_of(app.query_one("#examples-mean"))
+        assert f"loss per word {ex.loss_per_word:.3f} = loss per token {ex.loss_per_token:.3f}" in footer
+        per_word = ex.n_tokens / len(ex.rows)
+        assert math.isclose(ex.loss_per_word, ex.loss_per_token * per_word, rel_tol=1e-9)
+
+
+@sync
+async def test_a_burst_of_keys_costs_one_probe_not_one_per_key(tmp_path):
+    app = make_app(tmp_path, prompt="")
+    async with running(app, SIZE) as pilot:
+        await wait_ready(pilot, ghost=False)
+        lens = app.lens
+        calls = []
+        analyze = lens.analyze
+
+        def counted(text, *args):
+            calls.append(text)
+            return analyze(text, *args)
+
+        lens.analyze = counted
+        burst = "the fox ran to the river and the dog sat by the door " * 6
+        for ch in burst:  # queued at once, as a paste or a fast typist's keys are
+            app.post_message(events.Key(ch if ch != " " else "space", ch))
+        await wait_for(pilot, lambda: app.prompt.value == burst, what="the burst")
+        await settle(pilot)
+        assert len(calls) <= 5, f"{len(calls)} probes for {len(burst)} keys"
+        assert calls[-1] == burst  # and the screen is current
+
+
+@sync
+async def test_typing_leaves_the_ui_a_core_and_idling_gives_it_back(tmp_path):
+    app = make_app(tmp_path)
+    async with running(app, SIZE) as pilot:
+        await wait_ready(pilot)
+        await pilot.press("x")
+        await settle(pilot)
+        assert app.client.thread_hints[0] == max(1, cores() - 1)
+        await wait_for(pilot, lambda: app.client.thread_hints[-1] == cores(), 5, "the idle hint")
