@@ -24,7 +24,8 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--n-head", type=int, default=4)
     g.add_argument("--n-embd", type=int, default=128)
     g.add_argument("--block-size", type=int, default=64, help="context length in tokens")
-    g.add_argument("--batch-size", type=int, default=12)
+    g.add_argument("--batch-size", type=int, default=12, help="rows per micro-batch (per rank under torchrun)")
+    g.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step (default 1)")
     g.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (warmup, then cosine decay)")
     g.add_argument("--warmup", type=int, default=100, help="warmup steps")
     g.add_argument("--dropout", type=float, default=0.0)
@@ -36,7 +37,7 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
         "--dtype",
         choices=("auto", "float32", "bfloat16"),
         default="auto",
-        help="auto: bf16 autocast where the CPU/GPU has native bf16, else float32",
+        help="auto: whichever a 2 s trial on this machine finds faster (cached per machine and model shape)",
     )
     g.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
 
@@ -57,8 +58,9 @@ def _check(p: argparse.ArgumentParser, args: argparse.Namespace, *names: str) ->
         p.error(f"--dropout must be in [0, 1), got {args.dropout}")
 
 
-POSITIVE = ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "lr", "eval_iters", "vocab_size")
-NON_NEGATIVE = ("warmup", "eval_interval")
+POSITIVE = ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "grad_accum", "lr", "eval_iters", "vocab_size")
+NON_NEGATIVE = ("warmup", "eval_interval", "threads")
+THREADS_HELP = "CPU threads to train on (default 0: all cores, or fewer where a trial finds that faster)"
 
 
 def parser_app() -> argparse.ArgumentParser:
@@ -105,6 +107,7 @@ def parser_train() -> argparse.ArgumentParser:
         "--out", metavar="DIR", default=None, help="checkpoint directory (default: out, or the --resume one)"
     )
     p.add_argument("--resume", metavar="DIR", default=None, help="continue from this checkpoint's exact step")
+    p.add_argument("--threads", type=int, default=0, help=THREADS_HELP)
     add_model_options(p)
     return p
 
@@ -140,6 +143,8 @@ def parser_bench() -> argparse.ArgumentParser:
     p.add_argument("--time", type=float, default=None, metavar="SECONDS")
     p.add_argument("--ui", action="store_true", help="benchmark the app: key latency, steps/s, first paint")
     p.add_argument("--keys", type=int, default=200, help="with --ui: keystrokes to type")
+    p.add_argument("--threads", type=int, default=0, help=THREADS_HELP)
+    p.add_argument("--profile", action="store_true", help="also print ms/step by torch op (torch.profiler)")
     add_model_options(p)
     return p
 

@@ -34,6 +34,12 @@ def _bar(transient: bool = False) -> Progress:
     )
 
 
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
 def _open(spec: RunSpec):
     with _bar(transient=True) as bar:
         task = bar.add_task("loading", total=None, stats="")
@@ -45,10 +51,33 @@ def _open(spec: RunSpec):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    """Train headless; under torchrun every rank runs this, and rank 0 alone prints and saves."""
+    from tui_gpt import distributed
+
+    d = distributed.setup(args.device)
+    console.quiet = not d.main
+    try:
+        return _train(args, d.main)
+    finally:
+        distributed.teardown()
+
+
+def set_threads(trainer, threads: int) -> None:
+    """Apply --threads to a resumed run too (a checkpoint does not keep the thread count)."""
+    want = threads or -1  # 0: measure
+    if trainer.config.threads != want:
+        trainer.retune(want)
+
+
+def _train(args: argparse.Namespace, main: bool) -> int:
+
     spec = RunSpec.from_args(args)
-    out = check_out(Path(args.out or args.resume or "out"))  # refuse before any work, not at the first save
+    out = Path(args.out or args.resume or "out")
+    if main:
+        out = check_out(out)  # refuse before any work, not at the first save
     run = _open(spec)
     trainer = run.trainer
+    set_threads(trainer, args.threads)
     steps = args.steps if args.steps or args.time else DEFAULT_STEPS
     n_params = trainer.model.num_params()
     console.print(
@@ -56,11 +85,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"{len(run.data.train):,} train / {len(run.data.val):,} val tokens, {run.tokenizer.kind} vocab "
         f"{run.tokenizer.vocab_size}; model {n_params / 1e6:.2f} M params on {trainer.device} ({trainer.dtype})"
     )
+    console.print(f"{trainer.choice_note}; {torch_threads()} threads")
+    if trainer.dist.world > 1:
+        console.print(
+            f"{trainer.dist.world} ranks, global batch {trainer.tokens_per_step:,} tokens "
+            f"({args.batch_size} rows x {args.grad_accum} micro-batches x {trainer.dist.world} ranks)"
+        )
     if trainer.step:
         console.print(f"resuming from step {trainer.step}")
     interrupted = False
     first = trainer.step
-    with _bar() as bar:
+    with _bar(transient=not main) as bar:
         task = bar.add_task("training", total=None if args.time and not args.steps else steps, stats="")
         try:
             for ev in trainer.run(steps=steps, seconds=args.time):
@@ -74,6 +109,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                     run.save(out)
         except KeyboardInterrupt:
             interrupted = True
+    if not main:
+        return 130 if interrupted else 0
     path = run.save(out)
     word = "interrupted; saved" if interrupted else "saved"
     console.print(f"{word} step {trainer.step} to {path}")

@@ -42,6 +42,8 @@ class RunSpec:
     def from_args(cls, args: argparse.Namespace) -> RunSpec:
         train = {
             "batch_size": args.batch_size,
+            "grad_accum": getattr(args, "grad_accum", 1),
+            "threads": (getattr(args, "threads", None) or -1) if hasattr(args, "threads") else 0,
             "lr": args.lr,
             "warmup_steps": args.warmup,
             "eval_interval": args.eval_interval,
