@@ -128,11 +128,15 @@ def time_candidates(
     """Median seconds per training step of each (dtype, sdpa, threads) on a throwaway model.
 
     The candidates take turns, one step each per round, so a load that comes and goes (a shared
-    machine) falls on all of them alike. Torch's global RNG and thread count are restored after.
+    machine) falls on all of them alike. Round 0 warms up (allocator, kernels, autocast's weight
+    casts) and counts only when the budget is gone after it (a big model or a loaded machine).
+    Torch's global RNG and thread count are restored after.
     """
     threads_before = torch.get_num_threads()
     times: dict[tuple[str, bool | None, int], list[float]] = {c: [] for c in candidates}
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+    warm: dict[tuple[str, bool | None, int], float] = {}
+    cuda = [torch.cuda.current_device()] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(0)
         model = GPT(GPTConfig(**{**mconf.to_dict(), "dropout": 0.0})).to(device)
         opt = model.configure_optimizer(1e-4, 0.1, (0.9, 0.99))
@@ -160,14 +164,15 @@ def time_candidates(
                     opt.step()
                     opt.zero_grad(set_to_none=True)
                     _sync(device)
-                    if rnd > 0:  # round 0 warms up (allocator, kernels, autocast's weight casts)
+                    if rnd == 0:
+                        warm[c] = time.perf_counter() - t
+                    else:
                         times[c].append(time.perf_counter() - t)
-                # Round 0 and one timed round always run, so every candidate has a figure.
-                if rnd >= 1 and time.perf_counter() >= end:
+                if time.perf_counter() >= end:
                     break
         finally:
             torch.set_num_threads(threads_before)
-    return {c: sorted(v)[len(v) // 2] for c, v in times.items()}
+    return {c: sorted(v)[len(v) // 2] if v else warm[c] for c, v in times.items()}
 
 
 def _label(dtype: str, sdpa: bool | None, threads: int, show_threads: bool) -> str:

@@ -6,6 +6,7 @@ import argparse
 import codecs
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -14,6 +15,9 @@ from rich.table import Table
 from tui_gpt.savedir import check_out
 from tui_gpt.session import RunSpec, open_run
 from tui_gpt.visible import visible
+
+if TYPE_CHECKING:
+    from tui_gpt.trainer import Trainer
 
 console = Console(stderr=True)
 DEFAULT_STEPS = 2000
@@ -62,7 +66,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         distributed.teardown()
 
 
-def set_threads(trainer, threads: int) -> None:
+def set_threads(trainer: Trainer, threads: int) -> None:
     """Apply --threads to a resumed run too (a checkpoint does not keep the thread count)."""
     want = threads or -1  # 0: measure
     if trainer.config.threads != want:
@@ -70,7 +74,6 @@ def set_threads(trainer, threads: int) -> None:
 
 
 def _train(args: argparse.Namespace, main: bool) -> int:
-
     spec = RunSpec.from_args(args)
     out = Path(args.out or args.resume or "out")
     if main:
