@@ -55,6 +55,13 @@ def test_the_second_choice_comes_from_the_cache(cache):
     assert len(json.loads(cache.read_text())["entries"]) == 2
 
 
+def test_an_old_choice_is_measured_again(cache, monkeypatch):
+    autotune.choose(SHAPE, 4, torch.device("cpu"), seconds=0.2)
+    now = time.time()
+    monkeypatch.setattr(autotune.time, "time", lambda: now + autotune.CACHE_TTL_S + 1)
+    assert not autotune.choose(SHAPE, 4, torch.device("cpu"), seconds=0.2).note.endswith("(cached)")
+
+
 def test_a_corrupt_cache_is_measured_again(cache):
     cache.parent.mkdir(parents=True)
     cache.write_text("{not json")

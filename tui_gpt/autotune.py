@@ -24,6 +24,9 @@ from tui_gpt.model import GPT, GPTConfig
 TRIAL_SECONDS = 2.0  # the whole trial, all candidates together
 CACHE_FILE = "autotune.json"
 CACHE_VERSION = 1
+# A trial that ran while the machine was busy can pick badly (fewer threads win under load):
+# measure again after a day rather than keep that choice for good.
+CACHE_TTL_S = 24 * 3600
 
 
 @dataclass
@@ -96,7 +99,9 @@ def _write_cache(key: str, entry: dict) -> None:
 
 def _cached(key: str) -> dict | None:
     entry = _read_cache().get("entries", {}).get(key)
-    return entry if isinstance(entry, dict) else None
+    if not isinstance(entry, dict) or not isinstance(entry.get("time"), (int, float)):
+        return None
+    return entry if 0 <= time.time() - entry["time"] < CACHE_TTL_S else None
 
 
 def bf16_usable(device: torch.device) -> bool:
@@ -224,5 +229,5 @@ def choose(
     many = len(counts) > 1
     ranked = ", ".join(f"{_label(*c, many)} {1000 * v:.1f}" for c, v in sorted(t.items(), key=lambda kv: kv[1]))
     why = f"{_label(best[0], best[1], best[2], True)}: fastest in a {seconds:g} s trial, ms/step {ranked}"
-    _write_cache(key, {"dtype": best[0], "sdpa": best[1], "threads": best[2], "why": why})
+    _write_cache(key, {"dtype": best[0], "sdpa": best[1], "threads": best[2], "why": why, "time": time.time()})
     return Choice(best[0], best[1], best[2], why)
