@@ -4,7 +4,8 @@ A dtype picked from CPU flags is wrong somewhere: bf16 autocast was 1.3x faster 
 2-core AVX-512 BF16 CPU and 1.6x slower on another. So auto trains a throwaway copy of the actual
 model shape for a few steps in each candidate way (fp32 / bf16 autocast, SDPA / explicit attention,
 and for headless runs the thread count), keeps the fastest, and caches the answer in a small JSON
-file keyed by CPU model, torch version, device, threads and model shape, so the trial runs once.
+file keyed by CPU model, torch version, device, threads and model shape, so the trial runs about
+once a day.
 """
 
 from __future__ import annotations
