@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from tui_gpt.errors import TuiGptError
 from tui_gpt.savedir import AUTOSAVE_SECONDS
-from tui_gpt.settings import DEFAULT_STEPS, MODEL_HELP, NON_NEGATIVE, POSITIVE, STEPS, add_options
+from tui_gpt.settings import DEFAULT_STEPS, MODEL_HELP, NON_NEGATIVE, POSITIVE, STEPS, THREADS_HELP, add_options
 
 SUBCOMMANDS = ("train", "complete", "generate", "bench", "export", "serve")
 SPLIT_HELP = "validation split: the last 10%% of each document's tokens"
@@ -98,6 +98,7 @@ def parser_train() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help=f"also save every SECONDS of training (default {AUTOSAVE_SECONDS}; 0: only at evaluations and the end)",
     )
+    p.add_argument("--threads", type=int, default=0, help=THREADS_HELP)
     add_model_options(p)
     return p
 
@@ -140,6 +141,8 @@ def parser_bench() -> argparse.ArgumentParser:
     p.add_argument("--time", type=float, default=None, metavar="SECONDS")
     p.add_argument("--ui", action="store_true", help="benchmark the app: key latency, steps/s, first paint")
     p.add_argument("--keys", type=int, default=200, help="with --ui: keystrokes to type")
+    p.add_argument("--threads", type=int, default=0, help=THREADS_HELP)
+    p.add_argument("--profile", action="store_true", help="also print ms/step by torch op (torch.profiler)")
     add_model_options(p)
     return p
 

@@ -67,6 +67,7 @@ class CausalSelfAttention(nn.Module):
         self.resid_dropout = nn.Dropout(config.dropout)
         self.n_head = config.n_head
         self.n_embd = config.n_embd
+        self.use_sdpa: bool | None = None  # None: the rule below; the trainer sets what it measured
         mask = torch.ones(config.block_size, config.block_size, dtype=torch.bool).tril()
         self.register_buffer("mask", mask.view(1, 1, config.block_size, config.block_size), persistent=False)
 
@@ -79,7 +80,10 @@ class CausalSelfAttention(nn.Module):
         causal = self.config.causal
         # Measured on a 2-core AVX-512 CPU: under bf16 autocast the explicit path below is about
         # 1.4x faster than SDPA's CPU flash kernel, so SDPA is the fast path everywhere else.
-        if not want_attn and not (x.device.type == "cpu" and torch.is_autocast_enabled("cpu")):
+        sdpa = self.use_sdpa
+        if sdpa is None:
+            sdpa = not (x.device.type == "cpu" and torch.is_autocast_enabled("cpu"))
+        if not want_attn and sdpa:
             y = F.scaled_dot_product_attention(
                 q, k, v, dropout_p=self.config.dropout if self.training else 0.0, is_causal=causal
             )

@@ -136,6 +136,7 @@ class Ready:
     spec: RunSpec  # the settings in force
     device: str
     dtype: str
+    choice: str = ""  # what the trainer runs (dtype, attention, threads) and why: measured or forced
 
 
 @dataclass

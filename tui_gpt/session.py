@@ -99,7 +99,7 @@ def open_run(spec: RunSpec, progress: Progress | None = None) -> Run:
         corpus = load_corpus(sources, _step(progress, "reading text"))
         data = TokenData.build(corpus, tokenizer, _step(progress, "tokenizing"))
         trainer = load_trainer(ckpt, data, device=spec.train.device)
-        _apply_given(trainer, spec)
+        _apply_given(trainer, spec, tokenizer)
         spec = replace(spec, sources=sources)
         return Run(spec, corpus, tokenizer, data, trainer)
     corpus = load_corpus(sources, _step(progress, "reading text"))
@@ -133,12 +133,20 @@ RESUMABLE = ("lr", "batch_size", "eval_interval")
 WHERE = ("device",)  # where a run goes on is the user's choice, whatever wrote the checkpoint
 
 
-def _apply_given(trainer: Trainer, spec: RunSpec) -> None:
+def _apply_given(trainer: Trainer, spec: RunSpec, tokenizer: TextTokenizer) -> None:
     """Apply the settings the user passed with --resume, and record the change in the history.
 
-    An option a resumed run cannot take (a model size, the tokenizer, ...) is refused, not ignored.
+    An option a resumed run cannot take (a model size, the tokenizer, ...) is refused when it
+    differs from the checkpoint's, never ignored.
     """
-    fixed = [name for name in spec.given if name not in (*RESUMABLE, *WHERE)]
+    from tui_gpt.settings import OPTIONS
+
+    run_has = {**vars(trainer.model.config), **vars(trainer.config), "tokenizer": tokenizer.kind}
+    fixed = []
+    for opt in OPTIONS:
+        field = opt.target.removeprefix("train.")
+        if opt.dest in spec.given and opt.dest not in (*RESUMABLE, *WHERE) and opt.get(spec) != run_has.get(field):
+            fixed.append(opt.dest)
     if fixed:
         flags = ", ".join("--" + name.replace("_", "-") for name in fixed)
         raise TuiGptError(

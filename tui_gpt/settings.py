@@ -37,7 +37,8 @@ class _Dict:
 class TrainConfig(_Dict):
     """How to train: the optimizer, its schedule, evaluation, and where and in what precision."""
 
-    batch_size: int = 12
+    batch_size: int = 12  # rows per micro-batch per rank; a step sees batch_size * grad_accum * ranks
+    grad_accum: int = 1  # micro-batches per optimizer step
     lr: float = 1e-3
     min_lr: float | None = None  # None: lr / 10
     warmup_steps: int = 100
@@ -49,8 +50,13 @@ class TrainConfig(_Dict):
     eval_interval: int = 250
     eval_iters: int = 20
     seed: int = 1337
-    dtype: str = "auto"  # auto | float32 | bfloat16
+    dtype: str = "auto"  # auto (measured, see autotune) | float32 | bfloat16
     device: str = "auto"  # auto | cpu | cuda | mps
+    threads: int = 0  # CPU threads: 0 keeps the process's count, -1 measures the best, n forces n
+
+    def to_dict(self) -> dict:
+        # The thread count belongs to the machine and the front end, not the run: never saved.
+        return {k: v for k, v in asdict(self).items() if k != "threads"}
 
 
 @dataclass
@@ -88,6 +94,8 @@ class RunSpec(_Dict):
             value = getattr(args, opt.dest, None)
             if value is not None:
                 opt.apply(spec, value)
+        if hasattr(args, "threads"):  # headless: measure the best thread count unless one is given
+            spec.train.threads = args.threads or -1
         if spec.model:  # fine-tuning defaults, where the user typed nothing else
             for opt in OPTIONS:
                 if opt.target in FINETUNE and opt.dest not in spec.given:
@@ -153,7 +161,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("--n-head", "n_head"),
     Option("--n-embd", "n_embd"),
     Option("--block-size", "block_size", "context length in tokens; --model: 128"),
-    Option("--batch-size", "train.batch_size", "--model: 1"),
+    Option("--batch-size", "train.batch_size", "rows per micro-batch (per rank under torchrun); --model: 1"),
+    Option("--grad-accum", "train.grad_accum", "micro-batches per optimizer step"),
     Option("--lr", "train.lr", "peak learning rate (warmup, then cosine decay); --model: 5e-5", float),
     Option("--warmup", "train.warmup_steps", "warmup steps; --model: 20"),
     Option("--dropout", "dropout", "", float),
@@ -164,7 +173,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "--dtype",
         "train.dtype",
-        "auto: bf16 autocast where the CPU/GPU has native bf16, else float32",
+        "auto: whichever a 2 s trial on this machine finds faster (cached per machine and model shape)",
         str,
         ("auto", "float32", "bfloat16"),
     ),
@@ -172,8 +181,9 @@ OPTIONS: tuple[Option, ...] = (
 )
 STEPS = Option("--steps", "train.decay_steps", "optimizer steps to take")  # also where the cosine ends
 
-POSITIVE = ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "lr", "eval_iters", "vocab_size")
-NON_NEGATIVE = ("warmup", "eval_interval", "autosave")
+POSITIVE = ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "grad_accum", "lr", "eval_iters", "vocab_size")
+NON_NEGATIVE = ("warmup", "eval_interval", "autosave", "threads")
+THREADS_HELP = "CPU threads to train on (default 0: all cores, or fewer where a trial finds that faster)"
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:

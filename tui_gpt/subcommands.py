@@ -9,6 +9,7 @@ import sys
 import time
 from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import (
@@ -28,6 +29,9 @@ from tui_gpt.session import RunSpec, open_run
 from tui_gpt.settings import DEFAULT_STEPS
 from tui_gpt.visible import visible
 
+if TYPE_CHECKING:
+    pass
+
 console = Console(stderr=True)
 
 
@@ -44,6 +48,12 @@ def _bar(transient: bool = False) -> Progress:
         transient=transient,
         disable=transient and not console.is_terminal,
     )
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def _open(spec: RunSpec):
@@ -133,20 +143,35 @@ def _save(run, out: Path, signals: _Signals, where: Console, final: bool = False
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    """Train headless; under torchrun every rank runs this, and rank 0 alone prints and saves."""
+    from tui_gpt import distributed
+
+    d = distributed.setup(args.device)
+    console.quiet = not d.main
+    try:
+        return _open_and_train(args, d.main)
+    finally:
+        distributed.teardown()
+
+
+def _open_and_train(args: argparse.Namespace, main: bool) -> int:
     spec = RunSpec.from_args(args)
-    out = check_out(Path(args.out or args.resume or "out"))  # refuse before any work, not at the first save
+    out = Path(args.out or args.resume or "out")
+    if main:
+        out = check_out(out)  # refuse before any work, not at the first save
     # Only rank 0 of a torchrun writes, and holds the folder for the whole run.
-    with CheckpointLock(out) if is_writer() else nullcontext(), _Signals() as signals:
+    with CheckpointLock(out) if main and is_writer() else nullcontext(), _Signals() as signals:
         try:
             run = _open(spec)
         except _Stop as stop:
             _say(f"stopped by {signal.Signals(stop.signum).name} before training began; nothing to save")
             return 128 + stop.signum
-        return _train(args, run, out, signals)
+        return _train(args, run, out, signals, main)
 
 
-def _train(args: argparse.Namespace, run, out: Path, signals: _Signals) -> int:
+def _train(args: argparse.Namespace, run, out: Path, signals: _Signals, main: bool = True) -> int:
     trainer = run.trainer
+    trainer.use_threads(args.threads)
     steps = args.steps if args.steps or args.time else DEFAULT_STEPS
     n_params = trainer.model.num_params()
     console.print(
@@ -156,6 +181,12 @@ def _train(args: argparse.Namespace, run, out: Path, signals: _Signals) -> int:
     )
     if run.memory:
         console.print(f"{run.spec.model}: {run.memory}")
+    console.print(f"{trainer.choice_note}; {torch_threads()} threads")
+    if trainer.dist.world > 1:
+        console.print(
+            f"{trainer.dist.world} ranks, global batch {trainer.tokens_per_step:,} tokens "
+            f"({args.batch_size} rows x {args.grad_accum} micro-batches x {trainer.dist.world} ranks)"
+        )
     if trainer.step:
         text = ", ".join(run.spec.sources) or "fables"
         console.print(f"resuming from step {trainer.step} of {args.resume}, training on {text}")
@@ -167,7 +198,7 @@ def _train(args: argparse.Namespace, run, out: Path, signals: _Signals) -> int:
     autosave = args.autosave or 0
     last_save, saved_step = time.monotonic(), None  # when the last save was, and the step it saved
     signals.mode = "train"
-    with _bar() as bar:
+    with _bar(transient=not main) as bar:
         task = bar.add_task("training", total=None if args.time and not args.steps else steps, stats="")
         try:
             for ev in trainer.run(steps=steps, seconds=args.time):
@@ -182,7 +213,8 @@ def _train(args: argparse.Namespace, run, out: Path, signals: _Signals) -> int:
                         f"step {ev.step:>6}: train {ev.eval_train_loss:.4f}  val {ev.val_loss:.4f}  "
                         f"lr {ev.lr:.2e}  {ev.tokens_per_s:,.0f} tok/s"
                     )
-                if ev.val_loss is not None or (autosave and time.monotonic() - last_save >= autosave):
+                due = ev.val_loss is not None or (autosave and time.monotonic() - last_save >= autosave)
+                if main and due:
                     saved_step = trainer.step if _save(run, out, signals, bar.console) else None
                     last_save = time.monotonic()
                 if signals.stop:
@@ -190,6 +222,8 @@ def _train(args: argparse.Namespace, run, out: Path, signals: _Signals) -> int:
         except _Stop:
             pass  # a second signal: stop in the middle of the step
         stopped = signals.stop
+        if not main:
+            return 128 + stopped if stopped is not None else 0
         why = f"stopped by {signal.Signals(stopped).name}; " if stopped is not None else ""
         # The last save, before the bar is drawn for the last time; unless the last step is saved already.
         if saved_step == trainer.step:

@@ -34,10 +34,29 @@ def flops_per_token(n_params: int, n_layer: int, n_embd: int, block_size: int) -
     return 6 * n_params + 12 * n_layer * n_embd * block_size
 
 
+def profile_steps(trainer, steps: int = 30) -> str:
+    """ms/step by torch op over `steps` training steps, as a table (self time, heaviest first)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    for _ in range(3):  # warm up outside the profile
+        trainer.train_step()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            trainer.train_step()
+    rows = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in rows) / 1000 / steps
+    lines = [f"ms/step by op (self CPU time, {steps} steps, {total:.2f} ms/step profiled):"]
+    for e in rows[:15]:
+        lines.append(f"  {e.self_cpu_time_total / 1000 / steps:7.2f}  {e.count // steps:4d}x  {e.key}")
+    return "\n".join(lines)
+
+
 def bench_train(args: argparse.Namespace, console: Console) -> int:
+
     spec = RunSpec.from_args(argparse.Namespace(**{**vars(args), "text": args.text}))
     run = open_run(spec)
     trainer = run.trainer
+    trainer.use_threads(getattr(args, "threads", 0))
     m = trainer.model.config
     peak = matmul_peak(trainer.dtype, trainer.device)
     n_params = trainer.model.num_params()
@@ -46,12 +65,16 @@ def bench_train(args: argparse.Namespace, console: Console) -> int:
         f"{n_params / 1e6:.2f} M params, {trainer.device} {trainer.dtype}, {torch.get_num_threads()} threads, "
         f"matmul peak {peak / 1e9:.0f} GFLOP/s"
     )
+    console.print(trainer.choice_note)
+    if getattr(args, "profile", False):
+        # On a throwaway copy of the run, so the measured run below starts from step 0 as usual.
+        console.print(profile_steps(open_run(spec).trainer))
     t0 = time.perf_counter()
     last_val = float("nan")
     tokens = 0
     for ev in trainer.run(steps=args.steps, seconds=args.time):
         if ev.step > 0:
-            tokens += trainer.config.batch_size * min(m.block_size, len(run.data.train) - 1)
+            tokens += trainer.tokens_per_step
         if ev.val_loss is not None:
             last_val = ev.val_loss
             console.print(

@@ -1,7 +1,8 @@
 """The training loop, one step at a time, yielding events that any front end can show.
 
 The command line and the app's trainer process both drive `Trainer.run`, so there is one
-loop: AdamW, linear warmup then cosine decay, gradient clipping and periodic evaluation.
+loop: AdamW, linear warmup then cosine decay, gradient clipping, gradient accumulation and
+periodic evaluation. Under torchrun the same loop trains a DistributedDataParallel copy.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from tui_gpt import autotune, distributed
 from tui_gpt.dataset import TokenData, get_batch, windows
 from tui_gpt.errors import TuiGptError
 from tui_gpt.model import GPT, GPTConfig
@@ -115,6 +117,7 @@ def bf16_supported(device: torch.device) -> bool:
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """A forced dtype, or for "auto" a guess from the hardware (the Trainer measures instead)."""
     if name == "float32":
         return torch.float32
     if name == "bfloat16":
@@ -128,11 +131,17 @@ class Trainer:
     def __init__(self, model_config: GPTConfig, config: TrainConfig, data: TokenData) -> None:
         self.config = config
         self.data = data
-        self.device = pick_device(config.device)
-        self.dtype = resolve_dtype(config.dtype, self.device)
+        self.dist = distributed.current()
+        self.device = pick_device(distributed.device_name(config.device, self.dist))
+        if self.device.type == "cuda" and self.device.index is None and self.dist.world > 1:
+            self.device = torch.device("cuda", self.dist.local_rank)
+        self.choice = self._choose(model_config)
+        self.dtype = getattr(torch, self.choice.dtype)
         torch.manual_seed(config.seed)
         self.model = GPT(model_config).to(self.device)
+        autotune.set_attention(self.model, self.choice.sdpa)
         self.optimizer = self.model.configure_optimizer(config.lr, config.weight_decay, (config.beta1, config.beta2))
+        # Every rank draws the same global batch and trains on its own rows of it (see train_step).
         self.generator = torch.Generator().manual_seed(config.seed)
         self.step = 0
         self.elapsed = 0.0  # seconds spent training, across resumes
@@ -141,6 +150,59 @@ class Trainer:
         self._good: tuple[int, dict, dict] | None = None  # (step, weights, optimizer state), on the CPU
         self._pending: tuple[int, dict, dict] | None = None  # a copy taken before a step, good once it is
         self._restores = 0
+        self._ddp: torch.nn.Module | None = None
+
+    def _choose(self, mconf: GPTConfig) -> autotune.Choice:
+        """Dtype, attention path and thread count: as forced by the config, else measured (and cached).
+
+        Under torchrun rank 0 measures and every rank runs its choice; distributed.setup has
+        already shared the CPU cores out among the ranks.
+        """
+        c = self.config
+        if c.threads > 0:
+            self.set_threads(c.threads)
+        tune = c.threads < 0 and self.device.type == "cpu" and self.dist.world == 1
+        counts = autotune.thread_counts() if tune else [torch.get_num_threads()]
+        if c.dtype != "auto" and len(counts) == 1:
+            return autotune.Choice(c.dtype, None, None, f"{c.dtype} (--dtype)")
+        choice = None
+        if self.dist.main:
+            dtypes = None if c.dtype == "auto" else [c.dtype]
+            attention = None if c.dtype == "auto" else [None]
+            choice = autotune.choose(mconf, c.batch_size, self.device, dtypes, attention, counts)
+            choice.note = ("auto: " if c.dtype == "auto" else f"{c.dtype} (--dtype), ") + choice.note
+        choice = distributed.broadcast(choice)
+        if tune and choice.threads:
+            self.set_threads(choice.threads)
+        return choice
+
+    def use_threads(self, threads: int) -> None:
+        """Apply a --threads setting (0: measure) to this run, a resumed one too: checkpoints do not keep it."""
+        want = threads or -1
+        if self.config.threads != want:
+            self.retune(want)
+
+    def retune(self, threads: int) -> None:
+        """Choose again with a new `threads` setting (-1: measure); the model keeps its weights."""
+        self.config.threads = threads
+        self.choice = self._choose(self.model.config)
+        self.dtype = getattr(torch, self.choice.dtype)
+        autotune.set_attention(self.model, self.choice.sdpa)
+
+    @property
+    def choice_note(self) -> str:
+        """One line: what runs (dtype, attention, threads) and why, for the bench and the Training pane."""
+        return self.choice.note
+
+    @property
+    def tokens_per_step(self) -> int:
+        """Tokens in one optimizer step, over all micro-batches and ranks."""
+        T = min(self.model.config.block_size, len(self.data.train) - 1)
+        return self.config.batch_size * self.config.grad_accum * self.dist.world * T
+
+    def set_threads(self, n: int) -> None:
+        """Train on n CPU threads from the next step on (the app lowers it while keys arrive)."""
+        torch.set_num_threads(max(1, int(n)))
 
     @property
     def model_config(self) -> GPTConfig:
@@ -165,28 +227,55 @@ class Trainer:
         """Change the peak learning rate mid-run; the schedule keeps its shape."""
         self.config.lr = lr
 
-    def _update(self, x: torch.Tensor, y: torch.Tensor) -> float:
-        """One AdamW step on inputs x (B, T) and targets y (B, T); returns the loss before it."""
+    def _training_model(self) -> torch.nn.Module:
+        """The model to run forward and backward: a DDP wrapper of it under torchrun."""
+        if self.dist.world == 1:
+            return self.model
+        if self._ddp is None:  # built at the first step, after any resume has loaded the weights
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self._ddp = DistributedDataParallel(self.model, device_ids=ids)
+        return self._ddp
+
+    def _update(self, micro: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
+        """One AdamW step on micro-batches of inputs x (B, T) and targets y (B, T).
+
+        Gradients add up over the micro-batches (and DDP averages them over ranks), so the step
+        is the one a single batch of all their rows would take. Returns the mean loss before it.
+        """
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr_at(self.step)
-        self.model.train()
-        with self._autocast():
-            _, loss, _ = self.model(x.to(self.device), y.to(self.device))
-        loss.backward()
+        model = self._training_model()
+        model.train()
+        total = torch.zeros((), device=self.device)
+        for i, (x, y) in enumerate(micro):
+            # DDP averages gradients over ranks once, after the last micro-batch.
+            last = i == len(micro) - 1
+            with nullcontext() if last or self._ddp is None else self._ddp.no_sync():
+                with self._autocast():
+                    _, loss, _ = model(x.to(self.device), y.to(self.device))
+                (loss / len(micro)).backward()
+            total += loss.detach()
         if self.config.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip, foreach=True)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return loss.item()  # also waits for the device
+        return distributed.mean_across(total / len(micro)).item()  # one host sync per step
 
     def train_step(self) -> TrainEvent:
-        """One optimizer step on one random batch."""
+        """One optimizer step on one random global batch; this rank trains on its rows of it."""
         t0 = time.perf_counter()
         lr = self.lr_at(self.step)
-        x, y = get_batch(self.data.train, self.config.batch_size, self.model.config.block_size, self.generator)
+        B, A = self.config.batch_size, self.config.grad_accum
+        # Micro-batch j of the global batch is rows [j*B, (j+1)*B); rank r takes j = r*A .. r*A+A-1,
+        # so N ranks with A micro-batches match one process with N*A of them, or one batch of N*A*B.
+        x, y = get_batch(self.data.train, B * A * self.dist.world, self.model.config.block_size, self.generator)
+        first = self.dist.rank * A
+        micro = [(x[j * B : (j + 1) * B], y[j * B : (j + 1) * B]) for j in range(first, first + A)]
         if self._good is None or self.step - self._good[0] >= GOOD_EVERY:
             self._pending = self._snapshot()
-        loss = self._update(x, y)
+        loss = self._update(micro)
         restored = None
         if math.isfinite(loss):
             self._restores = 0
@@ -236,7 +325,7 @@ class Trainer:
         x = torch.tensor([ids[:-1]], dtype=torch.long)
         y = torch.full_like(x, -1)
         y[0, -1] = ids[-1]  # only the last position is the example
-        return self._update(x, y)
+        return self._update([(x, y)])
 
     @torch.no_grad()
     def evaluate(self, iters: int | None = None) -> dict[str, float]:
@@ -292,7 +381,8 @@ class Trainer:
         """
         start = time.perf_counter()
         end_step = self.step + steps if steps is not None else None
-        if self.step == 0 and self.config.eval_interval > 0:
+        main = self.dist.main  # under torchrun only rank 0 evaluates
+        if self.step == 0 and self.config.eval_interval > 0 and main:
             ev = self._eval_event(None)
             self.history.add(ev)
             yield ev
@@ -306,7 +396,7 @@ class Trainer:
                 seconds is not None and time.perf_counter() - start >= seconds
             )
             interval = self.config.eval_interval
-            if interval > 0 and (self.step % interval == 0 or last):
+            if interval > 0 and (self.step % interval == 0 or last) and main:
                 ev = self._eval_event(ev)
             self.history.add(ev)
             yield ev

@@ -104,6 +104,7 @@ def describe_run(run: Run) -> Ready:
         spec=replace(run.spec, train=replace(run.spec.train)),
         device=str(tr.device),
         dtype=str(tr.dtype).removeprefix("torch."),
+        choice=tr.choice_note,
     )
 
 

@@ -72,6 +72,7 @@ class TrainingPane(Vertical):
             f"[b]{c['name']}[/b]: {c['files']} files · {c['chars']:,} chars · "
             f"{c['train_tokens']:,}+{c['val_tokens']:,} tokens (train+val) · {c['tokenizer']} vocab "
             f"{c['vocab_size']:,} · {c['params'] / 1e6:.2f} M params · {ready.device} {ready.dtype}"
+            + (f"\n[$text-muted]{ready.choice}[/]" if ready.choice else "")
         )
 
     def show_stats(self, status: str, step: int, last: dict | None, error: str | None) -> None:

@@ -1,0 +1,128 @@
+"""--dtype auto is measured on a throwaway model, cached per machine and shape, and says what it chose."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import torch
+
+from tui_gpt import autotune
+from tui_gpt.model import GPT, GPTConfig
+from tui_gpt.session import open_run
+
+SHAPE = GPTConfig(vocab_size=30, block_size=16, n_layer=1, n_head=2, n_embd=16)
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TUI_GPT_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache" / autotune.CACHE_FILE
+
+
+def test_cache_dir_follows_the_environment(tmp_path, monkeypatch):
+    monkeypatch.delenv("TUI_GPT_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert autotune.cache_dir() == tmp_path / "xdg" / "tui-gpt"
+    monkeypatch.setenv("TUI_GPT_CACHE", str(tmp_path / "mine"))
+    assert autotune.cache_dir() == tmp_path / "mine"
+
+
+def test_trial_picks_a_candidate_and_leaves_rng_and_threads_alone(cache):
+    torch.manual_seed(5)
+    rng, threads = torch.get_rng_state(), torch.get_num_threads()
+    choice = autotune.choose(SHAPE, 4, torch.device("cpu"), seconds=0.3)
+    assert torch.equal(torch.get_rng_state(), rng) and torch.get_num_threads() == threads
+    assert choice.dtype in ("float32", "bfloat16") and choice.sdpa in (True, False)
+    assert "fastest" in choice.note and "ms/step" in choice.note and "\n" not in choice.note
+    # Every candidate was timed, and the answer is written down per machine and shape.
+    assert all(label in choice.note for label in ("fp32 SDPA", "fp32 explicit", "bf16 SDPA", "bf16 explicit"))
+    entries = json.loads(cache.read_text())["entries"]
+    (key,) = entries
+    assert autotune.cpu_model() in key and torch.__version__ in key and "V30 T16 L1 H2 C16 B4" in key
+
+
+def test_the_second_choice_comes_from_the_cache(cache):
+    first = autotune.choose(SHAPE, 4, torch.device("cpu"), seconds=0.2)
+    t0 = time.perf_counter()
+    again = autotune.choose(SHAPE, 4, torch.device("cpu"), seconds=0.2)
+    assert time.perf_counter() - t0 < 1  # no trial: a trial alone takes its 0.2 s
+    assert (again.dtype, again.sdpa) == (first.dtype, first.sdpa) and again.note.endswith("(cached)")
+    # Another shape is another trial.
+    other = autotune.choose(GPTConfig(**{**SHAPE.to_dict(), "n_embd": 32}), 4, torch.device("cpu"), seconds=0.2)
+    assert not other.note.endswith("(cached)")
+    assert len(json.loads(cache.read_text())["entries"]) == 2
+
+
+def test_an_old_choice_is_measured_again(cache, monkeypatch):
+    autotune.choose(SHAPE, 4, torch.device("cpu"), seconds=0.2)
+    now = time.time()
+    monkeypatch.setattr(autotune.time, "time", lambda: now + autotune.CACHE_TTL_S + 1)
+    assert not autotune.choose(SHAPE, 4, torch.device("cpu"), seconds=0.2).note.endswith("(cached)")
+
+
+def test_a_corrupt_cache_is_measured_again(cache):
+    cache.parent.mkdir(parents=True)
+    cache.write_text("{not json")
+    choice = autotune.choose(SHAPE, 4, torch.device("cpu"), seconds=0.2)
+    assert not choice.note.endswith("(cached)")
+    assert json.loads(cache.read_text())["version"] == autotune.CACHE_VERSION
+
+
+def test_thread_counts_are_tried_and_all_cores_win_ties():
+    counts = autotune.thread_counts()
+    assert counts[0] == autotune.all_cores() and counts == sorted(set(counts), reverse=True)
+    choice = autotune.choose(SHAPE, 4, torch.device("cpu"), ["float32"], [True], counts, seconds=0.2)
+    assert choice.threads in counts
+
+
+def test_both_attention_paths_compute_the_same_loss():
+    torch.manual_seed(0)
+    model = GPT(SHAPE)
+    x = torch.randint(30, (3, 16))
+    losses = []
+    for sdpa in (True, False):
+        autotune.set_attention(model, sdpa)
+        losses.append(model(x, x)[1].item())
+    assert losses[0] == pytest.approx(losses[1], abs=1e-5)
+
+
+def test_trainer_says_what_it_chose(make_spec):
+    auto = open_run(make_spec(dtype="auto")).trainer
+    assert auto.choice_note.startswith("auto: ") and auto.dtype in (torch.float32, torch.bfloat16)
+    forced = open_run(make_spec(dtype="float32")).trainer
+    assert forced.dtype == torch.float32 and forced.choice_note == "float32 (--dtype)"
+
+
+def test_auto_does_not_change_the_run(make_spec):
+    """The trial trains a throwaway copy: the real run starts from the same weights and batches."""
+    a = open_run(make_spec(dtype="auto")).trainer
+    b = open_run(make_spec(dtype="float32")).trainer
+    for pa, pb in zip(a.model.parameters(), b.model.parameters(), strict=True):
+        assert torch.equal(pa, pb)
+    assert torch.equal(a.generator.get_state(), b.generator.get_state())
+
+
+def test_threads_change_between_steps(make_spec):
+    trainer = open_run(make_spec()).trainer
+    before = torch.get_num_threads()
+    try:
+        trainer.set_threads(2)
+        trainer.train_step()
+        assert torch.get_num_threads() == 2
+        trainer.set_threads(1)
+        trainer.train_step()
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_forced_threads_and_the_thread_count_is_not_saved(make_spec):
+    before = torch.get_num_threads()
+    try:
+        trainer = open_run(make_spec(threads=1)).trainer
+        assert torch.get_num_threads() == 1
+        assert "threads" not in trainer.config.to_dict()
+    finally:
+        torch.set_num_threads(before)
