@@ -151,10 +151,12 @@ class FakeTrainer:
         *,
         steps: int = TRAIN_STEPS,
         fail: str | None = None,
+        save_fails: str | None = None,
     ) -> None:
         self.callback = callback
         self.steps = steps
         self.fail = fail
+        self.save_fails = save_fails  # why every save fails, as the worker says it (a full disk, say)
         self.started = False
         self._alive = False
         self.built: _Built | None = None
@@ -217,12 +219,14 @@ class FakeTrainer:
         self.commands.append((Reset.name, Reset(spec).args()))
         self._open(spec)
 
-    def stop(self, save: str | None = None, timeout: float = 3.0) -> Saved | None:
-        """As TrainerClient.stop: the Saved it wrote, if asked to save."""
+    def stop(self, save: str | None = None, timeout: float = 3.0) -> Saved | Failed | None:
+        """As TrainerClient.stop: the Saved it wrote, if asked to save; a failed save keeps it running."""
         self.stops.append(save)
         if not self._alive:
             return None
         saved = self._save(save) if save else None
+        if isinstance(saved, Failed):
+            return saved
         self._alive = False
         self._emit(Stopped(self.step))
         return saved
@@ -257,8 +261,12 @@ class FakeTrainer:
         self._emit(Losses(synthetic_losses(1, self.step)))
         self._emit(Weights(self.step, self.built.blob))
 
-    def _save(self, path: str) -> Saved:
+    def _save(self, path: str) -> Saved | Failed:
         assert self.built is not None
+        if self.save_fails:
+            failed = Failed(f"could not save to {path}: {self.save_fails}", fatal=False, save_path=path)
+            self._emit(failed)
+            return failed
         out = self.built.run.save(Path(path))
         saved = Saved(str(out), self.step)
         self._emit(saved)

@@ -531,6 +531,33 @@ async def test_pause_step_save_and_quit_with_the_fake_trainer(tmp_path):
 
 
 @sync
+async def test_a_failed_save_asks_before_quitting_and_offers_a_retry(tmp_path):
+    app = make_app(tmp_path, save_fails="no space left on device; the previous checkpoint is intact")
+    async with running(app, SIZE) as pilot:
+        await wait_ready(pilot)
+        await pilot.press("ctrl+s")  # a save that fails offers to try again
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the retry question")
+        assert "no space left on device" in screen_text(app) and "try again?" in screen_text(app)
+        await pilot.press("y")
+        await wait_for(pilot, lambda: app.client.names().count("save") == 2, what="the retried save")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the retry question again")
+        await pilot.press("n")
+        await settle(pilot)
+        await pilot.press("ctrl+q")  # the quit's save fails too: nothing is lost without asking
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the quit question")
+        assert "Quit without saving?" in screen_text(app)
+        await pilot.press("n")
+        await settle(pilot)
+        assert app.is_running and app.client.alive and app.final_save is None
+        await pilot.press("ctrl+q")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the quit question again")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: not app.is_running, what="the app to exit")
+    assert app.final_save is None and not app.client.alive
+    assert not (tmp_path / "run" / "trainer.json").exists()
+
+
+@sync
 async def test_quit_before_the_run_is_built_saves_nothing(tmp_path):
     app = make_app(tmp_path, fail="boom")  # the trainer never gets as far as Ready
     async with running(app, SIZE) as pilot:

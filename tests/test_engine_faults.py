@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import random
+import select
 import signal
 import subprocess
 import sys
@@ -23,14 +23,34 @@ from tui_gpt.session import open_run
 # ---- SIGKILL at random moments -------------------------------------------------------------------
 
 
-def _save_forever(run, targets: list[Path], pipe) -> None:
-    """The child: train a step, save to the next target, report; until killed."""
-    i = 0
-    while True:
-        run.trainer.train_step()
-        run.save(targets[i % len(targets)])
-        pipe.send(i)
-        i += 1
+# A separate interpreter, not a fork: forking a test process that holds torch's and the tokenizer's
+# threads can deadlock the child before it runs a line.
+SAVER = """
+import sys
+from pathlib import Path
+
+import torch
+
+from tui_gpt.session import open_run
+from tui_gpt.settings import RunSpec
+
+torch.set_num_threads(1)
+spec = RunSpec(n_layer=1, n_head=2, n_embd=16, block_size=16,
+               train={"batch_size": 4, "dtype": "float32", "device": "cpu", "eval_interval": 0})
+run = open_run(spec)
+targets = [Path(p) for p in sys.argv[1:]]
+i = 0
+while True:  # train a step, save to the next target, report; until killed
+    run.trainer.train_step()
+    run.save(targets[i % len(targets)])
+    print(i, flush=True)
+    i += 1
+"""
+
+
+def _wait_line(child: subprocess.Popen, timeout: float) -> bool:
+    ready, _, _ = select.select([child.stdout], [], [], timeout)
+    return bool(ready) and bool(child.stdout.readline())
 
 
 def _orphans(folder: Path) -> list[str]:
@@ -40,26 +60,22 @@ def _orphans(folder: Path) -> list[str]:
 def test_saves_killed_at_random_moments_always_leave_a_loadable_checkpoint(tmp_path, fables_run):
     rng = random.Random(8)
     targets = [tmp_path / "ck", tmp_path / "other"]  # both overwritten again and again
-    ctx = multiprocessing.get_context("fork")  # the child starts at once, with the run already built
     saves = kills = torn = 0
     fresh = 0
     while saves < 60 or kills < 12:
         fresh_target = tmp_path / f"new{fresh}"  # a folder that did not exist yet
         fresh += 1
         left = set(_orphans(tmp_path))
-        receive, send = ctx.Pipe(duplex=False)
-        child = ctx.Process(target=_save_forever, args=(fables_run, [fresh_target, *targets], send))
-        child.start()
-        send.close()
+        argv = [sys.executable, "-c", SAVER, *map(str, [fresh_target, *targets])]
+        child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         # Let it save a few times, then kill it somewhere inside a save.
-        for _ in range(rng.randrange(1, 6)):
-            if receive.poll(20):
-                receive.recv()
+        for _ in range(rng.randrange(3, 8)):  # each child costs an interpreter's start: let it save a few times
+            if _wait_line(child, 60):
                 saves += 1
         time.sleep(rng.uniform(0, 0.02))
-        os.kill(child.pid, signal.SIGKILL)
-        child.join()
-        receive.close()
+        child.kill()  # SIGKILL
+        child.wait()
+        child.stdout.close()
         kills += 1
         torn += bool(set(_orphans(tmp_path)) - left or list(tmp_path.glob(".*.old")))  # killed inside a save
         for t in [fresh_target, *targets]:

@@ -7,7 +7,7 @@ import signal
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from textual import events, on, work
+from textual import events, on
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.geometry import Size
@@ -19,16 +19,16 @@ from tui_gpt.app.lab.experiments import Lab
 from tui_gpt.app.lens_relay import LensRelay
 from tui_gpt.app.messages import LensReady, TrainerEvent, WeightsStaged
 from tui_gpt.app.probes import Probes
+from tui_gpt.app.quitting import Quitting
 from tui_gpt.app.router import Router
 from tui_gpt.app.run_status import RunStatus
-from tui_gpt.app.screens.dialogs import ConfirmScreen
 from tui_gpt.app.widgets.attention import AttentionMap
 from tui_gpt.app.widgets.playground import Playground
 from tui_gpt.app.widgets.prompt import PromptInput
 from tui_gpt.app.widgets.topk import TopKBars
 from tui_gpt.app.widgets.training import TrainingPane
 from tui_gpt.hints import run_hints
-from tui_gpt.protocol import Failed, Pause, Ready, Resume, Save, Saved, Step
+from tui_gpt.protocol import Pause, Ready, Resume, Save, Saved, Step
 from tui_gpt.settings import RunSpec
 
 MIN_SIZE = (60, 20)
@@ -89,6 +89,7 @@ class GPTApp(App[None]):
         self.probes = Probes(self)
         self.lab = Lab(self)
         self.run_status = RunStatus(self)
+        self.quitting = Quitting(self)
         self.relay = LensRelay(self)
         self.router = Router()
         self.run_status.connect(self.router)
@@ -269,8 +270,7 @@ class GPTApp(App[None]):
     async def action_quit(self) -> None:
         if not self.leaving:
             self.run_status.show("saving… (a large model takes a while)" if self.ready else "quitting")
-            self.leaving = True
-            self._stop_trainer()
+            self.quitting.start()
 
     def _on_signal(self, sig: int) -> None:
         self.signalled = sig
@@ -279,32 +279,6 @@ class GPTApp(App[None]):
     def exit(self, *args: Any, **kwargs: Any) -> None:
         self.leaving = True
         super().exit(*args, **kwargs)
-
-    @work(thread=True, exit_on_error=False, group="trainer", exclusive=True)
-    def _stop_trainer(self, save: bool = True) -> None:
-        """Save a checkpoint and end the trainer process, off the UI thread, then exit."""
-        # Before the run is built nothing is trained: end the trainer at once, without a save.
-        self.saves_on_quit = save and self.ready is not None
-        outcome = self.client.stop(save=self.out if self.saves_on_quit else None, timeout=3.0 if save else 0)
-        if isinstance(outcome, Failed):
-            if self.signalled is None:  # a person asked to quit: let them choose
-                self.call_from_thread(self._save_failed, outcome)
-                return
-            self.client.stop(save=None)
-        self.final_save = outcome if isinstance(outcome, Saved) else None
-        self.call_from_thread(self.exit)
-
-    def _save_failed(self, failed: Failed) -> None:
-        def answer(quit_anyway: bool | None) -> None:
-            if quit_anyway:
-                self.leaving = True
-                self._stop_trainer(save=False)
-            else:
-                self.run_status.show("training")
-
-        self.leaving = False
-        self.run_status.error = failed.message
-        self.push_screen(ConfirmScreen(f"{failed.message}.\nQuit without saving?"), answer)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
