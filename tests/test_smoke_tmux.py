@@ -107,3 +107,38 @@ def test_the_app_in_a_real_terminal(tmp_path):
         assert json.loads((out / "trainer.json").read_text())["step"] > first
     finally:
         tmux.kill()
+
+
+@pytest.mark.parametrize("sig", ["TERM", "HUP"])
+def test_a_signal_saves_the_run_and_gives_the_terminal_back(tmp_path, sig):
+    text = tmp_path / "tiny.txt"
+    text.write_text(TINY_TEXT, encoding="utf-8")
+    out = tmp_path / "run"
+    pidfile = tmp_path / "pid"
+    args = [
+        str(TUI_GPT),
+        str(text),
+        *("--n-layer", "1", "--n-embd", "32", "--n-head", "2", "--block-size", "16", "--batch-size", "4"),
+        *("--out", str(out)),
+    ]
+    # `exec` in a subshell: the pid written is the app's own, as a terminal's hang-up or a kill would find it.
+    script = f"(echo $BASHPID > {shlex.quote(str(pidfile))}; exec {shlex.join(args)}); echo EXITED $?; sleep 30"
+    tmux = Tmux()
+    try:
+        tmux.start(f"bash -c {shlex.quote(script)}")
+        tmux.wait(_next_token_pane_filled, "next-word probabilities")
+        first = _step(tmux.wait(_step, "the step counter"))
+        tmux.wait(lambda s: (_step(s) or 0) > first, "the step counter to advance")
+        subprocess.run(["kill", f"-{sig}", pidfile.read_text().strip()], check=True)
+        screen = tmux.wait(lambda s: "EXITED" in s, "the app to exit")
+        code = 128 + {"TERM": 15, "HUP": 1}[sig]
+        assert f"EXITED {code}" in screen, screen
+        assert "saved step" in screen, screen
+        saved = json.loads((out / "trainer.json").read_text())["step"]
+        assert saved > first
+        assert f"saved step {saved} to" in screen
+        # The terminal is the shell's again: no alternate screen, no mouse reporting left on.
+        modes = tmux.tmux("display-message", "-p", "-t", tmux.session, "#{alternate_on} #{mouse_any_flag}")
+        assert modes.split() == ["0", "0"], modes
+    finally:
+        tmux.kill()

@@ -17,10 +17,11 @@ import torch
 from safetensors.torch import load
 from tokenizers import Tokenizer
 
-from tui_gpt.model import GPT, GPTConfig
+from tui_gpt.model import GPT, GPTConfig, KVCache
 from tui_gpt.nextword import NextWords, WordExamples, next_words, word_examples
 from tui_gpt.probe import (
     Analysis,
+    Prediction,
     Surprisal,
     TempRow,
     analyze,
@@ -29,12 +30,16 @@ from tui_gpt.probe import (
     surprisal,
     target_prob,
     temperature_table,
+    top_guesses,
 )
 from tui_gpt.tokenizer import TextTokenizer
 from tui_gpt.tokenview import TokenInfo, describe_ids
 
 if TYPE_CHECKING:
     from tui_gpt.compare import Comparison
+
+
+LARGE = 20_000_000  # parameters above which a whole forward pass per key is too slow for the UI thread
 
 
 class Lens:
@@ -47,6 +52,8 @@ class Lens:
         # Models that worker threads are reading: a snapshot never loads into one of them.
         self._leases: dict[int, int] = {}
         self._lock = threading.Lock()
+        self._typed: tuple[GPT, list[int], KVCache, torch.Tensor] | None = None  # the prompt's cache, for next_tokens
+        self.large = self.model.num_params() > LARGE
         _ = self.tokenizer.token_texts  # build the id -> text table now, not on the first key
 
     def _new_model(self) -> GPT:
@@ -86,8 +93,30 @@ class Lens:
     def set_causal(self, causal: bool) -> None:
         self.config.causal = causal
 
+    @torch.no_grad()
+    def next_tokens(self, text: str, k: int, temperature: float) -> Prediction:
+        """The top-k next tokens alone (no attention, no examples), reusing the keys and values of the
+        prompt as it was: typing at its end costs one token's forward pass, not the whole context's."""
+        ids, dropped = context(self.tokenizer.encode(text) or [self.tokenizer.eot_id], self.config.block_size)
+        model, typed = self.model, self._typed
+        if typed is not None and typed[0] is model and typed[1] == ids:
+            last = typed[3]
+        else:
+            cache = None
+            new = ids
+            if self.config.causal and typed is not None and typed[0] is model and ids[: len(typed[1])] == typed[1]:
+                cache, new = typed[2], ids[len(typed[1]) :]  # the prompt grew at its end: extend its cache
+            if self.config.causal:
+                logits, cache = model.forward_cached(torch.tensor([new], dtype=torch.long), cache)
+            else:  # without the mask every position sees the future: no cache can hold
+                logits, _, _ = model(torch.tensor([ids], dtype=torch.long))
+            last = logits[0, -1].float()
+            self._typed = (model, ids, cache, last) if cache is not None else None
+        return Prediction(ids, dropped, top_guesses(last, self.tokenizer, k, temperature), None)
+
     def analyze(self, text: str, k: int, temperature: float) -> Analysis:
-        return analyze(self.model, self.tokenizer, self.tokenizer.encode(text), k, temperature)
+        with self.leased() as model:
+            return analyze(model, self.tokenizer, self.tokenizer.encode(text), k, temperature)
 
     def next_words(
         self,
@@ -108,7 +137,8 @@ class Lens:
 
     def word_examples(self, text: str) -> WordExamples:
         """One training example per word of `text`: its p(word) and -log p(word), the sum of its tokens' losses."""
-        return word_examples(self.model, self.tokenizer, text)
+        with self.leased() as model:
+            return word_examples(model, self.tokenizer, text)
 
     @torch.no_grad()
     def logits(self, ids: list[int]) -> torch.Tensor:

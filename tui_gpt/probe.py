@@ -61,6 +61,15 @@ class Analysis:
     loss: float  # mean -log p over `examples`: the model's cross-entropy on this text
 
 
+def top_guesses(last: torch.Tensor, tokenizer: TextTokenizer, k: int, temperature: float) -> list[Guess]:
+    """The k likeliest next tokens from the last position's logits (V,), with probabilities at `temperature`."""
+    probs = F.softmax(last / max(temperature, 1e-6), dim=-1)
+    top = torch.topk(probs, min(k, last.numel()))
+    texts = tokenizer.token_texts
+    pairs = zip(top.values.tolist(), top.indices.tolist(), strict=True)
+    return [Guess(i, texts[i], p, last[i].item()) for p, i in pairs]
+
+
 def _examples(logp: torch.Tensor, tgt: torch.Tensor) -> tuple[list[Example], torch.Tensor]:
     """Row t - 1 of log-probabilities `logp` (T-1, V) predicting `tgt[t - 1]`, as examples; and -nll (T-1,)."""
     tgt_logp = logp.gather(1, tgt[:, None])[:, 0]  # (T-1,)
@@ -89,13 +98,7 @@ def analyze(
     x = torch.tensor([ctx_in], dtype=torch.long, device=next(model.parameters()).device)
     logits, _, attns = model(x, want_attn=attention)
     logits = logits[0].float()  # (T, V)
-    last = logits[-1]  # (V,)
-    probs = F.softmax(last / max(temperature, 1e-6), dim=-1)
-    top = torch.topk(probs, min(k, last.numel()))
-    texts = tokenizer.token_texts
-    guesses = [
-        Guess(i, texts[i], p, last[i].item()) for p, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)
-    ]
+    guesses = top_guesses(logits[-1], tokenizer, k, temperature)
     att = torch.stack([a[0] for a in attns]).float().cpu() if attns and ctx else None  # (L, nh, T, T)
     rows: list[Example] = []
     loss = math.nan

@@ -66,24 +66,30 @@ class Probes:
         return time.monotonic() - self.last_key <= TYPING_PAUSE
 
     def refresh(self) -> None:
-        """Recompute the top-k, attention and examples for the prompt, then the ghost text.
+        """Recompute the top-k, attention and examples for the prompt, then the next words and ghost text.
 
-        The top-k is updated here, in the same frame as the key; the attention map and the
-        examples wait until that frame is on screen, and the ghost text (several forward
-        passes) runs on a thread once typing pauses.
+        The top-k is updated here, in the same frame as the key; the attention map and the examples
+        wait until that frame is on screen; the word search runs on a thread. A large model (GPT-2)
+        answers the top-k from the prompt's cached keys and values, and computes the attention and
+        the examples on a thread too: a whole forward pass of it would hold up the next key.
         """
         app, lens = self.app, self.app.lens
         if lens is None:
             return
         text = app.prompt.value
         self.generation += 1
-        analysis = lens.analyze(text, app.top_k, app.temperature)
-        pred = analysis.prediction
+        if lens.large:
+            pred = lens.next_tokens(text, app.top_k, app.temperature)
+            work = partial(self._analyze, lens, text, self.generation, app.top_k, app.temperature)
+            app.run_worker(work, thread=True, exclusive=True, group="analysis", exit_on_error=False)
+        else:
+            analysis = lens.analyze(text, app.top_k, app.temperature)
+            pred = analysis.prediction
+            app.call_after_refresh(self._show_analysis, text, analysis, self.generation)
         topk = app.query_one(TopKBars)
         topk.guesses = pred.guesses
         self.last_guess = pred.guesses[0].text if pred.guesses else None
         topk.target, topk.target_word = app.lab.pin.target_for(pred.ids)
-        labels = [lens.tokenizer.token_texts[i] for i in pred.ids]
         n = len(pred.ids) + pred.dropped
         info = f"{n} tokens · step {lens.step}"
         if pred.dropped:
@@ -92,14 +98,25 @@ class Probes:
                 f"(its context)[/] · step {lens.step}"
             )
         app.query_one("#prompt-info", InfoLine).text = info
-        # The rest waits until the bars are on screen.
-        attention = app.query_one(AttentionMap)
-        app.call_after_refresh(attention.show, labels, pred.attention, lens.config.causal, pred.dropped)
-        if self.passage < 0:
-            app.call_after_refresh(self._show_examples, "your prompt", labels, analysis, text)
-        else:
-            app.call_after_refresh(self._show_passage)
         app.call_after_refresh(self._find_words, text, self.generation)
+
+    def _analyze(self, lens: Any, text: str, generation: int, k: int, temperature: float) -> None:
+        analysis = lens.analyze(text, k, temperature)
+        words = lens.word_examples(text) if self.by_word else None
+        self.app.call_from_thread(self._show_analysis, text, analysis, generation, words)
+
+    def _show_analysis(self, text: str, analysis: Any, generation: int, words: Any = None) -> None:
+        """The attention map and the examples of one probe, unless a newer one has begun."""
+        app, lens = self.app, self.app.lens
+        if lens is None or app.leaving or generation != self.generation:
+            return
+        pred = analysis.prediction
+        labels = [lens.tokenizer.token_texts[i] for i in pred.ids]
+        app.query_one(AttentionMap).show(labels, pred.attention, lens.config.causal, pred.dropped)
+        if self.passage < 0:
+            self._show_examples("your prompt", labels, analysis, text, words)
+        else:
+            self._show_passage()
 
     def flip(self) -> None:
         """Words <-> tokens, in the top-k and the examples."""
@@ -111,10 +128,11 @@ class Probes:
         self.passage = self.passage + 1 if self.passage < PASSAGES - 1 else -1
         self.refresh()
 
-    def _show_examples(self, source: str, labels: list[str], analysis: Any, text: str) -> None:
+    def _show_examples(self, source: str, labels: list[str], analysis: Any, text: str, words: Any = None) -> None:
         self.last_analysis = (analysis.examples, labels)
         lens = self.app.lens
-        words = lens.word_examples(text) if self.by_word and lens is not None else None
+        if words is None and self.by_word and lens is not None:
+            words = lens.word_examples(text)
         self.app.query_one(ExamplesPane).show(source, labels, analysis.examples, analysis.loss, words)
 
     def _show_passage(self) -> None:
