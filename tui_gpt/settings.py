@@ -52,7 +52,8 @@ class TrainConfig(_Dict):
     seed: int = 1337
     dtype: str = "auto"  # auto (measured, see autotune) | float32 | bfloat16
     device: str = "auto"  # auto | cpu | cuda | mps
-    threads: int = 0  # CPU threads: 0 keeps the process's count, -1 measures the best, n forces n
+    # CPU threads: 0 keeps the process's count, -1 measures the best, n forces n. The machine's, not the run's.
+    threads: int = field(default=0, compare=False)
 
     def to_dict(self) -> dict:
         # The thread count belongs to the machine and the front end, not the run: never saved.

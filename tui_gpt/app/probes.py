@@ -11,6 +11,8 @@ import time
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from textual.timer import Timer
+
 from tui_gpt.app.widgets.attention import AttentionMap
 from tui_gpt.app.widgets.examples import ExamplesPane
 from tui_gpt.app.widgets.line import InfoLine
@@ -22,6 +24,7 @@ from tui_gpt.visible import visible
 if TYPE_CHECKING:
     from tui_gpt.app.app import GPTApp
 
+LARGE_PAUSE = 0.3  # seconds without a key before a large model's attention, examples and words are computed
 TYPING_PAUSE = 1.0  # seconds without a key before background probes (the greedy line) run
 GREEDY_TOKENS = 32
 PASSAGES = 5  # corpus passages the examples pane cycles through
@@ -38,6 +41,7 @@ class Probes:
         self.generation = 0  # bumped by every probe: a word search of an older one gives up
         self._queued = False  # a probe for the newest keys is waiting for the queued ones
         self._typing_hint = False  # the trainer was told to leave the UI a core
+        self._pause: Timer | None = None  # a large model's heavy probes, waiting for a pause in typing
 
     def typed(self) -> None:
         """A key changed the prompt. Probe once all keys already queued are in: a burst or a paste costs one probe."""
@@ -80,8 +84,10 @@ class Probes:
         self.generation += 1
         if lens.large:
             pred = lens.next_tokens(text, app.top_k, app.temperature)
-            work = partial(self._analyze, lens, text, self.generation, app.top_k, app.temperature)
-            app.run_worker(work, thread=True, exclusive=True, group="analysis", exit_on_error=False)
+            # The rest is many times the work: it waits for a pause in typing, or it would starve the next key.
+            if self._pause is not None:
+                self._pause.stop()
+            self._pause = app.set_timer(LARGE_PAUSE, partial(self._after_pause, lens, text, self.generation))
         else:
             analysis = lens.analyze(text, app.top_k, app.temperature)
             pred = analysis.prediction
@@ -98,7 +104,16 @@ class Probes:
                 f"(its context)[/] · step {lens.step}"
             )
         app.query_one("#prompt-info", InfoLine).text = info
-        app.call_after_refresh(self._find_words, text, self.generation)
+        if not lens.large:
+            app.call_after_refresh(self._find_words, text, self.generation)
+
+    def _after_pause(self, lens: Any, text: str, generation: int) -> None:
+        app = self.app
+        if generation != self.generation:
+            return
+        work = partial(self._analyze, lens, text, generation, app.top_k, app.temperature)
+        app.run_worker(work, thread=True, exclusive=True, group="analysis", exit_on_error=False)
+        self._find_words(text, generation)
 
     def _analyze(self, lens: Any, text: str, generation: int, k: int, temperature: float) -> None:
         analysis = lens.analyze(text, k, temperature)
