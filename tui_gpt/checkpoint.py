@@ -16,7 +16,6 @@ import math
 import os
 import re
 import shutil
-import stat
 import struct
 import tempfile
 from pathlib import Path
@@ -39,6 +38,7 @@ from tui_gpt.savedir import (
     aside,
     check_out,
     read_capped,
+    regular_file,
     remove_orphans,
     temp_prefix,
 )
@@ -363,24 +363,15 @@ def safetensors_header(file: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
 
 def _header_bytes(file: Path) -> tuple[int, bytes]:
     """(file size, JSON header bytes) of a safetensors file, read without trusting its length field."""
-    try:
-        fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
-    except OSError as exc:
-        raise TuiGptError(f"{file}: cannot be read ({exc.strerror})") from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise TuiGptError(f"{file}: not a regular file (a FIFO, device or folder); the checkpoint cannot be used")
-        os.set_blocking(fd, True)
+    with regular_file(file) as fd:
+        size = os.fstat(fd).st_size
         first = os.pread(fd, 8, 0)
         if len(first) < 8:
             raise TuiGptError(f"{file}: corrupt weights (shorter than a safetensors header)")
         (n,) = struct.unpack("<Q", first)
-        if n > min(HEADER_CAP, info.st_size - 8):
+        if n > min(HEADER_CAP, size - 8):
             raise TuiGptError(f"{file}: corrupt weights (header length {n} is past the end or too large)")
-        return info.st_size, os.pread(fd, n, 8)
-    finally:
-        os.close(fd)
+        return size, os.pread(fd, n, 8)
 
 
 def _check_weights_header(file: Path, config: GPTConfig) -> int:

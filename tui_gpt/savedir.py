@@ -13,6 +13,8 @@ import shutil
 import socket
 import stat
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from tui_gpt.errors import TuiGptError
@@ -95,8 +97,9 @@ def remove_orphans(out: Path) -> None:
             pass  # someone else's, or gone already: leave it
 
 
-def read_capped(path: Path, cap: int) -> bytes:
-    """The bytes of `path` if it is a regular file of at most `cap` bytes; a one-line error otherwise.
+@contextmanager
+def regular_file(path: Path) -> Iterator[int]:
+    """A file descriptor of `path` if it is a regular file; a one-line error otherwise.
 
     Never blocks on a FIFO or reads a device: the file is opened non-blocking and checked before reading.
     """
@@ -107,18 +110,25 @@ def read_capped(path: Path, cap: int) -> bytes:
     except OSError as exc:
         raise TuiGptError(f"{path}: cannot be read ({exc.strerror}); check its permissions") from None
     try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise TuiGptError(f"{path}: not a regular file (a FIFO, device or folder); the checkpoint cannot be used")
-        if info.st_size > cap:
-            raise TuiGptError(f"{path}: {info.st_size:,} bytes, more than the {cap:,} allowed; not read")
         os.set_blocking(fd, True)
-        with os.fdopen(os.dup(fd), "rb") as f:
-            data = f.read(cap + 1)
-    except OSError as exc:
-        raise TuiGptError(f"{path}: cannot be read ({exc.strerror}); check the file") from None
+        yield fd
     finally:
         os.close(fd)
+
+
+def read_capped(path: Path, cap: int) -> bytes:
+    """The bytes of `path` if it is a regular file of at most `cap` bytes; a one-line error otherwise."""
+    with regular_file(path) as fd:
+        size = os.fstat(fd).st_size
+        if size > cap:
+            raise TuiGptError(f"{path}: {size:,} bytes, more than the {cap:,} allowed; not read")
+        try:
+            with os.fdopen(os.dup(fd), "rb") as f:
+                data = f.read(cap + 1)
+        except OSError as exc:
+            raise TuiGptError(f"{path}: cannot be read ({exc.strerror}); check the file") from None
     if len(data) > cap:  # grew while we read it
         raise TuiGptError(f"{path}: more than the {cap:,} bytes allowed; not read")
     return data
