@@ -9,6 +9,7 @@ from tui_gpt.model import GPT, GPTConfig, KVCache
 from tui_gpt.probe import context, sample
 
 TOL = 1e-5
+BATCHED_TOL = 1e-4
 
 
 def make_model(causal: bool = True, block_size: int = 12) -> GPT:
@@ -49,8 +50,9 @@ def test_batched_candidates_share_one_prefix():
     logits, _ = model.forward_cached(batch, cache)  # (4, width, V)
     for row, c in enumerate(cands):
         want = full_logits(model, prefix + c)[len(prefix) :]
-        # Padded rows sum in another order: on an AMX Xeon one logit of 11 differed by 1.05e-5 (relative 1e-6).
-        torch.testing.assert_close(logits[row, : len(c)], want, atol=TOL, rtol=1e-6)
+        # A padded batch runs other matrix shapes, so its sums round differently: 1.05e-5 on an AMX Xeon,
+        # 3.0e-5 here with another thread count (logits near 20). The incremental cache itself holds 1e-5.
+        torch.testing.assert_close(logits[row, : len(c)], want, atol=BATCHED_TOL, rtol=0)
 
 
 def test_too_long_and_non_causal_are_refused():
