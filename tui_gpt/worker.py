@@ -261,14 +261,17 @@ class TrainerLoop:
         self.events.put(Saving(path, step))
         try:
             out = self.run.save(Path(path))
-        except Exception as exc:  # a full disk raises SafetensorError, not OSError: no error may end the run
+        except TuiGptError as exc:  # save_checkpoint's own line already says where, why and what is intact
+            message = str(exc)
+        except Exception as exc:  # anything else may not end the run either
             why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             message = f"could not save to {path}: {why}; the previous checkpoint is intact"
-            self.events.put(Failed(message, fatal=False, save_path=path))
-            return False
-        self.last_save, self.saved_step = time.monotonic(), step
-        self.events.put(Saved(str(out), step))
-        return True
+        else:
+            self.last_save, self.saved_step = time.monotonic(), step
+            self.events.put(Saved(str(out), step))
+            return True
+        self.events.put(Failed(message, fatal=False, save_path=path))
+        return False
 
     def autosave_due(self) -> bool:
         every = self.autosave[1] if self.autosave else 0
