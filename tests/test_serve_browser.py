@@ -16,13 +16,12 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from served import start_serve, wait
 
 from tui_gpt.cli import main
 
@@ -42,32 +41,6 @@ CHROMIUM_FLAGS = [
     "--remote-debugging-port=0",
     "--window-size=1600,1000",
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait(what: str, check, timeout: float = 20.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def _up(url: str) -> bool:
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(url, timeout=1) as r:
-            return r.status == 200
-    except OSError:
-        return False
 
 
 class DevTools:
@@ -131,7 +104,7 @@ async def _drive(page_url: str, ws_url: str, run_dir: Path, shot: Path) -> str:
             await dt.type("Export loss history")
             await asyncio.sleep(1)
             await dt.key("Enter", "Enter", 13, text="\r")
-            new = await asyncio.to_thread(_wait, "the SVG export", lambda b=before: set(run_dir.glob("*.svg")) - b)
+            new = await asyncio.to_thread(wait, "the SVG export", lambda b=before: set(run_dir.glob("*.svg")) - b)
             text = _svg_text(sorted(new)[-1])
             if PREFIX in text and "%" in text and "val" in text:
                 break
@@ -153,21 +126,13 @@ def test_serve_without_textual_serve_says_how_to_install(monkeypatch, capsys):
 def test_serve_in_headless_chromium(tmp_path):
     pytest.importorskip("textual_serve")
     pytest.importorskip("aiohttp")
-    port = _free_port()
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "tui_gpt", "serve", "--port", str(port), *APP_ARGS, "--out", str(run_dir / "ckpt")],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    server = start_serve(tmp_path, [*APP_ARGS, "--out", str(run_dir / "ckpt")])
     profile = tmp_path / "profile"
     browser = None
     try:
-        page_url = f"http://127.0.0.1:{port}/"
-        _wait("tui-gpt serve", lambda: _up(page_url))
+        page_url = server.url  # the printed URL, with its token
         browser = subprocess.Popen(
             [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"],
             stdout=subprocess.DEVNULL,
@@ -175,8 +140,8 @@ def test_serve_in_headless_chromium(tmp_path):
             start_new_session=True,
         )
         active = profile / "DevToolsActivePort"
-        _wait("chromium's DevTools port", active.exists)
-        devtools_port = _wait("the port number", lambda: active.read_text().split("\n")[0].strip())
+        wait("chromium's DevTools port", active.exists)
+        devtools_port = wait("the port number", lambda: active.read_text().split("\n")[0].strip())
         import urllib.request
 
         with urllib.request.urlopen(f"http://127.0.0.1:{devtools_port}/json", timeout=5) as r:
@@ -191,11 +156,11 @@ def test_serve_in_headless_chromium(tmp_path):
         assert re.search(r"\d+(\.\d+)?%", text)  # the next-token probabilities
         assert "val" in text and "train" in text  # the loss chart's legend
     finally:
-        for proc in (browser, server):
-            if proc is not None:  # each runs in its own process group: end it and its children
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait(timeout=10)
+        if browser is not None:  # in its own process group: end it and its children
+            os.killpg(browser.pid, signal.SIGTERM)
+            try:
+                browser.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(browser.pid, signal.SIGKILL)
+                browser.wait(timeout=10)
+        server.stop()

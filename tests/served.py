@@ -1,0 +1,111 @@
+"""The real `tui-gpt serve` in a subprocess, for the serve tests: its port, printed URL, token and children."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+
+URL = re.compile(r"open (http://\S+/\?token=([\w-]+))")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait(what: str, check: Callable[[], T], timeout: float = 20.0) -> T:
+    """Poll `check` until it returns something true, or fail naming `what`."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def status(url: str) -> int:
+    """The HTTP status of a GET, 0 while nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except OSError:
+        return 0
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is `pid`, read from /proc."""
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            after_name = stat.read_text().rsplit(")", 1)[1].split()  # the name may hold spaces and ')'
+        except (OSError, IndexError):
+            continue
+        if int(after_name[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+@dataclass
+class Served:
+    proc: subprocess.Popen[bytes]
+    port: int
+    url: str  # the URL the server printed, with its token
+    token: str
+    log: Path
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def children(self) -> list[int]:
+        return children(self.proc.pid)
+
+    def stop(self) -> None:
+        """End the server and whatever it started (its own process group)."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+
+def start_serve(tmp_path: Path, app_args: Sequence[str]) -> Served:
+    """`tui-gpt serve` on a free port, once it answers; its output goes to tmp_path/serve.log."""
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tui_gpt", "serve", "--port", str(port), *app_args],
+            cwd=tmp_path,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        found = wait("the URL it prints", lambda: proc.poll() is None and URL.search(log.read_text(errors="replace")))
+        served = Served(proc, port, found.group(1), found.group(2), log)
+        wait("the server to answer", lambda: status(served.origin + "/"))
+    except BaseException:
+        proc.kill()
+        proc.wait(timeout=10)
+        raise
+    return served
