@@ -599,8 +599,8 @@ async def test_set_learning_rate_and_eval_interval_from_the_palette(tmp_path):
         assert app.screen.query_one(Input).value == "0.01"
         await answer(pilot, "fast")
         assert "not a number" in ask_error(app)
-        await answer(pilot, "2")
-        assert "between 0 and 1" in ask_error(app)
+        await answer(pilot, "11")  # the rule a checkpoint's loader applies (settings.RULES)
+        assert "must be a number in (0, 10]" in ask_error(app)
         assert "set_lr" not in client.names()
         await answer(pilot, "0.002")
         assert not isinstance(app.screen, AskScreen)

@@ -42,13 +42,12 @@ from tui_gpt.savedir import (
     remove_orphans,
     temp_prefix,
 )
+from tui_gpt.settings import first_problem, is_int, is_number
 from tui_gpt.tokenizer import TextTokenizer
 from tui_gpt.trainer import History, TrainConfig, Trainer, available_bytes
 
 __all__ = ["FILES", "FORMAT", "load_model", "load_trainer", "read_config", "resolve", "save_checkpoint"]
 
-# Sane upper bounds: a config.json beyond these is refused before anything is built.
-LIMITS = {"vocab_size": 1 << 20, "block_size": 1 << 14, "n_layer": 512, "n_head": 1024, "n_embd": 1 << 15}
 HEADER_CAP = 64 << 20  # bytes of safetensors JSON header we are willing to parse
 DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
 WEIGHT_DTYPES = ("F32", "F16", "BF16")
@@ -76,13 +75,22 @@ def save_checkpoint(out: Path, trainer: Trainer, tokenizer: TextTokenizer, corpu
     A failed write (a full disk, say) leaves the previous checkpoint as it was and raises one line.
     """
     out = check_out(out)
+    config = {
+        "format": FORMAT,
+        "model": trainer.model.config.to_dict(),
+        "train": trainer.config.to_dict(),
+        "tokenizer": tokenizer.kind,
+        "corpus": corpus_info,
+    }
+    if problem := _check_settings(config):  # never replace a checkpoint with one that cannot be loaded
+        raise TuiGptError(f"not saved to {out}: {problem}, which no checkpoint may hold")
     with CheckpointLock(out):  # ours already if the caller holds it for the run
         previous = _saved_step(out)
         remove_orphans(out)
         tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(out), dir=out.parent))
         old = aside(out)
         try:
-            _write_files(tmp, trainer, tokenizer, corpus_info)
+            _write_files(tmp, trainer, tokenizer, config)
             # The lock file moves with the folder (same inode), so the lock outlives the swap.
             os.link(out / LOCK, tmp / LOCK)
             # Swap directories: the old checkpoint is removed only after the new one is in place.
@@ -116,23 +124,14 @@ def _discard(folder: Path, out: Path) -> None:
     shutil.rmtree(gone)
 
 
-def _write_files(tmp: Path, trainer: Trainer, tokenizer: TextTokenizer, corpus_info: dict) -> None:
+def _write_files(tmp: Path, trainer: Trainer, tokenizer: TextTokenizer, config: dict) -> None:
     model = trainer.model
     st.save_model(model, str(tmp / "model.safetensors"))
     opt_tensors, hyper = _optimizer_tensors(trainer)
     opt_tensors["rng.batches"] = trainer.generator.get_state()
     opt_tensors["rng.torch"] = torch.get_rng_state()
     st.save_file({k: v.detach().cpu().contiguous() for k, v in opt_tensors.items()}, str(tmp / "optimizer.safetensors"))
-    _write_json(
-        tmp / "config.json",
-        {
-            "format": FORMAT,
-            "model": model.config.to_dict(),
-            "train": trainer.config.to_dict(),
-            "tokenizer": tokenizer.kind,
-            "corpus": corpus_info,
-        },
-    )
+    _write_json(tmp / "config.json", config)
     tokenizer.save(tmp / "tokenizer.json")
     _write_json(tmp / "trainer.json", {"step": trainer.step, "elapsed": trainer.elapsed, "param_groups": hyper})
     _write_json(tmp / "history.json", trainer.history.to_dict())
@@ -204,18 +203,14 @@ def read_config(path: Path) -> dict:
     cfg = _read_json(path / "config.json")
     if cfg.get("format") != FORMAT:
         raise TuiGptError(f"{path}: not a tui-gpt checkpoint (format {str(cfg.get('format'))[:40]!r})")
-    problem = _check_model(cfg.get("model")) or _check_train(cfg.get("train", {})) or _check_corpus(cfg.get("corpus"))
-    if problem:
+    if problem := _check_settings(cfg):
         raise TuiGptError(f"{path / 'config.json'}: corrupt settings ({problem}); the checkpoint cannot be used")
     return cfg
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+def _check_settings(cfg: dict) -> str | None:
+    """What is wrong with config.json's settings, or None: the one check of saving and loading."""
+    return _check_model(cfg.get("model")) or _check_train(cfg.get("train", {})) or _check_corpus(cfg.get("corpus"))
 
 
 def _check_model(model: object) -> str | None:
@@ -226,16 +221,11 @@ def _check_model(model: object) -> str | None:
         config = GPTConfig(**model)
     except TypeError as exc:
         return str(exc)
-    for name, limit in LIMITS.items():
-        value = getattr(config, name)
-        if not _is_int(value) or value <= 0:
-            return f"{name} must be a positive integer, got {str(value)[:20]!r}"
-        if value > limit:
-            return f"{name} {value} is more than the {limit} tui-gpt allows"
+    names = ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "dropout")
+    if why := first_problem({name: getattr(config, name) for name in names}):
+        return why
     if config.n_embd % config.n_head:
         return f"n_embd {config.n_embd} is not divisible by n_head {config.n_head}"
-    if not _is_number(config.dropout) or not 0 <= config.dropout < 1:
-        return f"dropout must be a number in [0, 1), got {str(config.dropout)[:20]!r}"
     if not isinstance(config.causal, bool) or not isinstance(config.bias, bool):
         return "causal and bias must be true or false"
     if config.gelu_approximate not in ("none", "tanh"):
@@ -248,34 +238,11 @@ def _check_model(model: object) -> str | None:
     return None
 
 
-# TrainConfig fields: (type check, range check, what is allowed), for config.json's "train".
-_TRAIN_RULES = {
-    "batch_size": (_is_int, lambda v: 0 < v <= 1 << 16, "an integer in 1..65536"),
-    "lr": (_is_number, lambda v: 0 < v <= 10, "a number in (0, 10]"),
-    "min_lr": (lambda v: v is None or _is_number(v), lambda v: v is None or 0 <= v <= 10, "null or a number >= 0"),
-    "warmup_steps": (_is_int, lambda v: v >= 0, "an integer >= 0"),
-    "decay_steps": (_is_int, lambda v: v >= 0, "an integer >= 0"),
-    "weight_decay": (_is_number, lambda v: v >= 0, "a number >= 0"),
-    "beta1": (_is_number, lambda v: 0 <= v < 1, "a number in [0, 1)"),
-    "beta2": (_is_number, lambda v: 0 <= v < 1, "a number in [0, 1)"),
-    "grad_clip": (_is_number, lambda v: v >= 0, "a number >= 0"),
-    "eval_interval": (_is_int, lambda v: v >= 0, "an integer >= 0"),
-    "eval_iters": (_is_int, lambda v: 0 < v <= 1 << 16, "an integer in 1..65536"),
-    "seed": (_is_int, lambda v: 0 <= v < 1 << 63, "an integer >= 0"),
-    "dtype": (lambda v: v in ("auto", "float32", "bfloat16"), bool, "auto, float32 or bfloat16"),
-    "device": (lambda v: isinstance(v, str) and len(v) < 40, bool, "a device name"),
-}
-
-
 def _check_train(train: object) -> str | None:
     """What is wrong with a config.json "train" entry, or None."""
     if not isinstance(train, dict):
         return "train must be an object"
-    for name, value in train.items():
-        rule = _TRAIN_RULES.get(name)
-        if rule and not (rule[0](value) and rule[1](value)):
-            return f"train.{name} must be {rule[2]}, got {str(value)[:20]!r}"
-    return None
+    return first_problem(train, "train.")
 
 
 def _check_corpus(corpus: object) -> str | None:
@@ -292,21 +259,21 @@ def _check_corpus(corpus: object) -> str | None:
 def _check_trainer_state(state: dict, groups: int) -> str | None:
     """What is wrong with trainer.json, or None."""
     step, elapsed, hyper = state.get("step"), state.get("elapsed", 0.0), state.get("param_groups")
-    if not _is_int(step) or not 0 <= step < 1 << 53:
+    if not is_int(step) or not 0 <= step < 1 << 53:
         return f"step must be an integer >= 0, got {str(step)[:20]!r}"
-    if not _is_number(elapsed) or elapsed < 0:
+    if not is_number(elapsed) or elapsed < 0:
         return f"elapsed must be a number >= 0, got {str(elapsed)[:20]!r}"
     if not isinstance(hyper, list) or len(hyper) != groups or not all(isinstance(g, dict) for g in hyper):
         return f"param_groups must be a list of {groups} objects"
     for g in hyper:
         betas = g.get("betas", (0.9, 0.99))
-        if not _is_number(g.get("lr", 0.0)) or g.get("lr", 0.0) < 0:
+        if not is_number(g.get("lr", 0.0)) or g.get("lr", 0.0) < 0:
             return f"lr must be a number >= 0, got {str(g.get('lr'))[:20]!r}"
-        if not isinstance(betas, list) or len(betas) != 2 or not all(_is_number(b) and 0 <= b < 1 for b in betas):
+        if not isinstance(betas, list) or len(betas) != 2 or not all(is_number(b) and 0 <= b < 1 for b in betas):
             return "betas must be two numbers in [0, 1)"
-        if not _is_number(g.get("eps", 1e-8)) or g.get("eps", 1e-8) <= 0:
+        if not is_number(g.get("eps", 1e-8)) or g.get("eps", 1e-8) <= 0:
             return "eps must be a number > 0"
-        if not _is_number(g.get("weight_decay", 0.0)) or g.get("weight_decay", 0.0) < 0:
+        if not is_number(g.get("weight_decay", 0.0)) or g.get("weight_decay", 0.0) < 0:
             return "weight_decay must be a number >= 0"
         if any(k not in ("lr", "betas") and not (v is None or isinstance(v, bool | int | float)) for k, v in g.items()):
             return "param_groups values must be numbers or true/false"
@@ -320,7 +287,7 @@ def _check_history(history: dict) -> str | None:
         if not isinstance(values, list):
             return f"{name} must be a list"
         integer = name in ("steps", "eval_steps")
-        ok = _is_int if integer else (lambda v: isinstance(v, int | float) and not isinstance(v, bool))
+        ok = is_int if integer else (lambda v: isinstance(v, int | float) and not isinstance(v, bool))
         if not all(ok(v) and (not integer or v >= 0) for v in values):
             return f"{name} must hold only {'integers >= 0' if integer else 'numbers'}"
     for names in (("steps", "loss", "lr"), ("eval_steps", "eval_train", "eval_val")):
@@ -350,8 +317,8 @@ def safetensors_header(file: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
             continue
         try:
             dtype, shape, (begin, end) = entry["dtype"], entry["shape"], entry["data_offsets"]
-            ok = dtype in DTYPE_BYTES and isinstance(shape, list) and all(_is_int(d) and d >= 0 for d in shape)
-            ok = ok and _is_int(begin) and _is_int(end) and 0 <= begin <= end <= data
+            ok = dtype in DTYPE_BYTES and isinstance(shape, list) and all(is_int(d) and d >= 0 for d in shape)
+            ok = ok and is_int(begin) and is_int(end) and 0 <= begin <= end <= data
             ok = ok and end - begin == math.prod(shape) * DTYPE_BYTES[dtype]
         except (KeyError, TypeError, ValueError):
             ok = False

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from tui_gpt.errors import TuiGptError
 from tui_gpt.savedir import AUTOSAVE_SECONDS
-from tui_gpt.settings import DEFAULT_STEPS, MODEL_HELP, NON_NEGATIVE, POSITIVE, STEPS, THREADS_HELP, add_options
+from tui_gpt.settings import DEFAULT_STEPS, MODEL_HELP, OPTIONS, STEPS, THREADS_HELP, add_options, problem
 
 SUBCOMMANDS = ("train", "complete", "generate", "bench", "export", "serve")
 SPLIT_HELP = "validation split: the last 10%% of each document's tokens"
@@ -22,20 +22,26 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     add_options(p)
 
 
-def _check(p: argparse.ArgumentParser, args: argparse.Namespace, *names: str) -> None:
-    """Reject impossible option values with argparse's one-line usage error."""
-    for name in names:
+def _check(p: argparse.ArgumentParser, args: argparse.Namespace, *positive: str) -> None:
+    """Reject impossible option values with argparse's one-line usage error.
+
+    Run settings follow `settings.RULES`, the rules a checkpoint's loader applies, so a run that
+    starts can always be loaded back; `positive` names the other numbers that must be above 0.
+    """
+    for opt in (*OPTIONS, STEPS):
+        value = getattr(args, opt.dest, None)
+        if value is not None and not opt.flag_only and (why := problem(opt.field, value)):
+            p.error(f"{opt.flag} {why}")
+    for name in positive:
         value = getattr(args, name, None)
-        if value is not None and value <= 0:
+        if value is not None and not value > 0:  # "not >" also refuses NaN
             p.error(f"--{name.replace('_', '-')} must be positive, got {value}")
-    for name in NON_NEGATIVE:
+    for name in ("autosave", "threads"):
         value = getattr(args, name, None)
-        if value is not None and value < 0:
+        if value is not None and not value >= 0:
             p.error(f"--{name.replace('_', '-')} must not be negative, got {value}")
     if getattr(args, "n_embd", None) and getattr(args, "n_head", None) and args.n_embd % args.n_head:
         p.error(f"--n-embd {args.n_embd} must be divisible by --n-head {args.n_head}")
-    if getattr(args, "dropout", None) is not None and not 0 <= args.dropout < 1:
-        p.error(f"--dropout must be in [0, 1), got {args.dropout}")
 
 
 def parser_app() -> argparse.ArgumentParser:
@@ -188,17 +194,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             if name == "serve":  # the rest of the line is the app's: check it with the app's parser
                 args, app_argv = parser.parse_known_args(argv[1:])
                 app_args = parser_app().parse_args(app_argv)
-                _check(parser_app(), app_args, *POSITIVE)
+                _check(parser_app(), app_args)
                 args.app_argv = app_argv
             else:
                 args = parser.parse_args(argv[1:])
-            _check(parser, args, *POSITIVE, "steps", "time", "top_k", "n", "keys", "budget")
+            _check(parser, args, "steps", "time", "top_k", "n", "keys", "budget")
             from tui_gpt import subcommands
 
             return getattr(subcommands, f"cmd_{name}")(args)
         parser = parser_app()
         args = parser.parse_args(argv)
-        _check(parser, args, *POSITIVE)
+        _check(parser, args)
         from tui_gpt.app.run import run_app
 
         return run_app(args)

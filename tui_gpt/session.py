@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tui_gpt.errors import TuiGptError
-from tui_gpt.settings import RunSpec
+from tui_gpt.settings import RunSpec, spec_problem
 
 if TYPE_CHECKING:  # the app imports RunSpec before first paint: keep it light
     from tui_gpt.corpus import Corpus
@@ -45,6 +45,7 @@ class Run:
 
 def preflight(spec: RunSpec) -> None:
     """Raise the one-line error that opening `spec` would, without building anything (or importing torch)."""
+    _check_settings(spec)
     if spec.model:
         from tui_gpt.hf import find_model
 
@@ -58,6 +59,12 @@ def preflight(spec: RunSpec) -> None:
 
         if _small(spec.sources):  # a big text is read by the trainer, with progress: no blank wait here
             load_corpus(spec.sources)
+
+
+def _check_settings(spec: RunSpec) -> None:
+    """Refuse, before any work, a setting that would leave a checkpoint nothing can load."""
+    if why := spec_problem(spec):
+        raise TuiGptError(why)
 
 
 PREFLIGHT_BYTES = 20 << 20  # text this small is read through once before the app opens
@@ -80,6 +87,7 @@ def open_run(spec: RunSpec, progress: Progress | None = None) -> Run:
     from tui_gpt.tokenizer import TextTokenizer
     from tui_gpt.trainer import Trainer
 
+    _check_settings(spec)
     sources = spec.sources
     if spec.resume:
         from tui_gpt.checkpoint import load_tokenizer, load_trainer, read_config, resolve
@@ -122,8 +130,6 @@ def open_run(spec: RunSpec, progress: Progress | None = None) -> Run:
         dropout=spec.dropout,
         causal=spec.causal,
     )
-    if mconf.n_embd % mconf.n_head:
-        raise TuiGptError(f"n_embd {mconf.n_embd} must be divisible by n_head {mconf.n_head}")
     trainer = Trainer(mconf, replace(spec.train), data)
     return Run(spec, corpus, tokenizer, data, trainer)
 
@@ -144,8 +150,7 @@ def _apply_given(trainer: Trainer, spec: RunSpec, tokenizer: TextTokenizer) -> N
     run_has = {**vars(trainer.model.config), **vars(trainer.config), "tokenizer": tokenizer.kind}
     fixed = []
     for opt in OPTIONS:
-        field = opt.target.removeprefix("train.")
-        if opt.dest in spec.given and opt.dest not in (*RESUMABLE, *WHERE) and opt.get(spec) != run_has.get(field):
+        if opt.dest in spec.given and opt.dest not in (*RESUMABLE, *WHERE) and opt.get(spec) != run_has.get(opt.field):
             fixed.append(opt.dest)
     if fixed:
         flags = ", ".join("--" + name.replace("_", "-") for name in fixed)

@@ -7,7 +7,9 @@ checkpoint's config all derive from the dataclasses and the option table here.
 from __future__ import annotations
 
 import argparse
+import math
 import shlex
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Self
 
@@ -127,6 +129,11 @@ class Option:
     def dest(self) -> str:
         return self.flag.removeprefix("--").replace("-", "_")
 
+    @property
+    def field(self) -> str:
+        """The RunSpec or TrainConfig field's own name: its rule's key in RULES."""
+        return self.target.rpartition(".")[2]
+
     def _owner(self, spec: RunSpec) -> tuple[Any, str]:
         owner, _, name = self.target.rpartition(".")
         return (spec.train if owner == "train" else spec), name
@@ -182,8 +189,93 @@ OPTIONS: tuple[Option, ...] = (
 )
 STEPS = Option("--steps", "train.decay_steps", "optimizer steps to take")  # also where the cosine ends
 
-POSITIVE = ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "grad_accum", "lr", "eval_iters", "vocab_size")
-NON_NEGATIVE = ("warmup", "eval_interval", "autosave", "threads")
+
+def is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What one setting may be. The parser refuses what a checkpoint's loader would refuse, and no more."""
+
+    allowed: str  # "an integer in 1..65536": the end of "--batch-size must be ..."
+    ok: Callable[[Any], bool]
+
+
+def _ints(lo: int, hi: int = 1 << 53) -> Rule:
+    shown = f"an integer >= {lo}" if hi == 1 << 53 else f"an integer in {lo}..{hi}"
+    return Rule(shown, lambda v: is_int(v) and lo <= v <= hi)
+
+
+def _numbers(lo: float, hi: float, *, low_open: bool = False, high_open: bool = False) -> Rule:
+    left, right = "(" if low_open else "[", ")" if high_open else "]"
+    shown = f"a number >= {lo:g}" if math.isinf(hi) else f"a number in {left}{lo:g}, {hi:g}{right}"
+
+    def ok(v: Any) -> bool:
+        return is_number(v) and (lo < v if low_open else lo <= v) and (v < hi if high_open else v <= hi)
+
+    return Rule(shown, ok)
+
+
+# One rule per setting, for the model (RunSpec / GPTConfig) and for training (TrainConfig). The upper
+# bounds keep a hostile config.json from allocating without limit; every value the command line
+# accepts, a saved checkpoint loads back.
+RULES: dict[str, Rule] = {
+    "vocab_size": _ints(1, 1 << 20),
+    "block_size": _ints(1, 1 << 14),
+    "n_layer": _ints(1, 512),
+    "n_head": _ints(1, 1024),
+    "n_embd": _ints(1, 1 << 15),
+    "dropout": _numbers(0, 1, high_open=True),
+    "batch_size": _ints(1, 1 << 16),
+    "grad_accum": _ints(1, 1 << 16),
+    "lr": _numbers(0, 10, low_open=True),
+    "min_lr": Rule("null or a number in [0, 10]", lambda v: v is None or (is_number(v) and 0 <= v <= 10)),
+    "warmup_steps": _ints(0),
+    "decay_steps": _ints(0),
+    "weight_decay": _numbers(0, math.inf),
+    "beta1": _numbers(0, 1, high_open=True),
+    "beta2": _numbers(0, 1, high_open=True),
+    "grad_clip": _numbers(0, math.inf),
+    "eval_interval": _ints(0),
+    "eval_iters": _ints(1, 1 << 16),
+    "seed": _ints(0, (1 << 63) - 1),
+    "dtype": Rule("auto, float32 or bfloat16", lambda v: v in ("auto", "float32", "bfloat16")),
+    "device": Rule("a device name", lambda v: isinstance(v, str) and 0 < len(v) < 40),
+}
+
+
+def problem(name: str, value: Any) -> str | None:
+    """Why `value` cannot be setting `name` ("must be ..., got ..."), or None if it can (or has no rule)."""
+    rule = RULES.get(name)
+    if rule is None or rule.ok(value):
+        return None
+    return f"must be {rule.allowed}, got {str(value)[:20]!r}"
+
+
+def first_problem(values: dict[str, Any], prefix: str = "") -> str | None:
+    """The first setting in `values` that breaks its rule, named ("train.lr must be ..."), or None."""
+    for name, value in values.items():
+        if why := problem(name, value):
+            return f"{prefix}{name} {why}"
+    return None
+
+
+def spec_problem(spec: RunSpec) -> str | None:
+    """The first setting of a run that no checkpoint could hold, named by its option, or None."""
+    for opt in (*OPTIONS, STEPS):
+        value = opt.get(spec)
+        if value is not None and not opt.flag_only and (why := problem(opt.field, value)):
+            return f"{opt.flag} {why}"
+    if spec.n_embd % spec.n_head:
+        return f"--n-embd {spec.n_embd} must be divisible by --n-head {spec.n_head}"
+    return None
+
+
 THREADS_HELP = "CPU threads to train on (default 0: all cores, or fewer where a trial finds that faster)"
 
 

@@ -5,17 +5,22 @@ from __future__ import annotations
 from tui_gpt.app.lab import Experiment
 from tui_gpt.app.screens.dialogs import AskScreen
 from tui_gpt.protocol import SetEvalInterval, SetLr
+from tui_gpt.settings import problem
 
 
 def check_lr(value: str) -> str | None:
     try:
-        return None if 0 < float(value) < 1 else "the learning rate must be between 0 and 1"
+        why = problem("lr", float(value))
     except ValueError:
         return "not a number"
+    return f"the learning rate {why}" if why else None
 
 
 def check_interval(value: str) -> str | None:
-    return None if value.isdigit() else "a whole number of steps (0: never)"
+    if not value.isdigit():
+        return "a whole number of steps (0: never)"
+    why = problem("eval_interval", int(value))
+    return f"the interval {why}" if why else None
 
 
 class RunSettings(Experiment):
