@@ -10,11 +10,19 @@ import textwrap
 
 import pytest
 
+from tui_gpt import distributed
 from tui_gpt.checkpoint import read_config
 from tui_gpt.cli import main
+from tui_gpt.distributed import Dist
+from tui_gpt.errors import TuiGptError
 from tui_gpt.session import RunSpec, open_run
 
 STEPS = 5
+OPTS = ["--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "16", "--batch-size", "2"]
+OPTS += ["--dtype", "float32", "--device", "cpu", "--eval-interval", "2", "--eval-iters", "2"]
+# What torchrun sets for the one process of --nproc_per_node=1.
+ONE_PROCESS = {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "1"}
+ONE_PROCESS |= {"MASTER_ADDR": "localhost", "MASTER_PORT": "29500"}
 RANK_SCRIPT = textwrap.dedent(
     """
     import json, sys
@@ -64,15 +72,93 @@ def test_two_ranks_match_one_process(tmp_path, make_spec):
 
 
 def test_a_checkpoint_from_two_ranks_resumes_on_one_and_back(tmp_path, tiny_file, capsys):
-    opts = ["--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "16", "--batch-size", "2"]
-    opts += ["--dtype", "float32", "--device", "cpu", "--eval-interval", "2", "--eval-iters", "2"]
     ck = tmp_path / "ck"
-    r = torchrun(tmp_path, "-m", "tui_gpt", "train", str(tiny_file), "--steps", "2", "--out", str(ck), *opts)
+    r = torchrun(tmp_path, "-m", "tui_gpt", "train", str(tiny_file), "--steps", "2", "--out", str(ck), *OPTS)
     assert r.stdout.strip().splitlines() == [str(ck)]  # rank 0 alone prints and saves
     assert "2 ranks" in r.stderr
     assert json.loads((ck / "trainer.json").read_text())["step"] == 2
-    assert main(["train", "--resume", str(ck), "--steps", "2", *opts]) == 0  # one process
+    assert main(["train", "--resume", str(ck), "--steps", "2", *OPTS]) == 0  # one process
     assert json.loads((ck / "trainer.json").read_text())["step"] == 4
-    torchrun(tmp_path, "-m", "tui_gpt", "train", "--resume", str(ck), "--steps", "1", *opts)
+    torchrun(tmp_path, "-m", "tui_gpt", "train", "--resume", str(ck), "--steps", "1", *OPTS)
     assert json.loads((ck / "trainer.json").read_text())["step"] == 5
     assert read_config(ck)["train"]["batch_size"] == 2
+
+
+@pytest.fixture
+def launch_env(monkeypatch):
+    """Set exactly these launch variables (the tests may themselves run under a launcher)."""
+
+    def set_env(env: dict[str, str]) -> None:
+        for name in (*distributed.TORCHRUN_VARS, "LOCAL_WORLD_SIZE"):
+            monkeypatch.delenv(name, raising=False)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+
+    return set_env
+
+
+@pytest.mark.parametrize(
+    "env, want",
+    [
+        ({}, None),
+        ({"MASTER_ADDR": "host", "MASTER_PORT": "29500"}, None),  # often set globally: not a launch
+        (ONE_PROCESS, Dist(0, 1, 0, 1)),
+        ({**ONE_PROCESS, "RANK": "5", "WORLD_SIZE": "8", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "4"}, Dist(5, 8, 1, 4)),
+        ({k: v for k, v in ONE_PROCESS.items() if k != "LOCAL_WORLD_SIZE"}, Dist(0, 1, 0, 1)),
+    ],
+)
+def test_torchrun_environment(launch_env, env, want):
+    launch_env(env)
+    assert distributed.environment() == want
+    assert distributed.launched() == (want is not None and want.world > 1)
+
+
+@pytest.mark.parametrize(
+    "env, names",
+    [
+        ({"RANK": "1"}, ["RANK set", "WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT"]),  # a stray variable
+        ({"LOCAL_RANK": "0"}, ["LOCAL_RANK set", "RANK, WORLD_SIZE"]),
+        ({k: v for k, v in ONE_PROCESS.items() if k != "MASTER_PORT"}, ["but not MASTER_PORT"]),
+        ({**ONE_PROCESS, "WORLD_SIZE": "abc"}, ["WORLD_SIZE='abc'"]),
+        ({**ONE_PROCESS, "RANK": "-1"}, ["RANK='-1'"]),
+        ({**ONE_PROCESS, "WORLD_SIZE": "1_0"}, ["WORLD_SIZE='1_0'"]),
+        ({**ONE_PROCESS, "WORLD_SIZE": "0"}, ["WORLD_SIZE=0"]),
+        ({**ONE_PROCESS, "RANK": "2", "WORLD_SIZE": "2"}, ["RANK=2 is not below WORLD_SIZE=2"]),
+        ({**ONE_PROCESS, "LOCAL_RANK": "1"}, ["LOCAL_RANK=1"]),
+        ({**ONE_PROCESS, "LOCAL_WORLD_SIZE": "3"}, ["LOCAL_WORLD_SIZE=3"]),
+        ({**ONE_PROCESS, "MASTER_PORT": "70000"}, ["MASTER_PORT=70000"]),
+    ],
+)
+def test_a_partial_or_malformed_torchrun_environment_is_one_line(launch_env, one_line_error, env, names):
+    launch_env(env)
+    with pytest.raises(TuiGptError) as exc:
+        distributed.environment()
+    for name in names:
+        one_line_error(exc.value, name)
+
+
+@pytest.mark.parametrize(
+    "env, name",
+    [
+        ({"RANK": "1"}, "RANK"),  # the issue's case: it trained, printed the path, and saved nothing
+        ({**ONE_PROCESS, "WORLD_SIZE": "abc"}, "WORLD_SIZE"),
+        ({"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0"}, "MASTER_ADDR"),
+    ],
+)
+def test_train_refuses_a_stray_or_broken_launch_before_any_work(tmp_path, tiny_file, capsys, launch_env, env, name):
+    launch_env(env)
+    out = tmp_path / "r1"
+    assert main(["train", str(tiny_file), "--steps", "2", "--out", str(out), *OPTS]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""  # no path: nothing was saved
+    (line,) = captured.err.strip().splitlines()
+    assert line.startswith("tui-gpt: error: torchrun environment: ") and name in line
+    assert not out.exists()
+
+
+def test_torchruns_one_process_environment_trains_and_saves(tmp_path, tiny_file, capsys, launch_env):
+    launch_env(ONE_PROCESS)
+    out = tmp_path / "r1"
+    assert main(["train", str(tiny_file), "--steps", "2", "--out", str(out), *OPTS]) == 0
+    assert capsys.readouterr().out.strip() == str(out)
+    assert json.loads((out / "trainer.json").read_text())["step"] == 2

@@ -17,7 +17,7 @@ from test_engine_cli import TINY
 
 from tui_gpt.checkpoint import load_model, load_trainer
 from tui_gpt.errors import TuiGptError
-from tui_gpt.savedir import LOCK, CheckpointLock, is_writer
+from tui_gpt.savedir import LOCK, CheckpointLock
 from tui_gpt.session import open_run
 
 # ---- SIGKILL at random moments -------------------------------------------------------------------
@@ -224,15 +224,6 @@ def test_a_folder_with_only_a_stale_lock_is_a_fine_place_to_save(tmp_path, fable
     (ck / LOCK).write_text('{"pid": 1, "host": "gone", "cmd": "tui-gpt train"}')
     fables_run.save(ck)
     load_model(ck)
-
-
-def test_only_rank_zero_writes(monkeypatch):
-    monkeypatch.delenv("RANK", raising=False)
-    assert is_writer()
-    monkeypatch.setenv("RANK", "0")
-    assert is_writer()
-    monkeypatch.setenv("RANK", "3")
-    assert not is_writer()
 
 
 def test_a_save_moves_the_lock_with_the_folder(tmp_path, fables_run):

@@ -31,9 +31,53 @@ class Dist:
 SINGLE = Dist()
 
 
+# What torchrun sets in every process it starts. All of them, or none of the first three (one process).
+TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+RANK_VARS = TORCHRUN_VARS[:3]  # any of these alone means a launch was meant; MASTER_* are often set globally
+
+
+_ADVICE = "unset RANK, WORLD_SIZE and LOCAL_RANK to train in one process, or start the run with torchrun"
+
+
+def _whole(name: str, default: int | None = None) -> int:
+    value = os.environ.get(name, "")
+    if not value and default is not None:
+        return default
+    if not (value.isascii() and value.isdigit()):  # int() would take " 1", "+1" and "1_0"
+        raise TuiGptError(f"torchrun environment: {name}={value[:20]!r} is not a whole number (0, 1, 2...); {_ADVICE}")
+    return int(value)
+
+
+def environment() -> Dist | None:
+    """The place torchrun's environment gives this process; None when it sets none of RANK_VARS.
+
+    A partial or malformed one is a one-line error: a stray RANK=1 alone would otherwise make a
+    single process skip every save, and a bad WORLD_SIZE would fail deep inside torch.
+    """
+    missing = [name for name in TORCHRUN_VARS if not os.environ.get(name)]
+    if all(name in missing for name in RANK_VARS):
+        return None
+    if missing:
+        given = ", ".join(name for name in TORCHRUN_VARS if name not in missing)
+        raise TuiGptError(f"torchrun environment: {given} set, but not {', '.join(missing)}; {_ADVICE}")
+    rank, world, local_rank, port = (_whole(name) for name in (*RANK_VARS, "MASTER_PORT"))
+    local_world = _whole("LOCAL_WORLD_SIZE", default=world)  # torchrun sets it; other launchers may not
+    problem = (
+        (world < 1 and f"WORLD_SIZE={world} is not at least 1")
+        or (rank >= world and f"RANK={rank} is not below WORLD_SIZE={world}")
+        or (not 1 <= local_world <= world and f"LOCAL_WORLD_SIZE={local_world} is not between 1 and WORLD_SIZE={world}")
+        or (local_rank >= local_world and f"LOCAL_RANK={local_rank} is not below LOCAL_WORLD_SIZE={local_world}")
+        or (not 1 <= port <= 65535 and f"MASTER_PORT={port} is not a port (1 to 65535)")
+    )
+    if problem:
+        raise TuiGptError(f"torchrun environment: {problem}; {_ADVICE}")
+    return Dist(rank, world, local_rank, local_world)
+
+
 def launched() -> bool:
     """Whether torchrun (or a launcher like it) started this process as one of several."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    env = environment()
+    return env is not None and env.world > 1
 
 
 def current() -> Dist:
@@ -41,25 +85,23 @@ def current() -> Dist:
     if not (dist.is_available() and dist.is_initialized()):
         return SINGLE
     world = dist.get_world_size()
-    return Dist(
-        dist.get_rank(),
-        world,
-        int(os.environ.get("LOCAL_RANK", "0")),
-        int(os.environ.get("LOCAL_WORLD_SIZE", str(world))),
-    )
+    env = environment()
+    return Dist(dist.get_rank(), world, env.local_rank if env else 0, env.local_world if env else world)
 
 
 def setup(device: str = "auto") -> Dist:
     """Join the process group torchrun describes in the environment; a no-op in a single process.
 
-    Returns this process's Dist. On CUDA each rank takes the GPU of its local rank.
+    Returns this process's Dist. On CUDA each rank takes the GPU of its local rank. A partial or
+    malformed torchrun environment is a one-line error (see environment).
     """
-    if not launched():
+    env = environment()
+    if env is None or env.world == 1:  # torchrun with one process needs no process group
         return SINGLE
     if dist.is_initialized():
         return current()
     cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    local_rank = env.local_rank
     if cuda:
         if local_rank >= torch.cuda.device_count():
             raise TuiGptError(

@@ -134,14 +134,6 @@ def read_capped(path: Path, cap: int) -> bytes:
     return data
 
 
-def is_writer() -> bool:
-    """Whether this process writes checkpoints: under torchrun only rank 0 does."""
-    try:
-        return int(os.environ.get("RANK", "0")) == 0
-    except ValueError:
-        return True
-
-
 _held: dict[Path, CheckpointLock] = {}
 
 

@@ -24,7 +24,7 @@ from rich.progress import (
 from rich.table import Table
 
 from tui_gpt.errors import TuiGptError
-from tui_gpt.savedir import CheckpointLock, check_out, is_writer
+from tui_gpt.savedir import CheckpointLock, check_out
 from tui_gpt.session import RunSpec, open_run
 from tui_gpt.settings import DEFAULT_STEPS
 from tui_gpt.visible import visible
@@ -128,9 +128,10 @@ def _say(message: str, where: Console = console) -> None:
 
 
 def _save(run, out: Path, signals: _Signals, where: Console, final: bool = False, why: str = "") -> Path | None:
-    """Save and say what was written, in one line; on failure say why in one line and carry on."""
-    if not is_writer():  # another rank of a torchrun: rank 0 saves
-        return out
+    """Save and say what was written, in one line; on failure say why in one line and carry on.
+
+    Only rank 0 calls it. The path it returns is always one it has just written: never claim a save.
+    """
     with signals.saving(final):
         try:
             path = run.save(out)
@@ -160,7 +161,7 @@ def _open_and_train(args: argparse.Namespace, main: bool) -> int:
     if main:
         out = check_out(out)  # refuse before any work, not at the first save
     # Only rank 0 of a torchrun writes, and holds the folder for the whole run.
-    with CheckpointLock(out) if main and is_writer() else nullcontext(), _Signals() as signals:
+    with CheckpointLock(out) if main else nullcontext(), _Signals() as signals:
         try:
             run = _open(spec)
         except _Stop as stop:
