@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from test_engine_cli import TINY, tui_gpt
 
 from tui_gpt.checkpoint import FILES, load_model
+from tui_gpt.cli import main
 from tui_gpt.errors import TuiGptError
-from tui_gpt.savedir import LOCK, check_out
+from tui_gpt.savedir import LOCK, CheckpointLock, check_out
 
 
 def tree(folder: Path) -> dict[str, bytes]:
@@ -112,3 +115,70 @@ def test_the_app_refuses_a_foreign_out_before_it_opens(tmp_path, foreign):
     assert r.stderr.startswith("tui-gpt: error:") and len(r.stderr.splitlines()) == 1, r.stderr
     assert "not a tui-gpt checkpoint" in r.stderr
     assert tree(foreign) == before
+
+
+# ---- export reads a checkpoint under its lock, and never writes into one --------------------------
+HOLD_LOCK = "import sys\nfrom tui_gpt.savedir import CheckpointLock\nwith CheckpointLock(sys.argv[1]):\n"
+HOLD_LOCK += "    print('locked', flush=True)\n    sys.stdin.read()"
+
+
+def ours(ck: Path) -> dict[str, bytes]:
+    """The checkpoint's files but its lock, whose text names the latest holder."""
+    return {name: data for name, data in tree(ck).items() if name != LOCK}
+
+
+def test_export_of_a_checkpoint_another_process_writes_is_one_line_and_writes_nothing(tmp_path, fables_run, capsys):
+    ck = fables_run.save(tmp_path / "run")
+    before = ours(ck)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(ck)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        assert main(["export", str(ck), str(tmp_path / "hf")]) == 2
+    finally:
+        holder.communicate(timeout=60)  # its stdin closes: it lets go of the lock
+    err = capsys.readouterr().err
+    assert err.startswith("tui-gpt: error: ") and len(err.splitlines()) == 1, err
+    assert f"in use by pid {holder.pid}" in err
+    assert sorted(os.listdir(tmp_path)) == ["run"]  # no OUT, no .hf.export-* temp folder
+    assert ours(ck) == before
+    assert main(["export", str(ck), str(tmp_path / "hf")]) == 0  # once it is free
+    assert CheckpointLock.held(ck) is None  # and export let go of it
+    fables_run.save(ck)
+
+
+@pytest.mark.parametrize(
+    "where, says",
+    [
+        ("run/hf", "inside the checkpoint"),
+        ("run/a/b", "inside the checkpoint"),
+        ("run", "is or holds the checkpoint"),
+        (".", "is or holds the checkpoint"),
+        ("other/hf", "inside the checkpoint"),
+        ("fresh/hf", "inside the checkpoint"),  # a run that holds its folder and has not saved yet
+    ],
+)
+def test_export_never_writes_in_or_over_a_checkpoint(tmp_path, fables_run, capsys, monkeypatch, where, says):
+    ck = fables_run.save(tmp_path / "run")
+    fables_run.save(tmp_path / "other")
+    (tmp_path / "fresh").mkdir()
+    (tmp_path / "fresh" / LOCK).write_text("{}")
+    before = tree(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", str(ck), where]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tui-gpt: error: ") and len(err.splitlines()) == 1 and says in err, err
+    assert tree(tmp_path) == before
+    assert sorted(os.listdir(tmp_path)) == ["fresh", "other", "run"]
+    fables_run.save(ck)  # the run still saves
+    load_model(ck)
+
+
+def test_export_reads_a_checkpoint_no_save_can_write_without_its_lock(tmp_path, fables_run, capsys):
+    ck = fables_run.save(tmp_path / "run")
+    (ck / "hf").mkdir()  # what an export into the checkpoint left before: every save there is refused
+    assert main(["export", str(ck), str(tmp_path / "hf")]) == 0
+    assert main(["export", str(tmp_path / "gone"), str(tmp_path / "hf2")]) == 2
+    assert "no such checkpoint" in capsys.readouterr().err
+    assert not (tmp_path / "gone").exists()  # taking a lock would have created it

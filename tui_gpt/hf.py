@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tui_gpt.errors import TuiGptError
+from tui_gpt.savedir import checkpoint_around, reading
 
 if TYPE_CHECKING:  # torch loads on first use: the app checks --model before its first paint
     import torch
@@ -372,10 +373,12 @@ def export(ckpt: str | Path, out: str | Path) -> Path:
     from tui_gpt.checkpoint import load_model
     from tui_gpt.tokenizer import EOT, UNK
 
-    out = Path(out).expanduser()
+    ckpt, out = Path(ckpt).expanduser(), Path(out).expanduser()
+    _check_outside(ckpt, out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise TuiGptError(f"{out}: exists and is not empty; export writes a new folder")
-    model, tokenizer, _ = load_model(Path(ckpt))
+    with reading(ckpt):  # a consistent snapshot: no save of a running train swaps files mid-read
+        model, tokenizer, _ = load_model(ckpt)
     c = model.config
     if not c.causal:
         raise TuiGptError(f"{ckpt}: trained without the causal mask; GPT-2 is always causal, so it cannot be exported")
@@ -406,6 +409,18 @@ def export(ckpt: str | Path, out: str | Path) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _check_outside(ckpt: Path, out: Path) -> None:
+    """Refuse an OUT that is, holds or sits in a checkpoint: any file there not its own stops every later save."""
+    target, ck = out.resolve(), ckpt.resolve()
+    if target == ck or target in ck.parents:
+        raise TuiGptError(f"{out}: is or holds the checkpoint {ckpt}; export writes a new folder outside it")
+    holder = ck if ck in target.parents else checkpoint_around(target)
+    if holder is not None:
+        raise TuiGptError(
+            f"{out}: inside the checkpoint {holder}, where it would stop every later save; export outside it"
+        )
 
 
 def _write_json(path: Path, obj: object) -> None:

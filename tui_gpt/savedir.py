@@ -14,7 +14,7 @@ import socket
 import stat
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from tui_gpt.errors import TuiGptError
@@ -42,6 +42,15 @@ def is_checkpoint_dir(path: Path) -> bool:
         return json.loads(read_capped(path / "config.json", MB)).get("format") == FORMAT
     except (OSError, TuiGptError, ValueError, AttributeError):
         return False
+
+
+def checkpoint_around(path: Path) -> Path | None:
+    """The checkpoint folder that is `path` or holds it, if any; one with only our lock (a run not yet saved) counts."""
+    path = Path(path).expanduser().resolve()
+    for folder in (path, *path.parents):
+        if is_checkpoint_dir(folder) or ((folder / LOCK).is_file() and _only_ours(folder)):
+            return folder
+    return None
 
 
 def check_out(out: Path) -> Path:
@@ -145,8 +154,9 @@ class CheckpointLock:
     file into the new folder as a hard link, so the lock survives the swap of folders.
     """
 
-    def __init__(self, out: Path) -> None:
+    def __init__(self, out: Path, advice: str = "wait for it or pass --out another folder") -> None:
         self.out = Path(out).expanduser().resolve()
+        self.advice = advice  # what to do when another process holds it
         self.fd: int | None = None
         self.depth = 0
 
@@ -177,7 +187,7 @@ class CheckpointLock:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 os.close(fd)
-                raise TuiGptError(f"{self.out}: {_holder(path)}; wait for it or pass --out another folder") from None
+                raise TuiGptError(f"{self.out}: {_holder(path)}; {self.advice}") from None
             try:
                 same = os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
             except OSError:
@@ -206,7 +216,7 @@ class CheckpointLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise TuiGptError(f"{self.out}: {_holder(old)}; wait for it or pass --out another folder") from None
+            raise TuiGptError(f"{self.out}: {_holder(old)}; {self.advice}") from None
         finally:
             os.close(fd)
 
@@ -224,6 +234,30 @@ class CheckpointLock:
         os.close(self.fd)
         self.fd = None
         _held.pop(self.out, None)
+
+
+@contextmanager
+def reading(ckpt: Path) -> Iterator[None]:
+    """Hold checkpoint `ckpt` still while it is read, so that no save swaps or deletes its files meanwhile.
+
+    Takes its CheckpointLock: a run writing there is the lock's usual one line naming it. A folder
+    that no save can write needs none (and taking it could fail or create the folder): see _saveable.
+    """
+    folder = Path(ckpt).expanduser().resolve()
+    with CheckpointLock(folder, advice="wait for it to finish") if _saveable(folder) else nullcontext():
+        yield
+
+
+def _saveable(folder: Path) -> bool:
+    """Whether a save could write `folder` now: it exists (or waits aside), is writable and check_out takes it."""
+    here = folder if folder.is_dir() else folder.parent
+    if not (folder.is_dir() or aside(folder).is_dir()) or not os.access(here, os.W_OK):
+        return False  # missing (loading says so), or read-only: no save can swap files under a reader
+    try:
+        check_out(folder)
+    except TuiGptError:
+        return False  # foreign files or a foreign folder aside: every save there is refused too
+    return True
 
 
 def _holder(path: Path) -> str:
