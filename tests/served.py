@@ -49,17 +49,22 @@ def status(url: str) -> int:
         return 0
 
 
-def children(pid: int) -> list[int]:
-    """The processes whose parent is `pid`, read from /proc."""
-    kids = []
+def _processes(field: int, value: int) -> list[int]:
+    """Live processes whose /proc stat `field` (after the name: 1 ppid, 2 process group) is `value`."""
+    found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             after_name = stat.read_text().rsplit(")", 1)[1].split()  # the name may hold spaces and ')'
         except (OSError, IndexError):
             continue
-        if int(after_name[1]) == pid:
-            kids.append(int(stat.parent.name))
-    return kids
+        if int(after_name[field]) == value and after_name[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is `pid`."""
+    return _processes(1, pid)
 
 
 @dataclass
@@ -77,15 +82,23 @@ class Served:
     def children(self) -> list[int]:
         return children(self.proc.pid)
 
+    def sessions(self) -> list[int]:
+        """Every process the server started, also once it is gone: its process group but itself."""
+        return [pid for pid in _processes(2, self.proc.pid) if pid != self.proc.pid]
+
     def stop(self) -> None:
-        """End the server and whatever it started (its own process group)."""
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
+        """End the server and whatever it started: its process group, which outlives a dead server."""
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:  # nothing of the group is left
+                break
+            try:
+                self.proc.wait(timeout=10)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        self.proc.wait(timeout=10)
 
 
 def start_serve(tmp_path: Path, app_args: Sequence[str]) -> Served:

@@ -1,12 +1,18 @@
 """`tui-gpt serve` through a raw websocket, as another web page (or a script) would reach it.
 
 Only a client with the printed URL's token and the page's own origin gets a session; anything
-else is refused with 403 before a tui-gpt process starts. Skips where textual-serve is missing.
+else is refused with 403 before a tui-gpt process starts. A session whose socket closes (the tab
+was closed, or the server died) saves its run, as a terminal's hang-up does. Skips where textual-serve is missing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import re
+import signal
+import time
 import urllib.request
 from http.cookies import Morsel
 from pathlib import Path
@@ -17,6 +23,9 @@ from served import Served, start_serve, status, wait
 pytest.importorskip("textual_serve")
 aiohttp = pytest.importorskip("aiohttp")
 
+# Escape sequences and control codes in the app's screen data, to read its text.
+ESCAPES = re.compile(r"\x1b\[[0-9;?<>=]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[()][0-9A-Za-z]|\x1b.")
+STEP = re.compile(r"step ([\d,]+)")
 APP_ARGS = ["--n-layer", "1", "--n-head", "2", "--n-embd", "32", "--block-size", "32"]
 
 
@@ -92,3 +101,37 @@ def test_the_printed_url_opens_a_session(served: Served):
     log = served.log.read_text()
     assert "/?token=…" in log  # the request log blanks it
     assert served.token not in log.replace(served.url, ""), "the token was printed twice"
+
+
+async def _train_then_lose(served: Served, steps: int, kill_server: bool) -> int:
+    """Open a session, read its screen until it shows `steps` steps trained, then lose it.
+
+    Either the socket closes, as when the tab is closed, or the server is killed outright.
+    """
+    ws_url = f"ws://127.0.0.1:{served.port}/ws?token={served.token}&width=160&height=48"
+    screen = ""
+    async with aiohttp.ClientSession() as session, session.ws_connect(ws_url, headers={"Origin": served.origin}) as ws:
+        deadline = time.monotonic() + 25
+        while time.monotonic() < deadline:
+            msg = await ws.receive(timeout=deadline - time.monotonic())
+            if msg.type != aiohttp.WSMsgType.BINARY:
+                continue
+            screen = (screen + ESCAPES.sub("", msg.data.decode("utf-8", "replace")))[-4000:]
+            seen = [int(n.replace(",", "")) for n in STEP.findall(screen)]
+            if seen and max(seen) >= steps:
+                if kill_server:  # the app's stdin then just ends
+                    os.kill(served.proc.pid, signal.SIGKILL)
+                return max(seen)  # leaving the block closes the socket
+    raise AssertionError(f"the screen never showed step {steps}: {screen[-500:]!r}")
+
+
+@pytest.mark.parametrize("kill_server", [False, True], ids=["the tab closes", "the server is killed"])
+def test_losing_the_browser_saves_the_run(served: Served, tmp_path: Path, kill_server: bool):
+    from tui_gpt.checkpoint import load_model
+
+    seen = asyncio.run(_train_then_lose(served, steps=20, kill_server=kill_server))
+    wait("the session's processes to save and end", lambda: not served.sessions(), timeout=20)
+    out = tmp_path / "run"
+    assert json.loads((out / "trainer.json").read_text())["step"] >= seen
+    model, _, config = load_model(out)
+    assert config["model"]["n_embd"] == 32 and sum(p.numel() for p in model.parameters()) > 0

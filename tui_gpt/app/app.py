@@ -10,6 +10,7 @@ from typing import Any
 from textual import events, on
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
+from textual.driver import Driver
 from textual.geometry import Size
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static
@@ -22,6 +23,7 @@ from tui_gpt.app.probes import Probes
 from tui_gpt.app.quitting import Quitting
 from tui_gpt.app.router import Router
 from tui_gpt.app.run_status import RunStatus
+from tui_gpt.app.served import HungUp, served_driver
 from tui_gpt.app.widgets.attention import AttentionMap
 from tui_gpt.app.widgets.playground import Playground
 from tui_gpt.app.widgets.prompt import PromptInput
@@ -275,6 +277,12 @@ class GPTApp(App[None]):
     def _on_signal(self, sig: int) -> None:
         self.signalled = sig
         self.call_later(self.action_quit)
+
+    def on_hung_up(self, message: HungUp) -> None:
+        self._on_signal(signal.SIGHUP)  # a served tab closed: the same save and exit as a terminal's hang-up
+
+    def get_driver_class(self) -> type[Driver]:
+        return served_driver(super().get_driver_class())
 
     def exit(self, *args: Any, **kwargs: Any) -> None:
         self.leaving = True

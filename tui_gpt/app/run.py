@@ -27,11 +27,16 @@ def run_app(args: argparse.Namespace) -> int:
     app.run()
     if app.return_code:  # the app crashed: Textual has printed the traceback
         return app.return_code
+    # Served, stdout is textual-serve's packet pipe; it shows our stderr in its own log.
+    stream = sys.stderr if served else sys.stdout
     try:  # after a hang-up there may be no terminal left to print on
         if app.final_save is not None:
-            print(f"tui-gpt: saved step {app.final_save.step} to {out}; continue with: tui-gpt --resume {out}")
+            print(
+                f"tui-gpt: saved step {app.final_save.step} to {out}; continue with: tui-gpt --resume {out}",
+                file=stream,
+            )
         else:
-            print("tui-gpt: nothing new to save")
+            print("tui-gpt: nothing new to save", file=stream)
     except OSError:
         pass
     return 128 + app.signalled if app.signalled else 0
