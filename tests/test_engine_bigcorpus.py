@@ -219,7 +219,8 @@ def test_second_open_hits_the_cache_and_changes_invalidate_it(cache, tmp_path, t
     assert not [p for p in cache.iterdir() if ".tmp-" in p.name]
 
     path.write_text(text[:50_000].replace("the", "thy"), encoding="utf-8")  # same size, new content
-    changed = TokenData.build(load_corpus([str(path)]), tok)
+    corpus = load_corpus([str(path)])  # the old one's scan no longer matches the file
+    changed = TokenData.build(corpus, tok)
     assert len(entries(cache)) == 2 and changed.train.tolist() != first.train.tolist()
 
     other = TextTokenizer.train("bpe", corpus.texts, 300)
@@ -277,3 +278,43 @@ def test_batches_from_the_memory_map_equal_batches_from_a_tensor(cache, tiny_fil
         a = get_batch(data.train, 4, T, torch.Generator().manual_seed(3))
         b = get_batch(as_tensor, 4, T, torch.Generator().manual_seed(3))
         assert all(x.dtype == torch.long and torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+def test_text_overwritten_while_tokenized_never_serves_a_later_run_the_other_text(
+    cache, tmp_path, monkeypatch, tiny_text, one_line_error
+):
+    # Issue #15 row 6: the text is rewritten in place after the tokenizer has read its first block.
+    path = tmp_path / "t.txt"
+    original = tiny_text * 10  # several blocks of 1000 bytes
+    other = "".join(reversed(original))  # same characters, so the char tokenizer knows them all
+    path.write_text(original, encoding="utf-8")
+    corpus = load_corpus([str(path)])
+    tok = TextTokenizer.train("char", [], alphabet=corpus.alphabet)
+    blocks = Document.blocks
+    read: list[bytes] = []
+
+    def rewritten_after_the_first_block(self, size=1000):
+        for i, (text, raw) in enumerate(blocks(self, size)):
+            read.append(raw)
+            yield text, raw
+            if i == 0:
+                path.write_text(other, encoding="utf-8")  # same inode: the open file reads on into it
+
+    with monkeypatch.context() as m:
+        m.setattr(Document, "blocks", rewritten_after_the_first_block)
+        with pytest.raises(TuiGptError) as info:
+            TokenData.build(corpus, tok)
+    assert "changed while" in one_line_error(info.value, str(path))
+    assert not [p for p in cache.iterdir() if ".tmp-" in p.name]
+    # What was tokenized is stored under the key of the bytes tokenized: a later run on them maps it.
+    [entry] = entries(cache)
+    tokenized = b"".join(read).decode("utf-8")
+    assert tokenized != original
+    inode = entry.stat().st_ino
+    hit = TokenData.build(Corpus("as read", (Document("as read", tokenized),)), tok)
+    assert entries(cache) == [entry] and entry.stat().st_ino == inode
+    assert (hit.train.tolist(), hit.val.tolist()) == todays_splits(tok, [tokenized])
+
+    path.write_text(original, encoding="utf-8")  # the original is back: a later run trains on it
+    again = TokenData.build(load_corpus([str(path)]), tok)
+    assert (again.train.tolist(), again.val.tolist()) == todays_splits(tok, [original])

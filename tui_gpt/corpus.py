@@ -10,7 +10,7 @@ from __future__ import annotations
 import codecs
 import hashlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -191,10 +191,7 @@ class Corpus:
     @cached_property
     def digest(self) -> str:
         """A hash of the documents' texts in order: what the tokens depend on."""
-        h = hashlib.sha256()
-        for d in self.documents:
-            h.update(d.scanned.digest)
-        return h.hexdigest()
+        return combined_digest(d.scanned.digest for d in self.documents)
 
     @property
     def texts(self) -> list[str]:
@@ -217,6 +214,14 @@ class Corpus:
                     break
                 at -= d.size
         return [t for t in out if t]
+
+
+def combined_digest(digests: Iterable[bytes]) -> str:
+    """The corpus digest from its documents' SHA-256 digests, in order."""
+    h = hashlib.sha256()
+    for d in digests:
+        h.update(d)
+    return h.hexdigest()
 
 
 def _lines_at(doc: Document, at: int, want: int) -> str:

@@ -6,6 +6,7 @@ a batch copies only its own windows, so a corpus of any size costs little memory
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -13,7 +14,7 @@ import numpy as np
 import torch
 
 from tui_gpt import tokencache
-from tui_gpt.corpus import Corpus
+from tui_gpt.corpus import Corpus, Document, combined_digest
 from tui_gpt.errors import TuiGptError
 from tui_gpt.tokenizer import LINE_MAX, TextTokenizer
 
@@ -43,7 +44,7 @@ class TokenData:
         `progress` gets (bytes done, bytes in all).
         """
         dtype = tokenizer.dtype
-        key = tokencache.cache_key(corpus.digest, tokenizer.hf.to_str(), VAL_FRACTION, LINE_MAX)
+        key = _key(corpus.digest, tokenizer)
         total = corpus.size
         cached = tokencache.load(key, dtype)
         if cached is None:
@@ -51,20 +52,33 @@ class TokenData:
             need = (total + 2 * len(corpus.documents)) * dtype.itemsize
             done = 0
 
-            def counted(blocks: Iterator[tuple[str, bytes]]) -> Iterator[str]:
+            def counted(blocks: Iterator[tuple[str, bytes]], hash_bytes: Callable[[bytes], object]) -> Iterator[str]:
                 nonlocal done
                 for text, raw in blocks:
+                    hash_bytes(raw)  # the very bytes tokenized: a file rewritten since its scan shows here
                     yield text
                     done += len(raw)
                     if progress:
                         progress(done, total)
 
+            digests: list[bytes] = []
+            changed: Document | None = None
             with tokencache.Writer(key, dtype, tokenizer.eot_id, VAL_FRACTION, need) as w:
                 for doc in corpus.documents:
-                    for part in tokenizer.encode_stream(counted(doc.blocks())):
-                        w.add(part)
+                    h = hashlib.sha256()
+                    try:
+                        for part in tokenizer.encode_stream(counted(doc.blocks(), h.update)):
+                            w.add(part)
+                    except UnicodeDecodeError:  # it was UTF-8 when scanned
+                        raise _changed(doc) from None
                     w.end_document()
-                cached = w.commit()
+                    digests.append(h.digest())
+                    if changed is None and digests[-1] != doc.scanned.digest:
+                        changed = doc
+                # Stored under the key of the bytes tokenized, so a later run on the scanned text never gets them.
+                cached = w.commit(_key(combined_digest(digests), tokenizer))
+            if changed is not None:
+                raise _changed(changed)
         elif progress:
             progress(total, total)
         data = cls(*cached)
@@ -77,6 +91,17 @@ class TokenData:
 
     def split(self, name: str) -> np.ndarray:
         return self.train if name == "train" else self.val
+
+
+def _key(corpus_digest: str, tokenizer: TextTokenizer) -> str:
+    return tokencache.cache_key(corpus_digest, tokenizer.hf.to_str(), VAL_FRACTION, LINE_MAX)
+
+
+def _changed(doc: Document) -> TuiGptError:
+    return TuiGptError(
+        f"{doc.name}: changed while it was being tokenized, so nothing trained on it; "
+        "run again once nothing writes to it"
+    )
 
 
 def ids(data: Ids, start: int = 0, stop: int | None = None) -> torch.Tensor:

@@ -168,8 +168,11 @@ class Writer:
         self.n_train -= n_val
         self.n_val += n_val
 
-    def commit(self) -> tuple[np.ndarray, np.ndarray]:
-        """Join the splits, write the header, rename into place; returns the memory-mapped ids."""
+    def commit(self, key: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Join the splits, write the header, rename into place (under `key` if given: the key of the
+        text actually written, when it is not the one looked up); returns the memory-mapped ids."""
+        if key is not None:
+            self.key = key
         size = self.dtype.itemsize
         self.v.flush()
         self.v.seek(0)
