@@ -318,3 +318,50 @@ def test_text_overwritten_while_tokenized_never_serves_a_later_run_the_other_tex
     path.write_text(original, encoding="utf-8")  # the original is back: a later run trains on it
     again = TokenData.build(load_corpus([str(path)]), tok)
     assert (again.train.tolist(), again.val.tolist()) == todays_splits(tok, [original])
+
+
+BUILD = """
+import sys
+import numpy as np
+from tui_gpt import tokencache
+w = tokencache.Writer("ab" * 20, np.dtype(np.uint16), 0, 0.1, 0)
+w.add(np.arange(100, dtype=np.uint16))
+print(w.tmp.name, flush=True)
+sys.stdin.readline()
+w.end_document()
+w.commit()
+"""
+
+
+def test_a_killed_cache_build_leaves_nothing_behind_and_a_live_one_is_left_alone(cache, tiny_file):
+    # Issue #15 row 12: a killed build left its .tokens.tmp-* and .val.tmp-* files forever.
+    def build() -> subprocess.Popen:
+        p = subprocess.Popen([sys.executable, "-c", BUILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert ".tokens.tmp-" in p.stdout.readline()  # its temp files exist
+        return p
+
+    def temps() -> list[str]:
+        return sorted(p.name for p in cache.iterdir() if ".tmp-" in p.name)
+
+    killed, live = build(), build()
+    killed.kill()
+    killed.wait()
+    assert len(temps()) == 4
+    (cache / "notes.txt.tmp-1").write_text("not ours")
+    tok = TextTokenizer.train("char", [tiny_file.read_text(encoding="utf-8")])
+    TokenData.build(load_corpus([str(tiny_file)]), tok)  # the next run, while another process builds
+    assert len(temps()) == 5  # nothing removed: any of them may be the live build's
+    live.communicate("\n", timeout=60)
+    assert live.returncode == 0 and (cache / f"{'ab' * 20}.tokens").is_file()
+
+    TokenData.build(load_corpus([str(tiny_file)]), tok)  # a cache hit, with no build live
+    assert temps() == ["notes.txt.tmp-1"]
+
+
+def test_a_cache_lock_held_too_long_is_one_line(cache, monkeypatch, one_line_error):
+    cache.mkdir()
+    monkeypatch.setattr(tokencache, "LOCK_WAIT_SECONDS", 0.2)
+    with tokencache._folder_lock(cache, exclusive=True), pytest.raises(TuiGptError) as info:
+        tokencache.Writer("cd" * 20, np.dtype(np.uint16), 0, 0.1, 0)
+    one_line_error(info.value, str(cache))
+    assert [p.name for p in cache.iterdir()] == [tokencache.LOCK]

@@ -5,17 +5,24 @@ the vocabulary fits, else uint32. It is written under a temporary name and renam
 place, and read back only if its header, size and checksum all agree; anything else is
 deleted and rebuilt. The folder is $TUI_GPT_CACHE, else $XDG_CACHE_HOME/tui-gpt/tokens,
 else ~/.cache/tui-gpt/tokens.
+
+Builds hold the folder's `.lock` shared; the temp files of a killed build are removed by the next
+run that can hold it alone, as a checkpoint's save removes the temp folders of killed saves.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
+import re
 import shutil
 import struct
+import time
 import uuid
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +35,9 @@ HEADER = struct.Struct("<16sBxxxxxxxQQI12x")  # magic, itemsize, n_train, n_val,
 HEADER_BYTES = 64
 COPY_BYTES = 8 << 20
 KEEP_BYTES = 20 * 10**9  # older entries beyond this much are removed, least recently used first
+LOCK = ".lock"
+TEMP = re.compile(r"[0-9a-f]{40}\.(tokens|val)\.tmp-\d+-[0-9a-f]{8}")  # a Writer's temp files, no one else's
+LOCK_WAIT_SECONDS = 10.0
 
 
 def cache_dir() -> Path:
@@ -67,9 +77,58 @@ def _checksum(f, start: int, length: int) -> int:
     return crc
 
 
+@contextlib.contextmanager
+def _folder_lock(folder: Path, exclusive: bool, wait: float = 0.0) -> Iterator[bool]:
+    """Hold the cache folder's flock for the block, trying for up to `wait` seconds; the kernel drops
+    it with its holder, so a killed build holds nothing.
+
+    Yields False where there is no lock to be had (a read-only folder, no flock); raises
+    BlockingIOError while other processes hold it.
+    """
+    try:
+        fd = os.open(folder / LOCK, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError:
+        yield False
+        return
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+                held = True
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.05)
+                continue
+            except OSError:
+                held = False
+            break
+        yield held
+    finally:
+        os.close(fd)
+
+
+def remove_orphans() -> None:
+    """Delete the temp files of cache builds that were killed; never while a build is live."""
+    folder = cache_dir()
+    try:
+        orphans = [p for p in folder.glob("*.tmp-*") if TEMP.fullmatch(p.name)]
+    except OSError:
+        return
+    if not orphans:
+        return
+    # A live build, in another process or this one, holds the lock shared: its files may be among these.
+    with contextlib.suppress(BlockingIOError), _folder_lock(folder, exclusive=True) as alone:
+        for p in orphans if alone else ():
+            with contextlib.suppress(OSError):
+                p.unlink(missing_ok=True)
+
+
 def load(key: str, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray] | None:
     """The (train, val) ids cached under `key` as read-only memory maps, or None if there is no
-    sound entry (a damaged one is removed)."""
+    sound entry (a damaged one is removed). Removes what killed builds left first."""
+    remove_orphans()
     path = _path(key)
     try:
         with open(path, "rb") as f:
@@ -122,6 +181,15 @@ class Writer:
                 f"set TUI_GPT_CACHE to a writable folder"
             ) from None
         check_space(folder, need_bytes, free)
+        # Shared while we write: remove_orphans, which needs it alone, never takes our temp files.
+        self._held = contextlib.ExitStack()
+        try:
+            self._held.enter_context(_folder_lock(folder, exclusive=False, wait=LOCK_WAIT_SECONDS))
+        except BlockingIOError:
+            raise TuiGptError(
+                f"{folder / LOCK}: held by another process for over {LOCK_WAIT_SECONDS:.0f} s; "
+                "try again, or set TUI_GPT_CACHE to another folder"
+            ) from None
         tag = f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.tmp = folder / f"{key}.tokens{tag}"
         self.tmp_val = folder / f"{key}.val{tag}"
@@ -194,6 +262,7 @@ class Writer:
             f.close()
         self.tmp.unlink(missing_ok=True)
         self.tmp_val.unlink(missing_ok=True)
+        self._held.close()
 
 
 def check_space(folder: Path, need: int, free: int) -> None:
