@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import queue
 import random
 import subprocess
 import sys
@@ -15,8 +18,11 @@ from tui_gpt import tokencache
 from tui_gpt.corpus import Corpus, Document, load_corpus
 from tui_gpt.dataset import VAL_FRACTION, TokenData, get_batch
 from tui_gpt.errors import TuiGptError
+from tui_gpt.protocol import Saved
 from tui_gpt.session import open_run
 from tui_gpt.tokenizer import KINDS, LINE_MAX, TextTokenizer, stream_lines
+from tui_gpt.trainer import Trainer
+from tui_gpt.worker import TrainerLoop
 
 SHAKESPEARE = Path("/work/shared/data/tinyshakespeare.txt")
 MIXED = (
@@ -140,13 +146,17 @@ def write_docs(folder: Path, texts: list[str]) -> list[str]:
     return [str(folder)]
 
 
-def test_token_data_from_files_equals_todays_splits(tmp_path, tok, text):
+@pytest.mark.parametrize("mapped", [False, True])
+def test_token_data_from_files_equals_todays_splits(cache, tmp_path, tok, text, monkeypatch, mapped):
+    if mapped:  # as a cache over tokencache.PRIVATE_BYTES is
+        monkeypatch.setattr(tokencache, "PRIVATE_BYTES", 0)
     texts = [text[:100_000], "\ufeffA short one.\n", text[100_000:]]
     corpus = load_corpus(write_docs(tmp_path / "docs", texts))
-    data = TokenData.build(corpus, tok)
     train, val = todays_splits(tok, [t.removeprefix("\ufeff") for t in texts])
-    assert data.train.tolist() == train and data.val.tolist() == val
-    assert isinstance(data.train, np.memmap) and data.train.dtype == np.uint16
+    for data in (TokenData.build(corpus, tok), TokenData.build(corpus, tok)):  # built, then read back
+        assert data.train.tolist() == train and data.val.tolist() == val
+        assert isinstance(data.train, np.memmap) == mapped and (data.source is not None) == mapped
+        assert data.train.dtype == np.uint16 and not data.train.flags.writeable
 
 
 def test_loading_scans_chars_and_alphabet(tmp_path):
@@ -365,3 +375,104 @@ def test_a_cache_lock_held_too_long_is_one_line(cache, monkeypatch, one_line_err
         tokencache.Writer("cd" * 20, np.dtype(np.uint16), 0, 0.1, 0)
     one_line_error(info.value, str(cache))
     assert [p.name for p in cache.iterdir()] == [tokencache.LOCK]
+
+
+# ---- a cache file cut short under a run (issue #15 row 14: SIGBUS, exit 135) ---------------------
+
+
+@pytest.fixture
+def pages_of_ids(tmp_path, tiny_text) -> Path:
+    """A text whose ids span many pages: reading a mapped page wholly past a file's end is what raises SIGBUS."""
+    path = tmp_path / "pages.txt"
+    path.write_text(tiny_text * 30, encoding="utf-8")  # 27 KB: about 12 pages of uint16 ids
+    return path
+
+
+def test_a_cache_file_cut_between_its_check_and_its_mapping_is_rebuilt(cache, tiny_file, monkeypatch):
+    monkeypatch.setattr(tokencache, "PRIVATE_BYTES", 0)
+    corpus = load_corpus([str(tiny_file)])
+    tok = TextTokenizer.train("char", corpus.texts)
+    good = TokenData.build(corpus, tok)
+    want = (good.train.tolist(), good.val.tolist())
+    del good
+    read = tokencache._read
+
+    def read_then_cut(f, length, keep):
+        out = read(f, length, keep)
+        os.truncate(f.name, tokencache.HEADER_BYTES + 10)
+        return out
+
+    with monkeypatch.context() as m:
+        m.setattr(tokencache, "_read", read_then_cut)
+        assert tokencache.load(entries(cache)[0].stem, tok.dtype) is None
+    assert entries(cache) == []
+    again = TokenData.build(load_corpus([str(tiny_file)]), tok)
+    assert (again.train.tolist(), again.val.tolist()) == want
+
+
+def test_a_small_cache_is_read_into_memory_so_cutting_its_file_cannot_touch_the_run(cache, pages_of_ids, make_spec):
+    run = open_run(make_spec([str(pages_of_ids)]))
+    assert run.data.source is None and not isinstance(run.data.train, np.memmap)
+    before = run.data.train.tolist()
+    [entry] = entries(cache)
+    os.truncate(entry, tokencache.HEADER_BYTES)
+    for _ in range(3):
+        run.trainer.train_step()
+    assert run.data.train.tolist() == before
+    again = open_run(make_spec([str(pages_of_ids)]))  # the next run finds the cut file and rebuilds it
+    assert again.data.train.tolist() == before and entry.stat().st_size > tokencache.HEADER_BYTES
+
+
+CUT_AT_STEP_5 = """
+import os, sys
+from tui_gpt import cli, tokencache
+from tui_gpt.trainer import Trainer
+
+tokencache.PRIVATE_BYTES = 0  # mapped, as a cache over 256 MB is
+step = Trainer.train_step
+
+def cut_at_step_5(self):
+    if self.step == 5:
+        os.truncate(self.data.source.path, tokencache.HEADER_BYTES + 8)
+    return step(self)
+
+Trainer.train_step = cut_at_step_5
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_a_mapped_cache_cut_under_a_train_run_is_one_line_and_the_run_saves(cache, tmp_path, pages_of_ids):
+    out = tmp_path / "run"
+    argv = [sys.executable, "-c", CUT_AT_STEP_5, "train", str(pages_of_ids), "--steps", "40", "--out", str(out)]
+    argv += ["--n-layer", "1", "--n-embd", "16", "--n-head", "2", "--block-size", "16", "--batch-size", "4"]
+    argv += ["--eval-interval", "0", "--dtype", "float32", "--threads", "1", "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "1000"}
+    r = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 1, r.stderr  # not 135 (SIGBUS) or -7
+    [line] = [ln for ln in r.stderr.splitlines() if "cut to" in ln]
+    assert "while this run read it" in line and f"saved step 5 to {out}" in line
+    assert "Traceback" not in r.stderr and r.stdout.strip() == str(out)
+    assert json.loads((out / "trainer.json").read_text())["step"] == 5
+
+
+def test_a_mapped_cache_cut_under_the_app_s_trainer_saves_and_stops_in_one_line(
+    cache, tmp_path, pages_of_ids, make_spec, monkeypatch, one_line_error
+):
+    monkeypatch.setattr(tokencache, "PRIVATE_BYTES", 0)
+    step = Trainer.train_step
+
+    def cut_at_step_5(self):
+        if self.step == 5:
+            os.truncate(self.data.source.path, tokencache.HEADER_BYTES + 8)
+        return step(self)
+
+    monkeypatch.setattr(Trainer, "train_step", cut_at_step_5)
+    events: queue.Queue = queue.Queue()
+    loop = TrainerLoop(make_spec([str(pages_of_ids)]), queue.Queue(), events, out=str(tmp_path / "run"))
+    with pytest.raises(TuiGptError) as info:
+        loop.loop()
+    assert f"saved step 5 to {tmp_path / 'run'}" in one_line_error(info.value, "cut to")
+    sent = []
+    while not events.empty():
+        sent.append(events.get())
+    assert [ev.step for ev in sent if isinstance(ev, Saved)] == [5]

@@ -1,7 +1,8 @@
 """Token streams for training and validation, and random batches drawn from them.
 
-The streams are read-only numpy arrays memory-mapped from the token cache (see tokencache):
-a batch copies only its own windows, so a corpus of any size costs little memory.
+The streams are read-only numpy arrays from the token cache (see tokencache): a small cache in
+memory, a large one memory-mapped, so that a batch copies only its own windows and a corpus of
+any size costs little memory. Before reading a mapped stream, `TokenData.check` it.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ Ids = np.ndarray | torch.Tensor  # a 1-D stream of token ids
 class TokenData:
     """The corpus as token ids: per document, the first 90% trains and the last 10% validates."""
 
-    train: np.ndarray  # (N_train,) uint16 or uint32, memory-mapped
+    train: np.ndarray  # (N_train,) uint16 or uint32, read-only
     val: np.ndarray  # (N_val,)
+    source: tokencache.Source | None = None  # the cache file they are mapped from, if they are
 
     @classmethod
     def build(
@@ -39,7 +41,7 @@ class TokenData:
         tokenizer: TextTokenizer,
         progress: Callable[[int, int], None] | None = None,
     ) -> TokenData:
-        """Tokenize `corpus` streaming, or map the cached ids of an earlier run on the same text.
+        """Tokenize `corpus` streaming, or read the cached ids of an earlier run on the same text.
 
         `progress` gets (bytes done, bytes in all).
         """
@@ -92,6 +94,12 @@ class TokenData:
     def split(self, name: str) -> np.ndarray:
         return self.train if name == "train" else self.val
 
+    def check(self) -> None:
+        """Raise tokencache.Cut (one line) if the file the ids are mapped from was cut short: reading
+        past its end would kill the process with SIGBUS. Call it before each read of a batch."""
+        if self.source is not None:
+            self.source.check()
+
 
 def _key(corpus_digest: str, tokenizer: TextTokenizer) -> str:
     return tokencache.cache_key(corpus_digest, tokenizer.hf.to_str(), VAL_FRACTION, LINE_MAX)
@@ -137,10 +145,15 @@ def get_batch(
     return w[:, :-1].contiguous(), w[:, 1:].contiguous()  # (B, T) each
 
 
-def windows(data: Ids, T: int, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Every whole window of T ids of `data`, side by side, as batches of x (b, T) and y (b, T)."""
+def windows(
+    data: Ids, T: int, batch_size: int, check: Callable[[], None] | None = None
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Every whole window of T ids of `data`, side by side, as batches of x (b, T) and y (b, T);
+    `check` is called before each batch is read (TokenData.check)."""
     n = (len(data) - 1) // T
     for first in range(0, n, batch_size):
         b = min(batch_size, n - first)
+        if check is not None:
+            check()
         w = ids(data, first * T, (first + b) * T + 1)
         yield w[:-1].view(b, T), w[1:].view(b, T)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -171,6 +172,8 @@ def _open_and_train(args: argparse.Namespace, main: bool) -> int:
 
 
 def _train(args: argparse.Namespace, run, out: Path, signals: _Signals, main: bool = True) -> int:
+    from tui_gpt.tokencache import Cut
+
     trainer = run.trainer
     trainer.use_threads(args.threads)
     steps = args.steps if args.steps or args.time else DEFAULT_STEPS
@@ -198,6 +201,7 @@ def _train(args: argparse.Namespace, run, out: Path, signals: _Signals, main: bo
     first = trainer.step
     autosave = args.autosave or 0
     last_save, saved_step = time.monotonic(), None  # when the last save was, and the step it saved
+    cut: Cut | None = None
     signals.mode = "train"
     with _bar(transient=not main) as bar:
         task = bar.add_task("training", total=None if args.time and not args.steps else steps, stats="")
@@ -222,10 +226,15 @@ def _train(args: argparse.Namespace, run, out: Path, signals: _Signals, main: bo
                     break
         except _Stop:
             pass  # a second signal: stop in the middle of the step
+        except Cut as exc:  # the text is gone from under the run, not what it learned: save that
+            cut = exc
         stopped = signals.stop
+        code = 1 if cut is not None else 128 + stopped if stopped is not None else 0
         if not main:
-            return 128 + stopped if stopped is not None else 0
+            return code
         why = f"stopped by {signal.Signals(stopped).name}; " if stopped is not None else ""
+        if cut is not None:
+            why = f"{escape(str(cut))}; "
         # The last save, before the bar is drawn for the last time; unless the last step is saved already.
         if saved_step == trainer.step:
             path = out
@@ -237,7 +246,7 @@ def _train(args: argparse.Namespace, run, out: Path, signals: _Signals, main: bo
         return 1
     with suppress(OSError):
         print(path)
-    return 128 + stopped if stopped is not None else 0
+    return code
 
 
 def _load_model(args: argparse.Namespace):

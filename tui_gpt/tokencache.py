@@ -3,8 +3,10 @@
 A cache file is a 64-byte header then the train ids then the validation ids, as uint16 where
 the vocabulary fits, else uint32. It is written under a temporary name and renamed into
 place, and read back only if its header, size and checksum all agree; anything else is
-deleted and rebuilt. The folder is $TUI_GPT_CACHE, else $XDG_CACHE_HOME/tui-gpt/tokens,
-else ~/.cache/tui-gpt/tokens.
+deleted and rebuilt. A small entry is copied into memory by the pass that checks it, so a file
+cut short later cannot touch the run; a large one is memory-mapped from the file descriptor that
+was checked, and a run checks its size before each batch it reads (see `Source`). The folder is
+$TUI_GPT_CACHE, else $XDG_CACHE_HOME/tui-gpt/tokens, else ~/.cache/tui-gpt/tokens.
 
 Builds hold the folder's `.lock` shared; the temp files of a killed build are removed by the next
 run that can hold it alone, as a checkpoint's save removes the temp folders of killed saves.
@@ -21,9 +23,11 @@ import shutil
 import struct
 import time
 import uuid
+import weakref
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO, NamedTuple
 
 import numpy as np
 
@@ -38,6 +42,10 @@ KEEP_BYTES = 20 * 10**9  # older entries beyond this much are removed, least rec
 LOCK = ".lock"
 TEMP = re.compile(r"[0-9a-f]{40}\.(tokens|val)\.tmp-\d+-[0-9a-f]{8}")  # a Writer's temp files, no one else's
 LOCK_WAIT_SECONDS = 10.0
+# Entries up to this size are read into the run's memory; beyond it they are mapped. Reading costs
+# no more than the checksum pass already does (0.24 s for 256 MB either way), batches come as fast
+# or faster, and the memory is the entry's size.
+PRIVATE_BYTES = 256 << 20
 
 
 def cache_dir() -> Path:
@@ -59,22 +67,75 @@ def _path(key: str) -> Path:
     return cache_dir() / f"{key}.tokens"
 
 
-def _checksum(f, start: int, length: int) -> int:
-    """CRC-32 of `length` bytes of the open file `f` from `start`, read in blocks, not mapped.
+def _read(f: BinaryIO, length: int, keep: bool) -> tuple[int | None, np.ndarray | None]:
+    """CRC-32 of the `length` bytes of ids after the header of the open file `f`, read in blocks,
+    not mapped (None if the file ends sooner); with `keep`, those bytes too, copied in the same pass.
 
     CRC-32 catches truncation and flipped bits at several GB/s; the entry's name, a hash of
     the text and the tokenizer, is what keeps one corpus's ids from serving another.
     """
-    crc = 0
-    f.seek(start)
-    left = length
-    while left > 0:
-        block = f.read(min(COPY_BYTES, left))
-        if not block:
-            break
-        crc = zlib.crc32(block, crc)
-        left -= len(block)
-    return crc
+    out = np.empty(length, dtype=np.uint8) if keep else None
+    block = memoryview(out) if out is not None else memoryview(bytearray(min(COPY_BYTES, length)))
+    crc, done = 0, 0
+    f.seek(HEADER_BYTES)
+    while done < length:
+        n = min(COPY_BYTES, length - done)
+        view = block[done : done + n] if out is not None else block[:n]
+        got = f.readinto(view)
+        if not got:
+            return None, None
+        crc = zlib.crc32(view[:got], crc)
+        done += got
+    return crc, out
+
+
+class Cut(TuiGptError):
+    """The cache file a run maps was cut short under it: the run saves what it trained and stops."""
+
+
+class Source:
+    """The open cache file a run's ids are mapped from.
+
+    Reading a mapped page past the end of a file that was cut short kills the process with SIGBUS,
+    so a run calls `check` before each batch it reads (an fstat: about 1 us).
+    """
+
+    def __init__(self, f: BinaryIO, path: Path, size: int) -> None:
+        self.fd = os.dup(f.fileno())  # fstat this, not the path: pruning may unlink the entry we map
+        weakref.finalize(self, os.close, self.fd)
+        self.path, self.size = path, size
+
+    def check(self) -> None:
+        try:
+            size = os.fstat(self.fd).st_size
+        except OSError:
+            size = 0
+        if size < self.size:
+            raise Cut(
+                f"{self.path}: the token cache was cut to {size:,} of its {self.size:,} bytes while this run "
+                "read it (the next run rebuilds it)"
+            )
+
+
+class Entry(NamedTuple):
+    train: np.ndarray  # read-only
+    val: np.ndarray
+    source: Source | None  # where they are mapped from; None: they are in memory
+
+
+def _entry(f: BinaryIO, path: Path, dtype: np.dtype, n_train: int, n_val: int, copy: np.ndarray | None) -> Entry:
+    """The ids of the checked cache file `f`: `copy` if it was read into memory, else mapped from `f`."""
+    n = n_train + n_val
+    if copy is None and n == 0:  # nothing to map (mmap refuses a length of 0)
+        copy = np.empty(0, dtype=np.uint8)
+    if copy is not None:
+        ids = copy.view(dtype)
+        ids.flags.writeable = False
+        return Entry(ids[:n_train], ids[n_train:], None)
+    ids = np.memmap(f, dtype=dtype, mode="r", offset=HEADER_BYTES, shape=(n,))
+    source = Source(f, path, HEADER_BYTES + n * dtype.itemsize)
+    source.check()  # cut between the checksum and the mapping
+    return Entry(ids[:n_train], ids[n_train:], source)
 
 
 @contextlib.contextmanager
@@ -125,41 +186,31 @@ def remove_orphans() -> None:
                 p.unlink(missing_ok=True)
 
 
-def load(key: str, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray] | None:
-    """The (train, val) ids cached under `key` as read-only memory maps, or None if there is no
-    sound entry (a damaged one is removed). Removes what killed builds left first."""
+def load(key: str, dtype: np.dtype) -> Entry | None:
+    """The (train, val) ids cached under `key`, or None if there is no sound entry (a damaged one
+    is removed). Removes what killed builds left first."""
     remove_orphans()
     path = _path(key)
+    entry = None
     try:
         with open(path, "rb") as f:
             magic, itemsize, n_train, n_val, digest = HEADER.unpack(f.read(HEADER.size))
             length = (n_train + n_val) * itemsize
-            sound = (
-                magic == MAGIC
-                and itemsize == dtype.itemsize
-                and os.fstat(f.fileno()).st_size == HEADER_BYTES + length
-                and _checksum(f, HEADER_BYTES, length) == digest
-            )
+            # The size against the header first: nothing is mapped past the file's end.
+            if magic == MAGIC and itemsize == dtype.itemsize and os.fstat(f.fileno()).st_size == HEADER_BYTES + length:
+                crc, copy = _read(f, length, keep=length <= PRIVATE_BYTES)
+                if crc == digest:
+                    entry = _entry(f, path, dtype, n_train, n_val, copy)
     except FileNotFoundError:
         return None
-    except (OSError, struct.error):
-        sound = False
+    except (OSError, struct.error, ValueError, Cut):  # ValueError, Cut: the file was cut meanwhile
+        entry = None
     with contextlib.suppress(OSError):  # a folder we may read but not write still serves
-        if not sound:
+        if entry is None:
             path.unlink(missing_ok=True)
         else:
             os.utime(path)  # recently used: pruned last
-    if not sound:
-        return None
-    return _map(path, dtype, n_train, n_val)
-
-
-def _map(path: Path, dtype: np.dtype, n_train: int, n_val: int) -> tuple[np.ndarray, np.ndarray]:
-    if n_train + n_val == 0:
-        empty = np.zeros(0, dtype=dtype)
-        return empty, empty
-    ids = np.memmap(path, dtype=dtype, mode="r", offset=HEADER_BYTES, shape=(n_train + n_val,))
-    return ids[:n_train], ids[n_train:]
+    return entry
 
 
 class Writer:
@@ -236,9 +287,9 @@ class Writer:
         self.n_train -= n_val
         self.n_val += n_val
 
-    def commit(self, key: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def commit(self, key: str | None = None) -> Entry:
         """Join the splits, write the header, rename into place (under `key` if given: the key of the
-        text actually written, when it is not the one looked up); returns the memory-mapped ids."""
+        text actually written, when it is not the one looked up); returns the ids."""
         if key is not None:
             self.key = key
         size = self.dtype.itemsize
@@ -248,14 +299,19 @@ class Writer:
         shutil.copyfileobj(self.v, self.f, COPY_BYTES)
         self.f.flush()
         length = (self.n_train + self.n_val) * size
-        digest = _checksum(self.f, HEADER_BYTES, length)
+        digest, copy = _read(self.f, length, keep=length <= PRIVATE_BYTES)
+        if digest is None:
+            raise TuiGptError(f"{self.tmp}: cut short while it was written; run again")
         self.f.seek(0)
         self.f.write(HEADER.pack(MAGIC, size, self.n_train, self.n_val, digest).ljust(HEADER_BYTES, b"\0"))
-        self.f.close()
-        os.replace(self.tmp, _path(self.key))
+        self.f.flush()
+        path = _path(self.key)
+        os.replace(self.tmp, path)
+        # Mapped from the file we wrote, never reopened by name: the name may be someone else's by now.
+        entry = _entry(self.f, path, self.dtype, self.n_train, self.n_val, copy)
         self.close()
-        prune(keep=_path(self.key))
-        return _map(_path(self.key), self.dtype, self.n_train, self.n_val)
+        prune(keep=path)
+        return entry
 
     def close(self) -> None:
         for f in (self.f, self.v):

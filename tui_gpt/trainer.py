@@ -270,6 +270,7 @@ class Trainer:
         B, A = self.config.batch_size, self.config.grad_accum
         # Micro-batch j of the global batch is rows [j*B, (j+1)*B); rank r takes j = r*A .. r*A+A-1,
         # so N ranks with A micro-batches match one process with N*A of them, or one batch of N*A*B.
+        self.data.check()
         x, y = get_batch(self.data.train, B * A * self.dist.world, self.model.config.block_size, self.generator)
         first = self.dist.rank * A
         micro = [(x[j * B : (j + 1) * B], y[j * B : (j + 1) * B]) for j in range(first, first + A)]
@@ -341,6 +342,7 @@ class Trainer:
             gen = torch.Generator().manual_seed(self.config.seed + 7919 * (self.step + 1))
             losses = []
             for _ in range(iters):
+                self.data.check()
                 x, y = get_batch(self.data.split(split), self.config.batch_size, self.model.config.block_size, gen)
                 with self._autocast():
                     _, loss, _ = self.model(x.to(self.device), y.to(self.device))
@@ -360,7 +362,7 @@ class Trainer:
         n = (len(data) - 1) // T
         self.model.eval()
         total = 0.0
-        for xb, yb in windows(data, T, batch_size):
+        for xb, yb in windows(data, T, batch_size, self.data.check):
             with self._autocast():
                 _, loss, _ = self.model(xb.to(self.device), yb.to(self.device))
             total += loss.item() * len(xb)

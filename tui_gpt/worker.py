@@ -158,6 +158,7 @@ class RunCommands:
             case Memorize(ids=ids, min_len=n):
                 from tui_gpt.memorization import NgramIndex
 
+                run.data.check()  # the index reads every training id
                 if self.index is None or self.index.n != n:
                     self.index = NgramIndex(run.data.train, n)
                 return [Memorized(list(ids), self.index.spans(list(ids)), n)]
@@ -166,10 +167,16 @@ class RunCommands:
 
 class TrainerLoop:
     def __init__(
-        self, spec: RunSpec, commands: Queue, events: Queue, autosave: tuple[str, float] | None = None
+        self,
+        spec: RunSpec,
+        commands: Queue,
+        events: Queue,
+        autosave: tuple[str, float] | None = None,
+        out: str | None = None,
     ) -> None:
         self.spec = spec
         self.autosave = autosave  # (folder, seconds): save there this often, and when the app dies
+        self.out = out  # the run's checkpoint folder: where a run that cannot go on saves before it stops
         self.last_save = time.monotonic()
         self.saved_step = 0
         self.commands = commands
@@ -278,7 +285,23 @@ class TrainerLoop:
         return bool(every) and self.run.trainer.step > self.saved_step and time.monotonic() - self.last_save >= every
 
     def loop(self) -> None:
+        from tui_gpt.tokencache import Cut
+
         self.open(self.spec)
+        try:
+            self._loop()
+        except Cut as exc:  # the text is gone from under the run, not what it learned: save that
+            self.flush_losses()
+            step = self.run.trainer.step
+            if step == self.saved_step:
+                kept = f"step {step} is saved" + (f" in {self.out}" if self.out else "")
+            elif self.out and self.save(self.out):
+                kept = f"saved step {step} to {self.out}"
+            else:
+                kept = f"step {step} is not saved"
+            raise TuiGptError(f"{exc}; {kept}") from None
+
+    def _loop(self) -> None:
         parent = multiprocessing.parent_process()
         while self.running:
             if parent is not None and not parent.is_alive():
@@ -331,7 +354,7 @@ def trainer_main(
         import torch
 
         torch.set_num_threads(threads)
-        loop = TrainerLoop(spec, commands, events, (out, autosave) if out and autosave else None)
+        loop = TrainerLoop(spec, commands, events, (out, autosave) if out and autosave else None, out)
         with CheckpointLock(Path(out)) if out else contextlib.nullcontext():
             loop.loop()
         if loop.orphaned:
