@@ -8,6 +8,7 @@ import queue
 import random
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -261,6 +262,30 @@ def test_a_damaged_cache_file_is_rebuilt_not_trusted(cache, tiny_file, damage):
     assert entry.read_bytes() != bytes(raw)
 
 
+@pytest.mark.parametrize("mapped", [False, True])
+def test_a_cache_with_a_valid_checksum_but_ids_beyond_the_vocabulary_is_rebuilt(
+    cache, tiny_file, make_spec, monkeypatch, mapped
+):
+    # Issue #15: such a file passed every check, then each run died with an IndexError in the embedding.
+    if mapped:
+        monkeypatch.setattr(tokencache, "PRIVATE_BYTES", 0)
+    run = open_run(make_spec([str(tiny_file)]))
+    want = (run.data.train.tolist(), run.data.val.tolist())
+    del run
+    [entry] = entries(cache)
+    raw = bytearray(entry.read_bytes())
+    magic, itemsize, n_train, n_val, _ = tokencache.HEADER.unpack(raw[: tokencache.HEADER.size])
+    ids = np.frombuffer(raw, dtype=np.uint16, offset=tokencache.HEADER_BYTES).copy()
+    ids[:n_train] = 60_000  # far beyond a char vocabulary of a few dozen
+    crc = zlib.crc32(ids.tobytes())
+    header = tokencache.HEADER.pack(magic, itemsize, n_train, n_val, crc).ljust(tokencache.HEADER_BYTES, b"\0")
+    entry.write_bytes(header + ids.tobytes())
+    again = open_run(make_spec([str(tiny_file)]))
+    assert (again.data.train.tolist(), again.data.val.tolist()) == want
+    again.trainer.train_step()
+    assert tokencache.HEADER.unpack(entry.read_bytes()[: tokencache.HEADER.size])[4] != crc
+
+
 def test_ids_are_uint16_when_the_vocabulary_fits_else_uint32(cache):
     small = "".join(chr(0x4E00 + i) for i in range(3000)) + "\n"
     big = "".join(chr(0x4E00 + i) for i in range(20_000)) + "".join(chr(0x20000 + i) for i in range(50_000)) + "\n"
@@ -397,14 +422,14 @@ def test_a_cache_file_cut_between_its_check_and_its_mapping_is_rebuilt(cache, ti
     del good
     read = tokencache._read
 
-    def read_then_cut(f, length, keep):
-        out = read(f, length, keep)
+    def read_then_cut(f, length, dtype, keep):
+        out = read(f, length, dtype, keep)
         os.truncate(f.name, tokencache.HEADER_BYTES + 10)
         return out
 
     with monkeypatch.context() as m:
         m.setattr(tokencache, "_read", read_then_cut)
-        assert tokencache.load(entries(cache)[0].stem, tok.dtype) is None
+        assert tokencache.load(entries(cache)[0].stem, tok.dtype, tok.vocab_size) is None
     assert entries(cache) == []
     again = TokenData.build(load_corpus([str(tiny_file)]), tok)
     assert (again.train.tolist(), again.val.tolist()) == want

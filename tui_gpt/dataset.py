@@ -48,7 +48,7 @@ class TokenData:
         dtype = tokenizer.dtype
         key = _key(corpus.digest, tokenizer)
         total = corpus.size
-        cached = tokencache.load(key, dtype)
+        cached = tokencache.load(key, dtype, tokenizer.vocab_size)
         if cached is None:
             # Every token is at least one byte of text, plus an end-of-text per document.
             need = (total + 2 * len(corpus.documents)) * dtype.itemsize

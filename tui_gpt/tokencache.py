@@ -67,26 +67,27 @@ def _path(key: str) -> Path:
     return cache_dir() / f"{key}.tokens"
 
 
-def _read(f: BinaryIO, length: int, keep: bool) -> tuple[int | None, np.ndarray | None]:
-    """CRC-32 of the `length` bytes of ids after the header of the open file `f`, read in blocks,
-    not mapped (None if the file ends sooner); with `keep`, those bytes too, copied in the same pass.
+def _read(f: BinaryIO, length: int, dtype: np.dtype, keep: bool) -> tuple[int | None, int, np.ndarray | None]:
+    """CRC-32 and largest id of the `length` bytes of ids after the header of the open file `f`,
+    read in blocks, not mapped (CRC None if the file ends sooner); with `keep`, those bytes too,
+    copied in the same pass.
 
     CRC-32 catches truncation and flipped bits at several GB/s; the entry's name, a hash of
     the text and the tokenizer, is what keeps one corpus's ids from serving another.
     """
     out = np.empty(length, dtype=np.uint8) if keep else None
     block = memoryview(out) if out is not None else memoryview(bytearray(min(COPY_BYTES, length)))
-    crc, done = 0, 0
+    crc, top, done = 0, -1, 0
     f.seek(HEADER_BYTES)
     while done < length:
-        n = min(COPY_BYTES, length - done)
+        n = min(COPY_BYTES, length - done)  # a whole number of ids: COPY_BYTES is a multiple of 4
         view = block[done : done + n] if out is not None else block[:n]
-        got = f.readinto(view)
-        if not got:
-            return None, None
-        crc = zlib.crc32(view[:got], crc)
-        done += got
-    return crc, out
+        if f.readinto(view) != n:  # a regular file reads short only at its end
+            return None, top, None
+        crc = zlib.crc32(view, crc)
+        top = max(top, int(np.frombuffer(view, dtype=dtype).max()))
+        done += n
+    return crc, top, out
 
 
 class Cut(TuiGptError):
@@ -186,9 +187,9 @@ def remove_orphans() -> None:
                 p.unlink(missing_ok=True)
 
 
-def load(key: str, dtype: np.dtype) -> Entry | None:
-    """The (train, val) ids cached under `key`, or None if there is no sound entry (a damaged one
-    is removed). Removes what killed builds left first."""
+def load(key: str, dtype: np.dtype, vocab_size: int) -> Entry | None:
+    """The (train, val) ids cached under `key`, or None if there is no sound entry (a damaged one,
+    or one with an id of `vocab_size` or more, is removed). Removes what killed builds left first."""
     remove_orphans()
     path = _path(key)
     entry = None
@@ -198,8 +199,9 @@ def load(key: str, dtype: np.dtype) -> Entry | None:
             length = (n_train + n_val) * itemsize
             # The size against the header first: nothing is mapped past the file's end.
             if magic == MAGIC and itemsize == dtype.itemsize and os.fstat(f.fileno()).st_size == HEADER_BYTES + length:
-                crc, copy = _read(f, length, keep=length <= PRIVATE_BYTES)
-                if crc == digest:
+                crc, top, copy = _read(f, length, dtype, keep=length <= PRIVATE_BYTES)
+                # A sound checksum over ids the model cannot embed: written by someone else, not us.
+                if crc == digest and top < vocab_size:
                     entry = _entry(f, path, dtype, n_train, n_val, copy)
     except FileNotFoundError:
         return None
@@ -299,7 +301,7 @@ class Writer:
         shutil.copyfileobj(self.v, self.f, COPY_BYTES)
         self.f.flush()
         length = (self.n_train + self.n_val) * size
-        digest, copy = _read(self.f, length, keep=length <= PRIVATE_BYTES)
+        digest, _, copy = _read(self.f, length, self.dtype, keep=length <= PRIVATE_BYTES)
         if digest is None:
             raise TuiGptError(f"{self.tmp}: cut short while it was written; run again")
         self.f.seek(0)
