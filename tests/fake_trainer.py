@@ -28,7 +28,6 @@ from tui_gpt.protocol import (
     Resume,
     Save,
     Saved,
-    SetThreads,
     Status,
     Step,
     StepOn,
@@ -134,6 +133,23 @@ def build(spec: RunSpec, steps: int = TRAIN_STEPS) -> _Built:
     return built
 
 
+class FakeHold:
+    """preempt.Hold without a process: counts how often the app stopped and continued the trainer."""
+
+    def __init__(self) -> None:
+        self.held = False
+        self.stops = 0
+        self.releases = 0
+
+    def stop(self) -> None:
+        if not self.held:
+            self.held, self.stops = True, self.stops + 1
+
+    def release(self) -> None:
+        if self.held:
+            self.held, self.releases = False, self.releases + 1
+
+
 class FakeTrainer:
     """A client for `GPTApp(client_factory=...)` that trains nothing live and records its commands.
 
@@ -163,7 +179,7 @@ class FakeTrainer:
         self.step = 0
         self.paused = False
         self.commands: list[tuple[str, dict]] = []
-        self.thread_hints: list[int] = []
+        self.hold = FakeHold()
         self.starts: list[RunSpec] = []
         self.resets: list[RunSpec] = []
         self.stops: list[str | None] = []
@@ -185,9 +201,6 @@ class FakeTrainer:
         self._open(spec)
 
     def send(self, cmd: Command) -> None:
-        if isinstance(cmd, SetThreads):  # advisory, and timed by the app's clock: kept apart from the commands
-            self.thread_hints.append(cmd.n)
-            return
         self.commands.append((cmd.name, cmd.args()))
         if not self._alive:
             return

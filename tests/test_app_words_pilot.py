@@ -11,7 +11,6 @@ from textual import events
 from tui_gpt.app.widgets.examples import ExampleRows
 from tui_gpt.app.widgets.prompt import PromptInput
 from tui_gpt.app.widgets.topk import TopKBars
-from tui_gpt.client import cores
 from tui_gpt.nextword import next_words
 
 
@@ -101,11 +100,16 @@ async def test_a_burst_of_keys_costs_one_probe_not_one_per_key(tmp_path):
 
 
 @sync
-async def test_typing_leaves_the_ui_a_core_and_idling_gives_it_back(tmp_path):
+async def test_a_key_stops_the_trainer_until_its_next_words_are_on_screen(tmp_path):
     app = make_app(tmp_path)
     async with running(app, SIZE) as pilot:
         await wait_ready(pilot)
+        hold = app.client.hold
         await pilot.press("x")
-        await settle(pilot)
-        assert app.client.thread_hints[0] == max(1, cores() - 1)
-        await wait_for(pilot, lambda: app.client.thread_hints[-1] == cores(), 5, "the idle hint")
+        assert hold.stops == 1
+        await wait_for(pilot, lambda: not hold.held, 5, "the release")
+        assert app.query_one(TopKBars).words is not None and app.query_one(TopKBars).words.typed.endswith("x")
+        for ch in "yz":
+            await pilot.press(ch)
+        await wait_for(pilot, lambda: not hold.held, 5, "the release")
+        assert hold.stops == hold.releases >= 2

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from tui_gpt.preempt import Hold
 from tui_gpt.protocol import Command, Event, Failed, Quit, Reset, Saved, Saving, Stopped
 from tui_gpt.settings import RunSpec
 
@@ -52,7 +53,8 @@ class TrainerClient:
     ) -> None:
         prepare()  # now, while stderr is real: a client is made before its app runs
         self.on_event = on_event
-        self.threads = threads or cores()  # the app lowers it while keys arrive (SetThreads)
+        self.threads = threads or cores()
+        self.hold = Hold(_ctx)  # the app stops the trainer while it answers a key
         self.out = out  # the checkpoint folder: the trainer holds its lock, and autosaves there
         self.autosave = autosave  # seconds between autosaves (0: none)
         # The trainer's stdout and stderr go here; set TUI_GPT_TRAINER_LOG to see them.
@@ -79,11 +81,12 @@ class TrainerClient:
         self.events = _ctx.Queue()
         self.process = _ctx.Process(
             target=trainer_main,
-            args=(spec, self.commands, self.events, self.threads, self.log, self.out, self.autosave),
+            args=(spec, self.commands, self.events, self.threads, self.log, self.out, self.autosave, self.hold.since),
             name="tui-gpt-trainer",
             daemon=True,
         )
         self.process.start()
+        self.hold.attach(self.process.pid)
         self._reader = threading.Thread(target=self._read, args=(self.process, self.events), daemon=True)
         self._reader.start()
 
@@ -133,6 +136,7 @@ class TrainerClient:
         proc = self.process
         if proc is None:
             return None
+        self.hold.release()  # a stopped trainer could neither save nor quit
         self._stopping = True
         self._outcome = None
         self._settled.clear()
@@ -159,4 +163,5 @@ class TrainerClient:
                 q.cancel_join_thread()
                 q.close()
         self.process = None
+        self.hold.attach(None)
         return self._outcome

@@ -83,14 +83,6 @@ class SetCausal(Command):
 
 
 @dataclass
-class SetThreads(Command):
-    """How many CPU threads the trainer may use: all but the UI's while keys arrive, all when idle."""
-
-    name: ClassVar[str] = "set_threads"
-    n: int
-
-
-@dataclass
 class StepOn(Command):
     """One optimizer step on one example: ids[:-1] -> ids[-1]."""
 

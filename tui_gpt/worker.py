@@ -15,8 +15,10 @@ import traceback
 from dataclasses import asdict, replace
 from multiprocessing.queues import Queue
 from pathlib import Path
+from typing import Any
 
 from tui_gpt.errors import TuiGptError
+from tui_gpt.preempt import start_watchdog
 from tui_gpt.protocol import (
     Command,
     CountTokens,
@@ -38,7 +40,6 @@ from tui_gpt.protocol import (
     SetCausal,
     SetEvalInterval,
     SetLr,
-    SetThreads,
     Status,
     Step,
     StepOn,
@@ -243,10 +244,6 @@ class TrainerLoop:
                 self.pending_steps += int(n)
             case Save(path=path) if built:
                 self.save(path)
-            case SetThreads(n=n):
-                import torch
-
-                torch.set_num_threads(max(1, int(n)))  # takes effect from the next step
             case Reset(spec=spec):
                 try:
                     self.open(spec)
@@ -343,13 +340,19 @@ def trainer_main(
     log: str | None = None,
     out: str | None = None,
     autosave: float = 0,
+    held_since: Any = None,
 ) -> None:
-    """Entry point of the trainer process; it alone writes to `out`, and holds the folder's lock."""
+    """Entry point of the trainer process; it alone writes to `out`, and holds the folder's lock.
+
+    `held_since` is the app's Hold.since: the app may stop this process while it answers a key,
+    and the watchdog started here continues it if the app holds it too long or dies.
+    """
     _silence(log)
     # Out of the terminal's process group: a Ctrl+C, a hang-up or a group SIGTERM reaches the app,
     # which saves through us and then ends us, instead of killing us mid-save.
     with contextlib.suppress(OSError):
         os.setsid()
+    start_watchdog(held_since)  # before torch: the fork copies a process with no threads yet
     try:
         import torch
 

@@ -2,7 +2,8 @@
 
 A controller of the main screen: it asks the Lens and hands the answers down to the panes. The next-token
 probe is one forward pass, done in the key's own frame; the next-word search takes several, so it runs on
-a thread after that frame, and the next key or weight update cancels it.
+a thread after that frame, and the next key or weight update cancels it. From a key until its answer is on
+screen, the trainer process is stopped (`preempt`): the person's key gets every core.
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ from tui_gpt.app.widgets.attention import AttentionMap
 from tui_gpt.app.widgets.examples import ExamplesPane
 from tui_gpt.app.widgets.line import InfoLine
 from tui_gpt.app.widgets.topk import TopKBars
-from tui_gpt.client import cores
-from tui_gpt.protocol import SetThreads
 from tui_gpt.visible import visible
 
 if TYPE_CHECKING:
@@ -26,6 +25,7 @@ if TYPE_CHECKING:
 
 LARGE_PAUSE = 0.3  # seconds without a key before a large model's attention, examples and words are computed
 TYPING_PAUSE = 1.0  # seconds without a key before background probes (the greedy line) run
+HOLD_LIMIT = 1.0  # seconds a key may keep the trainer stopped, whatever becomes of its answer
 GREEDY_TOKENS = 32
 PASSAGES = 5  # corpus passages the examples pane cycles through
 
@@ -40,26 +40,27 @@ class Probes:
         self.by_word = True  # the panes show words (else tokens)
         self.generation = 0  # bumped by every probe: a word search of an older one gives up
         self._queued = False  # a probe for the newest keys is waiting for the queued ones
-        self._typing_hint = False  # the trainer was told to leave the UI a core
         self._pause: Timer | None = None  # a large model's heavy probes, waiting for a pause in typing
+        self._hold_limit: Timer | None = None  # continues the trainer if a key's answer never comes
 
     def typed(self) -> None:
         """A key changed the prompt. Probe once all keys already queued are in: a burst or a paste costs one probe."""
         self.last_key = time.monotonic()
-        if not self._typing_hint and self.app.lens is not None:  # leave the UI a core while keys arrive
-            self._typing_hint = True
-            self.app.client.send(SetThreads(max(1, cores() - 1)))
-            self.app.set_timer(TYPING_PAUSE, self._idle)
+        if self.app.lens is not None:
+            self._hold()
         if not self._queued:
             self._queued = True
             self.app.call_later(self._typed)
 
-    def _idle(self) -> None:
-        if self.typing:
-            self.app.set_timer(TYPING_PAUSE, self._idle)
-            return
-        self._typing_hint = False
-        self.app.client.send(SetThreads(cores()))  # nobody types: every core trains
+    def _hold(self) -> None:
+        """Stop the trainer until this key's answer is on screen (or HOLD_LIMIT has passed)."""
+        self.app.client.hold.stop()
+        if self._hold_limit is not None:
+            self._hold_limit.stop()
+        self._hold_limit = self.app.set_timer(HOLD_LIMIT, self._release)
+
+    def _release(self) -> None:
+        self.app.client.hold.release()
 
     def _typed(self) -> None:
         self._queued = False
@@ -88,6 +89,7 @@ class Probes:
             if self._pause is not None:
                 self._pause.stop()
             self._pause = app.set_timer(LARGE_PAUSE, partial(self._after_pause, lens, text, self.generation))
+            app.call_after_refresh(self._release)  # the top-k is this key's answer; the rest waits for a pause
         else:
             analysis = lens.analyze(text, app.top_k, app.temperature)
             pred = analysis.prediction
@@ -111,6 +113,8 @@ class Probes:
         app = self.app
         if generation != self.generation:
             return
+        if self.typing:  # words the person waits for: the trainer waits too
+            self._hold()
         work = partial(self._analyze, lens, text, generation, app.top_k, app.temperature)
         app.run_worker(work, thread=True, exclusive=True, group="analysis", exit_on_error=False)
         self._find_words(text, generation)
@@ -191,6 +195,7 @@ class Probes:
         self.app.query_one(TopKBars).words = found
         if self.app.prompt.value == text:
             self.app.prompt.set_ghost(ghost, first)
+        self.app.call_after_refresh(self._release)  # the answer is on screen: the trainer goes on
 
     # ---- the greedy line: a sample of the prompt, so the mask experiment's nonsense shows ----
     def update_greedy(self) -> None:
