@@ -110,7 +110,8 @@ def build(spec: RunSpec, steps: int = TRAIN_STEPS) -> _Built:
     import torch
 
     from tui_gpt.session import open_run
-    from tui_gpt.worker import describe_run, weights_blob
+    from tui_gpt.snapshots import blob as weights_blob
+    from tui_gpt.worker import describe_run
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -327,7 +328,7 @@ def lab_run(fake: FakeTrainer) -> RunCommands:
 
 def answer_lab(fake: FakeTrainer, cmd: Command) -> None:
     """The worker's own answer to a command on the run. With `fake.hold_lab` set, results wait in `fake.held`."""
-    from tui_gpt.worker import weights_blob
+    from tui_gpt.snapshots import blob as weights_blob
 
     handler = lab_run(fake)
     out = handler.handle(cmd)

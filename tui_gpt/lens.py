@@ -59,17 +59,21 @@ class Lens:
     def _new_model(self) -> GPT:
         return GPT(self.config).eval()
 
-    def stage(self, blob: bytes) -> GPT:
-        """Load a snapshot into a spare model (off the UI thread) and return it."""
+    def stage(self, snapshot: bytes | dict[str, torch.Tensor]) -> GPT:
+        """Copy a snapshot (safetensors bytes, or tensors in shared memory) into a spare model, off the UI thread."""
         with self._lock:
             model = self._spare.pop() if self._spare else None
         model = model or self._new_model()
-        model.load_state_dict(load(blob), strict=False)  # lm_head is tied to wte
+        model.load_state_dict(
+            load(snapshot) if isinstance(snapshot, bytes) else snapshot, strict=False
+        )  # lm_head is tied to wte
         return model
 
     def swap(self, model: GPT, step: int) -> None:
         """Make `model` the one that answers probes; keep the old one for the next snapshot."""
         with self._lock:
+            # A spare holds other weights now: the prompt's cached keys and values of it are stale.
+            self._typed = None
             old, self.model, self.step = self.model, model, step
             if id(old) not in self._leases:  # else it becomes spare when its last reader is done
                 self._spare.append(old)

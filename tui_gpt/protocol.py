@@ -1,13 +1,14 @@
 """The messages between the app and its trainer process.
 
-Plain dataclasses, no torch and no Textual: weights travel as safetensors bytes.
+Plain dataclasses, no torch and no Textual: weights travel through shared memory or as safetensors
+bytes (see `snapshots`).
 App -> trainer: a `Command` subclass. Trainer -> app: the event classes below.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from tui_gpt.settings import RunSpec
 
@@ -91,6 +92,14 @@ class StepOn(Command):
 
 
 @dataclass
+class TookWeights(Command):
+    """The app has copied the snapshot out of shared buffer `buffer`: the trainer may write the next one."""
+
+    name: ClassVar[str] = "took_weights"
+    buffer: int
+
+
+@dataclass
 class CountTokens(Command):
     name: ClassVar[str] = "token_counts"
     text: str
@@ -141,7 +150,15 @@ class Losses:
 @dataclass
 class Weights:
     step: int
-    blob: bytes  # safetensors.torch.save(state_dict)
+    blob: bytes | None  # safetensors bytes (snapshots.blob); None: in the run's SharedBuffer
+
+
+@dataclass
+class SharedBuffer:
+    """The run's shared memory for weight snapshots (a snapshots.SharedWeights), sent once after Ready."""
+
+    shared: Any
+    buffer: int  # which one: a reset brings another, and a late TookWeights of the old one must not free it
 
 
 @dataclass

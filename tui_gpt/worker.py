@@ -40,11 +40,13 @@ from tui_gpt.protocol import (
     SetCausal,
     SetEvalInterval,
     SetLr,
+    SharedBuffer,
     Status,
     Step,
     StepOn,
     Stopped,
     TokenCounts,
+    TookWeights,
     Weights,
 )
 from tui_gpt.savedir import CheckpointLock
@@ -62,13 +64,6 @@ def _silence(log: str | None) -> None:
     os.dup2(target, 2)
     sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
     sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
-
-
-def weights_blob(model) -> bytes:
-    from safetensors.torch import save
-
-    # The head is tied to the token embedding, so it travels once.
-    return save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"})
 
 
 def _passages(run: Run, n: int = 5) -> list[str]:
@@ -192,6 +187,10 @@ class TrainerLoop:
         self.running = True
         self.orphaned = False
         self.commands_on_run: RunCommands | None = None
+        self.shared: Any = None  # snapshots.SharedWeights of the run, or None: snapshots go as bytes
+        self.shared_free = True  # the app has copied the last snapshot out of `shared`
+        self.weights_due = False  # a snapshot waits for `shared` to be free
+        self.buffer = 0  # which shared buffer is the run's: one per run
 
     def open(self, spec: RunSpec) -> None:
         """Build the run for `spec` and announce it to the app."""
@@ -214,13 +213,30 @@ class TrainerLoop:
 
     def announce(self) -> None:
         """Tell the app everything it needs about the current run, then send its weights."""
+        from tui_gpt.snapshots import SharedWeights
+
         self.events.put(describe_run(self.run))
+        self.shared = SharedWeights.create(self.run.trainer.model)
+        self.shared_free, self.weights_due = True, False
+        if self.shared is not None:
+            self.buffer += 1
+            self.events.put(SharedBuffer(self.shared, self.buffer))
         self.send_weights()
 
     def send_weights(self) -> None:
+        """A snapshot to the app; through shared memory, once the app has copied out the last one."""
         tr = self.run.trainer
-        self.events.put(Weights(tr.step, weights_blob(tr.model)))
         self.last_weights = time.monotonic()
+        if self.shared is None:
+            from tui_gpt.snapshots import blob
+
+            self.events.put(Weights(tr.step, blob(tr.model)))
+        elif self.shared_free:
+            self.shared.write(tr.model)
+            self.shared_free, self.weights_due = False, False
+            self.events.put(Weights(tr.step, None))
+        else:
+            self.weights_due = True  # sent as soon as the buffer is free
 
     def flush_losses(self) -> None:
         if self.batch:
@@ -230,6 +246,11 @@ class TrainerLoop:
 
     def handle(self, cmd: Command) -> None:
         built = self.run is not None
+        if isinstance(cmd, TookWeights):
+            self.shared_free = self.shared_free or cmd.buffer == self.buffer
+            if built and self.weights_due:
+                self.send_weights()
+            return
         match cmd:
             case Quit(save=save):
                 # A failed save keeps the run alive: the app asks whether to quit without it.

@@ -10,7 +10,7 @@ import gc
 from typing import TYPE_CHECKING, Any
 
 from tui_gpt.app.messages import LensReady, TrainerEvent, WeightsStaged
-from tui_gpt.protocol import Pause, Ready, Weights
+from tui_gpt.protocol import Pause, Ready, SharedBuffer, TookWeights, Weights
 
 if TYPE_CHECKING:
     from tui_gpt.app.app import GPTApp
@@ -20,6 +20,7 @@ class LensRelay:
     def __init__(self, app: GPTApp) -> None:
         self.app = app
         self.staging = None  # the lens that reader-thread snapshots load into
+        self.shared: SharedBuffer | None = None  # the run's shared memory for snapshots, if it has one
         self._frozen = False
 
     def from_trainer(self, ev: Any) -> None:
@@ -29,12 +30,19 @@ class LensRelay:
 
             ui_threads()
             lens = Lens(ev.tokenizer_json, ev.model_config)
-            self.staging = lens
+            self.staging, self.shared = lens, None
             self.app.post_message(LensReady(ev, lens))
+        elif isinstance(ev, SharedBuffer):
+            self.shared = ev
         elif isinstance(ev, Weights):
-            lens = self.staging
-            if lens is not None:
+            lens, shared = self.staging, self.shared
+            if ev.blob is not None and lens is not None:
                 self.app.post_message(WeightsStaged(lens, lens.stage(ev.blob), ev.step))
+            elif shared is not None:
+                model = lens.stage(shared.shared.views()) if lens is not None else None
+                self.app.client.send(TookWeights(shared.buffer))  # copied out: the trainer may write again
+                if model is not None:
+                    self.app.post_message(WeightsStaged(lens, model, ev.step))
         else:
             self.app.post_message(TrainerEvent(ev))
 
