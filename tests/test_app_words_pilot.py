@@ -113,3 +113,24 @@ async def test_a_key_stops_the_trainer_until_its_next_words_are_on_screen(tmp_pa
             await pilot.press(ch)
         await wait_for(pilot, lambda: not hold.held, 5, "the release")
         assert hold.stops == hold.releases >= 2
+
+
+@sync
+async def test_a_pause_works_out_the_next_words_of_the_likeliest_next_key(tmp_path):
+    app = make_app(tmp_path)
+    async with running(app, SIZE) as pilot:
+        await wait_ready(pilot)
+        for ch in "the fo":
+            await pilot.press(ch)
+        lens = app.lens
+        await wait_for(pilot, lambda: lens._ahead, 5, "next words worked out ahead")
+        found = app.query_one(TopKBars).words
+        key = found.words[0].text[len(found.typed)] if len(found.words[0].text) > len(found.typed) else " "
+        await wait_for(pilot, lambda: (app.prompt.value + key, app.top_k, app.temperature) in lens._ahead, 5, key)
+        hits = lens.ahead_hits
+        await pilot.press("space" if key == " " else key)
+        await wait_for(pilot, lambda: lens.ahead_hits == hits + 1, 5, "the key answered from the work done ahead")
+        words = app.query_one(TopKBars).words
+        assert words == next_words(
+            lens.model, lens.tokenizer, app.prompt.value, k=app.top_k, temperature=app.temperature
+        )

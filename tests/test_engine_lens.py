@@ -55,3 +55,26 @@ def test_a_leased_model_never_takes_a_snapshot(lens, trained):
         assert staged is not reading
         lens.swap(staged, 62)
     assert lens.model is staged
+
+
+def test_words_worked_out_ahead_answer_the_next_key_and_die_with_the_weights(lens, trained, monkeypatch):
+    from tui_gpt import lens as lens_module
+
+    text = "The fox r"
+    found = lens.next_words(text, 5, 1.0)
+    done = lens.think_ahead(found, text, 5, 1.0, lambda: False)
+    key = found.words[0].text[len(found.typed)] if len(found.words[0].text) > len(found.typed) else " "
+    assert done >= 1 and (text + key, 5, 1.0) in lens._ahead
+    fresh = lens_module.next_words(lens.model, lens.tokenizer, text + key, k=5, temperature=1.0)
+    searches = []
+    monkeypatch.setattr(lens_module, "next_words", lambda *a, **kw: searches.append(a) or fresh)
+    ready = lens.next_words(text + key, 5, 1.0)
+    assert searches == [] and ready == fresh  # answered from the work done ahead, and the same answer
+    lens.next_words(text + key, 6, 1.0)  # another k was not worked out
+    assert len(searches) == 1
+    model, _, _ = trained
+    lens.swap(lens.stage(save({k: v for k, v in model.state_dict().items() if k != "lm_head.weight"})), step=61)
+    assert lens._ahead == {}
+    lens.next_words(text + key, 5, 1.0)
+    assert len(searches) == 2  # new weights: worked out again
+    assert lens.think_ahead(found, text, 5, 1.0, lambda: True) == 0  # cancelled: nothing done

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
 
 LARGE = 20_000_000  # parameters above which a whole forward pass per key is too slow for the UI thread
+AHEAD = 3  # likeliest next keys whose next words are worked out while the person pauses
 
 
 class Lens:
@@ -53,6 +54,9 @@ class Lens:
         self._leases: dict[int, int] = {}
         self._lock = threading.Lock()
         self._typed: tuple[GPT, list[int], KVCache, torch.Tensor] | None = None  # the prompt's cache, for next_tokens
+        self._version = 0  # bumped by every swap: work done ahead belongs to one set of weights
+        self._ahead: dict[tuple, NextWords] = {}  # (text, k, temperature) -> next words worked out ahead
+        self.ahead_hits = 0  # keys answered from work done ahead (for the bench)
         self.large = self.model.num_params() > LARGE
         _ = self.tokenizer.token_texts  # build the id -> text table now, not on the first key
 
@@ -74,6 +78,8 @@ class Lens:
         with self._lock:
             # A spare holds other weights now: the prompt's cached keys and values of it are stale.
             self._typed = None
+            self._version += 1
+            self._ahead = {}
             old, self.model, self.step = self.model, model, step
             if id(old) not in self._leases:  # else it becomes spare when its last reader is done
                 self._spare.append(old)
@@ -132,12 +138,44 @@ class Lens:
     ) -> NextWords | None:
         """The top-k next words (or completions of the word being typed); None if cancelled. Off the UI thread.
 
-        `after_word` takes the typed text as a whole word: the words that come after it.
+        `after_word` takes the typed text as a whole word: the words that come after it. Words worked
+        out ahead (`think_ahead`) for these weights are answered at once.
         """
+        if not after_word and (ready := self._ahead.get((text, k, temperature))) is not None:
+            self.ahead_hits += 1
+            return ready
         with self.leased() as model:
             return next_words(
                 model, self.tokenizer, text, k=k, temperature=temperature, cancelled=cancelled, after_word=after_word
             )
+
+    def think_ahead(
+        self, found: NextWords, text: str, k: int, temperature: float, cancelled: Callable[[], bool]
+    ) -> int:
+        """Work out the next words after each of the AHEAD likeliest next keys, so the next key finds them ready.
+
+        The likeliest keys are the next letters of the likeliest words `found` after `text` (a space
+        where a word is whole). Work for older weights is dropped at the next swap. Returns how many
+        texts were worked out.
+        """
+        keys = list(
+            dict.fromkeys(w.text[len(found.typed)] if len(w.text) > len(found.typed) else " " for w in found.words)
+        )
+        done = 0
+        with self._lock:
+            version = self._version
+        with self.leased() as model:
+            for key in keys[:AHEAD]:
+                ahead = (text + key, k, temperature)
+                if cancelled() or ahead in self._ahead:
+                    continue
+                words = next_words(model, self.tokenizer, ahead[0], k=k, temperature=temperature, cancelled=cancelled)
+                with self._lock:
+                    if words is None or version != self._version:
+                        break
+                    self._ahead[ahead] = words
+                done += 1
+        return done
 
     def word_examples(self, text: str) -> WordExamples:
         """One training example per word of `text`: its p(word) and -log p(word), the sum of its tokens' losses."""

@@ -8,6 +8,9 @@ screen, the trainer process is stopped (`preempt`): the person's key gets every 
 
 from __future__ import annotations
 
+import contextlib
+import os
+import threading
 import time
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -26,6 +29,7 @@ if TYPE_CHECKING:
 LARGE_PAUSE = 0.3  # seconds without a key before a large model's attention, examples and words are computed
 TYPING_PAUSE = 1.0  # seconds without a key before background probes (the greedy line) run
 HOLD_LIMIT = 1.0  # seconds a key may keep the trainer stopped, whatever becomes of its answer
+AHEAD_NICE = 10  # the priority of working ahead: below the trainer's and the UI's
 GREEDY_TOKENS = 32
 PASSAGES = 5  # corpus passages the examples pane cycles through
 
@@ -196,6 +200,24 @@ class Probes:
         if self.app.prompt.value == text:
             self.app.prompt.set_ghost(ghost, first)
         self.app.call_after_refresh(self._release)  # the answer is on screen: the trainer goes on
+        if self.typing:
+            self._think_ahead(text, generation, found)
+
+    def _think_ahead(self, text: str, generation: int, found: Any) -> None:
+        """While the person pauses, work out the next words after their likeliest next keys (Lens.think_ahead).
+
+        On a thread of its own at a low priority: it takes what the trainer and the UI leave.
+        """
+        lens, app = self.app.lens, self.app
+        if lens is None:
+            return
+
+        def work() -> None:
+            with contextlib.suppress(AttributeError, OSError):  # per-thread priority: Linux only
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), AHEAD_NICE)
+            lens.think_ahead(found, text, app.top_k, app.temperature, lambda: generation != self.generation)
+
+        threading.Thread(target=work, name="tui-gpt-ahead", daemon=True).start()
 
     # ---- the greedy line: a sample of the prompt, so the mask experiment's nonsense shows ----
     def update_greedy(self) -> None:

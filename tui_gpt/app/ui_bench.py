@@ -82,6 +82,7 @@ class Typed:
     typing: float = 0.0  # training steps/s while the keys were typed
     keys_per_s: float = 0.0
     holds: int = 0  # times a key stopped the trainer
+    ahead_hits: int = 0  # keys whose next words were worked out before the key came
 
 
 class Typist:
@@ -123,6 +124,7 @@ class Typist:
                 typed.typing = (app.step - start_step) / (time.monotonic() - start)
                 typed.keys_per_s = n_keys / (time.monotonic() - start)
                 typed.holds = app.client.hold.holds - holds
+                typed.ahead_hits = app.lens.ahead_hits
                 await pilot.press("ctrl+q")
         finally:
             TopKBars.render = original  # type: ignore[method-assign]
@@ -257,6 +259,7 @@ def bench_ui(args: argparse.Namespace) -> int:
     lines = [
         _figure(f"key -> next tokens on screen, {what}", typed.topk, args.keys, bars[0]),
         _figure(f"key -> next words on screen, {what}", typed.words, args.keys, bars[1]),
+        f"keys whose next words were worked out ahead, while the person paused: {typed.ahead_hits} of {args.keys}",
     ]
     if not spec.model:
         big = replace(spec, n_layer=6, n_head=6, n_embd=384)
