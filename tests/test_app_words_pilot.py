@@ -134,3 +134,25 @@ async def test_a_pause_works_out_the_next_words_of_the_likeliest_next_key(tmp_pa
         assert words == next_words(
             lens.model, lens.tokenizer, app.prompt.value, k=app.top_k, temperature=app.temperature
         )
+
+
+@sync
+async def test_a_large_model_answers_the_words_at_once_and_the_attention_after_a_pause(tmp_path, monkeypatch):
+    from tui_gpt.app import probes
+    from tui_gpt.app.widgets.attention import AttentionMap
+
+    monkeypatch.setattr(probes, "LARGE_PAUSE", 2.0)  # long enough that a loaded machine still answers first
+    app = make_app(tmp_path)
+    async with running(app, SIZE) as pilot:
+        await wait_ready(pilot)
+        app.lens.large = True  # as for GPT-2: the top-k from the prompt's cache, the full pass after a pause
+        analyses = []
+        analyze = app.lens.analyze
+        app.lens.analyze = lambda *a: analyses.append(a[0]) or analyze(*a)
+        hold = app.client.hold
+        await pilot.press("t")
+        await wait_for(pilot, lambda: not hold.held, 1.5, "the words, before the pause is over")
+        assert app.query_one(TopKBars).words.typed.endswith("t") and analyses == []
+        await wait_for(pilot, lambda: analyses, 5, "the attention after the pause")
+        assert analyses[-1] == app.prompt.value
+        await wait_for(pilot, lambda: app.query_one(AttentionMap).labels, 5, "the attention map")

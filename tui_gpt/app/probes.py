@@ -26,7 +26,7 @@ from tui_gpt.visible import visible
 if TYPE_CHECKING:
     from tui_gpt.app.app import GPTApp
 
-LARGE_PAUSE = 0.3  # seconds without a key before a large model's attention, examples and words are computed
+LARGE_PAUSE = 0.3  # seconds without a key before a large model's attention and examples are computed
 TYPING_PAUSE = 1.0  # seconds without a key before background probes (the greedy line) run
 HOLD_LIMIT = 1.0  # seconds a key may keep the trainer stopped, whatever becomes of its answer
 AHEAD_NICE = 10  # the priority of working ahead: below the trainer's and the UI's
@@ -89,11 +89,11 @@ class Probes:
         self.generation += 1
         if lens.large:
             pred = lens.next_tokens(text, app.top_k, app.temperature)
-            # The rest is many times the work: it waits for a pause in typing, or it would starve the next key.
+            # Attention and examples are many times the work, and a forward pass cannot be cancelled:
+            # they wait for a pause in typing, or they would hold up the next key.
             if self._pause is not None:
                 self._pause.stop()
             self._pause = app.set_timer(LARGE_PAUSE, partial(self._after_pause, lens, text, self.generation))
-            app.call_after_refresh(self._release)  # the top-k is this key's answer; the rest waits for a pause
         else:
             analysis = lens.analyze(text, app.top_k, app.temperature)
             pred = analysis.prediction
@@ -110,18 +110,14 @@ class Probes:
                 f"(its context)[/] · step {lens.step}"
             )
         app.query_one("#prompt-info", InfoLine).text = info
-        if not lens.large:
-            app.call_after_refresh(self._find_words, text, self.generation)
+        app.call_after_refresh(self._find_words, text, self.generation)
 
     def _after_pause(self, lens: Any, text: str, generation: int) -> None:
         app = self.app
         if generation != self.generation:
             return
-        if self.typing:  # words the person waits for: the trainer waits too
-            self._hold()
         work = partial(self._analyze, lens, text, generation, app.top_k, app.temperature)
         app.run_worker(work, thread=True, exclusive=True, group="analysis", exit_on_error=False)
-        self._find_words(text, generation)
 
     def _analyze(self, lens: Any, text: str, generation: int, k: int, temperature: float) -> None:
         analysis = lens.analyze(text, k, temperature)
