@@ -67,6 +67,23 @@ def children(pid: int) -> list[int]:
     return _processes(1, pid)
 
 
+def descendants(pid: int) -> list[int]:
+    """`pid`'s children, theirs and so on: also those that left its process group or session."""
+    found, todo = [], [pid]
+    while todo:
+        kids = children(todo.pop())
+        found += kids
+        todo += kids
+    return found
+
+
+def command_line(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
+    except OSError:
+        return []
+
+
 @dataclass
 class Served:
     proc: subprocess.Popen[bytes]

@@ -13,7 +13,7 @@ from test_engine_cli import TINY, tui_gpt
 from tui_gpt.checkpoint import FILES, load_model
 from tui_gpt.cli import main
 from tui_gpt.errors import TuiGptError
-from tui_gpt.savedir import LOCK, CheckpointLock, check_out
+from tui_gpt.savedir import LOCK, CheckpointLock, check_out, discard_unsaved
 
 
 def tree(folder: Path) -> dict[str, bytes]:
@@ -89,6 +89,20 @@ def test_the_next_save_removes_orphans_of_killed_saves(tmp_path, fables_run):
     fables_run.save(out)
     assert sorted(os.listdir(tmp_path)) == [".ck.tmp-other", "ck"]
     assert (not_ours / "diary.txt").read_text() == "keep\n"
+
+
+def test_a_folder_no_run_saved_into_is_discarded_and_any_other_kept(tmp_path, foreign):
+    empty, lock_only, held = tmp_path / "empty", tmp_path / "lock-only", tmp_path / "held"
+    empty.mkdir()
+    with CheckpointLock(lock_only):  # a run that ended before its first save leaves its lock
+        pass
+    assert discard_unsaved(empty) and discard_unsaved(lock_only)
+    assert not empty.exists() and not lock_only.exists()
+    with CheckpointLock(held):  # a run still going, about to save: kept
+        assert not discard_unsaved(held)
+        assert (held / LOCK).is_file()
+    assert not discard_unsaved(foreign) and (foreign / "notes.txt").is_file()
+    assert not discard_unsaved(tmp_path / "missing")
 
 
 @pytest.mark.parametrize("where", ["folder", "dot", "file"])

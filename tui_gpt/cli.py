@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from tui_gpt.errors import TuiGptError
 from tui_gpt.savedir import AUTOSAVE_SECONDS
+from tui_gpt.serve import MAX_SESSIONS
 from tui_gpt.settings import DEFAULT_STEPS, MODEL_HELP, OPTIONS, STEPS, THREADS_HELP, add_options, problem
 
 SUBCOMMANDS = ("train", "complete", "generate", "bench", "export", "serve")
@@ -172,6 +173,14 @@ def parser_serve() -> argparse.ArgumentParser:
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: localhost only)")
     p.add_argument("--port", type=int, default=8000)
+    p.add_argument(
+        "--max-sessions",
+        type=int,
+        default=MAX_SESSIONS,
+        metavar="N",
+        help=f"browser tabs that may run at once, each its own training run (default {MAX_SESSIONS}); "
+        "more are refused with 503",
+    )
     return p
 
 
@@ -196,9 +205,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 app_args = parser_app().parse_args(app_argv)
                 _check(parser_app(), app_args)
                 args.app_argv = app_argv
+                args.app_out = app_args.out or app_args.resume or "tui-gpt-run"  # what each tab's folder is named after
             else:
                 args = parser.parse_args(argv[1:])
-            _check(parser, args, "steps", "time", "top_k", "n", "keys", "budget")
+            _check(parser, args, "steps", "time", "top_k", "n", "keys", "budget", "max_sessions")
             from tui_gpt import subcommands
 
             return getattr(subcommands, f"cmd_{name}")(args)

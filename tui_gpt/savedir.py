@@ -266,3 +266,35 @@ def _holder(path: Path) -> str:
         return f"in use by pid {who['pid']} on {who['host']} ({who['cmd']})"
     except (OSError, TuiGptError, ValueError, KeyError, TypeError):
         return "in use by another tui-gpt process"
+
+
+def discard_unsaved(folder: Path) -> bool:
+    """Remove `folder` if no run ever saved into it (nothing in it but a lock no one holds); True if removed.
+
+    For a folder made for a run that then ended before its first save: a served tab closed at once,
+    or an app that refused its text. A folder with anything else in it, or whose lock is held, stays.
+    """
+    folder = Path(folder)
+    try:
+        names = {p.name for p in folder.iterdir()} if not folder.is_symlink() else None
+    except OSError:
+        return False
+    if names is None or not names <= {LOCK}:
+        return False
+    if names:
+        try:
+            fd = os.open(folder / LOCK, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # taken: no run holds it, none can start saving
+            (folder / LOCK).unlink()
+        except OSError:  # held (BlockingIOError), or gone
+            return False
+        finally:
+            os.close(fd)
+    try:
+        folder.rmdir()
+    except OSError:  # something arrived meanwhile: it stays
+        return False
+    return True

@@ -354,4 +354,4 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from tui_gpt.serve import serve
 
-    return serve(args.host, args.port, args.app_argv)
+    return serve(args.host, args.port, args.app_argv, args.app_out, args.max_sessions)
