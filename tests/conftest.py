@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 
 import pytest
 import torch
@@ -98,3 +99,17 @@ def one_line_error():
         return msg
 
     return check
+
+
+@pytest.fixture
+def no_hang():
+    """A load that blocks (a FIFO, /dev/zero) fails the test instead of hanging it."""
+
+    def timeout(signum, frame):
+        raise TimeoutError("hung: a hostile file was read or waited on")
+
+    old = signal.signal(signal.SIGALRM, timeout)
+    signal.alarm(20)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, old)

@@ -6,8 +6,12 @@ Everything is built locally with transformers' own classes and a tiny byte-level
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import shutil
+import threading
+import time
+from contextlib import suppress
 
 import pytest
 import torch
@@ -276,3 +280,60 @@ def test_checkpoint_gpt2_options_are_checked(make_spec, tmp_path, one_line_error
     with pytest.raises(hf.TuiGptError) as exc:
         load_model(ckpt)
     one_line_error(exc.value, next(iter(change)))
+
+
+# ---- hostile --model folders: one line, before anything blocks or is allocated ------------------
+
+
+def _copy(tiny_gpt2, tmp_path, name="m"):
+    return shutil.copytree(tiny_gpt2, tmp_path / name)
+
+
+def _fifo(path):
+    """Replace `path` with a FIFO. A reader blocked on it (in Rust, where no signal reaches Python)
+    is let go after 15 s, so that a regression fails the test instead of hanging it."""
+    path.unlink(missing_ok=True)
+    os.mkfifo(path)
+
+    def release():
+        with suppress(OSError):
+            os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+
+    timer = threading.Timer(15, release)
+    timer.daemon = True
+    timer.start()
+
+
+def _complete_fails(folder, capsys, *words):
+    """`tui-gpt complete --model folder` exits 2 with one line naming `words`, at once."""
+    capsys.readouterr()  # what the test's setup printed
+    start = time.monotonic()
+    assert main(["complete", "--model", str(folder), "The fox"]) == 2
+    assert time.monotonic() - start < 10
+    err = capsys.readouterr().err
+    assert err.startswith("tui-gpt: error: ") and err.count("\n") == 1, err
+    assert all(w in err for w in words), err
+    return err
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "config.json",
+        "model.safetensors",
+        "model.safetensors.index.json",
+        "pytorch_model.bin",
+        "tokenizer.json",
+        "vocab.json",
+        "merges.txt",
+    ],
+)
+def test_a_fifo_in_a_model_folder_is_one_line_at_once(tiny_gpt2, tmp_path, capsys, no_hang, name):
+    folder = _copy(tiny_gpt2, tmp_path)
+    if name == "pytorch_model.bin":
+        torch.save(_hf_model(tiny_gpt2).state_dict(), folder / "pytorch_model.bin")
+        (folder / "model.safetensors").unlink()
+    if name in ("vocab.json", "merges.txt"):
+        (folder / "tokenizer.json").unlink()
+    _fifo(folder / name)
+    _complete_fails(folder, capsys, name, "not a regular file")

@@ -6,7 +6,6 @@ import json
 import math
 import os
 import shutil
-import signal
 import struct
 import subprocess
 import sys
@@ -25,25 +24,13 @@ from tui_gpt.savedir import read_capped
 from tui_gpt.session import RunSpec, open_run
 from tui_gpt.trainer import MAX_RESTORES
 
+pytestmark = pytest.mark.usefixtures("no_hang")  # from conftest: a hostile file that blocks fails, never hangs
+
 
 @pytest.fixture
 def saved(tmp_path, fables_run) -> Path:
     list(fables_run.trainer.run(steps=2))
     return fables_run.save(tmp_path / "ck")
-
-
-@pytest.fixture(autouse=True)
-def no_hang():
-    """A load that blocks (a FIFO, /dev/zero) fails the test instead of hanging it."""
-
-    def timeout(signum, frame):
-        raise TimeoutError("hung: a hostile file was read or waited on")
-
-    old = signal.signal(signal.SIGALRM, timeout)
-    signal.alarm(20)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, old)
 
 
 def edit_json(path: Path, change) -> None:

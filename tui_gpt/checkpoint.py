@@ -23,7 +23,6 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError
 from safetensors import torch as st
-from tokenizers import Tokenizer
 
 from tui_gpt.corpus import Corpus
 from tui_gpt.dataset import TokenData
@@ -38,6 +37,7 @@ from tui_gpt.savedir import (
     aside,
     check_out,
     read_capped,
+    read_json,
     regular_file,
     remove_orphans,
     temp_prefix,
@@ -186,15 +186,7 @@ def resolve(path: Path) -> Path:
 
 
 def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(read_capped(path, CAPS.get(path.name, 1 << 20)).decode("utf-8"))
-    except FileNotFoundError:
-        raise TuiGptError(f"{path}: missing; the checkpoint is incomplete, save it again") from None
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise TuiGptError(f"{path}: corrupt ({type(exc).__name__}); the checkpoint cannot be used") from None
-    if not isinstance(data, dict):
-        raise TuiGptError(f"{path}: corrupt (not a JSON object); the checkpoint cannot be used")
-    return data
+    return read_json(path, "missing; the checkpoint is incomplete, save it again", "; the checkpoint cannot be used")
 
 
 def read_config(path: Path) -> dict:
@@ -381,17 +373,9 @@ def load_tokenizer(path: Path, vocab_size: int) -> TextTokenizer:
     """The checkpoint's tokenizer, refused unless it has the model's vocabulary size."""
     file = path / "tokenizer.json"
     try:
-        text = read_capped(file, CAPS["tokenizer.json"]).decode("utf-8")
+        tokenizer = TextTokenizer.load(file)
     except FileNotFoundError:
         raise TuiGptError(f"{file}: missing; the checkpoint is incomplete, save it again") from None
-    except UnicodeDecodeError:
-        raise TuiGptError(f"{file}: not a readable tokenizer.json (not UTF-8)") from None
-    try:
-        tokenizer = TextTokenizer(Tokenizer.from_str(text))
-    except TuiGptError as exc:
-        raise TuiGptError(f"{file}: {exc}") from None
-    except Exception as exc:  # the Rust side raises plain Exception with a long message
-        raise TuiGptError(f"{file}: not a readable tokenizer.json ({str(exc).splitlines()[0][:80]})") from None
     if tokenizer.vocab_size != vocab_size:
         raise TuiGptError(
             f"{file}: {tokenizer.vocab_size} tokens, but the model has vocab_size {vocab_size}; "

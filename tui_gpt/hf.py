@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tui_gpt.errors import TuiGptError
-from tui_gpt.savedir import checkpoint_around, reading
+from tui_gpt.savedir import checkpoint_around, read_capped, read_json, reading, regular_file
 
 if TYPE_CHECKING:  # torch loads on first use: the app checks --model before its first paint
     import torch
@@ -56,8 +56,9 @@ def find_model(name: str) -> Path:
     repo = hub_cache() / f"models--{name.replace('/', '--')}"
     snapshots = repo / "snapshots"
     ref = repo / "refs" / "main"
-    if ref.is_file() and (snapshots / ref.read_text().strip() / "config.json").exists():
-        return snapshots / ref.read_text().strip()
+    commit = read_capped(ref, 4096).decode("utf-8", "replace").strip() if ref.is_file() else ""
+    if commit and (snapshots / commit / "config.json").exists():
+        return snapshots / commit
     found = sorted(snapshots.glob("*/config.json"), key=lambda p: p.stat().st_mtime) if snapshots.is_dir() else []
     if found:
         return found[-1].parent
@@ -69,15 +70,7 @@ def find_model(name: str) -> Path:
 
 # ---- reading ----------------------------------------------------------------
 def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise TuiGptError(f"{path}: missing; a GPT-2 directory needs config.json") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise TuiGptError(f"{path}: unreadable ({type(exc).__name__})") from None
-    if not isinstance(data, dict):
-        raise TuiGptError(f"{path}: not a JSON object")
-    return data
+    return read_json(path, f"missing; a GPT-2 directory needs {path.name}")
 
 
 def num_params(c: GPTConfig) -> int:
@@ -180,6 +173,8 @@ def _load_tensors(folder: Path) -> dict[str, torch.Tensor]:
     from safetensors import SafetensorError
     from safetensors import torch as st
 
+    from tui_gpt.checkpoint import safetensors_header
+
     index = folder / "model.safetensors.index.json"
     files = [folder / "model.safetensors"]
     if index.exists():
@@ -187,6 +182,7 @@ def _load_tensors(folder: Path) -> dict[str, torch.Tensor]:
     if all(f.exists() for f in files):
         tensors: dict[str, torch.Tensor] = {}
         for f in files:
+            safetensors_header(f)  # a regular file (never a FIFO) with a sound header, before it is mapped
             try:
                 tensors.update(st.load_file(str(f)))
             except (SafetensorError, OSError, ValueError) as exc:
@@ -195,6 +191,8 @@ def _load_tensors(folder: Path) -> dict[str, torch.Tensor]:
     f = folder / "pytorch_model.bin"
     if not f.exists():
         raise TuiGptError(f"{folder}: no model.safetensors or pytorch_model.bin")
+    with regular_file(f):  # never waits on a FIFO: torch.load would open it blocking
+        pass
     try:
         # weights_only: a pickle that names anything but tensors and plain containers is refused.
         state = torch.load(f, map_location="cpu", weights_only=True, mmap=True)
@@ -208,16 +206,13 @@ def _load_tensors(folder: Path) -> dict[str, torch.Tensor]:
 def _check_shapes(folder: Path, expected: dict[str, torch.Size]) -> None:
     """Compare the safetensors header with the config before any weight is read."""
     import torch
-    from safetensors import SafetensorError, safe_open
+
+    from tui_gpt.checkpoint import safetensors_header
 
     f = folder / "model.safetensors"
     if not f.exists():
         return
-    try:
-        with safe_open(str(f), framework="pt") as sf:
-            shapes = {_our_name(k): sf.get_slice(k).get_shape() for k in sf.keys()}  # noqa: SIM118
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise TuiGptError(f"{f}: corrupt weights ({str(exc).splitlines()[0][:80]})") from None
+    shapes = {_our_name(k): shape for k, (_, shape) in safetensors_header(f).items()}
     for name, shape in expected.items():
         got = shapes.get(name)
         if got is not None and name.endswith(CONV1D):

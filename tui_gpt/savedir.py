@@ -26,8 +26,17 @@ OURS = frozenset((*FILES, LOCK))
 RUST_TEMP = re.compile(r"\.tmp[A-Za-z0-9]{6}")
 AUTOSAVE_SECONDS = 300  # train and the app save this often; 0 turns it off
 MB = 1 << 20
-# The most we read of each file; a checkpoint file larger than this is refused, not read.
-CAPS = {"config.json": MB, "trainer.json": MB, "history.json": 512 * MB, "tokenizer.json": 256 * MB, LOCK: 4096}
+# The most we read of each file (of a checkpoint, or of a Hugging Face folder); a larger one is refused, not read.
+CAPS = {
+    "config.json": MB,
+    "trainer.json": MB,
+    "history.json": 512 * MB,
+    "tokenizer.json": 256 * MB,
+    LOCK: 4096,
+    "model.safetensors.index.json": 16 * MB,
+    "vocab.json": 64 * MB,  # GPT-2's is 1 MB
+    "merges.txt": 64 * MB,
+}
 
 
 def is_checkpoint_dir(path: Path) -> bool:
@@ -120,7 +129,7 @@ def regular_file(path: Path) -> Iterator[int]:
         raise TuiGptError(f"{path}: cannot be read ({exc.strerror}); check its permissions") from None
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise TuiGptError(f"{path}: not a regular file (a FIFO, device or folder); the checkpoint cannot be used")
+            raise TuiGptError(f"{path}: not a regular file (a FIFO, device or folder); it cannot be used")
         os.set_blocking(fd, True)
         yield fd
     finally:
@@ -140,6 +149,22 @@ def read_capped(path: Path, cap: int) -> bytes:
             raise TuiGptError(f"{path}: cannot be read ({exc.strerror}); check the file") from None
     if len(data) > cap:  # grew while we read it
         raise TuiGptError(f"{path}: more than the {cap:,} bytes allowed; not read")
+    return data
+
+
+def read_json(path: Path, missing: str, unusable: str = "") -> dict:
+    """The JSON object in regular file `path`, read within its CAPS; one line naming the file otherwise.
+
+    `missing` ends the line for a missing file, `unusable` (say, "; the checkpoint cannot be used") a corrupt one.
+    """
+    try:
+        data = json.loads(read_capped(path, CAPS.get(path.name, MB)).decode("utf-8"))
+    except FileNotFoundError:
+        raise TuiGptError(f"{path}: {missing}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # RecursionError: nested too deep
+        raise TuiGptError(f"{path}: corrupt ({type(exc).__name__}){unusable}") from None
+    if not isinstance(data, dict):
+        raise TuiGptError(f"{path}: corrupt (not a JSON object){unusable}")
     return data
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from functools import cached_property
 from itertools import chain
 from pathlib import Path
@@ -17,6 +18,7 @@ import numpy as np
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from tui_gpt.errors import TuiGptError
+from tui_gpt.savedir import CAPS, read_capped, read_json
 
 EOT = "<|endoftext|>"
 UNK = "<unk>"
@@ -51,6 +53,44 @@ def _byte_decoder() -> dict[str, int]:
 
 
 _BYTES = _byte_decoder()
+
+
+@contextmanager
+def rust_errors(what: str, where: str = "") -> Iterator[None]:
+    """The Rust tokenizer's errors as one line, "where: what (why)": its plain Exceptions and its panics.
+
+    A panic (a regular expression that backtracks past its limit, say) is a pyo3 PanicException,
+    a BaseException: caught by name, as pyo3 does not export its class.
+    """
+    prefix = f"{where}: " if where else ""
+    try:
+        yield
+    except TuiGptError as exc:
+        raise TuiGptError(f"{prefix}{exc}") from None
+    except BaseException as exc:
+        if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
+            raise  # KeyboardInterrupt, SystemExit
+        why = (str(exc).splitlines() or [type(exc).__name__])[0][:80]
+        raise TuiGptError(f"{prefix}{what} ({why})") from None
+
+
+def _read_merges(path: Path) -> list[tuple[str, str]]:
+    """GPT-2's merges.txt, parsed as the Rust reader does: "#version" lines skipped, then one "a b" per line."""
+    try:
+        lines = read_capped(path, CAPS["merges.txt"]).decode("utf-8").split("\n")
+    except UnicodeDecodeError:
+        raise TuiGptError(f"{path}: not a readable merges.txt (not UTF-8)") from None
+    if lines[-1] == "":
+        lines.pop()
+    merges: list[tuple[str, str]] = []
+    for n, line in enumerate(lines, 1):
+        parts = line.removesuffix("\r").split(" ")
+        if line.startswith("#version"):
+            continue
+        if len(parts) != 2:
+            raise TuiGptError(f"{path}: line {n} is not a merge (two tokens and one space)")
+        merges.append((parts[0], parts[1]))
+    return merges
 
 
 class TextTokenizer:
@@ -121,12 +161,13 @@ class TextTokenizer:
 
     @classmethod
     def load(cls, path: Path) -> TextTokenizer:
+        """The tokenizer.json at `path`, read only if a regular file within its cap (FileNotFoundError if missing)."""
         try:
-            return cls(Tokenizer.from_file(str(path)))
-        except TuiGptError:
-            raise
-        except Exception as exc:  # the Rust side raises plain Exception with a long message
-            raise TuiGptError(f"{path}: not a readable tokenizer.json ({str(exc).splitlines()[0][:80]})") from None
+            text = read_capped(path, CAPS["tokenizer.json"]).decode("utf-8")
+        except UnicodeDecodeError:
+            raise TuiGptError(f"{path}: not a readable tokenizer.json (not UTF-8)") from None
+        with rust_errors("not a readable tokenizer.json", where=str(path)):
+            return cls(Tokenizer.from_str(text))
 
     @classmethod
     def load_pretrained(cls, folder: Path, kind: str = "gpt2") -> TextTokenizer:
@@ -137,13 +178,10 @@ class TextTokenizer:
         if (folder / "tokenizer.json").exists():
             tok = cls.load(folder / "tokenizer.json")
         elif (folder / "vocab.json").exists() and (folder / "merges.txt").exists():
-            try:
-                bpe = models.BPE.from_file(str(folder / "vocab.json"), str(folder / "merges.txt"))
-            except Exception as exc:  # the Rust side raises plain Exception
-                raise TuiGptError(
-                    f"{folder}: unreadable vocab.json/merges.txt ({str(exc).splitlines()[0][:80]})"
-                ) from None
-            hf = Tokenizer(bpe)
+            vocab = read_json(folder / "vocab.json", "missing")
+            merges = _read_merges(folder / "merges.txt")
+            with rust_errors("unreadable vocab.json/merges.txt", where=str(folder)):
+                hf = Tokenizer(models.BPE(vocab, merges))
             hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
             hf.decoder = decoders.ByteLevel()
             tok = cls(hf)
