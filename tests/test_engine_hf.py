@@ -9,9 +9,13 @@ import json
 import os
 import pickle
 import shutil
+import signal
+import subprocess
+import sys
 import threading
 import time
 from contextlib import suppress
+from pathlib import Path
 
 import pytest
 import torch
@@ -337,3 +341,42 @@ def test_a_fifo_in_a_model_folder_is_one_line_at_once(tiny_gpt2, tmp_path, capsy
         (folder / "tokenizer.json").unlink()
     _fifo(folder / name)
     _complete_fails(folder, capsys, name, "not a regular file")
+
+
+# ---- export: a killed one leaves nothing for good -----------------------------------------------
+
+STALLED_EXPORT = """
+import sys, time
+from tui_gpt import hf
+
+def stall(path, obj):  # the export stops half-way, its weights written, until it is killed
+    print("writing", flush=True)
+    time.sleep(600)
+
+hf._write_json = stall
+hf.export(sys.argv[1], sys.argv[2])
+"""
+
+
+def test_the_next_export_removes_what_a_killed_one_left_but_not_a_live_ones(make_spec, tmp_path):
+    ckpt = open_run(make_spec()).save(tmp_path / "ckpt")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    args = [sys.executable, "-c", STALLED_EXPORT, str(ckpt), str(tmp_path / "hf")]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout.readline() == "writing\n"
+        (tmp,) = tmp_path.glob(".hf.export-*")
+        assert (tmp / "model.safetensors").exists()
+        os.utime(tmp, (time.time() - 3600, time.time() - 3600))  # idle long enough to look abandoned
+        assert main(["export", str(ckpt), str(tmp_path / "hf2")]) == 0
+        assert tmp.exists(), "an export still writing lost its folder"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert tmp.exists()  # what a killed export leaves...
+    foreign = tmp_path / ".notes.export-mine"  # ...and a folder of the user's that only looks like one
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    os.utime(foreign, (time.time() - 3600, time.time() - 3600))
+    assert main(["export", str(ckpt), str(tmp_path / "hf3")]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".notes.export-mine", "ckpt", "hf2", "hf3"]

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tui_gpt.errors import TuiGptError
-from tui_gpt.savedir import checkpoint_around, read_capped, read_json, reading, regular_file
+from tui_gpt.savedir import checkpoint_around, export_folder, read_capped, read_json, reading, regular_file
 
 if TYPE_CHECKING:  # torch loads on first use: the app checks --model before its first paint
     import torch
@@ -378,8 +376,7 @@ def export(ckpt: str | Path, out: str | Path) -> Path:
     if not c.causal:
         raise TuiGptError(f"{ckpt}: trained without the causal mask; GPT-2 is always causal, so it cannot be exported")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.export-", dir=out.parent))
-    try:
+    with export_folder(out) as tmp:
         st.save_file(to_hf(model), str(tmp / "model.safetensors"), metadata={"format": "pt"})
         _write_json(tmp / "config.json", hf_config(c, tokenizer.eot_id))
         _write_json(
@@ -400,9 +397,6 @@ def export(ckpt: str | Path, out: str | Path) -> Path:
         if out.exists():
             out.rmdir()  # empty, checked above
         tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

@@ -13,6 +13,8 @@ import shutil
 import socket
 import stat
 import sys
+import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -24,6 +26,12 @@ FILES = ("model.safetensors", "optimizer.safetensors", "config.json", "tokenizer
 LOCK = ".lock"
 OURS = frozenset((*FILES, LOCK))
 RUST_TEMP = re.compile(r"\.tmp[A-Za-z0-9]{6}")
+# What an export writes, in a temp folder named ".OUT.export-XXXX" until it is renamed to OUT.
+EXPORT_FILES = frozenset(
+    ("config.json", "model.safetensors", "generation_config.json", "tokenizer.json", "tokenizer_config.json")
+)
+EXPORT_INFIX = ".export-"
+EXPORT_GRACE_S = 60  # an export's temp folder younger than this is never removed as an orphan
 AUTOSAVE_SECONDS = 300  # train and the app save this often; 0 turns it off
 MB = 1 << 20
 # The most we read of each file (of a checkpoint, or of a Hugging Face folder); a larger one is refused, not read.
@@ -84,14 +92,14 @@ def check_out(out: Path) -> Path:
     return out
 
 
-def _only_ours(folder: Path) -> bool:
-    """A folder holding nothing but files with our names: what a killed save or delete of ours leaves."""
+def _only_ours(folder: Path, ours: frozenset[str] = OURS) -> bool:
+    """A folder holding nothing but files named in `ours`: what a killed save or delete of ours leaves."""
     try:
         names = {p.name for p in folder.iterdir()} if folder.is_dir() and not folder.is_symlink() else None
     except OSError:
         return False
     # safetensors writes through a ".tmpXXXXXX" file of its own, which a kill leaves behind
-    return names is not None and all(n in OURS or RUST_TEMP.fullmatch(n) for n in names)
+    return names is not None and all(n in ours or RUST_TEMP.fullmatch(n) for n in names)
 
 
 def aside(out: Path) -> Path:
@@ -113,6 +121,43 @@ def remove_orphans(out: Path) -> None:
                 shutil.rmtree(tmp)
         except OSError:
             pass  # someone else's, or gone already: leave it
+
+
+@contextmanager
+def export_folder(out: Path) -> Iterator[Path]:
+    """A new temp folder beside `out` for an export to fill and rename to `out`; removed if the export fails.
+
+    It is flocked while the export runs (the kernel drops the lock with a killed process), so
+    that the next export into the same parent removes it only once nobody writes it.
+    """
+    remove_export_orphans(out.parent)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}{EXPORT_INFIX}", dir=out.parent))
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        os.close(fd)
+
+
+def remove_export_orphans(parent: Path) -> None:
+    """Delete the temp folders killed exports left in `parent`: unlocked, idle a while, holding only export files."""
+    for tmp in parent.glob(f".*{EXPORT_INFIX}*"):
+        try:
+            # A folder made a moment ago may not be locked yet by its export.
+            if not _only_ours(tmp, EXPORT_FILES) or time.time() - tmp.stat().st_mtime < EXPORT_GRACE_S:
+                continue
+            fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError: a live export writes it
+                shutil.rmtree(tmp)
+            finally:
+                os.close(fd)
+        except OSError:
+            pass  # being written, someone else's, or gone already: leave it
 
 
 @contextmanager
