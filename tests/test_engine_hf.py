@@ -10,6 +10,7 @@ import os
 import pickle
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import threading
@@ -139,10 +140,14 @@ def test_bare_name_is_looked_up_in_the_local_cache_only(tiny_gpt2, tmp_path, mon
 @pytest.mark.parametrize(
     "change, words",
     [
-        ({"n_embd": 2**20, "n_head": 2}, "will not fit"),
-        ({"n_layer": 10**12}, "will not fit"),
+        ({"n_embd": 2**15, "n_head": 2, "n_layer": 512}, "will not fit"),
+        ({"n_embd": 2**20, "n_head": 2}, "n_embd must be an integer in 1..32768"),
+        ({"n_layer": 10**12}, "n_layer must be an integer in 1..512"),
         ({"n_head": 3}, "divisible"),
-        ({"vocab_size": -1}, "positive integer"),
+        ({"vocab_size": -1}, "vocab_size must be an integer in 1..1048576"),
+        ({"vocab_size": 4_000_000, "n_embd": 1, "n_head": 1}, "vocab_size must be an integer in 1..1048576"),
+        ({"n_positions": 20_000}, "n_positions must be an integer in 1..16384"),
+        ({"n_layer": True}, "n_layer must be an integer"),
         ({"model_type": "llama"}, "GPT-2 models only"),
         ({"activation_function": "relu"}, "activation"),
     ],
@@ -380,3 +385,35 @@ def test_the_next_export_removes_what_a_killed_one_left_but_not_a_live_ones(make
     os.utime(foreign, (time.time() - 3600, time.time() - 3600))
     assert main(["export", str(ckpt), str(tmp_path / "hf3")]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == [".notes.export-mine", "ckpt", "hf2", "hf3"]
+
+
+# ---- sizes: bounded as a checkpoint's are, and every byte counted before it is allocated ---------
+
+
+def test_a_safetensors_header_of_200000_empty_entries_is_one_line_at_once(tiny_gpt2, tmp_path, capsys):
+    folder = _copy(tiny_gpt2, tmp_path)
+    entries = {f"t{i}": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]} for i in range(200_000)}
+    header = json.dumps(entries).encode()
+    (folder / "model.safetensors").write_bytes(struct.pack("<Q", len(header)) + header)
+    _complete_fails(folder, capsys, "model.safetensors", "more than 32,768 tensors")
+
+
+def test_tokenizer_padding_and_masks_are_counted_before_they_are_made(tiny_gpt2, tmp_path, monkeypatch, one_line_error):
+    from tui_gpt.tokenizer import TextTokenizer
+
+    folder = _copy(tiny_gpt2, tmp_path)
+    cfg = json.loads((folder / "config.json").read_text())
+    # A model of 1 M ids over a 300-token tokenizer: 1 M pad tokens, about 0.7 GB, for 4 MB of weights.
+    (folder / "config.json").write_text(json.dumps({**cfg, "vocab_size": 1 << 20, "n_embd": 2, "n_head": 1}))
+    config = hf.read_config(folder)
+    tok = TextTokenizer.load_pretrained(folder)
+    pad = (1 << 20) - tok.vocab_size
+    parts = hf.memory_estimate(config, training=False, pad=pad)
+    assert parts["tokenizer padding"] == pad * hf.PAD_BYTES > 100 * parts["weights"]
+    assert parts["masks"] == 3 * 48 * 48  # one per layer, and one more while the last is built
+    room = 10 * parts["weights"]  # the weights fit, the padding does not
+    monkeypatch.setattr("tui_gpt.trainer.available_bytes", lambda device="cpu": room)
+    with pytest.raises(hf.TuiGptError) as exc:
+        hf.fit_tokenizer(tok, config, folder)
+    assert "tokenizer padding" in one_line_error(exc.value, str(folder)) and "will not fit" in str(exc.value)
+    assert tok.vocab_size == 300, "padded before the refusal"

@@ -18,7 +18,9 @@ import re
 import shutil
 import struct
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -42,13 +44,16 @@ from tui_gpt.savedir import (
     remove_orphans,
     temp_prefix,
 )
-from tui_gpt.settings import first_problem, is_int, is_number
+from tui_gpt.settings import first_problem, is_int, is_number, problem
 from tui_gpt.tokenizer import TextTokenizer
 from tui_gpt.trainer import History, TrainConfig, Trainer, available_bytes
 
 __all__ = ["FILES", "FORMAT", "load_model", "load_trainer", "read_config", "resolve", "save_checkpoint"]
 
 HEADER_CAP = 64 << 20  # bytes of safetensors JSON header we are willing to parse
+# The most tensors a header may list: the optimizer file of the deepest model RULES allow holds
+# 3 x (12 x 512 + 4) + 2 = 18,446 (two moments and a step per parameter, two random states).
+MAX_TENSORS = 1 << 15
 DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
 WEIGHT_DTYPES = ("F32", "F16", "BF16")
 
@@ -225,8 +230,10 @@ def _check_model(model: object) -> str | None:
     if not isinstance(config.layer_norm_eps, int | float) or not 0 < config.layer_norm_eps < 1:
         return f"layer_norm_eps must be a small positive number, got {config.layer_norm_eps!r}"
     n_pos = config.n_positions
-    if n_pos is not None and (not isinstance(n_pos, int) or isinstance(n_pos, bool) or n_pos < config.block_size):
-        return f"n_positions must be an integer of at least block_size, got {n_pos!r}"
+    if n_pos is not None and (why := problem("n_positions", n_pos)):
+        return f"n_positions {why}"
+    if n_pos is not None and n_pos < config.block_size:
+        return f"n_positions must be at least block_size ({config.block_size}), got {n_pos}"
     return None
 
 
@@ -297,9 +304,12 @@ def safetensors_header(file: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
         raise TuiGptError(f"{file}: missing; the checkpoint is incomplete, save it again")
     size, raw = _header_bytes(file)
     try:
-        header = json.loads(raw)
+        # objects: the header, its __metadata__ and one per tensor
+        header = json.loads(raw, object_pairs_hook=_at_most(MAX_TENSORS + 2))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise TuiGptError(f"{file}: corrupt weights (the header is not JSON)") from None
+    except _TooMany:
+        raise TuiGptError(f"{file}: corrupt weights (more than {MAX_TENSORS:,} tensors)") from None
     if not isinstance(header, dict):
         raise TuiGptError(f"{file}: corrupt weights (the header is not a JSON object)")
     data = size - 8 - len(raw)
@@ -318,6 +328,24 @@ def safetensors_header(file: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
             raise TuiGptError(f"{file}: corrupt weights (entry {name[:40]!r} is malformed or past the end)")
         out[name] = (dtype, tuple(shape))
     return out
+
+
+class _TooMany(Exception):
+    pass
+
+
+def _at_most(n: int) -> Callable[[list[tuple[str, Any]]], dict]:
+    """A json object_pairs_hook that stops the parse past `n` objects, before it has built more."""
+    seen = 0
+
+    def hook(pairs: list[tuple[str, Any]]) -> dict:
+        nonlocal seen
+        seen += 1
+        if seen > n:
+            raise _TooMany
+        return dict(pairs)
+
+    return hook
 
 
 def _header_bytes(file: Path) -> tuple[int, bytes]:
@@ -360,7 +388,7 @@ def _check_weights_header(file: Path, config: GPTConfig) -> int:
 
 def _check_memory(path: Path, config: GPTConfig, params: int, copies: int) -> None:
     """Refuse a model that cannot fit: `copies` float32 copies of the weights, plus each layer's mask."""
-    need = params * 4 * copies + config.n_layer * config.block_size**2
+    need = params * 4 * copies + config.mask_bytes
     free = available_bytes()
     if free is not None and need > free:
         raise TuiGptError(

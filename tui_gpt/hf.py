@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from tui_gpt.errors import TuiGptError
 from tui_gpt.savedir import checkpoint_around, export_folder, read_capped, read_json, reading, regular_file
+from tui_gpt.settings import first_problem
 
 if TYPE_CHECKING:  # torch loads on first use: the app checks --model before its first paint
     import torch
@@ -31,6 +32,8 @@ IGNORED = (".attn.bias", ".attn.masked_bias")
 ACTIVATIONS = {"gelu_new": "tanh", "gelu_pytorch_tanh": "tanh", "gelu": "none"}
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 FP32 = 4  # bytes per float32
+# Memory per pad token (TextTokenizer.pad_to): about 0.7 kB measured with tokenizers 0.23, counted up.
+PAD_BYTES = 1024
 
 
 # ---- finding a model ------------------------------------------------------
@@ -87,9 +90,8 @@ def read_config(folder: Path, block_size: int | None = None, dropout: float = 0.
     if hf.get("model_type") != "gpt2":
         raise TuiGptError(f"{path}: model_type {hf.get('model_type')!r}; tui-gpt opens GPT-2 models only")
     sizes = {k: hf.get(k) for k in ("vocab_size", "n_positions", "n_layer", "n_head", "n_embd")}
-    for key, value in sizes.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise TuiGptError(f"{path}: {key} must be a positive integer, got {value!r}")
+    if why := first_problem(sizes):  # the bounds a checkpoint's sizes have: nothing huge is allocated
+        raise TuiGptError(f"{path}: {why}")
     if sizes["n_embd"] % sizes["n_head"]:
         raise TuiGptError(f"{path}: n_embd {sizes['n_embd']} is not divisible by n_head {sizes['n_head']}")
     if hf.get("n_inner") not in (None, 4 * sizes["n_embd"]):
@@ -125,11 +127,13 @@ def read_config(folder: Path, block_size: int | None = None, dropout: float = 0.
     return config
 
 
-def memory_estimate(c: GPTConfig, batch_size: int = 1, training: bool = True) -> dict[str, int]:
-    """Bytes a float32 model needs: weights, and for training gradients, AdamW moments, activations."""
+def memory_estimate(c: GPTConfig, batch_size: int = 1, training: bool = True, pad: int = 0) -> dict[str, int]:
+    """Bytes a float32 model needs: weights, causal masks, the `pad` tokens its tokenizer gains (see
+    fit_tokenizer), and for training gradients, AdamW moments and activations."""
     n = num_params(c)
-    # Each layer keeps its own (block_size, block_size) causal mask of bools.
-    out = {"weights": n * FP32 + c.n_layer * c.block_size**2}
+    out = {"weights": n * FP32, "masks": c.mask_bytes}
+    if pad > 0:
+        out["tokenizer padding"] = pad * PAD_BYTES
     if training:
         B, T, C, V = batch_size, c.block_size, c.n_embd, c.vocab_size
         out["gradients"] = n * FP32
@@ -145,11 +149,13 @@ def gib(n: float) -> str:
     return f"{n / 2**30:.1f} GiB"
 
 
-def check_fits(c: GPTConfig, batch_size: int = 1, training: bool = False, device: str = "cpu", where: str = "") -> str:
+def check_fits(
+    c: GPTConfig, batch_size: int = 1, training: bool = False, device: str = "cpu", where: str = "", pad: int = 0
+) -> str:
     """One line describing the memory a model needs; a one-line refusal when it will not fit."""
     from tui_gpt.trainer import available_bytes
 
-    parts = memory_estimate(c, batch_size, training)
+    parts = memory_estimate(c, batch_size, training, pad)
     need = sum(parts.values())
     free = available_bytes(device)
     what = "fine-tune" if training else "load"
@@ -256,11 +262,25 @@ def load_weights(model: GPT, folder: Path) -> None:
             p.copy_(t)
 
 
-def fit_tokenizer(tokenizer: TextTokenizer, config: GPTConfig, folder: Path) -> None:
-    """Check the tokenizer against the model; pad it when the model's vocabulary is padded (e.g. 50304)."""
+def fit_tokenizer(
+    tokenizer: TextTokenizer,
+    config: GPTConfig,
+    folder: Path,
+    batch_size: int = 1,
+    training: bool = False,
+    device: str = "cpu",
+) -> str:
+    """Check the tokenizer against the model; pad it when the model's vocabulary is padded (e.g. 50304).
+
+    Returns check_fits' line with the padding counted: one pad token per id is not free (a vocab_size
+    of 1 M over a 300-token tokenizer costs about 0.7 GB), so it is refused before any is added.
+    """
     if tokenizer.vocab_size > config.vocab_size:
         raise TuiGptError(f"{folder}: tokenizer has {tokenizer.vocab_size} tokens, the model {config.vocab_size}")
+    pad = config.vocab_size - tokenizer.vocab_size
+    line = check_fits(config, batch_size, training, device, where=str(folder), pad=pad)
     tokenizer.pad_to(config.vocab_size)
+    return line
 
 
 @contextmanager

@@ -37,6 +37,11 @@ class GPTConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @property
+    def mask_bytes(self) -> int:
+        """Memory of the causal masks: a bool (T, T) per layer, and one more while the last is built."""
+        return (self.n_layer + 1) * self.block_size**2
+
 
 @dataclass
 class KVCache:

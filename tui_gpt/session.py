@@ -182,11 +182,12 @@ def _open_pretrained(spec: RunSpec, corpus: Corpus, progress: Progress | None) -
     mconf.causal = spec.causal
     tconf = replace(spec.train)
     # Refuse before the text is tokenized or a byte allocated, and say what it will take.
-    memory = hf.check_fits(mconf, tconf.batch_size, training=True, device=str(pick_device(tconf.device)))
+    device = str(pick_device(tconf.device))
+    memory = hf.check_fits(mconf, tconf.batch_size, training=True, device=device)
     if progress:
         progress(memory, 0, 1)
     tokenizer = TextTokenizer.load_pretrained(folder)
-    hf.fit_tokenizer(tokenizer, mconf, folder)
+    memory = hf.fit_tokenizer(tokenizer, mconf, folder, tconf.batch_size, training=True, device=device)
     data = TokenData.build(corpus, tokenizer, _step(progress, "tokenizing"))
     if progress:
         progress(f"loading {spec.model}", 0, 1)

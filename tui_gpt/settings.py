@@ -227,6 +227,7 @@ def _numbers(lo: float, hi: float, *, low_open: bool = False, high_open: bool = 
 RULES: dict[str, Rule] = {
     "vocab_size": _ints(1, 1 << 20),
     "block_size": _ints(1, 1 << 14),
+    "n_positions": _ints(1, 1 << 14),  # GPT-2's position rows (a pretrained model's, or an export's)
     "n_layer": _ints(1, 512),
     "n_head": _ints(1, 1024),
     "n_embd": _ints(1, 1 << 15),
