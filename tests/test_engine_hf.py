@@ -348,6 +348,96 @@ def test_a_fifo_in_a_model_folder_is_one_line_at_once(tiny_gpt2, tmp_path, capsy
     _complete_fails(folder, capsys, name, "not a regular file")
 
 
+def _edit_json(path, change):
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+def _sharded(tiny_gpt2, tmp_path, weight_map):
+    """The tiny model with a model.safetensors.index.json whose weight_map is `weight_map`."""
+    folder = _copy(tiny_gpt2, tmp_path)
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    return folder
+
+
+def test_a_config_nested_100000_deep_is_one_line(tiny_gpt2, tmp_path, capsys):
+    folder = _copy(tiny_gpt2, tmp_path)
+    (folder / "config.json").write_text("[" * 100_000 + "]" * 100_000)
+    _complete_fails(folder, capsys, "config.json", "RecursionError")
+
+
+@pytest.mark.parametrize("weight_map", [["model.safetensors"], 7, None, {"transformer.wte.weight": 3}])
+def test_a_weight_map_of_the_wrong_shape_is_one_line(tiny_gpt2, tmp_path, capsys, weight_map):
+    folder = _sharded(tiny_gpt2, tmp_path, weight_map)
+    _complete_fails(folder, capsys, "model.safetensors.index.json", "weight_map must map tensor names to file names")
+
+
+@pytest.mark.parametrize("where", ["absolute", "parent", "sub"])
+def test_a_weight_map_that_points_outside_the_folder_is_refused(tiny_gpt2, tmp_path, capsys, where):
+    outside = _copy(tiny_gpt2, tmp_path, "outside") / "model.safetensors"  # real weights: they would load
+    name = {"absolute": str(outside), "parent": "../outside/model.safetensors", "sub": "x/model.safetensors"}[where]
+    folder = _sharded(tiny_gpt2, tmp_path, {"transformer.wte.weight": name})
+    (folder / "model.safetensors").unlink()
+    (folder / "x").mkdir()
+    shutil.copy(outside, folder / "x" / "model.safetensors")
+    _complete_fails(folder, capsys, "model.safetensors.index.json", repr(name[:60]), "refused")
+
+
+def test_shards_inside_the_folder_load(tiny_gpt2, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    folder = _copy(tiny_gpt2, tmp_path)
+    tensors = load_file(str(folder / "model.safetensors"))
+    (folder / "model.safetensors").unlink()
+    names = sorted(tensors)
+    shards = {"model-00001-of-00002.safetensors": names[:10], "model-00002-of-00002.safetensors": names[10:]}
+    for shard, keys in shards.items():
+        save_file({k: tensors[k] for k in keys}, str(folder / shard), metadata={"format": "pt"})
+    weight_map = {k: shard for shard, keys in shards.items() for k in keys}
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    model, tok, _ = hf.open_pretrained(str(folder))
+    x = torch.tensor([tok.encode(PROMPT)])
+    with torch.no_grad():
+        assert (model(x)[0] - _hf_model(tiny_gpt2)(x).logits).abs().max().item() < 1e-4
+
+
+def test_a_pytorch_bin_with_integer_keys_is_one_line(tiny_gpt2, tmp_path, capsys):
+    folder = _copy(tiny_gpt2, tmp_path)
+    (folder / "model.safetensors").unlink()
+    state = _hf_model(tiny_gpt2).state_dict()
+    torch.save({i: t for i, t in enumerate(state.values())}, folder / "pytorch_model.bin")
+    _complete_fails(folder, capsys, "pytorch_model.bin", "not a state dict of named tensors")
+
+
+def test_token_ids_beyond_the_vocabulary_are_one_line(tiny_gpt2, tmp_path, capsys):
+    folder = _copy(tiny_gpt2, tmp_path)
+    _edit_json(folder / "tokenizer.json", lambda t: t["model"]["vocab"].update(T=5000))  # "The fox" -> 5000
+    _complete_fails(folder, capsys, "tokenizer.json", "ids are not 0..299", "5000")
+
+
+def test_a_tokenizer_whose_regex_backtracks_is_one_line(tiny_gpt2, tmp_path, capfd):
+    folder = _copy(tiny_gpt2, tmp_path)
+    split = {"type": "Split", "pattern": {"Regex": "(a|a)+$"}, "behavior": "Isolated", "invert": False}
+    _edit_json(folder / "tokenizer.json", lambda t: t.update(pre_tokenizer=split))
+    capfd.readouterr()
+    assert main(["complete", "--model", str(folder), "a" * 40 + "b"]) == 2
+    err = capfd.readouterr().err
+    ours = [line for line in err.splitlines() if line.startswith("tui-gpt")]
+    assert ours == [
+        "tui-gpt: error: the tokenizer failed on this text (Onig: Regex search error: retry-limit-in-match over)"
+    ]
+    assert "Traceback" not in err
+
+
+def test_a_foreign_smaller_char_tokenizer_is_refused(tiny_gpt2, tmp_path, capsys, make_spec):
+    ckpt = open_run(make_spec(tokenizer="char")).save(tmp_path / "ckpt")  # a few dozen characters
+    assert main(["export", str(ckpt), str(tmp_path / "chars")]) == 0
+    folder = _copy(tiny_gpt2, tmp_path)
+    shutil.copy(tmp_path / "chars" / "tokenizer.json", folder / "tokenizer.json")  # 300 ids in the model
+    _complete_fails(folder, capsys, str(folder), "a char tokenizer of", "for a model of 300", "another model")
+
+
 # ---- export: a killed one leaves nothing for good -----------------------------------------------
 
 STALLED_EXPORT = """

@@ -171,6 +171,26 @@ def check_fits(
     return line
 
 
+def _safetensors_files(folder: Path) -> list[Path]:
+    """model.safetensors, or the shards that model.safetensors.index.json names: files in `folder`, never outside."""
+    from tui_gpt.checkpoint import MAX_TENSORS
+
+    index = folder / "model.safetensors.index.json"
+    if not index.exists():
+        return [folder / "model.safetensors"]
+    weight_map = _read_json(index).get("weight_map")
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        raise TuiGptError(f"{index}: weight_map must map tensor names to file names")
+    if len(weight_map) > MAX_TENSORS:
+        raise TuiGptError(f"{index}: weight_map lists more than {MAX_TENSORS:,} tensors")
+    names = sorted(set(weight_map.values()))
+    for name in names:
+        # A shard is a file beside the index: a path (absolute, ../, a/b) could read any file on the machine.
+        if name in ("", ".", "..") or "/" in name or "\\" in name or "\0" in name:
+            raise TuiGptError(f"{index}: weight_map names {name[:60]!r}, not a file in {folder}; refused")
+    return [folder / name for name in names]
+
+
 def _load_tensors(folder: Path) -> dict[str, torch.Tensor]:
     """The weights of a GPT-2 directory with Hugging Face names, never unpickling arbitrary objects."""
     import torch
@@ -179,10 +199,7 @@ def _load_tensors(folder: Path) -> dict[str, torch.Tensor]:
 
     from tui_gpt.checkpoint import safetensors_header
 
-    index = folder / "model.safetensors.index.json"
-    files = [folder / "model.safetensors"]
-    if index.exists():
-        files = [folder / f for f in sorted(set(_read_json(index).get("weight_map", {}).values()))]
+    files = _safetensors_files(folder)
     if all(f.exists() for f in files):
         tensors: dict[str, torch.Tensor] = {}
         for f in files:
@@ -202,27 +219,27 @@ def _load_tensors(folder: Path) -> dict[str, torch.Tensor]:
         state = torch.load(f, map_location="cpu", weights_only=True, mmap=True)
     except Exception as exc:  # pickle and zip errors come in many types; all mean the same to the user
         raise TuiGptError(f"{f}: not a weights-only PyTorch file ({str(exc).splitlines()[0][:80]})") from None
-    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
-        raise TuiGptError(f"{f}: not a state dict of tensors")
+    if not isinstance(state, dict) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in state.items()):
+        raise TuiGptError(f"{f}: not a state dict of named tensors")
     return state
 
 
 def _check_shapes(folder: Path, expected: dict[str, torch.Size]) -> None:
-    """Compare the safetensors header with the config before any weight is read."""
+    """Compare the safetensors headers with the config before any weight is read."""
     import torch
 
     from tui_gpt.checkpoint import safetensors_header
 
-    f = folder / "model.safetensors"
-    if not f.exists():
-        return
-    shapes = {_our_name(k): shape for k, (_, shape) in safetensors_header(f).items()}
-    for name, shape in expected.items():
-        got = shapes.get(name)
-        if got is not None and name.endswith(CONV1D):
-            got = got[::-1]
-        if got is not None and torch.Size(got) != shape:
-            raise TuiGptError(f"{f}: {name} is {tuple(got)}, config.json says {tuple(shape)}")
+    for f in _safetensors_files(folder):
+        if not f.exists():
+            continue  # missing shards: _load_tensors looks for pytorch_model.bin, or says what is missing
+        shapes = {_our_name(k): shape for k, (_, shape) in safetensors_header(f).items()}
+        for name, shape in expected.items():
+            got = shapes.get(name)
+            if got is not None and name.endswith(CONV1D):
+                got = got[::-1]
+            if got is not None and torch.Size(got) != shape:
+                raise TuiGptError(f"{f}: {name} is {tuple(got)}, config.json says {tuple(shape)}")
 
 
 def _our_name(hf_name: str) -> str | None:
@@ -275,9 +292,15 @@ def fit_tokenizer(
     Returns check_fits' line with the padding counted: one pad token per id is not free (a vocab_size
     of 1 M over a 300-token tokenizer costs about 0.7 GB), so it is refused before any is added.
     """
-    if tokenizer.vocab_size > config.vocab_size:
-        raise TuiGptError(f"{folder}: tokenizer has {tokenizer.vocab_size} tokens, the model {config.vocab_size}")
-    pad = config.vocab_size - tokenizer.vocab_size
+    n, kind = tokenizer.vocab_size, tokenizer.kind
+    if n > config.vocab_size:
+        raise TuiGptError(f"{folder}: tokenizer has {n} tokens, the model {config.vocab_size}")
+    if kind in ("char", "word") and n != config.vocab_size:  # only GPT-2's BPE comes with a padded model
+        raise TuiGptError(
+            f"{folder}: a {kind} tokenizer of {n} tokens for a model of {config.vocab_size}: "
+            "tui-gpt exports them exactly, so this one belongs to another model"
+        )
+    pad = config.vocab_size - n
     line = check_fits(config, batch_size, training, device, where=str(folder), pad=pad)
     tokenizer.pad_to(config.vocab_size)
     return line

@@ -36,6 +36,8 @@ LINE_MAX = 64 * 1024
 # a non-space follows is a boundary of every pre-tokenizer here, so it cannot change any token.
 _WS = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 _SAFE_CUT = re.compile(f"[{_WS}](?=[^{_WS}])")
+# A tokenizer.json's own regular expressions run on the text: one that backtracks past its limit panics.
+ENCODE_FAILED = "the tokenizer failed on this text"
 ENCODE_BATCH_CHARS = 1 << 20  # lines handed to the Rust side at once: bounds its per-token bookkeeping
 
 
@@ -167,7 +169,7 @@ class TextTokenizer:
         except UnicodeDecodeError:
             raise TuiGptError(f"{path}: not a readable tokenizer.json (not UTF-8)") from None
         with rust_errors("not a readable tokenizer.json", where=str(path)):
-            return cls(Tokenizer.from_str(text))
+            return cls(Tokenizer.from_str(text)).check_ids()
 
     @classmethod
     def load_pretrained(cls, folder: Path, kind: str = "gpt2") -> TextTokenizer:
@@ -182,9 +184,9 @@ class TextTokenizer:
             merges = _read_merges(folder / "merges.txt")
             with rust_errors("unreadable vocab.json/merges.txt", where=str(folder)):
                 hf = Tokenizer(models.BPE(vocab, merges))
-            hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-            hf.decoder = decoders.ByteLevel()
-            tok = cls(hf)
+                hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+                hf.decoder = decoders.ByteLevel()
+                tok = cls(hf).check_ids()
         else:
             raise TuiGptError(f"{folder}: no tokenizer.json (or vocab.json + merges.txt) next to the model")
         if tok.kind in ("char", "word"):
@@ -194,6 +196,14 @@ class TextTokenizer:
             raise TuiGptError(f"{folder}: the tokenizer is not GPT-2's byte-level BPE")
         tok.kind = kind
         return tok
+
+    def check_ids(self) -> TextTokenizer:
+        """Itself, if its ids are 0..vocab_size-1, one per token: a larger id would index past the model's tables."""
+        ids = set(self.hf.get_vocab().values())
+        n = self.vocab_size
+        if len(ids) != n or max(ids, default=-1) != n - 1:
+            raise TuiGptError(f"its ids are not 0..{n - 1}, one per token (the largest is {max(ids, default=-1)})")
+        return self
 
     def pad_to(self, n: int) -> None:
         """Give ids up to `n` a token, for a model whose vocabulary is padded past its tokenizer's.
@@ -212,10 +222,12 @@ class TextTokenizer:
         return self.hf.get_vocab_size()
 
     def encode(self, text: str) -> list[int]:
-        return self.hf.encode(text, add_special_tokens=False).ids
+        with rust_errors(ENCODE_FAILED):
+            return self.hf.encode(text, add_special_tokens=False).ids
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        return [e.ids for e in self.hf.encode_batch(texts, add_special_tokens=False)]
+        with rust_errors(ENCODE_FAILED):
+            return [e.ids for e in self.hf.encode_batch(texts, add_special_tokens=False)]
 
     @property
     def dtype(self) -> np.dtype:
@@ -241,7 +253,7 @@ class TextTokenizer:
         if table is not None:  # the char tokenizer is a table lookup: do it in numpy, same ids
             cps = np.frombuffer("".join(lines).encode("utf-32-le"), dtype="<u4")
             return table[np.minimum(cps, len(table) - 1)]
-        ids = [e.ids for e in self.hf.encode_batch(lines, add_special_tokens=False)]
+        ids = self.encode_batch(lines)
         return np.fromiter(chain.from_iterable(ids), dtype=self.dtype, count=sum(map(len, ids)))
 
     def encode_stream(self, pieces: Iterable[str]) -> Iterator[np.ndarray]:
