@@ -507,3 +507,20 @@ def test_tokenizer_padding_and_masks_are_counted_before_they_are_made(tiny_gpt2,
         hf.fit_tokenizer(tok, config, folder)
     assert "tokenizer padding" in one_line_error(exc.value, str(folder)) and "will not fit" in str(exc.value)
     assert tok.vocab_size == 300, "padded before the refusal"
+
+
+@pytest.mark.parametrize("out", ["link-to-empty", "dangling", "under-a-file"])
+def test_a_symlinked_or_dangling_out_is_one_line(make_spec, tmp_path, capsys, out):
+    ckpt = open_run(make_spec()).save(tmp_path / "ckpt")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "file").write_text("mine")
+    (tmp_path / "link-to-empty").symlink_to(tmp_path / "empty")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    target = {"under-a-file": tmp_path / "file" / "hf"}.get(out, tmp_path / out)
+    before = sorted(os.listdir(tmp_path))
+    assert main(["export", str(ckpt), str(target)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tui-gpt: error: ") and err.count("\n") == 1, err
+    assert ("symbolic link" if out != "under-a-file" else "cannot be made a folder") in err
+    assert sorted(os.listdir(tmp_path)) == before and not list((tmp_path / "empty").iterdir())
+    assert (tmp_path / "file").read_text() == "mine"

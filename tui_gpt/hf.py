@@ -410,6 +410,8 @@ def export(ckpt: str | Path, out: str | Path) -> Path:
     from tui_gpt.tokenizer import EOT, UNK
 
     ckpt, out = Path(ckpt).expanduser(), Path(out).expanduser()
+    if out.is_symlink():  # dangling or not, the rename that finishes an export cannot replace it
+        raise TuiGptError(f"{out}: a symbolic link; export writes a new folder, give its real path")
     _check_outside(ckpt, out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise TuiGptError(f"{out}: exists and is not empty; export writes a new folder")
@@ -418,7 +420,10 @@ def export(ckpt: str | Path, out: str | Path) -> Path:
     c = model.config
     if not c.causal:
         raise TuiGptError(f"{ckpt}: trained without the causal mask; GPT-2 is always causal, so it cannot be exported")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TuiGptError(f"{out.parent}: cannot be made a folder ({exc.strerror})") from None
     with export_folder(out) as tmp:
         st.save_file(to_hf(model), str(tmp / "model.safetensors"), metadata={"format": "pt"})
         _write_json(tmp / "config.json", hf_config(c, tokenizer.eot_id))
