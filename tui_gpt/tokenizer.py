@@ -86,9 +86,9 @@ def _read_merges(path: Path) -> list[tuple[str, str]]:
         lines.pop()
     merges: list[tuple[str, str]] = []
     for n, line in enumerate(lines, 1):
-        parts = line.removesuffix("\r").split(" ")
         if line.startswith("#version"):
             continue
+        parts = line.removesuffix("\r").split(" ")
         if len(parts) != 2:
             raise TuiGptError(f"{path}: line {n} is not a merge (two tokens and one space)")
         merges.append((parts[0], parts[1]))
