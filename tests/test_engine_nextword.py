@@ -175,8 +175,18 @@ def test_long_text_and_no_mask_models_still_answer(make_spec_module):
 
 def test_budget_cut_is_reported():
     model, tok = tiny_char_model()
-    assert next_words(model, tok, "ab ", k=5, budget=1).cut
-    assert not next_words(model, tok, "ab ", k=5, budget=10_000, max_tokens=6).cut
+    res = next_words(model, tok, "ab ", k=5, budget=1)
+    assert res.cut and res.cut_by == "budget"
+    res = next_words(model, tok, "ab ", k=5, budget=10_000, max_tokens=6)
+    assert not res.cut and res.cut_by == ""
+
+
+def test_the_cut_names_its_cause_the_clock_or_the_bounds():
+    model, tok = tiny_char_model()
+    res = next_words(model, tok, "ab ", k=5, budget=10_000, seconds=0)  # out of time before the first expansion
+    assert (res.cut, res.cut_by, res.forwards) == (True, "time", 1)
+    res = next_words(model, tok, "ab ", k=5, budget=10_000, max_tokens=1)  # words longer than 1 token dropped
+    assert (res.cut, res.cut_by) == (True, "bounds")
 
 
 def test_mid_word_completion_is_conditioned_on_the_typed_letters(trained):
@@ -297,3 +307,29 @@ def test_cli_complete_words_prints_the_table_and_the_cut(make_spec_module, tmp_p
     assert main(["complete", ckpt, "The fox ran to the ri", "--words", "--budget", "1"]) == 0
     out = capsys.readouterr().out
     assert "rest of the word '·ri'" in out and "search cut after 1 forward" in out
+
+
+@pytest.mark.parametrize(
+    "bad", [["--top-k", "1000000000", "--budget", "1000000000"], ["--top-k", "1001"], ["--budget", "1001"]]
+)
+def test_cli_complete_refuses_a_k_or_budget_beyond_its_bound_before_loading(bad, tmp_path, capsys):
+    from tui_gpt.cli import main
+
+    with pytest.raises(SystemExit) as info:  # the checkpoint need not exist: nothing is loaded
+        main(["complete", str(tmp_path / "ck"), "The fox ", "--words", *bad])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert f"error: {bad[0]} must be an integer in 1..1000" in err.splitlines()[-1]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_complete_names_the_time_limit_that_cut_the_search(make_spec_module, tmp_path, capsys, monkeypatch):
+    from tui_gpt import subcommands
+    from tui_gpt.cli import main
+
+    ckpt = str(open_run(make_spec_module()).save(tmp_path / "ck"))
+    monkeypatch.setattr(subcommands, "SEARCH_SECONDS", 0.0)
+    assert main(["complete", ckpt, "The fox ", "--words", "--top-k", "1000", "--budget", "1000"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "search cut at its 0 s time limit, after 1 forward passes" in out

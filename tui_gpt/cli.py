@@ -13,10 +13,22 @@ from collections.abc import Sequence
 from tui_gpt.errors import TuiGptError
 from tui_gpt.savedir import AUTOSAVE_SECONDS
 from tui_gpt.serve import MAX_SESSIONS
-from tui_gpt.settings import DEFAULT_STEPS, MODEL_HELP, OPTIONS, STEPS, THREADS_HELP, add_options, problem
+from tui_gpt.settings import (
+    DEFAULT_STEPS,
+    MODEL_HELP,
+    OPTIONS,
+    SEARCH_BUDGET,
+    SEARCH_SECONDS,
+    STEPS,
+    THREADS_HELP,
+    TOP_K,
+    add_options,
+    problem,
+)
 
 SUBCOMMANDS = ("train", "complete", "generate", "bench", "export", "serve")
 SPLIT_HELP = "validation split: the last 10%% of each document's tokens"
+PROBE_SETTINGS = ("top_k", "budget")  # complete's and generate's numbers with a rule in settings.RULES
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
@@ -27,12 +39,17 @@ def _check(p: argparse.ArgumentParser, args: argparse.Namespace, *positive: str)
     """Reject impossible option values with argparse's one-line usage error.
 
     Run settings follow `settings.RULES`, the rules a checkpoint's loader applies, so a run that
-    starts can always be loaded back; `positive` names the other numbers that must be above 0.
+    starts can always be loaded back; so do the probe settings (`PROBE_SETTINGS`). `positive`
+    names the other numbers that must be above 0.
     """
     for opt in (*OPTIONS, STEPS):
         value = getattr(args, opt.dest, None)
         if value is not None and not opt.flag_only and (why := problem(opt.field, value)):
             p.error(f"{opt.flag} {why}")
+    for name in PROBE_SETTINGS:
+        value = getattr(args, name, None)
+        if value is not None and (why := problem(name, value)):
+            p.error(f"--{name.replace('_', '-')} {why}")
     for name in positive:
         value = getattr(args, name, None)
         if value is not None and not value > 0:  # "not >" also refuses NaN
@@ -115,10 +132,16 @@ def parser_complete() -> argparse.ArgumentParser:
     p.add_argument("ckpt", metavar="CKPT", help="checkpoint directory (leave out with --model)")
     p.add_argument("prefix", nargs="?", default=None, help="the text so far")
     p.add_argument("--model", metavar="PATH|NAME", default=None, help=f"instead of CKPT: {MODEL_HELP}")
-    p.add_argument("--top-k", type=int, default=10)
+    p.add_argument("--top-k", type=int, default=TOP_K, help=f"how many to list (default {TOP_K})")
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--words", action="store_true", help="next words (or the current word's rest), not tokens")
-    p.add_argument("--budget", type=int, default=None, help="with --words: most forward passes to search")
+    p.add_argument(
+        "--budget",
+        type=int,
+        default=SEARCH_BUDGET,
+        help=f"with --words: most forward passes to search (default {SEARCH_BUDGET}; "
+        f"the search also stops after {SEARCH_SECONDS:g} s)",
+    )
     p.add_argument(
         "--after-word", action="store_true", help="with --words: the prefix's last word is finished; list the next"
     )
@@ -208,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.app_out = app_args.out or app_args.resume or "tui-gpt-run"  # what each tab's folder is named after
             else:
                 args = parser.parse_args(argv[1:])
-            _check(parser, args, "steps", "time", "top_k", "n", "keys", "budget", "max_sessions")
+            _check(parser, args, "steps", "time", "n", "keys", "max_sessions")
             from tui_gpt import subcommands
 
             return getattr(subcommands, f"cmd_{name}")(args)

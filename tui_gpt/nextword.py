@@ -17,6 +17,7 @@ from __future__ import annotations
 import bisect
 import heapq
 import math
+import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,10 +27,11 @@ from torch.nn import functional as F
 from torch.nn.utils.rnn import pad_sequence
 
 from tui_gpt.model import GPT, KVCache
+from tui_gpt.settings import SEARCH_BUDGET, SEARCH_SECONDS, TOP_K
 from tui_gpt.tokenizer import TextTokenizer
 
-DEFAULT_K = 10
-DEFAULT_BUDGET = 24  # forward passes; each one extends up to DEFAULT_WIDTH partial words
+DEFAULT_K = TOP_K
+DEFAULT_BUDGET = SEARCH_BUDGET  # forward passes; each one extends up to DEFAULT_WIDTH partial words
 DEFAULT_WIDTH = 16
 DEFAULT_MAX_TOKENS = 16  # longest word, in tokens, the search follows (a char model spells a word per letter)
 CHILDREN = 32  # most continuations kept per expanded partial word; the rest bound the answer
@@ -154,7 +156,8 @@ class NextWords:
 
     words: list[Word]
     other: float  # 1 - the shown words' total: the mass of every other word
-    cut: bool  # the forward-pass budget (or the search's limits) stopped it before the top-k was proven
+    cut: bool  # the search stopped before the top-k was proven
+    cut_by: str  # why: "budget" (forward passes), "time" (the time limit), "bounds" (word length, children); or ""
     typed: str  # the current word's typed characters that every word completes ("" at a boundary)
     forwards: int  # forward passes spent, the prefix's included
     context: int  # tokens of the text the model saw (the prefix is cut to leave room for the word)
@@ -212,13 +215,15 @@ def next_words(
     max_tokens: int = DEFAULT_MAX_TOKENS,
     cancelled: Callable[[], bool] | None = None,
     after_word: bool = False,
+    seconds: float = SEARCH_SECONDS,
 ) -> NextWords | None:
     """The k likeliest next words after `text` (probabilities at `temperature`); None if cancelled.
 
     Best-first search over partial words by path probability: each forward pass extends the `width`
     likeliest partial words together, from one KV cache of the text. It stops, exact, when the k-th
     word beats every partial word left (a path's probability only shrinks as it grows), or after
-    `budget` passes with `cut` set. A word spelled several ways is summed over the spellings found.
+    `budget` passes or `seconds` with `cut` set, and `cut_by` saying which. A word spelled several
+    ways is summed over the spellings found.
 
     When the text ends inside a word (`over the la`) the words complete it (token healing): the
     search backs up to the start of that word and keeps only continuations that spell the typed
@@ -234,6 +239,7 @@ def next_words(
     cancelled = cancelled or (lambda: False)
     if cancelled():
         return None
+    deadline = time.monotonic() + seconds
     tables = _tables(tokenizer)
     texts = tables.texts
     head, typed = split_typed(text)
@@ -346,7 +352,11 @@ def next_words(
     cfg = model.config
     empty = torch.empty(0, cfg.n_layer, 2, cfg.n_head, cfg.n_embd // cfg.n_head, device=dev)
     expand_all([_Path([], "", START, 1.0, kv=empty)], root_logits)
-    while frontier and -frontier[0][0] > kth() and forwards < budget:
+    stopped = ""  # what ended the search before the frontier was done: the budget or the clock
+    while frontier and -frontier[0][0] > kth():
+        if forwards >= budget or time.monotonic() >= deadline:
+            stopped = "budget" if forwards >= budget else "time"
+            break
         if cancelled():
             return None
         floor = kth()
@@ -357,12 +367,14 @@ def next_words(
         forwards += 1
 
     best = sorted(words.items(), key=lambda kv: -kv[1][0])[:k]
-    left = max([bound] + [-f[0] for f in frontier[:1]])
-    cut = bool(left > kth()) if len(best) == k else bool(left > 0)
+    floor = kth() if len(best) == k else 0.0
+    cut = max([bound] + [-f[0] for f in frontier[:1]]) > floor
+    # The frontier left unexpanded is the budget's or the clock's doing; a dropped path, the bounds'.
+    cut_by = (stopped if frontier and -frontier[0][0] > floor else "bounds") if cut else ""
     z = typed_mass[0] or 1.0  # condition on the typed characters: p(word | they start it)
     shown = [Word(w, p / z, -math.log(p / z) if p > 0 else math.inf, int(n)) for w, (p, _, n) in best]
     other = max(0.0, 1.0 - sum(w.prob for w in shown))
-    return NextWords(shown, other, cut, typed, forwards, len(ctx))
+    return NextWords(shown, other, cut, cut_by, typed, forwards, len(ctx))
 
 
 def ghost(model: GPT, tokenizer: TextTokenizer, text: str, **search: object) -> str:

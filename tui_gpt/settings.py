@@ -21,6 +21,12 @@ MODEL_HELP = "a Hugging Face GPT-2 folder, or a model id in the local HF cache (
 # Fine-tuning a pretrained model: a small learning rate and batch, a short warmup, and a context
 # short enough that a GPT-2-small step stays interactive on a CPU (1 x 128 tokens: about 1 s on 2 cores).
 FINETUNE = {"train.lr": 5e-5, "train.batch_size": 1, "train.warmup_steps": 20, "block_size": 128}
+# Probing a model (`complete`, the app's panes): how many guesses, and the next-word search's work.
+TOP_K = 10
+MAX_TOP_K = 1000  # a table someone reads; the word search also costs more with every word it must rank
+SEARCH_BUDGET = 24  # forward passes of the next-word search; each extends up to 16 partial words
+MAX_SEARCH_BUDGET = 1000  # the search's memory grows with its passes: a bound the parser enforces
+SEARCH_SECONDS = 10.0  # the search stops here whatever its budget (a large model on a CPU), and says so
 
 
 class _Dict:
@@ -247,6 +253,9 @@ RULES: dict[str, Rule] = {
     "seed": _ints(0, (1 << 63) - 1),
     "dtype": Rule("auto, float32 or bfloat16", lambda v: v in ("auto", "float32", "bfloat16")),
     "device": Rule("a device name", lambda v: isinstance(v, str) and 0 < len(v) < 40),
+    # Probing a model (complete, generate): never saved, but one rule each all the same.
+    "top_k": _ints(1, MAX_TOP_K),
+    "budget": _ints(1, MAX_SEARCH_BUDGET),
 }
 
 

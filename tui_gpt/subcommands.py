@@ -27,7 +27,7 @@ from rich.table import Table
 from tui_gpt.errors import TuiGptError
 from tui_gpt.savedir import CheckpointLock, check_out
 from tui_gpt.session import RunSpec, open_run
-from tui_gpt.settings import DEFAULT_STEPS
+from tui_gpt.settings import DEFAULT_STEPS, SEARCH_SECONDS
 from tui_gpt.visible import visible
 
 if TYPE_CHECKING:
@@ -289,11 +289,17 @@ def cmd_complete(args: argparse.Namespace) -> int:
 
 
 def _complete_words(model, tok, args: argparse.Namespace) -> int:
-    from tui_gpt.nextword import next_words
+    from tui_gpt.nextword import CHILDREN, next_words
 
-    budget = {"budget": args.budget} if args.budget else {}
     res = next_words(
-        model, tok, args.prefix, k=args.top_k, temperature=args.temperature, after_word=args.after_word, **budget
+        model,
+        tok,
+        args.prefix,
+        k=args.top_k,
+        temperature=args.temperature,
+        after_word=args.after_word,
+        budget=args.budget,
+        seconds=SEARCH_SECONDS,
     )
     assert res is not None  # never cancelled here
     out = Console()
@@ -309,10 +315,12 @@ def _complete_words(model, tok, args: argparse.Namespace) -> int:
     table.add_row("", "[dim]other[/]", f"{res.other:.4f}", "", "")
     out.print(table)
     if res.cut:
-        out.print(
-            f"[yellow]search cut after {res.forwards} forward passes (--budget): "
-            "a word outside this list may still beat the last one shown[/]"
-        )
+        why = {
+            "budget": f"after {res.forwards} forward passes (--budget {args.budget})",
+            "time": f"at its {SEARCH_SECONDS:g} s time limit, after {res.forwards} forward passes",
+            "bounds": f"by its bounds (the longest word it follows, {CHILDREN} continuations per partial word)",
+        }[res.cut_by]
+        out.print(f"[yellow]search cut {why}: a word outside this list may still beat the last one shown[/]")
     return 0
 
 
