@@ -90,10 +90,11 @@ def text_of(widget: Any) -> str:
     from rich.text import Text
     from textual.content import Content
 
+    markup = getattr(widget, "_render_markup", True)  # a widget made with markup=False shows its text as is
     for attr in ("text", "content"):  # InfoLine.text, Static.content: the markup as set
         value = getattr(widget, attr, None)
         if isinstance(value, str):
-            return Content.from_markup(value).plain
+            return Content.from_markup(value).plain if markup else value
         if isinstance(value, Content | Text):
             return value.plain
     rendered = widget.render()

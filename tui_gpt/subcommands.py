@@ -28,7 +28,7 @@ from tui_gpt.errors import TuiGptError
 from tui_gpt.savedir import CheckpointLock, check_out
 from tui_gpt.session import RunSpec, open_run
 from tui_gpt.settings import DEFAULT_STEPS, SEARCH_SECONDS
-from tui_gpt.visible import visible
+from tui_gpt.visible import cell, visible
 
 if TYPE_CHECKING:
     pass
@@ -71,8 +71,8 @@ def _open(spec: RunSpec):
     with bar:
         task = bar.add_task("loading", total=None)
 
-        def progress(what: str, done: int, total: int) -> None:
-            bar.update(task, description=what, completed=done, total=total)
+        def progress(what: str, done: int, total: int) -> None:  # `what` may name a file or model: not markup
+            bar.update(task, description=escape(what), completed=done, total=total)
 
         return open_run(spec, progress)
 
@@ -123,9 +123,10 @@ class _Signals:
             self.mode = "save" if final else before
 
 
-def _say(message: str, where: Console = console) -> None:
+def _say(message: str, where: Console = console, markup: bool = False) -> None:
+    """Print one line; plain text unless `markup` (it names folders, and a folder may be called "o[/]")."""
     with suppress(OSError):  # the terminal is gone (SIGHUP): the save matters, the message cannot be shown
-        where.print(message)
+        where.print(message, markup=markup)
 
 
 def _save(run, out: Path, signals: _Signals, where: Console, final: bool = False, why: str = "") -> Path | None:
@@ -137,7 +138,7 @@ def _save(run, out: Path, signals: _Signals, where: Console, final: bool = False
         try:
             path = run.save(out)
         except TuiGptError as exc:
-            _say(f"[red]{why}{exc}[/]", where)
+            _say(f"[red]{escape(why + str(exc))}[/]", where, markup=True)
             return None
     size = sum(f.stat().st_size for f in path.iterdir() if f.is_file())
     _say(f"{why}saved step {run.trainer.step} to {path} ({size / 1e6:.1f} MB)", where)
@@ -178,14 +179,15 @@ def _train(args: argparse.Namespace, run, out: Path, signals: _Signals, main: bo
     trainer.use_threads(args.threads)
     steps = args.steps if args.steps or args.time else DEFAULT_STEPS
     n_params = trainer.model.num_params()
+    # File, folder and model names, and the tuning cache's note, are text: escaped, never read as markup.
     console.print(
-        f"[bold]{run.corpus.name}[/]: {len(run.corpus.documents)} documents, {run.corpus.chars:,} chars, "
+        f"[bold]{escape(run.corpus.name)}[/]: {len(run.corpus.documents)} documents, {run.corpus.chars:,} chars, "
         f"{len(run.data.train):,} train / {len(run.data.val):,} val tokens, {run.tokenizer.kind} vocab "
         f"{run.tokenizer.vocab_size}; model {n_params / 1e6:.2f} M params on {trainer.device} ({trainer.dtype})"
     )
     if run.memory:
-        console.print(f"{run.spec.model}: {run.memory}")
-    console.print(f"{trainer.choice_note}; {torch_threads()} threads")
+        console.print(f"{run.spec.model}: {run.memory}", markup=False)
+    console.print(f"{trainer.choice_note}; {torch_threads()} threads", markup=False)
     if trainer.dist.world > 1:
         console.print(
             f"{trainer.dist.world} ranks, global batch {trainer.tokens_per_step:,} tokens "
@@ -193,11 +195,11 @@ def _train(args: argparse.Namespace, run, out: Path, signals: _Signals, main: bo
         )
     if trainer.step:
         text = ", ".join(run.spec.sources) or "fables"
-        console.print(f"resuming from step {trainer.step} of {args.resume}, training on {text}")
+        console.print(f"resuming from step {trainer.step} of {args.resume}, training on {text}", markup=False)
         changes = trainer.history.changes
         if changes and changes[-1].get("step") == trainer.step:
             applied = ", ".join(f"{k} {v}" for k, v in changes[-1].items() if k != "step")
-            console.print(f"applied from the command line: {applied}")
+            console.print(f"applied from the command line: {applied}", markup=False)
     first = trainer.step
     autosave = args.autosave or 0
     last_save, saved_step = time.monotonic(), None  # when the last save was, and the step it saved
@@ -276,14 +278,14 @@ def cmd_complete(args: argparse.Namespace) -> int:
     out = Console()
     if pred.dropped:
         out.print(f"[yellow]prefix is {len(ids)} tokens; using its last {len(pred.ids)} (the context length)[/]")
-    table = Table(title=f"next token after {args.prefix!r} (T={args.temperature:g})")
+    table = Table(title=f"next token after {escape(repr(args.prefix))} (T={args.temperature:g})")
     table.add_column("rank", justify="right")
     table.add_column("token")
     table.add_column("id", justify="right")
     table.add_column("prob", justify="right")
     table.add_column("logit", justify="right")
     for i, g in enumerate(pred.guesses, 1):
-        table.add_row(str(i), visible(g.text), str(g.id), f"{g.prob:.4f}", f"{g.logit:.3f}")
+        table.add_row(str(i), cell(g.text), str(g.id), f"{g.prob:.4f}", f"{g.logit:.3f}")
     out.print(table)
     return 0
 
@@ -303,15 +305,15 @@ def _complete_words(model, tok, args: argparse.Namespace) -> int:
     )
     assert res is not None  # never cancelled here
     out = Console()
-    what = f"rest of the word {visible(res.typed)!r}" if res.typed.strip() else "next word"
-    table = Table(title=f"{what} after {args.prefix!r} (T={args.temperature:g})")
+    what = f"rest of the word {escape(repr(visible(res.typed)))}" if res.typed.strip() else "next word"
+    table = Table(title=f"{what} after {escape(repr(args.prefix))} (T={args.temperature:g})")
     table.add_column("rank", justify="right")
     table.add_column("word")
     table.add_column("prob", justify="right")
     table.add_column("-log p", justify="right")
     table.add_column("tokens", justify="right")
     for i, w in enumerate(res.words, 1):
-        table.add_row(str(i), visible(w.text), f"{w.prob:.4f}", f"{w.nll:.3f}", str(w.tokens))
+        table.add_row(str(i), cell(w.text), f"{w.prob:.4f}", f"{w.nll:.3f}", str(w.tokens))
     table.add_row("", "[dim]other[/]", f"{res.other:.4f}", "", "")
     out.print(table)
     if res.cut:
@@ -354,7 +356,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from tui_gpt.hf import export
 
     out = export(args.ckpt, args.out)
-    console.print(f"exported {args.ckpt} as a Hugging Face GPT-2 folder: {out}")
+    console.print(f"exported {args.ckpt} as a Hugging Face GPT-2 folder: {out}", markup=False)
     print(out)
     return 0
 

@@ -63,9 +63,10 @@ def bench_train(args: argparse.Namespace, console: Console) -> int:
     console.print(
         f"bench: {run.corpus.name}, {run.tokenizer.kind} vocab {run.tokenizer.vocab_size}, "
         f"{n_params / 1e6:.2f} M params, {trainer.device} {trainer.dtype}, {torch.get_num_threads()} threads, "
-        f"matmul peak {peak / 1e9:.0f} GFLOP/s"
+        f"matmul peak {peak / 1e9:.0f} GFLOP/s",
+        markup=False,  # the corpus is named by its files, and the note comes from a cache file: text, not markup
     )
-    console.print(trainer.choice_note)
+    console.print(trainer.choice_note, markup=False)
     if getattr(args, "profile", False):
         # On a throwaway copy of the run, so the measured run below starts from step 0 as usual.
         console.print(profile_steps(open_run(spec).trainer))

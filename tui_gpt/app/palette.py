@@ -7,6 +7,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from textual.app import SystemCommand
+from textual.content import Content
 
 from tui_gpt.app.resets import confirm_reset
 from tui_gpt.settings import MODEL_SIZES, TOKENIZERS, RunSpec
@@ -18,10 +19,11 @@ if TYPE_CHECKING:
 def commands(app: GPTApp) -> Iterator[SystemCommand]:
     """The palette entries for `app`, in the order they are listed."""
     lab = app.lab
-    entries: list[tuple[str, str, Callable[[], object]]] = [
+    entries: list[tuple[str, str | Content, Callable[[], object]]] = [
         ("Pause or resume training", "Stop or continue the trainer (ctrl+r)", app.action_toggle_pause),
         ("Single training step", "Pause and take one optimizer step (ctrl+n)", app.action_step),
-        ("Save checkpoint", f"Write a checkpoint to {app.out} (ctrl+s)", app.action_save),
+        # The palette reads help as markup; the folder is the user's ("o[/]"): plain Content instead.
+        ("Save checkpoint", Content(f"Write a checkpoint to {app.out} (ctrl+s)"), app.action_save),
         ("Load text…", "Train from scratch on another file or folder (ctrl+o)", app.action_load_text),
         ("Reset model", "Start training again from random weights", app.reset_model),
     ]
@@ -73,7 +75,7 @@ def commands(app: GPTApp) -> Iterator[SystemCommand]:
         ("Help: how a GPT learns", "The three ideas and where to see them (f1)", app.action_help),
     ]
     for title, help_text, callback in entries:
-        yield SystemCommand(title, help_text, callback)
+        yield SystemCommand(title, help_text, callback)  # type: ignore[arg-type]  # Content is what the palette makes of a str
 
 
 def _ask_reset(app: GPTApp, spec: RunSpec, question: str) -> Callable[[], None]:

@@ -15,6 +15,7 @@ import time
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from textual.content import Content
 from textual.timer import Timer
 
 from tui_gpt.app.widgets.attention import AttentionMap
@@ -231,8 +232,9 @@ class Probes:
     def _greedy(self, lens: Any, prompt: str, mask_off: bool) -> None:
         text = visible(lens.tokenizer.decode(lens.sample(prompt, GREEDY_TOKENS, temperature=0)))
         label = "[b $error]greedy, mask off:[/] " if mask_off else "greedy: "
-        self.app.call_from_thread(self._show_greedy, label + text)
+        # The model writes whatever its text held ("[/]" in the Python docs): a $variable, never markup.
+        self.app.call_from_thread(self._show_greedy, Content.from_markup(label + "$sample", sample=text))
 
-    def _show_greedy(self, text: str) -> None:
+    def _show_greedy(self, text: Content) -> None:
         if not self.app.leaving:
             self.app.query_one("#greedy", InfoLine).text = text

@@ -61,7 +61,7 @@ class RunStatus:
 
     def on_saved(self, ev: Saved) -> None:
         self.saved = ev
-        self.app.notify(f"saved step {ev.step} to {ev.path}", title="Checkpoint")
+        self.app.notify(f"saved step {ev.step} to {ev.path}", title="Checkpoint", markup=False)
 
     def on_failed(self, ev: Failed) -> None:
         self.error = ev.message
@@ -72,11 +72,12 @@ class RunStatus:
                 title="Trainer error",
                 severity="error",
                 timeout=15,
+                markup=False,  # trainer messages name files and folders: text, never markup
             )
         elif ev.save_path:
             self._offer_retry(ev)
         else:
-            self.app.notify(ev.message, title="Trainer", severity="warning", timeout=8)
+            self.app.notify(ev.message, title="Trainer", severity="warning", timeout=8, markup=False)
         self.show()
 
     def _offer_retry(self, ev: Failed) -> None:

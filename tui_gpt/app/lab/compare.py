@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
 from tui_gpt.app.lab import Experiment, stack
 from tui_gpt.app.screens.dialogs import AskScreen, TextScreen
-from tui_gpt.visible import visible
+from tui_gpt.visible import cell
 
 
 def check_checkpoint(value: str) -> str | None:
@@ -51,13 +52,14 @@ class CompareExperiment(Experiment):
 def report(c: Any, prompt: str) -> Any:
     """Both top-k lists, both val losses, and the per-token surprisal where the tokens line up."""
     name = Path(c.other.name).name
-    top = Table(title=f"next token after {prompt[-40:]!r}", expand=False)
+    # The prompt and the folder's name are the user's: escaped, never read as markup.
+    top = Table(title=f"next token after {escape(repr(prompt[-40:]))}", expand=False)
     for side in (c.this, c.other):
-        top.add_column(f"{side.name} ({side.kind})")
+        top.add_column(escape(f"{side.name} ({side.kind})"))
         top.add_column("p", justify="right")
     pairs = zip(c.this.analysis.prediction.guesses, c.other.analysis.prediction.guesses, strict=False)
     for a, b in pairs:
-        top.add_row(visible(a.text), f"{a.prob:.3f}", visible(b.text), f"{b.prob:.3f}")
+        top.add_row(cell(a.text), f"{a.prob:.3f}", cell(b.text), f"{b.prob:.3f}")
     losses = Text(
         f"\nvalidation loss: this run {c.this.val_loss:.3f} · {name} {c.other.val_loss:.3f}"
         "  (fixed batches of this run's text; comparable when both use the same tokenizer kind)\n",
@@ -67,10 +69,10 @@ def report(c: Any, prompt: str) -> Any:
     rows_a, rows_b = c.this.analysis.examples, c.other.analysis.examples
     if rows_a and c.same_tokens and [a.target for a in rows_a] == [b.target for b in rows_b]:
         diff = Table(title="surprisal per token of the prompt (-log p)", expand=False)
-        for col in ("token", "this run", name, "difference"):
+        for col in ("token", "this run", escape(name), "difference"):
             diff.add_column(col, justify="right")
         for a, b in zip(rows_a, rows_b, strict=True):
-            diff.add_row(visible(c.token_texts[a.target]), f"{a.nll:.2f}", f"{b.nll:.2f}", f"{b.nll - a.nll:+.2f}")
+            diff.add_row(cell(c.token_texts[a.target]), f"{a.nll:.2f}", f"{b.nll:.2f}", f"{b.nll - a.nll:+.2f}")
         parts.append(diff)
     elif rows_a:
         parts.append(Text("the two tokenizers split the prompt differently: no per-token comparison", style="dim"))

@@ -34,6 +34,6 @@ class ExportExperiment(Experiment):
                 written.append(path)
             written.append(Path(app.save_screenshot(path=str(folder))))
         except OSError as exc:
-            app.notify(f"could not export to {folder}: {exc.strerror or exc}", severity="error")
+            app.notify(f"could not export to {folder}: {exc.strerror or exc}", severity="error", markup=False)
             return
-        app.notify("\n".join(shlex.quote(str(p)) for p in written), title="Exported")
+        app.notify("\n".join(shlex.quote(str(p)) for p in written), title="Exported", markup=False)

@@ -10,7 +10,7 @@ from rich.text import Text
 from tui_gpt.app.lab import Experiment, stack
 from tui_gpt.app.screens.dialogs import TextScreen
 from tui_gpt.protocol import ExampleStepped, StepOn
-from tui_gpt.visible import visible
+from tui_gpt.visible import cell, visible
 
 NOTE = "\nOne optimizer step nudged every weight toward this example; the run's step count is unchanged."
 
@@ -50,5 +50,5 @@ class OneStepExperiment(Experiment):
         for col, justify in (("before", "left"), ("p", "right"), ("after", "left"), ("p", "right")):
             table.add_column(col, justify=justify)
         for (tb, pb), (ta, pa) in zip(event.top_before, event.top_after, strict=False):
-            table.add_row(visible(tb), f"{pb:.3f}", visible(ta), f"{pa:.3f}")
+            table.add_row(cell(tb), f"{pb:.3f}", cell(ta), f"{pa:.3f}")
         return stack(head, table, Text(NOTE, style="dim"))

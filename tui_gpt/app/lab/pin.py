@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from textual.content import Content
+
 from tui_gpt.app.lab import Experiment
 from tui_gpt.app.screens.dialogs import AskScreen
 from tui_gpt.visible import visible
@@ -49,7 +51,7 @@ class PinExperiment(Experiment):
         target_id = ids[len(prefix_ids)]
         self.pinned = {"prefix": prefix, "ids": prefix_ids, "target": target_id, "word": target, "series": []}
         note = "" if len(ids) == len(prefix_ids) + 1 else f" (its first token, {visible(tok.token_texts[target_id])!r})"
-        app.notify(f"Tracking p({target}{note} | {prefix}) as the model trains.", title="Pinned")
+        app.notify(f"Tracking p({target}{note} | {prefix}) as the model trains.", title="Pinned", markup=False)
         self.track()
         app.probes.refresh()  # the top-k marks the target at once
 
@@ -70,7 +72,7 @@ class PinExperiment(Experiment):
             series.append((lens.step, p))
         target = visible(lens.tokenizer.token_texts[pin["target"]])
         first = f" (was {series[0][1]:.3f} at step {series[0][0]})" if len(series) > 1 else ""
+        line = f"pinned [b]$prefix → $target[/b]: p = [b]{p:.3f}[/b] at step {lens.step}{first}"
         self.app.training.show_pinned(
-            f"pinned [b]{pin['prefix'][-30:]} → {target}[/b]: p = [b]{p:.3f}[/b] at step {lens.step}{first}",
-            [v for _, v in series[-200:]],
+            Content.from_markup(line, prefix=pin["prefix"][-30:], target=target), [v for _, v in series[-200:]]
         )

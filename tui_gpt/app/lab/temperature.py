@@ -7,7 +7,7 @@ from rich.text import Text
 
 from tui_gpt.app.lab import Experiment, stack
 from tui_gpt.app.screens.dialogs import TextScreen
-from tui_gpt.visible import visible
+from tui_gpt.visible import cell
 
 NOTE = "\nDividing by T > 1 flattens the distribution (more surprising samples); T < 1 sharpens it. ↑/↓ change T."
 
@@ -24,5 +24,5 @@ class TemperatureExperiment(Experiment):
         for col in ("token", "logit", f"logit / {t:g}", "softmax p"):
             table.add_column(col, justify="right")
         for r in rows:
-            table.add_row(visible(texts[r.id]), f"{r.logit:.3f}", f"{r.scaled:.3f}", f"{r.prob:.2%}")
+            table.add_row(cell(texts[r.id]), f"{r.logit:.3f}", f"{r.scaled:.3f}", f"{r.prob:.2%}")
         app.push_screen(TextScreen("Temperature view", stack(table, Text(NOTE, style="dim"))))

@@ -8,7 +8,7 @@ from rich.text import Text
 from tui_gpt.app.lab import Experiment, stack
 from tui_gpt.app.screens.dialogs import TextScreen
 from tui_gpt.protocol import CountTokens, TokenCounts
-from tui_gpt.visible import visible
+from tui_gpt.visible import cell
 
 
 class TokensExperiment(Experiment):
@@ -25,7 +25,7 @@ class TokensExperiment(Experiment):
             table.add_column(col)
         for i, info in enumerate(infos):
             note = "special" if info.special else ("byte fragment" if info.fragment else "")
-            table.add_row(str(i), str(info.id), visible(info.text), note)
+            table.add_row(str(i), str(info.id), cell(info.text), note)
         self.table = table
         self.page = TextScreen("Tokenizer view", Text("counting tokens under char, bpe and word…", style="dim"))
         app.push_screen(self.page)

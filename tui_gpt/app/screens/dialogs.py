@@ -1,4 +1,8 @@
-"""Small modal dialogs: confirm, choose, ask for a line of text, show a page."""
+"""Small modal dialogs: confirm, choose, ask for a line of text, show a page.
+
+Questions and errors name files, folders and the user's own text: they are shown as plain text
+(markup=False), so a file called "data[v2].txt" is never read as markup.
+"""
 
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(self.question, classes="question")
+            yield Label(self.question, classes="question", markup=False)
             with Horizontal(classes="buttons"):
                 yield Button("Yes (y)", variant="warning", id="yes")
                 yield Button("No (n)", id="no")
@@ -54,9 +58,9 @@ class AskScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(self.question, classes="question")
+            yield Label(self.question, classes="question", markup=False)
             yield Input(value=self.value, id="answer")
-            yield Label("", id="answer-error", classes="error")
+            yield Label("", id="answer-error", classes="error", markup=False)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         value = event.value.strip()
@@ -89,7 +93,7 @@ class ChoiceScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(self.question, classes="question")
+            yield Label(self.question, classes="question", markup=False)
             with Horizontal(classes="buttons"):
                 for key, label in self.choices:
                     yield Button(label, id=f"choice-{key}")

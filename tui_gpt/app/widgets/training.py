@@ -8,6 +8,7 @@ from typing import Any
 
 from textual.app import ComposeResult
 from textual.containers import Vertical
+from textual.content import Content
 from textual.widgets import Sparkline
 
 from tui_gpt.app.widgets.curve import LINE_COLOURS, Curve
@@ -68,16 +69,22 @@ class TrainingPane(Vertical):
         self.curve.set_history(ready.history)
         self.set_baselines(ready.baselines)
         c = ready.corpus
-        self.set_corpus(
-            f"[b]{c['name']}[/b]: {c['files']} files · {c['chars']:,} chars · "
-            f"{c['train_tokens']:,}+{c['val_tokens']:,} tokens (train+val) · {c['tokenizer']} vocab "
-            f"{c['vocab_size']:,} · {c['params'] / 1e6:.2f} M params · {ready.device} {ready.dtype}"
-            + (f"\n[$text-muted]{ready.choice}[/]" if ready.choice else "")
+        # The corpus is named by its files and the choice note may come from a cache file: $variables, not markup.
+        markup = (
+            f"[b]$name[/b]: {c['files']} files · {c['chars']:,} chars · "
+            f"{c['train_tokens']:,}+{c['val_tokens']:,} tokens (train+val) · $tokenizer vocab "
+            f"{c['vocab_size']:,} · {c['params'] / 1e6:.2f} M params · $device $dtype"
+            + ("\n[$text-muted]$choice[/]" if ready.choice else "")
         )
+        values = {"tokenizer": c["tokenizer"], "device": ready.device, "dtype": ready.dtype, "choice": ready.choice}
+        self.set_corpus(Content.from_markup(markup, name=c["name"], **values))
 
     def show_stats(self, status: str, step: int, last: dict | None, error: str | None) -> None:
-        """Two lines: where the run is, then how fast it goes (or the error)."""
-        first = [f"[b]{status}[/b]", f"step [b]{step:,}[/b]"]
+        """Two lines: where the run is, then how fast it goes (or the error).
+
+        The status ("loading my[v2].txt") and the error name files: they go in as $variables, never as markup.
+        """
+        first = ["[b]$status[/b]", f"step [b]{step:,}[/b]"]
         second = []
         if last:
             first.append(f"train {last['loss']:.3f}")
@@ -89,14 +96,16 @@ class TrainingPane(Vertical):
         if self.curve.eval_val:
             at = self.curve.eval_steps[-1]
             first.append(f"val {self.curve.eval_val[-1]:.3f}" + (f" (at step {at:,})" if at != step else ""))
-        second_line = f"[b $error]error:[/] {error}" if error else " · ".join(second)
-        self.query_one("#train-stats", InfoLine).text = " · ".join(first) + "\n" + second_line
+        second_line = "[b $error]error:[/] $message" if error else " · ".join(second)
+        self.query_one("#train-stats", InfoLine).text = Content.from_markup(
+            " · ".join(first) + "\n" + second_line, status=status, message=error or ""
+        )
 
     def show_hints(self, hints: Sequence[Any]) -> None:
         colour = {"info": "$text-muted", "warn": "$warning", "error": "$error"}
         self.query_one("#hints", InfoLine).text = "  ".join(f"[{colour[h.severity]}]{h.text}[/]" for h in hints[:2])
 
-    def show_pinned(self, text: str, series: list[float]) -> None:
+    def show_pinned(self, text: str | Content, series: list[float]) -> None:
         chart = self.query_one("#pinned-chart", Sparkline)
         chart.data = series
         chart.add_class("-on")
@@ -106,7 +115,7 @@ class TrainingPane(Vertical):
         self.set_class(off, "-mask-off")
         self.border_title = "Training · MASK OFF (f2 to restore)" if off else "Training"
 
-    def set_corpus(self, text: str) -> None:
+    def set_corpus(self, text: str | Content) -> None:
         self.query_one("#corpus-info", InfoLine).text = text
 
 
