@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import pytest
@@ -126,3 +127,81 @@ def test_forced_threads_and_the_thread_count_is_not_saved(make_spec):
         assert "threads" not in trainer.config.to_dict()
     finally:
         torch.set_num_threads(before)
+
+
+# ---- the cache is untrusted input --------------------------------------------------------------
+
+
+def fixed_times(mconf, batch_size, device, candidates, seconds=autotune.TRIAL_SECONDS):
+    """time_candidates without the timing: the first candidate is fastest, every time."""
+    return {c: 0.001 * (i + 1) for i, c in enumerate(candidates)}
+
+
+def rewrite(cache, change) -> None:
+    """Apply `change` to the cache file's JSON in place, or write what it returns (str or bytes) instead."""
+    data = json.loads(cache.read_text())
+    new = change(data)
+    if isinstance(new, bytes | str):
+        cache.write_bytes(new if isinstance(new, bytes) else new.encode())
+    else:
+        cache.write_text(json.dumps(data))
+
+
+HOSTILE = {
+    "a why of 100,000 characters": lambda d: [e.update(why="x" * 100_000) for e in d["entries"].values()],
+    "ANSI and OSC escapes": lambda d: [
+        e.update(why="\x1b[2J\x1b]8;;https://example.com\x07click\x1b]8;;\x07\x9b31m") for e in d["entries"].values()
+    ],
+    "a newline": lambda d: [e.update(why="fp32\nforged line") for e in d["entries"].values()],
+    "entries a list": lambda d: d.update(entries=[1, 2]),
+    "entries a string": lambda d: d.update(entries="x"),
+    "an entry a list": lambda d: d.update(entries={k: [] for k in d["entries"]}),
+    "threads beyond the machine": lambda d: [e.update(threads=100_000) for e in d["entries"].values()],
+    "threads true": lambda d: [e.update(threads=True) for e in d["entries"].values()],
+    "sdpa 1": lambda d: [e.update(sdpa=1) for e in d["entries"].values()],
+    "a NaN time": lambda d: [e.update(time=float("nan")) for e in d["entries"].values()],
+    "a list at the top": lambda d: "[]",
+    "bad UTF-8": lambda d: b'{"version": 1, "entries": {"\xff": 1}}',
+    "nested 100,000 deep": lambda d: "[" * 100_000 + "]" * 100_000,
+    "2 MB": lambda d: json.dumps({**d, "pad": "x" * (2 << 20)}),
+}
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_a_hostile_cache_is_ignored_and_rewritten(name, cache, monkeypatch):
+    monkeypatch.setattr(autotune, "time_candidates", fixed_times)
+    first = autotune.choose(SHAPE, 4, torch.device("cpu"))
+    rewrite(cache, HOSTILE[name])
+    t0 = time.perf_counter()
+    again = autotune.choose(SHAPE, 4, torch.device("cpu"))
+    assert time.perf_counter() - t0 < 1
+    assert not again.note.endswith("(cached)")  # measured again: the entry was not believed
+    assert again.note == first.note and again.note.isprintable() and len(again.note) <= autotune.WHY_MAX
+    data = json.loads(cache.read_text())  # rewritten: the right shape, and only what choose writes
+    assert data["version"] == autotune.CACHE_VERSION and len(data["entries"]) == 1
+    (entry,) = data["entries"].values()
+    assert entry["why"] == first.note and autotune.choose(SHAPE, 4, torch.device("cpu")).note.endswith("(cached)")
+
+
+def test_a_cache_that_is_a_fifo_is_never_read(cache, monkeypatch):
+    monkeypatch.setattr(autotune, "time_candidates", fixed_times)
+    cache.parent.mkdir(parents=True)
+    os.mkfifo(cache)  # reading it would block forever
+    assert not autotune.choose(SHAPE, 4, torch.device("cpu")).note.endswith("(cached)")
+    assert cache.is_file() and json.loads(cache.read_text())["version"] == autotune.CACHE_VERSION
+
+
+def test_a_cached_note_that_looks_like_markup_is_printed_as_it_is(cache, monkeypatch, tmp_path, tiny_text, capsys):
+    from tui_gpt.cli import main
+
+    monkeypatch.setattr(autotune, "time_candidates", fixed_times)
+    (tmp_path / "t.txt").write_text(tiny_text, encoding="utf-8")
+    argv = ["train", str(tmp_path / "t.txt"), "--steps", "1", "--n-layer", "1", "--n-head", "2", "--n-embd", "16",
+            "--block-size", "16", "--batch-size", "4", "--eval-iters", "2", "--threads", "1",
+            "--out", str(tmp_path / "o")]  # fmt: skip
+    assert main(argv) == 0
+    rewrite(cache, lambda d: [e.update(why="[/] [bold]fp32[/bold] [link=x]") for e in d["entries"].values()])
+    capsys.readouterr()
+    assert main(argv) == 0  # was a MarkupError
+    err = capsys.readouterr().err
+    assert "auto: [/] [bold]fp32[/bold] [link=x] (cached)" in err and "Traceback" not in err

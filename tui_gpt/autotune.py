@@ -20,7 +20,10 @@ from pathlib import Path
 
 import torch
 
+from tui_gpt.errors import TuiGptError
 from tui_gpt.model import GPT, GPTConfig
+from tui_gpt.savedir import read_capped
+from tui_gpt.settings import is_int, is_number
 
 TRIAL_SECONDS = 2.0  # the whole trial, all candidates together
 CACHE_FILE = "autotune.json"
@@ -28,6 +31,11 @@ CACHE_VERSION = 1
 # A trial that ran while the machine was busy can pick badly (fewer threads win under load):
 # measure again after a day rather than keep that choice for good.
 CACHE_TTL_S = 24 * 3600
+# The cache is a file anyone with the home folder can write: read no more than this, and show no
+# text longer than WHY_MAX (a day's entries for a few model shapes take a few kB).
+CACHE_MAX_BYTES = 1 << 20
+KEY_MAX = 1000
+WHY_MAX = 500
 
 
 @dataclass
@@ -76,18 +84,44 @@ def shape_key(m: GPTConfig, batch_size: int) -> str:
     return f"V{m.vocab_size} T{m.block_size} L{m.n_layer} H{m.n_head} C{m.n_embd} B{batch_size}"
 
 
-def _read_cache() -> dict:
+def _plain(text: object, limit: int) -> bool:
+    """A short line of printable text: no newline, no terminal escape (ESC, CSI), nothing huge."""
+    return isinstance(text, str) and len(text) <= limit and text.isprintable()
+
+
+def _valid(key: object, entry: object) -> bool:
+    """Whether a cache entry is one `choose` could have written, and is less than a day old."""
+    if not _plain(key, KEY_MAX) or not isinstance(entry, dict):
+        return False
+    threads = entry.get("threads")
+    return (
+        entry.get("dtype") in ("float32", "bfloat16")
+        and any(entry.get("sdpa") is v for v in (True, False, None))  # `is`: 1 and 0 are no answer
+        and (threads is None or (is_int(threads) and 1 <= threads <= all_cores()))
+        and _plain(entry.get("why"), WHY_MAX)
+        and is_number(entry.get("time"))
+        and 0 <= time.time() - entry["time"] < CACHE_TTL_S
+    )
+
+
+def _read_cache() -> dict[str, dict]:
+    """The cache's valid entries by key. The file is untrusted input: too big, not a regular file,
+    the wrong shape or an entry `choose` could not have written, and it (or that entry) is ignored."""
     try:
-        data = json.loads((cache_dir() / CACHE_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = json.loads(read_capped(cache_dir() / CACHE_FILE, CACHE_MAX_BYTES).decode("utf-8"))
+    except (OSError, ValueError, RecursionError, TuiGptError):  # ValueError: also bad UTF-8 and bad JSON
         return {}
-    return data if isinstance(data, dict) and data.get("version") == CACHE_VERSION else {}
+    if not isinstance(data, dict) or data.get("version") != CACHE_VERSION or not isinstance(data.get("entries"), dict):
+        return {}
+    return {k: v for k, v in data["entries"].items() if _valid(k, v)}
 
 
 def _write_cache(key: str, entry: dict) -> None:
-    """Best effort: a read-only or missing home only costs a trial next time."""
-    data = _read_cache() or {"version": CACHE_VERSION}
-    data.setdefault("entries", {})[key] = entry
+    """Best effort: a read-only or missing home only costs a trial next time.
+
+    Only the valid entries are written back: a file of the wrong shape is replaced, and old ones go.
+    """
+    data = {"version": CACHE_VERSION, "entries": {**_read_cache(), key: entry}}
     path = cache_dir() / CACHE_FILE
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -99,10 +133,7 @@ def _write_cache(key: str, entry: dict) -> None:
 
 
 def _cached(key: str) -> dict | None:
-    entry = _read_cache().get("entries", {}).get(key)
-    if not isinstance(entry, dict) or not isinstance(entry.get("time"), (int, float)):
-        return None
-    return entry if 0 <= time.time() - entry["time"] < CACHE_TTL_S else None
+    return _read_cache().get(key)
 
 
 def bf16_usable(device: torch.device) -> bool:
