@@ -12,6 +12,7 @@ import torch
 from tui_gpt import autotune
 from tui_gpt.model import GPT, GPTConfig
 from tui_gpt.session import open_run
+from tui_gpt.settings import cores
 
 SHAPE = GPTConfig(vocab_size=30, block_size=16, n_layer=1, n_head=2, n_embd=16)
 
@@ -73,7 +74,7 @@ def test_a_corrupt_cache_is_measured_again(cache):
 
 def test_thread_counts_are_tried_and_all_cores_win_ties():
     counts = autotune.thread_counts()
-    assert counts[0] == autotune.all_cores() and counts == sorted(set(counts), reverse=True)
+    assert counts[0] == cores() and counts == sorted(set(counts), reverse=True)
     choice = autotune.choose(SHAPE, 4, torch.device("cpu"), ["float32"], [True], counts, seconds=0.2)
     assert choice.threads in counts
 

@@ -10,7 +10,7 @@ import pytest
 from tui_gpt import cli
 from tui_gpt.checkpoint import load_trainer, read_config, save_checkpoint
 from tui_gpt.errors import TuiGptError
-from tui_gpt.settings import OPTIONS, RULES, STEPS
+from tui_gpt.settings import OPTIONS, RULES, STEPS, cores
 
 # The extremes the rules allow, and a value just past each: written out here, not derived from RULES.
 EXTREMES = {
@@ -108,3 +108,38 @@ def test_train_resume_refuses_a_value_before_touching_the_checkpoint(bad, fables
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert f"{bad[0]} must be" in err, err
     assert {p.name: p.read_bytes() for p in Path(good).iterdir() if p.is_file()} == before
+
+
+# ---- --threads: bounded by the machine -------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["train", "bench"])
+@pytest.mark.parametrize("threads", ["100000", str(cores() + 1), "-1"])
+def test_threads_beyond_the_cores_are_refused_before_any_work(command, threads, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as info:  # 100,000 started ~17,800 threads, then segfaulted
+        cli.main([command, "--threads", threads])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    want = f"error: --threads must be an integer in 0..{cores()} (this machine's cores; 0: all), got {threads}"
+    assert err.strip().splitlines()[-1].endswith(want)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("make", [cli.parser_train, cli.parser_bench])
+def test_threads_up_to_the_cores_are_accepted(make):
+    for threads in ("0", "1", str(cores())):
+        parser = make()
+        cli._check(parser, parser.parse_args(["--threads", threads]))
+
+
+def test_a_trainer_never_runs_more_threads_than_cores(fables_run):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        fables_run.trainer.set_threads(100_000)  # the library's own backstop, under the parser's refusal
+        assert torch.get_num_threads() == cores()
+    finally:
+        torch.set_num_threads(before)

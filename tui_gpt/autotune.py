@@ -23,7 +23,7 @@ import torch
 from tui_gpt.errors import TuiGptError
 from tui_gpt.model import GPT, GPTConfig
 from tui_gpt.savedir import read_capped
-from tui_gpt.settings import is_int, is_number
+from tui_gpt.settings import cores, is_int, is_number
 
 TRIAL_SECONDS = 2.0  # the whole trial, all candidates together
 CACHE_FILE = "autotune.json"
@@ -67,14 +67,6 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown cpu"
 
 
-def all_cores() -> int:
-    """The cores this process may run on (its affinity mask where the OS has one)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
 def machine_key(device: torch.device, threads: int) -> str:
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
     return f"{where} | torch {torch.__version__} | {device.type} | {threads} threads"
@@ -97,7 +89,7 @@ def _valid(key: object, entry: object) -> bool:
     return (
         entry.get("dtype") in ("float32", "bfloat16")
         and any(entry.get("sdpa") is v for v in (True, False, None))  # `is`: 1 and 0 are no answer
-        and (threads is None or (is_int(threads) and 1 <= threads <= all_cores()))
+        and (threads is None or (is_int(threads) and 1 <= threads <= cores()))
         and _plain(entry.get("why"), WHY_MAX)
         and is_number(entry.get("time"))
         and 0 <= time.time() - entry["time"] < CACHE_TTL_S
@@ -219,7 +211,7 @@ def _label(dtype: str, sdpa: bool | None, threads: int, show_threads: bool) -> s
 
 def thread_counts() -> list[int]:
     """Thread counts worth a trial: all cores, and half of them (tiny models can lose on sync)."""
-    n = all_cores()
+    n = cores()
     return sorted({n, max(1, n // 2)}, reverse=True)
 
 

@@ -24,6 +24,7 @@ from tui_gpt.settings import (
     TOP_K,
     add_options,
     problem,
+    threads_problem,
 )
 
 SUBCOMMANDS = ("train", "complete", "generate", "bench", "export", "serve")
@@ -54,10 +55,12 @@ def _check(p: argparse.ArgumentParser, args: argparse.Namespace, *positive: str)
         value = getattr(args, name, None)
         if value is not None and not value > 0:  # "not >" also refuses NaN
             p.error(f"--{name.replace('_', '-')} must be positive, got {value}")
-    for name in ("autosave", "threads"):
-        value = getattr(args, name, None)
-        if value is not None and not value >= 0:
-            p.error(f"--{name.replace('_', '-')} must not be negative, got {value}")
+    autosave = getattr(args, "autosave", None)
+    if autosave is not None and not autosave >= 0:
+        p.error(f"--autosave must not be negative, got {autosave}")
+    threads = getattr(args, "threads", None)
+    if threads is not None and (why := threads_problem(threads)):
+        p.error(f"--threads {why}")
     if getattr(args, "n_embd", None) and getattr(args, "n_head", None) and args.n_embd % args.n_head:
         p.error(f"--n-embd {args.n_embd} must be divisible by --n-head {args.n_head}")
 

@@ -15,17 +15,9 @@ from collections.abc import Callable
 
 from tui_gpt.preempt import Hold
 from tui_gpt.protocol import Command, Event, Failed, Quit, Reset, Saved, Saving, Stopped
-from tui_gpt.settings import RunSpec
+from tui_gpt.settings import RunSpec, cores
 
 _ctx = mp.get_context("spawn")
-
-
-def cores() -> int:
-    """CPU cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 SAVE_START_TIMEOUT = 60.0  # seconds for a trainer to begin a save asked for on quit; once begun, no limit

@@ -116,9 +116,9 @@ def setup(device: str = "auto") -> Dist:
     d = current()
     if not cuda:
         # N ranks on one CPU share its cores rather than each claiming all of them.
-        from tui_gpt.autotune import all_cores
+        from tui_gpt.settings import cores
 
-        torch.set_num_threads(max(1, all_cores() // d.local_world))
+        torch.set_num_threads(max(1, cores() // d.local_world))
     return d
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import shlex
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
@@ -287,6 +288,20 @@ def spec_problem(spec: RunSpec) -> str | None:
 
 
 THREADS_HELP = "CPU threads to train on (default 0: all cores, or fewer where a trial finds that faster)"
+
+
+def cores() -> int:
+    """The CPU cores this process may run on (its affinity mask where the OS has one): the most --threads."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def threads_problem(value: int) -> str | None:
+    """Why `value` cannot be --threads, or None. More threads than cores only contend (100,000 crashed torch)."""
+    n = cores()
+    return None if 0 <= value <= n else f"must be an integer in 0..{n} (this machine's cores; 0: all), got {value}"
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:

@@ -21,7 +21,7 @@ from tui_gpt import autotune, distributed
 from tui_gpt.dataset import TokenData, get_batch, windows
 from tui_gpt.errors import TuiGptError
 from tui_gpt.model import GPT, GPTConfig
-from tui_gpt.settings import TrainConfig
+from tui_gpt.settings import TrainConfig, cores
 
 __all__ = ["History", "TrainConfig", "TrainEvent", "Trainer", "pick_device", "resolve_dtype"]
 GOOD_EVERY = 50  # steps between copies of the last good weights, for a non-finite loss to fall back on
@@ -201,8 +201,8 @@ class Trainer:
         return self.config.batch_size * self.config.grad_accum * self.dist.world * T
 
     def set_threads(self, n: int) -> None:
-        """Train on n CPU threads from the next step on (the app lowers it while keys arrive)."""
-        torch.set_num_threads(max(1, int(n)))
+        """Train on n CPU threads from the next step on (the app lowers it while keys arrive); at most the cores."""
+        torch.set_num_threads(min(max(1, int(n)), cores()))
 
     @property
     def model_config(self) -> GPTConfig:
