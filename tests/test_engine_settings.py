@@ -143,3 +143,68 @@ def test_a_trainer_never_runs_more_threads_than_cores(fables_run):
         assert torch.get_num_threads() == cores()
     finally:
         torch.set_num_threads(before)
+
+
+# ---- bad numbers: one line each, before any work ----------------------------------------------
+
+BAD_NUMBERS = {
+    "train --seed 1e23": (["train", "--seed", "1e23"], "argument --seed: invalid int value: '1e23'"),
+    "app --seed 1e23": (["--seed", "1e23"], "argument --seed: invalid int value: '1e23'"),
+    "generate --seed 10**23": (
+        ["generate", "CK", "x", "--seed", str(10**23)],
+        "--seed must be an integer in 0..9223372036854775807, got '1000000000000000000…'",
+    ),
+    "generate --temperature nan": (
+        ["generate", "CK", "x", "--temperature", "nan"],
+        "--temperature must be a number in [0, 100], got 'nan'",
+    ),
+    "generate --temperature 1e9": (
+        ["generate", "CK", "x", "--temperature", "1e9"],
+        "--temperature must be a number in [0, 100], got '1000000000.0'",
+    ),
+    "complete --temperature -1": (
+        ["complete", "CK", "x", "--temperature", "-1"],
+        "--temperature must be a number in [0, 100], got '-1.0'",
+    ),
+    "complete --words --temperature nan": (
+        ["complete", "CK", "x", "--words", "--temperature", "nan"],
+        "--temperature must be a number in [0, 100], got 'nan'",
+    ),
+    "generate --top-p -1": (["generate", "CK", "x", "--top-p", "-1"], "--top-p must be a number in (0, 1], got '-1.0'"),
+    "generate --top-p nan": (
+        ["generate", "CK", "x", "--top-p", "nan"],
+        "--top-p must be a number in (0, 1], got 'nan'",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BAD_NUMBERS)
+def test_a_bad_number_is_one_usage_line_before_any_work(case, tmp_path, capsys, monkeypatch):
+    argv, says = BAD_NUMBERS[case]
+    monkeypatch.chdir(tmp_path)  # CK does not exist: had the command got as far as loading it, it would say so
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv)
+    assert info.value.code == 2
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err and out == ""
+    assert err.strip().splitlines()[-1].endswith(f"error: {says}")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_temperatures_and_top_p_at_their_bounds_are_accepted():
+    for make, argv in [
+        (cli.parser_complete, ["CK", "x", "--temperature", "0"]),
+        (cli.parser_complete, ["CK", "x", "--temperature", "100"]),
+        (cli.parser_generate, ["CK", "x", "--temperature", "0", "--top-p", "1"]),
+        (cli.parser_generate, ["CK", "x", "--temperature", "1e-300", "--top-p", "1e-9"]),
+    ]:
+        parser = make()
+        cli._check(parser, parser.parse_args(argv))
+
+
+def test_sampling_at_a_tiny_temperature_is_greedy_not_nan(trained):
+    from tui_gpt.probe import sample
+
+    model, tok, _ = trained
+    ids = tok.encode("The fox")
+    assert list(sample(model, ids, 8, temperature=1e-300, seed=0)) == list(sample(model, ids, 8, temperature=0))

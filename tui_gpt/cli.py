@@ -29,7 +29,7 @@ from tui_gpt.settings import (
 
 SUBCOMMANDS = ("train", "complete", "generate", "bench", "export", "serve")
 SPLIT_HELP = "validation split: the last 10%% of each document's tokens"
-PROBE_SETTINGS = ("top_k", "budget")  # complete's and generate's numbers with a rule in settings.RULES
+PROBE_SETTINGS = ("top_k", "budget", "temperature", "top_p")  # complete's and generate's, ruled in settings.RULES
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
@@ -136,7 +136,7 @@ def parser_complete() -> argparse.ArgumentParser:
     p.add_argument("prefix", nargs="?", default=None, help="the text so far")
     p.add_argument("--model", metavar="PATH|NAME", default=None, help=f"instead of CKPT: {MODEL_HELP}")
     p.add_argument("--top-k", type=int, default=TOP_K, help=f"how many to list (default {TOP_K})")
-    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--temperature", type=float, default=1.0, help="0 to 100 (default 1)")
     p.add_argument("--words", action="store_true", help="next words (or the current word's rest), not tokens")
     p.add_argument(
         "--budget",
@@ -157,9 +157,9 @@ def parser_generate() -> argparse.ArgumentParser:
     p.add_argument("prefix", nargs="?", default=None, help="the text to continue (default: start of a document)")
     p.add_argument("--model", metavar="PATH|NAME", default=None, help=f"instead of CKPT: {MODEL_HELP}")
     p.add_argument("-n", type=int, default=200, help="tokens to generate")
-    p.add_argument("--temperature", type=float, default=0.8, help="0 is greedy")
+    p.add_argument("--temperature", type=float, default=0.8, help="0 to 100; 0 is greedy (default 0.8)")
     p.add_argument("--top-k", type=int, default=None)
-    p.add_argument("--top-p", type=float, default=None)
+    p.add_argument("--top-p", type=float, default=None, help="nucleus sampling: above 0, at most 1")
     p.add_argument("--seed", type=int, default=None)
     return p
 

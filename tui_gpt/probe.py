@@ -206,8 +206,8 @@ def sample(
         last = logits[0, -1].float().cpu()
         if temperature <= 0:
             nxt = int(last.argmax())
-        else:
-            probs = F.softmax(_filter_logits(last / temperature, top_k, top_p), dim=-1)
+        else:  # as everywhere else, at least 1e-6: logits / 1e-300 overflow to inf, and softmax to NaN
+            probs = F.softmax(_filter_logits(last / max(temperature, 1e-6), top_k, top_p), dim=-1)
             nxt = int(torch.multinomial(probs, 1, generator=gen))
         ids.append(nxt)
         yield nxt

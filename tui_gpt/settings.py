@@ -257,6 +257,8 @@ RULES: dict[str, Rule] = {
     # Probing a model (complete, generate): never saved, but one rule each all the same.
     "top_k": _ints(1, MAX_TOP_K),
     "budget": _ints(1, MAX_SEARCH_BUDGET),
+    "temperature": _numbers(0, 100),  # 0 is (all but) greedy; NaN showed NaN probabilities, -1 passed for 0
+    "top_p": _numbers(0, 1, low_open=True),  # below 0 dropped every token: a NaN distribution to sample from
 }
 
 
@@ -265,7 +267,9 @@ def problem(name: str, value: Any) -> str | None:
     rule = RULES.get(name)
     if rule is None or rule.ok(value):
         return None
-    return f"must be {rule.allowed}, got {str(value)[:20]!r}"
+    shown = str(value)
+    shown = shown if len(shown) <= 20 else shown[:19] + "…"  # cut, and says so: 10**23 is not 10**19
+    return f"must be {rule.allowed}, got {shown!r}"
 
 
 def first_problem(values: dict[str, Any], prefix: str = "") -> str | None:
