@@ -23,7 +23,7 @@ from typing import Any
 
 from textual import events
 
-from tui_gpt.client import cores
+from tui_gpt.settings import cores
 from tui_gpt.protocol import Losses
 from tui_gpt.settings import RunSpec
 
