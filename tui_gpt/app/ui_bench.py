@@ -23,9 +23,8 @@ from typing import Any
 
 from textual import events
 
-from tui_gpt.settings import cores
 from tui_gpt.protocol import Losses
-from tui_gpt.settings import RunSpec
+from tui_gpt.settings import RunSpec, cores
 
 TYPED = (
     "The quick brown fox jumps over the lazy dog. Once upon a time there was a little mouse "
