@@ -381,7 +381,7 @@ async def test_declining_a_reset_keeps_the_run(tmp_path):
     async with running(app, SIZE) as pilot:
         await wait_ready(pilot)
         lens = app.lens
-        app.reset_model()
+        app.action_reset_model()
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation")
         await pilot.press("n")
         await settle(pilot)

@@ -9,13 +9,12 @@ from typing import Any
 
 from textual import events, on
 from textual.app import App, ComposeResult, SystemCommand
-from textual.binding import Binding
 from textual.driver import Driver
 from textual.geometry import Size
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static
 
-from tui_gpt.app import palette, resets
+from tui_gpt.app import keymap, palette, resets
 from tui_gpt.app.lab.experiments import Lab
 from tui_gpt.app.lens_relay import LensRelay
 from tui_gpt.app.messages import LensReady, TrainerEvent, WeightsStaged
@@ -42,30 +41,7 @@ class GPTApp(App[None]):
 
     TITLE = "tui-gpt"
     CSS_PATH = "app.tcss"
-    BINDINGS = [
-        Binding("f1", "help", "Help"),
-        Binding("ctrl+r", "toggle_pause", "Pause/Resume"),
-        Binding("ctrl+n", "step", "Step"),
-        Binding("ctrl+s", "save", "Save"),
-        Binding("ctrl+f", "words", "Words/Tokens"),
-        Binding("ctrl+l", "layer", "Layer"),
-        Binding("ctrl+g", "head", "Head"),
-        Binding("up", "temperature(0.1)", "Temp+", show=False),
-        Binding("down", "temperature(-0.1)", "Temp-", show=False),
-        Binding("ctrl+up", "top_k(1)", "k+", show=False),
-        Binding("ctrl+down", "top_k(-1)", "k-", show=False),
-        Binding("ctrl+t", "examples_source", "Examples", show=False),
-        Binding("ctrl+o", "load_text", "Load text", show=False),
-        Binding("f2", "lab('mask')", "Mask on/off", show=False),
-        Binding("f3", "lab('pin')", "Pin", show=False),
-        Binding("f4", "lab('surprisal')", "Surprisal", show=False),
-        Binding("f5", "lab('tokens')", "Tokens", show=False),
-        Binding("f6", "lab('temperature')", "Temperature", show=False),
-        Binding("f7", "lab('one_step')", "One step", show=False),
-        Binding("f8", "lab('memorization')", "Memorization", show=False),
-        Binding("f9", "lab('compare')", "Compare", show=False),
-        Binding("ctrl+q", "quit", "Quit"),
-    ]
+    BINDINGS = keymap.bindings()  # the keys, the palette and the help screen all come from one table
 
     def __init__(
         self,
@@ -209,8 +185,8 @@ class GPTApp(App[None]):
 
         self.push_screen(HelpScreen())
 
-    def action_lab(self, name: str) -> None:
-        getattr(self.lab, name).start()
+    def action_lab(self, name: str, method: str = "start") -> None:
+        getattr(getattr(self.lab, name), method)()
 
     def action_toggle_pause(self) -> None:
         paused = self.run_status.paused = not self.paused
@@ -231,6 +207,9 @@ class GPTApp(App[None]):
     def action_head(self) -> None:
         self.attention.action_head(1)
 
+    def action_attention_mode(self) -> None:
+        self.attention.action_mode()
+
     def action_temperature(self, delta: float) -> None:
         self.temperature = round(min(5.0, max(0.1, self.temperature + delta)), 2)
         self.query_one(TopKBars).temperature = self.temperature
@@ -250,7 +229,7 @@ class GPTApp(App[None]):
     def action_load_text(self) -> None:
         resets.load_text(self)
 
-    def reset_model(self) -> None:
+    def action_reset_model(self) -> None:
         resets.reset_model(self)
 
     def reset(self, spec: RunSpec) -> None:

@@ -8,14 +8,16 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Markdown
 
-HELP = """\
+from tui_gpt.app.keymap import help_table, key_of
+
+TEMPLATE = """\
 # How a GPT learns — and where to see it
 
 ## 1. Every prefix is a training example
 A text is not one example but many: `The -> quick`, `The quick -> brown`,
 `The quick brown -> fox`, … `… over the lazy -> dog`. Each prefix is an input, and what
 follows it is the target. **See it in _Training examples_**: one row per prefix, with the
-target, by word or (`ctrl+f`) by token, which is what the model really reads.
+target, by word or (`{words}`) by token, which is what the model really reads.
 
 ## 2. The loss is the cross-entropy of the true next token
 For each example the model gives every token a probability. The loss of that example is
@@ -32,14 +34,14 @@ itself, never to `brown`: otherwise training would be cheating, since the target
 next token. **See it in _Attention_**: the dotted cells above the diagonal are masked;
 press `v` there for the mask alone and for all heads of a layer.
 
-## The mask experiment (f2)
+## The mask experiment ({mask})
 Switch the causal mask off and every position can attend to the tokens after it,
 including the very token it is asked to predict. The train loss collapses towards zero:
 the model learns to copy the answer from one position ahead instead of predicting it.
 But a real continuation has no future to copy, so greedy generation (the grey line under
 the prompt) turns to nonsense, and the val loss, measured with the mask back on, is worse
 than before. This is the bug behind real causal-mask leaks in GPT code: a loss that looks
-too good to be true. Press f2 again to switch the mask back on.
+too good to be true. Press {mask} again to switch the mask back on.
 
 ## Next word
 Type the seed sentence word by word, `The quick brown fox jumps over the lazy dog`, and
@@ -51,40 +53,26 @@ probabilities, times the probability that a new word starts after it. Its `-log 
 sum of its tokens' losses: the loss per word is the loss per token times tokens per word.
 
 ## The lab
-| key | experiment |
-|---|---|
-| `f2` | the mask experiment: train without the causal mask, and back |
-| `f3` | pin `prefix -> target` and chart p(target) as training goes on |
-| `f4` | colour a text by the rank the model gave each token; select a token for its top-k |
-| `f5` | the exact token ids, and the length under char, bpe and word |
-| `f6` | logits, logits / T, softmax for the top tokens |
-| `f7` | one optimizer step on the prompt's last token: p(target) before and after |
-| `f8` | sample, and highlight every span copied from the training text |
-| `f9` | compare with another checkpoint |
+| key | command | what it does |
+|---|---|---|
+{lab_keys}
 
 The command palette (`ctrl+p`) also sets the learning rate and the evaluation interval
 mid-run, shows the command that reproduces the run, and exports the loss history and the
 examples as CSV and the screen as SVG.
 
 ## Keys
-| key | what |
-|---|---|
-| type | the prompt; the bars follow every key |
-| `tab` | accept one token of the ghost text (the rest of the word, or the likeliest next word) |
-| `→` (at the end) | accept the whole ghost word |
-| `ctrl+f` | next word or next token, in the top-k and the examples |
-| `↑` / `↓` | temperature up / down |
-| `ctrl+↑` / `ctrl+↓` | top-k up / down |
-| `ctrl+r` | pause or resume training |
-| `ctrl+n` | one training step (while paused) |
-| `ctrl+s` | save a checkpoint |
-| `ctrl+l` / `ctrl+g` | next attention layer / head |
-| `ctrl+o` | load other text |
-| `ctrl+t` | examples from the prompt or from a corpus passage |
-| `f1` | this help |
-| `ctrl+p` | every command: tokenizer, model size, reset, theme… |
-| `ctrl+q` | save and quit |
+| key | command | what it does |
+|---|---|---|
+| type | Edit the prompt | The bars follow every key |
+| `tab` | Accept one token | Of the ghost text: the rest of the word, or the likeliest next word |
+| `→` (at the end) | Accept the ghost word | The whole of it |
+| `ctrl+p` | Command palette | Every command: tokenizer, model size, reset, theme… |
+{keys}
 """
+HELP = TEMPLATE.format(
+    words=key_of("words"), mask=key_of("lab('mask')"), lab_keys=help_table(lab=True), keys=help_table(lab=False)
+)
 
 
 class HelpScreen(ModalScreen[None]):
