@@ -179,7 +179,7 @@ class FakeTrainer:
         self.built: _Built | None = None
         self.step = 0
         self.paused = False
-        self.commands: list[tuple[str, dict]] = []
+        self.commands: list[Command] = []
         self.hold = FakeHold()
         self.starts: list[RunSpec] = []
         self.resets: list[RunSpec] = []
@@ -202,7 +202,7 @@ class FakeTrainer:
         self._open(spec)
 
     def send(self, cmd: Command) -> None:
-        self.commands.append((cmd.name, cmd.args()))
+        self.commands.append(cmd)
         if not self._alive:
             return
         match cmd:
@@ -230,7 +230,7 @@ class FakeTrainer:
 
     def reset(self, spec: RunSpec) -> None:
         self.resets.append(spec)
-        self.commands.append((Reset.name, Reset(spec).args()))
+        self.commands.append(Reset(spec))
         self._open(spec)
 
     def stop(self, save: str | None = None, timeout: float = 3.0) -> Saved | Failed | None:
@@ -259,8 +259,9 @@ class FakeTrainer:
             self._alive = False
         self._emit(Failed(message, fatal=fatal))
 
-    def names(self) -> list[str]:
-        return [name for name, _ in self.commands]
+    def kinds(self) -> list[type[Command]]:
+        """The kind of each command sent, in order."""
+        return [type(cmd) for cmd in self.commands]
 
     # ---- internals ---------------------------------------------------------------
     def _emit(self, ev: Any) -> None:

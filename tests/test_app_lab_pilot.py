@@ -52,7 +52,18 @@ from tui_gpt.app.widgets.topk import TopKBars
 from tui_gpt.app.widgets.training import TrainingPane
 from tui_gpt.hints import run_hints
 from tui_gpt.probe import temperature_table
-from tui_gpt.protocol import ExampleStepped, Losses, Memorized, SetLr, TokenCounts
+from tui_gpt.protocol import (
+    CountTokens,
+    ExampleStepped,
+    Losses,
+    Memorize,
+    Memorized,
+    SetCausal,
+    SetEvalInterval,
+    SetLr,
+    StepOn,
+    TokenCounts,
+)
 from tui_gpt.surprisal import PALETTE
 
 # ---- helpers ---------------------------------------------------------------------------------
@@ -74,7 +85,7 @@ async def test_mask_experiment_from_current_weights_and_back(tmp_path):
         await open_screen(pilot, "f2", ChoiceScreen)
         assert "WITHOUT the causal mask" in shown(app)
         await choose(pilot, "current")
-        assert client.commands[-1] == ("set_causal", {"causal": False})
+        assert client.commands[-1] == SetCausal(False)
         assert app.mask_off and app.spec.causal is False and app.lens.config.causal is False
         # Labelled: the header's sub title, and the training pane's class.
         assert "MASK OFF" in app.sub_title and "MASK OFF" in shown(app)
@@ -97,7 +108,7 @@ async def test_mask_experiment_from_current_weights_and_back(tmp_path):
         await pilot.press("f2")  # back on: no question asked
         await settle(pilot)
         assert not isinstance(app.screen, ChoiceScreen)
-        assert client.commands[-1] == ("set_causal", {"causal": True})
+        assert client.commands[-1] == SetCausal(True)
         assert not app.mask_off and app.spec.causal is True and app.lens.config.causal is True
         assert app.sub_title == "" and "MASK OFF" not in shown(app)
         assert not app.query_one("#training").has_class("-mask-off")
@@ -117,7 +128,7 @@ async def test_mask_experiment_from_scratch_resets_without_the_mask(tmp_path):
         await choose(pilot, "scratch")
         assert [s.causal for s in client.resets] == [False]
         assert client.resets[0].resume is None
-        assert "set_causal" not in client.names()
+        assert SetCausal not in client.kinds()
         await wait_for(pilot, lambda: app.lens is not None and app.lens is not old, what="the new model")
         await wait_ready(pilot, step=3, ghost=False)
         assert app.mask_off and app.lens.config.causal is False and app.ready.model_config["causal"] is False
@@ -284,7 +295,7 @@ async def test_tokenizer_view_lists_the_ids_and_counts_under_each_kind(tmp_path)
         prompt = "The quick brown"
         ids = app.lens.tokenizer.encode(prompt)
         await open_screen(pilot, "f5", TextScreen)
-        assert app.client.commands[-1] == ("token_counts", {"text": prompt})
+        assert app.client.commands[-1] == CountTokens(prompt)
         text = await wait_page(pilot, "the same text under each tokenizer", "the token counts")
         assert f"{len(ids)} char tokens: what the model sees" in flat(text)
         for i, token_id in enumerate(ids):  # one row per token: position, id, token
@@ -358,7 +369,7 @@ async def test_one_step_on_one_example_raises_p_target(tmp_path):
         ids = tok.encode(prompt)
         before_app = p_target_of(app, ids[:-1], ids[-1])
         await open_screen(pilot, "f7", TextScreen)
-        assert app.client.commands[-1] == ("step_on", {"ids": ids})
+        assert app.client.commands[-1] == StepOn(ids)
         text = await wait_page(pilot, "p(target):", "the one-step result")
         before, after = map(float, STEP_LINE.search(text).groups())
         assert after > before
@@ -387,7 +398,7 @@ async def test_one_step_uses_the_pinned_example(tmp_path):
         await answer(pilot, "The quick brown -> fox")
         pin = app.pinned
         await open_screen(pilot, "f7", TextScreen)
-        assert app.client.commands[-1] == ("step_on", {"ids": [*pin["ids"], pin["target"]]})
+        assert app.client.commands[-1] == StepOn([*pin["ids"], pin["target"]])
         text = await wait_page(pilot, "p(target):", "the one-step result")
         before, after = map(float, STEP_LINE.search(text).groups())
         assert after > before
@@ -404,16 +415,16 @@ async def test_one_step_needs_two_tokens(tmp_path):
         await pilot.press("f7")
         await settle(pilot)
         assert not isinstance(app.screen, TextScreen)
-        assert "step_on" not in app.client.names()
+        assert StepOn not in app.client.kinds()
         assert any("at least two tokens" in str(n.message) for n in app._notifications)
 
 
 @pytest.mark.parametrize(
     ("key", "kind", "command"),
     [
-        pytest.param("f5", TokenCounts, "token_counts", id="tokens"),
-        pytest.param("f7", ExampleStepped, "step_on", id="one-step"),
-        pytest.param("f8", Memorized, "memorization", id="memorization"),
+        pytest.param("f5", TokenCounts, CountTokens, id="tokens"),
+        pytest.param("f7", ExampleStepped, StepOn, id="one-step"),
+        pytest.param("f8", Memorized, Memorize, id="memorization"),
     ],
 )
 @sync
@@ -424,7 +435,7 @@ async def test_closing_a_lab_page_before_its_result_arrives(tmp_path, key, kind,
         await wait_ready(pilot)
         app.client.hold_lab = True
         await open_screen(pilot, key, TextScreen)
-        await wait_for(pilot, lambda: command in app.client.names(), what=f"the {command} command")
+        await wait_for(pilot, lambda: command in app.client.kinds(), what=f"the {command.__name__} command")
         await pilot.press("escape")
         await wait_for(pilot, lambda: not isinstance(app.screen, TextScreen), what="the page to close")
         release_lab(app.client)
@@ -494,7 +505,7 @@ async def test_memorization_check_counts_verbatim_spans(tmp_path):
         assert "Memorization check" in shown(app)
         text = await wait_page(pilot, "copied verbatim", "the memorization report")
         [ev] = events_of(app, Memorized)
-        assert ("memorization", {"ids": ev.ids, "min_len": 16}) in app.client.commands
+        assert Memorize(ev.ids, 16) in app.client.commands
         assert len(ev.ids) == 200 and ev.min_len == 16
         assert ev.spans, "this model copies: the check must find something"
         m = re.search(
@@ -601,10 +612,10 @@ async def test_set_learning_rate_and_eval_interval_from_the_palette(tmp_path):
         assert "not a number" in ask_error(app)
         await answer(pilot, "11")  # the rule a checkpoint's loader applies (settings.RULES)
         assert "must be a number in (0, 10]" in ask_error(app)
-        assert "set_lr" not in client.names()
+        assert SetLr not in client.kinds()
         await answer(pilot, "0.002")
         assert not isinstance(app.screen, AskScreen)
-        assert client.commands[-1] == ("set_lr", {"lr": 0.002})
+        assert client.commands[-1] == SetLr(0.002)
         assert app.spec.train.lr == 0.002 and FAKE_SPEC.train.lr == 1e-2
         assert client.resets == [], "no reset"
         assert any("0.002" in str(n.message) for n in app._notifications)
@@ -616,7 +627,7 @@ async def test_set_learning_rate_and_eval_interval_from_the_palette(tmp_path):
         assert "whole number of steps" in ask_error(app)
         await answer(pilot, "25")
         assert not isinstance(app.screen, AskScreen)
-        assert client.commands[-1] == ("set_eval_interval", {"interval": 25})
+        assert client.commands[-1] == SetEvalInterval(25)
         assert app.spec.train.eval_interval == 25 and client.resets == []
 
 

@@ -31,6 +31,7 @@ from tui_gpt.app.widgets.attention import AttentionMap
 from tui_gpt.app.widgets.prompt import PromptInput
 from tui_gpt.app.widgets.topk import TopKBars
 from tui_gpt.app.widgets.training import TrainingPane
+from tui_gpt.protocol import Pause, Resume, Save, Step
 from tui_gpt.session import RunSpec
 
 
@@ -354,7 +355,7 @@ async def test_command_palette_lists_and_runs_our_commands(tmp_path):
 
         await run_command(pilot, "pause or", "Pause or resume training")
         await wait_for(pilot, lambda: app.paused, what="pause from the palette")
-        assert app.client.names()[-1] == "pause"
+        assert app.client.kinds()[-1] is Pause
 
 
 @sync
@@ -503,22 +504,22 @@ async def test_pause_step_save_and_quit_with_the_fake_trainer(tmp_path):
         assert "12,345 tok/s" in stats and "0:37 elapsed" in stats and "val " in stats
 
         await pilot.press("ctrl+r")
-        assert app.paused and client.names()[-1] == "pause"
+        assert app.paused and client.kinds()[-1] is Pause
         assert text_of(app.query_one("#train-stats")).startswith("paused · step 150")
 
         await pilot.press("ctrl+n")
         await wait_for(pilot, lambda: app.step == TRAIN_STEPS + 1, what="one step")
-        assert client.commands[-1] == ("step", {"n": 1})
+        assert client.commands[-1] == Step(1)
         assert app.paused, "a single step leaves the run paused"
         await wait_for(pilot, lambda: app.lens.step == TRAIN_STEPS + 1, what="the new weights")
         assert f"step {TRAIN_STEPS + 1}" in text_of(app.query_one("#prompt-info"))
 
         await pilot.press("ctrl+r")
-        assert not app.paused and client.names()[-1] == "resume"
+        assert not app.paused and client.kinds()[-1] is Resume
 
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: app.saved is not None, what="Saved")
-        assert client.commands[-1] == ("save", {"path": str(out)})
+        assert client.commands[-1] == Save(str(out))
         assert (out / "trainer.json").exists() and (out / "model.safetensors").exists()
         assert app.saved.step == TRAIN_STEPS + 1
         shutil.rmtree(out)  # so the checkpoint found after quit is the one quit wrote
@@ -539,7 +540,7 @@ async def test_a_failed_save_asks_before_quitting_and_offers_a_retry(tmp_path):
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the retry question")
         assert "no space left on device" in screen_text(app) and "try again?" in screen_text(app)
         await pilot.press("y")
-        await wait_for(pilot, lambda: app.client.names().count("save") == 2, what="the retried save")
+        await wait_for(pilot, lambda: app.client.kinds().count(Save) == 2, what="the retried save")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the retry question again")
         await pilot.press("n")
         await settle(pilot)
@@ -574,7 +575,7 @@ async def test_step_key_pauses_a_running_trainer_first(tmp_path):
     async with running(app, SIZE) as pilot:
         await wait_ready(pilot)
         await pilot.press("ctrl+n")
-        assert app.client.names()[-2:] == ["pause", "step"]
+        assert app.client.kinds()[-2:] == [Pause, Step]
         assert app.paused
 
 

@@ -25,7 +25,8 @@ from tui_gpt.tokenizer import KINDS, LINE_MAX, TextTokenizer, stream_lines
 from tui_gpt.trainer import Trainer
 from tui_gpt.worker import TrainerLoop
 
-SHAKESPEARE = Path("/work/shared/data/tinyshakespeare.txt")
+# Shared beside the repository where it is there; synthetic text stands in where it is not.
+SHAKESPEARE = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "tinyshakespeare.txt"
 MIXED = (
     "First line, plain.\r\nSecond: café naïve, déjà vu!\n\n\tTabs  and   spaces   \n"
     "Emoji 🙂👍 and 你好世界。\rOld Mac line\x85next line\u2028sep\n   trailing   \n"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 import pytest
 
 from tui_gpt.errors import TuiGptError
@@ -152,3 +154,13 @@ def test_loading_a_bad_tokenizer_file_is_a_one_line_error(tmp_path, content):
 
 def test_visible_draws_whitespace():
     assert visible("a b\nc\td") == "a·b↵c→d"
+
+
+def test_visible_draws_control_characters_as_escapes():
+    # A form feed is a whole token of the char tokenizer on text with page breaks: it was an empty cell.
+    assert visible("a\x0cb") == "a\\x0cb"
+    assert visible("\x00\x1b[31m\x7f") == "\\x00\\x1b[31m\\x7f"
+    # C1 controls and the line separators as \u escapes: never mistaken for the byte fragment \x85.
+    assert visible("\x85\u2028\u2029") == "\\u0085\\u2028\\u2029"
+    drawn = visible("".join(map(chr, range(0x3000))))
+    assert all(unicodedata.category(c) not in ("Cc", "Zl", "Zp") for c in drawn)

@@ -21,7 +21,7 @@ from tui_gpt.errors import TuiGptError
 from tui_gpt.settings import BUILTINS
 
 DEFAULT_CORPUS = "fables"
-# Tokens live on disk (see tokencache), so memory no longer limits the corpus; this cap only
+# Tokens live on disk (see tokencache), so memory does not limit the corpus; this cap only
 # catches a source that points at far more than anyone means to train on.
 MAX_CORPUS_BYTES = 16 * 10**9
 SNIFF_BYTES = 8192

@@ -9,7 +9,7 @@ spaces is one whitespace word (GPT-2 gives its last space to the next word).
 
 summed over the spellings found (" lazy" or " la" + "zy"). The second factor is one masked sum of a
 softmax: whether a token starts a new word depends only on its first character and on the class
-of the word's last one; end of text also ends a word. See /work/shared/design/next-word.md.
+of the word's last one; end of text also ends a word. See the next-word design note.
 """
 
 from __future__ import annotations

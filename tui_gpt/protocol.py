@@ -7,8 +7,8 @@ App -> trainer: a `Command` subclass. Trainer -> app: the event classes below.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any
 
 from tui_gpt.settings import RunSpec
 
@@ -17,35 +17,28 @@ from tui_gpt.settings import RunSpec
 
 @dataclass
 class Command:
-    """What the app asks of the trainer; each kind is a dataclass below, `name` labels it."""
-
-    name: ClassVar[str] = "command"
-
-    def args(self) -> dict:
-        return asdict(self)
+    """What the app asks of the trainer; each kind is a dataclass below."""
 
 
 @dataclass
 class Pause(Command):
-    name: ClassVar[str] = "pause"
+    """Stop taking steps (the run stays loaded)."""
 
 
 @dataclass
 class Resume(Command):
-    name: ClassVar[str] = "resume"
+    """Take steps again."""
 
 
 @dataclass
 class Step(Command):
     """Take `n` steps, then stay paused."""
 
-    name: ClassVar[str] = "step"
     n: int = 1
 
 
 @dataclass
 class Save(Command):
-    name: ClassVar[str] = "save"
     path: str
 
 
@@ -53,7 +46,6 @@ class Save(Command):
 class Reset(Command):
     """Start again from `spec`; keep the current run if that fails."""
 
-    name: ClassVar[str] = "reset"
     spec: RunSpec
 
 
@@ -61,25 +53,21 @@ class Reset(Command):
 class Quit(Command):
     """Save to `save` (unless None), then exit."""
 
-    name: ClassVar[str] = "quit"
     save: str | None = None
 
 
 @dataclass
 class SetLr(Command):
-    name: ClassVar[str] = "set_lr"
     lr: float
 
 
 @dataclass
 class SetEvalInterval(Command):
-    name: ClassVar[str] = "set_eval_interval"
     interval: int
 
 
 @dataclass
 class SetCausal(Command):
-    name: ClassVar[str] = "set_causal"
     causal: bool
 
 
@@ -87,7 +75,6 @@ class SetCausal(Command):
 class StepOn(Command):
     """One optimizer step on one example: ids[:-1] -> ids[-1]."""
 
-    name: ClassVar[str] = "step_on"
     ids: list[int]
 
 
@@ -95,13 +82,11 @@ class StepOn(Command):
 class TookWeights(Command):
     """The app has copied the snapshot out of shared buffer `buffer`: the trainer may write the next one."""
 
-    name: ClassVar[str] = "took_weights"
     buffer: int
 
 
 @dataclass
 class CountTokens(Command):
-    name: ClassVar[str] = "token_counts"
     text: str
 
 
@@ -109,7 +94,6 @@ class CountTokens(Command):
 class Memorize(Command):
     """Find the spans of `ids` copied verbatim from the training text."""
 
-    name: ClassVar[str] = "memorization"
     ids: list[int]
     min_len: int
 

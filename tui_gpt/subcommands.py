@@ -9,7 +9,6 @@ import sys
 import time
 from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
@@ -29,9 +28,6 @@ from tui_gpt.savedir import CheckpointLock, check_out
 from tui_gpt.session import RunSpec, open_run
 from tui_gpt.settings import DEFAULT_STEPS, SEARCH_SECONDS
 from tui_gpt.visible import cell, visible
-
-if TYPE_CHECKING:
-    pass
 
 console = Console(stderr=True)
 
