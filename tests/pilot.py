@@ -7,7 +7,8 @@ import functools
 import inspect
 import io
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 from fake_trainer import FAKE_SPEC, TRAIN_STEPS, make_app
 from rich.console import Console
 from textual.command import CommandPalette
+from textual.pilot import Pilot
 from textual.widgets import Input, OptionList, Static
 
 from tui_gpt.app.app import GPTApp
@@ -28,6 +30,17 @@ SIZE = (160, 48)
 def running(app: Any, size: tuple[int, int] = (160, 48)) -> Any:
     """`app.run_test(size=size)`."""
     return app.run_test(size=size)
+
+
+@asynccontextmanager
+async def ready(
+    app: GPTApp, size: tuple[int, int] = SIZE, step: int | None = TRAIN_STEPS, ghost: bool = True
+) -> AsyncIterator[tuple[GPTApp, Pilot]]:
+    """Run `app` headless and wait until it is ready (see `wait_ready`): `async with ready(make_app(tmp_path))
+    as (app, pilot):` opens most pilot tests."""
+    async with running(app, size) as pilot:
+        await wait_ready(pilot, step=step, ghost=ghost)
+        yield app, pilot
 
 
 # ---- pilot helpers ----------------------------------------------------------------

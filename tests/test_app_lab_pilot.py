@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 from fake_trainer import FAKE_SPEC, TINY_TEXT, TRAIN_STEPS, FakeTrainer, make_app, release_lab
 from pilot import (
-    SIZE,
     answer,
     ask_error,
     choose,
@@ -29,8 +28,8 @@ from pilot import (
     open_screen,
     p_target_of,
     page_text,
+    ready,
     run_command,
-    running,
     settle,
     shown,
     sync,
@@ -74,9 +73,7 @@ from tui_gpt.surprisal import PALETTE
 
 @sync
 async def test_mask_experiment_from_current_weights_and_back(tmp_path):
-    app = lab_app(tmp_path, prompt="abcd")
-    async with running(app, SIZE) as pilot:
-        await wait_ready(pilot, ghost=False)
+    async with ready(lab_app(tmp_path, prompt="abcd"), ghost=False) as (app, pilot):
         client: FakeTrainer = app.client
         amap = app.query_one(AttentionMap)
         assert amap.causal and masked_cells(app) == 3 + 2 + 1
@@ -119,9 +116,7 @@ async def test_mask_experiment_from_current_weights_and_back(tmp_path):
 
 @sync
 async def test_mask_experiment_from_scratch_resets_without_the_mask(tmp_path):
-    app = lab_app(tmp_path, prompt="abcd", steps=3)
-    async with running(app, SIZE) as pilot:
-        await wait_ready(pilot, step=3, ghost=False)
+    async with ready(lab_app(tmp_path, prompt="abcd", steps=3), step=3, ghost=False) as (app, pilot):
         client: FakeTrainer = app.client
         old = app.lens
         await open_screen(pilot, "f2", ChoiceScreen)
@@ -141,9 +136,7 @@ async def test_mask_experiment_from_scratch_resets_without_the_mask(tmp_path):
 
 @sync
 async def test_pin_tracks_p_target_as_weights_arrive(tmp_path):
-    app = lab_app(tmp_path)
-    async with running(app, SIZE) as pilot:
-        await wait_ready(pilot)
+    async with ready(lab_app(tmp_path)) as (app, pilot):
         tok = app.lens.tokenizer
         await open_screen(pilot, "f3", AskScreen)
         default = app.screen.query_one(Input).value
@@ -188,9 +181,7 @@ async def test_pin_tracks_p_target_as_weights_arrive(tmp_path):
 
 @sync
 async def test_pin_marks_the_target_in_the_topk_at_once(tmp_path):
-    app = lab_app(tmp_path)
-    async with running(app, SIZE) as pilot:
-        await wait_ready(pilot)
+    async with ready(lab_app(tmp_path)) as (app, pilot):
         await open_screen(pilot, "f3", AskScreen)
         await answer(pilot, "The quick brown -> fox")
         assert app.pinned is not None
@@ -199,9 +190,7 @@ async def test_pin_marks_the_target_in_the_topk_at_once(tmp_path):
 
 @sync
 async def test_pin_accepts_its_own_prefilled_guess(tmp_path):
-    app = lab_app(tmp_path)
-    async with running(app, SIZE) as pilot:
-        await wait_ready(pilot)
+    async with ready(lab_app(tmp_path)) as (app, pilot):
         prompt = app.query_one(PromptInput)
         assert prompt.ghost and prompt.ghost.startswith(prompt.ghost_first)  # the likeliest next word
         await open_screen(pilot, "f3", AskScreen)
@@ -216,9 +205,7 @@ async def test_pin_accepts_its_own_prefilled_guess(tmp_path):
 
 @sync
 async def test_surprisal_screen_colours_tokens_and_follows_the_keys(tmp_path):
-    app = lab_app(tmp_path)
-    async with running(app, SIZE) as pilot:
-        await wait_ready(pilot)
+    async with ready(lab_app(tmp_path)) as (app, pilot):
         await open_screen(pilot, "f4", ChoiceScreen)
         await choose(pilot, "prompt")
         await wait_for(pilot, lambda: isinstance(app.screen, SurprisalScreen), what="the surprisal screen")
@@ -272,9 +259,7 @@ async def test_surprisal_screen_colours_tokens_and_follows_the_keys(tmp_path):
 
 @sync
 async def test_surprisal_of_a_corpus_passage(tmp_path):
-    app = lab_app(tmp_path)
-    async with running(app, SIZE) as pilot:
-        await wait_ready(pilot)
+    async with ready(lab_app(tmp_path)) as (app, pilot):
         await open_screen(pilot, "f4", ChoiceScreen)
         await pilot.click("#choice-passage")
         await wait_for(pilot, lambda: isinstance(app.screen, SurprisalScreen), what="the surprisal screen")
@@ -289,9 +274,7 @@ async def test_surprisal_of_a_corpus_passage(tmp_path):
 
 @sync
 async def test_tokenizer_view_lists_the_ids_and_counts_under_each_kind(tmp_path):
-    app = lab_app(tmp_path)
-    async with running(app, SIZE) as pilot:
-        await wait_ready(pilot)
+    async with ready(lab_app(tmp_path)) as (app, pilot):
         prompt = "The quick brown"
         ids = app.lens.tokenizer.encode(prompt)
         await open_screen(pilot, "f5", TextScreen)
@@ -323,9 +306,7 @@ def _temperature_rows(text: str) -> list[tuple[str, float, float, str]]:
 
 @sync
 async def test_temperature_view_divides_the_logits_by_t(tmp_path):
-    app = lab_app(tmp_path)
-    async with running(app, SIZE) as pilot:
-        await wait_ready(pilot)
+    async with ready(lab_app(tmp_path)) as (app, pilot):
         tok = app.lens.tokenizer
         await open_screen(pilot, "f6", TextScreen)
         text = page_text(app)
@@ -362,9 +343,7 @@ STEP_LINE = re.compile(r"p\(target\): (\d\.\d{4}) → (\d\.\d{4})")
 @sync
 async def test_one_step_on_one_example_raises_p_target(tmp_path):
     prompt = "The quick brown fox"
-    app = lab_app(tmp_path, prompt=prompt)
-    async with running(app, SIZE) as pilot:
-        await wait_ready(pilot)
+    async with ready(lab_app(tmp_path, prompt=prompt)) as (app, pilot):
         tok = app.lens.tokenizer
         ids = tok.encode(prompt)
         before_app = p_target_of(app, ids[:-1], ids[-1])
@@ -391,9 +370,7 @@ async def test_one_step_on_one_example_raises_p_target(tmp_path):
 
 @sync
 async def test_one_step_uses_the_pinned_example(tmp_path):
-    app = lab_app(tmp_path, prompt="The fox ran")
-    async with running(app, SIZE) as pilot:
-        await wait_ready(pilot)
+    async with ready(lab_app(tmp_path, prompt="The fox ran")) as (app, pilot):
         await open_screen(pilot, "f3", AskScreen)
         await answer(pilot, "The quick brown -> fox")
         pin = app.pinned
@@ -409,9 +386,7 @@ async def test_one_step_uses_the_pinned_example(tmp_path):
 
 @sync
 async def test_one_step_needs_two_tokens(tmp_path):
-    app = lab_app(tmp_path, prompt="T")
-    async with running(app, SIZE) as pilot:
-        await wait_ready(pilot, ghost=False)
+    async with ready(lab_app(tmp_path, prompt="T"), ghost=False) as (app, pilot):
         await pilot.press("f7")
         await settle(pilot)
         assert not isinstance(app.screen, TextScreen)
@@ -430,9 +405,7 @@ async def test_one_step_needs_two_tokens(tmp_path):
 @sync
 async def test_closing_a_lab_page_before_its_result_arrives(tmp_path, key, kind, command):
     """The real trainer answers a moment later; the user may have closed the page by then."""
-    app = lab_app(tmp_path, prompt="The quick brown fox")
-    async with running(app, SIZE) as pilot:
-        await wait_ready(pilot)
+    async with ready(lab_app(tmp_path, prompt="The quick brown fox")) as (app, pilot):
         app.client.hold_lab = True
         await open_screen(pilot, key, TextScreen)
         await wait_for(pilot, lambda: command in app.client.kinds(), what=f"the {command.__name__} command")
@@ -461,9 +434,7 @@ async def test_closing_the_comparison_before_it_is_done(tmp_path, monkeypatch):
         return report(*args, **kwargs)
 
     monkeypatch.setattr(experiments, "report", slow_report)
-    app = lab_app(tmp_path)
-    async with running(app, SIZE) as pilot:
-        await wait_ready(pilot)
+    async with ready(lab_app(tmp_path)) as (app, pilot):
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: app.saved is not None, what="the checkpoint")
         await open_screen(pilot, "f9", AskScreen)
@@ -498,9 +469,7 @@ async def test_memorization_check_counts_verbatim_spans(tmp_path):
     text_file = tmp_path / "tiny.txt"
     text_file.write_text(TINY_TEXT, encoding="utf-8")
     spec = replace(FAKE_SPEC, sources=[str(text_file)], train=replace(FAKE_SPEC.train))
-    app = make_app(tmp_path, spec=spec, prompt="The fox")
-    async with running(app, SIZE) as pilot:
-        await wait_ready(pilot)
+    async with ready(make_app(tmp_path, spec=spec, prompt="The fox")) as (app, pilot):
         await open_screen(pilot, "f8", TextScreen)
         assert "Memorization check" in shown(app)
         text = await wait_page(pilot, "copied verbatim", "the memorization report")
@@ -530,9 +499,7 @@ async def test_memorization_check_counts_verbatim_spans(tmp_path):
 
 @sync
 async def test_hints_judge_the_curve_and_spot_overfitting(tmp_path):
-    app = lab_app(tmp_path)
-    async with running(app, SIZE) as pilot:
-        await wait_ready(pilot)
+    async with ready(lab_app(tmp_path)) as (app, pilot):
         hints = app.query_one("#hints")
         await wait_for(pilot, lambda: text_of(hints), what="the first hints")
         expect = run_hints(app.query_one(TrainingPane).curve.history(), app.ready.baselines)
@@ -570,9 +537,7 @@ async def test_hints_judge_the_curve_and_spot_overfitting(tmp_path):
 
 @sync
 async def test_compare_a_checkpoint_with_itself(tmp_path):
-    app = lab_app(tmp_path)
-    async with running(app, SIZE) as pilot:
-        await wait_ready(pilot)
+    async with ready(lab_app(tmp_path)) as (app, pilot):
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: app.saved is not None, what="the checkpoint")
         await open_screen(pilot, "f9", AskScreen)
@@ -601,9 +566,7 @@ async def test_compare_a_checkpoint_with_itself(tmp_path):
 
 @sync
 async def test_set_learning_rate_and_eval_interval_from_the_palette(tmp_path):
-    app = lab_app(tmp_path)
-    async with running(app, SIZE) as pilot:
-        await wait_ready(pilot)
+    async with ready(lab_app(tmp_path)) as (app, pilot):
         client: FakeTrainer = app.client
         await run_command(pilot, "learn", "Set learning rate…")
         await wait_for(pilot, lambda: isinstance(app.screen, AskScreen), what="the learning-rate question")
@@ -636,9 +599,7 @@ async def test_reproduce_command_parses_back_to_the_run(tmp_path):
     from tui_gpt.cli import parser_train
     from tui_gpt.session import RunSpec
 
-    app = lab_app(tmp_path)
-    async with running(app, SIZE) as pilot:
-        await wait_ready(pilot)
+    async with ready(lab_app(tmp_path)) as (app, pilot):
         app.client.send(SetLr(0.002))  # as "Set learning rate…" does
         await run_command(pilot, "reprod", "Show the command that reproduces this run")
         await wait_for(pilot, lambda: isinstance(app.screen, TextScreen), what="the command")
@@ -660,9 +621,7 @@ async def test_reproduce_command_parses_back_to_the_run(tmp_path):
 
 @sync
 async def test_export_writes_history_examples_and_screen(tmp_path):
-    app = lab_app(tmp_path)
-    async with running(app, SIZE) as pilot:
-        await wait_ready(pilot)
+    async with ready(lab_app(tmp_path)) as (app, pilot):
         assert Path(app.out).parent == tmp_path
         await run_command(pilot, "export", "Export loss history")
         await wait_for(pilot, lambda: (tmp_path / "tui-gpt-history.csv").exists(), what="the export")

@@ -13,6 +13,7 @@ from pilot import (
     SIZE,
     open_palette,
     palette_options,
+    ready,
     run_command,
     running,
     screen_text,
@@ -54,9 +55,7 @@ def strips(app: GPTApp) -> list[list]:
 
 @sync
 async def test_typing_changes_the_topk(tmp_path):
-    app = make_app(tmp_path)
-    async with running(app, SIZE) as pilot:
-        await wait_ready(pilot)
+    async with ready(make_app(tmp_path)) as (app, pilot):
         prompt = app.query_one(PromptInput)
         assert prompt.has_focus
         before = guesses(app)
@@ -74,9 +73,7 @@ async def test_typing_changes_the_topk(tmp_path):
 
 @sync
 async def test_examples_table_lists_every_prefix_and_the_mean_loss(tmp_path):
-    app = make_app(tmp_path, prompt="The fox ran")
-    async with running(app, SIZE) as pilot:
-        await wait_ready(pilot)
+    async with ready(make_app(tmp_path, prompt="The fox ran")) as (app, pilot):
         await token_view(pilot)
         # char tokenizer: one example per character after the first.
         rows = examples(app)
@@ -95,9 +92,7 @@ async def test_examples_table_lists_every_prefix_and_the_mean_loss(tmp_path):
 
 @sync
 async def test_examples_can_come_from_a_corpus_passage(tmp_path):
-    app = make_app(tmp_path)
-    async with running(app, SIZE) as pilot:
-        await wait_ready(pilot)
+    async with ready(make_app(tmp_path)) as (app, pilot):
         pane = app.query_one("#examples")
         assert "your prompt" in pane.border_title
         await pilot.press("ctrl+t")
@@ -119,9 +114,7 @@ async def test_examples_can_come_from_a_corpus_passage(tmp_path):
 )
 @sync
 async def test_tab_accepts_one_token_and_right_the_whole_ghost(tmp_path, tokenizer, prompt):
-    app = make_app(tmp_path, spec=fake_spec(tokenizer=tokenizer), prompt=prompt)
-    async with running(app, SIZE) as pilot:
-        await wait_ready(pilot)
+    async with ready(make_app(tmp_path, spec=fake_spec(tokenizer=tokenizer), prompt=prompt)) as (app, pilot):
         inp = app.query_one(PromptInput)
         old, ghost, first = inp.value, inp.ghost, inp.ghost_first
         assert old == prompt and ghost and first and ghost.startswith(first)
@@ -143,9 +136,7 @@ async def test_tab_accepts_one_token_and_right_the_whole_ghost(tmp_path, tokeniz
 
 @sync
 async def test_tab_and_right_do_not_accept_with_the_cursor_inside_the_text(tmp_path):
-    app = make_app(tmp_path)
-    async with running(app, SIZE) as pilot:
-        await wait_ready(pilot)
+    async with ready(make_app(tmp_path)) as (app, pilot):
         inp = app.query_one(PromptInput)
         old = inp.value
         await pilot.press("home", "tab")
@@ -156,9 +147,7 @@ async def test_tab_and_right_do_not_accept_with_the_cursor_inside_the_text(tmp_p
 
 @sync
 async def test_layer_and_head_keys_change_the_heatmap(tmp_path):
-    app = make_app(tmp_path)
-    async with running(app, SIZE) as pilot:
-        await wait_ready(pilot)
+    async with ready(make_app(tmp_path)) as (app, pilot):
         amap = app.query_one(AttentionMap)
         assert (amap.n_layer, amap.n_head) == (2, 2)
         assert len(amap.labels) == len("The quick brown")
@@ -184,9 +173,7 @@ async def test_layer_and_head_keys_change_the_heatmap(tmp_path):
 
 @sync
 async def test_attention_pane_keys_when_focused(tmp_path):
-    app = make_app(tmp_path)
-    async with running(app, SIZE) as pilot:
-        await wait_ready(pilot)
+    async with ready(make_app(tmp_path)) as (app, pilot):
         amap = app.query_one(AttentionMap)
         amap.focus()
         await settle(pilot)
@@ -206,9 +193,7 @@ async def test_attention_pane_keys_when_focused(tmp_path):
 
 @sync
 async def test_causal_mask_is_drawn_above_the_diagonal(tmp_path):
-    app = make_app(tmp_path, prompt="abcd")
-    async with running(app, SIZE) as pilot:
-        await wait_ready(pilot, ghost=False)
+    async with ready(make_app(tmp_path, prompt="abcd"), ghost=False) as (app, _):
         rows = [s.text for s in app.query_one(AttentionMap)._strips[2:]]
         assert len(rows) == 4
         for i, row in enumerate(rows):
@@ -218,9 +203,7 @@ async def test_causal_mask_is_drawn_above_the_diagonal(tmp_path):
 
 @sync
 async def test_temperature_and_topk_keys(tmp_path):
-    app = make_app(tmp_path)
-    async with running(app, SIZE) as pilot:
-        await wait_ready(pilot)
+    async with ready(make_app(tmp_path)) as (app, pilot):
         bars = app.query_one(TopKBars)
         base = bars.guesses
         assert bars.temperature == 1.0
@@ -251,9 +234,7 @@ async def test_temperature_and_topk_keys(tmp_path):
 @sync
 async def test_prompt_longer_than_the_context(tmp_path):
     block = FAKE_SPEC.block_size
-    app = make_app(tmp_path, prompt="x" * (block - 2))
-    async with running(app, SIZE) as pilot:
-        await wait_ready(pilot, ghost=False)
+    async with ready(make_app(tmp_path, prompt="x" * (block - 2)), ghost=False) as (app, pilot):
         info = app.query_one("#prompt-info")
         assert "sees only" not in text_of(info)
         await pilot.press(*"abcde")
@@ -268,9 +249,7 @@ async def test_prompt_longer_than_the_context(tmp_path):
 @sync
 async def test_a_prompt_wider_than_its_field_scrolls_to_the_cursor(tmp_path):
     start = "the fox ran to the river and the dog sat by the door while the hen found a seed"
-    app = make_app(tmp_path, prompt=start)
-    async with running(app, SIZE) as pilot:
-        await wait_ready(pilot, ghost=False)
+    async with ready(make_app(tmp_path, prompt=start), ghost=False) as (app, pilot):
         await pilot.press(*" END")
         await settle(pilot)
         inp = app.query_one(PromptInput)
@@ -283,9 +262,7 @@ async def test_a_prompt_wider_than_its_field_scrolls_to_the_cursor(tmp_path):
 
 @sync
 async def test_unicode_outside_the_vocabulary_does_not_break_probing(tmp_path):
-    app = make_app(tmp_path, prompt="")
-    async with running(app, SIZE) as pilot:
-        await wait_ready(pilot, ghost=False)
+    async with ready(make_app(tmp_path, prompt=""), ghost=False) as (app, pilot):
         await pilot.press(*"héllo ☃ ")
         await settle(pilot)
         assert app.query_one(PromptInput).value == "héllo ☃ "
@@ -298,9 +275,7 @@ async def test_unicode_outside_the_vocabulary_does_not_break_probing(tmp_path):
 
 @sync
 async def test_help_screen_explains_the_three_ideas(tmp_path):
-    app = make_app(tmp_path)
-    async with running(app, SIZE) as pilot:
-        await wait_ready(pilot)
+    async with ready(make_app(tmp_path)) as (app, pilot):
         await pilot.press("f1")
         await settle(pilot)
         assert isinstance(app.screen, HelpScreen)
@@ -333,9 +308,7 @@ COMMANDS = (
 
 @sync
 async def test_command_palette_lists_and_runs_our_commands(tmp_path):
-    app = make_app(tmp_path)
-    async with running(app, SIZE) as pilot:
-        await wait_ready(pilot)
+    async with ready(make_app(tmp_path)) as (app, pilot):
         titles = [c.title for c in app.get_system_commands(app.screen)]
         for title in COMMANDS:
             assert title in titles
@@ -360,9 +333,7 @@ async def test_command_palette_lists_and_runs_our_commands(tmp_path):
 
 @sync
 async def test_tokenizer_switch_from_the_palette_resets_the_run(tmp_path):
-    app = make_app(tmp_path)
-    async with running(app, SIZE) as pilot:
-        await wait_ready(pilot)
+    async with ready(make_app(tmp_path)) as (app, pilot):
         old_lens = app.lens
         await run_command(pilot, "Tokenizer: bpe", "Tokenizer: bpe")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation")
@@ -378,9 +349,7 @@ async def test_tokenizer_switch_from_the_palette_resets_the_run(tmp_path):
 
 @sync
 async def test_declining_a_reset_keeps_the_run(tmp_path):
-    app = make_app(tmp_path)
-    async with running(app, SIZE) as pilot:
-        await wait_ready(pilot)
+    async with ready(make_app(tmp_path)) as (app, pilot):
         lens = app.lens
         app.action_reset_model()
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation")
@@ -392,9 +361,8 @@ async def test_declining_a_reset_keeps_the_run(tmp_path):
 @sync
 async def test_smaller_model_after_viewing_a_deep_layer_and_head(tmp_path):
     # Start with 4 layers and 4 heads, look at layer 4 head 4, then pick "Model size: tiny" (2 and 2).
-    app = make_app(tmp_path, spec=fake_spec(n_layer=4, n_head=4), steps=3)
-    async with running(app, SIZE) as pilot:
-        await wait_ready(pilot, step=3, ghost=False)
+    deep = make_app(tmp_path, spec=fake_spec(n_layer=4, n_head=4), steps=3)
+    async with ready(deep, step=3, ghost=False) as (app, pilot):
         old = app.lens
         await pilot.press(*["ctrl+l", "ctrl+g"] * 3)
         amap = app.query_one(AttentionMap)
@@ -412,9 +380,7 @@ async def test_smaller_model_after_viewing_a_deep_layer_and_head(tmp_path):
 
 @sync
 async def test_tiny_terminal_shows_a_message_instead_of_crashing(tmp_path):
-    app = make_app(tmp_path)
-    async with running(app, (50, 15)) as pilot:
-        await wait_ready(pilot, ghost=False)
+    async with ready(make_app(tmp_path), size=(50, 15), ghost=False) as (app, pilot):
         assert app.screen.has_class("-too-small")
         text = " ".join(screen_text(app).split())
         assert "Terminal too small: 50x15" in text
@@ -425,9 +391,7 @@ async def test_tiny_terminal_shows_a_message_instead_of_crashing(tmp_path):
 
 @sync
 async def test_examples_rows_stay_one_line_each_in_a_narrow_pane(tmp_path):
-    app = make_app(tmp_path)
-    async with running(app, (100, 30)) as pilot:
-        await wait_ready(pilot)
+    async with ready(make_app(tmp_path), size=(100, 30)) as (app, pilot):
         await token_view(pilot)
         region = app.query_one("#examples-rows").content_region
         lines = screen_text(app).splitlines()[region.y : region.bottom]
@@ -439,9 +403,7 @@ async def test_examples_rows_stay_one_line_each_in_a_narrow_pane(tmp_path):
 
 @sync
 async def test_enlarging_a_tiny_terminal_shows_the_panes(tmp_path):
-    app = make_app(tmp_path)
-    async with running(app, (50, 15)) as pilot:
-        await wait_ready(pilot, ghost=False)
+    async with ready(make_app(tmp_path), size=(50, 15), ghost=False) as (app, pilot):
         assert app.screen.has_class("-too-small")
         await token_view(pilot)
         await pilot.resize_terminal(160, 48)
@@ -454,9 +416,7 @@ async def test_enlarging_a_tiny_terminal_shows_the_panes(tmp_path):
 
 @sync
 async def test_shrinking_the_terminal_shows_the_message(tmp_path):
-    app = make_app(tmp_path)
-    async with running(app, SIZE) as pilot:
-        await wait_ready(pilot, ghost=False)
+    async with ready(make_app(tmp_path), ghost=False) as (app, pilot):
         await pilot.resize_terminal(50, 15)
         await settle(pilot)
         assert app.screen.has_class("-too-small")
@@ -492,10 +452,8 @@ async def test_quit_before_the_loss_chart_mounts(tmp_path):
 
 @sync
 async def test_pause_step_save_and_quit_with_the_fake_trainer(tmp_path):
-    app = make_app(tmp_path)
-    out = Path(app.out)
-    async with running(app, SIZE) as pilot:
-        await wait_ready(pilot)
+    async with ready(make_app(tmp_path)) as (app, pilot):
+        out = Path(app.out)
         client: FakeTrainer = app.client
         assert client.starts == [FAKE_SPEC]
         await wait_for(pilot, lambda: "tok/s" in text_of(app.query_one("#train-stats")), what="the stats line")
@@ -533,9 +491,8 @@ async def test_pause_step_save_and_quit_with_the_fake_trainer(tmp_path):
 
 @sync
 async def test_a_failed_save_asks_before_quitting_and_offers_a_retry(tmp_path):
-    app = make_app(tmp_path, save_fails="no space left on device; the previous checkpoint is intact")
-    async with running(app, SIZE) as pilot:
-        await wait_ready(pilot)
+    full = make_app(tmp_path, save_fails="no space left on device; the previous checkpoint is intact")
+    async with ready(full) as (app, pilot):
         await pilot.press("ctrl+s")  # a save that fails offers to try again
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the retry question")
         assert "no space left on device" in screen_text(app) and "try again?" in screen_text(app)
@@ -571,9 +528,7 @@ async def test_quit_before_the_run_is_built_saves_nothing(tmp_path):
 
 @sync
 async def test_step_key_pauses_a_running_trainer_first(tmp_path):
-    app = make_app(tmp_path)
-    async with running(app, SIZE) as pilot:
-        await wait_ready(pilot)
+    async with ready(make_app(tmp_path)) as (app, pilot):
         await pilot.press("ctrl+n")
         assert app.client.kinds()[-2:] == [Pause, Step]
         assert app.paused
@@ -581,9 +536,7 @@ async def test_step_key_pauses_a_running_trainer_first(tmp_path):
 
 @sync
 async def test_losses_and_weights_update_the_panes(tmp_path):
-    app = make_app(tmp_path)
-    async with running(app, SIZE) as pilot:
-        await wait_ready(pilot)
+    async with ready(make_app(tmp_path)) as (app, pilot):
         chart = app.query_one("#training").curve
         assert chart.steps == list(range(1, TRAIN_STEPS + 1))
         assert chart.eval_steps == [50, 100, 150]
@@ -618,9 +571,7 @@ async def test_a_failing_trainer_shows_the_error_and_the_app_keeps_working(tmp_p
 
 @sync
 async def test_a_trainer_that_dies_after_ready_leaves_probing_working(tmp_path):
-    app = make_app(tmp_path)
-    async with running(app, SIZE) as pilot:
-        await wait_ready(pilot)
+    async with ready(make_app(tmp_path)) as (app, pilot):
         app.client.fail_now("boom")
         await wait_for(pilot, lambda: app.error == "boom", what="the error")
         await settle(pilot)

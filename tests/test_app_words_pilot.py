@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from fake_trainer import make_app
-from pilot import SIZE, running, settle, sync, text_of, token_view, wait_for, wait_ready
+from pilot import ready, settle, sync, text_of, token_view, wait_for
 from textual import events
 
 from tui_gpt.app.widgets.examples import ExampleRows
@@ -26,9 +26,7 @@ async def words_for(pilot, text: str):
 
 @sync
 async def test_the_pane_shows_next_words_by_default_and_flips_to_tokens(tmp_path):
-    app = make_app(tmp_path, prompt="The fox ran to the")
-    async with running(app, SIZE) as pilot:
-        await wait_ready(pilot)
+    async with ready(make_app(tmp_path, prompt="The fox ran to the")) as (app, pilot):
         bars = app.query_one(TopKBars)
         found = await words_for(pilot, "The fox ran to the")
         assert bars.border_title.startswith("Next word")
@@ -47,9 +45,7 @@ async def test_the_pane_shows_next_words_by_default_and_flips_to_tokens(tmp_path
 
 @sync
 async def test_the_ghost_completes_the_word_then_offers_the_next(tmp_path):
-    app = make_app(tmp_path, prompt="The fox ran to the riv")
-    async with running(app, SIZE) as pilot:
-        await wait_ready(pilot)
+    async with ready(make_app(tmp_path, prompt="The fox ran to the riv")) as (app, pilot):
         found = await words_for(pilot, "The fox ran to the riv")
         prompt = app.query_one(PromptInput)
         assert found.typed == " riv" and all(w.text.startswith(" riv") for w in found.words)
@@ -61,9 +57,7 @@ async def test_the_ghost_completes_the_word_then_offers_the_next(tmp_path):
 
 @sync
 async def test_the_examples_word_view_relates_word_and_token_losses(tmp_path):
-    app = make_app(tmp_path, prompt="The fox ran to the river")
-    async with running(app, SIZE) as pilot:
-        await wait_ready(pilot)
+    async with ready(make_app(tmp_path, prompt="The fox ran to the river")) as (app, pilot):
         await words_for(pilot, "The fox ran to the river")
         rows = app.query_one(ExampleRows)
         assert [r.word for r in rows.words] == ["The", " fox", " ran", " to", " the", " river"]
@@ -78,9 +72,7 @@ async def test_the_examples_word_view_relates_word_and_token_losses(tmp_path):
 
 @sync
 async def test_a_burst_of_keys_costs_one_probe_not_one_per_key(tmp_path):
-    app = make_app(tmp_path, prompt="")
-    async with running(app, SIZE) as pilot:
-        await wait_ready(pilot, ghost=False)
+    async with ready(make_app(tmp_path, prompt=""), ghost=False) as (app, pilot):
         lens = app.lens
         calls = []
         analyze = lens.analyze
@@ -101,9 +93,7 @@ async def test_a_burst_of_keys_costs_one_probe_not_one_per_key(tmp_path):
 
 @sync
 async def test_a_key_stops_the_trainer_until_its_next_words_are_on_screen(tmp_path):
-    app = make_app(tmp_path)
-    async with running(app, SIZE) as pilot:
-        await wait_ready(pilot)
+    async with ready(make_app(tmp_path)) as (app, pilot):
         hold = app.client.hold
         await pilot.press("x")
         assert hold.stops == 1

@@ -4,22 +4,18 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny_gpt import make_model
 
-from tui_gpt.model import GPT, GPTConfig, KVCache
+from tui_gpt.model import GPT, KVCache
 from tui_gpt.probe import context, sample
 
 TOL = 1e-5
 BATCHED_TOL = 1e-4
 
 
-def make_model(causal: bool = True, block_size: int = 12) -> GPT:
-    torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=11, block_size=block_size, n_layer=2, n_head=2, n_embd=16, causal=causal))
-    # Larger weights than the init, so that a wrong position or mask shows in the logits.
-    with torch.no_grad():
-        for p in model.parameters():
-            p.mul_(8.0)
-    return model.eval()
+def kv_model(causal: bool = True, block_size: int = 12) -> GPT:
+    """Larger weights than the init's, so that a wrong position or mask shows in the logits."""
+    return make_model(causal, vocab_size=11, block_size=block_size, scale=8.0)
 
 
 def full_logits(model: GPT, ids: list[int]) -> torch.Tensor:
@@ -28,7 +24,7 @@ def full_logits(model: GPT, ids: list[int]) -> torch.Tensor:
 
 
 def test_token_by_token_and_chunks_equal_full_forward():
-    model = make_model()
+    model = kv_model()
     ids = torch.randint(0, 11, (12,), generator=torch.Generator().manual_seed(1)).tolist()
     want = full_logits(model, ids)
     cache = None
@@ -41,7 +37,7 @@ def test_token_by_token_and_chunks_equal_full_forward():
 
 
 def test_batched_candidates_share_one_prefix():
-    model = make_model()
+    model = kv_model()
     prefix = [1, 2, 3, 4, 5]
     cands = [[6], [7, 8, 9], [10, 0], [3, 3, 3, 3]]
     _, cache = model.forward_cached(torch.tensor([prefix]))
@@ -56,14 +52,14 @@ def test_batched_candidates_share_one_prefix():
 
 
 def test_too_long_and_non_causal_are_refused():
-    model = make_model()
+    model = kv_model()
     _, cache = model.forward_cached(torch.tensor([[1] * 10]))
     with pytest.raises(ValueError, match="block_size"):
         model.forward_cached(torch.tensor([[1, 2, 3]]), cache)
     with pytest.raises(ValueError, match="causal"):
-        make_model(causal=False).forward_cached(torch.tensor([[1, 2]]))
+        kv_model(causal=False).forward_cached(torch.tensor([[1, 2]]))
     with pytest.raises(ValueError, match="causal"):
-        make_model(causal=False).forward_candidates(torch.tensor([1]), cache, cache, torch.tensor([0]))
+        kv_model(causal=False).forward_candidates(torch.tensor([1]), cache, cache, torch.tensor([0]))
 
 
 def old_sample(model: GPT, ids: list[int], n: int, temperature: float, seed: int) -> list[int]:
@@ -86,7 +82,7 @@ def old_sample(model: GPT, ids: list[int], n: int, temperature: float, seed: int
 @pytest.mark.parametrize("temperature", [0.0, 1.0])
 @pytest.mark.parametrize("causal", [True, False])
 def test_generate_with_cache_equals_old_sampling_past_the_window(temperature, causal):
-    model = make_model(causal=causal)
+    model = kv_model(causal=causal)
     n = 30  # 3 + 30 tokens: the window (12) slides many times
     got = list(sample(model, [1, 2, 3], n, temperature=temperature, seed=5))
     assert got == old_sample(model, [1, 2, 3], n, temperature, seed=5)
@@ -94,7 +90,7 @@ def test_generate_with_cache_equals_old_sampling_past_the_window(temperature, ca
 
 def test_sliding_window_logits_match_the_window_forward():
     """Past block_size, sample rebuilds from the window: its logits are the window's full forward."""
-    model = make_model()
+    model = kv_model()
     ids = torch.randint(0, 11, (20,), generator=torch.Generator().manual_seed(2)).tolist()
     window = ids[-12:]
     _, cache = model.forward_cached(torch.tensor([window[:-1]]))
@@ -110,7 +106,7 @@ def _padded(own: list, layer: int, j: int, length: int, nh: int, hs: int) -> tor
 
 def test_forward_candidates_grow_each_candidate_by_one_token_from_its_own_cache():
     """Candidates of different lengths in one batch, each extended token by token, match the full forward."""
-    model = make_model()
+    model = kv_model()
     n_layer, nh, hs = model.config.n_layer, model.config.n_head, model.config.n_embd // model.config.n_head
     prefix = [4, 3, 2, 1]
     cands = [[6], [7, 8, 9], [10, 0], [3, 3, 3, 3, 5]]

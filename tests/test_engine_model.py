@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny_gpt import make_model
 
 from tui_gpt.model import GPT, GPTConfig
 
-V, T = 24, 16
+V, T = 24, 16  # make_model's vocabulary and window
 POSITIONS = (0, 3, 7, 14)
-
-
-def make_model(causal: bool = True, **over) -> GPT:
-    torch.manual_seed(0)
-    config = GPTConfig(vocab_size=V, block_size=T, n_layer=2, n_head=2, n_embd=16, causal=causal, **over)
-    return GPT(config).eval()
 
 
 def tokens_and_future_change(t: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
