@@ -39,6 +39,8 @@ if TYPE_CHECKING:
     from tui_gpt.compare import Comparison
 
 
+StagedModel = GPT  # a model loaded with a snapshot by `Lens.stage`, ready to swap in
+
 LARGE = 20_000_000  # parameters above which a whole forward pass per key is too slow for the UI thread
 AHEAD = 3  # likeliest next keys whose next words are worked out while the person pauses
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import events, on
 from textual.app import App, ComposeResult, SystemCommand
@@ -32,6 +32,9 @@ from tui_gpt.hints import run_hints
 from tui_gpt.protocol import Pause, Ready, Resume, Save, Saved, Step
 from tui_gpt.settings import RunSpec
 
+if TYPE_CHECKING:
+    from tui_gpt.lens import Lens
+
 MIN_SIZE = (60, 20)
 DEFAULT_PROMPT = "The quick brown"
 
@@ -56,7 +59,7 @@ class GPTApp(App[None]):
         self.reported: RunSpec | None = None
         self.out = out
         self.initial_prompt = prompt
-        self.lens = None
+        self.lens: Lens | None = None  # the run's model, for every probe; None until the run is ready
         self.ready: Ready | None = None
         self.saves_on_quit = False
         self.final_save: Saved | None = None  # what the quit saved, for the line printed after the app

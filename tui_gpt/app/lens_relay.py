@@ -14,12 +14,13 @@ from tui_gpt.protocol import Pause, Ready, SharedBuffer, TookWeights, Weights
 
 if TYPE_CHECKING:
     from tui_gpt.app.app import GPTApp
+    from tui_gpt.lens import Lens
 
 
 class LensRelay:
     def __init__(self, app: GPTApp) -> None:
         self.app = app
-        self.staging = None  # the lens that reader-thread snapshots load into
+        self.staging: Lens | None = None  # the lens that reader-thread snapshots load into
         self.shared: SharedBuffer | None = None  # the run's shared memory for snapshots, if it has one
         self._frozen = False
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from textual.message import Message
 
 from tui_gpt.protocol import Event, Ready
+
+if TYPE_CHECKING:
+    from tui_gpt.lens import Lens, StagedModel
 
 
 class TrainerEvent(Message):
@@ -20,7 +23,7 @@ class TrainerEvent(Message):
 class LensReady(Message):
     """A run is ready, and the app's copy of its model is built."""
 
-    def __init__(self, ready: Ready, lens: Any) -> None:
+    def __init__(self, ready: Ready, lens: Lens) -> None:
         super().__init__()
         self.ready = ready
         self.lens = lens
@@ -29,7 +32,7 @@ class LensReady(Message):
 class WeightsStaged(Message):
     """New weights are loaded into a spare model, ready to swap in."""
 
-    def __init__(self, lens: Any, model: Any, step: int) -> None:
+    def __init__(self, lens: Lens, model: StagedModel, step: int) -> None:
         super().__init__()
         self.lens = lens
         self.model = model

@@ -13,7 +13,7 @@ import os
 import threading
 import time
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from textual.content import Content
 from textual.timer import Timer
@@ -26,6 +26,7 @@ from tui_gpt.visible import visible
 
 if TYPE_CHECKING:
     from tui_gpt.app.app import GPTApp
+    from tui_gpt.lens import Analysis, Lens, NextWords, WordExamples
 
 LARGE_PAUSE = 0.3  # seconds without a key before a large model's attention and examples are computed
 TYPING_PAUSE = 1.0  # seconds without a key before background probes (the greedy line) run
@@ -47,6 +48,12 @@ class Probes:
         self._queued = False  # a probe for the newest keys is waiting for the queued ones
         self._pause: Timer | None = None  # a large model's heavy probes, waiting for a pause in typing
         self._hold_limit: Timer | None = None  # continues the trainer if a key's answer never comes
+        self.marked: tuple[list[int], int, str] | None = None  # (prefix ids, target, word) the top-k marks
+
+    def mark(self, prefix_ids: list[int], target: int, word: str) -> None:
+        """Mark `target` (and `word`) in the top-k whenever it shows the prefix `prefix_ids`: the pinned example."""
+        self.marked = (prefix_ids, target, word)
+        self.refresh()
 
     def typed(self) -> None:
         """A key changed the prompt. Probe once all keys already queued are in: a burst or a paste costs one probe."""
@@ -86,23 +93,24 @@ class Probes:
         app, lens = self.app, self.app.lens
         if lens is None:
             return
-        text = app.prompt.value
+        text, k, temperature = app.prompt.value, app.top_k, app.temperature
         self.generation += 1
         if lens.large:
-            pred = lens.next_tokens(text, app.top_k, app.temperature)
+            pred = lens.next_tokens(text, k, temperature)
             # Attention and examples are many times the work, and a forward pass cannot be cancelled:
             # they wait for a pause in typing, or they would hold up the next key.
             if self._pause is not None:
                 self._pause.stop()
             self._pause = app.set_timer(LARGE_PAUSE, partial(self._after_pause, lens, text, self.generation))
         else:
-            analysis = lens.analyze(text, app.top_k, app.temperature)
+            analysis = lens.analyze(text, k, temperature)
             pred = analysis.prediction
             app.call_after_refresh(self._show_analysis, text, analysis, self.generation)
         topk = app.query_one(TopKBars)
         topk.guesses = pred.guesses
         self.last_guess = pred.guesses[0].text if pred.guesses else None
-        topk.target, topk.target_word = app.lab.pin.target_for(pred.ids)
+        marked = self.marked
+        topk.target, topk.target_word = marked[1:] if marked and marked[0] == pred.ids else (None, None)
         n = len(pred.ids) + pred.dropped
         info = f"{n} tokens · step {lens.step}"
         if pred.dropped:
@@ -111,21 +119,21 @@ class Probes:
                 f"(its context)[/] · step {lens.step}"
             )
         app.query_one("#prompt-info", InfoLine).text = info
-        app.call_after_refresh(self._find_words, text, self.generation)
+        app.call_after_refresh(self._find_words, lens, text, self.generation, k, temperature)
 
-    def _after_pause(self, lens: Any, text: str, generation: int) -> None:
+    def _after_pause(self, lens: Lens, text: str, generation: int) -> None:
         app = self.app
         if generation != self.generation:
             return
         work = partial(self._analyze, lens, text, generation, app.top_k, app.temperature)
         app.run_worker(work, thread=True, exclusive=True, group="analysis", exit_on_error=False)
 
-    def _analyze(self, lens: Any, text: str, generation: int, k: int, temperature: float) -> None:
+    def _analyze(self, lens: Lens, text: str, generation: int, k: int, temperature: float) -> None:
         analysis = lens.analyze(text, k, temperature)
         words = lens.word_examples(text) if self.by_word else None
         self.app.call_from_thread(self._show_analysis, text, analysis, generation, words)
 
-    def _show_analysis(self, text: str, analysis: Any, generation: int, words: Any = None) -> None:
+    def _show_analysis(self, text: str, analysis: Analysis, generation: int, words: WordExamples | None = None) -> None:
         """The attention map and the examples of one probe, unless a newer one has begun."""
         app, lens = self.app, self.app.lens
         if lens is None or app.leaving or generation != self.generation:
@@ -148,7 +156,9 @@ class Probes:
         self.passage = self.passage + 1 if self.passage < PASSAGES - 1 else -1
         self.refresh()
 
-    def _show_examples(self, source: str, labels: list[str], analysis: Any, text: str, words: Any = None) -> None:
+    def _show_examples(
+        self, source: str, labels: list[str], analysis: Analysis, text: str, words: WordExamples | None = None
+    ) -> None:
         self.last_analysis = (analysis.examples, labels)
         lens = self.app.lens
         if words is None and self.by_word and lens is not None:
@@ -165,14 +175,13 @@ class Probes:
         self._show_examples(f"corpus passage {i + 1}", labels, analysis, passages[i])
 
     # ---- next words and the ghost text: a search of several forward passes, off the UI thread ----
-    def _find_words(self, text: str, generation: int) -> None:
-        lens, app = self.app.lens, self.app
-        if lens is None or generation != self.generation:
-            return  # a newer key or weight update is on its way
-        work = partial(self._words, lens, text, generation, app.top_k, app.temperature)
-        app.run_worker(work, thread=True, exclusive=True, group="words", exit_on_error=False)
+    def _find_words(self, lens: Lens, text: str, generation: int, k: int, temperature: float) -> None:
+        if lens is not self.app.lens or generation != self.generation:
+            return  # a newer key or weight update is on its way, or a reset has dropped this lens
+        work = partial(self._words, lens, text, generation, k, temperature)
+        self.app.run_worker(work, thread=True, exclusive=True, group="words", exit_on_error=False)
 
-    def _words(self, lens: Any, text: str, generation: int, k: int, temperature: float) -> None:
+    def _words(self, lens: Lens, text: str, generation: int, k: int, temperature: float) -> None:
         def stale() -> bool:
             return generation != self.generation
 
@@ -190,7 +199,7 @@ class Probes:
         first = lens.tokenizer.token_texts[ids[0]] if ids else ghost  # what Tab accepts: one token
         self.app.call_from_thread(self._show_words, text, generation, found, ghost, first)
 
-    def _show_words(self, text: str, generation: int, found: Any, ghost: str, first: str) -> None:
+    def _show_words(self, text: str, generation: int, found: NextWords, ghost: str, first: str) -> None:
         if self.app.leaving or generation != self.generation:
             return  # the pane keeps the last complete answer until the newest one arrives
         self.app.query_one(TopKBars).words = found
@@ -200,7 +209,7 @@ class Probes:
         if self.typing:
             self._think_ahead(text, generation, found)
 
-    def _think_ahead(self, text: str, generation: int, found: Any) -> None:
+    def _think_ahead(self, text: str, generation: int, found: NextWords) -> None:
         """While the person pauses, work out the next words after their likeliest next keys (Lens.think_ahead).
 
         On a thread of its own at a low priority: it takes what the trainer and the UI leave.
@@ -229,7 +238,7 @@ class Probes:
                 exit_on_error=False,
             )
 
-    def _greedy(self, lens: Any, prompt: str, mask_off: bool) -> None:
+    def _greedy(self, lens: Lens, prompt: str, mask_off: bool) -> None:
         text = visible(lens.tokenizer.decode(lens.sample(prompt, GREEDY_TOKENS, temperature=0)))
         label = "[b $error]greedy, mask off:[/] " if mask_off else "greedy: "
         # The model writes whatever its text held ("[/]" in the Python docs): a $variable, never markup.

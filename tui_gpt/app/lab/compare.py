@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from rich.console import Group
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
@@ -12,6 +13,9 @@ from rich.text import Text
 from tui_gpt.app.lab import Experiment, stack
 from tui_gpt.app.screens.dialogs import AskScreen, TextScreen
 from tui_gpt.visible import cell
+
+if TYPE_CHECKING:
+    from tui_gpt.lens import Comparison, Lens
 
 
 def check_checkpoint(value: str) -> str | None:
@@ -37,19 +41,19 @@ class CompareExperiment(Experiment):
 
         app.push_screen(AskScreen("Compare with which checkpoint directory?", app.out, check_checkpoint), done)
 
-    def _compare(self, lens: Any, path: str, prompt: str, sources: list[str], k: int, page: TextScreen) -> None:
+    def _compare(self, lens: Lens, path: str, prompt: str, sources: list[str], k: int, page: TextScreen) -> None:
         try:
             body = report(lens.compare(path, prompt, sources, k), prompt)
         except Exception as exc:  # shown, never raised: the app keeps working
             body = Text(f"could not compare: {exc}", style="bold red")
         self.app.call_from_thread(self._show, page, body)
 
-    def _show(self, page: TextScreen, body: Any) -> None:
+    def _show(self, page: TextScreen, body: Group | Text) -> None:
         if page in self.app.screen_stack:  # not closed while the work ran
             page.update(body)
 
 
-def report(c: Any, prompt: str) -> Any:
+def report(c: Comparison, prompt: str) -> Group:
     """Both top-k lists, both val losses, and the per-token surprisal where the tokens line up."""
     name = Path(c.other.name).name
     # The prompt and the folder's name are the user's: escaped, never read as markup.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rich.console import Group
 from rich.style import Style
@@ -11,6 +11,9 @@ from rich.text import Text
 from tui_gpt.app.lab import Experiment, stack
 from tui_gpt.app.screens.dialogs import TextScreen
 from tui_gpt.protocol import Memorize, Memorized
+
+if TYPE_CHECKING:
+    from tui_gpt.lens import Lens
 
 SAMPLE_TOKENS = 200
 MIN_MATCH = {"char": 16, "bpe": 6, "word": 4}  # tokens: roughly three or four words
@@ -31,7 +34,7 @@ class MemorizationExperiment(Experiment):
             lambda: self._sample(lens, prompt), thread=True, exclusive=True, group="memo", exit_on_error=False
         )
 
-    def _sample(self, lens: Any, prompt: str) -> None:
+    def _sample(self, lens: Lens, prompt: str) -> None:
         ids = lens.sample(prompt, SAMPLE_TOKENS, temperature=0.8, seed=0)
         self.last_sample = lens.tokenizer.decode(ids)
         n = MIN_MATCH.get(lens.tokenizer.kind, 8)

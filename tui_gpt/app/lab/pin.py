@@ -53,13 +53,7 @@ class PinExperiment(Experiment):
         note = "" if len(ids) == len(prefix_ids) + 1 else f" (its first token, {visible(tok.token_texts[target_id])!r})"
         app.notify(f"Tracking p({target}{note} | {prefix}) as the model trains.", title="Pinned", markup=False)
         self.track()
-        app.probes.refresh()  # the top-k marks the target at once
-
-    def target_for(self, ids: list[int]) -> tuple[int | None, str | None]:
-        """The pinned target token and word, if the top-k shows the pinned prefix."""
-        if self.pinned and self.pinned["ids"] == ids:
-            return self.pinned["target"], self.pinned["word"]
-        return None, None
+        app.probes.mark(prefix_ids, target_id, target)  # the top-k marks the target, at once and from now on
 
     def track(self) -> None:
         """Record p(target | prefix) for the current weights; called on every weight update."""

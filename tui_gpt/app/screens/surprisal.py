@@ -7,7 +7,7 @@ between rank and probability buckets; `e` edits the bucket edges.
 from __future__ import annotations
 
 import itertools
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.style import Style
 from rich.text import Text
@@ -21,6 +21,9 @@ from tui_gpt.app.screens.dialogs import AskScreen
 from tui_gpt.surprisal import DEFAULT_PROB_EDGES, DEFAULT_RANK_EDGES, PALETTE, parse_edges, prob_bucket, rank_bucket
 from tui_gpt.visible import visible
 
+if TYPE_CHECKING:
+    from tui_gpt.lens import Lens
+
 
 class SurprisalScreen(ModalScreen[None]):
     BINDINGS = [
@@ -31,7 +34,7 @@ class SurprisalScreen(ModalScreen[None]):
         Binding("e", "edit_edges", "Edit buckets"),
     ]
 
-    def __init__(self, lens: Any, text: str, source: str) -> None:
+    def __init__(self, lens: Lens, text: str, source: str) -> None:
         super().__init__()
         self.lens = lens
         self.source = source
