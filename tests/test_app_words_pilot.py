@@ -1,4 +1,4 @@
-"""Pilot tests of the word view (the default), the word ghost, bursts of keys and the trainer's thread hints."""
+"""Pilot tests of the word view (the default), the word ghost, bursts of keys, and a key holding the trainer."""
 
 from __future__ import annotations
 
@@ -107,9 +107,7 @@ async def test_a_key_stops_the_trainer_until_its_next_words_are_on_screen(tmp_pa
 
 @sync
 async def test_a_pause_works_out_the_next_words_of_the_likeliest_next_key(tmp_path):
-    app = make_app(tmp_path)
-    async with running(app, SIZE) as pilot:
-        await wait_ready(pilot)
+    async with ready(make_app(tmp_path)) as (app, pilot):
         for ch in "the fo":
             await pilot.press(ch)
         lens = app.lens
@@ -132,9 +130,7 @@ async def test_a_large_model_answers_the_words_at_once_and_the_attention_after_a
     from tui_gpt.app.widgets.attention import AttentionMap
 
     monkeypatch.setattr(probes, "LARGE_PAUSE", 2.0)  # long enough that a loaded machine still answers first
-    app = make_app(tmp_path)
-    async with running(app, SIZE) as pilot:
-        await wait_ready(pilot)
+    async with ready(make_app(tmp_path)) as (app, pilot):
         app.lens.large = True  # as for GPT-2: the top-k from the prompt's cache, the full pass after a pause
         analyses = []
         analyze = app.lens.analyze
