@@ -131,7 +131,10 @@ def start_serve(tmp_path: Path, app_args: Sequence[str]) -> Served:
             start_new_session=True,
         )
     try:
-        found = wait("the URL it prints", lambda: proc.poll() is None and URL.search(log.read_text(errors="replace")))
+        # 60 s: on a loaded 2-core machine the server's imports alone have taken over 20 s
+        found = wait(
+            "the URL it prints", lambda: proc.poll() is None and URL.search(log.read_text(errors="replace")), 60
+        )
         served = Served(proc, port, found.group(1), found.group(2), log)
         wait("the server to answer", lambda: status(served.origin + "/"))
     except BaseException:
