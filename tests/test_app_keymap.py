@@ -26,7 +26,7 @@ def test_every_binding_is_in_the_palette_and_the_help_with_the_same_key(tmp_path
         if row.action == "quit":
             continue  # the palette lists Textual's own Quit
         command = commands[row.title]
-        assert command.help.endswith(f"({key})"), f"{row.title}: {command.help!r} names another key"
+        assert str(command.help).endswith(f"({key})"), f"{row.title}: {command.help!r} names another key"
         called: list[tuple] = []
         monkeypatch.setattr(app, f"action_{name}", lambda *a, called=called: called.append(a))
         command.callback()
