@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from tui_gpt import distributed
-from tui_gpt.checkpoint import read_config
+from tui_gpt.checkpoint import load_model, read_config
 from tui_gpt.cli import main
+from tui_gpt.corpus import load_corpus
+from tui_gpt.dataset import TokenData, get_batch
 from tui_gpt.distributed import Dist
 from tui_gpt.errors import TuiGptError
 from tui_gpt.session import RunSpec, open_run
@@ -44,9 +52,13 @@ def losses(spec: RunSpec, steps: int = STEPS) -> list[float]:
     return [trainer.train_step().loss for _ in range(steps)]
 
 
-def torchrun(tmp_path, *args: str, nproc: int = 2) -> subprocess.CompletedProcess:
+def torchrun_command(tmp_path, *args: str, nproc: int = 2) -> tuple[list[str], dict[str, str]]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TUI_GPT_CACHE": str(tmp_path / "cache")}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", *args]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", *args], env
+
+
+def torchrun(tmp_path, *args: str, nproc: int = 2) -> subprocess.CompletedProcess:
+    cmd, env = torchrun_command(tmp_path, *args, nproc=nproc)
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     return r
@@ -162,3 +174,106 @@ def test_torchruns_one_process_environment_trains_and_saves(tmp_path, tiny_file,
     assert main(["train", str(tiny_file), "--steps", "2", "--out", str(out), *OPTS]) == 0
     assert capsys.readouterr().out.strip() == str(out)
     assert json.loads((out / "trainer.json").read_text())["step"] == 2
+
+
+# ---- a rank lost mid-run -------------------------------------------------------------------------
+
+LOSE_AT = 20
+# `tui-gpt train` on every rank; rank 1 is lost as it starts step LOSE_AT + 1: killed, or (with
+# LOSE=hold) hung, for the test to kill. Every rank writes its pid to pid.RANK first.
+LOSER = textwrap.dedent(
+    f"""
+    import os, signal, sys, time
+    from tui_gpt.cli import main
+    from tui_gpt.trainer import Trainer
+
+    open(f"pid.{{os.environ['RANK']}}", "w").write(str(os.getpid()))
+    step = Trainer.train_step
+
+    def train_step(self):
+        if self.dist.rank == 1 and self.step == {LOSE_AT}:
+            if os.environ["LOSE"] == "kill":
+                os.kill(os.getpid(), signal.SIGKILL)
+            open("held", "w").close()
+            time.sleep(600)
+        return step(self)
+
+    Trainer.train_step = train_step
+    sys.exit(main(sys.argv[1:]))
+    """
+)
+
+
+def _sigterm_pending(pid: int) -> bool:
+    with open(f"/proc/{pid}/status") as f:
+        masks = re.findall(r"^(?:SigPnd|ShdPnd):\s*([0-9a-f]+)$", f.read(), re.M)
+    return any(int(mask, 16) >> (signal.SIGTERM - 1) & 1 for mask in masks)
+
+
+def _wait(what, timeout: float = 60) -> None:
+    end = time.monotonic() + timeout
+    while not what():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("how", ["kill", "hold"], ids=["killed", "sigterm-first"])
+def test_a_lost_rank_is_one_line_and_rank_0_saves_the_steps_since_the_last_save(tmp_path, tiny_file, how):
+    """The issue's case: rank 1 dies mid-run. Rank 0's collective fails at once, and torchrun sends it
+    SIGTERM a moment later; either way it saves its weights, without a collective, and says why.
+
+    sigterm-first holds rank 0 stopped until torchrun's SIGTERM waits for it, so the signal comes
+    first: rank 0 stops at the collective that fails or, if it was between two steps, at the signal.
+    """
+    if how == "hold" and not os.path.exists("/proc/self/status"):
+        pytest.skip("sees a pending signal in /proc")
+    ck, logs = tmp_path / "ck", tmp_path / "logs"
+    script = tmp_path / "lose.py"
+    script.write_text(LOSER)
+    # One evaluation and save, at step 0, then none: the steps after it are lost unless rank 0 saves them.
+    train = [str(script), "train", str(tiny_file), "--steps", "1000", "--out", str(ck), *OPTS]
+    train += ["--eval-interval", "1000", "--autosave", "3600"]
+    cmd, env = torchrun_command(tmp_path, "--log-dir", str(logs), "--redirects", "3", *train)
+    env |= {"LOSE": how, "COLUMNS": "300"}  # rank 0 writes to a file: lines as wide as they come
+    with open(tmp_path / "torchrun.err", "w+") as err:
+        agent = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=err, text=True)
+        try:
+            if how == "hold":
+                _wait(lambda: (tmp_path / "held").exists())
+                rank0, rank1 = (int((tmp_path / f"pid.{rank}").read_text()) for rank in (0, 1))
+                time.sleep(0.2)  # rank 0 waits in the collective of the next step
+                os.kill(rank0, signal.SIGSTOP)
+                os.kill(rank1, signal.SIGKILL)
+                _wait(lambda: _sigterm_pending(rank0))  # torchrun saw rank 1 die
+                os.kill(rank0, signal.SIGCONT)
+            agent.wait(timeout=90)
+        finally:
+            if agent.poll() is None:  # failed midway: stop its workers too, the held one sleeps for minutes
+                for pid in tmp_path.glob("pid.*"):
+                    with contextlib.suppress(ProcessLookupError, ValueError):
+                        os.kill(int(pid.read_text()), signal.SIGKILL)
+                agent.kill()
+        err.seek(0)
+        agent_err = err.read()
+    assert agent.returncode != 0
+    (rank0_err,) = logs.glob("*/attempt_0/0/stderr.log")
+    text = rank0_err.read_text()
+    assert "Traceback" not in text, text[-3000:]
+    assert json.loads((ck / "trainer.json").read_text())["step"] == LOSE_AT, text[-3000:]
+    lost = rf"tui-gpt: error: rank 1 of 2 is gone \(Connection (closed|reset) by peer\); saved step {LOSE_AT} to "
+    last = [line for line in text.splitlines() if line.strip()][-1]
+    if re.fullmatch(lost + re.escape(str(ck)), last):
+        code = 2
+    else:  # the signal came between two steps, before a collective could fail
+        assert how == "hold" and last.startswith(f"stopped by SIGTERM; saved step {LOSE_AT} to {ck} ("), text[-3000:]
+        code = 128 + signal.SIGTERM
+    # torchrun's SIGTERM while rank 0 saves, or after, does not kill it: it exits by itself.
+    assert re.search(rf"rank\s*: 0 \(local_rank: 0\)\s*exitcode\s*: {code} ", agent_err), agent_err[-2000:]
+    _, tok, _ = load_model(ck)
+    assert not list(tmp_path.glob(".ck.*"))
+    # The failed step left no trace: the batch stream is where LOSE_AT whole steps leave it.
+    train = TokenData.build(load_corpus([str(tiny_file)]), tok).train
+    gen = torch.Generator().manual_seed(read_config(ck)["train"]["seed"])
+    for _ in range(LOSE_AT):
+        get_batch(train, 2 * 2, 16, gen)  # both ranks' rows of the global batch
+    assert torch.equal(load_file(ck / "optimizer.safetensors")["rng.batches"], gen.get_state())

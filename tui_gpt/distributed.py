@@ -8,6 +8,7 @@ on its own slice of every global batch, and rank 0 alone evaluates, prints and s
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 import torch
@@ -155,3 +156,27 @@ def broadcast(obj: object) -> object:
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+# What gloo (and NCCL) say when a collective fails because another rank died or hangs.
+_GONE = re.compile(
+    r"connection (?:closed|reset) by peer|broken pipe|socket timeout|timed out|communicator was aborted", re.I
+)
+
+
+def lost_rank(exc: BaseException) -> str | None:
+    """'rank 1 of 2 is gone (Connection reset by peer)' if `exc` is a collective failing on a lost peer, else None.
+
+    Only the other rank of two can be named: gloo names the peer's address, not its rank.
+    """
+    if not (dist.is_available() and dist.is_initialized()) or not isinstance(exc, RuntimeError):
+        return None
+    found = _GONE.search(str(exc))
+    if found is None and not isinstance(exc, dist.DistError):
+        return None  # any other RuntimeError is a bug or a fault of this rank: its traceback stays
+    world, rank = dist.get_world_size(), dist.get_rank()
+    if world < 2:
+        return None
+    who = f"rank {1 - rank} of 2" if world == 2 else f"another of the {world} ranks"
+    why = found.group(0) if found else str(exc).splitlines()[0][:80]
+    return f"{who} is gone ({why})"

@@ -110,6 +110,15 @@ class _Signals:
         for sig, old in self.old.items():
             signal.signal(sig, old)
 
+    def finish(self) -> None:
+        """The run is over (a rank is lost): no signal cuts what is left, and SIGTERM stays ignored until exit.
+
+        torchrun sends SIGTERM to every rank once one is lost, while this one saves or after: it must
+        not turn the line this rank is about to print into a death by signal.
+        """
+        self.mode = "save"
+        self.old[signal.SIGTERM] = signal.SIG_IGN  # what __exit__ leaves in place
+
     @contextmanager
     def saving(self, final: bool = False):
         before, self.mode = self.mode, "save"
@@ -165,7 +174,39 @@ def _open_and_train(args: argparse.Namespace, main: bool) -> int:
         except _Stop as stop:
             _say(f"stopped by {signal.Signals(stop.signum).name} before training began; nothing to save")
             return 128 + stop.signum
+        except RuntimeError as exc:  # the ranks agree on a dtype while loading
+            if gone := _lost(exc, signals):
+                raise TuiGptError(f"{gone} before training began; nothing to save") from None
+            raise
         return _train(args, run, out, signals, main)
+
+
+def _lost(exc: RuntimeError, signals: _Signals) -> str | None:
+    """Which rank is gone, if `exc` is a collective failing for that; this rank then saves and exits."""
+    from tui_gpt import distributed
+
+    gone = distributed.lost_rank(exc)
+    if gone:
+        signals.finish()
+    return gone
+
+
+def _save_lost(run, out: Path, gone: str, saved_step: int | None, main: bool) -> TuiGptError:
+    """The one line for a run whose peer is gone, once rank 0 has saved its own copy of the weights.
+
+    They are the last whole step's (trainer.train_step), the same on every rank under DDP, and a
+    save needs no collective, so the steps since the last save are kept.
+    """
+    step = run.trainer.step
+    if not main:
+        return TuiGptError(f"{gone}; only rank 0 saves, so this rank stops without saving")
+    if saved_step == step:
+        return TuiGptError(f"{gone}; step {step} is saved in {out}")
+    try:
+        path = run.save(out)  # no signal interrupts it: see _Signals.finish
+    except TuiGptError as exc:
+        return TuiGptError(f"{gone}; {exc}")
+    return TuiGptError(f"{gone}; saved step {step} to {path}")
 
 
 def _train(args: argparse.Namespace, run, out: Path, signals: _Signals, main: bool = True) -> int:
@@ -226,6 +267,10 @@ def _train(args: argparse.Namespace, run, out: Path, signals: _Signals, main: bo
             pass  # a second signal: stop in the middle of the step
         except Cut as exc:  # the text is gone from under the run, not what it learned: save that
             cut = exc
+        except RuntimeError as exc:
+            if not (gone := _lost(exc, signals)):
+                raise
+            raise _save_lost(run, out, gone, saved_step, main) from None
         stopped = signals.stop
         code = 1 if cut is not None else 128 + stopped if stopped is not None else 0
         if not main:

@@ -257,11 +257,13 @@ class Trainer:
                     _, loss, _ = model(x.to(self.device), y.to(self.device))
                 (loss / len(micro)).backward()
             total += loss.detach()
+        # Every collective before the optimizer step: a rank lost mid-step leaves the weights whole.
+        mean = distributed.mean_across(total / len(micro))
         if self.config.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip, foreach=True)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return distributed.mean_across(total / len(micro)).item()  # one host sync per step
+        return mean.item()  # one host sync per step
 
     def train_step(self) -> TrainEvent:
         """One optimizer step on one random global batch; this rank trains on its rows of it."""
@@ -271,12 +273,21 @@ class Trainer:
         # Micro-batch j of the global batch is rows [j*B, (j+1)*B); rank r takes j = r*A .. r*A+A-1,
         # so N ranks with A micro-batches match one process with N*A of them, or one batch of N*A*B.
         self.data.check()
+        rng = self.generator.get_state(), torch.get_rng_state()
         x, y = get_batch(self.data.train, B * A * self.dist.world, self.model.config.block_size, self.generator)
         first = self.dist.rank * A
         micro = [(x[j * B : (j + 1) * B], y[j * B : (j + 1) * B]) for j in range(first, first + A)]
         if self._good is None or self.step - self._good[0] >= GOOD_EVERY:
             self._pending = self._snapshot()
-        loss = self._update(micro)
+        try:
+            loss = self._update(micro)
+        except RuntimeError as exc:
+            if distributed.lost_rank(exc):
+                # A lost rank fails a step before its optimizer step (see _update): rewind the batch stream
+                # too, so that the weights, the step count and the random state a save writes agree.
+                self.generator.set_state(rng[0])
+                torch.set_rng_state(rng[1])
+            raise
         restored = None
         if math.isfinite(loss):
             self._restores = 0
