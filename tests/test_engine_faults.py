@@ -10,12 +10,14 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from test_engine_cli import TINY
 
 from tui_gpt.checkpoint import load_model, load_trainer
+from tui_gpt.cli import main
 from tui_gpt.errors import TuiGptError
 from tui_gpt.savedir import LOCK, CheckpointLock
 from tui_gpt.session import open_run
@@ -98,19 +100,51 @@ def test_saves_killed_at_random_moments_always_leave_a_loadable_checkpoint(tmp_p
 # ---- a full disk ---------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 1 MB tmpfs, where one can be mounted (root on Linux); skipped elsewhere."""
-    mnt = tmp_path / "disk"
+def _tmpfs(mnt: Path, options: str) -> Iterator[Path]:
+    """A tmpfs mounted at `mnt` with `options`, where one can be (root on Linux); the test is skipped elsewhere."""
     mnt.mkdir()
     try:
-        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True)
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mnt)], capture_output=True)
     except OSError:
         pytest.skip("no mount command")
     if r.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
     yield mnt
     subprocess.run(["umount", str(mnt)], check=False)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MB disk."""
+    yield from _tmpfs(tmp_path / "disk", "size=1m")
+
+
+@pytest.fixture
+def read_only_disk(tmp_path):
+    """A read-only disk: chmod would not stop root, a read-only mount does."""
+    yield from _tmpfs(tmp_path / "ro", "size=1m,ro")
+
+
+def fill(disk: Path) -> None:
+    """Fill `disk` up to its last byte."""
+    fd = os.open(disk / "fill", os.O_WRONLY | os.O_CREAT)
+    try:
+        while os.write(fd, bytes(1 << 16)):
+            pass
+    except OSError:
+        pass  # full
+    finally:
+        os.close(fd)
+
+
+def one_line(capsys, *argv: str) -> str:
+    """The one line of `tui-gpt ARGV`, which must fail with it (in this process)."""
+    assert main(list(argv)) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    (line,) = err.strip().splitlines()
+    assert line.startswith("tui-gpt: error: ")
+    return line
 
 
 def test_a_full_disk_keeps_the_previous_checkpoint(small_disk, fables_run, make_spec, one_line_error):
@@ -139,6 +173,32 @@ def test_train_says_why_a_save_failed_and_keeps_going(small_disk, tmp_path):
     assert all("no space left on device; nothing saved" in line for line in failures), failures
     assert "step      3" in r.stderr  # it trained on after the first failure
     assert _orphans(small_disk) == []
+
+
+def test_export_to_a_full_or_read_only_disk_is_one_line_and_leaves_nothing(
+    small_disk, read_only_disk, tmp_path, make_spec, capsys
+):
+    big = open_run(make_spec(n_embd=128, n_layer=2, n_head=2)).save(tmp_path / "big")  # 1.6 MB of weights
+    out = small_disk / "new" / "hf"  # its folders too are made, and must go
+    line = one_line(capsys, "export", str(big), str(out))
+    assert line.endswith(f"could not export to {out}: no space left on device; nothing written")
+    assert os.listdir(small_disk) == []
+    line = one_line(capsys, "export", str(big), str(read_only_disk / "hf"))
+    assert line.endswith("read-only file system; nothing written")
+    load_model(big)  # the checkpoint is as it was
+
+
+def test_train_out_on_a_full_or_read_only_disk_is_one_line_before_any_work(small_disk, read_only_disk, capsys):
+    train = ["train", "fables", *TINY, "--steps", "1"]
+    line = one_line(capsys, *train, "--out", str(read_only_disk / "ck"))
+    assert line.endswith(
+        f"{read_only_disk / 'ck'}: cannot write there (read-only file system); pass --out another folder"
+    )
+    fill(small_disk)
+    out = small_disk / "new" / "ck"
+    line = one_line(capsys, *train, "--out", str(out))
+    assert f"{out}: cannot write there (no space left on device)" in line
+    assert os.listdir(small_disk) == ["fill"]  # neither the folders nor the lock file stay
 
 
 # ---- one writer per checkpoint, and signals to `train` -------------------------------------------

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import shutil
 import struct
 import tempfile
@@ -28,7 +27,7 @@ from safetensors import torch as st
 
 from tui_gpt.corpus import Corpus
 from tui_gpt.dataset import TokenData
-from tui_gpt.errors import TuiGptError
+from tui_gpt.errors import TuiGptError, reason
 from tui_gpt.model import GPT, GPTConfig
 from tui_gpt.savedir import (
     CAPS,
@@ -117,7 +116,7 @@ def save_checkpoint(out: Path, trainer: Trainer, tokenizer: TextTokenizer, corpu
             # A swap that failed half way leaves the previous checkpoint aside, where loading finds it.
             if isinstance(exc, OSError | SafetensorError):
                 where = "nothing saved" if previous is None else f"the previous checkpoint at step {previous} is intact"
-                raise TuiGptError(f"could not save to {out}: {_why(exc)}; {where}") from None
+                raise TuiGptError(f"could not save to {out}: {reason(exc)}; {where}") from None
             raise
     return out
 
@@ -153,18 +152,6 @@ def _saved_step(out: Path) -> int | None:
         return step if isinstance(step, int) else None
     except (OSError, TuiGptError, ValueError, KeyError, TypeError):
         return None
-
-
-def _why(exc: BaseException) -> str:
-    """An OS or safetensors write error in a few words: 'no space left on device'."""
-    code = getattr(exc, "errno", None)
-    if code is None:
-        found = re.search(r"code: (\d+)|os error (\d+)", str(exc))
-        code = int(found.group(1) or found.group(2)) if found else None
-    if code:
-        text = os.strerror(code)
-        return text[:1].lower() + text[1:]
-    return str(exc).splitlines()[0][:80] if str(exc) else type(exc).__name__
 
 
 def _optimizer_tensors(trainer: Trainer) -> tuple[dict[str, torch.Tensor], list[dict]]:

@@ -15,8 +15,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tui_gpt.errors import TuiGptError
-from tui_gpt.savedir import checkpoint_around, export_folder, read_capped, read_json, reading, regular_file
+from tui_gpt.errors import TuiGptError, reason
+from tui_gpt.savedir import (
+    checkpoint_around,
+    export_folder,
+    new_folders,
+    read_capped,
+    read_json,
+    reading,
+    regular_file,
+    remove_new,
+)
 from tui_gpt.settings import first_problem
 
 if TYPE_CHECKING:  # torch loads on first use: the app checks --model before its first paint
@@ -404,6 +413,7 @@ def _hf_tokenizer_file(tokenizer: TextTokenizer, path: Path) -> None:
 
 def export(ckpt: str | Path, out: str | Path) -> Path:
     """Write checkpoint `ckpt` to `out` as a Hugging Face GPT-2 directory; `out` must be new or empty."""
+    from safetensors import SafetensorError
     from safetensors import torch as st
 
     from tui_gpt.checkpoint import load_model
@@ -420,31 +430,35 @@ def export(ckpt: str | Path, out: str | Path) -> Path:
     c = model.config
     if not c.causal:
         raise TuiGptError(f"{ckpt}: trained without the causal mask; GPT-2 is always causal, so it cannot be exported")
+    made = new_folders(out.parent)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise TuiGptError(f"{out.parent}: cannot be made a folder ({exc.strerror})") from None
-    with export_folder(out) as tmp:
-        st.save_file(to_hf(model), str(tmp / "model.safetensors"), metadata={"format": "pt"})
-        _write_json(tmp / "config.json", hf_config(c, tokenizer.eot_id))
-        _write_json(
-            tmp / "generation_config.json", {"bos_token_id": tokenizer.eot_id, "eos_token_id": tokenizer.eot_id}
-        )
-        _hf_tokenizer_file(tokenizer, tmp / "tokenizer.json")
-        tok_config = {
-            # The generic fast tokenizer reads any tokenizer.json: char (WordLevel), bpe, word (WordPiece).
-            "tokenizer_class": "PreTrainedTokenizerFast",
-            "model_max_length": c.n_positions or c.block_size,
-            "bos_token": EOT,
-            "eos_token": EOT,
-            "clean_up_tokenization_spaces": False,
-        }
-        if tokenizer.hf.token_to_id(UNK) is not None:
-            tok_config["unk_token"] = UNK
-        _write_json(tmp / "tokenizer_config.json", tok_config)
-        if out.exists():
-            out.rmdir()  # empty, checked above
-        tmp.rename(out)
+        with export_folder(out) as tmp:
+            st.save_file(to_hf(model), str(tmp / "model.safetensors"), metadata={"format": "pt"})
+            _write_json(tmp / "config.json", hf_config(c, tokenizer.eot_id))
+            _write_json(
+                tmp / "generation_config.json", {"bos_token_id": tokenizer.eot_id, "eos_token_id": tokenizer.eot_id}
+            )
+            _hf_tokenizer_file(tokenizer, tmp / "tokenizer.json")
+            tok_config = {
+                # The generic fast tokenizer reads any tokenizer.json: char (WordLevel), bpe, word (WordPiece).
+                "tokenizer_class": "PreTrainedTokenizerFast",
+                "model_max_length": c.n_positions or c.block_size,
+                "bos_token": EOT,
+                "eos_token": EOT,
+                "clean_up_tokenization_spaces": False,
+            }
+            if tokenizer.hf.token_to_id(UNK) is not None:
+                tok_config["unk_token"] = UNK
+            _write_json(tmp / "tokenizer_config.json", tok_config)
+            if out.exists():
+                out.rmdir()  # empty, checked above
+            tmp.rename(out)
+    except BaseException as exc:
+        remove_new(made)  # the temp folder is export_folder's to remove
+        if isinstance(exc, OSError | SafetensorError):  # a read-only or full disk: one line, nothing left behind
+            raise TuiGptError(f"could not export to {out}: {reason(exc)}; nothing written") from None
+        raise
     return out
 
 

@@ -16,10 +16,10 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
 
-from tui_gpt.errors import TuiGptError
+from tui_gpt.errors import TuiGptError, reason
 
 FORMAT = "tui-gpt-checkpoint/1"
 FILES = ("model.safetensors", "optimizer.safetensors", "config.json", "tokenizer.json", "trainer.json", "history.json")
@@ -105,6 +105,28 @@ def _only_ours(folder: Path, ours: frozenset[str] = OURS) -> bool:
 def aside(out: Path) -> Path:
     """Where the previous checkpoint waits while a save moves the new one in."""
     return out.with_name(f".{out.name}.old")
+
+
+def new_folders(folder: Path) -> list[Path]:
+    """`folder` and those of its parents that do not exist yet, deepest first: what a mkdir -p would make."""
+    return [p for p in (folder, *folder.parents) if not p.exists() and not p.is_symlink()]
+
+
+def remove_new(made: list[Path], *names: str) -> None:
+    """Undo a failed write into folders it made (new_folders): remove `names` in the deepest, then the
+    folders while they are empty. Nothing that was there before is touched."""
+    if not made:
+        return
+    for name in names:
+        with suppress(OSError):
+            (made[0] / name).unlink(missing_ok=True)
+    for folder in made:
+        try:
+            folder.rmdir()
+        except FileNotFoundError:
+            continue  # the mkdir failed before it
+        except OSError:
+            return  # not empty: someone else's now
 
 
 def temp_prefix(out: Path) -> str:
@@ -224,9 +246,15 @@ class CheckpointLock:
     file into the new folder as a hard link, so the lock survives the swap of folders.
     """
 
-    def __init__(self, out: Path, advice: str = "wait for it or pass --out another folder") -> None:
+    def __init__(
+        self,
+        out: Path,
+        advice: str = "wait for it or pass --out another folder",
+        unwritable: str = "pass --out another folder",
+    ) -> None:
         self.out = Path(out).expanduser().resolve()
         self.advice = advice  # what to do when another process holds it
+        self.unwritable = unwritable  # and when the disk is full or read-only
         self.fd: int | None = None
         self.depth = 0
 
@@ -246,13 +274,28 @@ class CheckpointLock:
             return self
         check_out(self.out)
         self._check_aside()
+        made = new_folders(self.out)
+        fd = None
+        try:
+            fd = self._take()
+            os.ftruncate(fd, 0)
+            cmd = " ".join(["tui-gpt", *sys.argv[1:]])[:200]
+            os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "cmd": cmd}).encode())
+        except OSError as exc:  # a read-only or full disk: leave no folder or lock file of ours behind
+            if fd is not None:
+                os.close(fd)
+            remove_new(made, LOCK)
+            raise TuiGptError(f"{self.out}: cannot write there ({reason(exc)}); {self.unwritable}") from None
+        self.fd, self.depth = fd, 1
+        _held[self.out] = self
+        return self
+
+    def _take(self) -> int:
+        """Create the folder and its lock file, and lock it; the locked file descriptor."""
         for _ in range(10):
             self.out.mkdir(parents=True, exist_ok=True)
             path = self.out / LOCK
-            try:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-            except OSError as exc:
-                raise TuiGptError(f"{path}: cannot lock ({exc.strerror}); pass --out another folder") from None
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -263,16 +306,9 @@ class CheckpointLock:
             except OSError:
                 same = False
             if same:  # else a save swapped the folder while we locked: try again
-                break
+                return fd
             os.close(fd)
-        else:
-            raise TuiGptError(f"{self.out}: could not take the lock; the folder keeps changing")
-        os.ftruncate(fd, 0)
-        cmd = " ".join(["tui-gpt", *sys.argv[1:]])[:200]
-        os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "cmd": cmd}).encode())
-        self.fd, self.depth = fd, 1
-        _held[self.out] = self
-        return self
+        raise TuiGptError(f"{self.out}: could not take the lock; the folder keeps changing")
 
     def _check_aside(self) -> None:
         """A save between its renames has the folder aside, with the lock in it."""
@@ -314,7 +350,8 @@ def reading(ckpt: Path) -> Iterator[None]:
     that no save can write needs none (and taking it could fail or create the folder): see _saveable.
     """
     folder = Path(ckpt).expanduser().resolve()
-    with CheckpointLock(folder, advice="wait for it to finish") if _saveable(folder) else nullcontext():
+    lock = CheckpointLock(folder, advice="wait for it to finish", unwritable="free some space: reading takes its lock")
+    with lock if _saveable(folder) else nullcontext():
         yield
 
 
