@@ -6,21 +6,27 @@ import json
 import os
 import random
 import select
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from test_engine_cli import TINY
 
+from tui_gpt import tokencache
 from tui_gpt.checkpoint import load_model, load_trainer
 from tui_gpt.cli import main
+from tui_gpt.corpus import Corpus, load_corpus
+from tui_gpt.dataset import TokenData
 from tui_gpt.errors import TuiGptError
 from tui_gpt.savedir import LOCK, CheckpointLock
 from tui_gpt.session import open_run
+from tui_gpt.tokenizer import TextTokenizer
 
 # ---- SIGKILL at random moments -------------------------------------------------------------------
 
@@ -199,6 +205,46 @@ def test_train_out_on_a_full_or_read_only_disk_is_one_line_before_any_work(small
     line = one_line(capsys, *train, "--out", str(out))
     assert f"{out}: cannot write there (no space left on device)" in line
     assert os.listdir(small_disk) == ["fill"]  # neither the folders nor the lock file stay
+
+
+def _corpus(tmp_path: Path, chars: int) -> tuple[Corpus, TextTokenizer]:
+    path = tmp_path / "text.txt"
+    path.write_text(("The fox ran to the river. " * (chars // 26 + 1))[:chars], encoding="utf-8")
+    corpus = load_corpus([str(path)])
+    return corpus, TextTokenizer.train("char", corpus.texts)
+
+
+def _cache_files(folder: Path) -> list[str]:
+    """The entries and temp files in a token cache folder."""
+    return sorted(p.name for p in folder.iterdir() if ".tokens" in p.name or ".val" in p.name)
+
+
+def test_the_token_cache_is_refused_where_its_build_would_not_fit(small_disk, tmp_path, monkeypatch, one_line_error):
+    """500,000 characters make an entry of 1.0 MB, which fits the 1 MB disk; the build's 1.1 MB peak does not."""
+    monkeypatch.setenv("TUI_GPT_CACHE", str(small_disk))
+    corpus, tok = _corpus(tmp_path, 500_000)
+    assert (corpus.size + 2) * tok.dtype.itemsize < shutil.disk_usage(small_disk).free  # the old check let it start
+    with pytest.raises(TuiGptError) as info:
+        TokenData.build(corpus, tok)
+    assert "the token cache needs about" in one_line_error(info.value, str(small_disk))
+    assert _cache_files(small_disk) == []
+
+
+def test_a_token_cache_build_the_disk_stops_is_one_line_and_leaves_nothing(
+    small_disk, read_only_disk, tmp_path, monkeypatch, one_line_error
+):
+    corpus, tok = _corpus(tmp_path, 500_000)
+    # The space check sees room, as it would before another writer filled the disk.
+    monkeypatch.setattr(tokencache.shutil, "disk_usage", lambda path: SimpleNamespace(free=10**12))
+    for disk, says in [
+        (small_disk, "(no space left on device); free some space"),
+        (read_only_disk, "(read-only file system); set TUI_GPT_CACHE to a writable folder"),
+    ]:
+        monkeypatch.setenv("TUI_GPT_CACHE", str(disk))
+        with pytest.raises(TuiGptError) as info:
+            TokenData.build(corpus, tok)
+        assert f"{disk}: cannot write the token cache {says}" in one_line_error(info.value, str(disk))
+        assert _cache_files(disk) == []
 
 
 # ---- one writer per checkpoint, and signals to `train` -------------------------------------------

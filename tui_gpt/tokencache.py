@@ -31,7 +31,7 @@ from typing import BinaryIO, NamedTuple
 
 import numpy as np
 
-from tui_gpt.errors import TuiGptError
+from tui_gpt.errors import NO_ROOM, WRITE_ERRORS, TuiGptError, reason
 
 FORMAT = 1  # bump when the file layout or the way text becomes ids changes
 MAGIC = b"TUIGPT-TOKENS\0\0\0"
@@ -224,6 +224,10 @@ class Writer:
 
     def __init__(self, key: str, dtype: np.dtype, eot_id: int, val_fraction: float, need_bytes: int) -> None:
         self.key, self.dtype, self.eot, self.val_fraction = key, np.dtype(dtype), eot_id, val_fraction
+        # `need_bytes` is the entry's size at most, but the build peaks higher: end_document and commit
+        # copy validation ids from one file to the other before either copy goes (measured: 2.2 bytes
+        # a character where the uint16 entry takes 2). A tenth more for the file system's own blocks.
+        need_bytes = int(need_bytes * (1 + val_fraction) * 1.1)
         folder = cache_dir()
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -246,8 +250,13 @@ class Writer:
         tag = f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.tmp = folder / f"{key}.tokens{tag}"
         self.tmp_val = folder / f"{key}.val{tag}"
-        self.f = open(self.tmp, "w+b")  # noqa: SIM115
-        self.v = open(self.tmp_val, "w+b")  # noqa: SIM115
+        try:
+            self.f = open(self.tmp, "w+b")  # noqa: SIM115
+            self.v = open(self.tmp_val, "w+b")  # noqa: SIM115
+        except OSError as exc:  # a read-only folder, say
+            with contextlib.suppress(OSError):
+                self.tmp.unlink(missing_ok=True)  # made, if only the second open failed
+            raise _unwritable(folder, exc) from None
         self.f.write(b"\0" * HEADER_BYTES)
         self.n_train = self.n_val = 0
         self._doc = 0  # ids of the document being written
@@ -255,8 +264,10 @@ class Writer:
     def __enter__(self) -> Writer:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
         self.close()
+        if isinstance(exc, OSError) and exc.errno in WRITE_ERRORS:  # ours: reading the text never gives these
+            raise _unwritable(self.tmp.parent, exc) from None
 
     def add(self, ids: np.ndarray) -> None:
         """Append ids of the current document."""
@@ -317,10 +328,19 @@ class Writer:
 
     def close(self) -> None:
         for f in (self.f, self.v):
-            f.close()
+            with contextlib.suppress(OSError):  # the last flush, on a full disk: the files go anyway
+                f.close()
         self.tmp.unlink(missing_ok=True)
         self.tmp_val.unlink(missing_ok=True)
         self._held.close()
+
+
+def _unwritable(folder: Path, exc: OSError) -> TuiGptError:
+    """One line for a build the disk stopped: full, or read-only."""
+    to_do = "free some space or set TUI_GPT_CACHE to a folder on a bigger disk"
+    if exc.errno not in NO_ROOM:
+        to_do = "set TUI_GPT_CACHE to a writable folder"
+    return TuiGptError(f"{folder}: cannot write the token cache ({reason(exc)}); {to_do}")
 
 
 def check_space(folder: Path, need: int, free: int) -> None:
