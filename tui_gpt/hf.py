@@ -433,6 +433,10 @@ def export(ckpt: str | Path, out: str | Path) -> Path:
     made = new_folders(out.parent)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        remove_new(made)
+        raise TuiGptError(f"{out.parent}: cannot be made a folder ({reason(exc)})") from None
+    try:
         with export_folder(out) as tmp:
             st.save_file(to_hf(model), str(tmp / "model.safetensors"), metadata={"format": "pt"})
             _write_json(tmp / "config.json", hf_config(c, tokenizer.eot_id))
