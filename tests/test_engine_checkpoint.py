@@ -13,7 +13,7 @@ import safetensors.torch
 import torch
 
 from tui_gpt import checkpoint
-from tui_gpt.checkpoint import FILES, load_model, load_trainer, read_config, save_checkpoint
+from tui_gpt.checkpoint import FILES, load_model, load_trainer, read_config_json, save_checkpoint
 from tui_gpt.errors import TuiGptError
 from tui_gpt.session import RunSpec, open_run
 
@@ -63,7 +63,7 @@ def test_saving_again_replaces_the_checkpoint(tmp_path, fables_run):
     out = fables_run.save(tmp_path / "ck")
     train(fables_run, 3)
     fables_run.save(out)
-    assert read_config(out)["format"] == checkpoint.FORMAT
+    assert read_config_json(out)["format"] == checkpoint.FORMAT
     assert json.loads((out / "trainer.json").read_text())["step"] == 3
     assert os.listdir(tmp_path) == ["ck"]  # no temporary or .old directory left
 

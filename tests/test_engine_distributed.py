@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file
 
 from tui_gpt import distributed
-from tui_gpt.checkpoint import load_model, read_config
+from tui_gpt.checkpoint import load_model, read_config_json
 from tui_gpt.cli import main
 from tui_gpt.corpus import load_corpus
 from tui_gpt.dataset import TokenData, get_batch
@@ -93,7 +93,7 @@ def test_a_checkpoint_from_two_ranks_resumes_on_one_and_back(tmp_path, tiny_file
     assert json.loads((ck / "trainer.json").read_text())["step"] == 4
     torchrun(tmp_path, "-m", "tui_gpt", "train", "--resume", str(ck), "--steps", "1", *OPTS)
     assert json.loads((ck / "trainer.json").read_text())["step"] == 5
-    assert read_config(ck)["train"]["batch_size"] == 2
+    assert read_config_json(ck)["train"]["batch_size"] == 2
 
 
 @pytest.fixture
@@ -273,7 +273,7 @@ def test_a_lost_rank_is_one_line_and_rank_0_saves_the_steps_since_the_last_save(
     assert not list(tmp_path.glob(".ck.*"))
     # The failed step left no trace: the batch stream is where LOSE_AT whole steps leave it.
     train = TokenData.build(load_corpus([str(tiny_file)]), tok).train
-    gen = torch.Generator().manual_seed(read_config(ck)["train"]["seed"])
+    gen = torch.Generator().manual_seed(read_config_json(ck)["train"]["seed"])
     for _ in range(LOSE_AT):
         get_batch(train, 2 * 2, 16, gen)  # both ranks' rows of the global batch
     assert torch.equal(load_file(ck / "optimizer.safetensors")["rng.batches"], gen.get_state())

@@ -495,7 +495,7 @@ def test_tokenizer_padding_and_masks_are_counted_before_they_are_made(tiny_gpt2,
     cfg = json.loads((folder / "config.json").read_text())
     # A model of 1 M ids over a 300-token tokenizer: 1 M pad tokens, about 0.7 GB, for 4 MB of weights.
     (folder / "config.json").write_text(json.dumps({**cfg, "vocab_size": 1 << 20, "n_embd": 2, "n_head": 1}))
-    config = hf.read_config(folder)
+    config = hf.read_gpt_config(folder)
     tok = TextTokenizer.load_pretrained(folder)
     pad = (1 << 20) - tok.vocab_size
     parts = hf.memory_estimate(config, training=False, pad=pad)

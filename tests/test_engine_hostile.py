@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import save_file
 
 from tui_gpt import checkpoint
-from tui_gpt.checkpoint import load_model, load_trainer, read_config
+from tui_gpt.checkpoint import load_model, load_trainer, read_config_json
 from tui_gpt.cli import parser_train
 from tui_gpt.errors import TuiGptError
 from tui_gpt.savedir import read_capped
@@ -53,7 +53,7 @@ def resume(ckpt: Path, **train) -> object:
 )
 def test_absurd_sizes_are_one_line_at_once(saved, fables_run, change, one_line_error):
     edit_json(saved / "config.json", lambda c: c["model"].update(change))
-    for load in (lambda: load_model(saved), lambda: resume(saved), lambda: read_config(saved)):
+    for load in (lambda: load_model(saved), lambda: resume(saved), lambda: read_config_json(saved)):
         with pytest.raises(TuiGptError) as info:
             load()
         one_line_error(info.value, "config.json")
@@ -234,7 +234,7 @@ def test_resume_flags_are_applied_and_recorded(saved, tmp_path):
     assert tr.history.changes == [{"step": 2, "lr": 0.005, "batch_size": 3}]
     out = run.save(tmp_path / "again")
     assert json.loads((out / "history.json").read_text())["changes"] == tr.history.changes
-    assert read_config(out)["train"]["lr"] == 0.005
+    assert read_config_json(out)["train"]["lr"] == 0.005
 
 
 def test_defaults_on_resume_do_not_override_the_checkpoint(saved):

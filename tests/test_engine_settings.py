@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tui_gpt import cli
-from tui_gpt.checkpoint import load_trainer, read_config, save_checkpoint
+from tui_gpt.checkpoint import load_trainer, read_config_json, save_checkpoint
 from tui_gpt.errors import TuiGptError
 from tui_gpt.settings import OPTIONS, RULES, STEPS, cores
 
@@ -65,10 +65,10 @@ def test_the_parser_accepts_what_the_loader_accepts_and_no_more(flag, fables_run
             cfg["model"][partner[1]] = partner[2]
         (saved / "config.json").write_text(json.dumps(cfg))
         if expected:
-            read_config(saved)
+            read_config_json(saved)
         else:
             with pytest.raises(TuiGptError):
-                read_config(saved)
+                read_config_json(saved)
 
 
 def test_a_save_with_every_extreme_training_value_loads_back(fables_run, tmp_path):
@@ -79,7 +79,7 @@ def test_a_save_with_every_extreme_training_value_loads_back(fables_run, tmp_pat
     for name, value in extremes.items():
         setattr(trainer.config, name, value)
     out = save_checkpoint(tmp_path / "ck", trainer, fables_run.tokenizer, fables_run.corpus_info())
-    assert read_config(out)["train"]["seed"] == (1 << 63) - 1
+    assert read_config_json(out)["train"]["seed"] == (1 << 63) - 1
     loaded = load_trainer(out, fables_run.data, device="cpu")
     assert {k: getattr(loaded.config, k) for k in extremes} == extremes
 

@@ -47,7 +47,7 @@ from tui_gpt.settings import first_problem, is_int, is_number, problem
 from tui_gpt.tokenizer import TextTokenizer
 from tui_gpt.trainer import History, TrainConfig, Trainer, available_bytes
 
-__all__ = ["FILES", "FORMAT", "load_model", "load_trainer", "read_config", "resolve", "save_checkpoint"]
+__all__ = ["FILES", "FORMAT", "load_model", "load_trainer", "read_config_json", "resolve", "save_checkpoint"]
 
 HEADER_CAP = 64 << 20  # bytes of safetensors JSON header we are willing to parse
 # The most tensors a header may list: the optimizer file of the deepest model RULES allow holds
@@ -181,8 +181,8 @@ def _read_json(path: Path) -> dict:
     return read_json(path, "missing; the checkpoint is incomplete, save it again", "; the checkpoint cannot be used")
 
 
-def read_config(path: Path) -> dict:
-    """The checkpoint's config.json, every value checked."""
+def read_config_json(path: Path) -> dict:
+    """The checkpoint's config.json as a dict, every value checked."""
     path = resolve(path)
     cfg = _read_json(path / "config.json")
     if cfg.get("format") != FORMAT:
@@ -405,7 +405,7 @@ def load_model(path: Path, device: str = "cpu") -> tuple[GPT, TextTokenizer, dic
     Everything is checked against everything else before any tensor is built.
     """
     path = resolve(path)
-    cfg = read_config(path)
+    cfg = read_config_json(path)
     config = GPTConfig(**cfg["model"])
     tokenizer = load_tokenizer(path, config.vocab_size)
     params = _check_weights_header(path / "model.safetensors", config)
@@ -433,7 +433,7 @@ def _load_weights(model: GPT, file: Path) -> None:
 def load_trainer(path: Path, data: TokenData, device: str = "auto") -> Trainer:
     """A trainer restored to the exact step, optimizer and random state of a checkpoint."""
     path = resolve(path)
-    cfg = read_config(path)
+    cfg = read_config_json(path)
     config = GPTConfig(**cfg["model"])
     tconf = TrainConfig.from_dict(cfg.get("train", {}))
     tconf.device = device

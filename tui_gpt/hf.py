@@ -90,7 +90,7 @@ def num_params(c: GPTConfig) -> int:
     return c.vocab_size * C + (c.n_positions or c.block_size) * C + c.n_layer * per_layer + 2 * C
 
 
-def read_config(folder: Path, block_size: int | None = None, dropout: float = 0.0) -> GPTConfig:
+def read_gpt_config(folder: Path, block_size: int | None = None, dropout: float = 0.0) -> GPTConfig:
     """Our GPTConfig for a Hugging Face GPT-2 config.json, checked before anything is allocated."""
     from tui_gpt.model import GPTConfig
 
@@ -342,7 +342,7 @@ def open_pretrained(name: str, device: str = "cpu") -> tuple[GPT, TextTokenizer,
     from tui_gpt.tokenizer import TextTokenizer
 
     folder = find_model(name)
-    config = read_config(folder)
+    config = read_gpt_config(folder)
     tokenizer = TextTokenizer.load_pretrained(folder)
     fit_tokenizer(tokenizer, config, folder)
     with skip_init():

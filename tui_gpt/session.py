@@ -51,9 +51,9 @@ def preflight(spec: RunSpec) -> None:
 
         find_model(spec.model)
     if spec.resume:
-        from tui_gpt.checkpoint import read_config
+        from tui_gpt.checkpoint import read_config_json
 
-        read_config(Path(spec.resume))
+        read_config_json(Path(spec.resume))
     elif spec.sources:
         from tui_gpt.corpus import load_corpus
 
@@ -90,11 +90,11 @@ def open_run(spec: RunSpec, progress: Progress | None = None) -> Run:
     _check_settings(spec)
     sources = spec.sources
     if spec.resume:
-        from tui_gpt.checkpoint import load_tokenizer, load_trainer, read_config, resolve
+        from tui_gpt.checkpoint import load_tokenizer, load_trainer, read_config_json, resolve
         from tui_gpt.corpus import BUILTINS
 
         ckpt = resolve(Path(spec.resume))
-        cfg = read_config(ckpt)  # every value checked, corpus.sources a list of names
+        cfg = read_config_json(ckpt)  # every value checked, corpus.sources a list of names
         if not sources:
             sources = (cfg.get("corpus") or {}).get("sources", [])
             for src in sources:
@@ -178,7 +178,7 @@ def _open_pretrained(spec: RunSpec, corpus: Corpus, progress: Progress | None) -
     from tui_gpt.trainer import Trainer, pick_device
 
     folder = hf.find_model(spec.model)
-    mconf = hf.read_config(folder, block_size=spec.block_size, dropout=spec.dropout)
+    mconf = hf.read_gpt_config(folder, block_size=spec.block_size, dropout=spec.dropout)
     mconf.causal = spec.causal
     tconf = replace(spec.train)
     # Refuse before the text is tokenized or a byte allocated, and say what it will take.
