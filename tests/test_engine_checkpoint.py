@@ -131,13 +131,13 @@ def crash_when_writing(monkeypatch, victim: str) -> list[str]:
 
                 monkeypatch.setattr(owner, "save_file", save_file)
     else:
-        real_write = checkpoint._write_json
+        real_write = checkpoint.write_json
 
         def write_json(path, obj):
             check(path)
             return real_write(path, obj)
 
-        monkeypatch.setattr(checkpoint, "_write_json", write_json)
+        monkeypatch.setattr(checkpoint, "write_json", write_json)
     return written
 
 

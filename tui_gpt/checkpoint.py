@@ -42,6 +42,7 @@ from tui_gpt.savedir import (
     regular_file,
     remove_orphans,
     temp_prefix,
+    write_json,
 )
 from tui_gpt.settings import first_problem, is_int, is_number, problem
 from tui_gpt.tokenizer import TextTokenizer
@@ -55,10 +56,6 @@ HEADER_CAP = 64 << 20  # bytes of safetensors JSON header we are willing to pars
 MAX_TENSORS = 1 << 15
 DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
 WEIGHT_DTYPES = ("F32", "F16", "BF16")
-
-
-def _write_json(path: Path, obj: object) -> None:
-    path.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
 
 
 def _fsync_dir(path: Path) -> None:
@@ -135,10 +132,10 @@ def _write_files(tmp: Path, trainer: Trainer, tokenizer: TextTokenizer, config: 
     opt_tensors["rng.batches"] = trainer.generator.get_state()
     opt_tensors["rng.torch"] = torch.get_rng_state()
     st.save_file({k: v.detach().cpu().contiguous() for k, v in opt_tensors.items()}, str(tmp / "optimizer.safetensors"))
-    _write_json(tmp / "config.json", config)
+    write_json(tmp / "config.json", config)
     tokenizer.save(tmp / "tokenizer.json")
-    _write_json(tmp / "trainer.json", {"step": trainer.step, "elapsed": trainer.elapsed, "param_groups": hyper})
-    _write_json(tmp / "history.json", trainer.history.to_dict())
+    write_json(tmp / "trainer.json", {"step": trainer.step, "elapsed": trainer.elapsed, "param_groups": hyper})
+    write_json(tmp / "history.json", trainer.history.to_dict())
     for name in FILES:
         with open(tmp / name, "rb") as f:
             os.fsync(f.fileno())

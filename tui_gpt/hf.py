@@ -8,7 +8,6 @@ Hugging Face stores the attention and MLP matrices as Conv1D, (in, out): ours ar
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +24,7 @@ from tui_gpt.savedir import (
     reading,
     regular_file,
     remove_new,
+    write_json,
 )
 from tui_gpt.settings import first_problem
 
@@ -439,8 +439,8 @@ def export(ckpt: str | Path, out: str | Path) -> Path:
     try:
         with export_folder(out) as tmp:
             st.save_file(to_hf(model), str(tmp / "model.safetensors"), metadata={"format": "pt"})
-            _write_json(tmp / "config.json", hf_config(c, tokenizer.eot_id))
-            _write_json(
+            write_json(tmp / "config.json", hf_config(c, tokenizer.eot_id))
+            write_json(
                 tmp / "generation_config.json", {"bos_token_id": tokenizer.eot_id, "eos_token_id": tokenizer.eot_id}
             )
             _hf_tokenizer_file(tokenizer, tmp / "tokenizer.json")
@@ -454,7 +454,7 @@ def export(ckpt: str | Path, out: str | Path) -> Path:
             }
             if tokenizer.hf.token_to_id(UNK) is not None:
                 tok_config["unk_token"] = UNK
-            _write_json(tmp / "tokenizer_config.json", tok_config)
+            write_json(tmp / "tokenizer_config.json", tok_config)
             if out.exists():
                 out.rmdir()  # empty, checked above
             tmp.rename(out)
@@ -476,7 +476,3 @@ def _check_outside(ckpt: Path, out: Path) -> None:
         raise TuiGptError(
             f"{out}: inside the checkpoint {holder}, where it would stop every later save; export outside it"
         )
-
-
-def _write_json(path: Path, obj: object) -> None:
-    path.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")

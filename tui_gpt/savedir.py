@@ -219,6 +219,11 @@ def read_capped(path: Path, cap: int) -> bytes:
     return data
 
 
+def write_json(path: Path, obj: object) -> None:
+    """Write `obj` to `path` as indented JSON: the one writer of checkpoint and export files."""
+    path.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
+
+
 def read_json(path: Path, missing: str, unusable: str = "") -> dict:
     """The JSON object in regular file `path`, read within its CAPS; one line naming the file otherwise.
 
