@@ -205,8 +205,6 @@ def _check_model(model: object) -> str | None:
     names = ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "dropout")
     if why := first_problem({name: getattr(config, name) for name in names}):
         return why
-    if config.n_embd % config.n_head:
-        return f"n_embd {config.n_embd} is not divisible by n_head {config.n_head}"
     if not isinstance(config.causal, bool) or not isinstance(config.bias, bool):
         return "causal and bias must be true or false"
     if config.gelu_approximate not in ("none", "tanh"):

@@ -23,6 +23,7 @@ from tui_gpt.settings import (
     THREADS_HELP,
     TOP_K,
     add_options,
+    heads_problem,
     problem,
     threads_problem,
 )
@@ -61,8 +62,9 @@ def _check(p: argparse.ArgumentParser, args: argparse.Namespace, *positive: str)
     threads = getattr(args, "threads", None)
     if threads is not None and (why := threads_problem(threads)):
         p.error(f"--threads {why}")
-    if getattr(args, "n_embd", None) and getattr(args, "n_head", None) and args.n_embd % args.n_head:
-        p.error(f"--n-embd {args.n_embd} must be divisible by --n-head {args.n_head}")
+    n_embd, n_head = getattr(args, "n_embd", None), getattr(args, "n_head", None)
+    if n_embd and n_head and (why := heads_problem(n_embd, n_head, ("--n-embd", "--n-head"))):
+        p.error(why)
 
 
 def parser_app() -> argparse.ArgumentParser:

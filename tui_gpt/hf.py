@@ -99,10 +99,8 @@ def read_gpt_config(folder: Path, block_size: int | None = None, dropout: float 
     if hf.get("model_type") != "gpt2":
         raise TuiGptError(f"{path}: model_type {hf.get('model_type')!r}; tui-gpt opens GPT-2 models only")
     sizes = {k: hf.get(k) for k in ("vocab_size", "n_positions", "n_layer", "n_head", "n_embd")}
-    if why := first_problem(sizes):  # the bounds a checkpoint's sizes have: nothing huge is allocated
+    if why := first_problem(sizes):  # a checkpoint's bounds (nothing huge is allocated), heads that split n_embd
         raise TuiGptError(f"{path}: {why}")
-    if sizes["n_embd"] % sizes["n_head"]:
-        raise TuiGptError(f"{path}: n_embd {sizes['n_embd']} is not divisible by n_head {sizes['n_head']}")
     if hf.get("n_inner") not in (None, 4 * sizes["n_embd"]):
         raise TuiGptError(f"{path}: n_inner {hf['n_inner']} is not 4 x n_embd; tui-gpt's MLP is 4 x wide")
     act = hf.get("activation_function", "gelu_new")

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-from tui_gpt.settings import RunSpec
+from tui_gpt.settings import RunSpec, heads_problem
 
 _DEFAULT = RunSpec()  # the one place the defaults live
 
@@ -64,7 +64,7 @@ class KVCache:
 class CausalSelfAttention(nn.Module):
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
-        assert config.n_embd % config.n_head == 0, "n_embd must be divisible by n_head"
+        assert not (why := heads_problem(config.n_embd, config.n_head)), why
         self.config = config
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)

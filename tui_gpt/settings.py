@@ -273,10 +273,22 @@ def problem(name: str, value: Any) -> str | None:
 
 
 def first_problem(values: dict[str, Any], prefix: str = "") -> str | None:
-    """The first setting in `values` that breaks its rule, named ("train.lr must be ..."), or None."""
+    """The first setting in `values` that breaks its rule, named ("train.lr must be ..."), or None.
+
+    With both n_embd and n_head among them, the heads must also split the channels (`heads_problem`).
+    """
     for name, value in values.items():
         if why := problem(name, value):
             return f"{prefix}{name} {why}"
+    if "n_embd" in values and "n_head" in values:
+        return heads_problem(values["n_embd"], values["n_head"], (f"{prefix}n_embd", f"{prefix}n_head"))
+    return None
+
+
+def heads_problem(n_embd: int, n_head: int, names: tuple[str, str] = ("n_embd", "n_head")) -> str | None:
+    """The one rule that joins two settings: each head gets an equal slice of the channels. `names` name them."""
+    if n_embd % n_head:
+        return f"{names[0]} {n_embd} must be divisible by {names[1]} {n_head}"
     return None
 
 
@@ -286,9 +298,7 @@ def spec_problem(spec: RunSpec) -> str | None:
         value = opt.get(spec)
         if value is not None and not opt.flag_only and (why := problem(opt.field, value)):
             return f"{opt.flag} {why}"
-    if spec.n_embd % spec.n_head:
-        return f"--n-embd {spec.n_embd} must be divisible by --n-head {spec.n_head}"
-    return None
+    return heads_problem(spec.n_embd, spec.n_head, ("--n-embd", "--n-head"))
 
 
 THREADS_HELP = "CPU threads to train on (default 0: all cores, or fewer where a trial finds that faster)"
