@@ -425,10 +425,13 @@ def _load_weights(model: GPT, file: Path) -> None:
             raise TuiGptError(f"{file}: {name} holds NaN or infinite values; the weights cannot be used")
 
 
-def load_trainer(path: Path, data: TokenData, device: str = "auto") -> Trainer:
-    """A trainer restored to the exact step, optimizer and random state of a checkpoint."""
+def load_trainer(path: Path, data: TokenData, device: str = "auto", cfg: dict | None = None) -> Trainer:
+    """A trainer restored to the exact step, optimizer and random state of a checkpoint.
+
+    `cfg` is its config.json if the caller has read it already (`read_config_json`): it is not read twice.
+    """
     path = resolve(path)
-    cfg = read_config_json(path)
+    cfg = read_config_json(path) if cfg is None else cfg
     config = GPTConfig(**cfg["model"])
     tconf = TrainConfig.from_dict(cfg.get("train", {}))
     tconf.device = device

@@ -106,7 +106,7 @@ def open_run(spec: RunSpec, progress: Progress | None = None) -> Run:
         tokenizer = load_tokenizer(ckpt, cfg["model"]["vocab_size"])  # before the text: cheap checks first
         corpus = load_corpus(sources, _step(progress, "reading text"))
         data = TokenData.build(corpus, tokenizer, _step(progress, "tokenizing"))
-        trainer = load_trainer(ckpt, data, device=spec.train.device)
+        trainer = load_trainer(ckpt, data, device=spec.train.device, cfg=cfg)
         _apply_given(trainer, spec, tokenizer)
         spec = replace(spec, sources=sources)
         return Run(spec, corpus, tokenizer, data, trainer)
