@@ -219,6 +219,26 @@ def read_capped(path: Path, cap: int) -> bytes:
     return data
 
 
+class Autosave:
+    """When a run saves by itself, in `train` and in the app's trainer: `every` seconds (0: never) after
+    the last save, once there is a step it did not save."""
+
+    def __init__(self, every: float, saved_step: int | None = None) -> None:
+        self.every = every
+        self.last = time.monotonic()  # when the last save was
+        self.step = saved_step  # the step it saved; None: none yet
+
+    def unsaved(self, step: int) -> bool:
+        return step != self.step
+
+    def due(self, step: int) -> bool:
+        return bool(self.every) and self.unsaved(step) and time.monotonic() - self.last >= self.every
+
+    def saved(self, step: int | None) -> None:
+        """A save was made now, of `step` (None: it failed, and no step is saved)."""
+        self.last, self.step = time.monotonic(), step
+
+
 def write_json(path: Path, obj: object) -> None:
     """Write `obj` to `path` as indented JSON: the one writer of checkpoint and export files."""
     path.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")

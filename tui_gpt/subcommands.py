@@ -6,7 +6,6 @@ import argparse
 import codecs
 import signal
 import sys
-import time
 from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from rich.progress import (
 from rich.table import Table
 
 from tui_gpt.errors import TuiGptError
-from tui_gpt.savedir import CheckpointLock, check_out
+from tui_gpt.savedir import Autosave, CheckpointLock, check_out
 from tui_gpt.session import RunSpec, open_run
 from tui_gpt.settings import DEFAULT_STEPS, SEARCH_SECONDS
 from tui_gpt.visible import cell, visible
@@ -238,8 +237,7 @@ def _train(args: argparse.Namespace, run, out: Path, signals: _Signals, main: bo
             applied = ", ".join(f"{k} {v}" for k, v in changes[-1].items() if k != "step")
             console.print(f"applied from the command line: {applied}", markup=False)
     first = trainer.step
-    autosave = args.autosave or 0
-    last_save, saved_step = time.monotonic(), None  # when the last save was, and the step it saved
+    autosave = Autosave(args.autosave or 0)
     cut: Cut | None = None
     signals.mode = "train"
     with _bar(transient=not main) as bar:
@@ -257,10 +255,8 @@ def _train(args: argparse.Namespace, run, out: Path, signals: _Signals, main: bo
                         f"step {ev.step:>6}: train {ev.eval_train_loss:.4f}  val {ev.val_loss:.4f}  "
                         f"lr {ev.lr:.2e}  {ev.tokens_per_s:,.0f} tok/s"
                     )
-                due = ev.val_loss is not None or (autosave and time.monotonic() - last_save >= autosave)
-                if main and due:
-                    saved_step = trainer.step if _save(run, out, signals, bar.console) else None
-                    last_save = time.monotonic()
+                if main and (ev.val_loss is not None or autosave.due(trainer.step)):
+                    autosave.saved(trainer.step if _save(run, out, signals, bar.console) else None)
                 if signals.stop:
                     break
         except _Stop:
@@ -279,7 +275,7 @@ def _train(args: argparse.Namespace, run, out: Path, signals: _Signals, main: bo
         if cut is not None:
             why = f"{escape(str(cut))}; "
         # The last save, before the bar is drawn for the last time; unless the last step is saved already.
-        if saved_step == trainer.step:
+        if not autosave.unsaved(trainer.step):
             path = out
             if why:
                 _say(f"{why}step {trainer.step} is saved in {out}", bar.console)

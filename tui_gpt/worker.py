@@ -49,7 +49,7 @@ from tui_gpt.protocol import (
     TookWeights,
     Weights,
 )
-from tui_gpt.savedir import CheckpointLock
+from tui_gpt.savedir import Autosave, CheckpointLock
 from tui_gpt.session import Run, RunSpec, open_run
 
 LOSS_EVERY = 0.25  # seconds between loss batches
@@ -171,10 +171,9 @@ class TrainerLoop:
         out: str | None = None,
     ) -> None:
         self.spec = spec
-        self.autosave = autosave  # (folder, seconds): save there this often, and when the app dies
+        self.autosave_to = autosave[0] if autosave else None  # save there this often, and when the app dies
+        self.autosave = Autosave(autosave[1] if autosave else 0, saved_step=0)
         self.out = out  # the run's checkpoint folder: where a run that cannot go on saves before it stops
-        self.last_save = time.monotonic()
-        self.saved_step = 0
         self.commands = commands
         self.events = events
         self.paused = False
@@ -207,7 +206,7 @@ class TrainerLoop:
         run = open_run(spec, progress)
         self.run, self.spec = run, run.spec
         self.commands_on_run = RunCommands(run)
-        self.saved_step = run.trainer.step
+        self.autosave.step = run.trainer.step
         self.steps = run.trainer.run()
         self.announce()
 
@@ -292,15 +291,11 @@ class TrainerLoop:
             why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             message = f"could not save to {path}: {why}; the previous checkpoint is intact"
         else:
-            self.last_save, self.saved_step = time.monotonic(), step
+            self.autosave.saved(step)
             self.events.put(Saved(str(out), step))
             return True
         self.events.put(Failed(message, fatal=False, save_path=path))
         return False
-
-    def autosave_due(self) -> bool:
-        every = self.autosave[1] if self.autosave else 0
-        return bool(every) and self.run.trainer.step > self.saved_step and time.monotonic() - self.last_save >= every
 
     def loop(self) -> None:
         from tui_gpt.tokencache import Cut
@@ -311,7 +306,7 @@ class TrainerLoop:
         except Cut as exc:  # the text is gone from under the run, not what it learned: save that
             self.flush_losses()
             step = self.run.trainer.step
-            if step == self.saved_step:
+            if not self.autosave.unsaved(step):
                 kept = f"step {step} is saved" + (f" in {self.out}" if self.out else "")
             elif self.out and self.save(self.out):
                 kept = f"saved step {step} to {self.out}"
@@ -325,8 +320,8 @@ class TrainerLoop:
             if parent is not None and not parent.is_alive():
                 # Orphaned (the app was killed): save what was trained, since nobody will quit us.
                 self.orphaned = True
-                if self.autosave and self.run.trainer.step > self.saved_step:
-                    self.save(self.autosave[0])
+                if self.autosave_to and self.autosave.unsaved(self.run.trainer.step):
+                    self.save(self.autosave_to)
                 break
             idle = self.paused and not self.pending_steps
             try:
@@ -347,8 +342,8 @@ class TrainerLoop:
                 self.flush_losses()
             if now - self.last_weights >= WEIGHTS_EVERY or self.paused:
                 self.send_weights()
-            if self.autosave_due():
-                self.save(self.autosave[0])
+            if self.autosave_to and self.autosave.due(self.run.trainer.step):
+                self.save(self.autosave_to)
         self.flush_losses()
         self.events.put(Stopped(self.run.trainer.step if self.run else 0))
 
