@@ -31,7 +31,7 @@ def test_next_tokens_typed_key_by_key_equal_a_whole_forward_pass(lens):
         fast = lens.next_tokens(text, 10, 1.0)
         full = lens.analyze(text, 10, 1.0).prediction
         assert fast.ids == full.ids and same(fast.guesses, full.guesses), text
-    assert lens._typed is not None and lens._typed[1] == fast.ids  # the cache follows the window
+    assert lens._prompt_cache is not None and lens._prompt_cache[1] == fast.ids  # the cache follows the window
 
 
 def test_next_tokens_after_a_backspace_a_slide_and_new_weights(lens, trained):

@@ -55,7 +55,8 @@ class Lens:
         # Models that worker threads are reading: a snapshot never loads into one of them.
         self._leases: dict[int, int] = {}
         self._lock = threading.Lock()
-        self._typed: tuple[GPT, list[int], KVCache, torch.Tensor] | None = None  # the prompt's cache, for next_tokens
+        # The prompt's keys and values, for next_tokens: (model, ids, cache, last logits).
+        self._prompt_cache: tuple[GPT, list[int], KVCache, torch.Tensor] | None = None
         self._version = 0  # bumped by every swap: work done ahead belongs to one set of weights
         self._ahead: dict[tuple, NextWords] = {}  # (text, k, temperature) -> next words worked out ahead
         self.ahead_hits = 0  # keys answered from work done ahead (for the bench)
@@ -79,7 +80,7 @@ class Lens:
         """Make `model` the one that answers probes; keep the old one for the next snapshot."""
         with self._lock:
             # A spare holds other weights now: the prompt's cached keys and values of it are stale.
-            self._typed = None
+            self._prompt_cache = None
             self._version += 1
             self._ahead = {}
             old, self.model, self.step = self.model, model, step
@@ -110,20 +111,20 @@ class Lens:
         """The top-k next tokens alone (no attention, no examples), reusing the keys and values of the
         prompt as it was: typing at its end costs one token's forward pass, not the whole context's."""
         ids, dropped = context(self.tokenizer.encode(text) or [self.tokenizer.eot_id], self.config.block_size)
-        model, typed = self.model, self._typed
-        if typed is not None and typed[0] is model and typed[1] == ids:
-            last = typed[3]
+        model, cached = self.model, self._prompt_cache
+        if cached is not None and cached[0] is model and cached[1] == ids:
+            last = cached[3]
         else:
             cache = None
             new = ids
-            if self.config.causal and typed is not None and typed[0] is model and ids[: len(typed[1])] == typed[1]:
-                cache, new = typed[2], ids[len(typed[1]) :]  # the prompt grew at its end: extend its cache
+            if self.config.causal and cached is not None and cached[0] is model and ids[: len(cached[1])] == cached[1]:
+                cache, new = cached[2], ids[len(cached[1]) :]  # the prompt grew at its end: extend its cache
             if self.config.causal:
                 logits, cache = model.forward_cached(torch.tensor([new], dtype=torch.long), cache)
             else:  # without the mask every position sees the future: no cache can hold
                 logits, _, _ = model(torch.tensor([ids], dtype=torch.long))
             last = logits[0, -1].float()
-            self._typed = (model, ids, cache, last) if cache is not None else None
+            self._prompt_cache = (model, ids, cache, last) if cache is not None else None
         return Prediction(ids, dropped, top_guesses(last, self.tokenizer, k, temperature), None)
 
     def analyze(self, text: str, k: int, temperature: float) -> Analysis:

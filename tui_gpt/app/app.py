@@ -175,7 +175,7 @@ class GPTApp(App[None]):
 
     @on(Input.Changed, "#prompt")
     def _prompt_changed(self) -> None:
-        self.probes.typed()
+        self.probes.prompt_changed()
 
     def redraw_chart(self) -> None:
         """The chart and its hints, if the curve changed (a timer of the main screen)."""

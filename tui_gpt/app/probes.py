@@ -55,14 +55,14 @@ class Probes:
         self.marked = (prefix_ids, target, word)
         self.refresh()
 
-    def typed(self) -> None:
+    def prompt_changed(self) -> None:
         """A key changed the prompt. Probe once all keys already queued are in: a burst or a paste costs one probe."""
         self.last_key = time.monotonic()
         if self.app.lens is not None:
             self._hold()
         if not self._queued:
             self._queued = True
-            self.app.call_later(self._typed)
+            self.app.call_later(self._probe_queued)
 
     def _hold(self) -> None:
         """Stop the trainer until this key's answer is on screen (or HOLD_LIMIT has passed)."""
@@ -74,7 +74,7 @@ class Probes:
     def _release(self) -> None:
         self.app.client.hold.release()
 
-    def _typed(self) -> None:
+    def _probe_queued(self) -> None:
         self._queued = False
         self.refresh()
 

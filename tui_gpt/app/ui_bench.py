@@ -72,7 +72,7 @@ def _rate(samples: list[tuple[float, int]], since: float) -> float:
 
 
 @dataclass
-class Typed:
+class TypingResults:
     """What typing into the app measured."""
 
     topk: list[float] = field(default_factory=list)  # seconds from each key to the repainted next tokens
@@ -91,7 +91,7 @@ class Typist:
         self.renders: list[float] = []  # when the top-k pane rendered
         self.words: list[tuple[float, int]] = []  # (when, the probe generation the words answer)
 
-    async def run(self, spec: RunSpec, n_keys: int, out: str) -> Typed:
+    async def run(self, spec: RunSpec, n_keys: int, out: str) -> TypingResults:
         from tui_gpt.app.app import GPTApp
         from tui_gpt.app.probes import Probes
         from tui_gpt.app.widgets.topk import TopKBars
@@ -117,18 +117,18 @@ class Typist:
                 await self._ready(app)
                 idle_start, idle_step = time.monotonic(), app.step
                 await asyncio.sleep(IDLE)  # nobody types: the trainer has every core
-                typed = Typed(idle=(app.step - idle_step) / (time.monotonic() - idle_start))
+                results = TypingResults(idle=(app.step - idle_step) / (time.monotonic() - idle_start))
                 start, start_step, holds = time.monotonic(), app.step, app.client.hold.holds
-                await self._type(app, n_keys, typed)
-                typed.typing = (app.step - start_step) / (time.monotonic() - start)
-                typed.keys_per_s = n_keys / (time.monotonic() - start)
-                typed.holds = app.client.hold.holds - holds
-                typed.ahead_hits = app.lens.ahead_hits
+                await self._type(app, n_keys, results)
+                results.typing = (app.step - start_step) / (time.monotonic() - start)
+                results.keys_per_s = n_keys / (time.monotonic() - start)
+                results.holds = app.client.hold.holds - holds
+                results.ahead_hits = app.lens.ahead_hits
                 await pilot.press("ctrl+q")
         finally:
             TopKBars.render = original  # type: ignore[method-assign]
             Probes._show_words = show_words  # type: ignore[method-assign]
-        return typed
+        return results
 
     @staticmethod
     async def _ready(app: Any) -> None:
@@ -142,7 +142,7 @@ class Typist:
             await asyncio.sleep(0.05)
         await asyncio.sleep(SETTLE)
 
-    async def _type(self, app: Any, n_keys: int, typed: Typed) -> None:
+    async def _type(self, app: Any, n_keys: int, results: TypingResults) -> None:
         """Type `n_keys` keys at a quick typist's pace, each once the last one's next words are in (or 2 s)."""
         rng = random.Random(0)
         for i in range(n_keys):
@@ -157,12 +157,12 @@ class Typist:
             while len(self.renders) == before and time.perf_counter() - t0 < 1.0:
                 await asyncio.sleep(0.0005)
             if len(self.renders) > before:
-                typed.topk.append(self.renders[before] - t0)
+                results.topk.append(self.renders[before] - t0)
             # The words for this key: the search of the newest probe (weight updates start one too).
             while time.perf_counter() - t0 < 2.0:
                 shown = [t for t, g in self.words if g == app.probes.generation and t > t0]
                 if shown:
-                    typed.words.append(shown[0] - t0)
+                    results.words.append(shown[0] - t0)
                     break
                 await asyncio.sleep(0.001)
             await asyncio.sleep(rng.uniform(*KEY_GAP))
@@ -254,25 +254,25 @@ def bench_ui(args: argparse.Namespace) -> int:
     alone = {n: headless_steps_per_s(spec, seconds=seconds, threads=n) for n in sorted({1, cores()})}
     best = max(alone.values())
     print(f"bench --ui: typing {args.keys} keys into the app while it trains ({what}) …", flush=True)
-    typed = asyncio.run(Typist().run(spec, args.keys, tempfile.mkdtemp(prefix="tui-gpt-bench-")))
+    results = asyncio.run(Typist().run(spec, args.keys, tempfile.mkdtemp(prefix="tui-gpt-bench-")))
     lines = [
-        _figure(f"key -> next tokens on screen, {what}", typed.topk, args.keys, bars[0]),
-        _figure(f"key -> next words on screen, {what}", typed.words, args.keys, bars[1]),
-        f"keys whose next words were worked out ahead, while the person paused: {typed.ahead_hits} of {args.keys}",
+        _figure(f"key -> next tokens on screen, {what}", results.topk, args.keys, bars[0]),
+        _figure(f"key -> next words on screen, {what}", results.words, args.keys, bars[1]),
+        f"keys whose next words were worked out ahead, while the person paused: {results.ahead_hits} of {args.keys}",
     ]
     if not spec.model:
         big = replace(spec, n_layer=6, n_head=6, n_embd=384)
         print(f"bench --ui: typing {args.keys // 2} keys with a 6-layer, 384-wide model …", flush=True)
-        big_typed = asyncio.run(Typist().run(big, args.keys // 2, tempfile.mkdtemp(prefix="tui-gpt-bench-")))
-        lines.append(_figure("key -> next words on screen, 6 layers x 384", big_typed.words, args.keys // 2, "none"))
-    idle, typing = (typed.idle / best if best else 0.0), (typed.typing / best if best else 0.0)
+        big_results = asyncio.run(Typist().run(big, args.keys // 2, tempfile.mkdtemp(prefix="tui-gpt-bench-")))
+        lines.append(_figure("key -> next words on screen, 6 layers x 384", big_results.words, args.keys // 2, "none"))
+    idle, typing = (results.idle / best if best else 0.0), (results.typing / best if best else 0.0)
     lines += [
         "trainer steps/s headless: "
         + ", ".join(f"{v:.2f} at {n} thread{'s' if n > 1 else ''}" for n, v in alone.items()),
-        f"training in the app, nobody typing: {typed.idle:.2f} steps/s = {100 * idle:.0f}% of the best headless"
+        f"training in the app, nobody typing: {results.idle:.2f} steps/s = {100 * idle:.0f}% of the best headless"
         "  (bar: >= 85%)",
-        f"training in the app while typing {typed.keys_per_s:.1f} keys/s: {typed.typing:.2f} steps/s = "
-        f"{100 * typing:.0f}% of the best headless; the trainer was stopped for {typed.holds} keys  (bar: >= 50%)",
+        f"training in the app while typing {results.keys_per_s:.1f} keys/s: {results.typing:.2f} steps/s = "
+        f"{100 * typing:.0f}% of the best headless; the trainer was stopped for {results.holds} keys  (bar: >= 50%)",
     ]
     if paints:
         lines.append(
@@ -281,7 +281,8 @@ def bench_ui(args: argparse.Namespace) -> int:
         )
     print("\n".join(lines))
     print(
-        f"bench-ui: keys={len(typed.topk)} topk_p95_ms={_p95(typed.topk):.1f} words_p95_ms={_p95(typed.words):.1f} "
+        f"bench-ui: keys={len(results.topk)} topk_p95_ms={_p95(results.topk):.1f} "
+        f"words_p95_ms={_p95(results.words):.1f} "
         f"idle_ratio={idle:.2f} typing_ratio={typing:.2f}"
         + (f" first_paint_s={statistics.median(paints):.3f}" if paints else "")
     )
