@@ -239,66 +239,124 @@ def next_words(
     cancelled = cancelled or (lambda: False)
     if cancelled():
         return None
-    deadline = time.monotonic() + seconds
-    tables = _tables(tokenizer)
-    texts = tables.texts
-    head, typed = split_typed(text)
-    ends_after: torch.Tensor | None = None  # with after_word: the tokens that may start the next word
-    if after_word and typed.strip():
-        _, last_state = _scan(START, typed)
-        head, typed = text, ""
-        ends_after = tables.ends[last_state].clone()
-        ends_after[tokenizer.eot_id] = False  # the end of the text is no next word
-    bs = model.config.block_size
-    room = max(1, min(max_tokens, bs // 2))  # positions kept for the word; the rest hold the text
-    ctx = tokenizer.encode(head)[-(bs - room) :] or [tokenizer.eot_id]  # nothing before: a document start
-    if model.training:
-        model.eval()
-    dev = next(model.parameters()).device
-    inv_t = 1.0 / max(temperature, 1e-6)
-    cache = None
-    if model.config.causal:
-        root_logits, cache = model.forward_cached(torch.tensor([ctx], dtype=torch.long, device=dev))
-        root_logits = root_logits[0, -1:].float()  # (1, V)
-    else:
-        root_logits = _logits(model, ctx, None, [_Path([], "", START, 1.0)])
-    forwards = 1
+    search = _WordSearch(model, tokenizer, text, k, max_tokens, after_word, time.monotonic() + seconds)
+    return search.run(temperature, budget, width, cancelled)
 
-    words: dict[str, list[float]] = {}  # text -> [prob, best spelling's prob, its tokens]
-    # Max-heap of partial words by probability: (-p, order, parent, token, state); a child is made a
-    # _Path only when popped, since most are never expanded.
-    frontier: list[tuple[float, int, _Path, int, int]] = []
-    order = 0  # tie-break for the heap
-    bound = 0.0  # the most probable path the search had to drop: the top-k is proven only above it
-    # p(the continuation starts with the typed characters), or with a new word (after_word): the condition
-    typed_mass = [1.0 if not typed and ends_after is None else 0.0]
 
-    def kth() -> float:
-        if len(words) < k:
+class _WordSearch:
+    """One call of `next_words`: the text split at its current word, the words found, the frontier."""
+
+    def __init__(
+        self,
+        model: GPT,
+        tokenizer: TextTokenizer,
+        text: str,
+        k: int,
+        max_tokens: int,
+        after_word: bool,
+        deadline: float,
+    ) -> None:
+        self.model, self.k, self.deadline = model, k, deadline
+        self.tables = _tables(tokenizer)
+        self.texts = self.tables.texts
+        head, self.typed = split_typed(text)
+        self.ends_after: torch.Tensor | None = None  # with after_word: the tokens that may start the next word
+        if after_word and self.typed.strip():
+            _, last_state = _scan(START, self.typed)
+            head, self.typed = text, ""
+            self.ends_after = self.tables.ends[last_state].clone()
+            self.ends_after[tokenizer.eot_id] = False  # the end of the text is no next word
+        bs = model.config.block_size
+        self.room = max(1, min(max_tokens, bs // 2))  # positions kept for the word; the rest hold the text
+        self.ctx = tokenizer.encode(head)[-(bs - self.room) :] or [tokenizer.eot_id]  # nothing before: a document start
+        self.words: dict[str, list[float]] = {}  # text -> [prob, best spelling's prob, its tokens]
+        # Max-heap of partial words by probability: (-p, order, parent, token, state); a child is made a
+        # _Path only when popped, since most are never expanded.
+        self.frontier: list[tuple[float, int, _Path, int, int]] = []
+        self.order = 0  # tie-break for the heap
+        self.bound = 0.0  # the most probable path the search had to drop: the top-k is proven only above it
+        # p(the continuation starts with the typed characters), or with a new word (after_word): the condition
+        self.typed_mass = 1.0 if not self.typed and self.ends_after is None else 0.0
+        self.forwards = 0  # forward passes spent, the prefix's included
+
+    def run(self, temperature: float, budget: int, width: int, cancelled: Callable[[], bool]) -> NextWords | None:
+        """Read the text, then expand the likeliest partial words until the top-k is proven or a limit is hit."""
+        model = self.model
+        if model.training:
+            model.eval()
+        self.inv_t = 1.0 / max(temperature, 1e-6)
+        root_logits, cache = self._read_context()
+        cfg, dev = model.config, next(model.parameters()).device
+        empty = torch.empty(0, cfg.n_layer, 2, cfg.n_head, cfg.n_embd // cfg.n_head, device=dev)
+        self._expand_all([_Path([], "", START, 1.0, kv=empty)], root_logits)
+        stopped = ""  # what ended the search before the frontier was done: the budget or the clock
+        frontier = self.frontier
+        while frontier and -frontier[0][0] > self._kth():
+            if self.forwards >= budget or time.monotonic() >= self.deadline:
+                stopped = "budget" if self.forwards >= budget else "time"
+                break
+            if cancelled():
+                return None
+            floor = self._kth()
+            batch: list[_Path] = []
+            while frontier and len(batch) < width and -frontier[0][0] > floor:
+                batch.append(self._pop())
+            self._expand_all(batch, _logits(model, self.ctx, cache, batch))
+            self.forwards += 1
+        return self._answer(stopped)
+
+    def _read_context(self) -> tuple[torch.Tensor, KVCache | None]:
+        """The next-token logits (1, V) after the text before the word, and its keys and values (causal only)."""
+        model = self.model
+        dev = next(model.parameters()).device
+        cache = None
+        if model.config.causal:
+            root_logits, cache = model.forward_cached(torch.tensor([self.ctx], dtype=torch.long, device=dev))
+            root_logits = root_logits[0, -1:].float()  # (1, V)
+        else:
+            root_logits = _logits(model, self.ctx, None, [_Path([], "", START, 1.0)])
+        self.forwards = 1
+        return root_logits, cache
+
+    def _kth(self) -> float:
+        """The k-th best word's probability so far (0 with fewer than k)."""
+        if len(self.words) < self.k:
             return 0.0
-        return heapq.nlargest(k, (w[0] for w in words.values()))[-1]
+        return heapq.nlargest(self.k, (w[0] for w in self.words.values()))[-1]
 
-    def add_word(word: str, p: float, n_tokens: int) -> None:
-        w = words.setdefault(word, [0.0, 0.0, 0])
+    def _add_word(self, word: str, p: float, n_tokens: int) -> None:
+        w = self.words.setdefault(word, [0.0, 0.0, 0])
         w[0] += p
         if p > w[1]:
             w[1], w[2] = p, n_tokens
 
-    def push(parent: _Path, v: int, state: int, p: float) -> None:
-        nonlocal order, bound
-        if len(parent.ids) >= room:  # no position left to read what follows the child
-            bound = max(bound, p)
+    def _push(self, parent: _Path, v: int, state: int, p: float) -> None:
+        if len(parent.ids) >= self.room:  # no position left to read what follows the child
+            self.bound = max(self.bound, p)
             return
-        order += 1
-        heapq.heappush(frontier, (-p, order, parent, v, state))
+        self.order += 1
+        heapq.heappush(self.frontier, (-p, self.order, parent, v, state))
 
-    def pop() -> _Path:
-        p, _, parent, v, state = heapq.heappop(frontier)
-        return _Path([*parent.ids, v], parent.text + texts[v], state, -p, parent.kv)
+    def _pop(self) -> _Path:
+        p, _, parent, v, state = heapq.heappop(self.frontier)
+        return _Path([*parent.ids, v], parent.text + self.texts[v], state, -p, parent.kv)
 
-    def expand_typed(path: _Path, probs: torch.Tensor) -> None:
+    def _expand_all(self, paths: list[_Path], logits: torch.Tensor) -> None:
+        probs = F.softmax(logits.double() * self.inv_t, dim=-1).cpu()  # (B, V)
+        floor = self._kth()  # a child below the k-th word can never enter the top k
+        rest = []
+        for i, path in enumerate(paths):
+            if len(path.text) < len(self.typed) or (self.ends_after is not None and not path.ids):
+                self._expand_typed(path, probs[i])
+            else:
+                rest.append(i)
+        if rest:
+            self._expand([paths[i] for i in rest], probs[rest], floor)
+
+    def _expand_typed(self, path: _Path, probs: torch.Tensor) -> None:
         """Children of a path that has not spelled all the typed characters yet."""
-        fits = [v for v in tables.plain if typed.startswith(t2 := path.text + texts[v]) or t2.startswith(typed)]
+        typed, texts, ends_after = self.typed, self.texts, self.ends_after
+        fits = [v for v in self.tables.plain if typed.startswith(t2 := path.text + texts[v]) or t2.startswith(typed)]
         if ends_after is not None and not path.ids:
             fits = [v for v in fits if ends_after[v]]
         p_fits = probs[fits].tolist()
@@ -307,15 +365,15 @@ def next_words(
             at, state = _scan(START, t2)
             p = path.prob * pv
             if len(t2) >= len(typed):  # this spelling has covered the typed characters: one disjoint event
-                typed_mass[0] += p
+                self.typed_mass += p
             if at is None:
-                push(path, v, state, p)
+                self._push(path, v, state, p)
             elif at >= len(typed):  # a word that ends inside the typed characters is not their completion
-                add_word(t2[:at], p, len(path.ids) + 1)
+                self._add_word(t2[:at], p, len(path.ids) + 1)
 
-    def expand(batch: list[_Path], probs: torch.Tensor, floor: float) -> None:
+    def _expand(self, batch: list[_Path], probs: torch.Tensor, floor: float) -> None:
         """Children of paths past the typed characters: each word ends, or grows by one token."""
-        nonlocal bound
+        tables, texts = self.tables, self.texts
         states = torch.tensor([p.state for p in batch])  # (B,)
         joint = probs * torch.tensor([p.prob for p in batch], dtype=probs.dtype)[:, None]  # (B, V) path, then token
         ended = (joint * tables.ends[states]).sum(1).tolist()  # (B,) the word ends here
@@ -325,56 +383,30 @@ def next_words(
         next_states = tables.next_state[states[:, None], top.indices].tolist()
         for b, path in enumerate(batch):
             if path.text:
-                add_word(path.text, ended[b], len(path.ids))
+                self._add_word(path.text, ended[b], len(path.ids))
             crossing = tables.crosses[path.state]
             if crossing:
                 for (v, at), p in zip(crossing, joint[b, [v for v, _ in crossing]].tolist(), strict=True):
-                    add_word(path.text + texts[v][:at], p, len(path.ids) + 1)
+                    self._add_word(path.text + texts[v][:at], p, len(path.ids) + 1)
             if len(values[b]) > CHILDREN:
-                bound = max(bound, values[b][CHILDREN])
+                self.bound = max(self.bound, values[b][CHILDREN])
             for p, v, st in zip(values[b][:CHILDREN], ids[b][:CHILDREN], next_states[b], strict=False):
                 if p <= floor:
                     break
-                push(path, v, st, p)
+                self._push(path, v, st, p)
 
-    def expand_all(paths: list[_Path], logits: torch.Tensor) -> None:
-        probs = F.softmax(logits.double() * inv_t, dim=-1).cpu()  # (B, V)
-        floor = kth()  # a child below the k-th word can never enter the top k
-        rest = []
-        for i, path in enumerate(paths):
-            if len(path.text) < len(typed) or (ends_after is not None and not path.ids):
-                expand_typed(path, probs[i])
-            else:
-                rest.append(i)
-        if rest:
-            expand([paths[i] for i in rest], probs[rest], floor)
-
-    cfg = model.config
-    empty = torch.empty(0, cfg.n_layer, 2, cfg.n_head, cfg.n_embd // cfg.n_head, device=dev)
-    expand_all([_Path([], "", START, 1.0, kv=empty)], root_logits)
-    stopped = ""  # what ended the search before the frontier was done: the budget or the clock
-    while frontier and -frontier[0][0] > kth():
-        if forwards >= budget or time.monotonic() >= deadline:
-            stopped = "budget" if forwards >= budget else "time"
-            break
-        if cancelled():
-            return None
-        floor = kth()
-        batch: list[_Path] = []
-        while frontier and len(batch) < width and -frontier[0][0] > floor:
-            batch.append(pop())
-        expand_all(batch, _logits(model, ctx, cache, batch))
-        forwards += 1
-
-    best = sorted(words.items(), key=lambda kv: -kv[1][0])[:k]
-    floor = kth() if len(best) == k else 0.0
-    cut = max([bound] + [-f[0] for f in frontier[:1]]) > floor
-    # The frontier left unexpanded is the budget's or the clock's doing; a dropped path, the bounds'.
-    cut_by = (stopped if frontier and -frontier[0][0] > floor else "bounds") if cut else ""
-    z = typed_mass[0] or 1.0  # condition on the typed characters: p(word | they start it)
-    shown = [Word(w, p / z, -math.log(p / z) if p > 0 else math.inf, int(n)) for w, (p, _, n) in best]
-    other = max(0.0, 1.0 - sum(w.prob for w in shown))
-    return NextWords(shown, other, cut, cut_by, typed, forwards, len(ctx))
+    def _answer(self, stopped: str) -> NextWords:
+        """The top-k words found, conditioned on the typed characters, and whether (and why) the search was cut."""
+        k, frontier = self.k, self.frontier
+        best = sorted(self.words.items(), key=lambda kv: -kv[1][0])[:k]
+        floor = self._kth() if len(best) == k else 0.0
+        cut = max([self.bound] + [-f[0] for f in frontier[:1]]) > floor
+        # The frontier left unexpanded is the budget's or the clock's doing; a dropped path, the bounds'.
+        cut_by = (stopped if frontier and -frontier[0][0] > floor else "bounds") if cut else ""
+        z = self.typed_mass or 1.0  # condition on the typed characters: p(word | they start it)
+        shown = [Word(w, p / z, -math.log(p / z) if p > 0 else math.inf, int(n)) for w, (p, _, n) in best]
+        other = max(0.0, 1.0 - sum(w.prob for w in shown))
+        return NextWords(shown, other, cut, cut_by, self.typed, self.forwards, len(self.ctx))
 
 
 def ghost(model: GPT, tokenizer: TextTokenizer, text: str, **search: object) -> str:
