@@ -190,7 +190,7 @@ def _lost(exc: RuntimeError, signals: _Signals) -> str | None:
     return gone
 
 
-def _save_lost(run, out: Path, gone: str, saved_step: int | None, main: bool) -> TuiGptError:
+def _save_lost(run, out: Path, gone: str, autosave: Autosave, main: bool) -> TuiGptError:
     """The one line for a run whose peer is gone, once rank 0 has saved its own copy of the weights.
 
     They are the last whole step's (trainer.train_step), the same on every rank under DDP, and a
@@ -199,7 +199,7 @@ def _save_lost(run, out: Path, gone: str, saved_step: int | None, main: bool) ->
     step = run.trainer.step
     if not main:
         return TuiGptError(f"{gone}; only rank 0 saves, so this rank stops without saving")
-    if saved_step == step:
+    if not autosave.unsaved(step):
         return TuiGptError(f"{gone}; step {step} is saved in {out}")
     try:
         path = run.save(out)  # no signal interrupts it: see _Signals.finish
@@ -208,12 +208,9 @@ def _save_lost(run, out: Path, gone: str, saved_step: int | None, main: bool) ->
     return TuiGptError(f"{gone}; saved step {step} to {path}")
 
 
-def _train(args: argparse.Namespace, run, out: Path, signals: _Signals, main: bool = True) -> int:
-    from tui_gpt.tokencache import Cut
-
+def _describe(args: argparse.Namespace, run) -> None:
+    """Say what is about to train: the text, the model, where and how, and what a resume carries on from."""
     trainer = run.trainer
-    trainer.use_threads(args.threads)
-    steps = args.steps if args.steps or args.time else DEFAULT_STEPS
     n_params = trainer.model.num_params()
     # File, folder and model names, and the tuning cache's note, are text: escaped, never read as markup.
     console.print(
@@ -236,6 +233,15 @@ def _train(args: argparse.Namespace, run, out: Path, signals: _Signals, main: bo
         if changes and changes[-1].get("step") == trainer.step:
             applied = ", ".join(f"{k} {v}" for k, v in changes[-1].items() if k != "step")
             console.print(f"applied from the command line: {applied}", markup=False)
+
+
+def _train(args: argparse.Namespace, run, out: Path, signals: _Signals, main: bool = True) -> int:
+    from tui_gpt.tokencache import Cut
+
+    trainer = run.trainer
+    trainer.use_threads(args.threads)
+    steps = args.steps if args.steps or args.time else DEFAULT_STEPS
+    _describe(args, run)
     first = trainer.step
     autosave = Autosave(args.autosave or 0)
     cut: Cut | None = None
@@ -266,7 +272,7 @@ def _train(args: argparse.Namespace, run, out: Path, signals: _Signals, main: bo
         except RuntimeError as exc:
             if not (gone := _lost(exc, signals)):
                 raise
-            raise _save_lost(run, out, gone, saved_step, main) from None
+            raise _save_lost(run, out, gone, autosave, main) from None
         stopped = signals.stop
         code = 1 if cut is not None else 128 + stopped if stopped is not None else 0
         if not main:
