@@ -298,37 +298,51 @@ def load_corpus(
     sources = list(sources) or [DEFAULT_CORPUS]
     if len(sources) == 1 and sources[0] in BUILTINS and not Path(sources[0]).exists():
         return _builtin(sources[0])
-    plan: list[tuple[Path, bool]] = []
-    for src in sources:
-        path = Path(src).expanduser()
-        if src in BUILTINS and not path.exists():
-            raise TuiGptError(f"built-in corpus {src!r} cannot be mixed with files; pass it alone")
-        try:
-            path.stat()
-        except FileNotFoundError:
-            pass  # a missing file gets its own message below
-        except OSError as exc:
-            raise TuiGptError(f"{path}: cannot be read ({exc.strerror}); check its permissions") from None
-        if path.is_dir():
-            found = _files_under(path)
-            if not found:
-                raise TuiGptError(f"{path}: directory has no files in it; pass a folder with .txt files")
-            plan.extend((f, False) for f in found)
-        elif path.is_file():
-            plan.append((path, True))
-        elif path.exists():
-            raise TuiGptError(f"{path}: not a regular file; pass a text file or a folder")
-        else:
-            raise TuiGptError(
-                f"{src}: no such file or directory; pass text files, a folder, "
-                f"or a built-in corpus ({', '.join(BUILTINS)})"
-            )
+    plan = [entry for src in sources for entry in _files_of(src)]
     total = sum(p.stat().st_size for p, _ in plan)
     if total > max_bytes:
         raise TuiGptError(
             f"{', '.join(sources)}: corpus is {_human(total)}, more than the {_human(max_bytes)} "
             f"tui-gpt trains on; pass fewer or smaller files"
         )
+    docs, skipped = _scan_all(plan, total, progress)
+    if not docs:
+        where = ", ".join(sources)
+        raise TuiGptError(f"{where}: no UTF-8 text found ({len(skipped)} files skipped); pass plain text files")
+    name = sources[0] if len(sources) == 1 else f"{sources[0]} + {len(sources) - 1} more"
+    return Corpus(name, tuple(docs), tuple(skipped))
+
+
+def _files_of(src: str) -> list[tuple[Path, bool]]:
+    """The files source `src` names, each with whether it was named itself (a folder's files are not)."""
+    path = Path(src).expanduser()
+    if src in BUILTINS and not path.exists():
+        raise TuiGptError(f"built-in corpus {src!r} cannot be mixed with files; pass it alone")
+    try:
+        path.stat()
+    except FileNotFoundError:
+        pass  # a missing file gets its own message below
+    except OSError as exc:
+        raise TuiGptError(f"{path}: cannot be read ({exc.strerror}); check its permissions") from None
+    if path.is_dir():
+        found = _files_under(path)
+        if not found:
+            raise TuiGptError(f"{path}: directory has no files in it; pass a folder with .txt files")
+        return [(f, False) for f in found]
+    if path.is_file():
+        return [(path, True)]
+    if path.exists():
+        raise TuiGptError(f"{path}: not a regular file; pass a text file or a folder")
+    raise TuiGptError(
+        f"{src}: no such file or directory; pass text files, a folder, or a built-in corpus ({', '.join(BUILTINS)})"
+    )
+
+
+def _scan_all(plan: list[tuple[Path, bool]], total: int, progress: Progress | None) -> tuple[list[Document], list[str]]:
+    """Scan every planned file once: (the documents with text, the files of folders that had none).
+
+    A file named itself that is not text, or is blank, is an error; one found in a folder is skipped.
+    """
     done = 0
 
     def advance(n: int) -> None:
@@ -355,8 +369,4 @@ def load_corpus(
             skipped.append(str(path))
             continue
         docs.append(doc)
-    if not docs:
-        where = ", ".join(sources)
-        raise TuiGptError(f"{where}: no UTF-8 text found ({len(skipped)} files skipped); pass plain text files")
-    name = sources[0] if len(sources) == 1 else f"{sources[0]} + {len(sources) - 1} more"
-    return Corpus(name, tuple(docs), tuple(skipped))
+    return docs, skipped
