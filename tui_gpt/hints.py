@@ -47,57 +47,73 @@ def run_hints(history: Mapping[str, Sequence[float]], baselines: Mapping[str, fl
         return [Hint("nan", "error", f"the loss is {word}: lower the learning rate (--lr) or reset")]
     hints: list[Hint] = []
     smoothed = _finite_mean(loss[-SMOOTH:]) if loss else math.nan
-    uniform, unigram, bigram = (baselines.get(k) for k in ("uniform", "unigram", "bigram"))
-    diverging: Hint | None = None
+    diverging = _diverging(steps, loss, smoothed, baselines.get("uniform"))
+    if diverging is not None:
+        hints.append(diverging)
+    elif loss:  # comparing a diverging loss with the baselines would only repeat the alarm
+        hints += _against_baselines(smoothed, baselines.get("unigram"), baselines.get("bigram"))
+    if len(ev_val) >= window and len(ev_train) >= window:
+        hints += _overfitting(ev_train[-window], ev_train[-1], ev_val[-window], ev_val[-1])
+    if not hints:
+        now = f" (train loss {smoothed:.2f})" if math.isfinite(smoothed) else ""
+        hints.append(Hint("ok", "info", f"nothing unusual{now}: no sign of divergence or overfitting"))
+    return hints
+
+
+def _diverging(steps: list[float], loss: list[float], smoothed: float, uniform: float | None) -> Hint | None:
+    """The alarm, if the smoothed loss is worse than guessing (past the grace steps) or grew by half lately."""
     if loss and uniform is not None and steps and steps[-1] >= GRACE_STEPS and smoothed > uniform:
-        diverging = Hint(
+        return Hint(
             "diverging",
             "error",
             f"the loss {smoothed:.2f} is above the uniform baseline ln V = {uniform:.2f}, worse than guessing: "
             "the run is diverging; lower --lr (try half) or lengthen --warmup, then reset",
         )
-    elif len(loss) >= 2 * SMOOTH:
+    if len(loss) >= 2 * SMOOTH:
         before = _finite_mean(loss[-2 * SMOOTH : -SMOOTH])
         if smoothed > RISE * before:
-            diverging = Hint(
+            return Hint(
                 "diverging",
                 "error",
                 f"the loss rose from {before:.2f} to {smoothed:.2f} over the last {SMOOTH} steps: the run is "
                 "diverging; lower --lr (try half) or lengthen --warmup, then reset",
             )
-    if diverging is not None:
-        hints.append(diverging)
-    elif loss:  # comparing a diverging loss with the baselines would only repeat the alarm
-        if unigram is not None and smoothed > unigram:
-            hints.append(
-                Hint(
-                    "above_unigram",
-                    "info",
-                    f"still above the unigram baseline {unigram:.2f}: the model has not yet learned which tokens "
-                    "are common; keep training",
-                )
+    return None
+
+
+def _against_baselines(smoothed: float, unigram: float | None, bigram: float | None) -> list[Hint]:
+    """Where the smoothed loss stands against the unigram and bigram baselines."""
+    hints = []
+    if unigram is not None and smoothed > unigram:
+        hints.append(
+            Hint(
+                "above_unigram",
+                "info",
+                f"still above the unigram baseline {unigram:.2f}: the model has not yet learned which tokens "
+                "are common; keep training",
             )
-        if bigram is not None and smoothed < bigram:
-            hints.append(
-                Hint(
-                    "below_bigram",
-                    "info",
-                    f"below the bigram baseline {bigram:.2f}: it now uses more than the previous token",
-                )
+        )
+    if bigram is not None and smoothed < bigram:
+        hints.append(
+            Hint(
+                "below_bigram",
+                "info",
+                f"below the bigram baseline {bigram:.2f}: it now uses more than the previous token",
             )
-    if len(ev_val) >= window and len(ev_train) >= window:
-        v0, v1, t0, t1 = ev_val[-window], ev_val[-1], ev_train[-window], ev_train[-1]
-        # NaN (an evaluation without a train loss) fails every comparison, so it never warns.
-        if v1 > v0 and t1 < t0 and v1 - t1 > OVERFIT_GAP:
-            hints.append(
-                Hint(
-                    "overfitting",
-                    "warn",
-                    f"val is rising while train falls ({v0:.2f} → {v1:.2f} vs {t0:.2f} → {t1:.2f}): overfitting; "
-                    "try more text, --dropout 0.1-0.2, a smaller model, or stop here",
-                )
-            )
-    if not hints:
-        now = f" (train loss {smoothed:.2f})" if math.isfinite(smoothed) else ""
-        hints.append(Hint("ok", "info", f"nothing unusual{now}: no sign of divergence or overfitting"))
+        )
     return hints
+
+
+def _overfitting(t0: float, t1: float, v0: float, v1: float) -> list[Hint]:
+    """The warning, if val rose while train fell between two evaluations (t0, v0 the earlier)."""
+    # NaN (an evaluation without a train loss) fails every comparison, so it never warns.
+    if v1 > v0 and t1 < t0 and v1 - t1 > OVERFIT_GAP:
+        return [
+            Hint(
+                "overfitting",
+                "warn",
+                f"val is rising while train falls ({v0:.2f} → {v1:.2f} vs {t0:.2f} → {t1:.2f}): overfitting; "
+                "try more text, --dropout 0.1-0.2, a smaller model, or stop here",
+            )
+        ]
+    return []
