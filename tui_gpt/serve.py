@@ -108,6 +108,89 @@ def hide_token(record: logging.LogRecord) -> bool:
     return True
 
 
+def _has_token(request: web.Request, cookie: str, token: str) -> bool:
+    """The request carries this launch's token, in its query or its cookie."""
+    given = request.query.get("token") or request.cookies.get(cookie) or ""
+    return hmac.compare_digest(given.encode(), token.encode())
+
+
+def _same_origin(request: web.Request, public_url: str) -> bool:
+    """The request comes from the server's own page (a websocket must say so; a page load may not)."""
+    origin = request.headers.get("Origin")
+    if origin is None:  # browsers send one with every websocket; a page load may have none
+        return request.headers.get("Upgrade", "").lower() != "websocket" and request.path != "/ws"
+    page = f"{request.scheme}://{request.host}"  # the host the tab reached us by
+    return origin.lower() in (page.lower(), public_url.lower())
+
+
+def _on_this_host(context: dict[str, Any], request: web.Request) -> dict[str, Any]:
+    """textual-serve's page context with its websocket and static files on the host the page came from."""
+    scheme = "wss" if request.scheme == "https" else "ws"
+    context["app_websocket_url"] = f"{scheme}://{request.host}{request.app.router['websocket'].url_for()}"
+    context["config"]["static"]["url"] = f"{request.scheme}://{request.host}/static/"
+    return context
+
+
+async def _capped_session(
+    server: Any, request: web.Request, app_argv: Sequence[str], out: Path, max_sessions: int
+) -> web.WebSocketResponse:
+    """textual-serve's session, within the cap and with a run folder of its own; `server` counts `sessions`.
+
+    As textual-serve 1.1's handle_websocket, but with this session's command. A session
+    counts until its app has ended (it saves after its tab closes), then its folder is
+    removed if nothing was ever saved there.
+    """
+    from aiohttp import web
+
+    if server.sessions >= max_sessions:  # refused before the handshake: no process, no folder
+        logging.getLogger("textual-serve").warning(full(max_sessions).strip())
+        raise web.HTTPServiceUnavailable(text=full(max_sessions))
+    try:
+        folder = session_folder(out)
+    except TuiGptError as exc:
+        logging.getLogger("textual-serve").error(str(exc))
+        raise web.HTTPInternalServerError(text=f"tui-gpt serve: {exc}\n") from None
+    server.sessions += 1
+    print(f"tui-gpt serve: a new session saves into {folder}", flush=True)
+    try:
+        return await _run_app(server, request, app_command(app_argv, folder))
+    finally:
+        server.sessions -= 1
+        discard_unsaved(folder)
+
+
+async def _run_app(server: Server, request: web.Request, command: str) -> web.WebSocketResponse:
+    """One tab's session, as textual-serve 1.1's handle_websocket runs it, with `command` as its app."""
+    from aiohttp import web
+    from textual_serve.app_service import AppService
+    from textual_serve.server import to_int
+
+    websocket = web.WebSocketResponse(heartbeat=15)
+    width = to_int(request.query.get("width", "80"), 80)
+    height = to_int(request.query.get("height", "24"), 24)
+    app_service: AppService | None = None
+    try:
+        await websocket.prepare(request)
+        app_service = AppService(
+            command,
+            write_bytes=websocket.send_bytes,
+            write_str=websocket.send_str,
+            close=websocket.close,
+            download_manager=server.download_manager,
+            debug=server.debug,
+        )
+        await app_service.start(width, height)
+        await server._process_messages(websocket, app_service)
+    except asyncio.CancelledError:
+        await websocket.close()
+    except Exception as error:
+        logging.getLogger("textual-serve").exception(error)
+    finally:
+        if app_service is not None:
+            await app_service.stop()  # tells the app its tab is gone, then waits for it to end
+    return websocket
+
+
 def guarded_server(
     app_argv: Sequence[str], host: str, port: int, token: str, out: Path, max_sessions: int = MAX_SESSIONS
 ) -> Server:
@@ -121,22 +204,9 @@ def guarded_server(
     """
     import aiohttp_jinja2
     from aiohttp import web
-    from textual_serve.app_service import AppService
-    from textual_serve.server import Server, to_int
+    from textual_serve.server import Server
 
     cookie = cookie_name(port)
-    expected = token.encode()
-
-    def has_token(request: web.Request) -> bool:
-        given = request.query.get("token") or request.cookies.get(cookie) or ""
-        return hmac.compare_digest(given.encode(), expected)
-
-    def origin_ok(request: web.Request, public_url: str) -> bool:
-        origin = request.headers.get("Origin")
-        if origin is None:  # browsers send one with every websocket; a page load may have none
-            return request.headers.get("Upgrade", "").lower() != "websocket" and request.path != "/ws"
-        page = f"{request.scheme}://{request.host}"  # the host the tab reached us by
-        return origin.lower() in (page.lower(), public_url.lower())
 
     class GuardedServer(Server):
         sessions = 0  # sessions whose process runs: from the websocket's opening until the app has ended
@@ -144,7 +214,7 @@ def guarded_server(
         @web.middleware
         async def guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
             """Refuse, before any process starts, a request without the token or from another origin."""
-            if not (origin_ok(request, self.public_url) and has_token(request)):
+            if not (_same_origin(request, self.public_url) and _has_token(request, cookie, token)):
                 raise web.HTTPForbidden(text=REFUSED)
             response = await handler(request)
             if request.path == "/" and "token" in request.query:
@@ -165,59 +235,10 @@ def guarded_server(
             if self.sessions >= max_sessions:  # say why here: the page's websocket would only show "Session ended"
                 raise web.HTTPServiceUnavailable(text=full(max_sessions))
             context: dict[str, Any] = await Server.handle_index.__wrapped__(self, request)  # type: ignore[attr-defined]
-            scheme = "wss" if request.scheme == "https" else "ws"
-            context["app_websocket_url"] = f"{scheme}://{request.host}{request.app.router['websocket'].url_for()}"
-            context["config"]["static"]["url"] = f"{request.scheme}://{request.host}/static/"
-            return aiohttp_jinja2.render_template("app_index.html", request, context)
+            return aiohttp_jinja2.render_template("app_index.html", request, _on_this_host(context, request))
 
         async def handle_websocket(self, request: web.Request) -> web.WebSocketResponse:
-            """textual-serve's session, within the cap and with a run folder of its own.
-
-            As textual-serve 1.1's handle_websocket, but with this session's command. A session
-            counts until its app has ended (it saves after its tab closes), then its folder is
-            removed if nothing was ever saved there.
-            """
-            if self.sessions >= max_sessions:  # refused before the handshake: no process, no folder
-                logging.getLogger("textual-serve").warning(full(max_sessions).strip())
-                raise web.HTTPServiceUnavailable(text=full(max_sessions))
-            try:
-                folder = session_folder(out)
-            except TuiGptError as exc:
-                logging.getLogger("textual-serve").error(str(exc))
-                raise web.HTTPInternalServerError(text=f"tui-gpt serve: {exc}\n") from None
-            self.sessions += 1
-            print(f"tui-gpt serve: a new session saves into {folder}", flush=True)
-            try:
-                return await self._session(request, app_command(app_argv, folder))
-            finally:
-                self.sessions -= 1
-                discard_unsaved(folder)
-
-        async def _session(self, request: web.Request, command: str) -> web.WebSocketResponse:
-            websocket = web.WebSocketResponse(heartbeat=15)
-            width = to_int(request.query.get("width", "80"), 80)
-            height = to_int(request.query.get("height", "24"), 24)
-            app_service: AppService | None = None
-            try:
-                await websocket.prepare(request)
-                app_service = AppService(
-                    command,
-                    write_bytes=websocket.send_bytes,
-                    write_str=websocket.send_str,
-                    close=websocket.close,
-                    download_manager=self.download_manager,
-                    debug=self.debug,
-                )
-                await app_service.start(width, height)
-                await self._process_messages(websocket, app_service)
-            except asyncio.CancelledError:
-                await websocket.close()
-            except Exception as error:
-                logging.getLogger("textual-serve").exception(error)
-            finally:
-                if app_service is not None:
-                    await app_service.stop()  # tells the app its tab is gone, then waits for it to end
-            return websocket
+            return await _capped_session(self, request, app_argv, out, max_sessions)
 
         def initialize_logging(self) -> None:
             super().initialize_logging()
