@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from tui_gpt.errors import TuiGptError
+from tui_gpt.errors import TuiGptError, report
 from tui_gpt.savedir import AUTOSAVE_SECONDS
 from tui_gpt.serve import MAX_SESSIONS
 from tui_gpt.settings import (
@@ -247,8 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_app(args)
     except TuiGptError as exc:
-        print(f"tui-gpt: error: {exc}", file=sys.stderr)
-        return 2
+        return report(exc)
     except KeyboardInterrupt:
         print("tui-gpt: interrupted", file=sys.stderr)
         return 130

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import sys
 
 # What writing gives on a full disk (or a quota, or a file size limit), and on a read-only one.
 NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
@@ -13,6 +14,12 @@ WRITE_ERRORS = NO_ROOM | {errno.EROFS}  # reading never gives these
 
 class TuiGptError(Exception):
     """A problem with the user's input or files, reported as one line, never a traceback."""
+
+
+def report(exc: TuiGptError) -> int:
+    """Print the one line of `exc` on stderr; returns the exit status for it."""
+    print(f"tui-gpt: error: {exc}", file=sys.stderr)
+    return 2
 
 
 def error_code(exc: BaseException) -> int | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import codecs
+import os
 import signal
 import sys
 from contextlib import contextmanager, nullcontext, suppress
@@ -22,7 +23,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from tui_gpt.errors import TuiGptError
+from tui_gpt.errors import TuiGptError, report
 from tui_gpt.savedir import Autosave, CheckpointLock, check_out
 from tui_gpt.session import RunSpec, open_run
 from tui_gpt.settings import DEFAULT_STEPS, SEARCH_SECONDS
@@ -155,10 +156,22 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     d = distributed.setup(args.device)
     console.quiet = not d.main
+    if d.world == 1:
+        try:
+            return _open_and_train(args, d.main)
+        finally:
+            distributed.teardown()
     try:
-        return _open_and_train(args, d.main)
+        code = _open_and_train(args, d.main)
+    except TuiGptError as exc:
+        code = report(exc)
     finally:
         distributed.teardown()
+    # A torchrun rank leaves without the interpreter's teardown: gloo's threads, destroyed there,
+    # sometimes abort the process ("terminate called without an active exception", exit -6).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _open_and_train(args: argparse.Namespace, main: bool) -> int:
