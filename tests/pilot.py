@@ -87,10 +87,13 @@ async def wait_ready(pilot: Any, step: int | None = TRAIN_STEPS, ghost: bool = T
     from tui_gpt.app.widgets.topk import TopKBars
 
     app = pilot.app
-    await wait_for(pilot, lambda: app.lens is not None, timeout, "the model (app.lens)")
+    await wait_for(pilot, lambda: app.state.lens is not None, timeout, "the model (app.state.lens)")
     if step is not None:
         await wait_for(
-            pilot, lambda: app.lens is not None and app.lens.step == step, timeout, f"weights of step {step}"
+            pilot,
+            lambda: app.state.lens is not None and app.state.lens.step == step,
+            timeout,
+            f"weights of step {step}",
         )
     await wait_for(pilot, lambda: app.query_one(TopKBars).guesses, timeout, "top-k guesses")
     if ghost:
@@ -221,7 +224,7 @@ def events_of(app: GPTApp, kind: type) -> list:
 
 def p_target_of(app: GPTApp, prefix_ids: list[int], target: int) -> float:
     """p(target | prefix) under the app's current weights."""
-    return target_prob(app.lens.model, prefix_ids, target)
+    return target_prob(app.state.lens.model, prefix_ids, target)
 
 
 def masked_cells(app: GPTApp) -> int:

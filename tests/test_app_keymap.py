@@ -15,7 +15,7 @@ from tui_gpt.app.screens.help import HELP
 
 def test_every_binding_is_in_the_palette_and_the_help_with_the_same_key(tmp_path, monkeypatch):
     app = make_app(tmp_path)
-    commands = {c.title: c for c in palette.commands(app)}
+    commands = {c.title: c for c in palette.commands(app, app.state.spec, app.state.out)}
     help_rows = {m[0]: m[1] for m in re.findall(r"^\| `([^`]+)`[^|]* \| ([^|]*) \|", HELP, re.M)}
     assert GPTApp.BINDINGS, "the app binds its keys"
     for binding in GPTApp.BINDINGS:

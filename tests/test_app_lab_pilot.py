@@ -83,7 +83,7 @@ async def test_mask_experiment_from_current_weights_and_back(tmp_path):
         assert "WITHOUT the causal mask" in shown(app)
         await choose(pilot, "current")
         assert client.commands[-1] == SetCausal(False)
-        assert app.mask_off and app.spec.causal is False and app.lens.config.causal is False
+        assert app.probe_settings.mask_off and app.state.spec.causal is False and app.state.lens.config.causal is False
         # Labelled: the header's sub title, and the training pane's class.
         assert "MASK OFF" in app.sub_title and "MASK OFF" in shown(app)
         assert app.query_one("#training").has_class("-mask-off")
@@ -106,7 +106,9 @@ async def test_mask_experiment_from_current_weights_and_back(tmp_path):
         await settle(pilot)
         assert not isinstance(app.screen, ChoiceScreen)
         assert client.commands[-1] == SetCausal(True)
-        assert not app.mask_off and app.spec.causal is True and app.lens.config.causal is True
+        assert (
+            not app.probe_settings.mask_off and app.state.spec.causal is True and app.state.lens.config.causal is True
+        )
         assert app.sub_title == "" and "MASK OFF" not in shown(app)
         assert not app.query_one("#training").has_class("-mask-off")
         assert amap.causal and masked_cells(app) == 6
@@ -118,15 +120,19 @@ async def test_mask_experiment_from_current_weights_and_back(tmp_path):
 async def test_mask_experiment_from_scratch_resets_without_the_mask(tmp_path):
     async with ready(lab_app(tmp_path, prompt="abcd", steps=3), step=3, ghost=False) as (app, pilot):
         client: FakeTrainer = app.client
-        old = app.lens
+        old = app.state.lens
         await open_screen(pilot, "f2", ChoiceScreen)
         await choose(pilot, "scratch")
         assert [s.causal for s in client.resets] == [False]
         assert client.resets[0].resume is None
         assert SetCausal not in client.kinds()
-        await wait_for(pilot, lambda: app.lens is not None and app.lens is not old, what="the new model")
+        await wait_for(pilot, lambda: app.state.lens is not None and app.state.lens is not old, what="the new model")
         await wait_ready(pilot, step=3, ghost=False)
-        assert app.mask_off and app.lens.config.causal is False and app.ready.model_config["causal"] is False
+        assert (
+            app.probe_settings.mask_off
+            and app.state.lens.config.causal is False
+            and app.state.ready.model_config["causal"] is False
+        )
         assert "MASK OFF" in shown(app)
         assert app.query_one(AttentionMap).causal is False and masked_cells(app) == 0
 
@@ -137,7 +143,7 @@ async def test_mask_experiment_from_scratch_resets_without_the_mask(tmp_path):
 @sync
 async def test_pin_tracks_p_target_as_weights_arrive(tmp_path):
     async with ready(lab_app(tmp_path)) as (app, pilot):
-        tok = app.lens.tokenizer
+        tok = app.state.lens.tokenizer
         await open_screen(pilot, "f3", AskScreen)
         default = app.screen.query_one(Input).value
         assert default.startswith("The quick brown -> "), default
@@ -148,10 +154,14 @@ async def test_pin_tracks_p_target_as_weights_arrive(tmp_path):
 
         prefix = tok.encode("The quick brown")
         target = tok.encode("The quick brown fox")[len(prefix)]  # char: the space before "fox"
-        assert app.pinned is not None
-        assert (app.pinned["prefix"], app.pinned["ids"], app.pinned["target"]) == ("The quick brown", prefix, target)
+        assert app.lab.pin.pinned is not None
+        assert (app.lab.pin.pinned["prefix"], app.lab.pin.pinned["ids"], app.lab.pin.pinned["target"]) == (
+            "The quick brown",
+            prefix,
+            target,
+        )
         p = p_target_of(app, prefix, target)
-        assert app.pinned["series"] == [(TRAIN_STEPS, p)]
+        assert app.lab.pin.pinned["series"] == [(TRAIN_STEPS, p)]
         line = text_of(app.query_one("#pinned"))
         assert line == f"pinned The quick brown → ·: p = {p:.3f} at step {TRAIN_STEPS}", line
         assert line in shown(app)
@@ -171,12 +181,18 @@ async def test_pin_tracks_p_target_as_weights_arrive(tmp_path):
 
         # New weights: one more point, and the line says where it started.
         app.client.advance(5)
-        await wait_for(pilot, lambda: len(app.pinned["series"]) == 2, what="a second point of the pinned series")
+        await wait_for(
+            pilot, lambda: len(app.lab.pin.pinned["series"]) == 2, what="a second point of the pinned series"
+        )
         await settle(pilot)
-        assert [s for s, _ in app.pinned["series"]] == [TRAIN_STEPS, TRAIN_STEPS + 5]
+        assert [s for s, _ in app.lab.pin.pinned["series"]] == [TRAIN_STEPS, TRAIN_STEPS + 5]
         assert f"at step {TRAIN_STEPS + 5} (was {p:.3f} at step {TRAIN_STEPS})" in text_of(app.query_one("#pinned"))
         chart = app.query_one("#pinned-chart")
-        assert chart.has_class("-on") and chart.display and list(chart.data) == [v for _, v in app.pinned["series"]]
+        assert (
+            chart.has_class("-on")
+            and chart.display
+            and list(chart.data) == [v for _, v in app.lab.pin.pinned["series"]]
+        )
 
 
 @sync
@@ -184,8 +200,8 @@ async def test_pin_marks_the_target_in_the_topk_at_once(tmp_path):
     async with ready(lab_app(tmp_path)) as (app, pilot):
         await open_screen(pilot, "f3", AskScreen)
         await answer(pilot, "The quick brown -> fox")
-        assert app.pinned is not None
-        assert app.query_one(TopKBars).target == app.pinned["target"]
+        assert app.lab.pin.pinned is not None
+        assert app.query_one(TopKBars).target == app.lab.pin.pinned["target"]
 
 
 @sync
@@ -197,7 +213,7 @@ async def test_pin_accepts_its_own_prefilled_guess(tmp_path):
         await pilot.press("enter")  # accept the suggestion as it is
         await settle(pilot)
         assert not isinstance(app.screen, AskScreen), ask_error(app)
-        assert app.pinned is not None
+        assert app.lab.pin.pinned is not None
 
 
 # ---- 3. surprisal colouring (f4) ---------------------------------------------------------------
@@ -276,7 +292,7 @@ async def test_surprisal_of_a_corpus_passage(tmp_path):
 async def test_tokenizer_view_lists_the_ids_and_counts_under_each_kind(tmp_path):
     async with ready(lab_app(tmp_path)) as (app, pilot):
         prompt = "The quick brown"
-        ids = app.lens.tokenizer.encode(prompt)
+        ids = app.state.lens.tokenizer.encode(prompt)
         await open_screen(pilot, "f5", TextScreen)
         assert app.client.commands[-1] == CountTokens(prompt)
         text = await wait_page(pilot, "the same text under each tokenizer", "the token counts")
@@ -307,23 +323,23 @@ def _temperature_rows(text: str) -> list[tuple[str, float, float, str]]:
 @sync
 async def test_temperature_view_divides_the_logits_by_t(tmp_path):
     async with ready(lab_app(tmp_path)) as (app, pilot):
-        tok = app.lens.tokenizer
+        tok = app.state.lens.tokenizer
         await open_screen(pilot, "f6", TextScreen)
         text = page_text(app)
         assert "logits → logits / T (T = 1) → softmax" in text
         assert re.search(r"token\s*┃\s*logit\s*┃\s*logit / 1\s*┃\s*softmax p", text), text
         cold = _temperature_rows(text)
-        assert len(cold) == app.top_k
+        assert len(cold) == app.probe_settings.top_k
         assert all(logit == scaled for _, logit, scaled, _ in cold)
-        logits = app.lens.logits(tok.encode("The quick brown"))[-1]
-        expect = temperature_table(logits, 1.0, app.top_k)
+        logits = app.state.lens.logits(tok.encode("The quick brown"))[-1]
+        expect = temperature_table(logits, 1.0, app.probe_settings.top_k)
         assert [p for *_, p in cold] == [f"{r.prob:.2%}" for r in expect]
         assert "softmax p" in shown(app)
         await pilot.press("escape")
         await settle(pilot)
 
         await pilot.press("up")
-        assert app.temperature == 1.1
+        assert app.probe_settings.temperature == 1.1
         await open_screen(pilot, "f6", TextScreen)
         text = page_text(app)
         assert "(T = 1.1)" in text and "logit / 1.1" in text
@@ -344,7 +360,7 @@ STEP_LINE = re.compile(r"p\(target\): (\d\.\d{4}) → (\d\.\d{4})")
 async def test_one_step_on_one_example_raises_p_target(tmp_path):
     prompt = "The quick brown fox"
     async with ready(lab_app(tmp_path, prompt=prompt)) as (app, pilot):
-        tok = app.lens.tokenizer
+        tok = app.state.lens.tokenizer
         ids = tok.encode(prompt)
         before_app = p_target_of(app, ids[:-1], ids[-1])
         await open_screen(pilot, "f7", TextScreen)
@@ -365,7 +381,7 @@ async def test_one_step_on_one_example_raises_p_target(tmp_path):
             lambda: math.isclose(p_target_of(app, ids[:-1], ids[-1]), ev.p_after, rel_tol=1e-5),
             what="the stepped weights in the app",
         )
-        assert app.lens.step == TRAIN_STEPS and app.client.step == TRAIN_STEPS
+        assert app.state.lens.step == TRAIN_STEPS and app.client.step == TRAIN_STEPS
 
 
 @sync
@@ -373,7 +389,7 @@ async def test_one_step_uses_the_pinned_example(tmp_path):
     async with ready(lab_app(tmp_path, prompt="The fox ran")) as (app, pilot):
         await open_screen(pilot, "f3", AskScreen)
         await answer(pilot, "The quick brown -> fox")
-        pin = app.pinned
+        pin = app.lab.pin.pinned
         await open_screen(pilot, "f7", TextScreen)
         assert app.client.commands[-1] == StepOn([*pin["ids"], pin["target"]])
         text = await wait_page(pilot, "p(target):", "the one-step result")
@@ -436,9 +452,9 @@ async def test_closing_the_comparison_before_it_is_done(tmp_path, monkeypatch):
     monkeypatch.setattr(experiments, "report", slow_report)
     async with ready(lab_app(tmp_path)) as (app, pilot):
         await pilot.press("ctrl+s")
-        await wait_for(pilot, lambda: app.saved is not None, what="the checkpoint")
+        await wait_for(pilot, lambda: app.run_status.saved is not None, what="the checkpoint")
         await open_screen(pilot, "f9", AskScreen)
-        await answer(pilot, app.out)
+        await answer(pilot, app.state.out)
         assert isinstance(app.screen, TextScreen) and "loading and evaluating" in page_text(app)
         running_now = [w for w in app.workers if w.group == "compare"]
         assert running_now and not any(w.is_finished for w in running_now)
@@ -487,11 +503,11 @@ async def test_memorization_check_counts_verbatim_spans(tmp_path):
         # The highlighted characters are exactly the spans'.
         body = app.screen.query_one("#page-body", Static).content
         sample_text = body.renderables[0]
-        texts = app.lens.tokenizer.token_texts
+        texts = app.state.lens.tokenizer.token_texts
         mark = app.lab.memorization.mark()
         marked = "".join(sample_text.plain[s.start : s.end] for s in sample_text.spans if s.style == mark)
         assert marked == "".join(texts[t] for a, b in ev.spans for t in ev.ids[a:b])
-        assert app.last_sample == app.lens.tokenizer.decode(ev.ids)
+        assert app.lab.memorization.last_sample == app.state.lens.tokenizer.decode(ev.ids)
 
 
 # ---- 8. hints ------------------------------------------------------------------------------------
@@ -502,9 +518,9 @@ async def test_hints_judge_the_curve_and_spot_overfitting(tmp_path):
     async with ready(lab_app(tmp_path)) as (app, pilot):
         hints = app.query_one("#hints")
         await wait_for(pilot, lambda: text_of(hints), what="the first hints")
-        expect = run_hints(app.query_one(TrainingPane).curve.history(), app.ready.baselines)
+        expect = run_hints(app.query_one(TrainingPane).curve.history(), app.state.ready.baselines)
         assert [h.kind for h in expect] == ["below_bigram"]
-        bigram = app.ready.baselines["bigram"]
+        bigram = app.state.ready.baselines["bigram"]
         assert text_of(hints) == expect[0].text
         assert f"below the bigram baseline {bigram:.2f}" in shown(app)
 
@@ -539,12 +555,12 @@ async def test_hints_judge_the_curve_and_spot_overfitting(tmp_path):
 async def test_compare_a_checkpoint_with_itself(tmp_path):
     async with ready(lab_app(tmp_path)) as (app, pilot):
         await pilot.press("ctrl+s")
-        await wait_for(pilot, lambda: app.saved is not None, what="the checkpoint")
+        await wait_for(pilot, lambda: app.run_status.saved is not None, what="the checkpoint")
         await open_screen(pilot, "f9", AskScreen)
-        assert app.screen.query_one(Input).value == app.out
+        assert app.screen.query_one(Input).value == app.state.out
         await answer(pilot, str(tmp_path / "nowhere"))
         assert isinstance(app.screen, AskScreen) and "not a checkpoint" in ask_error(app)
-        await answer(pilot, app.out)
+        await answer(pilot, app.state.out)
         text = await wait_page(pilot, "validation loss", "the comparison")
         await app.workers.wait_for_complete()
         m = re.search(r"validation loss: this run (\d+\.\d{3}) · run (\d+\.\d{3})", text)
@@ -553,8 +569,8 @@ async def test_compare_a_checkpoint_with_itself(tmp_path):
         assert "this run (char)" in text and text.count("(char)") == 2  # the other column: "<path> (char)"
         # Both top-k lists, side by side, with the same tokens and probabilities.
         rows = re.findall(r"│\s*(\S+)\s*│\s*(\d\.\d{3})\s*│\s*(\S+)\s*│\s*(\d\.\d{3})\s*│", text)
-        assert len(rows) >= app.top_k
-        top = rows[: app.top_k]
+        assert len(rows) >= app.probe_settings.top_k
+        top = rows[: app.probe_settings.top_k]
         assert all((a, pa) == (b, pb) for a, pa, b, pb in top)
         assert [r[0] for r in top] == [g.text.replace(" ", "·") for g in app.query_one(TopKBars).guesses]
         assert "surprisal per token of the prompt" in text and "+0.00" in text
@@ -579,7 +595,7 @@ async def test_set_learning_rate_and_eval_interval_from_the_palette(tmp_path):
         await answer(pilot, "0.002")
         assert not isinstance(app.screen, AskScreen)
         assert client.commands[-1] == SetLr(0.002)
-        assert app.spec.train.lr == 0.002 and FAKE_SPEC.train.lr == 1e-2
+        assert app.state.spec.train.lr == 0.002 and FAKE_SPEC.train.lr == 1e-2
         assert client.resets == [], "no reset"
         assert any("0.002" in str(n.message) for n in app._notifications)
 
@@ -591,7 +607,7 @@ async def test_set_learning_rate_and_eval_interval_from_the_palette(tmp_path):
         await answer(pilot, "25")
         assert not isinstance(app.screen, AskScreen)
         assert client.commands[-1] == SetEvalInterval(25)
-        assert app.spec.train.eval_interval == 25 and client.resets == []
+        assert app.state.spec.train.eval_interval == 25 and client.resets == []
 
 
 @sync
@@ -610,7 +626,7 @@ async def test_reproduce_command_parses_back_to_the_run(tmp_path):
         argv = shlex.split(line, comments=True)
         assert argv[:2] == ["tui-gpt", "train"]
         back = RunSpec.from_args(parser_train().parse_args(argv[2:]))
-        spec = app.spec
+        spec = app.state.spec
         assert back.sources == spec.sources == ["fables"]
         for field in ("tokenizer", "n_layer", "n_head", "n_embd", "block_size", "dropout", "causal"):
             assert getattr(back, field) == getattr(spec, field), field
@@ -622,7 +638,7 @@ async def test_reproduce_command_parses_back_to_the_run(tmp_path):
 @sync
 async def test_export_writes_history_examples_and_screen(tmp_path):
     async with ready(lab_app(tmp_path)) as (app, pilot):
-        assert Path(app.out).parent == tmp_path
+        assert Path(app.state.out).parent == tmp_path
         await run_command(pilot, "export", "Export loss history")
         await wait_for(pilot, lambda: (tmp_path / "tui-gpt-history.csv").exists(), what="the export")
         await settle(pilot)

@@ -59,14 +59,16 @@ async def test_typing_changes_the_topk(tmp_path):
         prompt = app.query_one(PromptInput)
         assert prompt.has_focus
         before = guesses(app)
-        assert len(before) == app.top_k == 10
+        assert len(before) == app.probe_settings.top_k == 10
         await pilot.press(*" fox ran")
         await settle(pilot)
         assert prompt.value == "The quick brown fox ran"
         after = guesses(app)
         assert after and after != before
         # The bars are exactly the model's guesses for the new text.
-        expect = app.lens.analyze(prompt.value, app.top_k, app.temperature).prediction.guesses
+        expect = app.state.lens.analyze(
+            prompt.value, app.probe_settings.top_k, app.probe_settings.temperature
+        ).prediction.guesses
         assert after == [(g.id, round(g.prob, 6)) for g in expect]
         assert text_of(app.query_one("#prompt-info")).startswith(f"{len(prompt.value)} tokens · step {TRAIN_STEPS}")
 
@@ -79,7 +81,7 @@ async def test_examples_table_lists_every_prefix_and_the_mean_loss(tmp_path):
         rows = examples(app)
         assert len(rows) == len("The fox ran") - 1
         assert rows[0] == ("T", "h") and rows[-1] == ("The fox ra", "n")
-        loss = app.lens.analyze("The fox ran", 1, 1.0).loss
+        loss = app.state.lens.analyze("The fox ran", 1, 1.0).loss
         assert f"mean -log p = {loss:.3f}" in text_of(app.query_one("#examples-mean"))
         # Nothing typed: no examples, and a hint instead of a mean.
         await pilot.press("ctrl+u")
@@ -98,7 +100,7 @@ async def test_examples_can_come_from_a_corpus_passage(tmp_path):
         await pilot.press("ctrl+t")
         await settle(pilot)
         assert "corpus passage 1" in pane.border_title
-        passage = app.ready.corpus["passages"][0]
+        passage = app.state.ready.corpus["passages"][0]
         rows = examples(app)
         # A passage is block_size + 1 tokens; the model sees the last block_size of them.
         assert FAKE_SPEC.block_size - 1 <= len(rows) <= FAKE_SPEC.block_size
@@ -209,7 +211,7 @@ async def test_temperature_and_topk_keys(tmp_path):
         assert bars.temperature == 1.0
 
         await pilot.press("up")
-        assert app.temperature == bars.temperature == 1.1
+        assert app.probe_settings.temperature == bars.temperature == 1.1
         assert "T=1.10" in bars.border_title
         hot = bars.guesses
         assert [g.logit for g in hot] == [g.logit for g in base], "temperature must not change the logits"
@@ -225,7 +227,7 @@ async def test_temperature_and_topk_keys(tmp_path):
         assert bars.temperature == 0.1, "temperature is clamped at 0.1"
 
         await pilot.press("ctrl+up")
-        assert app.top_k == bars.k == 11 and len(bars.guesses) == 11
+        assert app.probe_settings.top_k == bars.k == 11 and len(bars.guesses) == 11
         await pilot.press("ctrl+down", "ctrl+down")
         assert bars.k == 9 and len(bars.guesses) == 9
         assert "k=9" in bars.border_title
@@ -327,35 +329,37 @@ async def test_command_palette_lists_and_runs_our_commands(tmp_path):
         await settle(pilot)
 
         await run_command(pilot, "pause or", "Pause or resume training")
-        await wait_for(pilot, lambda: app.paused, what="pause from the palette")
+        await wait_for(pilot, lambda: app.run_status.paused, what="pause from the palette")
         assert app.client.kinds()[-1] is Pause
 
 
 @sync
 async def test_tokenizer_switch_from_the_palette_resets_the_run(tmp_path):
     async with ready(make_app(tmp_path)) as (app, pilot):
-        old_lens = app.lens
+        old_lens = app.state.lens
         await run_command(pilot, "Tokenizer: bpe", "Tokenizer: bpe")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation")
         await pilot.press("y")
-        await wait_for(pilot, lambda: app.lens is not None and app.lens is not old_lens, what="the new model")
+        await wait_for(
+            pilot, lambda: app.state.lens is not None and app.state.lens is not old_lens, what="the new model"
+        )
         await wait_ready(pilot)
         client: FakeTrainer = app.client
         assert [s.tokenizer for s in client.resets] == ["bpe"]
-        assert app.spec.tokenizer == "bpe"
-        assert app.lens.tokenizer.vocab_size == app.ready.corpus["vocab_size"] > 100
+        assert app.state.spec.tokenizer == "bpe"
+        assert app.state.lens.tokenizer.vocab_size == app.state.ready.corpus["vocab_size"] > 100
         assert "bpe vocab" in text_of(app.query_one("#corpus-info"))
 
 
 @sync
 async def test_declining_a_reset_keeps_the_run(tmp_path):
     async with ready(make_app(tmp_path)) as (app, pilot):
-        lens = app.lens
+        lens = app.state.lens
         app.action_reset_model()
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation")
         await pilot.press("n")
         await settle(pilot)
-        assert app.lens is lens and app.client.resets == []
+        assert app.state.lens is lens and app.client.resets == []
 
 
 @sync
@@ -363,14 +367,14 @@ async def test_smaller_model_after_viewing_a_deep_layer_and_head(tmp_path):
     # Start with 4 layers and 4 heads, look at layer 4 head 4, then pick "Model size: tiny" (2 and 2).
     deep = make_app(tmp_path, spec=fake_spec(n_layer=4, n_head=4), steps=3)
     async with ready(deep, step=3, ghost=False) as (app, pilot):
-        old = app.lens
+        old = app.state.lens
         await pilot.press(*["ctrl+l", "ctrl+g"] * 3)
         amap = app.query_one(AttentionMap)
         assert (amap.layer_index, amap.head_index) == (3, 3)
         await run_command(pilot, "Model size: tiny", "Model size: tiny")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation")
         await pilot.press("y")
-        await wait_for(pilot, lambda: app.lens is not None and app.lens is not old, what="the new model")
+        await wait_for(pilot, lambda: app.state.lens is not None and app.state.lens is not old, what="the new model")
         await wait_ready(pilot, step=3, ghost=False)
         assert (amap.n_layer, amap.n_head) == (2, 2)
         assert amap.layer_index < 2 and amap.head_index < 2
@@ -453,7 +457,7 @@ async def test_quit_before_the_loss_chart_mounts(tmp_path):
 @sync
 async def test_pause_step_save_and_quit_with_the_fake_trainer(tmp_path):
     async with ready(make_app(tmp_path)) as (app, pilot):
-        out = Path(app.out)
+        out = Path(app.state.out)
         client: FakeTrainer = app.client
         assert client.starts == [FAKE_SPEC]
         await wait_for(pilot, lambda: "tok/s" in text_of(app.query_one("#train-stats")), what="the stats line")
@@ -462,24 +466,24 @@ async def test_pause_step_save_and_quit_with_the_fake_trainer(tmp_path):
         assert "12,345 tok/s" in stats and "0:37 elapsed" in stats and "val " in stats
 
         await pilot.press("ctrl+r")
-        assert app.paused and client.kinds()[-1] is Pause
+        assert app.run_status.paused and client.kinds()[-1] is Pause
         assert text_of(app.query_one("#train-stats")).startswith("paused · step 150")
 
         await pilot.press("ctrl+n")
-        await wait_for(pilot, lambda: app.step == TRAIN_STEPS + 1, what="one step")
+        await wait_for(pilot, lambda: app.run_status.step == TRAIN_STEPS + 1, what="one step")
         assert client.commands[-1] == Step(1)
-        assert app.paused, "a single step leaves the run paused"
-        await wait_for(pilot, lambda: app.lens.step == TRAIN_STEPS + 1, what="the new weights")
+        assert app.run_status.paused, "a single step leaves the run paused"
+        await wait_for(pilot, lambda: app.state.lens.step == TRAIN_STEPS + 1, what="the new weights")
         assert f"step {TRAIN_STEPS + 1}" in text_of(app.query_one("#prompt-info"))
 
         await pilot.press("ctrl+r")
-        assert not app.paused and client.kinds()[-1] is Resume
+        assert not app.run_status.paused and client.kinds()[-1] is Resume
 
         await pilot.press("ctrl+s")
-        await wait_for(pilot, lambda: app.saved is not None, what="Saved")
+        await wait_for(pilot, lambda: app.run_status.saved is not None, what="Saved")
         assert client.commands[-1] == Save(str(out))
         assert (out / "trainer.json").exists() and (out / "model.safetensors").exists()
-        assert app.saved.step == TRAIN_STEPS + 1
+        assert app.run_status.saved.step == TRAIN_STEPS + 1
         shutil.rmtree(out)  # so the checkpoint found after quit is the one quit wrote
 
         await pilot.press("ctrl+q")
@@ -519,10 +523,10 @@ async def test_a_failed_save_asks_before_quitting_and_offers_a_retry(tmp_path):
 async def test_quit_before_the_run_is_built_saves_nothing(tmp_path):
     app = make_app(tmp_path, fail="boom")  # the trainer never gets as far as Ready
     async with running(app, SIZE) as pilot:
-        await wait_for(pilot, lambda: app.error == "boom", what="the error")
+        await wait_for(pilot, lambda: app.run_status.error == "boom", what="the error")
         await pilot.press("ctrl+q")
         await wait_for(pilot, lambda: not app.is_running, what="the app to exit")
-    assert app.client.stops == [None] and not app.saves_on_quit
+    assert app.client.stops == [None] and not app.quitting.saves_on_quit
     assert not (tmp_path / "run").exists()
 
 
@@ -531,7 +535,7 @@ async def test_step_key_pauses_a_running_trainer_first(tmp_path):
     async with ready(make_app(tmp_path)) as (app, pilot):
         await pilot.press("ctrl+n")
         assert app.client.kinds()[-2:] == [Pause, Step]
-        assert app.paused
+        assert app.run_status.paused
 
 
 @sync
@@ -541,8 +545,8 @@ async def test_losses_and_weights_update_the_panes(tmp_path):
         assert chart.steps == list(range(1, TRAIN_STEPS + 1))
         assert chart.eval_steps == [50, 100, 150]
         app.client.advance(10)
-        await wait_for(pilot, lambda: app.step == TRAIN_STEPS + 10, what="the new losses")
-        await wait_for(pilot, lambda: app.lens.step == TRAIN_STEPS + 10, what="the new weights")
+        await wait_for(pilot, lambda: app.run_status.step == TRAIN_STEPS + 10, what="the new losses")
+        await wait_for(pilot, lambda: app.state.lens.step == TRAIN_STEPS + 10, what="the new weights")
         assert chart.steps[-1] == TRAIN_STEPS + 10
         await wait_for(
             pilot, lambda: f"step {TRAIN_STEPS + 10}" in text_of(app.query_one("#train-stats")), what="the stats"
@@ -553,7 +557,7 @@ async def test_losses_and_weights_update_the_panes(tmp_path):
 async def test_a_failing_trainer_shows_the_error_and_the_app_keeps_working(tmp_path):
     app = make_app(tmp_path, fail="boom")
     async with running(app, SIZE) as pilot:
-        await wait_for(pilot, lambda: app.error == "boom", what="the error")
+        await wait_for(pilot, lambda: app.run_status.error == "boom", what="the error")
         await settle(pilot)
         stats = text_of(app.query_one("#train-stats"))
         assert "error: boom" in stats and stats.startswith("stopped")
@@ -564,7 +568,7 @@ async def test_a_failing_trainer_shows_the_error_and_the_app_keeps_working(tmp_p
         app.client.fail = None
         app.action_restart_trainer()
         await wait_ready(pilot)
-        assert app.error is None
+        assert app.run_status.error is None
         assert "error" not in text_of(app.query_one("#train-stats"))
         assert len(app.client.starts) == 2
 
@@ -573,7 +577,7 @@ async def test_a_failing_trainer_shows_the_error_and_the_app_keeps_working(tmp_p
 async def test_a_trainer_that_dies_after_ready_leaves_probing_working(tmp_path):
     async with ready(make_app(tmp_path)) as (app, pilot):
         app.client.fail_now("boom")
-        await wait_for(pilot, lambda: app.error == "boom", what="the error")
+        await wait_for(pilot, lambda: app.run_status.error == "boom", what="the error")
         await settle(pilot)
         assert "error: boom" in text_of(app.query_one("#train-stats"))
         before = guesses(app)

@@ -59,7 +59,7 @@ async def test_markup_in_a_prompt_a_folder_a_file_name_and_a_message_is_shown_as
         await pilot.press("escape")
         await settle(pilot)
         await pilot.press("ctrl+s")
-        await wait_for(pilot, lambda: app.saved is not None, what="the save")
+        await wait_for(pilot, lambda: app.run_status.saved is not None, what="the save")
         await settle(pilot)
         assert f"saved step {STEPS} to {out}" in [n.message for n in app._notifications]
 

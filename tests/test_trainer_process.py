@@ -89,21 +89,21 @@ async def test_real_trainer_trains_pauses_saves_and_quits(tmp_path):
     try:
         async with running(app, SIZE) as pilot:
             await wait_for(pilot, lambda: app.client.alive, 10, "the trainer process (started after the first paint)")
-            await wait_for(pilot, lambda: app.step > 0, 60, "the first training steps")
-            first = app.step
-            await wait_for(pilot, lambda: app.step > first, 30, "the step counter to advance")
-            await wait_for(pilot, lambda: app.lens is not None and app.lens.step > 0, 30, "trained weights")
+            await wait_for(pilot, lambda: app.run_status.step > 0, 60, "the first training steps")
+            first = app.run_status.step
+            await wait_for(pilot, lambda: app.run_status.step > first, 30, "the step counter to advance")
+            await wait_for(pilot, lambda: app.state.lens is not None and app.state.lens.step > 0, 30, "trained weights")
 
             await pilot.press("ctrl+r")
-            assert app.paused
+            assert app.run_status.paused
             await pilot.pause(1.0)  # batches in flight land
-            stopped = app.step
+            stopped = app.run_status.step
             await pilot.pause(1.5)
-            assert app.step == stopped, "training went on while paused"
+            assert app.run_status.step == stopped, "training went on while paused"
 
             await pilot.press("ctrl+s")
-            await wait_for(pilot, lambda: app.saved is not None, 30, "the checkpoint")
-            assert app.saved.step == stopped
+            await wait_for(pilot, lambda: app.run_status.saved is not None, 30, "the checkpoint")
+            assert app.run_status.saved.step == stopped
             assert json.loads((out / "trainer.json").read_text())["step"] == stopped
             done = subprocess.run(
                 [sys.executable, "-m", "tui_gpt", "complete", str(out), "The", "--top-k", "3"],
@@ -117,11 +117,11 @@ async def test_real_trainer_trains_pauses_saves_and_quits(tmp_path):
             assert ranks == ["1", "2", "3"], done.stdout
 
             await pilot.press("ctrl+r")
-            assert not app.paused
-            await wait_for(pilot, lambda: app.step > stopped, 30, "training to resume")
+            assert not app.run_status.paused
+            await wait_for(pilot, lambda: app.run_status.step > stopped, 30, "training to resume")
             pid = app.client.process.pid
             assert not _pid_gone(pid)
-            at_quit = app.step
+            at_quit = app.run_status.step
             await pilot.press("ctrl+q")
             await wait_for(pilot, lambda: not app.is_running, 15, "the app to exit")
         deadline = time.monotonic() + 2.0

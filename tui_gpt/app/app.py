@@ -1,11 +1,15 @@
-"""The playground app: a thin shell that lays out the panes, relays trainer events and binds the keys."""
+"""The playground app: a thin shell that lays out the panes, relays trainer events and binds the keys.
+
+It owns the shared state (`state.RunState`, `state.ProbeSettings`) and hands each controller its
+doors (`state.Doors`), never itself; the controllers' requests come back as messages, handled here.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import signal
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from textual import events, on
 from textual.app import App, ComposeResult, SystemCommand
@@ -17,23 +21,30 @@ from textual.widgets import Footer, Header, Input, Static
 from tui_gpt.app import keymap, palette, resets
 from tui_gpt.app.lab.experiments import Lab
 from tui_gpt.app.lens_relay import LensRelay
-from tui_gpt.app.messages import LensReady, TrainerEvent, WeightsStaged
+from tui_gpt.app.messages import (
+    LensReady,
+    MaskSwitched,
+    Pinned,
+    QuitAnyway,
+    QuitDone,
+    QuitSaveFailed,
+    ResetRun,
+    TrainerEvent,
+    WeightsStaged,
+)
 from tui_gpt.app.probes import Probes
 from tui_gpt.app.quitting import Quitting
 from tui_gpt.app.router import Router
 from tui_gpt.app.run_status import RunStatus
 from tui_gpt.app.served import HungUp, served_driver
+from tui_gpt.app.state import Doors, ProbeSettings, RunState
 from tui_gpt.app.widgets.attention import AttentionMap
 from tui_gpt.app.widgets.playground import Playground
-from tui_gpt.app.widgets.prompt import PromptInput
 from tui_gpt.app.widgets.topk import TopKBars
 from tui_gpt.app.widgets.training import TrainingPane
 from tui_gpt.hints import run_hints
-from tui_gpt.protocol import Pause, Ready, Resume, Save, Saved, Step
+from tui_gpt.protocol import Save, Saved, Status, Step
 from tui_gpt.settings import RunSpec
-
-if TYPE_CHECKING:
-    from tui_gpt.lens import Lens
 
 MIN_SIZE = (60, 20)
 DEFAULT_PROMPT = "The quick brown"
@@ -55,43 +66,28 @@ class GPTApp(App[None]):
         autosave: float = 0,
     ) -> None:
         super().__init__()
-        self.launch_spec = spec  # until the trainer reports the spec in force
-        self.reported: RunSpec | None = None
-        self.out = out
+        self.state = RunState(spec, out)  # written here only: the controllers read it
+        self.probe_settings = ProbeSettings()
         self.initial_prompt = prompt
-        self.lens: Lens | None = None  # the run's model, for every probe; None until the run is ready
-        self.ready: Ready | None = None
-        self.saves_on_quit = False
         self.final_save: Saved | None = None  # what the quit saved, for the line printed after the app
-        self.signalled: int | None = None  # the signal that ended the app, if one did
-        self.temperature = 1.0
-        self.top_k = 10
-        self.leaving = False  # quitting: trainer events and timers no longer touch the screen
-        self.probes = Probes(self)
-        self.lab = Lab(self)
-        self.run_status = RunStatus(self)
-        self.quitting = Quitting(self)
-        self.relay = LensRelay(self)
-        self.router = Router()
-        self.run_status.connect(self.router)
-        self.lab.connect(self.router)
+        self.relay = LensRelay(self.post_message, lambda command: self.client.send(command))
         if client_factory is None:
             from tui_gpt.client import TrainerClient
 
             self.client = TrainerClient(self.relay.from_trainer, out=out, autosave=autosave)
         else:
             self.client = client_factory(self.relay.from_trainer)
+        doors = Doors(self, self.state, self.probe_settings, self.client)
+        self.probes = Probes(doors)
+        self.lab = Lab(doors, self.probes)
+        self.run_status = RunStatus(doors)
+        self.quitting = Quitting(doors, self.run_status)
+        self.router = Router()
+        self.router.add(Status, self._on_status)
+        self.run_status.connect(self.router)
+        self.lab.connect(self.router)
 
     # ---- what the app shows -------------------------------------------------------
-    @property
-    def spec(self) -> RunSpec:
-        """The settings the trainer reports in force (the launch settings until it does)."""
-        return self.reported or self.launch_spec
-
-    @property
-    def prompt(self) -> PromptInput:
-        return self.query_one(PromptInput)
-
     @property
     def training(self) -> TrainingPane:
         return self.query_one(TrainingPane)
@@ -99,37 +95,6 @@ class GPTApp(App[None]):
     @property
     def attention(self) -> AttentionMap:
         return self.query_one(AttentionMap)
-
-    @property
-    def step(self) -> int:
-        return self.run_status.step
-
-    @property
-    def paused(self) -> bool:
-        return self.run_status.paused
-
-    @property
-    def error(self) -> str | None:
-        return self.run_status.error
-
-    @property
-    def saved(self) -> Saved | None:
-        return self.run_status.saved
-
-    @property
-    def pinned(self) -> dict | None:
-        return self.lab.pin.pinned
-
-    @property
-    def mask_off(self) -> bool:
-        return self.lab.mask.off
-
-    @property
-    def last_sample(self) -> str | None:
-        return self.lab.memorization.last_sample
-
-    def passages(self) -> list[str]:
-        return (self.ready.corpus.get("passages") or []) if self.ready else []
 
     # ---- layout ------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -145,7 +110,7 @@ class GPTApp(App[None]):
             for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self._on_signal, sig)
         if not getattr(self.client, "started", True) or not self.client.alive:
-            self.call_after_refresh(self.client.start, self.spec)  # after the first paint
+            self.call_after_refresh(self.client.start, self.state.spec)  # after the first paint
 
     def on_resize(self, event: events.Resize) -> None:
         self._check_size(event.size)
@@ -162,16 +127,49 @@ class GPTApp(App[None]):
 
     # ---- trainer events ------------------------------------------------------------
     def on_lens_ready(self, message: LensReady) -> None:
-        if not self.leaving:
-            self.relay.ready(message)
+        """A new run: its lens, its spec and its history go to every view."""
+        if self.state.leaving:
+            return
+        state = self.state
+        state.lens, state.ready, state.reported = message.lens, message.ready, message.ready.spec
+        self.run_status.begin(message.ready)
+        self.probes.refresh()
+        self.probes.update_greedy()
+        self.relay.settled()
 
     def on_weights_staged(self, message: WeightsStaged) -> None:
-        if not self.leaving:
-            self.relay.weights(message)
+        if self.state.leaving or message.lens is not self.state.lens:
+            return  # quitting, or a snapshot of a run that has since been reset
+        message.lens.swap(message.model, message.step)
+        self.probes.refresh()
+        self.lab.pin.track()
+        if not self.probes.typing:
+            self.probes.update_greedy()
 
     def on_trainer_event(self, message: TrainerEvent) -> None:
-        if not self.leaving:
+        if not self.state.leaving:
             self.router.route(message.event)
+
+    def _on_status(self, ev: Status) -> None:
+        if ev.spec is not None:
+            self.state.reported = ev.spec
+
+    # ---- the controllers' requests ----------------------------------------------------
+    def on_reset_run(self, message: ResetRun) -> None:
+        self.reset(message.spec)
+
+    def on_mask_switched(self, message: MaskSwitched) -> None:
+        """Mark every view: the lens, the title, the training pane, the probes."""
+        off = self.probe_settings.mask_off = message.off
+        if self.state.lens is not None:
+            self.state.lens.set_causal(not off)
+        self.sub_title = "MASK OFF: the causal-mask experiment is running" if off else ""
+        self.training.set_mask_off(off)
+        self.probes.refresh()
+        self.probes.update_greedy()
+
+    def on_pinned(self, message: Pinned) -> None:
+        self.probes.mark(message.prefix_ids, message.target, message.word)
 
     @on(Input.Changed, "#prompt")
     def _prompt_changed(self) -> None:
@@ -179,8 +177,9 @@ class GPTApp(App[None]):
 
     def redraw_chart(self) -> None:
         """The chart and its hints, if the curve changed (a timer of the main screen)."""
-        if not self.leaving and self.training.redraw() and self.ready is not None:
-            self.training.show_hints(run_hints(self.training.curve.history(), self.ready.baselines))
+        ready = self.state.ready
+        if not self.state.leaving and self.training.redraw() and ready is not None:
+            self.training.show_hints(run_hints(self.training.curve.history(), ready.baselines))
 
     # ---- actions -----------------------------------------------------------------
     def action_help(self) -> None:
@@ -192,17 +191,15 @@ class GPTApp(App[None]):
         getattr(getattr(self.lab, name), method)()
 
     def action_toggle_pause(self) -> None:
-        paused = self.run_status.paused = not self.paused
-        self.client.send(Pause() if paused else Resume())
-        self.run_status.show("paused" if paused else "training")
+        self.run_status.toggle_pause()
 
     def action_step(self) -> None:
-        if not self.paused:
+        if not self.run_status.paused:
             self.action_toggle_pause()
         self.client.send(Step(1))
 
     def action_save(self) -> None:
-        self.client.send(Save(self.out))
+        self.client.send(Save(self.state.out))
 
     def action_layer(self) -> None:
         self.attention.action_layer(1)
@@ -214,13 +211,15 @@ class GPTApp(App[None]):
         self.attention.action_mode()
 
     def action_temperature(self, delta: float) -> None:
-        self.temperature = round(min(5.0, max(0.1, self.temperature + delta)), 2)
-        self.query_one(TopKBars).temperature = self.temperature
+        settings = self.probe_settings
+        settings.temperature = round(min(5.0, max(0.1, settings.temperature + delta)), 2)
+        self.query_one(TopKBars).temperature = settings.temperature
         self.probes.refresh()
 
     def action_top_k(self, delta: int) -> None:
-        self.top_k = min(40, max(1, self.top_k + delta))
-        self.query_one(TopKBars).k = self.top_k
+        settings = self.probe_settings
+        settings.top_k = min(40, max(1, settings.top_k + delta))
+        self.query_one(TopKBars).k = settings.top_k
         self.probes.refresh()
 
     def action_words(self) -> None:
@@ -230,34 +229,48 @@ class GPTApp(App[None]):
         self.probes.next_source()
 
     def action_load_text(self) -> None:
-        resets.load_text(self)
+        resets.load_text(self, self.state.spec)
 
     def action_reset_model(self) -> None:
-        resets.reset_model(self)
+        resets.reset_model(self, self.state.spec)
 
     def reset(self, spec: RunSpec) -> None:
         """Start the run again from `spec`; the trainer keeps the old one if the new one fails."""
+        self.state.lens = None  # no lens until the new run is ready
         self.relay.forget()
         self.training.curve.set_history({})
         if self.client.alive:
             self.client.reset(spec)
         else:
-            self.launch_spec, self.reported = spec, None
+            self.state.launch_spec, self.state.reported = spec, None
             self.client.start(spec)
         self.run_status.restart()
 
     def action_restart_trainer(self) -> None:
-        self.run_status.error = None
-        self.client.start(self.spec)
-        self.run_status.show("restarting")
+        self.run_status.restart_trainer(self.state.spec)
 
     async def action_quit(self) -> None:
-        if not self.leaving:
-            self.run_status.show("saving… (a large model takes a while)" if self.ready else "quitting")
-            self.quitting.start()
+        if not self.state.leaving:
+            self.run_status.show("saving… (a large model takes a while)" if self.state.ready else "quitting")
+            self._leave()
+
+    def _leave(self, save: bool = True) -> None:
+        self.state.leaving = True  # trainer events and timers no longer touch the screen
+        self.quitting.start(save)
+
+    def on_quit_done(self, message: QuitDone) -> None:
+        self.final_save = message.saved
+        self.exit()
+
+    def on_quit_save_failed(self, message: QuitSaveFailed) -> None:
+        self.state.leaving = False
+        self.quitting.ask(message.failed)
+
+    def on_quit_anyway(self, message: QuitAnyway) -> None:
+        self._leave(save=False)
 
     def _on_signal(self, sig: int) -> None:
-        self.signalled = sig
+        self.state.signalled = sig
         self.call_later(self.action_quit)
 
     def on_hung_up(self, message: HungUp) -> None:
@@ -267,9 +280,9 @@ class GPTApp(App[None]):
         return served_driver(super().get_driver_class())
 
     def exit(self, *args: Any, **kwargs: Any) -> None:
-        self.leaving = True
+        self.state.leaving = True
         super().exit(*args, **kwargs)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        yield from palette.commands(self)
+        yield from palette.commands(self, self.state.spec, self.state.out)

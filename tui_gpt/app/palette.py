@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from textual.actions import parse
 from textual.app import SystemCommand
@@ -14,27 +14,27 @@ from tui_gpt.app.resets import confirm_reset
 from tui_gpt.settings import MODEL_SIZES, TOKENIZERS, RunSpec
 
 if TYPE_CHECKING:
-    from tui_gpt.app.app import GPTApp
+    from textual.app import App
 
 
-def commands(app: GPTApp) -> Iterator[SystemCommand]:
-    """The palette entries for `app`, in the order they are listed."""
+def commands(app: App[Any], spec: RunSpec, out: str) -> Iterator[SystemCommand]:
+    """The palette entries for `app`, running `spec` and saving to `out`, in the order they are listed."""
     for row in KEYMAP:
         if row.title is not None:
-            yield SystemCommand(row.title, palette_help(row, app.out), _action(app, row.action))
+            yield SystemCommand(row.title, palette_help(row, out), _action(app, row.action))
         if row.action == "reset_model":
-            yield from _resets(app)
+            yield from _resets(app, spec)
 
 
-def _action(app: GPTApp, action: str) -> Callable[[], object]:
+def _action(app: App[Any], action: str) -> Callable[[], object]:
     """Run `action` ("top_k(1)") on `app` when the command is chosen, as its key would."""
     _, name, args = parse(action)
     return lambda: getattr(app, f"action_{name}")(*args)
 
 
-def _resets(app: GPTApp) -> Iterator[SystemCommand]:
+def _resets(app: App[Any], current: RunSpec) -> Iterator[SystemCommand]:
     for kind in TOKENIZERS:
-        spec = replace(app.spec, tokenizer=kind, resume=None, model=None)
+        spec = replace(current, tokenizer=kind, resume=None, model=None)
         question = f"Switch to the {kind} tokenizer?"
         yield SystemCommand(
             f"Tokenizer: {kind}",
@@ -42,7 +42,7 @@ def _resets(app: GPTApp) -> Iterator[SystemCommand]:
             _ask_reset(app, spec, question),
         )
     for name, (n_layer, n_head, n_embd) in MODEL_SIZES.items():
-        spec = replace(app.spec, n_layer=n_layer, n_head=n_head, n_embd=n_embd, resume=None, model=None)
+        spec = replace(current, n_layer=n_layer, n_head=n_head, n_embd=n_embd, resume=None, model=None)
         yield SystemCommand(
             f"Model size: {name}",
             f"{n_layer} layers, {n_head} heads, width {n_embd} (resets the model)",
@@ -50,5 +50,5 @@ def _resets(app: GPTApp) -> Iterator[SystemCommand]:
         )
 
 
-def _ask_reset(app: GPTApp, spec: RunSpec, question: str) -> Callable[[], None]:
+def _ask_reset(app: App[Any], spec: RunSpec, question: str) -> Callable[[], None]:
     return lambda: confirm_reset(app, spec, question)

@@ -21,11 +21,12 @@ from textual.timer import Timer
 from tui_gpt.app.widgets.attention import AttentionMap
 from tui_gpt.app.widgets.examples import ExamplesPane
 from tui_gpt.app.widgets.line import InfoLine
+from tui_gpt.app.widgets.prompt import PromptInput
 from tui_gpt.app.widgets.topk import TopKBars
 from tui_gpt.visible import visible
 
 if TYPE_CHECKING:
-    from tui_gpt.app.app import GPTApp
+    from tui_gpt.app.state import Doors
     from tui_gpt.lens import Analysis, Lens, NextWords, WordExamples
 
 LARGE_PAUSE = 0.3  # seconds without a key before a large model's attention and examples are computed
@@ -37,8 +38,9 @@ PASSAGES = 5  # corpus passages the examples pane cycles through
 
 
 class Probes:
-    def __init__(self, app: GPTApp) -> None:
-        self.app = app
+    def __init__(self, doors: Doors) -> None:
+        self.ui = doors.ui  # Textual's services: queries, timers, workers
+        self.run, self.settings, self.client = doors.run, doors.settings, doors.client
         self.passage = -1  # -1: examples come from the prompt
         self.last_guess: str | None = None
         self.last_analysis: tuple[list, list[str]] | None = None  # (examples, labels) shown, for export
@@ -50,6 +52,10 @@ class Probes:
         self._hold_limit: Timer | None = None  # continues the trainer if a key's answer never comes
         self.marked: tuple[list[int], int, str] | None = None  # (prefix ids, target, word) the top-k marks
 
+    @property
+    def prompt(self) -> PromptInput:
+        return self.ui.query_one(PromptInput)
+
     def mark(self, prefix_ids: list[int], target: int, word: str) -> None:
         """Mark `target` (and `word`) in the top-k whenever it shows the prefix `prefix_ids`: the pinned example."""
         self.marked = (prefix_ids, target, word)
@@ -58,21 +64,21 @@ class Probes:
     def prompt_changed(self) -> None:
         """A key changed the prompt. Probe once all keys already queued are in: a burst or a paste costs one probe."""
         self.last_key = time.monotonic()
-        if self.app.lens is not None:
+        if self.run.lens is not None:
             self._hold()
         if not self._queued:
             self._queued = True
-            self.app.call_later(self._probe_queued)
+            self.ui.call_later(self._probe_queued)
 
     def _hold(self) -> None:
         """Stop the trainer until this key's answer is on screen (or HOLD_LIMIT has passed)."""
-        self.app.client.hold.stop()
+        self.client.hold.stop()
         if self._hold_limit is not None:
             self._hold_limit.stop()
-        self._hold_limit = self.app.set_timer(HOLD_LIMIT, self._release)
+        self._hold_limit = self.ui.set_timer(HOLD_LIMIT, self._release)
 
     def _release(self) -> None:
-        self.app.client.hold.release()
+        self.client.hold.release()
 
     def _probe_queued(self) -> None:
         self._queued = False
@@ -90,10 +96,10 @@ class Probes:
         answers the top-k from the prompt's cached keys and values, and computes the attention and
         the examples on a thread too: a whole forward pass of it would hold up the next key.
         """
-        app, lens = self.app, self.app.lens
+        app, lens = self.ui, self.run.lens
         if lens is None:
             return
-        text, k, temperature = app.prompt.value, app.top_k, app.temperature
+        text, k, temperature = self.prompt.value, self.settings.top_k, self.settings.temperature
         self.generation += 1
         if lens.large:
             pred = lens.next_tokens(text, k, temperature)
@@ -122,21 +128,21 @@ class Probes:
         app.call_after_refresh(self._find_words, lens, text, self.generation, k, temperature)
 
     def _after_pause(self, lens: Lens, text: str, generation: int) -> None:
-        app = self.app
+        app = self.ui
         if generation != self.generation:
             return
-        work = partial(self._analyze, lens, text, generation, app.top_k, app.temperature)
+        work = partial(self._analyze, lens, text, generation, self.settings.top_k, self.settings.temperature)
         app.run_worker(work, thread=True, exclusive=True, group="analysis", exit_on_error=False)
 
     def _analyze(self, lens: Lens, text: str, generation: int, k: int, temperature: float) -> None:
         analysis = lens.analyze(text, k, temperature)
         words = lens.word_examples(text) if self.by_word else None
-        self.app.call_from_thread(self._show_analysis, text, analysis, generation, words)
+        self.ui.call_from_thread(self._show_analysis, text, analysis, generation, words)
 
     def _show_analysis(self, text: str, analysis: Analysis, generation: int, words: WordExamples | None = None) -> None:
         """The attention map and the examples of one probe, unless a newer one has begun."""
-        app, lens = self.app, self.app.lens
-        if lens is None or app.leaving or generation != self.generation:
+        app, lens = self.ui, self.run.lens
+        if lens is None or self.run.leaving or generation != self.generation:
             return
         pred = analysis.prediction
         labels = [lens.tokenizer.token_texts[i] for i in pred.ids]
@@ -149,7 +155,7 @@ class Probes:
     def flip(self) -> None:
         """Words <-> tokens, in the top-k and the examples."""
         self.by_word = not self.by_word
-        self.app.query_one(TopKBars).by_word = self.by_word
+        self.ui.query_one(TopKBars).by_word = self.by_word
         self.refresh()
 
     def next_source(self) -> None:
@@ -160,13 +166,13 @@ class Probes:
         self, source: str, labels: list[str], analysis: Analysis, text: str, words: WordExamples | None = None
     ) -> None:
         self.last_analysis = (analysis.examples, labels)
-        lens = self.app.lens
+        lens = self.run.lens
         if words is None and self.by_word and lens is not None:
             words = lens.word_examples(text)
-        self.app.query_one(ExamplesPane).show(source, labels, analysis.examples, analysis.loss, words)
+        self.ui.query_one(ExamplesPane).show(source, labels, analysis.examples, analysis.loss, words)
 
     def _show_passage(self) -> None:
-        lens, passages = self.app.lens, self.app.passages()
+        lens, passages = self.run.lens, self.run.passages()
         if lens is None or not passages:
             return
         i = self.passage % len(passages)
@@ -176,10 +182,10 @@ class Probes:
 
     # ---- next words and the ghost text: a search of several forward passes, off the UI thread ----
     def _find_words(self, lens: Lens, text: str, generation: int, k: int, temperature: float) -> None:
-        if lens is not self.app.lens or generation != self.generation:
+        if lens is not self.run.lens or generation != self.generation:
             return  # a newer key or weight update is on its way, or a reset has dropped this lens
         work = partial(self._words, lens, text, generation, k, temperature)
-        self.app.run_worker(work, thread=True, exclusive=True, group="words", exit_on_error=False)
+        self.ui.run_worker(work, thread=True, exclusive=True, group="words", exit_on_error=False)
 
     def _words(self, lens: Lens, text: str, generation: int, k: int, temperature: float) -> None:
         def stale() -> bool:
@@ -197,15 +203,15 @@ class Probes:
             ghost = after.words[0].text if after.words else ""
         ids = lens.tokenizer.encode(ghost) if ghost else []
         first = lens.tokenizer.token_texts[ids[0]] if ids else ghost  # what Tab accepts: one token
-        self.app.call_from_thread(self._show_words, text, generation, found, ghost, first)
+        self.ui.call_from_thread(self._show_words, text, generation, found, ghost, first)
 
     def _show_words(self, text: str, generation: int, found: NextWords, ghost: str, first: str) -> None:
-        if self.app.leaving or generation != self.generation:
+        if self.run.leaving or generation != self.generation:
             return  # the pane keeps the last complete answer until the newest one arrives
-        self.app.query_one(TopKBars).words = found
-        if self.app.prompt.value == text:
-            self.app.prompt.set_ghost(ghost, first)
-        self.app.call_after_refresh(self._release)  # the answer is on screen: the trainer goes on
+        self.ui.query_one(TopKBars).words = found
+        if self.prompt.value == text:
+            self.prompt.set_ghost(ghost, first)
+        self.ui.call_after_refresh(self._release)  # the answer is on screen: the trainer goes on
         if self.typing:
             self._think_ahead(text, generation, found)
 
@@ -214,23 +220,23 @@ class Probes:
 
         On a thread of its own at a low priority: it takes what the trainer and the UI leave.
         """
-        lens, app = self.app.lens, self.app
+        lens, settings = self.run.lens, self.settings
         if lens is None:
             return
 
         def work() -> None:
             with contextlib.suppress(AttributeError, OSError):  # per-thread priority: Linux only
                 os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), AHEAD_NICE)
-            lens.think_ahead(found, text, app.top_k, app.temperature, lambda: generation != self.generation)
+            lens.think_ahead(found, text, settings.top_k, settings.temperature, lambda: generation != self.generation)
 
         threading.Thread(target=work, name="tui-gpt-ahead", daemon=True).start()
 
     # ---- the greedy line: a sample of the prompt, so the mask experiment's nonsense shows ----
     def update_greedy(self) -> None:
-        lens = self.app.lens
+        lens = self.run.lens
         if lens is not None:
-            prompt, mask_off = self.app.prompt.value, self.app.lab.mask.off
-            self.app.run_worker(
+            prompt, mask_off = self.prompt.value, self.settings.mask_off
+            self.ui.run_worker(
                 partial(self._greedy, lens, prompt, mask_off),
                 thread=True,
                 exclusive=True,
@@ -242,8 +248,8 @@ class Probes:
         text = visible(lens.tokenizer.decode(lens.sample(prompt, GREEDY_TOKENS, temperature=0)))
         label = "[b $error]greedy, mask off:[/] " if mask_off else "greedy: "
         # The model writes whatever its text held ("[/]" in the Python docs): a $variable, never markup.
-        self.app.call_from_thread(self._show_greedy, Content.from_markup(label + "$sample", sample=text))
+        self.ui.call_from_thread(self._show_greedy, Content.from_markup(label + "$sample", sample=text))
 
     def _show_greedy(self, text: Content) -> None:
-        if not self.app.leaving:
-            self.app.query_one("#greedy", InfoLine).text = text
+        if not self.run.leaving:
+            self.ui.query_one("#greedy", InfoLine).text = text

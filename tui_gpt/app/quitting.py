@@ -8,43 +8,46 @@ from __future__ import annotations
 from functools import partial
 from typing import TYPE_CHECKING
 
+from tui_gpt.app.messages import QuitAnyway, QuitDone, QuitSaveFailed
 from tui_gpt.app.screens.dialogs import ConfirmScreen
 from tui_gpt.protocol import Failed, Saved
 
 if TYPE_CHECKING:
-    from tui_gpt.app.app import GPTApp
+    from tui_gpt.app.run_status import RunStatus
+    from tui_gpt.app.state import Doors
 
 
 class Quitting:
-    def __init__(self, app: GPTApp) -> None:
-        self.app = app
+    def __init__(self, doors: Doors, status: RunStatus) -> None:
+        self.ui, self.run, self.client = doors.ui, doors.run, doors.client
+        self.status = status
+        self.saves_on_quit = False
 
     def start(self, save: bool = True) -> None:
-        self.app.leaving = True  # trainer events and timers no longer touch the screen
+        """Stop the trainer, off the UI thread; QuitDone or QuitSaveFailed tells the app how it went."""
         work = partial(self._stop_trainer, save)
-        self.app.run_worker(work, thread=True, exclusive=True, group="trainer", exit_on_error=False)
+        self.ui.run_worker(work, thread=True, exclusive=True, group="trainer", exit_on_error=False)
 
     def _stop_trainer(self, save: bool) -> None:
-        """Save a checkpoint and end the trainer process, off the UI thread, then exit."""
-        app = self.app
+        """Save a checkpoint and end the trainer process, off the UI thread."""
         # Before the run is built nothing is trained: end the trainer at once, without a save.
-        app.saves_on_quit = save and app.ready is not None
-        outcome = app.client.stop(save=app.out if app.saves_on_quit else None, timeout=3.0 if save else 0)
+        self.saves_on_quit = save and self.run.ready is not None
+        outcome = self.client.stop(save=self.run.out if self.saves_on_quit else None, timeout=3.0 if save else 0)
         if isinstance(outcome, Failed):
-            if app.signalled is None:  # a person asked to quit: let them choose
-                app.call_from_thread(self._save_failed, outcome)
+            if self.run.signalled is None:  # a person asked to quit: let them choose
+                self.ui.post_message(QuitSaveFailed(outcome))
                 return
-            app.client.stop(save=None)
-        app.final_save = outcome if isinstance(outcome, Saved) else None
-        app.call_from_thread(app.exit)
+            self.client.stop(save=None)
+        self.ui.post_message(QuitDone(outcome if isinstance(outcome, Saved) else None))
 
-    def _save_failed(self, failed: Failed) -> None:
+    def ask(self, failed: Failed) -> None:
+        """The save failed and the app stays: quit without it (QuitAnyway), or go on training?"""
+
         def answer(quit_anyway: bool | None) -> None:
             if quit_anyway:
-                self.start(save=False)
+                self.ui.post_message(QuitAnyway())
             else:
-                self.app.run_status.show("training")
+                self.status.show("training")
 
-        self.app.leaving = False
-        self.app.run_status.error = failed.message
-        self.app.push_screen(ConfirmScreen(f"{failed.message}.\nQuit without saving?"), answer)
+        self.status.note_error(failed.message)
+        self.ui.push_screen(ConfirmScreen(f"{failed.message}.\nQuit without saving?"), answer)

@@ -3,33 +3,36 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from tui_gpt.app.messages import ResetRun
 from tui_gpt.app.screens.dialogs import AskScreen, ConfirmScreen, check_path
 from tui_gpt.settings import RunSpec
 
 if TYPE_CHECKING:
-    from tui_gpt.app.app import GPTApp
+    from textual.app import App
 
 
-def confirm_reset(app: GPTApp, spec: RunSpec, question: str) -> None:
-    """Ask `question`; on yes, start the run again from `spec`."""
+def confirm_reset(ui: App[Any], spec: RunSpec, question: str) -> None:
+    """Ask `question`; on yes, ask the app to start the run again from `spec`."""
 
     def answer(yes: bool | None) -> None:
         if yes:
-            app.reset(spec)
+            ui.post_message(ResetRun(spec))
 
-    app.push_screen(ConfirmScreen(f"{question}\nThis resets the model and its training."), answer)
+    ui.push_screen(ConfirmScreen(f"{question}\nThis resets the model and its training."), answer)
 
 
-def load_text(app: GPTApp) -> None:
+def load_text(ui: App[Any], spec: RunSpec) -> None:
+    """Ask for a text to train on instead of `spec`'s."""
+
     def chosen(path: str | None) -> None:
         if path:
-            confirm_reset(app, replace(app.spec, sources=[path], resume=None), f"Train from scratch on {path}?")
+            confirm_reset(ui, replace(spec, sources=[path], resume=None), f"Train from scratch on {path}?")
 
     question = "Train on which text? A file, a folder, or fables / python-docs"
-    app.push_screen(AskScreen(question, "", check_path), chosen)
+    ui.push_screen(AskScreen(question, "", check_path), chosen)
 
 
-def reset_model(app: GPTApp) -> None:
-    confirm_reset(app, replace(app.spec, resume=None), "Reset the model to random weights?")
+def reset_model(ui: App[Any], spec: RunSpec) -> None:
+    confirm_reset(ui, replace(spec, resume=None), "Reset the model to random weights?")

@@ -39,4 +39,5 @@ def run_app(args: argparse.Namespace) -> int:
             print("tui-gpt: nothing new to save", file=stream)
     except OSError:
         pass
-    return 128 + app.signalled if app.signalled else 0
+    signalled = app.state.signalled
+    return 128 + signalled if signalled else 0

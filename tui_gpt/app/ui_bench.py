@@ -115,15 +115,15 @@ class Typist:
         try:
             async with app.run_test(size=(160, 48)) as pilot:
                 await self._ready(app)
-                idle_start, idle_step = time.monotonic(), app.step
+                idle_start, idle_step = time.monotonic(), app.run_status.step
                 await asyncio.sleep(IDLE)  # nobody types: the trainer has every core
-                results = TypingResults(idle=(app.step - idle_step) / (time.monotonic() - idle_start))
-                start, start_step, holds = time.monotonic(), app.step, app.client.hold.holds
+                results = TypingResults(idle=(app.run_status.step - idle_step) / (time.monotonic() - idle_start))
+                start, start_step, holds = time.monotonic(), app.run_status.step, app.client.hold.holds
                 await self._type(app, n_keys, results)
-                results.typing = (app.step - start_step) / (time.monotonic() - start)
+                results.typing = (app.run_status.step - start_step) / (time.monotonic() - start)
                 results.keys_per_s = n_keys / (time.monotonic() - start)
                 results.holds = app.client.hold.holds - holds
-                results.ahead_hits = app.lens.ahead_hits
+                results.ahead_hits = app.state.lens.ahead_hits
                 await pilot.press("ctrl+q")
         finally:
             TopKBars.render = original  # type: ignore[method-assign]
@@ -133,12 +133,12 @@ class Typist:
     @staticmethod
     async def _ready(app: Any) -> None:
         deadline = time.monotonic() + 300
-        while app.lens is None and time.monotonic() < deadline:
+        while app.state.lens is None and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        if app.lens is None:
+        if app.state.lens is None:
             raise RuntimeError("the trainer did not become ready within 300 s")
-        first = app.step  # the first step includes the dtype trial: a large model's takes a while
-        while app.step == first and time.monotonic() < deadline:
+        first = app.run_status.step  # the first step includes the dtype trial: a large model's takes a while
+        while app.run_status.step == first and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         await asyncio.sleep(SETTLE)
 

@@ -24,14 +24,14 @@ def check_checkpoint(value: str) -> str | None:
 
 class CompareExperiment(Experiment):
     def start(self) -> None:
-        app = self.app
+        ui, run = self.ui, self.run
 
         def done(value: str | None) -> None:
-            if value and app.lens is not None:
+            if value and run.lens is not None:
                 page = TextScreen("Compare checkpoints", Text("loading and evaluating…", style="dim"))
-                app.push_screen(page)
-                lens, prompt, sources, k = app.lens, app.prompt.value, app.spec.sources, app.top_k
-                app.run_worker(
+                ui.push_screen(page)
+                lens, prompt, sources, k = run.lens, self.prompt.value, run.spec.sources, self.settings.top_k
+                ui.run_worker(
                     lambda: self._compare(lens, value, prompt, sources, k, page),
                     thread=True,
                     exclusive=True,
@@ -39,17 +39,17 @@ class CompareExperiment(Experiment):
                     exit_on_error=False,
                 )
 
-        app.push_screen(AskScreen("Compare with which checkpoint directory?", app.out, check_checkpoint), done)
+        ui.push_screen(AskScreen("Compare with which checkpoint directory?", run.out, check_checkpoint), done)
 
     def _compare(self, lens: Lens, path: str, prompt: str, sources: list[str], k: int, page: TextScreen) -> None:
         try:
             body = report(lens.compare(path, prompt, sources, k), prompt)
         except Exception as exc:  # shown, never raised: the app keeps working
             body = Text(f"could not compare: {exc}", style="bold red")
-        self.app.call_from_thread(self._show, page, body)
+        self.ui.call_from_thread(self._show, page, body)
 
     def _show(self, page: TextScreen, body: Group | Text) -> None:
-        if page in self.app.screen_stack:  # not closed while the work ran
+        if page in self.ui.screen_stack:  # not closed while the work ran
             page.update(body)
 
 

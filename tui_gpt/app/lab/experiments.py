@@ -16,22 +16,23 @@ from tui_gpt.app.lab.temperature import TemperatureExperiment
 from tui_gpt.app.lab.tokens import TokensExperiment
 
 if TYPE_CHECKING:
-    from tui_gpt.app.app import GPTApp
+    from tui_gpt.app.probes import Probes
     from tui_gpt.app.router import Router
+    from tui_gpt.app.state import Doors
 
 
 class Lab:
-    def __init__(self, app: GPTApp) -> None:
-        self.mask = MaskExperiment(app)
-        self.pin = PinExperiment(app)
-        self.surprisal = SurprisalExperiment(app)
-        self.tokens = TokensExperiment(app)
-        self.temperature = TemperatureExperiment(app)
-        self.one_step = OneStepExperiment(app)
-        self.memorization = MemorizationExperiment(app)
-        self.compare = CompareExperiment(app)
-        self.settings = RunSettings(app)
-        self.export = ExportExperiment(app)
+    def __init__(self, doors: Doors, probes: Probes) -> None:
+        self.mask = MaskExperiment(doors)
+        self.pin = PinExperiment(doors, probes)
+        self.memorization = MemorizationExperiment(doors)
+        self.surprisal = SurprisalExperiment(doors, self.memorization)
+        self.tokens = TokensExperiment(doors)
+        self.temperature = TemperatureExperiment(doors)
+        self.one_step = OneStepExperiment(doors, self.pin)
+        self.compare = CompareExperiment(doors)
+        self.settings = RunSettings(doors)
+        self.export = ExportExperiment(doors, probes)
 
     def connect(self, router: Router) -> None:
         """Hand each trainer reply to the experiment that asked for it."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from tui_gpt.app.lab import Experiment
+from tui_gpt.app.messages import MaskSwitched, ResetRun
 from tui_gpt.app.screens.dialogs import ChoiceScreen
 from tui_gpt.protocol import SetCausal
 
@@ -16,35 +17,30 @@ QUESTION = (
 
 
 class MaskExperiment(Experiment):
-    off = False
+    @property
+    def off(self) -> bool:
+        return self.settings.mask_off
 
     def start(self) -> None:
-        app = self.app
+        ui = self.ui
         if self.off:
-            app.client.send(SetCausal(True))
+            self.client.send(SetCausal(True))
             self.show(False)
-            app.notify("Causal mask back on: normal training.", title="Mask experiment")
+            ui.notify("Causal mask back on: normal training.", title="Mask experiment")
             return
 
         def chosen(answer: str | None) -> None:
             if answer == "current":
-                app.client.send(SetCausal(False))
+                self.client.send(SetCausal(False))
                 self.show(True)
             elif answer == "scratch":
-                app.reset(replace(app.spec, causal=False, resume=None))
+                ui.post_message(ResetRun(replace(self.run.spec, causal=False, resume=None)))
                 self.show(True)
 
-        app.push_screen(
+        ui.push_screen(
             ChoiceScreen(QUESTION, [("current", "From current weights"), ("scratch", "From scratch")]), chosen
         )
 
     def show(self, off: bool) -> None:
-        """Mark every view: the lens, the title, the training pane, the probes."""
-        app = self.app
-        self.off = off
-        if app.lens is not None:
-            app.lens.set_causal(not off)
-        app.sub_title = "MASK OFF: the causal-mask experiment is running" if off else ""
-        app.training.set_mask_off(off)
-        app.probes.refresh()
-        app.probes.update_greedy()
+        """Mark every view (app.py: the lens, the title, the training pane, the probes)."""
+        self.ui.post_message(MaskSwitched(off))

@@ -24,13 +24,13 @@ class MemorizationExperiment(Experiment):
     last_sample: str | None = None  # the last sample, for surprisal colouring
 
     def start(self) -> None:
-        app = self.app
-        if app.lens is None:
+        ui, lens = self.ui, self.run.lens
+        if lens is None:
             return
         self.page = TextScreen("Memorization check", Text("sampling…", style="dim"))
-        app.push_screen(self.page)
-        lens, prompt = app.lens, app.prompt.value
-        app.run_worker(
+        ui.push_screen(self.page)
+        prompt = self.prompt.value
+        ui.run_worker(
             lambda: self._sample(lens, prompt), thread=True, exclusive=True, group="memo", exit_on_error=False
         )
 
@@ -38,16 +38,16 @@ class MemorizationExperiment(Experiment):
         ids = lens.sample(prompt, SAMPLE_TOKENS, temperature=0.8, seed=0)
         self.last_sample = lens.tokenizer.decode(ids)
         n = MIN_MATCH.get(lens.tokenizer.kind, 8)
-        self.app.call_from_thread(self.app.client.send, Memorize(ids, n))
+        self.ui.call_from_thread(self.client.send, Memorize(ids, n))
 
     def mark(self) -> Style:
         """The highlight of copied tokens, from the theme, so it reads in light and dark themes alike."""
-        variables = self.app.get_css_variables()
+        variables = self.ui.get_css_variables()
         return Style(bold=True, color=variables["foreground"], bgcolor=variables["warning-muted"])
 
     def render_reply(self, event: Memorized) -> Group:
         out = Text()
-        lens = self.app.lens
+        lens = self.run.lens
         if lens is None:
             return stack(out)
         texts = lens.tokenizer.token_texts

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 from rich.table import Table
 from rich.text import Text
@@ -12,6 +13,10 @@ from tui_gpt.app.screens.dialogs import TextScreen
 from tui_gpt.protocol import ExampleStepped, StepOn
 from tui_gpt.visible import cell, visible
 
+if TYPE_CHECKING:
+    from tui_gpt.app.lab.pin import PinExperiment
+    from tui_gpt.app.state import Doors
+
 NOTE = "\nOne optimizer step nudged every weight toward this example; the run's step count is unchanged."
 
 
@@ -19,27 +24,31 @@ class OneStepExperiment(Experiment):
     replies = (ExampleStepped,)
     ids: list[int] = []  # the example sent: ids[:-1] -> ids[-1]
 
+    def __init__(self, doors: Doors, pin: PinExperiment) -> None:
+        super().__init__(doors)
+        self.pin = pin  # the pinned example, if any, is the one stepped on
+
     def start(self) -> None:
-        app = self.app
-        if app.lens is None:
+        ui, lens = self.ui, self.run.lens
+        if lens is None:
             return
-        tok = app.lens.tokenizer
-        pinned = app.lab.pin.pinned
-        ids = [*pinned["ids"], pinned["target"]] if pinned else tok.encode(app.prompt.value)
+        tok = lens.tokenizer
+        pinned = self.pin.pinned
+        ids = [*pinned["ids"], pinned["target"]] if pinned else tok.encode(self.prompt.value)
         if len(ids) < 2:
-            app.notify("Type a prompt of at least two tokens: its last token is the target.", severity="warning")
+            ui.notify("Type a prompt of at least two tokens: its last token is the target.", severity="warning")
             return
         self.ids = ids
         self.page = TextScreen(
             "One step on one example",
             Text(f"{visible(tok.decode(ids[:-1]))} → {visible(tok.token_texts[ids[-1]])}: stepping…"),
         )
-        app.push_screen(self.page)
-        app.client.send(StepOn(ids))
+        ui.push_screen(self.page)
+        self.client.send(StepOn(ids))
 
     def render_reply(self, event: ExampleStepped) -> object:
         head = Text()
-        lens = self.app.lens
+        lens = self.run.lens
         if lens is not None:
             head.append(f"{visible(lens.tokenizer.decode(self.ids[:-1]))} → ", style="dim")
             head.append(visible(lens.tokenizer.token_texts[event.target]) + "\n\n", style="bold")

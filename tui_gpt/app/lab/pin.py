@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.content import Content
 
 from tui_gpt.app.lab import Experiment
+from tui_gpt.app.messages import Pinned
 from tui_gpt.app.screens.dialogs import AskScreen
 from tui_gpt.visible import visible
+
+if TYPE_CHECKING:
+    from tui_gpt.app.probes import Probes
+    from tui_gpt.app.state import Doors
 
 
 def check_example(value: str) -> str | None:
@@ -21,43 +26,46 @@ def check_example(value: str) -> str | None:
 class PinExperiment(Experiment):
     pinned: dict[str, Any] | None = None  # prefix, ids, target, series [(step, p)]
 
+    def __init__(self, doors: Doors, probes: Probes) -> None:
+        super().__init__(doors)
+        self.probes = probes  # the top-k's last guess, the suggested target
+
     def start(self) -> None:
-        app = self.app
-        prompt = app.prompt
+        prompt = self.prompt
         # Suggest the ghost's next word: a lone space or subword is no readable target.
-        guess = (prompt.ghost or app.probes.last_guess or "").strip()
+        guess = (prompt.ghost or self.probes.last_guess or "").strip()
 
         def done(value: str | None) -> None:
             if value:
                 self.pin(value)
 
-        app.push_screen(
+        self.ui.push_screen(
             AskScreen("Pin an example, as: prefix -> target", f"{prompt.value} -> {guess}", check_example), done
         )
 
     def pin(self, value: str) -> None:
-        app = self.app
-        if app.lens is None:
+        ui, lens = self.ui, self.run.lens
+        if lens is None:
             return
         prefix, target = value.rsplit("->", 1)
         prefix, target = prefix.rstrip(), target.strip()
-        tok = app.lens.tokenizer
+        tok = lens.tokenizer
         # The target follows the prefix with a space, as it would in running text.
         ids = tok.encode(prefix + " " + target)
         prefix_ids = tok.encode(prefix)
         if len(ids) <= len(prefix_ids):
-            app.notify("The target adds no token to the prefix.", severity="warning")
+            ui.notify("The target adds no token to the prefix.", severity="warning")
             return
         target_id = ids[len(prefix_ids)]
         self.pinned = {"prefix": prefix, "ids": prefix_ids, "target": target_id, "word": target, "series": []}
         note = "" if len(ids) == len(prefix_ids) + 1 else f" (its first token, {visible(tok.token_texts[target_id])!r})"
-        app.notify(f"Tracking p({target}{note} | {prefix}) as the model trains.", title="Pinned", markup=False)
+        ui.notify(f"Tracking p({target}{note} | {prefix}) as the model trains.", title="Pinned", markup=False)
         self.track()
-        app.probes.mark(prefix_ids, target_id, target)  # the top-k marks the target, at once and from now on
+        ui.post_message(Pinned(prefix_ids, target_id, target))  # the top-k marks the target, from now on
 
     def track(self) -> None:
         """Record p(target | prefix) for the current weights; called on every weight update."""
-        pin, lens = self.pinned, self.app.lens
+        pin, lens = self.pinned, self.run.lens
         if pin is None or lens is None:
             return
         p = lens.prob(pin["ids"], pin["target"])
@@ -67,6 +75,6 @@ class PinExperiment(Experiment):
         target = visible(lens.tokenizer.token_texts[pin["target"]])
         first = f" (was {series[0][1]:.3f} at step {series[0][0]})" if len(series) > 1 else ""
         line = f"pinned [b]$prefix → $target[/b]: p = [b]{p:.3f}[/b] at step {lens.step}{first}"
-        self.app.training.show_pinned(
+        self.training.show_pinned(
             Content.from_markup(line, prefix=pin["prefix"][-30:], target=target), [v for _, v in series[-200:]]
         )

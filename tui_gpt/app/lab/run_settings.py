@@ -25,23 +25,23 @@ def check_interval(value: str) -> str | None:
 
 class RunSettings(Experiment):
     def set_lr(self) -> None:
-        app = self.app
+        ui = self.ui
 
         def done(value: str | None) -> None:
             if value:
-                app.client.send(SetLr(float(value)))
-                app.notify(f"Peak learning rate {float(value):g} from the next step (no reset).")
+                self.client.send(SetLr(float(value)))
+                ui.notify(f"Peak learning rate {float(value):g} from the next step (no reset).")
 
-        current = str(app.spec.train.lr)
-        app.push_screen(AskScreen("Peak learning rate (applies now, no reset)", current, check_lr), done)
+        current = str(self.run.spec.train.lr)
+        ui.push_screen(AskScreen("Peak learning rate (applies now, no reset)", current, check_lr), done)
 
     def set_eval_interval(self) -> None:
-        app = self.app
+        ui = self.ui
 
         def done(value: str | None) -> None:
             if value:
-                app.client.send(SetEvalInterval(int(value)))
-                app.notify(f"Evaluating every {value} steps (no reset)." if int(value) else "Evaluation off.")
+                self.client.send(SetEvalInterval(int(value)))
+                ui.notify(f"Evaluating every {value} steps (no reset)." if int(value) else "Evaluation off.")
 
-        current = str(app.spec.train.eval_interval)
-        app.push_screen(AskScreen("Evaluate every how many steps? (no reset)", current, check_interval), done)
+        current = str(self.run.spec.train.eval_interval)
+        ui.push_screen(AskScreen("Evaluate every how many steps? (no reset)", current, check_interval), done)

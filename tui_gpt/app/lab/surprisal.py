@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from tui_gpt.app.lab import Experiment
 from tui_gpt.app.screens.dialogs import ChoiceScreen
 
+if TYPE_CHECKING:
+    from tui_gpt.app.lab.memorization import MemorizationExperiment
+    from tui_gpt.app.state import Doors
+
 
 class SurprisalExperiment(Experiment):
+    def __init__(self, doors: Doors, memorization: MemorizationExperiment) -> None:
+        super().__init__(doors)
+        self.memorization = memorization  # its last sample is one of the texts to colour
+
     def start(self) -> None:
-        app = self.app
-        if app.lens is None:
+        ui, run = self.ui, self.run
+        if run.lens is None:
             return
         from tui_gpt.app.screens.surprisal import SurprisalScreen
 
-        passages = app.passages()
-        sample = app.lab.memorization.last_sample
+        passages = run.passages()
+        sample = self.memorization.last_sample
         sources = [("prompt", "The prompt")]
         if passages:
             sources.append(("passage", "A corpus passage"))
@@ -22,8 +32,8 @@ class SurprisalExperiment(Experiment):
             sources.append(("sample", "The last sample"))
 
         def chosen(which: str | None) -> None:
-            text = {"prompt": app.prompt.value, "passage": passages[0] if passages else "", "sample": sample or ""}
-            if which in text and app.lens is not None:
-                app.push_screen(SurprisalScreen(app.lens, text[which], dict(sources)[which].lower()))
+            text = {"prompt": self.prompt.value, "passage": passages[0] if passages else "", "sample": sample or ""}
+            if which in text and run.lens is not None:
+                ui.push_screen(SurprisalScreen(run.lens, text[which], dict(sources)[which].lower()))
 
-        app.push_screen(ChoiceScreen("Colour which text by surprisal?", sources), chosen)
+        ui.push_screen(ChoiceScreen("Colour which text by surprisal?", sources), chosen)

@@ -14,15 +14,15 @@ NOTE = "\nDividing by T > 1 flattens the distribution (more surprising samples);
 
 class TemperatureExperiment(Experiment):
     def start(self) -> None:
-        app = self.app
-        if app.lens is None:
+        lens = self.run.lens
+        if lens is None:
             return
-        t = app.temperature
-        rows = app.lens.temperature(app.prompt.value, t, app.top_k)
-        texts = app.lens.tokenizer.token_texts
+        t = self.settings.temperature
+        rows = lens.temperature(self.prompt.value, t, self.settings.top_k)
+        texts = lens.tokenizer.token_texts
         table = Table(title=f"logits → logits / T (T = {t:g}) → softmax", expand=False)
         for col in ("token", "logit", f"logit / {t:g}", "softmax p"):
             table.add_column(col, justify="right")
         for r in rows:
             table.add_row(cell(texts[r.id]), f"{r.logit:.3f}", f"{r.scaled:.3f}", f"{r.prob:.2%}")
-        app.push_screen(TextScreen("Temperature view", stack(table, Text(NOTE, style="dim"))))
+        self.ui.push_screen(TextScreen("Temperature view", stack(table, Text(NOTE, style="dim"))))

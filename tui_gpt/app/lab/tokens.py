@@ -15,12 +15,12 @@ class TokensExperiment(Experiment):
     replies = (TokenCounts,)
 
     def start(self) -> None:
-        app = self.app
-        if app.lens is None:
+        lens = self.run.lens
+        if lens is None:
             return
-        text = app.prompt.value
-        infos = app.lens.describe(text)
-        table = Table(title=f"{len(infos)} {app.lens.tokenizer.kind} tokens: what the model sees", expand=False)
+        text = self.prompt.value
+        infos = lens.describe(text)
+        table = Table(title=f"{len(infos)} {lens.tokenizer.kind} tokens: what the model sees", expand=False)
         for col in ("#", "id", "token", "note"):
             table.add_column(col)
         for i, info in enumerate(infos):
@@ -28,14 +28,14 @@ class TokensExperiment(Experiment):
             table.add_row(str(i), str(info.id), cell(info.text), note)
         self.table = table
         self.page = TextScreen("Tokenizer view", Text("counting tokens under char, bpe and word…", style="dim"))
-        app.push_screen(self.page)
-        app.client.send(CountTokens(text))
+        self.ui.push_screen(self.page)
+        self.client.send(CountTokens(text))
 
     def render_reply(self, event: TokenCounts) -> object:
         counts = Table(title="the same text under each tokenizer", expand=False)
         counts.add_column("tokenizer")
         counts.add_column("tokens", justify="right")
-        lens = self.app.lens
+        lens = self.run.lens
         for kind, n in event.counts.items():
             counts.add_row(kind + (" (this run)" if lens and kind == lens.tokenizer.kind else ""), str(n))
         return stack(self.table, counts)
