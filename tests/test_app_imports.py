@@ -103,3 +103,25 @@ def test_no_import_cycle_in_the_package():
     for name in sorted(graph):
         if name not in state:
             visit(name, [name])
+
+
+def _names_the_app(path: Path) -> bool:
+    """Whether `path` mentions GPTApp: a name, an import, an attribute, a string or a comment."""
+    text = path.read_text(encoding="utf-8")
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.Name) and node.id == "GPTApp":
+            return True
+        if isinstance(node, ast.alias) and "GPTApp" in (node.name, node.asname):
+            return True
+        if isinstance(node, ast.Attribute) and node.attr == "GPTApp":
+            return True
+    return "GPTApp" in text  # in a string, a docstring or a comment
+
+
+def test_no_app_module_but_app_py_names_the_app():
+    """Controllers get narrow doors (state.Doors, messages), never GPTApp: not even under TYPE_CHECKING."""
+    modules = [p for p in (PACKAGE / "app").rglob("*.py") if p != PACKAGE / "app" / "app.py"]
+    assert len(modules) > 20, "every module of the app package is read"
+    offenders = sorted(_module_name(p) for p in modules if _names_the_app(p))
+    assert not offenders, offenders
+    assert _names_the_app(PACKAGE / "app" / "app.py"), "the check finds the class where it is defined"

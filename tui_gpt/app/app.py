@@ -50,6 +50,11 @@ MIN_SIZE = (60, 20)
 DEFAULT_PROMPT = "The quick brown"
 
 
+def make_app(spec: RunSpec, out: str, **options: Any) -> GPTApp:
+    """The app for `spec`, saving to `out` (`options`: those of GPTApp); the command line and the bench open it."""
+    return GPTApp(spec, out, **options)
+
+
 class GPTApp(App[None]):
     """Train a GPT in a background process and probe it while it learns."""
 

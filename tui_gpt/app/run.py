@@ -21,9 +21,9 @@ def run_app(args: argparse.Namespace) -> int:
     if not served and not sys.stdout.isatty():
         print("tui-gpt: error: the app needs a terminal; use 'tui-gpt train' for scripts", file=sys.stderr)
         return 2
-    from tui_gpt.app.app import GPTApp
+    from tui_gpt.app.app import make_app
 
-    app = GPTApp(spec, out=out, autosave=args.autosave)
+    app = make_app(spec, out=out, autosave=args.autosave)
     app.run()
     if app.return_code:  # the app crashed: Textual has printed the traceback
         return app.return_code

@@ -92,7 +92,7 @@ class Typist:
         self.words: list[tuple[float, int]] = []  # (when, the probe generation the words answer)
 
     async def run(self, spec: RunSpec, n_keys: int, out: str) -> TypingResults:
-        from tui_gpt.app.app import GPTApp
+        from tui_gpt.app.app import make_app
         from tui_gpt.app.probes import Probes
         from tui_gpt.app.widgets.topk import TopKBars
 
@@ -111,7 +111,7 @@ class Typist:
 
         TopKBars.render = timed_render  # type: ignore[method-assign]
         Probes._show_words = timed_words  # type: ignore[method-assign]
-        app = GPTApp(spec, out=out, prompt="")
+        app = make_app(spec, out=out, prompt="")
         try:
             async with app.run_test(size=(160, 48)) as pilot:
                 await self._ready(app)
