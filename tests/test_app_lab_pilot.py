@@ -566,6 +566,9 @@ async def test_compare_a_checkpoint_with_itself(tmp_path):
         m = re.search(r"validation loss: this run (\d+\.\d{3}) · run (\d+\.\d{3})", text)
         assert m, text
         assert m.group(1) == m.group(2), "the same weights on the same text"
+        m = re.search(r"bits per byte: +this run (\d+\.\d{3}) · run (\d+\.\d{3})", text)
+        assert m and m.group(1) == m.group(2), text
+        assert "equal per byte" in text
         assert "this run (char)" in text and text.count("(char)") == 2  # the other column: "<path> (char)"
         # Both top-k lists, side by side, with the same tokens and probabilities.
         rows = re.findall(r"│\s*(\S+)\s*│\s*(\d\.\d{3})\s*│\s*(\S+)\s*│\s*(\d\.\d{3})\s*│", text)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import shutil
 import sys
@@ -452,6 +453,18 @@ async def test_quit_before_the_loss_chart_mounts(tmp_path):
 
 
 # ---- training controls with the fake trainer --------------------------------------------
+
+
+@sync
+async def test_the_legend_shows_the_val_loss_in_bits_per_byte(tmp_path):
+    async with ready(make_app(tmp_path)) as (app, pilot):
+        pane = app.query_one(TrainingPane)
+        assert "bpb" not in text_of(app.query_one("#legend"))  # the fake's history does not say its bytes
+        pane.curve.set_history({**pane.curve.history(), "val_bytes_per_token": 2.0})
+        pane.curve.add([{"step": 151, "loss": 2.0, "lr": 1e-3, "val_loss": 2.0 * math.log(2)}])
+        app.run_status.show()
+        await settle(pilot)
+        assert "━ val (1.000 bpb)" in text_of(app.query_one("#legend"))  # 2 ln 2 nats a token, 2 bytes a token
 
 
 @sync

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -97,6 +98,9 @@ def test_train_writes_a_checkpoint(trained_dir):
     history = json.loads((out / "history.json").read_text())
     assert history["steps"] == list(range(1, 31))
     assert history["eval_steps"] == [0, 10, 20, 30]
+    assert history["val_bytes_per_token"] == 1.0
+    evals = [line for line in r.stderr.splitlines() if line.lstrip().startswith("step ") and " bpb" in line]
+    assert len(evals) == 4, r.stderr  # "step     10: train 2.9 val 2.9 · 4.2 bpb ..."
     assert sorted(p.name for p in cwd.iterdir()) == ["DIR", "tiny.txt"]  # no temporary dirs left
 
 
@@ -139,7 +143,9 @@ def test_bench_ends_with_its_summary_line(tmp_path, tiny_text):
     assert r.returncode == 0, r.stderr
     lines = r.stdout.strip().splitlines()
     fields = dict(kv.split("=") for kv in lines[-1].removeprefix("bench: ").split())
-    assert lines[-1].startswith("bench: ") and list(fields) == ["steps", "tok_per_s", "val_loss", "mfu"]
+    assert lines[-1].startswith("bench: ") and list(fields) == ["steps", "tok_per_s", "val_loss", "val_bpb", "mfu"]
+    # the char tokenizer on ASCII text: one byte a token, so bits per byte is the loss over ln 2
+    assert float(fields["val_bpb"]) == pytest.approx(float(fields["val_loss"]) / math.log(2), abs=1e-3)
     assert int(fields["steps"]) == 20 and float(fields["tok_per_s"]) > 0 and 0 < float(fields["mfu"]) < 1
     assert 0 < float(fields["val_loss"]) < 5
     assert "val loss over the whole split: " in r.stderr  # the report goes to stderr, the summary to stdout

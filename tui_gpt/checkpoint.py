@@ -274,6 +274,9 @@ def _check_history(history: dict) -> str | None:
     for names in (("steps", "loss", "lr"), ("eval_steps", "eval_train", "eval_val")):
         if len({len(history.get(n, [])) for n in names}) > 1:
             return f"{', '.join(names)} must be as long as each other"
+    bpt = history.get("val_bytes_per_token")
+    if bpt is not None and not (isinstance(bpt, int | float) and not isinstance(bpt, bool) and bpt > 0):
+        return "val_bytes_per_token must be a number > 0 or null"
     changes = history.get("changes", [])
     if not isinstance(changes, list) or not all(isinstance(c, dict) for c in changes):
         return "changes must be a list of objects"
@@ -481,6 +484,7 @@ def load_trainer(path: Path, data: TokenData, device: str = "auto", cfg: dict | 
     except (KeyError, ValueError, RuntimeError, TypeError) as exc:
         raise TuiGptError(f"{path}: corrupt trainer state ({type(exc).__name__}: {str(exc)[:60]})") from None
     trainer.history = History.from_dict(history)
+    trainer.keep_bytes_per_token()  # of the text it resumes on, which may not be the one it began on
     return trainer
 
 

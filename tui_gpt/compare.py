@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from tui_gpt.dataset import bits_per_byte
 from tui_gpt.model import GPT
 from tui_gpt.probe import Analysis, analyze, validation_loss
 from tui_gpt.tokenizer import TextTokenizer
@@ -15,7 +16,8 @@ class Side:
     name: str
     kind: str  # the tokenizer kind
     analysis: Analysis  # the prompt: top-k next tokens and per-token examples
-    val_loss: float  # on fixed batches of the run's text
+    val_loss: float  # on fixed batches of the run's text, per token of this side's tokenizer
+    val_bpb: float  # the same loss in bits per byte of that text: comparable across tokenizers
 
 
 @dataclass(frozen=True)
@@ -37,5 +39,7 @@ def compare(model: GPT, tokenizer: TextTokenizer, path: Path, prompt: str, sourc
     sides = []
     for name, m, t in (("this run", model, tokenizer), (str(path), other, other_tok)):
         a = analyze(m, t, t.encode(prompt), k=k)
-        sides.append(Side(name, t.kind, a, validation_loss(m, TokenData.build(corpus, t).val)))
+        data = TokenData.build(corpus, t)  # the run's text in this side's tokens
+        loss = validation_loss(m, data.val)
+        sides.append(Side(name, t.kind, a, loss, bits_per_byte(loss, data.val_bytes_per_token)))
     return Comparison(sides[0], sides[1], tokenizer.token_texts, tokenizer.hf.to_str() == other_tok.hf.to_str())

@@ -8,6 +8,7 @@ any size costs little memory. Before reading a mapped stream, `TokenData.check` 
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -33,6 +34,7 @@ class TokenData:
     train: np.ndarray  # (N_train,) uint16 or uint32, read-only
     val: np.ndarray  # (N_val,)
     source: tokencache.Source | None = None  # the cache file they are mapped from, if they are
+    val_bytes_per_token: float = math.nan  # UTF-8 bytes of text per validation token (bits_per_byte)
 
     @classmethod
     def build(
@@ -84,6 +86,7 @@ class TokenData:
         elif progress:
             progress(total, total)
         data = cls(*cached)
+        data.val_bytes_per_token = bytes_per_token(data.val, tokenizer)
         if len(data.train) < MIN_TOKENS or len(data.val) < 2:
             raise TuiGptError(
                 f"{corpus.name}: only {len(data.train) + len(data.val)} tokens; the text is too short to train on, "
@@ -99,6 +102,27 @@ class TokenData:
         past its end would kill the process with SIGBUS. Call it before each read of a batch."""
         if self.source is not None:
             self.source.check()
+
+
+def bytes_per_token(data: Ids, tokenizer: TextTokenizer) -> float:
+    """Mean UTF-8 bytes of text per token of `data` (over a spread sample of a long stream), as
+    `tokenizer.byte_lengths` counts them."""
+    ids = sample(data).numpy()
+    if not len(ids):
+        return math.nan
+    counts = np.bincount(ids, minlength=tokenizer.vocab_size)
+    return float(counts @ tokenizer.byte_lengths[: len(counts)]) / len(ids)
+
+
+def bits_per_byte(loss: float, bytes_per_token: float) -> float:
+    """A mean loss in nats per token as bits per byte of text: total nats / total bytes / ln 2, as
+    nanochat's val_bpb. Comparable across tokenizers, where the loss per token is not."""
+    return loss / math.log(2) / bytes_per_token
+
+
+def bpb_text(value: float | None) -> str:
+    """The text " · 2.7284 bpb", to follow a val loss, or nothing when the bits per byte are not known."""
+    return "" if value is None else f" · {value:.4f} bpb"
 
 
 def _key(corpus_digest: str, tokenizer: TextTokenizer) -> str:

@@ -249,6 +249,7 @@ def _describe(args: argparse.Namespace, run) -> None:
 
 
 def _train(args: argparse.Namespace, run, out: Path, signals: _Signals, main: bool = True) -> int:
+    from tui_gpt.dataset import bpb_text
     from tui_gpt.tokencache import Cut
 
     trainer = run.trainer
@@ -271,7 +272,8 @@ def _train(args: argparse.Namespace, run, out: Path, signals: _Signals, main: bo
                     )
                 if ev.val_loss is not None:
                     bar.console.print(
-                        f"step {ev.step:>6}: train {ev.eval_train_loss:.4f}  val {ev.val_loss:.4f}  "
+                        f"step {ev.step:>6}: train {ev.eval_train_loss:.4f}  "
+                        f"val {ev.val_loss:.4f}{bpb_text(ev.val_bpb)}  "
                         f"lr {ev.lr:.2e}  {ev.tokens_per_s:,.0f} tok/s"
                     )
                 if main and (ev.val_loss is not None or autosave.due(trainer.step)):

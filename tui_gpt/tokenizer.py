@@ -213,8 +213,8 @@ class TextTokenizer:
         """
         if n > self.vocab_size:
             self.hf.add_special_tokens([f"<|pad_{i}|>" for i in range(self.vocab_size, n)])
-            self.__dict__.pop("_pieces", None)
-            self.__dict__.pop("token_texts", None)
+            for name in ("_pieces", "token_texts", "byte_lengths"):
+                self.__dict__.pop(name, None)
 
     # ---- encoding -------------------------------------------------------
     @property
@@ -297,6 +297,18 @@ class TextTokenizer:
             else:
                 pieces.append(tok)
         return pieces
+
+    @cached_property
+    def byte_lengths(self) -> np.ndarray:
+        """Per id, the UTF-8 bytes of text it stands for (int64): what bits per byte divides by.
+
+        An end-of-text or unknown token counts as one byte: it stands for one break or one
+        character, and so the char tokenizer on ASCII text has one byte per token, always.
+        """
+        return np.array(
+            [1 if p in (EOT, UNK) else len(p if isinstance(p, bytes) else p.encode("utf-8")) for p in self._pieces],
+            dtype=np.int64,
+        )
 
     def to_bytes(self, ids: Iterable[int]) -> bytes:
         """The raw UTF-8 bytes that `ids` stand for."""

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import math
 import time
 
 import torch
 from rich.console import Console
 
+from tui_gpt.dataset import bpb_text
 from tui_gpt.session import RunSpec, open_run
 
 
@@ -79,7 +81,7 @@ def bench_train(args: argparse.Namespace, console: Console) -> int:
         if ev.val_loss is not None:
             last_val = ev.val_loss
             console.print(
-                f"step {ev.step:>6}: train {ev.eval_train_loss:.4f} val {ev.val_loss:.4f} "
+                f"step {ev.step:>6}: train {ev.eval_train_loss:.4f} val {ev.val_loss:.4f}{bpb_text(ev.val_bpb)} "
                 f"{ev.tokens_per_s:,.0f} tok/s  {time.perf_counter() - t0:.1f} s"
             )
     wall = time.perf_counter() - t0
@@ -89,11 +91,16 @@ def bench_train(args: argparse.Namespace, console: Console) -> int:
     mfu = flops_per_token(n_params, m.n_layer, m.n_embd, m.block_size) * tok_s / peak
     full_val = trainer.split_loss("val")
     console.print(
-        f"val loss over the whole split: {full_val:.4f} ({trainer.config.eval_iters}-batch estimate {last_val:.4f})"
+        f"val loss over the whole split: {full_val:.4f}{bpb_text(trainer.bits_per_byte(full_val))} "
+        f"({trainer.config.eval_iters}-batch estimate {last_val:.4f})"
     )
     console.print(
         f"{steps} steps in {wall:.1f} s wall ({step_time:.1f} s training): "
         f"{1000 * step_time / max(1, steps):.1f} ms/step, {tok_s:,.0f} tok/s, MFU {100 * mfu:.1f}%"
     )
-    print(f"bench: steps={steps} tok_per_s={tok_s:.0f} val_loss={last_val:.4f} mfu={mfu:.3f}")
+    val_bpb = trainer.bits_per_byte(last_val)
+    print(
+        f"bench: steps={steps} tok_per_s={tok_s:.0f} val_loss={last_val:.4f} "
+        f"val_bpb={val_bpb if val_bpb is not None else math.nan:.4f} mfu={mfu:.3f}"
+    )
     return 0

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from tui_gpt import autotune, distributed
-from tui_gpt.dataset import TokenData, get_batch, windows
+from tui_gpt.dataset import TokenData, bits_per_byte, get_batch, windows
 from tui_gpt.errors import TuiGptError
 from tui_gpt.model import GPT, GPTConfig
 from tui_gpt.settings import TrainConfig, cores
@@ -39,6 +39,7 @@ class TrainEvent:
     elapsed: float
     val_loss: float | None = None
     eval_train_loss: float | None = None
+    val_bpb: float | None = None  # the val loss in bits per byte of text (dataset.bits_per_byte)
     restored: int | None = None  # the loss was NaN or infinite: the weights of this step were put back
 
 
@@ -53,6 +54,8 @@ class History:
     eval_train: list[float] = field(default_factory=list)
     eval_val: list[float] = field(default_factory=list)
     changes: list[dict] = field(default_factory=list)  # settings changed mid-run: {"step": 120, "lr": 5e-4}
+    # UTF-8 bytes per token of the validation text: eval_val / ln 2 / this is bits per byte.
+    val_bytes_per_token: float | None = None
 
     def add(self, ev: TrainEvent) -> None:
         if ev.step > 0 or ev.val_loss is None:
@@ -69,7 +72,8 @@ class History:
 
     @classmethod
     def from_dict(cls, d: dict) -> History:
-        return cls(**{f.name: list(d.get(f.name, [])) for f in fields(cls)})
+        lists = {f.name: list(d.get(f.name, [])) for f in fields(cls) if f.name != "val_bytes_per_token"}
+        return cls(**lists, val_bytes_per_token=d.get("val_bytes_per_token"))
 
     def change(self, step: int, **settings: object) -> None:
         """Record settings changed at `step`, e.g. a new learning rate on resume."""
@@ -146,11 +150,22 @@ class Trainer:
         self.step = 0
         self.elapsed = 0.0  # seconds spent training, across resumes
         self.history = History()
+        self.keep_bytes_per_token()
         self._tok_rate = 0.0
         self._good: tuple[int, dict, dict] | None = None  # (step, weights, optimizer state), on the CPU
         self._pending: tuple[int, dict, dict] | None = None  # a copy taken before a step, good once it is
         self._restores = 0
         self._ddp: torch.nn.Module | None = None
+
+    def keep_bytes_per_token(self) -> None:
+        """Record the validation text's bytes per token in the history (again after a resume loads one)."""
+        bpt = self.data.val_bytes_per_token
+        self.history.val_bytes_per_token = bpt if math.isfinite(bpt) and bpt > 0 else None
+
+    def bits_per_byte(self, loss: float) -> float | None:
+        """A validation loss (nats per token) in bits per byte of the validation text, if known."""
+        bpt = self.history.val_bytes_per_token
+        return bits_per_byte(loss, bpt) if bpt else None
 
     def _choose(self, mconf: GPTConfig) -> autotune.Choice:
         """Dtype, attention path and thread count: as forced by the config, else measured (and cached).
@@ -384,6 +399,7 @@ class Trainer:
         if ev is None:  # before the first step
             ev = TrainEvent(self.step, losses["train"], self.lr_at(self.step), 0.0, self.elapsed)
         ev.val_loss, ev.eval_train_loss = losses["val"], losses["train"]
+        ev.val_bpb = self.bits_per_byte(ev.val_loss)
         return ev
 
     def run(self, steps: int | None = None, seconds: float | None = None) -> Iterator[TrainEvent]:

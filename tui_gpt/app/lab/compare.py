@@ -53,6 +53,14 @@ class CompareExperiment(Experiment):
             page.update(body)
 
 
+def better_per_byte(c: Comparison, name: str) -> str:
+    """Which side predicts the text better, per byte."""
+    a, b = c.this.val_bpb, c.other.val_bpb
+    if abs(a - b) < 5e-4:
+        return "equal per byte"
+    return f"{'this run' if a < b else name} is better per byte, by {abs(a - b):.3f} bits"
+
+
 def report(c: Comparison, prompt: str) -> Group:
     """Both top-k lists, both val losses, and the per-token surprisal where the tokens line up."""
     name = Path(c.other.name).name
@@ -66,7 +74,9 @@ def report(c: Comparison, prompt: str) -> Group:
         top.add_row(cell(a.text), f"{a.prob:.3f}", cell(b.text), f"{b.prob:.3f}")
     losses = Text(
         f"\nvalidation loss: this run {c.this.val_loss:.3f} · {name} {c.other.val_loss:.3f}"
-        "  (fixed batches of this run's text; comparable when both use the same tokenizer kind)\n",
+        "  (fixed batches of this run's text; comparable when both use the same tokenizer kind)\n"
+        f"bits per byte:   this run {c.this.val_bpb:.3f} · {name} {c.other.val_bpb:.3f}"
+        f"  (the same loss per byte of text: comparable across tokenizers) · {better_per_byte(c, name)}\n",
         style="bold",
     )
     parts: list[Any] = [top, losses]

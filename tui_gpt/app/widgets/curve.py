@@ -22,6 +22,7 @@ class Curve:
         self.eval_steps: list[int] = list(history.get("eval_steps", []))
         self.eval_train: list[float] = list(history.get("eval_train", []))
         self.eval_val: list[float] = list(history.get("eval_val", []))
+        self.val_bytes_per_token: float | None = history.get("val_bytes_per_token")
         self.dirty = True
 
     def add(self, events: list[dict]) -> None:
@@ -47,4 +48,11 @@ class Curve:
             "eval_steps": self.eval_steps,
             "eval_train": self.eval_train,
             "eval_val": self.eval_val,
+            "val_bytes_per_token": self.val_bytes_per_token,
         }
+
+    def val_bpb(self) -> float | None:
+        """The latest val loss in bits per byte of the validation text (trainer.Trainer.bits_per_byte)."""
+        if not self.eval_val or not self.val_bytes_per_token:
+            return None
+        return self.eval_val[-1] / math.log(2) / self.val_bytes_per_token

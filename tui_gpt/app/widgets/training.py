@@ -57,11 +57,18 @@ class TrainingPane(Vertical):
     def set_baselines(self, baselines: dict[str, float]) -> None:
         self.curve.baselines = baselines
         self.curve.dirty = True
-        c = LINE_COLOURS
+        self.show_legend()
+
+    def show_legend(self) -> None:
+        """The line under the chart: its lines' colours, the baselines, the latest val loss in bits per byte."""
+        c, b = LINE_COLOURS, self.curve.baselines
+        if not b:
+            return
+        bpb = self.curve.val_bpb()
         self.query_one("#legend", InfoLine).text = (
-            f"[${c['train']}]━ train[/] [${c['val']}]━ val[/] "
-            f"[${c['uniform']}]─ uniform ln V = {baselines['uniform']:.2f}[/]"
-            f" [${c['bigram']}]─ bigram {baselines['bigram']:.2f}[/] · unigram {baselines['unigram']:.2f}"
+            f"[${c['train']}]━ train[/] [${c['val']}]━ val{f' ({bpb:.3f} bpb)' if bpb is not None else ''}[/] "
+            f"[${c['uniform']}]─ uniform ln V = {b['uniform']:.2f}[/]"
+            f" [${c['bigram']}]─ bigram {b['bigram']:.2f}[/] · unigram {b['unigram']:.2f}"
         )
 
     def set_run(self, ready: Any) -> None:
@@ -93,6 +100,7 @@ class TrainingPane(Vertical):
                 f"lr {last['lr']:.2e}",
                 f"{clock(last['elapsed'])} elapsed",
             ]
+        self.show_legend()  # the latest val loss in bits per byte
         if self.curve.eval_val:
             at = self.curve.eval_steps[-1]
             first.append(f"val {self.curve.eval_val[-1]:.3f}" + (f" (at step {at:,})" if at != step else ""))
