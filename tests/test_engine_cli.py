@@ -115,6 +115,18 @@ def test_complete_prints_top_k_table(trained_dir):
     assert probs == sorted(probs, reverse=True) and all(0 < p <= 1 for p in probs)
 
 
+def test_complete_lens_prints_a_layer_by_top_k_table(trained_dir):
+    cwd, _ = trained_dir
+    r = tui_gpt("complete", "DIR", "The", "--lens", "--top-k", "3", cwd=cwd)
+    assert r.returncode == 0, r.stderr
+    rows = [[c.strip() for c in line.split("│")[1:-1]] for line in r.stdout.splitlines() if line.startswith("│")]
+    assert [row[0] for row in rows] == ["embed", "layer 1"], r.stdout  # TINY has one layer
+    assert all(len(row) == 5 for row in rows)  # layer, top 1-3, p final
+    assert "logit lens" in r.stdout and "p final" in r.stdout
+    r = tui_gpt("complete", "DIR", "The", "--lens", "--words", cwd=cwd)
+    assert r.returncode == 2 and "--lens" in r.stderr
+
+
 def test_generate_streams_a_sample(trained_dir):
     cwd, _ = trained_dir
     r = tui_gpt("generate", "DIR", "The", "-n", "20", "--seed", "1", cwd=cwd)

@@ -141,6 +141,11 @@ def parser_complete() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=1.0, help="0 to 100 (default 1)")
     p.add_argument("--words", action="store_true", help="next words (or the current word's rest), not tokens")
     p.add_argument(
+        "--lens",
+        action="store_true",
+        help="the logit lens: each layer's top-k next tokens (its residual stream through the final norm and head)",
+    )
+    p.add_argument(
         "--budget",
         type=int,
         default=SEARCH_BUDGET,

@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import load
 from tokenizers import Tokenizer
 
+from tui_gpt.logit_lens import LogitLens, logit_lens
 from tui_gpt.model import GPT, GPTConfig, KVCache
 from tui_gpt.nextword import NextWords, WordExamples, next_words, word_examples
 from tui_gpt.probe import (
@@ -203,6 +204,11 @@ class Lens:
     def temperature(self, text: str, temperature: float, k: int) -> list[TempRow]:
         """The top-k next tokens after `text` as logits, logits / T and softmax."""
         return temperature_table(self.logits(self.tokenizer.encode(text))[-1], temperature, k)
+
+    def logit_lens(self, text: str, k: int) -> LogitLens:
+        """Each layer's top-k next tokens after `text`: the residual stream through the final norm and head."""
+        with self.leased() as model:
+            return logit_lens(model, self.tokenizer, self.tokenizer.encode(text), k)
 
     def describe(self, text: str) -> list[TokenInfo]:
         """The ids the model reads for `text`, with specials and byte fragments marked."""

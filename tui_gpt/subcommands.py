@@ -22,6 +22,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from tui_gpt.errors import TuiGptError, report
 from tui_gpt.savedir import Autosave, CheckpointLock, check_out
@@ -329,8 +330,12 @@ def cmd_complete(args: argparse.Namespace) -> int:
     model, tok = _load_model(args)
     if args.prefix is None:
         raise TuiGptError("give the prefix to complete after CKPT")
+    if args.words and args.lens:
+        raise TuiGptError("--lens reads tokens: give --words or --lens, not both")
     if args.words:
         return _complete_words(model, tok, args)
+    if args.lens:
+        return _complete_lens(model, tok, args)
     ids = tok.encode(args.prefix)
     pred = predict(model, tok, ids, k=args.top_k, temperature=args.temperature, attention=False)
     out = Console()
@@ -344,6 +349,30 @@ def cmd_complete(args: argparse.Namespace) -> int:
     table.add_column("logit", justify="right")
     for i, g in enumerate(pred.guesses, 1):
         table.add_row(str(i), cell(g.text), str(g.id), f"{g.prob:.4f}", f"{g.logit:.3f}")
+    out.print(table)
+    return 0
+
+
+def _complete_lens(model, tok, args: argparse.Namespace) -> int:
+    from tui_gpt.logit_lens import layer_name, logit_lens
+
+    ids = tok.encode(args.prefix)
+    lens = logit_lens(model, tok, ids, k=args.top_k)
+    out = Console()
+    if lens.dropped:
+        out.print(f"[yellow]prefix is {len(ids)} tokens; using its last {len(lens.ids)} (the context length)[/]")
+    final = visible(tok.token_texts[lens.final_id])
+    table = Table(
+        title=f"logit lens: each layer's next token after {escape(repr(args.prefix))}",
+        caption=f"p final: each layer's probability of the model's own top token, {escape(repr(final))}",
+    )
+    table.add_column("layer")
+    for i in range(1, len(lens.rows[0].guesses) + 1):
+        table.add_column(f"top {i}")
+    table.add_column("p final", justify="right")
+    for row in lens.rows:
+        cells = [Text.assemble(visible(g.text), (f" {g.prob:.3f}", "dim")) for g in row.guesses]
+        table.add_row(layer_name(row.layer), *cells, f"{row.final_prob:.3f}")
     out.print(table)
     return 0
 
