@@ -86,6 +86,7 @@ KEYMAP: tuple[Row, ...] = (
         "Memorization",
     ),
     Row("f9", "lab('compare')", "Lab: compare checkpoints", "Another checkpoint side by side with this run", "Compare"),
+    Row("f10", "lab('logit_lens')", "Lab: logit lens", "Each layer's top next tokens, live", "Logit lens"),
     Row(None, "lab('settings', 'set_lr')", "Set learning rate…", "Applies at once, no reset"),
     Row(None, "lab('settings', 'set_eval_interval')", "Set evaluation interval…", "Applies at once, no reset"),
     Row(

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from tui_gpt.app.lab.compare import CompareExperiment
 from tui_gpt.app.lab.export import ExportExperiment
+from tui_gpt.app.lab.logit_lens import LogitLensExperiment
 from tui_gpt.app.lab.mask import MaskExperiment
 from tui_gpt.app.lab.memorization import MemorizationExperiment
 from tui_gpt.app.lab.one_step import OneStepExperiment
@@ -31,6 +32,7 @@ class Lab:
         self.temperature = TemperatureExperiment(doors)
         self.one_step = OneStepExperiment(doors, self.pin)
         self.compare = CompareExperiment(doors)
+        self.logit_lens = LogitLensExperiment(doors)
         self.settings = RunSettings(doors)
         self.export = ExportExperiment(doors, probes)
 

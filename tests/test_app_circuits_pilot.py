@@ -1,0 +1,60 @@
+"""Pilot tests of the circuits views (#19): the logit lens (f10), with the fake trainer's real model."""
+
+from __future__ import annotations
+
+import re
+
+from fake_trainer import FakeTrainer
+from pilot import lab_app, open_screen, ready, run_command, screen_text, settle, sync, wait_for
+from textual.widgets import Input
+
+from tui_gpt.app.screens.logit_lens import LogitLensScreen
+from tui_gpt.app.widgets.topk import TopKBars
+
+
+def layer_names(app) -> list[str]:
+    """The layer column of the table, as drawn on screen."""
+    return re.findall(r"│ (embed|layer \d+) +│", screen_text(app))
+
+
+@sync
+async def test_the_logit_lens_follows_every_key_and_every_weight_update(tmp_path):
+    async with ready(lab_app(tmp_path, prompt="The fox ran to th")) as (app, pilot):
+        await pilot.press("ctrl+f")  # the top-k in tokens, to compare with the lens's last row
+        await settle(pilot)
+        top = app.query_one(TopKBars).guesses[0]
+        await open_screen(pilot, "f10", LogitLensScreen)
+        screen: LogitLensScreen = app.screen
+        view = screen.last
+        n_layer = app.lens.config.n_layer
+        assert [r.layer for r in view.rows] == list(range(n_layer + 1))
+        assert len(view.rows[0].guesses) == app.top_k
+        # the last layer is the model's own answer: the top-k's first guess (at temperature 1)
+        assert app.temperature == 1.0 and view.rows[-1].guesses[0].id == top.id == view.final_id
+        assert abs(view.rows[-1].guesses[0].prob - top.prob) < 1e-5
+        assert layer_names(app) == ["embed", *(f"layer {i}" for i in range(1, n_layer + 1))]
+        assert screen.query_one(Input).has_focus and screen.query_one(Input).value == "The fox ran to th"
+
+        await pilot.press("e")  # every key: a new table for the new prompt
+        await settle(pilot)
+        assert screen.text == "The fox ran to the" and screen.last is not view
+        assert screen.last.ids[-1] == app.lens.tokenizer.encode("e")[0]
+
+        before, step = screen.last, app.lens.step
+        client: FakeTrainer = app.client
+        client.advance(5)  # every weight update: new weights (the same values here) redraw it
+        await wait_for(pilot, lambda: screen.last is not before, what="the redraw after new weights")
+        await settle(pilot)
+        assert app.lens.step == step + 5 and f"step {step + 5:,}" in screen_text(app)
+
+        await pilot.press("escape")
+        await settle(pilot)
+        assert not isinstance(app.screen, LogitLensScreen)
+        assert app.prompt.value == "The fox ran to th"  # the view's prompt is its own
+
+
+@sync
+async def test_the_logit_lens_is_in_the_palette(tmp_path):
+    async with ready(lab_app(tmp_path)) as (app, pilot):
+        await run_command(pilot, "logit", "Lab: logit lens")
+        await wait_for(pilot, lambda: isinstance(app.screen, LogitLensScreen), what="the logit lens")
