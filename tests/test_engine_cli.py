@@ -127,6 +127,17 @@ def test_complete_lens_prints_a_layer_by_top_k_table(trained_dir):
     assert r.returncode == 2 and "--lens" in r.stderr
 
 
+def test_heads_prints_one_row_per_head(trained_dir):
+    cwd, _ = trained_dir
+    r = tui_gpt("heads", "DIR", cwd=cwd)
+    assert r.returncode == 0, r.stderr
+    assert "previous-token score" in r.stdout and "induction score" in r.stdout
+    rows = [[c.strip() for c in line.split("│")[1:-1]] for line in r.stdout.splitlines() if line.startswith("│")]
+    assert [(row[0], row[1]) for row in rows] == [("1", "1"), ("1", "2")], r.stdout  # TINY: 1 layer, 2 heads
+    assert all(0 <= float(x) <= 1 for row in rows for x in row[2:])
+    assert "in-context score" in r.stdout
+
+
 def test_generate_streams_a_sample(trained_dir):
     cwd, _ = trained_dir
     r = tui_gpt("generate", "DIR", "The", "-n", "20", "--seed", "1", cwd=cwd)

@@ -28,7 +28,7 @@ from tui_gpt.settings import (
     threads_problem,
 )
 
-SUBCOMMANDS = ("train", "complete", "generate", "bench", "export", "serve")
+SUBCOMMANDS = ("train", "complete", "generate", "heads", "bench", "export", "serve")
 SPLIT_HELP = "validation split: the last 10%% of each document's tokens"
 PROBE_SETTINGS = ("top_k", "budget", "temperature", "top_p")  # complete's and generate's, ruled in settings.RULES
 
@@ -76,6 +76,7 @@ def parser_app() -> argparse.ArgumentParser:
             "  train     train headless with a progress bar, save a checkpoint\n"
             "  complete  print a checkpoint's top-k next tokens for a prefix\n"
             "  generate  stream a sample from a checkpoint\n"
+            "  heads     score every attention head: previous-token and induction\n"
             "  bench     measure training speed (and --ui: the app's latency)\n"
             "  export    write a checkpoint as a Hugging Face GPT-2 folder\n"
             "  serve     serve the app to a web browser (needs the 'serve' extra)\n\n"
@@ -217,10 +218,22 @@ def parser_serve() -> argparse.ArgumentParser:
     return p
 
 
+def parser_heads() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tui-gpt heads",
+        description="Score every attention head of a checkpoint on random tokens repeated twice: "
+        "its previous-token and induction (prefix-matching) scores, one row per head.",
+    )
+    p.add_argument("ckpt", metavar="CKPT", help="checkpoint directory")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random probe (default 0)")
+    return p
+
+
 PARSERS = {
     "train": parser_train,
     "complete": parser_complete,
     "generate": parser_generate,
+    "heads": parser_heads,
     "bench": parser_bench,
     "export": parser_export,
     "serve": parser_serve,

@@ -429,6 +429,38 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_heads(args: argparse.Namespace) -> int:
+    from tui_gpt.checkpoint import load_model
+    from tui_gpt.heads import head_scores, make_probe, periods
+
+    model, tok, _ = load_model(Path(args.ckpt))
+    block = model.config.block_size
+    try:
+        probe = make_probe(tok, block, seed=args.seed)
+    except ValueError as exc:
+        raise TuiGptError(str(exc)) from None
+    scores = head_scores(model, probe)
+    out = Console()
+    lengths = ", ".join(map(str, periods(block)))
+    table = Table(
+        title="attention heads on random tokens repeated twice",
+        caption=f"repeat lengths {lengths}, {len(probe.batches[0][1])} sequences each (seed {args.seed})",
+    )
+    for name in ("layer", "head", "previous-token score", "induction score"):
+        table.add_column(name, justify="right")
+    for layer in range(model.config.n_layer):
+        for head in range(model.config.n_head):
+            prev, ind = scores.previous_token[layer, head], scores.induction[layer, head]
+            table.add_row(str(layer + 1), str(head + 1), f"{prev:.3f}", f"{ind:.3f}")
+    out.print(table)
+    layer, head, best = scores.best_induction()
+    out.print(
+        f"best induction head: layer {layer} head {head} ({best:.3f}) · in-context score {scores.icl:+.3f} nats "
+        "(loss on the second repeat minus the first; negative: it copies)"
+    )
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.ui:
         from tui_gpt.app.ui_bench import bench_ui
