@@ -42,7 +42,7 @@ RANK_SCRIPT = textwrap.dedent(
     losses = [trainer.train_step().loss for _ in range(int(sys.argv[2]))]
     if d.main:
         print("LOSSES " + json.dumps(losses))
-    distributed.teardown()
+    distributed.leave(0)
     """
 )
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from dataclasses import dataclass
+from typing import NoReturn
 
 import torch
 import torch.distributed as dist
@@ -133,6 +135,18 @@ def device_name(device: str, d: Dist) -> str:
 def teardown() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def leave(code: int) -> NoReturn:
+    """End this torchrun rank with `code`, past the interpreter's teardown.
+
+    Gloo's threads, destroyed there, sometimes abort a rank ("terminate called without an active
+    exception", exit -6) after its work is done; everything is saved and printed by now.
+    """
+    teardown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def barrier() -> None:

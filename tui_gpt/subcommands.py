@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import codecs
-import os
 import signal
 import sys
 from contextlib import contextmanager, nullcontext, suppress
@@ -166,13 +165,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         code = _open_and_train(args, d.main)
     except TuiGptError as exc:
         code = report(exc)
-    finally:
+    except BaseException:
         distributed.teardown()
-    # A torchrun rank leaves without the interpreter's teardown: gloo's threads, destroyed there,
-    # sometimes abort the process ("terminate called without an active exception", exit -6).
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+        raise
+    distributed.leave(code)
 
 
 def _open_and_train(args: argparse.Namespace, main: bool) -> int:
