@@ -9,6 +9,7 @@ from pilot import lab_app, open_screen, ready, run_command, screen_text, settle,
 from textual.widgets import Input
 
 from tui_gpt.app.screens.logit_lens import LogitLensScreen
+from tui_gpt.app.widgets.prompt import PromptInput
 from tui_gpt.app.widgets.topk import TopKBars
 
 
@@ -26,11 +27,11 @@ async def test_the_logit_lens_follows_every_key_and_every_weight_update(tmp_path
         await open_screen(pilot, "f10", LogitLensScreen)
         screen: LogitLensScreen = app.screen
         view = screen.last
-        n_layer = app.lens.config.n_layer
+        n_layer = app.state.lens.config.n_layer
         assert [r.layer for r in view.rows] == list(range(n_layer + 1))
-        assert len(view.rows[0].guesses) == app.top_k
+        assert len(view.rows[0].guesses) == app.probe_settings.top_k
         # the last layer is the model's own answer: the top-k's first guess (at temperature 1)
-        assert app.temperature == 1.0 and view.rows[-1].guesses[0].id == top.id == view.final_id
+        assert app.probe_settings.temperature == 1.0 and view.rows[-1].guesses[0].id == top.id == view.final_id
         assert abs(view.rows[-1].guesses[0].prob - top.prob) < 1e-5
         assert layer_names(app) == ["embed", *(f"layer {i}" for i in range(1, n_layer + 1))]
         assert screen.query_one(Input).has_focus and screen.query_one(Input).value == "The fox ran to th"
@@ -38,19 +39,19 @@ async def test_the_logit_lens_follows_every_key_and_every_weight_update(tmp_path
         await pilot.press("e")  # every key: a new table for the new prompt
         await settle(pilot)
         assert screen.text == "The fox ran to the" and screen.last is not view
-        assert screen.last.ids[-1] == app.lens.tokenizer.encode("e")[0]
+        assert screen.last.ids[-1] == app.state.lens.tokenizer.encode("e")[0]
 
-        before, step = screen.last, app.lens.step
+        before, step = screen.last, app.state.lens.step
         client: FakeTrainer = app.client
         client.advance(5)  # every weight update: new weights (the same values here) redraw it
         await wait_for(pilot, lambda: screen.last is not before, what="the redraw after new weights")
         await settle(pilot)
-        assert app.lens.step == step + 5 and f"step {step + 5:,}" in screen_text(app)
+        assert app.state.lens.step == step + 5 and f"step {step + 5:,}" in screen_text(app)
 
         await pilot.press("escape")
         await settle(pilot)
         assert not isinstance(app.screen, LogitLensScreen)
-        assert app.prompt.value == "The fox ran to th"  # the view's prompt is its own
+        assert app.query_one(PromptInput).value == "The fox ran to th"  # the view's prompt is its own
 
 
 @sync
