@@ -33,6 +33,7 @@ from tui_gpt.probe import (
     temperature_table,
     top_guesses,
 )
+from tui_gpt.settings import LARGE_PARAMS
 from tui_gpt.tokenizer import TextTokenizer
 from tui_gpt.tokenview import TokenInfo, describe_ids
 
@@ -42,7 +43,6 @@ if TYPE_CHECKING:
 
 StagedModel = GPT  # a model loaded with a snapshot by `Lens.stage`, ready to swap in
 
-LARGE = 20_000_000  # parameters above which a whole forward pass per key is too slow for the UI thread
 AHEAD = 3  # likeliest next keys whose next words are worked out while the person pauses
 
 
@@ -61,7 +61,7 @@ class Lens:
         self._version = 0  # bumped by every swap: work done ahead belongs to one set of weights
         self._ahead: dict[tuple, NextWords] = {}  # (text, k, temperature) -> next words worked out ahead
         self.ahead_hits = 0  # keys answered from work done ahead (for the bench)
-        self.large = self.model.num_params() > LARGE
+        self.large = self.model.num_params() > LARGE_PARAMS  # a whole forward pass per key is too slow
         _ = self.tokenizer.token_texts  # build the id -> text table now, not on the first key
 
     def _new_model(self) -> GPT:

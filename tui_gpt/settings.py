@@ -17,6 +17,10 @@ from typing import Any, Self
 BUILTINS = ("fables", "python-docs")  # corpora that ship with tui-gpt (or with Python)
 TOKENIZERS = ("char", "bpe", "word")
 MODEL_SIZES = {"tiny": (2, 2, 64), "small": (4, 4, 128), "medium": (6, 6, 192)}  # n_layer, n_head, n_embd
+# Parameters above which a model is "large" (GPT-2 small is 124 M): the app answers a key from the
+# prompt's cache and waits for a pause before a whole forward pass, and weight snapshots come less
+# often, since each one costs the app a word search that competes with training.
+LARGE_PARAMS = 20_000_000
 DEFAULT_STEPS = 2000  # headless `train` when neither --steps nor --time is given
 MODEL_HELP = "a Hugging Face GPT-2 folder, or a model id in the local HF cache (e.g. gpt2); never downloads"
 # Fine-tuning a pretrained model: a small learning rate and batch, a short warmup, and a context

@@ -51,9 +51,11 @@ from tui_gpt.protocol import (
 )
 from tui_gpt.savedir import Autosave, CheckpointLock
 from tui_gpt.session import Run, RunSpec, open_run
+from tui_gpt.settings import LARGE_PARAMS
 
 LOSS_EVERY = 0.25  # seconds between loss batches
 WEIGHTS_EVERY = 1.0  # seconds between weight snapshots
+LARGE_WEIGHTS_EVERY = 5.0  # for a large model (settings.LARGE_PARAMS): its app's refresh costs training more
 COMPARE_CHARS = 1_000_000  # of the text, to train the tokenizers the tokenizer view compares
 
 
@@ -190,6 +192,7 @@ class TrainerLoop:
         self.shared_free = True  # the app has copied the last snapshot out of `shared`
         self.weights_due = False  # a snapshot waits for `shared` to be free
         self.buffer = 0  # which shared buffer is the run's: one per run
+        self.weights_every = WEIGHTS_EVERY  # seconds between snapshots while training
 
     def open(self, spec: RunSpec) -> None:
         """Build the run for `spec` and announce it to the app."""
@@ -215,6 +218,8 @@ class TrainerLoop:
         from tui_gpt.snapshots import SharedWeights
 
         self.events.put(describe_run(self.run))
+        large = self.run.trainer.model.num_params() > LARGE_PARAMS
+        self.weights_every = LARGE_WEIGHTS_EVERY if large else WEIGHTS_EVERY
         self.shared = SharedWeights.create(self.run.trainer.model)
         self.shared_free, self.weights_due = True, False
         if self.shared is not None:
@@ -340,7 +345,7 @@ class TrainerLoop:
             now = time.monotonic()
             if now - self.last_losses >= LOSS_EVERY or self.paused:
                 self.flush_losses()
-            if now - self.last_weights >= WEIGHTS_EVERY or self.paused:
+            if now - self.last_weights >= self.weights_every or self.paused:
                 self.send_weights()
             if self.autosave_to and self.autosave.due(self.run.trainer.step):
                 self.save(self.autosave_to)

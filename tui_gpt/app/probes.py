@@ -101,6 +101,9 @@ class Probes:
             return
         text, k, temperature = self.prompt.value, self.settings.top_k, self.settings.temperature
         self.generation += 1
+        # The word search starts first, on a thread beside this frame's work: while a key holds the
+        # trainer, both cores are the app's.
+        self._find_words(lens, text, self.generation, k, temperature)
         if lens.large:
             pred = lens.next_tokens(text, k, temperature)
             # Attention and examples are many times the work, and a forward pass cannot be cancelled:
@@ -125,7 +128,6 @@ class Probes:
                 f"(its context)[/] · step {lens.step}"
             )
         app.query_one("#prompt-info", InfoLine).text = info
-        app.call_after_refresh(self._find_words, lens, text, self.generation, k, temperature)
 
     def _after_pause(self, lens: Lens, text: str, generation: int) -> None:
         app = self.ui
@@ -194,23 +196,31 @@ class Probes:
         found = lens.next_words(text, k, temperature, stale)
         if found is None:
             return
-        # The ghost completes the word being typed; once it is whole, it is the likeliest next word.
+        # The ghost completes the word being typed; once it is whole, it is the likeliest next word,
+        # which takes another search: the words go on screen first, the ghost follows.
         ghost = found.words[0].text[len(found.typed) :] if found.words else ""
-        if not ghost and found.typed.strip():
+        whole = not ghost and bool(found.typed.strip())
+        self.ui.call_from_thread(self._show_words, text, generation, found, *self._ghost(lens, ghost))
+        if whole:
             after = lens.next_words(text, 1, 1.0, stale, after_word=True)
-            if after is None:
-                return
-            ghost = after.words[0].text if after.words else ""
+            if after is not None and after.words:
+                self.ui.call_from_thread(self._show_ghost, text, generation, *self._ghost(lens, after.words[0].text))
+
+    @staticmethod
+    def _ghost(lens: Lens, ghost: str) -> tuple[str, str]:
+        """The ghost text, and its first token: what Tab accepts."""
         ids = lens.tokenizer.encode(ghost) if ghost else []
-        first = lens.tokenizer.token_texts[ids[0]] if ids else ghost  # what Tab accepts: one token
-        self.ui.call_from_thread(self._show_words, text, generation, found, ghost, first)
+        return ghost, lens.tokenizer.token_texts[ids[0]] if ids else ghost
+
+    def _show_ghost(self, text: str, generation: int, ghost: str, first: str) -> None:
+        if not self.run.leaving and generation == self.generation and self.prompt.value == text:
+            self.prompt.set_ghost(ghost, first)
 
     def _show_words(self, text: str, generation: int, found: NextWords, ghost: str, first: str) -> None:
         if self.run.leaving or generation != self.generation:
             return  # the pane keeps the last complete answer until the newest one arrives
         self.ui.query_one(TopKBars).words = found
-        if self.prompt.value == text:
-            self.prompt.set_ghost(ghost, first)
+        self._show_ghost(text, generation, ghost, first)
         self.ui.call_after_refresh(self._release)  # the answer is on screen: the trainer goes on
         if self.typing:
             self._think_ahead(text, generation, found)
