@@ -28,6 +28,7 @@ from tui_gpt.protocol import (
     Resume,
     Save,
     Saved,
+    SetThreads,
     Status,
     Step,
     StepOn,
@@ -217,6 +218,8 @@ class FakeTrainer:
             case Quit(save=save):
                 self.stop(save)
                 return
+            case SetThreads():
+                return  # advisory: the worker answers it with nothing
             case _:
                 answer_lab(self, cmd)
         self._emit(Status(self.paused, self.step, self.spec()))

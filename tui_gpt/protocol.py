@@ -79,6 +79,13 @@ class StepOn(Command):
 
 
 @dataclass
+class SetThreads(Command):
+    """How many CPU threads the trainer may use: all but one while keys arrive, all when nobody types."""
+
+    n: int
+
+
+@dataclass
 class TookWeights(Command):
     """The app has copied the snapshot out of shared buffer `buffer`: the trainer may write the next one."""
 

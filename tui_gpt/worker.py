@@ -40,6 +40,7 @@ from tui_gpt.protocol import (
     SetCausal,
     SetEvalInterval,
     SetLr,
+    SetThreads,
     SharedBuffer,
     Status,
     Step,
@@ -269,6 +270,8 @@ class TrainerLoop:
                 self.pending_steps += int(n)
             case Save(path=path) if built:
                 self.save(path)
+            case SetThreads(n=n) if built:
+                self.run.trainer.set_threads(n)  # from the next step
             case Reset(spec=spec):
                 try:
                     self.open(spec)

@@ -23,6 +23,8 @@ from tui_gpt.app.widgets.examples import ExamplesPane
 from tui_gpt.app.widgets.line import InfoLine
 from tui_gpt.app.widgets.prompt import PromptInput
 from tui_gpt.app.widgets.topk import TopKBars
+from tui_gpt.protocol import SetThreads
+from tui_gpt.settings import cores
 from tui_gpt.visible import visible
 
 if TYPE_CHECKING:
@@ -50,6 +52,7 @@ class Probes:
         self._queued = False  # a probe for the newest keys is waiting for the queued ones
         self._pause: Timer | None = None  # a large model's heavy probes, waiting for a pause in typing
         self._hold_limit: Timer | None = None  # continues the trainer if a key's answer never comes
+        self._typing_hint = False  # the trainer was told to leave a core to the person's keys
         self.marked: tuple[list[int], int, str] | None = None  # (prefix ids, target, word) the top-k marks
 
     @property
@@ -66,6 +69,12 @@ class Probes:
         self.last_key = time.monotonic()
         if self.run.lens is not None:
             self._hold()
+            if not self._typing_hint:
+                # While keys come, the trainer also leaves the UI a core between holds: at every core,
+                # its threads and the UI's fought over both (bench --ui: training while typing).
+                self._typing_hint = True
+                self.client.send(SetThreads(max(1, cores() - 1)))
+                self.ui.set_timer(TYPING_PAUSE, self._idle)
         if not self._queued:
             self._queued = True
             self.ui.call_later(self._probe_queued)
@@ -79,6 +88,13 @@ class Probes:
 
     def _release(self) -> None:
         self.client.hold.release()
+
+    def _idle(self) -> None:
+        if self.typing:
+            self.ui.set_timer(TYPING_PAUSE, self._idle)
+            return
+        self._typing_hint = False
+        self.client.send(SetThreads(cores()))  # nobody types: every core trains
 
     def _probe_queued(self) -> None:
         self._queued = False
