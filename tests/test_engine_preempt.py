@@ -7,8 +7,11 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import polling
 import pytest
 import safetensors.torch
 
@@ -35,12 +38,7 @@ def state(pid: int) -> str:
 
 
 def wait(what: str, check, timeout: float = 60.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if value := check():
-            return value
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
+    return polling.wait(what, check, timeout, every=0.01)
 
 
 class Recorder:
@@ -57,12 +55,21 @@ class Recorder:
         return any(isinstance(e, Ready) for e in self.events)
 
 
-def test_a_held_trainer_stops_at_once_and_goes_on_when_released():
-    rec = Recorder()
+@contextmanager
+def training(rec: Recorder) -> Iterator[TrainerClient]:
+    """The real trainer process, training the tiny SPEC, a few steps in."""
     client = TrainerClient(rec, threads=1)
     client.start(SPEC)
     try:
         wait("the trainer to train", lambda: rec.step() > 5)
+        yield client
+    finally:
+        client.stop(save=None)
+
+
+def test_a_held_trainer_stops_at_once_and_goes_on_when_released():
+    rec = Recorder()
+    with training(rec) as client:
         pid = client.process.pid
         t0 = time.perf_counter()
         client.hold.stop()
@@ -74,23 +81,16 @@ def test_a_held_trainer_stops_at_once_and_goes_on_when_released():
         client.hold.release()
         wait("training to go on", lambda: rec.step() > step + 5, 10)
         assert stopped_in < 0.1, f"the trainer took {stopped_in * 1000:.0f} ms to stop"
-    finally:
-        client.stop(save=None)
 
 
 def test_the_watchdog_continues_a_trainer_held_too_long():
     rec = Recorder()
-    client = TrainerClient(rec, threads=1)
-    client.start(SPEC)
-    try:
-        wait("the trainer to train", lambda: rec.step() > 5)
+    with training(rec) as client:
         pid = client.process.pid
         client.hold.stop()
         wait("the stop", lambda: state(pid) == "T", 1.0)
         wait("the watchdog", lambda: state(pid) not in ("T", ""), preempt.MAX_HOLD + 2)
         assert not client.hold.held
-    finally:
-        client.stop(save=None)
 
 
 def _trained_weights(tmp_path: Path, name: str, interrupt: bool) -> dict:

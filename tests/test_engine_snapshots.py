@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import polling
 import pytest
 import safetensors.torch
 import torch
@@ -20,12 +21,7 @@ SPEC = RunSpec(
 
 
 def wait(what: str, check, timeout: float = 60.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if value := check():
-            return value
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
+    return polling.wait(what, check, timeout, every=0.01)
 
 
 def test_a_shared_snapshot_holds_the_model_exactly():

@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from served import start_serve, wait
+from polling import wait
+from served import start_serve
 
 from tui_gpt.cli import main
 

@@ -22,7 +22,8 @@ from http.cookies import Morsel
 from pathlib import Path
 
 import pytest
-from served import Served, command_line, descendants, start_serve, status, wait
+from polling import wait
+from served import Served, command_line, descendants, start_serve, status
 
 from tui_gpt.cli import parser_app
 from tui_gpt.errors import TuiGptError
