@@ -16,7 +16,6 @@ from tui_gpt.serve import MAX_SESSIONS
 from tui_gpt.settings import (
     DEFAULT_STEPS,
     MODEL_HELP,
-    OPTIONS,
     SEARCH_BUDGET,
     SEARCH_SECONDS,
     STEPS,
@@ -24,6 +23,7 @@ from tui_gpt.settings import (
     TOP_K,
     add_options,
     heads_problem,
+    option_problem,
     problem,
     threads_problem,
 )
@@ -44,10 +44,8 @@ def _check(p: argparse.ArgumentParser, args: argparse.Namespace, *positive: str)
     starts can always be loaded back; so do the probe settings (`PROBE_SETTINGS`). `positive`
     names the other numbers that must be above 0.
     """
-    for opt in (*OPTIONS, STEPS):
-        value = getattr(args, opt.dest, None)
-        if value is not None and not opt.flag_only and (why := problem(opt.field, value)):
-            p.error(f"{opt.flag} {why}")
+    if why := option_problem(lambda opt: getattr(args, opt.dest, None)):
+        p.error(why)
     for name in PROBE_SETTINGS:
         value = getattr(args, name, None)
         if value is not None and (why := problem(name, value)):

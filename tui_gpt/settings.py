@@ -296,12 +296,19 @@ def heads_problem(n_embd: int, n_head: int, names: tuple[str, str] = ("n_embd", 
     return None
 
 
-def spec_problem(spec: RunSpec) -> str | None:
-    """The first setting of a run that no checkpoint could hold, named by its option, or None."""
+def option_problem(value_of: Callable[[Option], Any]) -> str | None:
+    """The first run option whose value (`value_of(opt)`, None where not given) breaks its rule, named by its flag."""
     for opt in (*OPTIONS, STEPS):
-        value = opt.get(spec)
+        value = value_of(opt)
         if value is not None and not opt.flag_only and (why := problem(opt.field, value)):
             return f"{opt.flag} {why}"
+    return None
+
+
+def spec_problem(spec: RunSpec) -> str | None:
+    """The first setting of a run that no checkpoint could hold, named by its option, or None."""
+    if why := option_problem(lambda opt: opt.get(spec)):
+        return why  # before the heads rule, which divides by n_head
     return heads_problem(spec.n_embd, spec.n_head, ("--n-embd", "--n-head"))
 
 
