@@ -1,0 +1,67 @@
+"""What a run reports to the places that remember it: the run registry, TensorBoard, trackio.
+
+Torch-free and Textual-free. A front end (`train`, `bench`, the app's trainer, `sweep`) builds a
+`RunInfo` when a run starts, and hands every `EvalRow` and the end to each `Sink`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Protocol
+
+
+@dataclass
+class RunInfo:
+    """A run as it starts: what it is, on what text, and how to run it again."""
+
+    kind: str  # "app" | "train" | "bench" | "sweep"
+    settings: dict  # RunSpec.to_dict() without `given`: the settings that make the run
+    tokenizer: str  # "char" | "bpe" | "word" | "gpt2" (a --model's)
+    text_name: str  # what the corpus is called ("fables", a file name)
+    text_digest: str  # corpus.combined_digest: runs on the same text share it
+    reproduce: str  # settings.reproduce_command(spec)
+    checkpoint: str | None = None  # where the run saves, if anywhere
+    name: str = ""  # a short label ("lr 1e-3 seed 2"); empty: derived from the settings
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class EvalRow:
+    """One evaluation of a run: where it was, and how it did."""
+
+    step: int
+    tokens: int  # tokens trained on so far (all ranks)
+    wall_s: float  # seconds since the run started, evaluations included
+    train: float  # eval train loss (nats per token)
+    val: float  # val loss (nats per token)
+    val_bpb: float | None = None  # val bits per byte (dataset.bits_per_byte); None where unknown
+    lr: float | None = None
+    tokens_per_s: float | None = None
+
+
+@dataclass
+class RunEnd:
+    """How a run ended."""
+
+    status: str  # "done" | "stopped" (Ctrl+C, a signal, the app quit) | "failed"
+    step: int
+    wall_s: float
+    tokens_per_s: float
+    checkpoint: str | None = None
+    extra: dict = field(default_factory=dict)
+
+
+class Sink(Protocol):
+    """A place a run is reported to.
+
+    `start` may refuse in one line (TuiGptError: a corrupt registry, a missing optional package),
+    before any training; after that a failing sink warns once and is dropped, never stops the run.
+    """
+
+    def start(self, run: RunInfo) -> None: ...
+
+    def eval(self, row: EvalRow) -> None: ...
+
+    def finish(self, end: RunEnd) -> None: ...
