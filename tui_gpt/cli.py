@@ -182,6 +182,21 @@ def parser_bench() -> argparse.ArgumentParser:
     p.add_argument("--keys", type=int, default=200, help="with --ui: keystrokes to type")
     p.add_argument("--threads", type=int, default=0, help=THREADS_HELP)
     p.add_argument("--profile", action="store_true", help="also print ms/step by torch op (torch.profiler)")
+    p.add_argument(
+        "--seed-sentence",
+        action="store_true",
+        help="train until every word of the seed sentence from 'brown' on ranks in the top 5 of the next words; "
+        "print the ranks over wall time",
+    )
+    p.add_argument("--every", type=float, default=10.0, metavar="SECONDS", help="with --seed-sentence: rank every N s")
+    p.add_argument(
+        "--to-loss",
+        type=float,
+        default=None,
+        metavar="LOSS",
+        help="train until the whole validation split's loss is at most LOSS (within --steps); print the wall time",
+    )
+    p.add_argument("--seeds", type=int, default=1, help="with --seed-sentence or --to-loss: seeds to run, from --seed")
     add_model_options(p)
     return p
 
@@ -252,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.app_out = app_args.out or app_args.resume or "tui-gpt-run"  # what each tab's folder is named after
             else:
                 args = parser.parse_args(argv[1:])
-            _check(parser, args, "steps", "time", "n", "keys", "max_sessions")
+            _check(parser, args, "steps", "time", "n", "keys", "max_sessions", "every", "seeds", "to_loss")
             from tui_gpt import subcommands
 
             return getattr(subcommands, f"cmd_{name}")(args)

@@ -31,6 +31,8 @@ TOP_K = 10
 MAX_TOP_K = 1000  # a table someone reads; the word search also costs more with every word it must rank
 SEARCH_BUDGET = 24  # forward passes of the next-word search; each extends up to 16 partial words
 MAX_SEARCH_BUDGET = 1000  # the search's memory grows with its passes: a bound the parser enforces
+# The README's first lesson: type it word by word and watch each next word climb (`bench --seed-sentence`).
+SEED_SENTENCE = "The quick brown fox jumps over the lazy dog"
 SEARCH_SECONDS = 10.0  # the search stops here whatever its budget (a large model on a CPU), and says so
 
 

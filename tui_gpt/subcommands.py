@@ -462,6 +462,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from tui_gpt.app.ui_bench import bench_ui
 
         return bench_ui(args)
+    if args.seed_sentence or args.to_loss is not None:
+        from tui_gpt import learn_bench
+
+        if args.seed_sentence:
+            return learn_bench.bench_seed_sentence(args, console)
+        return learn_bench.bench_to_loss(args, console)
     from tui_gpt.train_bench import bench_train
 
     return bench_train(args, console)
