@@ -98,10 +98,10 @@ def grid(args: argparse.Namespace) -> list[Point]:
 
 
 def key_of(point: Point, sources: list[str], digest: str) -> str:
-    """The registry key the run will have: its train options parsed as `train` parses them."""
-    from tui_gpt.cli import parser_train
-
-    spec = RunSpec.from_args(parser_train().parse_args([*point.train_args(), *sources]))
+    """The registry key the run will have: its spec built from its options as `train`'s parser hands them over."""
+    by_flag = {opt.flag: opt for opt in (*OPTIONS, STEPS)}
+    values = {by_flag[flag].dest: True if value is None else value for flag, value in point.options}
+    spec = RunSpec.from_args(argparse.Namespace(text=sources, given=set(values), **values))
     return run_key(settings_of(spec), digest)
 
 
