@@ -11,6 +11,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
+from test_engine_cli import TINY
 from test_engine_faults import _tmpfs, fill
 
 from tui_gpt.errors import TuiGptError
@@ -41,9 +42,9 @@ def expected(tag: str) -> list[tuple[int, float]]:
     return [(r.step, v) for r in ROWS if (v := METRICS[tag](r)) is not None]
 
 
-def run_sink(sink, rows=ROWS) -> None:
-    sink.start(INFO)
-    for row in rows:
+def run_sink(sink, info: RunInfo = INFO) -> None:
+    sink.start(info)
+    for row in ROWS:
         sink.eval(row)
     sink.finish(END)
 
@@ -61,11 +62,12 @@ def accumulator(folder: Path):
 
 def test_tensorboard_reads_back_every_scalar_by_step_with_the_settings(tmp_path):
     pytest.importorskip("tensorboard")
-    sink = make_sink("tensorboard", tmp_path / "tb")
+    sink = make_sink("tensorboard", tmp_path / "tb", INFO)
+    where = sink.where  # whole before the run starts: a front end can say it first
     run_sink(sink)
     (folder,) = (tmp_path / "tb").iterdir()
     assert folder.name.startswith("lr-3e-3-seed-2-")  # readable, folder-safe, and unique
-    assert str(folder) in sink.where and "tensorboard --logdir" in sink.where
+    assert where == f"TensorBoard events in {folder}; see them with: tensorboard --logdir {tmp_path / 'tb'}"
     acc = accumulator(folder)
     assert sorted(acc.Tags()["scalars"]) == sorted(METRICS)
     for tag in METRICS:
@@ -97,8 +99,8 @@ def test_tensorboard_hparams_hold_the_flat_settings(tmp_path):
 
 def test_two_runs_get_two_folders_side_by_side(tmp_path):
     pytest.importorskip("tensorboard")
-    for _ in range(2):
-        run_sink(make_sink("tensorboard", tmp_path))
+    for _ in range(2):  # the same settings twice: each run is a RunInfo of its own
+        run_sink(make_sink("tensorboard", tmp_path), replace(INFO))
     folders = sorted(tmp_path.iterdir())
     assert len(folders) == 2
     assert all([e.step for e in accumulator(f).Scalars("loss/val")] == [0, 10, 20] for f in folders)
@@ -166,86 +168,114 @@ def test_an_unknown_log_and_a_remote_trackio_are_refused_in_one_line(monkeypatch
 # ---- trackio ------------------------------------------------------------------------------------
 
 # trackio fixes its folder when it is imported, so each trackio run is a fresh interpreter. It logs,
-# reads back with trackio's own readers, and says whether anything touched the network.
-TRACKIO_RUN = """
+# says whether anything touched the network, and (unless the test fills the disk) reads back.
+TRACKIO_WRITE = """
 import json, sys
 net = []
 sys.addaudithook(lambda event, args: net.append(event) if event.startswith("socket.") else None)
 
-from tui_gpt.logsinks import TRACKIO_PROJECT, make_sink
+from tui_gpt.logsinks import make_sink
 from tui_gpt.tracking import EvalRow, RunEnd, RunInfo
 
 given = json.loads(sys.argv[1])
-sink = make_sink("trackio", None)
+sink = make_sink("trackio", None, RunInfo(**given["info"]))
 sink.start(RunInfo(**given["info"]))
 print("started", flush=True)
 sys.stdin.readline()  # the test may fill the disk here
 for row in given["rows"]:
     sink.eval(EvalRow(**row))
 sink.finish(RunEnd(**given["end"]))
-print("finished", flush=True)
+print(json.dumps({"net": net, "where": sink.where}), flush=True)
 if not given["read"]:
     sys.exit()
-
-import trackio
+"""
+# trackio's own readers: every run of the project, its config and its logged rows.
+TRACKIO_READ = """
+import json, trackio
 from trackio.sqlite_storage import SQLiteStorage
+from tui_gpt.logsinks import TRACKIO_PROJECT as P
 
-(run,) = trackio.Api().runs(TRACKIO_PROJECT)
-logs = SQLiteStorage.get_logs(TRACKIO_PROJECT, run=run.name)
-print(json.dumps({"name": run.name, "config": run.config, "logs": logs, "net": net, "where": sink.where}, default=str))
+runs = trackio.Api().runs(P)
+print(json.dumps([{"name": r.name, "config": r.config, "logs": SQLiteStorage.get_logs(P, run=r.name)} for r in runs]))
 """
 
 
-def trackio_run(tmp_path: Path, store: Path, between=None) -> subprocess.CompletedProcess:
-    """Log ROWS to a trackio store at `store` in a fresh interpreter and read them back; or, with
-    `between`, call it once the run has started, and read nothing back."""
+def trackio_env(tmp_path: Path, store: Path) -> dict[str, str]:
+    """An environment whose trackio store is `store`, with a saved Hugging Face token to tempt it online."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TRACKIO_", "HF_"))}
-    # A saved token is what makes trackio ask the Hub who the user is: the sink must keep that offline.
     env |= {"TRACKIO_DIR": str(store), "HF_HOME": str(tmp_path / "hf"), "HF_TOKEN": "hf_not_a_real_token"}
-    env |= {"PYTHONPATH": str(ROOT), "PYTHONIOENCODING": "utf-8"}
-    given = json.dumps(
-        {"info": asdict(INFO), "rows": [asdict(r) for r in ROWS], "end": asdict(END), "read": between is None}
-    )
+    return env | {"PYTHONPATH": str(ROOT), "PYTHONIOENCODING": "utf-8", "OMP_NUM_THREADS": "1"}
+
+
+def trackio_run(tmp_path: Path, store: Path, between=None) -> tuple[int, list[str], str]:
+    """Log ROWS to a trackio store at `store` in a fresh interpreter and read them back; or, with
+    `between`, call it once the run has started, and read nothing back. Its status, stdout lines, stderr."""
+    rows = [asdict(r) for r in ROWS]
+    given = json.dumps({"info": asdict(INFO), "rows": rows, "end": asdict(END), "read": between is None})
     with subprocess.Popen(
-        [sys.executable, "-c", TRACKIO_RUN, given],
-        env=env,
+        [sys.executable, "-c", TRACKIO_WRITE + TRACKIO_READ, given],
+        env=trackio_env(tmp_path, store),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     ) as proc:
-        assert proc.stdout is not None and proc.stdin is not None
+        assert proc.stdout is not None
         line = proc.stdout.readline()
         if line == "started\n" and between is not None:
             between()
         out, err = proc.communicate("go\n", timeout=60)
-    return subprocess.CompletedProcess(proc.args, proc.returncode, line + out, err)
+    return proc.returncode, (line + out).splitlines(), err
 
 
 def test_trackio_reads_back_every_metric_by_step_and_never_goes_online(tmp_path):
     pytest.importorskip("trackio")
-    r = trackio_run(tmp_path, tmp_path / "store")
-    assert r.returncode == 0, r.stderr
-    *said, result = r.stdout.splitlines()
-    assert said == ["started", "finished"]  # trackio's own chatter stays off stdout
-    got = json.loads(result)
-    assert got["net"] == [], "trackio reached for the network"
-    assert got["name"].startswith("lr-3e-3-seed-2-")
-    assert f"trackio show --project {TRACKIO_PROJECT}" in got["where"] and str(tmp_path / "store") in got["where"]
-    assert got["config"]["train.lr"] == 3e-3 and got["config"]["reproduce"] == INFO.reproduce
-    assert got["config"]["_Group"] == "fables"
-    logs = got["logs"]
-    assert [row["step"] for row in logs] == [0, 10, 20]
+    code, lines, err = trackio_run(tmp_path, tmp_path / "store")
+    assert code == 0, err
+    started, wrote, read = lines  # trackio's own chatter stays off stdout
+    assert started == "started"
+    assert json.loads(wrote)["net"] == [], "trackio reached for the network"
+    (run,) = json.loads(read)
+    assert run["name"].startswith("lr-3e-3-seed-2-")
+    where = json.loads(wrote)["where"]
+    assert where.startswith(f"trackio run {run['name']} in {tmp_path / 'store'};")
+    assert where.endswith(f"trackio show --project {TRACKIO_PROJECT}")
+    assert run["config"]["train.lr"] == 3e-3 and run["config"]["reproduce"] == INFO.reproduce
+    assert run["config"]["_Group"] == "fables"
+    assert [row["step"] for row in run["logs"]] == [0, 10, 20]
     for tag in METRICS:
-        values = [(row["step"], row[tag]) for row in logs if tag in row]
+        values = [(row["step"], row[tag]) for row in run["logs"] if tag in row]
         assert values == [(s, pytest.approx(v)) for s, v in expected(tag)], tag
 
 
 def test_trackio_on_a_full_disk_goes_on_and_finishes_promptly(tmp_path, small_disk):
     pytest.importorskip("trackio")
     t0 = time.monotonic()
-    r = trackio_run(tmp_path, small_disk / "store", between=lambda: fill(small_disk))
+    code, lines, err = trackio_run(tmp_path, small_disk / "store", between=lambda: fill(small_disk))
     # trackio catches its own write errors and warns (once); the run ends, promptly, without a traceback.
-    assert (r.returncode, r.stdout) == (0, "started\nfinished\n"), r.stderr
-    assert "Traceback" not in r.stderr and r.stderr.count("disk is full") == 1, r.stderr
+    assert code == 0 and len(lines) == 2, err
+    assert "Traceback" not in err and err.count("disk is full") == 1, err
     assert time.monotonic() - t0 < 20
+
+
+# ---- a real run ---------------------------------------------------------------------------------
+
+
+def test_train_logs_a_real_run_to_tensorboard_and_trackio(tmp_path):
+    pytest.importorskip("tensorboard")
+    pytest.importorskip("trackio")
+    pytest.importorskip("tui_gpt.recorder", reason="--log comes with the run registry (tui_gpt/recorder.py)")
+    env = trackio_env(tmp_path, tmp_path / "store")
+    log = ["--log", "tensorboard,trackio", "--log-dir", "logs", "--no-record", "--out", "ck"]
+    train = [sys.executable, "-m", "tui_gpt", "train", "fables", *TINY, "--steps", "20", *log]
+    r = subprocess.run(train, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "Trackio" not in r.stdout  # trackio's own lines stay out of train's output
+    (folder,) = (tmp_path / "logs").iterdir()
+    acc = accumulator(folder)
+    assert [e.step for e in acc.Scalars("loss/val")] == [0, 10, 20]
+    read = subprocess.run([sys.executable, "-c", TRACKIO_READ], env=env, capture_output=True, text=True, timeout=60)
+    (run,) = json.loads(read.stdout)
+    assert run["name"] == folder.name  # one name for the run in both tools
+    logged = {row["step"]: row["loss/val"] for row in run["logs"]}
+    assert logged == pytest.approx({e.step: e.value for e in acc.Scalars("loss/val")}, rel=1e-6)

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from tui_gpt.errors import TuiGptError, reason
-from tui_gpt.settings import LOG_SINKS
 from tui_gpt.tracking import EvalRow, RunEnd, RunInfo, Sink
 
+SINKS = ("tensorboard", "trackio")  # what --log can name
 TRACKIO_PROJECT = "tui-gpt"  # one trackio project for every run; `group` keeps runs of one text together
 # Where trackio would send a run instead of its local store: tui-gpt never goes online.
 TRACKIO_REMOTE = ("TRACKIO_SPACE_ID", "TRACKIO_SERVER_URL")
@@ -37,16 +37,17 @@ METRICS: dict[str, Callable[[EvalRow], float | None]] = {
 }
 
 
-def make_sink(name: str, logdir: Path) -> Sink:
+def make_sink(name: str, logdir: Path, info: RunInfo | None = None) -> Sink:
     """The sink `--log NAME` asks for; TensorBoard writes one folder per run under `logdir`.
 
     trackio keeps its own store ($TRACKIO_DIR, else $HF_HOME/trackio), where `trackio show` finds it.
+    Given the run's `info`, the sink names the run at once (its `where` is whole before `start`).
     """
     if name == "tensorboard":
-        return TensorBoardSink(logdir)
+        return TensorBoardSink(logdir, info)
     if name == "trackio":
-        return TrackioSink()
-    raise TuiGptError(f"--log {name}: not a log this tui-gpt writes; choose from {', '.join(LOG_SINKS)}")
+        return TrackioSink(info)
+    raise TuiGptError(f"--log {name}: not a log this tui-gpt writes; choose from {', '.join(SINKS)}")
 
 
 def _need(extra: str, module: str) -> Any:
@@ -57,11 +58,22 @@ def _need(extra: str, module: str) -> Any:
         raise TuiGptError(f"--log {extra} needs the {extra} package: pip install 'tui-gpt[{extra}]'") from None
 
 
+_last: list[tuple[RunInfo, str]] = []  # the run named last, and its name
+
+
 def run_name(info: RunInfo) -> str:
-    """A folder-safe, readable, unique name for a run: its label, when it started, and a random tail."""
+    """A folder-safe, readable, unique name for a run: its label, when it started, and a random tail.
+
+    Every sink of one run (one RunInfo) gets the same name, so the run is called alike in every tool.
+    """
+    if _last and _last[0][0] is info:
+        return _last[0][1]
     label = info.name or f"{info.text_name}-{info.tokenizer}-{info.kind}"
-    slug = re.sub(r"[^A-Za-z0-9._=-]+", "-", label).strip("-.")[:60] or "run"
-    return f"{slug}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+    # Any run of other characters, "-" among them, becomes one "-": "fables (bundled)-char" -> "fables-bundled-char".
+    slug = re.sub(r"[^A-Za-z0-9._=]+", "-", label).strip("-.")[:60] or "run"
+    name = f"{slug}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+    _last[:] = [(info, name)]
+    return name
 
 
 def flat_settings(info: RunInfo) -> dict[str, float | int | str | bool]:
@@ -91,10 +103,16 @@ def _warn(message: str) -> None:
 
 
 class _BestEffort:
-    """After `start`, the first failing write warns once and drops the sink; later calls do nothing."""
+    """One run's log in one tool: named once (from make_sink's `info`, else at `start`), and best effort:
+    after `start`, the first failing write warns once and drops the log; later calls do nothing."""
 
     label = ""
     dropped = False
+    name = ""  # the run's, in both tools: run_name(info)
+
+    def _name(self, info: RunInfo | None) -> None:
+        if info is not None and not self.name:
+            self.name = run_name(info)
 
     def _attempt(self, write: Callable[[], None]) -> None:
         if self.dropped:
@@ -148,12 +166,17 @@ class TensorBoardSink(_BestEffort):
 
     label = "tensorboard"
 
-    def __init__(self, logdir: Path) -> None:
+    def __init__(self, logdir: Path, info: RunInfo | None = None) -> None:
         self.logdir = Path(logdir).expanduser()
+        self._name(info)
         self.summaries = _need("tensorboard", "torch.utils.tensorboard.summary")  # checks tensorboard's version
-        self.folder: Path | None = None
         self.events: _EventFile | None = None
         self.t0 = 0.0
+
+    @property
+    def folder(self) -> Path:
+        """The run's own folder: TensorBoard shows each folder under `logdir` as a run."""
+        return self.logdir / self.name
 
     @property
     def where(self) -> str:
@@ -162,7 +185,7 @@ class TensorBoardSink(_BestEffort):
 
     def start(self, run: RunInfo) -> None:
         self.t0 = time.time()
-        self.folder = self.logdir / run_name(run)
+        self._name(run)
         try:
             self.folder.mkdir(parents=True)
             self.events = _EventFile(self.folder)
@@ -231,12 +254,12 @@ class TrackioSink(_BestEffort):
 
     label = "trackio"
 
-    def __init__(self) -> None:
+    def __init__(self, info: RunInfo | None = None) -> None:
         if remote := [v for v in TRACKIO_REMOTE if os.environ.get(v)]:
             raise TuiGptError(f"--log trackio logs on this machine only, but {remote[0]} is set: unset it")
         self.trackio = _need("trackio", "trackio")
         self.run: Any = None
-        self.name = ""
+        self._name(info)
 
     @property
     def where(self) -> str:
@@ -246,7 +269,7 @@ class TrackioSink(_BestEffort):
 
     def start(self, run: RunInfo) -> None:
         config = {**flat_settings(run), "kind": run.kind, "reproduce": run.reproduce}
-        self.name = run_name(run)
+        self._name(run)
         try:
             with _offline_and_quiet():
                 self.run = self.trackio.init(

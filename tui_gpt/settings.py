@@ -312,13 +312,6 @@ def spec_problem(spec: RunSpec) -> str | None:
     return heads_problem(spec.n_embd, spec.n_head, ("--n-embd", "--n-head"))
 
 
-# Where a run is logged besides the run registry (--log, repeatable): each an optional extra.
-LOG_SINKS = ("tensorboard", "trackio")
-LOG_HELP = (
-    "also log the run's evaluations to: tensorboard (event files, one folder per run, for tensorboard --logdir) "
-    "or trackio (its local store, for trackio show); may be given twice; never goes online"
-)
-
 THREADS_HELP = "CPU threads to train on (default 0: all cores, or fewer where a trial finds that faster)"
 
 
