@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tui_gpt.errors import TuiGptError
+from tui_gpt.logsinks import SINKS
 from tui_gpt.settings import RunSpec, reproduce_command
 from tui_gpt.tracking import EvalRow, RunEnd, RunInfo, Sink
 
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from tui_gpt.session import Run
     from tui_gpt.trainer import TrainEvent
 
-LOG_KINDS = ("tensorboard", "trackio")
+LOG_KINDS = SINKS  # what --log can name
 LOG_DIR = "tui-gpt-logs"  # --log's default folder, in the current one: every run in a subfolder of it
 NO_RECORD = "TUI_GPT_NO_RECORD"  # set to 1: record no run in the registry (as --no-record)
 # The model's own settings, as a resumed or pretrained run has them (its spec holds only what was typed).
