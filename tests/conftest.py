@@ -41,6 +41,14 @@ def token_cache(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def run_registry(tmp_path_factory):
+    """Runs are recorded in a temporary registry, never the user's (subprocesses inherit it)."""
+    path = tmp_path_factory.mktemp("tui-gpt-data")
+    os.environ["TUI_GPT_DATA"] = str(path)
+    return path / "runs.sqlite"
+
+
 @pytest.fixture(scope="session")
 def tiny_text() -> str:
     return TINY_TEXT

@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from tui_gpt import recorder
 from tui_gpt.errors import TuiGptError, report
 from tui_gpt.savedir import AUTOSAVE_SECONDS
 from tui_gpt.serve import MAX_SESSIONS
@@ -99,6 +100,7 @@ def parser_app() -> argparse.ArgumentParser:
         help=f"also save every SECONDS of training, and when the app is killed (default {AUTOSAVE_SECONDS}; 0: off)",
     )
     add_model_options(p)
+    recorder.add_options(p)
     return p
 
 
@@ -127,7 +129,9 @@ def parser_train() -> argparse.ArgumentParser:
         help=f"also save every SECONDS of training (default {AUTOSAVE_SECONDS}; 0: only at evaluations and the end)",
     )
     p.add_argument("--threads", type=int, default=0, help=THREADS_HELP)
+    p.add_argument("--sweep", default="", help=argparse.SUPPRESS)  # the sweep that runs this train: tui-gpt sweep
     add_model_options(p)
+    recorder.add_options(p)
     return p
 
 
@@ -183,6 +187,7 @@ def parser_bench() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0, help=THREADS_HELP)
     p.add_argument("--profile", action="store_true", help="also print ms/step by torch op (torch.profiler)")
     add_model_options(p)
+    recorder.add_options(p)
     return p
 
 

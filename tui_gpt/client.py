@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from tui_gpt.preempt import Hold
 from tui_gpt.protocol import Command, Event, Failed, Quit, Reset, Saved, Saving, Stopped
+from tui_gpt.recorder import Recording
 from tui_gpt.settings import RunSpec, cores
 
 _ctx = mp.get_context("spawn")
@@ -42,6 +43,7 @@ class TrainerClient:
         log: str | None = None,
         out: str | None = None,
         autosave: float = 0,
+        recording: Recording | None = None,
     ) -> None:
         prepare()  # now, while stderr is real: a client is made before its app runs
         self.on_event = on_event
@@ -49,6 +51,7 @@ class TrainerClient:
         self.hold = Hold(_ctx)  # the app stops the trainer while it answers a key
         self.out = out  # the checkpoint folder: the trainer holds its lock, and autosaves there
         self.autosave = autosave  # seconds between autosaves (0: none)
+        self.recording = recording  # where the trainer records its runs (the registry, --log); None: nowhere
         # The trainer's stdout and stderr go here; set TUI_GPT_TRAINER_LOG to see them.
         self.log = log or os.environ.get("TUI_GPT_TRAINER_LOG")
         self.process: mp.process.BaseProcess | None = None
@@ -74,6 +77,7 @@ class TrainerClient:
         self.process = _ctx.Process(
             target=trainer_main,
             args=(spec, self.commands, self.events, self.threads, self.log, self.out, self.autosave, self.hold.since),
+            kwargs={"recording": self.recording},
             name="tui-gpt-trainer",
             daemon=True,
         )

@@ -24,7 +24,8 @@ from rich.table import Table
 from rich.text import Text
 
 from tui_gpt.errors import TuiGptError, report
-from tui_gpt.savedir import Autosave, CheckpointLock, check_out
+from tui_gpt.recorder import Recorder, Recording
+from tui_gpt.savedir import Autosave, CheckpointLock, check_out, is_checkpoint_dir
 from tui_gpt.session import RunSpec, open_run
 from tui_gpt.settings import DEFAULT_STEPS, SEARCH_SECONDS
 from tui_gpt.visible import cell, visible
@@ -174,8 +175,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _open_and_train(args: argparse.Namespace, main: bool) -> int:
     spec = RunSpec.from_args(args)
     out = Path(args.out or args.resume or "out")
+    recording = Recording.from_args(args) if main else Recording(record=False)  # rank 0 alone records
     if main:
         out = check_out(out)  # refuse before any work, not at the first save
+        recording.check()
     # Only rank 0 of a torchrun writes, and holds the folder for the whole run.
     with CheckpointLock(out) if main else nullcontext(), _Signals() as signals:
         try:
@@ -187,7 +190,10 @@ def _open_and_train(args: argparse.Namespace, main: bool) -> int:
             if gone := _lost(exc, signals):
                 raise TuiGptError(f"{gone} before training began; nothing to save") from None
             raise
-        return _train(args, run, out, signals, main)
+        with Recorder.start("train", run, recording, out) as recorder:
+            code = _train(args, run, out, signals, recorder, main)
+            recorder.finish(Recorder.status_of(code), out if is_checkpoint_dir(out) else None)
+        return code
 
 
 def _lost(exc: RuntimeError, signals: _Signals) -> str | None:
@@ -245,7 +251,7 @@ def _describe(args: argparse.Namespace, run) -> None:
             console.print(f"applied from the command line: {applied}", markup=False)
 
 
-def _train(args: argparse.Namespace, run, out: Path, signals: _Signals, main: bool = True) -> int:
+def _train(args: argparse.Namespace, run, out: Path, signals: _Signals, recorder: Recorder, main: bool = True) -> int:
     from tui_gpt.dataset import bpb_text
     from tui_gpt.tokencache import Cut
 
@@ -260,7 +266,7 @@ def _train(args: argparse.Namespace, run, out: Path, signals: _Signals, main: bo
     with _bar(transient=not main) as bar:
         task = bar.add_task("training", total=None if args.time and not args.steps else steps, stats="")
         try:
-            for ev in trainer.run(steps=steps, seconds=args.time):
+            for ev in recorder.watch(trainer.run(steps=steps, seconds=args.time)):
                 stats = f"loss {ev.loss:.3f}  {ev.tokens_per_s:,.0f} tok/s  lr {ev.lr:.2e}"
                 bar.update(task, completed=trainer.step - first, stats=stats)
                 if ev.restored is not None:

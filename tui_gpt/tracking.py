@@ -22,6 +22,7 @@ class RunInfo:
     reproduce: str  # settings.reproduce_command(spec)
     checkpoint: str | None = None  # where the run saves, if anywhere
     name: str = ""  # a short label ("lr 1e-3 seed 2"); empty: derived from the settings
+    sweep: str = ""  # the sweep it belongs to (`tui-gpt sweep`), if any
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -10,7 +10,8 @@ import torch
 from rich.console import Console
 
 from tui_gpt.dataset import bpb_text
-from tui_gpt.session import RunSpec, open_run
+from tui_gpt.recorder import Recorder, Recording
+from tui_gpt.session import Run, RunSpec, open_run
 
 
 def matmul_peak(dtype: torch.dtype, device: torch.device, n: int = 1024, seconds: float = 0.5) -> float:
@@ -56,10 +57,11 @@ def profile_steps(trainer, steps: int = 30) -> str:
 def bench_train(args: argparse.Namespace, console: Console) -> int:
 
     spec = RunSpec.from_args(argparse.Namespace(**{**vars(args), "text": args.text}))
+    recording = Recording.from_args(args)
+    recording.check()
     run = open_run(spec)
     trainer = run.trainer
     trainer.use_threads(getattr(args, "threads", 0))
-    m = trainer.model.config
     peak = matmul_peak(trainer.dtype, trainer.device)
     n_params = trainer.model.num_params()
     console.print(
@@ -72,10 +74,19 @@ def bench_train(args: argparse.Namespace, console: Console) -> int:
     if getattr(args, "profile", False):
         # On a throwaway copy of the run, so the measured run below starts from step 0 as usual.
         console.print(profile_steps(open_run(spec).trainer))
+    with Recorder.start("bench", run, recording) as recorder:
+        return _measure(args, run, peak, recorder, console)
+
+
+def _measure(args: argparse.Namespace, run: Run, peak: float, recorder: Recorder, console: Console) -> int:
+    """Train, then report ms/step, tokens/s and MFU (and record the run, with them)."""
+    trainer = run.trainer
+    m = trainer.model.config
+    n_params = trainer.model.num_params()
     t0 = time.perf_counter()
     last_val = float("nan")
     tokens = 0
-    for ev in trainer.run(steps=args.steps, seconds=args.time):
+    for ev in recorder.watch(trainer.run(steps=args.steps, seconds=args.time)):
         if ev.step > 0:
             tokens += trainer.tokens_per_step
         if ev.val_loss is not None:
@@ -103,4 +114,5 @@ def bench_train(args: argparse.Namespace, console: Console) -> int:
         f"bench: steps={steps} tok_per_s={tok_s:.0f} val_loss={last_val:.4f} "
         f"val_bpb={val_bpb if val_bpb is not None else math.nan:.4f} mfu={mfu:.3f}"
     )
+    recorder.finish("done", mfu=mfu, full_val=full_val, ms_per_step=1000 * step_time / max(1, steps))
     return 0

@@ -50,6 +50,7 @@ from tui_gpt.protocol import (
     TookWeights,
     Weights,
 )
+from tui_gpt.recorder import Recorder, Recording
 from tui_gpt.savedir import Autosave, CheckpointLock
 from tui_gpt.session import Run, RunSpec, open_run
 from tui_gpt.settings import LARGE_PARAMS
@@ -174,8 +175,12 @@ class TrainerLoop:
         events: Queue,
         autosave: tuple[str, float] | None = None,
         out: str | None = None,
+        recording: Recording | None = None,
     ) -> None:
         self.spec = spec
+        self.recording = recording  # where each run is recorded; None: nowhere
+        self.recorder = Recorder.none()
+        self.saved_to: str | None = None  # the run's last checkpoint
         self.autosave_to = autosave[0] if autosave else None  # save there this often, and when the app dies
         self.autosave = Autosave(autosave[1] if autosave else 0, saved_step=0)
         self.out = out  # the run's checkpoint folder: where a run that cannot go on saves before it stops
@@ -211,10 +216,26 @@ class TrainerLoop:
         self.events.put(Loading("loading text", 0, 1))
         run = open_run(spec, progress)
         self.run, self.spec = run, run.spec
+        self.record(run)
         self.commands_on_run = RunCommands(run)
         self.autosave.step = run.trainer.step
         self.steps = run.trainer.run()
         self.announce()
+
+    def record(self, run: Run) -> None:
+        """End the last run's record (a new run replaces it) and start this one's; a refusal only warns."""
+        self.recorder.finish("stopped", self.saved_to)
+        self.recorder, self.saved_to = Recorder.none(), None
+        if self.recording is None:
+            return
+
+        def warn(message: str) -> None:
+            self.events.put(Failed(message, fatal=False))
+
+        try:
+            self.recorder = Recorder.start("app", run, self.recording, self.out, warn)
+        except TuiGptError as exc:
+            warn(f"{exc}; this run is not recorded")
 
     def announce(self) -> None:
         """Tell the app everything it needs about the current run, then send its weights."""
@@ -302,15 +323,25 @@ class TrainerLoop:
             message = f"could not save to {path}: {why}; the previous checkpoint is intact"
         else:
             self.autosave.saved(step)
+            self.saved_to = str(out)
             self.events.put(Saved(str(out), step))
             return True
         self.events.put(Failed(message, fatal=False, save_path=path))
         return False
 
     def loop(self) -> None:
+        """Open the run and train it until the app quits; record how it ended."""
+        self.open(self.spec)
+        try:
+            self._train()
+        except BaseException:
+            self.recorder.finish("failed", self.saved_to)
+            raise
+        self.recorder.finish("stopped", self.saved_to)  # the app quit, or was killed
+
+    def _train(self) -> None:
         from tui_gpt.tokencache import Cut
 
-        self.open(self.spec)
         try:
             self._loop()
         except Cut as exc:  # the text is gone from under the run, not what it learned: save that
@@ -344,6 +375,7 @@ class TrainerLoop:
             if idle:
                 continue
             ev = next(self.steps)
+            self.recorder.event(ev)
             if self.pending_steps:
                 self.pending_steps -= 1
             self.batch.append(asdict(ev))
@@ -367,6 +399,7 @@ def trainer_main(
     out: str | None = None,
     autosave: float = 0,
     held_since: Any = None,
+    recording: Recording | None = None,
 ) -> None:
     """Entry point of the trainer process; it alone writes to `out`, and holds the folder's lock.
 
@@ -383,7 +416,7 @@ def trainer_main(
         import torch
 
         torch.set_num_threads(threads)
-        loop = TrainerLoop(spec, commands, events, (out, autosave) if out and autosave else None, out)
+        loop = TrainerLoop(spec, commands, events, (out, autosave) if out and autosave else None, out, recording)
         with CheckpointLock(Path(out)) if out else contextlib.nullcontext():
             loop.loop()
         if loop.orphaned:

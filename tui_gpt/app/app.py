@@ -69,6 +69,7 @@ class GPTApp(App[None]):
         client_factory: Callable[[Callable[[Any], None]], Any] | None = None,
         prompt: str = DEFAULT_PROMPT,
         autosave: float = 0,
+        recording: Any = None,  # recorder.Recording: where the trainer records the run
     ) -> None:
         super().__init__()
         self.state = RunState(spec, out)  # written here only: the controllers read it
@@ -79,7 +80,7 @@ class GPTApp(App[None]):
         if client_factory is None:
             from tui_gpt.client import TrainerClient
 
-            self.client = TrainerClient(self.relay.from_trainer, out=out, autosave=autosave)
+            self.client = TrainerClient(self.relay.from_trainer, out=out, autosave=autosave, recording=recording)
         else:
             self.client = client_factory(self.relay.from_trainer)
         doors = Doors(self, self.state, self.probe_settings, self.client)

@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from tui_gpt.recorder import Recording
 from tui_gpt.savedir import check_out
 from tui_gpt.session import preflight
 from tui_gpt.settings import RunSpec
@@ -17,13 +18,15 @@ def run_app(args: argparse.Namespace) -> int:
     out = args.out or spec.resume or "tui-gpt-run"
     check_out(Path(out))  # never save over a folder or file that is not ours
     preflight(spec)  # bad text or a bad checkpoint is a one-line error, before the screen opens
+    recording = Recording.from_args(args)
+    recording.check()  # and so is a run registry that cannot be written
     served = "TEXTUAL_DRIVER" in os.environ  # textual-serve's web driver talks over a pipe, not a terminal
     if not served and not sys.stdout.isatty():
         print("tui-gpt: error: the app needs a terminal; use 'tui-gpt train' for scripts", file=sys.stderr)
         return 2
     from tui_gpt.app.app import make_app
 
-    app = make_app(spec, out=out, autosave=args.autosave)
+    app = make_app(spec, out=out, autosave=args.autosave, recording=recording)
     app.run()
     if app.return_code:  # the app crashed: Textual has printed the traceback
         return app.return_code
