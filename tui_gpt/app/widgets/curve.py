@@ -3,21 +3,29 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tui_gpt.app.widgets.overlay import OverlayLine
 
 # Theme variables for the chart's lines; the legend under the chart uses the same.
 LINE_COLOURS = {"train": "primary", "val": "success", "uniform": "foreground-muted", "bigram": "warning"}
 
 
 # The x axes the chart draws the live run and the overlays against (the toggle's order), and their labels.
-AXES = {"steps": "step", "time": "seconds of training", "tokens": "tokens"}
+# The live run counts seconds of training (TrainEvent.elapsed), a recorded one its wall time (EvalRow.wall_s).
+AXES = {"steps": "step", "time": "seconds", "tokens": "tokens"}
 
 
 class Curve:
-    """Every step's train loss and every evaluation, in trainer.History's shape, and when each came."""
+    """Every step's train loss and every evaluation, in trainer.History's shape, and when each came;
+    and what the chart draws with them: the axis, and the earlier runs overlaid (overlay.OverlayLine)."""
 
     def __init__(self) -> None:
         self.baselines: dict[str, float] = {}
         self.tokens_per_step = 0  # from the Ready event: the tokens axis
+        self.axis = next(iter(AXES))
+        self.overlays: list[OverlayLine] = []  # earlier runs of this text (app/overlays.py sets them)
         self.set_history({})
 
     def set_history(self, history: dict) -> None:
@@ -66,7 +74,7 @@ class Curve:
             pairs = [(s * self.tokens_per_step, y) for s, y in zip(steps, ys, strict=True)]
         else:
             pairs = list(zip(steps, ys, strict=True))
-        return [float(x) for x, _ in pairs], [y for _, y in pairs]
+        return [x for x, _ in pairs], [y for _, y in pairs]
 
     def history(self) -> dict:
         """The curve so far, in trainer.History's dict form."""
