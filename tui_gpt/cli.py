@@ -17,11 +17,13 @@ from tui_gpt.serve import MAX_SESSIONS
 from tui_gpt.settings import (
     DEFAULT_STEPS,
     MODEL_HELP,
+    OPTIONS,
     SEARCH_BUDGET,
     SEARCH_SECONDS,
     STEPS,
     THREADS_HELP,
     TOP_K,
+    Option,
     add_options,
     heads_problem,
     option_problem,
@@ -29,7 +31,7 @@ from tui_gpt.settings import (
     threads_problem,
 )
 
-SUBCOMMANDS = ("train", "complete", "generate", "heads", "bench", "export", "serve")
+SUBCOMMANDS = ("train", "complete", "generate", "heads", "bench", "export", "serve", "runs", "sweep")
 SPLIT_HELP = "validation split: the last 10%% of each document's tokens"
 PROBE_SETTINGS = ("top_k", "budget", "temperature", "top_p")  # complete's and generate's, ruled in settings.RULES
 
@@ -78,7 +80,9 @@ def parser_app() -> argparse.ArgumentParser:
             "  heads     score every attention head: previous-token and induction\n"
             "  bench     measure training speed (and --ui: the app's latency)\n"
             "  export    write a checkpoint as a Hugging Face GPT-2 folder\n"
-            "  serve     serve the app to a web browser (needs the 'serve' extra)\n\n"
+            "  serve     serve the app to a web browser (needs the 'serve' extra)\n"
+            "  runs      list the recorded runs (filter, sort, --json); runs rm removes entries\n"
+            "  sweep     train a grid of settings x seeds, and compare them in a table\n\n"
             "TEXT is files, folders (read recursively) or a built-in corpus: fables (default), python-docs.\n"
             f"The {SPLIT_HELP.replace('%%', '%')}."
         ),
@@ -232,6 +236,89 @@ def parser_heads() -> argparse.ArgumentParser:
     return p
 
 
+def parser_runs() -> argparse.ArgumentParser:
+    from tui_gpt.runlist import SORTS
+    from tui_gpt.runs import STATUSES
+
+    p = argparse.ArgumentParser(
+        prog="tui-gpt runs",
+        description="List the runs that train, bench, sweep and the app recorded (newest first). "
+        "The registry is $TUI_GPT_DATA/runs.sqlite, else $XDG_DATA_HOME/tui-gpt/runs.sqlite, "
+        "else ~/.local/share/tui-gpt/runs.sqlite.",
+    )
+    p.add_argument("--text", metavar="NAME", help="only runs on this text (its name, or the start of its digest)")
+    p.add_argument("--status", choices=STATUSES)
+    p.add_argument("--kind", choices=("app", "train", "bench", "sweep"))
+    p.add_argument("--sweep", metavar="NAME", help="only this sweep's runs")
+    p.add_argument(
+        "--where", action="append", default=[], metavar="SETTING=VALUE", help="e.g. lr=1e-3 or n-layer=2 (repeatable)"
+    )
+    p.add_argument("--sort", choices=tuple(SORTS), default="started", help="best first (default: newest first)")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="at most N runs")
+    p.add_argument("--json", action="store_true", help="every field of every run, evaluations included, as JSON")
+    sub = p.add_subparsers(dest="action", metavar="rm")
+    rm = sub.add_parser("rm", help="remove runs from the registry", description="Remove runs from the registry.")
+    rm.add_argument("ids", nargs="+", type=int, metavar="ID")
+    rm.add_argument(
+        "--with-checkpoints",
+        action="store_true",
+        help="also delete their checkpoint folders (only tui-gpt checkpoints no other run saved to)",
+    )
+    return p
+
+
+def _comma_list(opt: Option):
+    """--lr 3e-4,1e-3: the argparse type of a sweep's run option, each value checked by its rule."""
+
+    def parse(text: str) -> list:
+        values = []
+        for item in (t.strip() for t in text.split(",")):
+            try:
+                value = opt.kind(item)
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"{item!r} is not {opt.kind.__name__}") from None
+            if opt.choices and value not in opt.choices:
+                raise argparse.ArgumentTypeError(f"{item!r}: choose from {', '.join(opt.choices)}")
+            if why := problem(opt.field, value):
+                raise argparse.ArgumentTypeError(why)
+            values.append(value)
+        return list(dict.fromkeys(values))
+
+    return parse
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def parser_sweep() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tui-gpt sweep",
+        description="Train every combination of the settings given as comma lists, times --seeds, each as a "
+        "'tui-gpt train' process, then print mean ± std of the final val loss and bits per byte per setting. "
+        "Every run is recorded (tui-gpt runs --sweep NAME); the same command again skips the runs already done.",
+    )
+    p.add_argument("text", nargs="*", metavar="TEXT", help="files, folders or a built-in corpus; default: fables")
+    p.add_argument("--seeds", type=_positive, default=1, metavar="N", help="seeds per setting: --seed, --seed + 1, ...")
+    p.add_argument("--time", type=float, default=None, metavar="SECONDS", help="each run stops after this much time")
+    p.add_argument("--jobs", type=_positive, default=None, metavar="N", help="runs at once (default: measured)")
+    p.add_argument("--name", default=None, help="the sweep's name (default: from its text and settings)")
+    p.add_argument("--out", default=None, metavar="DIR", help="checkpoints and logs (default: sweeps/NAME)")
+    group = p.add_argument_group("run options (each takes a comma list: --lr 3e-4,1e-3,3e-3)")
+    for opt in (*OPTIONS, STEPS):
+        if opt.flag_only:
+            group.add_argument(opt.flag, action="store_true", help=opt.help)
+        else:
+            group.add_argument(opt.flag, type=_comma_list(opt), default=None, metavar="V[,V...]", help=opt.help)
+    group = p.add_argument_group("recording")
+    group.add_argument("--log", type=recorder.log_kinds, default=(), metavar="KINDS", help="as train's --log")
+    group.add_argument("--log-dir", default=recorder.LOG_DIR, metavar="DIR", help="as train's --log-dir")
+    return p
+
+
 PARSERS = {
     "train": parser_train,
     "complete": parser_complete,
@@ -240,6 +327,8 @@ PARSERS = {
     "bench": parser_bench,
     "export": parser_export,
     "serve": parser_serve,
+    "runs": parser_runs,
+    "sweep": parser_sweep,
 }
 
 
@@ -257,7 +346,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.app_out = app_args.out or app_args.resume or "tui-gpt-run"  # what each tab's folder is named after
             else:
                 args = parser.parse_args(argv[1:])
-            _check(parser, args, "steps", "time", "n", "keys", "max_sessions")
+            if name != "sweep":  # its run options are lists, each value checked as it is parsed
+                _check(parser, args, "steps", "time", "n", "keys", "max_sessions")
             from tui_gpt import subcommands
 
             return getattr(subcommands, f"cmd_{name}")(args)

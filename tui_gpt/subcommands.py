@@ -1,4 +1,4 @@
-"""The headless subcommands: train, complete, generate, bench, export and serve."""
+"""The headless subcommands: train, complete, generate, bench, export, serve, runs and sweep."""
 
 from __future__ import annotations
 
@@ -486,3 +486,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from tui_gpt.serve import serve
 
     return serve(args.host, args.port, args.app_argv, args.app_out, args.max_sessions)
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from tui_gpt.runlist import cmd_runs as runs
+
+    return runs(args)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from tui_gpt.sweep import sweep
+
+    return sweep(args)
