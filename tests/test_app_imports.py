@@ -29,6 +29,12 @@ def test_the_app_and_cli_import_without_torch(imports):
     assert "torch" not in top, "the app must paint before torch loads"
 
 
+def test_the_overlays_read_the_run_registry_without_torch():
+    """The app reads the registry itself (runs.py, tracking.py, recorder.settings_of): SQLite, no torch, no model."""
+    top = _top(_modules_after("import tui_gpt.app.overlays, tui_gpt.app.widgets.overlay, tui_gpt.recorder"))
+    assert "torch" not in top
+
+
 def test_the_cli_parser_imports_neither_torch_nor_textual():
     top = _top(_modules_after("import tui_gpt.cli; tui_gpt.cli.parser_app(); tui_gpt.cli.parser_train()"))
     assert "torch" not in top

@@ -121,7 +121,7 @@ class Ready:
 
     tokenizer_json: str
     model_config: dict
-    corpus: dict  # name, files, chars, train_tokens, val_tokens, skipped
+    corpus: dict  # the text, its digest, its tokens, the model size, tokens per step: see worker.describe_run
     baselines: dict  # uniform, unigram, bigram
     history: dict  # History.to_dict(), for a resumed run
     step: int

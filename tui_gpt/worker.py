@@ -88,6 +88,7 @@ def describe_run(run: Run) -> Ready:
         model_config=tr.model.config.to_dict(),
         corpus={
             "name": run.corpus.name,
+            "digest": run.corpus.digest,  # the registry's text_digest: the app overlays earlier runs on it
             "files": len(run.corpus.documents),
             "chars": run.corpus.chars,
             "train_tokens": len(run.data.train),
@@ -96,6 +97,7 @@ def describe_run(run: Run) -> Ready:
             "tokenizer": run.tokenizer.kind,
             "vocab_size": run.tokenizer.vocab_size,
             "params": tr.model.num_params(),
+            "tokens_per_step": tr.tokens_per_step,  # the overlays' tokens axis for the live run
             "passages": _passages(run),
         },
         baselines={"uniform": b.uniform, "unigram": b.unigram, "bigram": b.bigram},

@@ -32,6 +32,7 @@ from tui_gpt.app.messages import (
     TrainerEvent,
     WeightsStaged,
 )
+from tui_gpt.app.overlays import Overlays
 from tui_gpt.app.probes import Probes
 from tui_gpt.app.quitting import Quitting
 from tui_gpt.app.router import Router
@@ -87,6 +88,7 @@ class GPTApp(App[None]):
         self.probes = Probes(doors)
         self.lab = Lab(doors, self.probes)
         self.run_status = RunStatus(doors)
+        self.overlays = Overlays(doors)
         self.quitting = Quitting(doors, self.run_status)
         self.router = Router()
         self.router.add(Status, self._on_status)
@@ -139,6 +141,7 @@ class GPTApp(App[None]):
         state = self.state
         state.lens, state.ready, state.reported = message.lens, message.ready, message.ready.spec
         self.run_status.begin(message.ready)
+        self.overlays.begin(message.ready)
         self.probes.refresh()
         self.probes.update_greedy()
         self.relay.settled()
@@ -206,6 +209,12 @@ class GPTApp(App[None]):
 
     def action_save(self) -> None:
         self.client.send(Save(self.state.out))
+
+    def action_runs(self) -> None:
+        self.overlays.choose()
+
+    def action_overlay_axis(self) -> None:
+        self.overlays.next_axis()
 
     def action_layer(self) -> None:
         self.attention.action_layer(1)

@@ -60,6 +60,14 @@ KEYMAP: tuple[Row, ...] = (
     Row(None, "attention_mode", "Attention: cycle view", "One head, all heads, the causal mask"),
     Row("ctrl+t", "examples_source", "Examples: prompt or corpus passage", "", "Examples"),
     Row(None, "restart_trainer", "Restart trainer", "Start the trainer process again"),
+    Row("f11", "runs", "Runs: overlay earlier runs…", "Earlier runs on this text, faint on the loss chart", "Runs"),
+    Row(
+        "f12",
+        "overlay_axis",
+        "Runs: x axis steps / seconds / tokens",
+        "Draw the loss chart and the overlays along steps, seconds or tokens",
+        "Axis",
+    ),
     Row("f2", "lab('mask')", "Lab: mask experiment on/off", "Train without the causal mask, and back", "Mask on/off"),
     Row("f3", "lab('pin')", "Lab: pin an example", "Track p(target | prefix) over training", "Pin"),
     Row(

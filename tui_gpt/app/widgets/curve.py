@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tui_gpt.app.widgets.overlay import OverlayLine
 
 # Theme variables for the chart's lines; the legend under the chart uses the same.
 LINE_COLOURS = {"train": "primary", "val": "success", "uniform": "foreground-muted", "bigram": "warning"}
 
 
+# The x axes the chart draws the live run and the overlays against (the toggle's order), and their labels.
+# The live run counts seconds of training (TrainEvent.elapsed), a recorded one its wall time (EvalRow.wall_s).
+AXES = {"steps": "step", "time": "seconds", "tokens": "tokens"}
+
+
 class Curve:
-    """Every step's train loss and every evaluation, in trainer.History's shape."""
+    """Every step's train loss and every evaluation, in trainer.History's shape, and when each came;
+    and what the chart draws with them: the axis, and the earlier runs overlaid (overlay.OverlayLine)."""
 
     def __init__(self) -> None:
         self.baselines: dict[str, float] = {}
+        self.tokens_per_step = 0  # from the Ready event: the tokens axis
+        self.axis = next(iter(AXES))
+        self.overlays: list[OverlayLine] = []  # earlier runs of this text (app/overlays.py sets them)
         self.set_history({})
 
     def set_history(self, history: dict) -> None:
@@ -23,6 +36,9 @@ class Curve:
         self.eval_train: list[float] = list(history.get("eval_train", []))
         self.eval_val: list[float] = list(history.get("eval_val", []))
         self.val_bytes_per_token: float | None = history.get("val_bytes_per_token")
+        # Seconds of training at each step and evaluation; a resumed run's history has none (NaN).
+        self.elapsed: list[float] = [math.nan] * len(self.steps)
+        self.eval_elapsed: list[float] = [math.nan] * len(self.eval_steps)
         self.dirty = True
 
     def add(self, events: list[dict]) -> None:
@@ -33,11 +49,32 @@ class Curve:
                 self.steps.append(ev["step"])
                 self.loss.append(ev["loss"])
                 self.lr.append(ev["lr"])
+                self.elapsed.append(ev.get("elapsed", math.nan))
             if ev.get("val_loss") is not None:
                 self.eval_steps.append(ev["step"])
                 self.eval_train.append(ev.get("eval_train_loss") or math.nan)
                 self.eval_val.append(ev["val_loss"])
+                self.eval_elapsed.append(ev.get("elapsed", math.nan))
         self.dirty = True
+
+    def train_points(self, axis: str) -> tuple[list[float], list[float]]:
+        """Every step's train loss as (xs, ys) along `axis` (a key of AXES)."""
+        return self._along(axis, self.steps, self.elapsed, self.loss)
+
+    def val_points(self, axis: str) -> tuple[list[float], list[float]]:
+        """Every evaluation's val loss as (xs, ys) along `axis`."""
+        return self._along(axis, self.eval_steps, self.eval_elapsed, self.eval_val)
+
+    def _along(
+        self, axis: str, steps: list[int], elapsed: list[float], ys: list[float]
+    ) -> tuple[list[float], list[float]]:
+        if axis == "time":  # only the points whose time is known
+            pairs = [(t, y) for t, y in zip(elapsed, ys, strict=True) if math.isfinite(t)]
+        elif axis == "tokens":
+            pairs = [(s * self.tokens_per_step, y) for s, y in zip(steps, ys, strict=True)]
+        else:
+            pairs = list(zip(steps, ys, strict=True))
+        return [x for x, _ in pairs], [y for _, y in pairs]
 
     def history(self) -> dict:
         """The curve so far, in trainer.History's dict form."""

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 
 from textual.color import Color
 from textual_plotext import PlotextPlot
 
-from tui_gpt.app.widgets.curve import LINE_COLOURS, Curve
+from tui_gpt.app.widgets.curve import AXES, LINE_COLOURS, Curve
+from tui_gpt.app.widgets.overlay import OVERLAY_COLOURS, OverlayLine
+
+FAINT = 0.6  # an earlier run's line: 60% its colour, 40% the background
+BAND = 0.3  # a seed group's min-max band: fainter still
 
 
-def downsample(xs: list[int], ys: list[float], n: int) -> tuple[list[int], list[float]]:
+def downsample(xs: list[float], ys: list[float], n: int) -> tuple[list[float], list[float]]:
     """At most about `n` points, each the mean of its bucket, so the chart stays cheap."""
     if len(xs) <= n or n <= 0:
         return xs, ys
@@ -24,8 +29,26 @@ def downsample(xs: list[int], ys: list[float], n: int) -> tuple[list[int], list[
     return out_x, out_y
 
 
+def band_path(xs: list[float], lo: list[float], hi: list[float], n: int) -> tuple[list[float], list[float]]:
+    """A zigzag from `lo` up to `hi` and down again at `n` even steps along xs: drawn as one braille line,
+    it fills the band (plotext fills only down to a level, not between two lines)."""
+    px: list[float] = []
+    py: list[float] = []
+    if len(xs) < 2 or n < 2:
+        return [*xs, *xs], [*lo, *hi]
+    for i in range(n):
+        x = xs[0] + (xs[-1] - xs[0]) * i / (n - 1)
+        j = min(max(bisect_right(xs, x), 1), len(xs) - 1)
+        span = xs[j] - xs[j - 1]
+        t = (x - xs[j - 1]) / span if span > 0 else 0.0
+        a, b = (lo[j - 1] + t * (lo[j] - lo[j - 1]), hi[j - 1] + t * (hi[j] - hi[j - 1]))
+        px += [x, x]
+        py += [a, b] if i % 2 == 0 else [b, a]
+    return px, py
+
+
 class LossChart(PlotextPlot):
-    """Train loss per step, val loss per evaluation, and reference lines at the baselines."""
+    """Train loss per step, val loss per evaluation, reference lines at the baselines, and earlier runs faintly."""
 
     def __init__(self, curve: Curve, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -38,6 +61,10 @@ class LossChart(PlotextPlot):
         for line, name in LINE_COLOURS.items():
             colour = Color.parse(variables[name])
             colours[line] = background.blend(colour, colour.a).rgb  # plotext takes plain RGB: no alpha
+        for name in OVERLAY_COLOURS:
+            colour = Color.parse(variables[name])
+            colours[name] = background.blend(colour, FAINT * colour.a).rgb
+            colours[f"{name}-band"] = background.blend(colour, BAND * colour.a).rgb
         return colours
 
     def on_resize(self) -> None:
@@ -49,7 +76,7 @@ class LossChart(PlotextPlot):
         plt.clear_data()
         plt.clear_figure()
         plt.title("")
-        plt.xlabel("step")
+        plt.xlabel(AXES[c.axis])
         colour = self._colours()
         finite = [v for v in c.loss if math.isfinite(v)]
         if c.baselines:
@@ -57,9 +84,19 @@ class LossChart(PlotextPlot):
             plt.ylim(0, max(hi, *(finite[:1] or [hi])) * 1.05)
             plt.hline(c.baselines["uniform"], colour["uniform"])
             plt.hline(c.baselines["bigram"], colour["bigram"])
-        if c.steps:
-            xs, ys = downsample(c.steps, c.loss, max(20, self.size.width - 10))
+        for line in c.overlays:  # beneath the live run
+            self._overlay(line, colour)
+        xs, ys = c.train_points(c.axis)
+        if xs:
+            xs, ys = downsample(xs, ys, max(20, self.size.width - 10))
             plt.plot(xs, ys, color=colour["train"], marker="braille")  # the legend is a line below the chart
-        if c.eval_steps:
-            plt.plot(c.eval_steps, c.eval_val, color=colour["val"], marker="braille")
+        xs, ys = c.val_points(c.axis)
+        if xs:
+            plt.plot(xs, ys, color=colour["val"], marker="braille")
         self.refresh()
+
+    def _overlay(self, line: OverlayLine, colour: dict[str, tuple[int, int, int]]) -> None:
+        if line.lo:
+            px, py = band_path(line.xs, line.lo, line.hi, 2 * max(20, self.size.width))  # two braille dots a cell
+            self.plt.plot(px, py, color=colour[f"{line.colour}-band"], marker="braille")
+        self.plt.plot(line.xs, line.ys, color=colour[line.colour], marker="braille")

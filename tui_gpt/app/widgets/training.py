@@ -1,10 +1,11 @@
-"""The training pane: the live loss chart with baselines, the run's numbers, hints, the pinned example, the corpus."""
+"""The training pane: the live loss chart with baselines and earlier runs, the run's numbers, hints, the pinned
+example, the corpus."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -13,6 +14,9 @@ from textual.widgets import Sparkline
 
 from tui_gpt.app.widgets.curve import LINE_COLOURS, Curve
 from tui_gpt.app.widgets.line import InfoLine
+
+if TYPE_CHECKING:
+    from tui_gpt.app.widgets.overlay import OverlayLine
 
 
 class TrainingPane(Vertical):
@@ -26,6 +30,7 @@ class TrainingPane(Vertical):
     def compose(self) -> ComposeResult:
         yield InfoLine(id="chart-slot")
         yield InfoLine(id="legend")
+        yield InfoLine(id="overlay-legend")
         yield InfoLine(id="train-stats")
         yield InfoLine(id="hints")
         yield InfoLine(id="pinned")
@@ -71,9 +76,21 @@ class TrainingPane(Vertical):
             f" [${c['bigram']}]─ bigram {b['bigram']:.2f}[/] · unigram {b['unigram']:.2f}"
         )
 
+    def set_overlays(self, lines: list[OverlayLine], axis: str) -> None:
+        """Earlier runs to draw faintly along `axis`, and their legend: what differs from this run."""
+        self.curve.overlays, self.curve.axis = lines, axis
+        self.curve.dirty = True
+        legend = self.query_one("#overlay-legend", InfoLine)
+        legend.set_class(bool(lines), "-on")
+        # The labels hold settings (a file name among them): $variables, never markup.
+        markup = "  ".join(f"[${line.colour}]┄ $label{i}[/]" for i, line in enumerate(lines))
+        legend.text = Content.from_markup(markup, **{f"label{i}": line.label for i, line in enumerate(lines)})
+        legend.refresh(layout=True)  # its height follows its lines
+
     def set_run(self, ready: Any) -> None:
         """A new run is ready: its loss history, its baselines and a line about its text and model."""
         self.curve.set_history(ready.history)
+        self.curve.tokens_per_step = ready.corpus.get("tokens_per_step", 0)
         self.set_baselines(ready.baselines)
         c = ready.corpus
         # The corpus is named by its files and the choice note may come from a cache file: $variables, not markup.
