@@ -106,7 +106,7 @@ def seed_sentence_run(spec: RunSpec, limit_s: float, every_s: float, say) -> See
 
 
 def bench_seed_sentence(args: argparse.Namespace, console: Console) -> int:
-    base = RunSpec.from_args(argparse.Namespace(**{**vars(args), "text": args.text}))
+    base = RunSpec.from_args(argparse.Namespace(**{**vars(args), "text": args.text}), app=True)  # as `tui-gpt` runs
     limit = args.time or 2 * SEED_SECONDS
     console.print(
         f'bench --seed-sentence: "{SEED_SENTENCE}", every word from "{SEED_SENTENCE.split()[SEED_FIRST]}" on '

@@ -26,6 +26,10 @@ MODEL_HELP = "a Hugging Face GPT-2 folder, or a model id in the local HF cache (
 # Fine-tuning a pretrained model: a small learning rate and batch, a short warmup, and a context
 # short enough that a GPT-2-small step stays interactive on a CPU (1 x 128 tokens: about 1 s on 2 cores).
 FINETUNE = {"train.lr": 5e-5, "train.batch_size": 1, "train.warmup_steps": 20, "block_size": 128}
+# The app's defaults, where the user typed nothing: subword tokens learn the seed sentence of the
+# bundled fables in about a quarter of the steps characters take (docs/learning-speed.md), and the
+# app is read word by word. `train` and `bench` keep characters: nanoGPT's recipe, to compare with.
+APP = {"tokenizer": "bpe"}
 # Probing a model (`complete`, the app's panes): how many guesses, and the next-word search's work.
 TOP_K = 10
 MAX_TOP_K = 1000  # a table someone reads; the word search also costs more with every word it must rank
@@ -54,7 +58,7 @@ class TrainConfig(_Dict):
 
     batch_size: int = 12  # rows per micro-batch per rank; a step sees batch_size * grad_accum * ranks
     grad_accum: int = 1  # micro-batches per optimizer step
-    lr: float = 1e-3
+    lr: float = 3e-3  # measured against 1e-3 (nanoGPT's) in docs/learning-speed.md: better at every budget
     min_lr: float | None = None  # None: lr / 10
     warmup_steps: int = 100
     decay_steps: int = DEFAULT_STEPS  # the cosine reaches min_lr here, then stays there
@@ -99,8 +103,8 @@ class RunSpec(_Dict):
             self.train = TrainConfig.from_dict(self.train)
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> RunSpec:
-        """The spec that parsed command-line options describe (see `OPTIONS`)."""
+    def from_args(cls, args: argparse.Namespace, app: bool = False) -> RunSpec:
+        """The spec that parsed command-line options describe (see `OPTIONS`); `app`: with the app's defaults."""
         spec = cls(
             sources=list(getattr(args, "text", None) or []),
             resume=getattr(args, "resume", None),
@@ -112,10 +116,11 @@ class RunSpec(_Dict):
                 opt.apply(spec, value)
         if hasattr(args, "threads"):  # headless: measure the best thread count unless one is given
             spec.train.threads = args.threads or -1
-        if spec.model:  # fine-tuning defaults, where the user typed nothing else
-            for opt in OPTIONS:
-                if opt.target in FINETUNE and opt.dest not in spec.given:
-                    opt.apply(spec, FINETUNE[opt.target])
+        # Fine-tuning's and the app's defaults, where the user typed nothing else (a resume keeps its own).
+        defaults = FINETUNE if spec.model else APP if app and not spec.resume else {}
+        for opt in OPTIONS:
+            if opt.target in defaults and opt.dest not in spec.given:
+                opt.apply(spec, defaults[opt.target])
         return spec
 
 
@@ -176,7 +181,7 @@ class Option:
 
 OPTIONS: tuple[Option, ...] = (
     Option("--model", "model", f"fine-tune a pretrained GPT-2: {MODEL_HELP}", str),
-    Option("--tokenizer", "tokenizer", "default: char", str, TOKENIZERS),
+    Option("--tokenizer", "tokenizer", "default: char; the app: bpe", str, TOKENIZERS),
     Option("--vocab-size", "vocab_size", "bpe/word vocabulary size (default 512 / 4096)"),
     Option("--n-layer", "n_layer"),
     Option("--n-head", "n_head"),

@@ -14,7 +14,7 @@ from tui_gpt.settings import RunSpec
 
 
 def run_app(args: argparse.Namespace) -> int:
-    spec = RunSpec.from_args(args)
+    spec = RunSpec.from_args(args, app=True)
     out = args.out or spec.resume or "tui-gpt-run"
     check_out(Path(out))  # never save over a folder or file that is not ours
     preflight(spec)  # bad text or a bad checkpoint is a one-line error, before the screen opens

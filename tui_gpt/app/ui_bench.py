@@ -241,7 +241,7 @@ def _p95(seconds: list[float]) -> float:
 
 
 def bench_ui(args: argparse.Namespace) -> int:
-    spec = RunSpec.from_args(argparse.Namespace(**{**vars(args), "text": args.text}))
+    spec = RunSpec.from_args(argparse.Namespace(**{**vars(args), "text": args.text}), app=True)
     spec = replace(spec, train=replace(spec.train, decay_steps=10**9))  # keep the lr steady
     what = f"--model {spec.model}" if spec.model else "default model"
     bars = ("p95 <= 150", "p95 <= 400") if spec.model else ("p95 <= 33, max <= 100", "p95 <= 50")
