@@ -78,6 +78,8 @@ def bench_train(args: argparse.Namespace, console: Console) -> int:
     for ev in trainer.run(steps=args.steps, seconds=args.time):
         if ev.step > 0:
             tokens += trainer.tokens_per_step
+        if ev.note:
+            console.print(ev.note, markup=False)
         if ev.val_loss is not None:
             last_val = ev.val_loss
             console.print(
