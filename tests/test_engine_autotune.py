@@ -349,8 +349,8 @@ def test_the_real_run_keeps_the_choice_and_drops_a_slow_runner_up(auto_run, monk
     notes = [ev.note for ev in tr.run(steps=CHECK_STEPS) if ev.note]
     assert notes == ["auto: kept fp32 SDPA: 20.0 ms/step in steps 51-" + notes[0].split("-")[1].split(" ")[0]
                      + " of this run (expected 1.0), against fp32 explicit 20.2, bf16 SDPA 60.0"]  # fmt: skip
-    # bf16, 3x slower in the first round, ran one block only: the check cost little.
-    assert ran.count(("bfloat16", True)) == runcheck.BLOCK
+    # bf16, 3x slower, ran 4 steps (one to switch, 3 timed): the check cost little.
+    assert ran.count(("bfloat16", True)) == 4
     assert tr.dtype == torch.float32 and json.loads(cache.read_text())["entries"][tr.choice.key]["ms"] == 20.0
 
 
@@ -416,3 +416,13 @@ def test_the_check_switches_the_thread_count_where_the_trial_chose_it(make_spec,
         assert note.startswith("auto: switched to fp32 SDPA 1t: 10.0 ms/step") and torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(1)
+
+
+def test_the_step_after_an_evaluation_is_not_timed():
+    check = runcheck.RunCheck(autotune.Choice(*FP32_SDPA, alts=[BF16_SDPA], ms=1.0))
+    for _ in range(runcheck.START + 2):  # the block's first step pays for the switch: the second is timed
+        check.observe(0.01, 1)
+    check.evaluated()
+    check.observe(5.0, 1)
+    check.observe(0.02, 1)
+    assert check.times[FP32_SDPA] == [0.01, 0.02]

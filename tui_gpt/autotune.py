@@ -317,7 +317,8 @@ def choose(
     many = len(counts) > 1
     rounds = min(map(len, samples.values()))
     ranked = ", ".join(f"{label(c, many)} {1000 * t[c]:.1f}{spread(samples[c])}" for c in sorted(t, key=t.get))
-    why = f"{label(best)}: fastest in a {seconds:g} s trial ({rounds} rounds), ms/step {ranked}"
+    rounds_text = f"{rounds} round{'s' if rounds > 1 else ''}"
+    why = f"{label(best)}: fastest in a {seconds:g} s trial ({rounds_text}), ms/step {ranked}"
     choice = Choice(*best, why, alternatives(best, t), 1000 * t[best], key)
     busy = busy_note(load.others())
     if not busy:

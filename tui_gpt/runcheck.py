@@ -2,11 +2,12 @@
 
 The trial (autotune.py) times a throwaway model for a few seconds, and a short trial on a loaded
 machine can pick wrong. So once per run, from step START on, the run's own steps take turns in
-blocks of BLOCK: the chosen way, then each runner-up, for ROUNDS rounds; a runner-up more than DROP
-times slower than the choice after the first round is dropped, which keeps the check's cost under
-about 2% of a 2,000-step run. The fastest by median ms/step runs from then on, and goes to the
-cache unless other processes loaded the machine meanwhile. The weights, the batches and the step
-count are the run's own: the ways differ only in the dtype's rounding and the attention path's.
+blocks of BLOCK: the chosen way, then each runner-up, for ROUNDS rounds. A runner-up more than
+DROP times slower than the choice is dropped after 3 timed steps, which keeps the check's cost
+near 1% of a 2,000-step run (4 slow steps per runner-up, or 32 steps at most DROP times slower).
+The fastest by median ms/step runs from then on, and goes to the cache unless other processes
+loaded the machine meanwhile. The weights, the batches and the step count are the run's own: the
+ways differ only in the dtype's rounding and the attention path's.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class RunCheck:
         self.counted = 0  # steps counted in this block
         self.rounds = 0
         self.load: Load | None = None
+        self.skip = False  # the next step is not timed: an evaluation ran before it
         self.done = len(self.ways) == 1
         self.result: Choice | None = None  # once done: the way that won, its note the line to show
 
@@ -58,14 +60,23 @@ class RunCheck:
         if self.steps - START > GIVE_UP:
             self.done = True  # no answer and no note: the run goes on the way the trial chose
             return self.ways[0] if self.current != self.ways[0] else None
-        before = self.current
-        if threads == before[2]:  # the app lowers the thread count while keys arrive: not this way's speed
+        before, skip, self.skip = self.current, self.skip, False
+        if threads == before[2] and not skip:  # the app lowers the thread count while keys arrive
             if self.counted > 0:  # the first step of a block pays for the switch (thread pool, allocator)
                 self.times[before].append(seconds)
             self.counted += 1
-        if self.counted >= BLOCK:
+        if self.counted >= BLOCK or self._hopeless(before):
             self._next_block()
         return self.current if self.current != before else None
+
+    def evaluated(self) -> None:
+        """An evaluation ran: the next step finds the caches cold, so its time says little about its way."""
+        self.skip = True
+
+    def _hopeless(self, way: Way) -> bool:
+        """Whether a runner-up in its first block is already more than DROP times slower than the choice."""
+        v, chosen = self.times[way], self.times[self.ways[0]]
+        return self.rounds == 0 and way != self.ways[0] and len(v) >= 3 and median(v) > DROP * median(chosen)
 
     def _next_block(self) -> None:
         self.counted = 0

@@ -422,6 +422,8 @@ class Trainer:
 
     def _eval_event(self, ev: TrainEvent | None) -> TrainEvent:
         losses = self.evaluate()
+        if self.check is not None:
+            self.check.evaluated()
         if ev is None:  # before the first step
             ev = TrainEvent(self.step, losses["train"], self.lr_at(self.step), 0.0, self.elapsed)
         ev.val_loss, ev.eval_train_loss = losses["val"], losses["train"]
