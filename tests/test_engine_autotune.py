@@ -167,6 +167,12 @@ HOSTILE = {
     "threads true": lambda d: [e.update(threads=True) for e in d["entries"].values()],
     "sdpa 1": lambda d: [e.update(sdpa=1) for e in d["entries"].values()],
     "a NaN time": lambda d: [e.update(time=float("nan")) for e in d["entries"].values()],
+    "a runner-up beyond the machine": lambda d: [
+        e.update(alts=[["float32", True, 100_000]]) for e in d["entries"].values()
+    ],
+    "runners-up a string": lambda d: [e.update(alts="fp32") for e in d["entries"].values()],
+    "a runner-up of two": lambda d: [e.update(alts=[["float32", True]]) for e in d["entries"].values()],
+    "a negative ms/step": lambda d: [e.update(ms=-1) for e in d["entries"].values()],
     "a list at the top": lambda d: "[]",
     "bad UTF-8": lambda d: b'{"version": 1, "entries": {"\xff": 1}}',
     "nested 100,000 deep": lambda d: "[" * 100_000 + "]" * 100_000,
