@@ -244,6 +244,21 @@ def test_the_trial_leaves_out_the_warm_up_and_takes_turns(monkeypatch, step_s, r
     assert [calls[3 * r] for r in range(rounds + 1)] == (cands * 2)[: rounds + 1]
 
 
+def test_a_far_slower_candidate_leaves_the_trial(monkeypatch):
+    slow = ("float32", True, 2)
+    now = [0.0]
+
+    def step(model, opt, x, y, way):
+        now[0] += 0.05
+        return 0.01 if way == slow else 0.001
+
+    monkeypatch.setattr(autotune, "_timed_step", step)
+    monkeypatch.setattr(autotune.time, "perf_counter", lambda: now[0])
+    cands = [("float32", True, 1), ("bfloat16", True, 1), slow]
+    samples = autotune.time_candidates(SHAPE, 4, torch.device("cpu"), cands, seconds=0.5)
+    assert len(samples[slow]) == 1 and len(samples[cands[0]]) == autotune.MIN_ROUNDS  # 10x slower: one round
+
+
 def test_the_note_gives_rounds_and_spread(cache):
     choice = autotune.choose(SHAPE, 4, torch.device("cpu"), seconds=0.2)
     assert "rounds)" in choice.note and "±" in choice.note

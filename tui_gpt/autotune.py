@@ -33,6 +33,9 @@ TRIAL_SECONDS = 2.0  # the whole trial, all candidates together
 # past the time budget, unless the trial has run TRIAL_MAX times its budget (a big model).
 MIN_ROUNDS = 5
 TRIAL_MAX = 3
+# A candidate this much slower than the fastest is timed no more: on a loaded machine a step on all
+# cores can take 20 times longer than on one, and would eat the budget the close ones need.
+TRIAL_DROP = 2.0
 CACHE_FILE = "autotune.json"
 CACHE_VERSION = 2  # 2: entries carry the alternatives for the real run to check, and ms/step
 # A trial that ran while the machine was busy can pick badly (fewer threads win under load):
@@ -211,8 +214,9 @@ def time_candidates(
     machine) falls on all of them alike; each round starts one candidate later, so the step after a
     thread-count switch is not always the same one's. Round 0 warms up (allocator, kernels,
     autocast's weight casts) and is not counted unless it is all there is. Rounds go on for
-    `seconds` and at least MIN_ROUNDS more, up to TRIAL_MAX times `seconds`. Torch's global RNG
-    and thread count are restored after.
+    `seconds` and at least MIN_ROUNDS more, up to TRIAL_MAX times `seconds`; a candidate more than
+    TRIAL_DROP times slower than the fastest leaves the rounds. Torch's global RNG and thread
+    count are restored after.
     """
     threads_before = torch.get_num_threads()
     times: dict[Way, list[float]] = {c: [] for c in candidates}
@@ -227,10 +231,13 @@ def time_candidates(
         start = time.perf_counter()
         try:
             warm = {c: _timed_step(model, opt, x, y, c) for c in candidates}
+            live = list(candidates)
             for rnd in range(1, 1000):
-                k = rnd % len(candidates)
-                for c in candidates[k:] + candidates[:k]:
+                k = rnd % len(live)
+                for c in live[k:] + live[:k]:
                     times[c].append(_timed_step(model, opt, x, y, c))
+                best = min(median(times[c]) for c in live)
+                live = [c for c in live if median(times[c]) <= TRIAL_DROP * best]
                 spent = time.perf_counter() - start
                 if spent >= TRIAL_MAX * seconds or (spent >= seconds and rnd >= MIN_ROUNDS):
                     break
@@ -315,7 +322,7 @@ def choose(
     t = {c: median(v) for c, v in samples.items()}
     best = _fastest(t, counts)
     many = len(counts) > 1
-    rounds = min(map(len, samples.values()))
+    rounds = max(map(len, samples.values()))
     ranked = ", ".join(f"{label(c, many)} {1000 * t[c]:.1f}{spread(samples[c])}" for c in sorted(t, key=t.get))
     rounds_text = f"{rounds} round{'s' if rounds > 1 else ''}"
     why = f"{label(best)}: fastest in a {seconds:g} s trial ({rounds_text}), ms/step {ranked}"
