@@ -1,25 +1,31 @@
-"""--dtype auto is measured on a throwaway model, cached per machine and shape, and says what it chose."""
+"""--dtype auto is measured on a throwaway model, cached per machine and shape, checked against its
+runners-up on the real run, and says what it chose."""
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 
 import pytest
 import torch
 
-from tui_gpt import autotune
+from tui_gpt import autotune, cpuload, runcheck
 from tui_gpt.model import GPT, GPTConfig
 from tui_gpt.session import open_run
 from tui_gpt.settings import cores
 
 SHAPE = GPTConfig(vocab_size=30, block_size=16, n_layer=1, n_head=2, n_embd=16)
+REAL_OTHERS = cpuload.Load.others
 
 
 @pytest.fixture(autouse=True)
 def cache(tmp_path, monkeypatch):
     monkeypatch.setenv("TUI_GPT_CACHE", str(tmp_path / "cache"))
+    # Others share the test machine: a quiet one unless a test loads it itself (see test_a_trial_under_load_*).
+    monkeypatch.setattr(cpuload.Load, "others", lambda self: 0.0)
     return tmp_path / "cache" / autotune.CACHE_FILE
 
 
@@ -135,7 +141,7 @@ def test_forced_threads_and_the_thread_count_is_not_saved(make_spec):
 
 def fixed_times(mconf, batch_size, device, candidates, seconds=autotune.TRIAL_SECONDS):
     """time_candidates without the timing: the first candidate is fastest, every time."""
-    return {c: 0.001 * (i + 1) for i, c in enumerate(candidates)}
+    return {c: [0.001 * (i + 1)] * autotune.MIN_ROUNDS for i, c in enumerate(candidates)}
 
 
 def rewrite(cache, change) -> None:
@@ -161,6 +167,12 @@ HOSTILE = {
     "threads true": lambda d: [e.update(threads=True) for e in d["entries"].values()],
     "sdpa 1": lambda d: [e.update(sdpa=1) for e in d["entries"].values()],
     "a NaN time": lambda d: [e.update(time=float("nan")) for e in d["entries"].values()],
+    "a runner-up beyond the machine": lambda d: [
+        e.update(alts=[["float32", True, 100_000]]) for e in d["entries"].values()
+    ],
+    "runners-up a string": lambda d: [e.update(alts="fp32") for e in d["entries"].values()],
+    "a runner-up of two": lambda d: [e.update(alts=[["float32", True]]) for e in d["entries"].values()],
+    "a negative ms/step": lambda d: [e.update(ms=-1) for e in d["entries"].values()],
     "a list at the top": lambda d: "[]",
     "bad UTF-8": lambda d: b'{"version": 1, "entries": {"\xff": 1}}',
     "nested 100,000 deep": lambda d: "[" * 100_000 + "]" * 100_000,
@@ -206,3 +218,232 @@ def test_a_cached_note_that_looks_like_markup_is_printed_as_it_is(cache, monkeyp
     assert main(argv) == 0  # was a MarkupError
     err = capsys.readouterr().err
     assert "auto: [/] [bold]fp32[/bold] [link=x] (cached)" in err and "Traceback" not in err
+
+
+# ---- the trial: medians of interleaved rounds, the warm-up left out ----------------------------
+
+
+@pytest.mark.parametrize(("step_s", "rounds"), [(0.05, autotune.MIN_ROUNDS), (0.5, 1)])
+def test_the_trial_leaves_out_the_warm_up_and_takes_turns(monkeypatch, step_s, rounds):
+    """A step of 50 ms: rounds go on past the 0.5 s budget to MIN_ROUNDS. Of 500 ms (a big model):
+    the trial stops at TRIAL_MAX times its budget, after one timed round."""
+    calls: list[autotune.Way] = []
+    now = [0.0]
+
+    def step(model, opt, x, y, way):
+        calls.append(way)
+        now[0] += step_s
+        return 1.0 if calls.count(way) == 1 else 0.001  # each candidate's first step is slow
+
+    monkeypatch.setattr(autotune, "_timed_step", step)
+    monkeypatch.setattr(autotune.time, "perf_counter", lambda: now[0])
+    cands = [("float32", True, 1), ("float32", False, 1), ("bfloat16", True, 1)]
+    samples = autotune.time_candidates(SHAPE, 4, torch.device("cpu"), cands, seconds=0.5)
+    assert all(v == [0.001] * rounds for v in samples.values())  # the warm-up round is not counted
+    # Each round starts one candidate later.
+    assert [calls[3 * r] for r in range(rounds + 1)] == (cands * 2)[: rounds + 1]
+
+
+def test_a_far_slower_candidate_leaves_the_trial(monkeypatch):
+    slow = ("float32", True, 2)
+    now = [0.0]
+
+    def step(model, opt, x, y, way):
+        now[0] += 0.05
+        return 0.01 if way == slow else 0.001
+
+    monkeypatch.setattr(autotune, "_timed_step", step)
+    monkeypatch.setattr(autotune.time, "perf_counter", lambda: now[0])
+    cands = [("float32", True, 1), ("bfloat16", True, 1), slow]
+    samples = autotune.time_candidates(SHAPE, 4, torch.device("cpu"), cands, seconds=0.5)
+    assert len(samples[slow]) == 1 and len(samples[cands[0]]) == autotune.MIN_ROUNDS  # 10x slower: one round
+
+
+def test_the_note_gives_rounds_and_spread(cache):
+    choice = autotune.choose(SHAPE, 4, torch.device("cpu"), seconds=0.2)
+    assert "rounds)" in choice.note and "±" in choice.note
+    assert choice.ms > 0 and choice.way not in choice.alts and 1 <= len(choice.alts) <= 3
+
+
+# ---- a trial on a busy machine is not cached -------------------------------------------------------
+
+
+@pytest.fixture
+def spinner():
+    """Another process that keeps a core busy while the test runs."""
+    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    time.sleep(0.2)  # started, and spinning
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def test_the_load_meter_sees_another_process(monkeypatch, spinner):
+    monkeypatch.setattr(cpuload.Load, "others", REAL_OTHERS)
+    load = cpuload.Load()
+    if load.start is None:
+        pytest.skip("no /proc/stat here: the load is not judged")
+    time.sleep(0.5)
+    assert load.others() > cpuload.BUSY_CORES
+
+
+def test_a_trial_under_load_is_not_cached(cache, monkeypatch, spinner):
+    monkeypatch.setattr(cpuload.Load, "others", REAL_OTHERS)
+    if cpuload.Load().start is None:
+        pytest.skip("no /proc/stat here: the load is not judged")
+    choice = autotune.choose(SHAPE, 4, torch.device("cpu"), seconds=0.3)
+    assert "(not cached: the machine was busy, others used" in choice.note
+    assert not cache.exists()
+
+
+def test_where_the_load_is_unknown_the_choice_is_cached(cache, monkeypatch):
+    monkeypatch.setattr(cpuload.Load, "others", REAL_OTHERS)
+    monkeypatch.setattr(cpuload, "_sample", lambda cpus: None)  # not Linux
+    monkeypatch.setattr(autotune, "time_candidates", fixed_times)
+    assert "not cached" not in autotune.choose(SHAPE, 4, torch.device("cpu")).note
+    assert cache.exists()
+
+
+# ---- the real run checks the choice against its runners-up ---------------------------------------
+
+FP32_SDPA, FP32_EXPLICIT, BF16_SDPA = ("float32", True, 1), ("float32", False, 1), ("bfloat16", True, 1)
+
+
+def used_sdpa(trainer) -> bool | None:
+    return next(m.use_sdpa for m in trainer.model.modules() if hasattr(m, "use_sdpa"))
+
+
+def real_speeds(monkeypatch, trainer_box: list, ms: dict) -> list:
+    """Make each real step take `ms[way]` as far as the check can tell, whatever its true speed; return
+    the ways the steps really ran (dtype and attention path of the trainer's model)."""
+    observe, ran = runcheck.RunCheck.observe, []
+
+    def fake(self, seconds, threads):
+        if trainer_box:
+            tr = trainer_box[0]
+            ran.append((str(tr.dtype).removeprefix("torch."), used_sdpa(tr)))
+        return observe(self, ms[self.current] / 1000, threads)
+
+    monkeypatch.setattr(runcheck.RunCheck, "observe", fake)
+    return ran
+
+
+@pytest.fixture
+def auto_run(make_spec, monkeypatch):
+    """A tiny auto run on one thread whose trial ranks fp32 SDPA, fp32 explicit, bf16 SDPA, bf16 explicit."""
+    monkeypatch.setattr(autotune, "time_candidates", fixed_times)
+    torch.set_num_threads(1)
+    return lambda: open_run(make_spec(dtype="auto", decay_steps=400)).trainer
+
+
+CHECK_STEPS = runcheck.START + 3 * runcheck.ROUNDS * runcheck.BLOCK
+
+
+def test_the_real_run_switches_to_a_runner_up_that_is_faster_there(auto_run, monkeypatch, cache):
+    box: list = []
+    ran = real_speeds(monkeypatch, box, {FP32_SDPA: 30.0, FP32_EXPLICIT: 29.0, BF16_SDPA: 20.0})
+    tr = auto_run()
+    box.append(tr)
+    assert tr.choice.way == FP32_SDPA and tr.choice.alts == [FP32_EXPLICIT, BF16_SDPA]
+    notes = [ev.note for ev in tr.run(steps=CHECK_STEPS + 10) if ev.note]
+    assert notes == [tr.choice_note]  # said once
+    said = "auto: switched to bf16 SDPA: 20.0 ms/step against fp32 SDPA 30.0 ms/step (expected 1.0) in steps 51-"
+    assert notes[0].startswith(said)
+    # Each way really ran, a block at a time, and the winner runs from then on.
+    block = [w for w in [("float32", True), ("float32", False), ("bfloat16", True)] for _ in range(runcheck.BLOCK)]
+    assert ran == [("float32", True)] * runcheck.START + block * runcheck.ROUNDS
+    assert (tr.dtype, used_sdpa(tr)) == (torch.bfloat16, True) and tr.check is None
+    # The cache has the real run's answer: the next run starts there and checks the old choice again.
+    entry = json.loads(cache.read_text())["entries"][tr.choice.key]
+    assert (entry["dtype"], entry["sdpa"], entry["ms"]) == ("bfloat16", True, 20.0)
+    again = auto_run()
+    ranked = "of a run, ms/step bf16 SDPA 1t 20.0, fp32 explicit 1t 29.0, fp32 SDPA 1t 30.0 (cached)"
+    assert again.choice.way == BF16_SDPA and again.choice_note.endswith(ranked)
+    assert again.choice.alts == [FP32_EXPLICIT, FP32_SDPA]
+
+
+def test_the_real_run_keeps_the_choice_and_drops_a_slow_runner_up(auto_run, monkeypatch, cache):
+    box: list = []
+    ran = real_speeds(monkeypatch, box, {FP32_SDPA: 20.0, FP32_EXPLICIT: 20.2, BF16_SDPA: 60.0})
+    tr = auto_run()
+    box.append(tr)
+    notes = [ev.note for ev in tr.run(steps=CHECK_STEPS) if ev.note]
+    assert notes == ["auto: kept fp32 SDPA: 20.0 ms/step in steps 51-" + notes[0].split("-")[1].split(" ")[0]
+                     + " of this run (expected 1.0), against fp32 explicit 20.2, bf16 SDPA 60.0"]  # fmt: skip
+    # bf16, 3x slower, ran 4 steps (one to switch, 3 timed): the check cost little.
+    assert ran.count(("bfloat16", True)) == 4
+    assert tr.dtype == torch.float32 and json.loads(cache.read_text())["entries"][tr.choice.key]["ms"] == 20.0
+
+
+def test_the_check_leaves_the_batches_and_steps_alone(auto_run, make_spec, monkeypatch):
+    real_speeds(monkeypatch, [], {FP32_SDPA: 30.0, FP32_EXPLICIT: 29.0, BF16_SDPA: 20.0})
+    checked = auto_run()
+    forced = open_run(make_spec(dtype="float32", decay_steps=400)).trainer
+    for tr in (checked, forced):
+        list(tr.run(steps=CHECK_STEPS))
+    assert checked.step == forced.step and torch.equal(checked.generator.get_state(), forced.generator.get_state())
+    assert checked.dtype == torch.bfloat16
+
+
+def test_a_check_on_a_busy_machine_is_not_cached(auto_run, monkeypatch, cache):
+    real_speeds(monkeypatch, [], {FP32_SDPA: 30.0, FP32_EXPLICIT: 29.0, BF16_SDPA: 20.0})
+    tr = auto_run()
+    monkeypatch.setattr(cpuload.Load, "others", lambda self: 1.5)
+    (note,) = [ev.note for ev in tr.run(steps=CHECK_STEPS) if ev.note]
+    assert note.endswith("(not cached: the machine was busy, others used 1.50 cores)")
+    assert json.loads(cache.read_text())["entries"][tr.choice.key]["dtype"] == "float32"  # the trial's, still
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_no_check_when_the_dtype_is_forced(make_spec, dtype):
+    tr = open_run(make_spec(dtype=dtype, decay_steps=400)).trainer
+    assert tr.check is None
+    assert not [ev for ev in tr.run(steps=runcheck.START + runcheck.BLOCK) if ev.note]
+
+
+def test_a_check_whose_thread_count_keeps_changing_gives_up():
+    check = runcheck.RunCheck(autotune.Choice(*FP32_SDPA, alts=[BF16_SDPA], ms=1.0))
+    ways = [check.observe(0.01, 1) for _ in range(runcheck.START + runcheck.BLOCK)]
+    assert ways[-1] == BF16_SDPA  # now trying bf16 ...
+    ways = [check.observe(0.01, 2) for _ in range(runcheck.GIVE_UP)]  # ... while the app holds the threads
+    assert check.done and check.result is None and [w for w in ways if w] == [FP32_SDPA]  # back to the choice
+
+
+def test_the_cli_says_what_the_check_found(monkeypatch, tmp_path, tiny_text, capsys):
+    from tui_gpt.cli import main
+
+    monkeypatch.setattr(autotune, "time_candidates", fixed_times)
+    real_speeds(monkeypatch, [], {FP32_SDPA: 30.0, FP32_EXPLICIT: 29.0, BF16_SDPA: 20.0})
+    (tmp_path / "t.txt").write_text(tiny_text, encoding="utf-8")
+    argv = ["train", str(tmp_path / "t.txt"), "--steps", str(CHECK_STEPS), "--n-layer", "1", "--n-head", "2",
+            "--n-embd", "16", "--block-size", "16", "--batch-size", "4", "--eval-interval", "0", "--threads", "1",
+            "--out", str(tmp_path / "o")]  # fmt: skip
+    assert main(argv) == 0
+    assert "auto: switched to bf16 SDPA: 20.0 ms/step against fp32 SDPA 30.0 ms/step" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(cores() < 2, reason="one core: no thread counts to choose from")
+def test_the_check_switches_the_thread_count_where_the_trial_chose_it(make_spec, monkeypatch):
+    monkeypatch.setattr(autotune, "time_candidates", fixed_times)
+    for name, value in [("START", 2), ("BLOCK", 2), ("ROUNDS", 2)]:  # steps on two threads are slow on a busy machine
+        monkeypatch.setattr(runcheck, name, value)
+    one = ("float32", True, 1)
+    real_speeds(monkeypatch, [], {("float32", True, cores()): 30.0, ("float32", False, cores()): 30.0,
+                                  ("bfloat16", True, cores()): 30.0, one: 10.0})  # fmt: skip
+    try:
+        tr = open_run(make_spec(dtype="auto", threads=-1, decay_steps=400)).trainer
+        assert tr.choice.threads == cores() and one in tr.choice.alts
+        (note,) = [ev.note for ev in tr.run(steps=2 + 4 * 2 * 2) if ev.note]
+        assert note.startswith("auto: switched to fp32 SDPA 1t: 10.0 ms/step") and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(1)
+
+
+def test_the_step_after_an_evaluation_is_not_timed():
+    check = runcheck.RunCheck(autotune.Choice(*FP32_SDPA, alts=[BF16_SDPA], ms=1.0))
+    for _ in range(runcheck.START + 2):  # the block's first step pays for the switch: the second is timed
+        check.observe(0.01, 1)
+    check.evaluated()
+    check.observe(5.0, 1)
+    check.observe(0.02, 1)
+    assert check.times[FP32_SDPA] == [0.01, 0.02]

@@ -199,7 +199,8 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "--dtype",
         "train.dtype",
-        "auto: whichever a 2 s trial on this machine finds faster (cached per machine and model shape)",
+        "auto: whichever a 2 s trial on this machine finds faster, checked on the run's own steps "
+        "(cached per machine and model shape)",
         str,
         ("auto", "float32", "bfloat16"),
     ),

@@ -251,8 +251,22 @@ def _describe(args: argparse.Namespace, run) -> None:
             console.print(f"applied from the command line: {applied}", markup=False)
 
 
-def _train(args: argparse.Namespace, run, out: Path, signals: _Signals, recorder: Recorder, main: bool = True) -> int:
+def _show_event(ev, out: Console) -> None:
+    """The lines a training step has to show: an auto-dtype decision, a restore, an evaluation."""
     from tui_gpt.dataset import bpb_text
+
+    if ev.note:
+        out.print(ev.note, markup=False)  # the check's ways may come from a cache file: text, not markup
+    if ev.restored is not None:
+        out.print(f"[yellow]step {ev.step}: loss {ev.loss}; restored the weights of step {ev.restored}[/]")
+    if ev.val_loss is not None:
+        out.print(
+            f"step {ev.step:>6}: train {ev.eval_train_loss:.4f}  val {ev.val_loss:.4f}{bpb_text(ev.val_bpb)}  "
+            f"lr {ev.lr:.2e}  {ev.tokens_per_s:,.0f} tok/s"
+        )
+
+
+def _train(args: argparse.Namespace, run, out: Path, signals: _Signals, recorder: Recorder, main: bool = True) -> int:
     from tui_gpt.tokencache import Cut
 
     trainer = run.trainer
@@ -269,16 +283,7 @@ def _train(args: argparse.Namespace, run, out: Path, signals: _Signals, recorder
             for ev in recorder.watch(trainer.run(steps=steps, seconds=args.time)):
                 stats = f"loss {ev.loss:.3f}  {ev.tokens_per_s:,.0f} tok/s  lr {ev.lr:.2e}"
                 bar.update(task, completed=trainer.step - first, stats=stats)
-                if ev.restored is not None:
-                    bar.console.print(
-                        f"[yellow]step {ev.step}: loss {ev.loss}; restored the weights of step {ev.restored}[/]"
-                    )
-                if ev.val_loss is not None:
-                    bar.console.print(
-                        f"step {ev.step:>6}: train {ev.eval_train_loss:.4f}  "
-                        f"val {ev.val_loss:.4f}{bpb_text(ev.val_bpb)}  "
-                        f"lr {ev.lr:.2e}  {ev.tokens_per_s:,.0f} tok/s"
-                    )
+                _show_event(ev, bar.console)
                 if main and (ev.val_loss is not None or autosave.due(trainer.step)):
                     autosave.saved(trainer.step if _save(run, out, signals, bar.console) else None)
                 if signals.stop:

@@ -89,6 +89,8 @@ def _measure(args: argparse.Namespace, run: Run, peak: float, recorder: Recorder
     for ev in recorder.watch(trainer.run(steps=args.steps, seconds=args.time)):
         if ev.step > 0:
             tokens += trainer.tokens_per_step
+        if ev.note:
+            console.print(ev.note, markup=False)
         if ev.val_loss is not None:
             last_val = ev.val_loss
             console.print(

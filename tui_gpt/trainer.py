@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from tui_gpt import autotune, distributed
+from tui_gpt import autotune, distributed, runcheck
 from tui_gpt.dataset import TokenData, bits_per_byte, get_batch, windows
 from tui_gpt.errors import TuiGptError
 from tui_gpt.model import GPT, GPTConfig
@@ -41,6 +41,7 @@ class TrainEvent:
     eval_train_loss: float | None = None
     val_bpb: float | None = None  # the val loss in bits per byte of text (dataset.bits_per_byte)
     restored: int | None = None  # the loss was NaN or infinite: the weights of this step were put back
+    note: str | None = None  # a line to show: the real-run check of `--dtype auto` has decided (runcheck.py)
 
 
 @dataclass
@@ -144,6 +145,7 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.model = GPT(model_config).to(self.device)
         autotune.set_attention(self.model, self.choice.sdpa)
+        self.check = self._new_check()
         self.optimizer = self.model.configure_optimizer(config.lr, config.weight_decay, (config.beta1, config.beta2))
         # Every rank draws the same global batch and trains on its own rows of it (see train_step).
         self.generator = torch.Generator().manual_seed(config.seed)
@@ -191,6 +193,28 @@ class Trainer:
             self.set_threads(choice.threads)
         return choice
 
+    def _new_check(self) -> runcheck.RunCheck | None:
+        """The real-run check of an auto choice: once per run, in one process (ranks would disagree)."""
+        auto = self.config.dtype == "auto" and self.dist.world == 1
+        return runcheck.RunCheck(self.choice) if auto and self.choice.alts else None
+
+    def _checked(self, seconds: float) -> str | None:
+        """Give the check a step's time and run the way it asks for; its line once it has decided."""
+        way = self.check.observe(seconds, torch.get_num_threads())
+        if way is not None:
+            self.dtype = getattr(torch, way[0])
+            autotune.set_attention(self.model, way[1])
+            if self.check.switches_threads:
+                self.set_threads(way[2])
+        if not self.check.done:
+            return None
+        result, self.check = self.check.result, None
+        if result is None:  # gave up: the trial's choice stands
+            return None
+        result.note = f"auto: {result.note}"
+        self.choice = result
+        return result.note
+
     def use_threads(self, threads: int) -> None:
         """Apply a --threads setting (0: measure) to this run, a resumed one too: checkpoints do not keep it."""
         want = threads or -1
@@ -203,6 +227,7 @@ class Trainer:
         self.choice = self._choose(self.model.config)
         self.dtype = getattr(torch, self.choice.dtype)
         autotune.set_attention(self.model, self.choice.sdpa)
+        self.check = self._new_check()
 
     @property
     def choice_note(self) -> str:
@@ -315,7 +340,8 @@ class Trainer:
         self.elapsed += dt
         rate = x.numel() / dt
         self._tok_rate = rate if self._tok_rate == 0 else 0.9 * self._tok_rate + 0.1 * rate
-        return TrainEvent(self.step, loss, lr, self._tok_rate, self.elapsed, restored=restored)
+        note = self._checked(dt) if self.check is not None else None
+        return TrainEvent(self.step, loss, lr, self._tok_rate, self.elapsed, restored=restored, note=note)
 
     def _snapshot(self) -> tuple[int, dict, dict]:
         weights = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
@@ -396,6 +422,8 @@ class Trainer:
 
     def _eval_event(self, ev: TrainEvent | None) -> TrainEvent:
         losses = self.evaluate()
+        if self.check is not None:
+            self.check.evaluated()
         if ev is None:  # before the first step
             ev = TrainEvent(self.step, losses["train"], self.lr_at(self.step), 0.0, self.elapsed)
         ev.val_loss, ev.eval_train_loss = losses["val"], losses["train"]
