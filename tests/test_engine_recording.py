@@ -14,6 +14,7 @@ from tui_gpt.protocol import Failed, Losses, Quit
 from tui_gpt.recorder import Recorder, Recording
 from tui_gpt.runs import Registry
 from tui_gpt.session import open_run
+from tui_gpt.settings import TrainConfig
 from tui_gpt.worker import TrainerLoop
 
 TINY = ["--n-layer", "1", "--n-head", "1", "--n-embd", "16", "--block-size", "16", "--batch-size", "4",
@@ -45,7 +46,7 @@ def test_train_records_its_run(tmp_path, monkeypatch):
     assert [e.step for e in run.evals] == [0, 5, 10]
     assert run.evals[1].tokens == 5 * 4 * 16 and run.evals[-1].val_bpb is not None
     assert run.end is not None and run.end.step == 10 and run.end.checkpoint == str(tmp_path / "ckpt")
-    assert run.info.settings["train"]["lr"] == 1e-3 and "threads" not in run.info.settings["train"]
+    assert run.info.settings["train"]["lr"] == TrainConfig().lr and "threads" not in run.info.settings["train"]
     assert run.info.reproduce.startswith("tui-gpt train --tokenizer char --n-layer 1")
 
 
