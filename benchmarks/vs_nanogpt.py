@@ -103,28 +103,14 @@ def nanogpt(repo: Path, work: Path, seed: int) -> tuple[float, float]:
         capture_output=True,
         text=True,
     )
-    return wall, float(val.stdout.strip())
+    return wall, float(val.stdout.split()[-1])  # after the model's own "number of parameters" line
 
 
 def tui_gpt(text: Path, target: float, seed: int, steps: int, extra: list[str]) -> float | None:
     """tui-gpt's wall seconds to `target` on the whole validation split, or None."""
+    bench = ["bench", "--text", str(text), "--tokenizer", "char", "--to-loss", f"{target:.4f}"]
     r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tui_gpt",
-            "bench",
-            "--text",
-            str(text),
-            "--to-loss",
-            f"{target:.4f}",
-            "--seed",
-            str(seed),
-            "--steps",
-            str(steps),
-            "--no-record",
-            *extra,
-        ],
+        [sys.executable, "-m", "tui_gpt", *bench, "--seed", str(seed), "--steps", str(steps), "--no-record", *extra],
         check=True,
         capture_output=True,
         text=True,
