@@ -133,7 +133,8 @@ import sys, time
 from tui_gpt.client import TrainerClient
 from tui_gpt.settings import RunSpec
 if __name__ == "__main__":
-    spec = RunSpec(n_layer=1, n_head=2, n_embd=32, block_size=16, train={"eval_interval": 0, "batch_size": 4})
+    train = {"eval_interval": 0, "batch_size": 4, "dtype": "float32"}  # float32: no --dtype auto trial to wait for
+    spec = RunSpec(n_layer=1, n_head=2, n_embd=32, block_size=16, train=train)
     steps = []
     client = TrainerClient(lambda ev: steps.append(ev), out=sys.argv[1], autosave=3600)
     client.start(spec)
