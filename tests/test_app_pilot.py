@@ -518,16 +518,18 @@ async def test_a_failed_save_asks_before_quitting_and_offers_a_retry(tmp_path):
     full = make_app(tmp_path, save_fails="no space left on device; the previous checkpoint is intact")
     async with ready(full) as (app, pilot):
         await pilot.press("ctrl+s")  # a save that fails offers to try again
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the retry question")
-        assert "no space left on device" in screen_text(app) and "try again?" in screen_text(app)
+        # The question is on screen once drawn, a moment after its screen is pushed.
+        retry = "try again?"
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen) and retry in screen_text(app), what=retry)
+        assert "no space left on device" in screen_text(app)
         await pilot.press("y")
         await wait_for(pilot, lambda: app.client.kinds().count(Save) == 2, what="the retried save")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the retry question again")
         await pilot.press("n")
         await settle(pilot)
         await pilot.press("ctrl+q")  # the quit's save fails too: nothing is lost without asking
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the quit question")
-        assert "Quit without saving?" in screen_text(app)
+        quit_ = "Quit without saving?"
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen) and quit_ in screen_text(app), what=quit_)
         await pilot.press("n")
         await settle(pilot)
         assert app.is_running and app.client.alive and app.final_save is None
