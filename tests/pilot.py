@@ -172,9 +172,12 @@ def palette_options(app: Any) -> list[str]:
 
 
 async def open_palette(pilot: Any, query: str) -> None:
+    """Open the palette and search for `query`: set, as `answer` does, not typed key by key (each key waits for
+    the app to go idle twice, and the palette searches again on each)."""
     await pilot.press("ctrl+p")
     await wait_for(pilot, lambda: isinstance(pilot.app.screen, CommandPalette), what="the palette")
-    await pilot.press(*query)
+    pilot.app.screen.query_one(Input).value = query
+    await pilot.pause()
 
 
 async def run_command(pilot: Any, query: str, title: str) -> None:
