@@ -81,8 +81,11 @@ async def settle(pilot: Any) -> None:
     await pilot.pause()
 
 
-async def wait_ready(pilot: Any, step: int | None = TRAIN_STEPS, ghost: bool = True, timeout: float = 30.0) -> None:
-    """Wait until the model is built, its trained weights are in, and (optionally) the ghost text is shown."""
+async def wait_ready(
+    pilot: Any, step: int | None = TRAIN_STEPS, ghost: bool = True, timeout: float = 30.0, settled: bool = True
+) -> None:
+    """Wait until the model is built, its trained weights are in, and (optionally) the ghost text is shown;
+    then, unless not `settled`, until the app is idle (never, while a test's timers tick every millisecond)."""
     from tui_gpt.app.widgets.prompt import PromptInput
     from tui_gpt.app.widgets.topk import TopKBars
 
@@ -98,7 +101,8 @@ async def wait_ready(pilot: Any, step: int | None = TRAIN_STEPS, ghost: bool = T
     await wait_for(pilot, lambda: app.query_one(TopKBars).guesses, timeout, "top-k guesses")
     if ghost:
         await wait_for(pilot, lambda: app.query_one(PromptInput).ghost, timeout, "ghost text")
-    await settle(pilot)
+    if settled:
+        await settle(pilot)
 
 
 def text_of(widget: Any) -> str:
@@ -168,9 +172,12 @@ def palette_options(app: Any) -> list[str]:
 
 
 async def open_palette(pilot: Any, query: str) -> None:
+    """Open the palette and search for `query`: set, as `answer` does, not typed key by key (each key waits for
+    the app to go idle twice, and the palette searches again on each)."""
     await pilot.press("ctrl+p")
     await wait_for(pilot, lambda: isinstance(pilot.app.screen, CommandPalette), what="the palette")
-    await pilot.press(*query)
+    pilot.app.screen.query_one(Input).value = query
+    await pilot.pause()
 
 
 async def run_command(pilot: Any, query: str, title: str) -> None:

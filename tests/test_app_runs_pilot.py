@@ -12,7 +12,20 @@ from pathlib import Path
 
 import pytest
 from fake_trainer import FAKE_SPEC, TRAIN_STEPS, build
-from pilot import chart_drawn, lab_app, open_screen, quiet, ready, run_command, settle, steady, sync, text_of, wait_for
+from pilot import (
+    chart_drawn,
+    lab_app,
+    open_screen,
+    quiet,
+    ready,
+    run_command,
+    screen_text,
+    settle,
+    steady,
+    sync,
+    text_of,
+    wait_for,
+)
 from textual.color import Color
 from textual.widgets import DataTable
 
@@ -114,6 +127,10 @@ async def test_the_last_finished_run_is_overlaid_and_the_runs_screen_adds_seed_g
         assert slow.label in legend and fast.label in legend
         for line in curve.overlays:
             assert {tuple(faint(app, line.colour, FAINT)), tuple(faint(app, line.colour, BAND))} <= colours
+
+        await pilot.resize_terminal(80, 24)  # a pane too short for everything clips earlier runs' legend first
+        await settle(pilot)
+        assert f"training · step {TRAIN_STEPS}" in screen_text(app), "this run's step is on screen"
 
 
 def test_snapshot_two_seed_groups_overlaid(snap_compare, registry, tmp_path):

@@ -27,7 +27,7 @@ from tui_gpt.session import RunSpec, open_run
 
 STEPS = 5
 OPTS = ["--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "16", "--batch-size", "2"]
-OPTS += ["--dtype", "float32", "--device", "cpu", "--eval-interval", "2", "--eval-iters", "2"]
+OPTS += ["--dtype", "float32", "--device", "cpu", "--eval-interval", "2", "--eval-iters", "2", "--threads", "1"]
 # What torchrun sets for the one process of --nproc_per_node=1.
 ONE_PROCESS = {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "1"}
 ONE_PROCESS |= {"MASTER_ADDR": "localhost", "MASTER_PORT": "29500"}

@@ -31,10 +31,13 @@ from tui_gpt.tokenizer import TextTokenizer
 # ---- SIGKILL at random moments -------------------------------------------------------------------
 
 
-# A separate interpreter, not a fork: forking a test process that holds torch's and the tokenizer's
-# threads can deadlock the child before it runs a line.
-SAVER = """
-import sys
+# The savers are forked from one fresh interpreter that has torch imported and the run built: a save
+# killed at a random moment is the same in a forked child, and a fork costs milliseconds where an
+# interpreter's start costs seconds. Never forked from the test process, whose torch and tokenizer
+# threads can deadlock a forked child before it runs a line: this one checks it has no thread but its
+# own (OPENBLAS_NUM_THREADS=1 keeps numpy's BLAS from starting one) before each fork.
+SAVERS = """
+import json, os, sys
 from pathlib import Path
 
 import torch
@@ -46,13 +49,23 @@ torch.set_num_threads(1)
 spec = RunSpec(n_layer=1, n_head=2, n_embd=16, block_size=16,
                train={"batch_size": 4, "dtype": "float32", "device": "cpu", "eval_interval": 0})
 run = open_run(spec)
-targets = [Path(p) for p in sys.argv[1:]]
-i = 0
-while True:  # train a step, save to the next target, report; until killed
-    run.trainer.train_step()
-    run.save(targets[i % len(targets)])
-    print(i, flush=True)
-    i += 1
+for line in sys.stdin:  # a JSON list of targets: fork a saver for them; "reap": wait for the killed one
+    if line.strip() == "reap":
+        os.waitpid(pid, 0)
+        print("reaped", flush=True)
+        continue
+    threads = os.listdir("/proc/self/task")
+    assert len(threads) == 1, f"threads before a fork: {threads}"
+    pid = os.fork()
+    if pid == 0:
+        targets = [Path(p) for p in json.loads(line)]
+        print("pid", os.getpid(), flush=True)
+        i = 0
+        while True:  # train a step, save to the next target, report; until killed
+            run.trainer.train_step()
+            run.save(targets[i % len(targets)])
+            print(i, flush=True)
+            i += 1
 """
 
 
@@ -65,31 +78,52 @@ def _orphans(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if ".tmp-" in p.name)
 
 
+def _fork_saver(savers: subprocess.Popen, targets: list[Path]) -> int:
+    """Start a saver for `targets`; its pid."""
+    savers.stdin.write(json.dumps([str(t) for t in targets]) + "\n")
+    savers.stdin.flush()
+    word, pid = savers.stdout.readline().split()
+    assert word == "pid"
+    return int(pid)
+
+
+def _kill_saver(savers: subprocess.Popen, pid: int) -> None:
+    """SIGKILL the saver and wait until it is gone; the lines it wrote meanwhile are dropped."""
+    os.kill(pid, signal.SIGKILL)
+    savers.stdin.write("reap\n")
+    savers.stdin.flush()
+    while (line := savers.stdout.readline()) != "reaped\n":
+        assert line, "the saver server died"
+
+
 def test_saves_killed_at_random_moments_always_leave_a_loadable_checkpoint(tmp_path, fables_run):
     rng = random.Random(8)
     targets = [tmp_path / "ck", tmp_path / "other"]  # both overwritten again and again
     saves = kills = torn = 0
     fresh = 0
-    while saves < 60 or kills < 12:
-        fresh_target = tmp_path / f"new{fresh}"  # a folder that did not exist yet
-        fresh += 1
-        left = set(_orphans(tmp_path))
-        argv = [sys.executable, "-c", SAVER, *map(str, [fresh_target, *targets])]
-        child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        # Let it save a few times, then kill it somewhere inside a save.
-        for _ in range(rng.randrange(3, 8)):  # each child costs an interpreter's start: let it save a few times
-            if _wait_line(child, 60):
-                saves += 1
-        time.sleep(rng.uniform(0, 0.02))
-        child.kill()  # SIGKILL
-        child.wait()
-        child.stdout.close()
-        kills += 1
-        torn += bool(set(_orphans(tmp_path)) - left or list(tmp_path.glob(".*.old")))  # killed inside a save
-        for t in [fresh_target, *targets]:
-            if (t / "config.json").exists() or (t.parent / f".{t.name}.old").exists():
-                model, tok, _ = load_model(t)  # whatever the moment, a whole checkpoint is there
-                assert tok.vocab_size == model.config.vocab_size
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    argv = [sys.executable, "-c", SAVERS]
+    with subprocess.Popen(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as savers:
+        while saves < 60 or kills < 12:
+            fresh_target = tmp_path / f"new{fresh}"  # a folder that did not exist yet
+            fresh += 1
+            left = set(_orphans(tmp_path))
+            pid = _fork_saver(savers, [fresh_target, *targets])
+            try:  # let it save a few times, then kill it somewhere inside a save
+                for _ in range(rng.randrange(3, 8)):
+                    if _wait_line(savers, 60):
+                        saves += 1
+                time.sleep(rng.uniform(0, 0.02))
+            finally:
+                _kill_saver(savers, pid)
+            kills += 1
+            torn += bool(set(_orphans(tmp_path)) - left or list(tmp_path.glob(".*.old")))  # killed inside a save
+            for t in [fresh_target, *targets]:
+                if (t / "config.json").exists() or (t.parent / f".{t.name}.old").exists():
+                    model, tok, _ = load_model(t)  # whatever the moment, a whole checkpoint is there
+                    assert tok.vocab_size == model.config.vocab_size
+        savers.stdin.close()  # the server's loop ends
+    assert savers.returncode == 0
     # The dead children's locks are stale, and the next save in each place takes them over and tidies up.
     for t in targets:
         fables_run.save(t)
@@ -171,6 +205,7 @@ def test_a_full_disk_keeps_the_previous_checkpoint(small_disk, fables_run, make_
 
 def test_train_says_why_a_save_failed_and_keeps_going(small_disk, tmp_path):
     big = ["--n-layer", "2", "--n-embd", "128", "--n-head", "2", "--block-size", "16", "--batch-size", "2"]
+    big += ["--dtype", "float32", "--threads", "1"]
     r = tui_gpt("train", "--steps", "3", *big, "--eval-interval", "3", "--eval-iters", "1", "--out", "disk/ck")
     assert r.returncode == 1, r.stderr
     assert "Traceback" not in r.stderr
@@ -252,10 +287,15 @@ def test_a_token_cache_build_the_disk_stops_is_one_line_and_leaves_nothing(
 
 def tui_gpt(*args: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "tui_gpt", *args]
-    return subprocess.run(cmd, cwd=_cwd[0], env=ENV, capture_output=True, text=True, timeout=120)
+    return subprocess.run(cmd, cwd=_cwd[0], env=env(), capture_output=True, text=True, timeout=120)
 
 
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200", "PYTHONIOENCODING": "utf-8"}
+def env() -> dict[str, str]:
+    """Made when called, not when the module is imported: by then conftest has set the temporary token
+    cache and run registry (TUI_GPT_CACHE, TUI_GPT_DATA), which are never the user's."""
+    return {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200", "PYTHONIOENCODING": "utf-8"}
+
+
 _cwd: list[Path] = []
 
 
@@ -266,7 +306,7 @@ def _in_tmp(tmp_path):
 
 def start_train(tmp_path: Path, *args: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "tui_gpt", "train", "fables", *TINY, "--steps", "1000000", *args]
-    return subprocess.Popen(cmd, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(cmd, cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def wait_for(what, timeout: float = 60) -> None:
@@ -317,10 +357,10 @@ def test_two_writers_in_one_process_share_the_lock_and_another_process_is_refuse
         holder = json.loads((ck / LOCK).read_text())
         assert holder["pid"] == os.getpid()
         code = f"from tui_gpt.savedir import CheckpointLock\nwith CheckpointLock({str(ck)!r}): pass"
-        r = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=60)
+        r = subprocess.run([sys.executable, "-c", code], env=env(), capture_output=True, text=True, timeout=60)
         assert r.returncode != 0 and f"in use by pid {os.getpid()}" in r.stderr, r.stderr
         assert lock.fd is not None
-    r = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=60)
+    r = subprocess.run([sys.executable, "-c", code], env=env(), capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
 
 

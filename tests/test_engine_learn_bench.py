@@ -20,7 +20,7 @@ def test_seed_sentence_is_learned_from_a_text_that_says_it(tmp_path):
     (tmp_path / "seed.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     r = tui_gpt(
         "bench", "--seed-sentence", "--text", "seed.txt", *TINY, "--block-size", "32", "--lr", "1e-2",
-        "--dtype", "float32", "--time", "90", "--every", "1", cwd=tmp_path,
+        "--time", "90", "--every", "1", cwd=tmp_path,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().splitlines()[-1].startswith("bench: seed_sentence_met=1/1 median_s=")
@@ -40,14 +40,12 @@ def test_seed_sentence_is_learned_from_a_text_that_says_it(tmp_path):
 def test_to_loss_reports_the_wall_time_of_the_whole_split(tmp_path, tiny_text):
     (tmp_path / "tiny.txt").write_text(tiny_text, encoding="utf-8")
     r = tui_gpt(
-        "bench", "--to-loss", "2.5", "--text", "tiny.txt", *TINY, "--lr", "1e-2", "--dtype", "float32",
+        "bench", "--to-loss", "2.5", "--text", "tiny.txt", *TINY, "--lr", "1e-2",
         "--steps", "200", cwd=tmp_path,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().splitlines()[-1].startswith("bench: to_loss=2.5 reached=1/1 median_s=")
     assert "whole split " in r.stderr and "seed 1337: loss 2.5 at " in r.stderr
-    r = tui_gpt(
-        "bench", "--to-loss", "0.01", "--text", "tiny.txt", *TINY, "--dtype", "float32", "--steps", "20", cwd=tmp_path
-    )
+    r = tui_gpt("bench", "--to-loss", "0.01", "--text", "tiny.txt", *TINY, "--steps", "20", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "reached=0/1 median_s=nan" in r.stdout and "not reached in 20 steps" in r.stderr

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import polling
 import pytest
 import safetensors.torch
@@ -11,7 +9,7 @@ import torch
 
 from tui_gpt.client import TrainerClient
 from tui_gpt.model import GPT, GPTConfig
-from tui_gpt.protocol import Pause, Ready, Save, Saved, SharedBuffer, Step, TookWeights, Weights
+from tui_gpt.protocol import Losses, Pause, Ready, Save, Saved, SharedBuffer, Status, Step, TookWeights, Weights
 from tui_gpt.settings import RunSpec
 from tui_gpt.snapshots import SharedWeights, blob, state
 
@@ -22,6 +20,14 @@ SPEC = RunSpec(
 
 def wait(what: str, check, timeout: float = 60.0):
     return polling.wait(what, check, timeout, every=0.01)
+
+
+def answered(client: TrainerClient, events: list[object]) -> None:
+    """Wait until the trainer has handled every command sent so far: it answers a Pause (paused already)
+    with a Status, after the events of the commands before it."""
+    statuses = sum(isinstance(e, Status) for e in events)
+    client.send(Pause())
+    wait("the trainer's answer", lambda: sum(isinstance(e, Status) for e in events) > statuses, 30)
 
 
 def test_a_shared_snapshot_holds_the_model_exactly():
@@ -55,11 +61,12 @@ def test_the_trainer_writes_the_buffer_only_after_the_app_took_the_last_snapshot
         views = buffers[0].shared.views()
         before = {k: v.clone() for k, v in views.items()}
         client.send(Step(5))  # each step of a paused run sends a snapshot; none may land while we hold the buffer
-        time.sleep(2.0)
+        wait("5 steps", lambda: any(isinstance(e, Losses) and e.events[-1]["step"] == 5 for e in events), 30)
+        answered(client, events)  # the fifth step's snapshot is due by now
         assert all(torch.equal(views[k], before[k]) for k in views), "written before the app took it"
         assert sum(isinstance(e, Weights) for e in events) == 1
         client.send(TookWeights(buffers[0].buffer + 1))  # another run's buffer frees nothing
-        time.sleep(0.5)
+        answered(client, events)
         assert sum(isinstance(e, Weights) for e in events) == 1
         client.send(TookWeights(buffers[0].buffer))  # the snapshot that was due comes at once
         wait("the due snapshot", lambda: sum(isinstance(e, Weights) for e in events) == 2, 10)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
@@ -35,7 +36,11 @@ class Tmux:
         self.session = "app"
 
     def tmux(self, *args: str, check: bool = True) -> str:
-        done = subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True, timeout=10)
+        # env: os.environ, not the process's own environment, where pytest's readline put LINES and COLUMNS
+        # (80x24 when stdin is no terminal): the app would take those over the size of the tmux window.
+        done = subprocess.run(
+            ["tmux", "-L", self.socket, *args], capture_output=True, text=True, timeout=10, env=dict(os.environ)
+        )
         if check and done.returncode != 0:
             raise AssertionError(f"tmux {' '.join(args)}: {done.stderr.strip()}")
         return done.stdout

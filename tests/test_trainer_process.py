@@ -21,11 +21,16 @@ from tui_gpt.settings import RunSpec
 CHILD = """
 import sys, time
 from tui_gpt.client import TrainerClient
+from tui_gpt.protocol import Losses
 from tui_gpt.session import RunSpec
 if __name__ == "__main__":
-    spec = RunSpec(n_layer=1, n_head=2, n_embd=32, block_size=16, train={"eval_interval": 0, "batch_size": 4})
-    client = TrainerClient(lambda ev: None)
+    train = {"eval_interval": 0, "batch_size": 4, "dtype": "float32"}  # float32: no --dtype auto trial to wait for
+    spec = RunSpec(n_layer=1, n_head=2, n_embd=32, block_size=16, train=train)
+    trained = []
+    client = TrainerClient(lambda ev: isinstance(ev, Losses) and trained.append(ev))
     client.start(spec)
+    while not trained:  # loaded, and training
+        time.sleep(0.05)
     print(client.process.pid, flush=True)
     time.sleep(60)
 """
@@ -44,8 +49,7 @@ def test_trainer_exits_when_the_app_is_killed(tmp_path):
     script.write_text(CHILD)
     app = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
     try:
-        trainer = int(app.stdout.readline())
-        time.sleep(3)  # let it load and train
+        trainer = int(app.stdout.readline())  # once it trains
         assert _alive(trainer)
         os.kill(app.pid, signal.SIGKILL)
         app.wait(5)
@@ -83,7 +87,7 @@ async def test_real_trainer_trains_pauses_saves_and_quits(tmp_path):
         n_embd=32,
         n_head=2,
         block_size=16,
-        train={"eval_interval": 50, "eval_iters": 2, "batch_size": 4},
+        train={"eval_interval": 50, "eval_iters": 2, "batch_size": 4, "dtype": "float32"},  # no --dtype auto trial
     )
     app = GPTApp(spec, out=str(out))
     try:

@@ -35,6 +35,7 @@ LARGE_PAUSE = 0.3  # seconds without a key before a large model's attention and 
 TYPING_PAUSE = 1.0  # seconds without a key before background probes (the greedy line) run
 HOLD_LIMIT = 1.0  # seconds a key may keep the trainer stopped, whatever becomes of its answer
 AHEAD_NICE = 10  # the priority of working ahead: below the trainer's and the UI's
+AHEAD_THREAD = "tui-gpt-ahead"  # its thread's name
 GREEDY_TOKENS = 32
 PASSAGES = 5  # corpus passages the examples pane cycles through
 
@@ -255,7 +256,7 @@ class Probes:
                 os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), AHEAD_NICE)
             lens.think_ahead(found, text, settings.top_k, settings.temperature, lambda: generation != self.generation)
 
-        threading.Thread(target=work, name="tui-gpt-ahead", daemon=True).start()
+        threading.Thread(target=work, name=AHEAD_THREAD, daemon=True).start()
 
     # ---- the greedy line: a sample of the prompt, so the mask experiment's nonsense shows ----
     def update_greedy(self) -> None:

@@ -30,8 +30,9 @@ class TrainingPane(Vertical):
     def compose(self) -> ComposeResult:
         yield InfoLine(id="chart-slot")
         yield InfoLine(id="legend")
-        yield InfoLine(id="overlay-legend")
+        # A short pane clips from the bottom: this run's step and numbers come before earlier runs' legend.
         yield InfoLine(id="train-stats")
+        yield InfoLine(id="overlay-legend")
         yield InfoLine(id="hints")
         yield InfoLine(id="pinned")
         yield Sparkline([], id="pinned-chart")
