@@ -85,6 +85,7 @@ def seed_sentence_run(spec: RunSpec, limit_s: float, every_s: float, say) -> See
     clock = Clock()
     run = open_run(spec)
     trainer = run.trainer
+    say(f"seed {spec.train.seed}: {run.tokenizer.kind} vocab {run.tokenizer.vocab_size}; {trainer.choice_note}")
     result = SeedResult(spec.train.seed, None, None)
     next_check = 0.0
     for _ev in trainer.run():
@@ -137,6 +138,7 @@ def to_loss_run(spec: RunSpec, target: float, say) -> tuple[float | None, int, f
     clock = Clock()
     run = open_run(spec)
     trainer = run.trainer
+    say(f"seed {spec.train.seed}: {run.tokenizer.kind} vocab {run.tokenizer.vocab_size}; {trainer.choice_note}")
     full = float("nan")
     last = spec.train.decay_steps
     for ev in trainer.run(steps=last):
