@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from fake_trainer import TINY_TEXT
 from pilot import SIZE, running, sync, wait_for
 
 from tui_gpt.app.app import GPTApp
+from tui_gpt.cli import main
 from tui_gpt.settings import RunSpec
 
 CHILD = """
@@ -77,7 +79,7 @@ def _pid_gone(pid: int) -> bool:
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to check the trainer process")
 @sync
-async def test_real_trainer_trains_pauses_saves_and_quits(tmp_path):
+async def test_real_trainer_trains_pauses_saves_and_quits(tmp_path, capsys):
     text = tmp_path / "tiny.txt"
     text.write_text(TINY_TEXT, encoding="utf-8")
     out = tmp_path / "out"
@@ -109,16 +111,7 @@ async def test_real_trainer_trains_pauses_saves_and_quits(tmp_path):
             await wait_for(pilot, lambda: app.run_status.saved is not None, 30, "the checkpoint")
             assert app.run_status.saved.step == stopped
             assert json.loads((out / "trainer.json").read_text())["step"] == stopped
-            done = subprocess.run(
-                [sys.executable, "-m", "tui_gpt", "complete", str(out), "The", "--top-k", "3"],
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
-            assert done.returncode == 0, done.stderr
-            assert "next token after 'The'" in done.stdout and "rank" in done.stdout
-            ranks = [m.group(1) for m in re.finditer(r"^\S\s+(\d+)\s+\S.*\s(\d\.\d{4})\s", done.stdout, re.M)]
-            assert ranks == ["1", "2", "3"], done.stdout
+            shutil.copytree(out, tmp_path / "paused")  # for `complete`, once the app is gone and prints go to stdout
 
             await pilot.press("ctrl+r")
             assert not app.run_status.paused
@@ -134,6 +127,12 @@ async def test_real_trainer_trains_pauses_saves_and_quits(tmp_path):
         assert _pid_gone(pid), f"trainer process {pid} is still running after quit"
         saved = json.loads((out / "trainer.json").read_text())["step"]
         assert saved >= at_quit > stopped, "quit saves the latest step"
+        capsys.readouterr()
+        assert main(["complete", str(tmp_path / "paused"), "The", "--top-k", "3"]) == 0  # the paused run's save
+        done = capsys.readouterr().out
+        assert "next token after 'The'" in done and "rank" in done
+        ranks = [m.group(1) for m in re.finditer(r"^\S\s+(\d+)\s+\S.*\s(\d\.\d{4})\s", done, re.M)]
+        assert ranks == ["1", "2", "3"], done
     finally:
         if app.client.process is not None:
             app.client.stop(save=None)
@@ -144,6 +143,7 @@ def test_gpt_app_starts_the_real_trainer_without_the_cli(tmp_path):
     script = f"""
 import asyncio
 from tui_gpt.app.app import GPTApp
+from tui_gpt.cli import main
 from tui_gpt.session import RunSpec
 
 async def main():
