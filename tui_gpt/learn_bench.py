@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 
 import torch
 from rich.console import Console
@@ -26,7 +28,7 @@ SEED_SECONDS = 120.0  # the bar: within two minutes of wall time
 
 
 class Clock:
-    """Wall time since start, less the time spent inside `paused()` blocks."""
+    """Wall time since start, less the time spent inside `pause()` blocks."""
 
     def __init__(self) -> None:
         self.start = time.perf_counter()
@@ -35,19 +37,13 @@ class Clock:
     def now(self) -> float:
         return time.perf_counter() - self.start - self.paused_s
 
-    def pause(self) -> _Pause:
-        return _Pause(self)
-
-
-class _Pause:
-    def __init__(self, clock: Clock) -> None:
-        self.clock = clock
-
-    def __enter__(self) -> None:
-        self.t = time.perf_counter()
-
-    def __exit__(self, *exc: object) -> None:
-        self.clock.paused_s += time.perf_counter() - self.t
+    @contextmanager
+    def pause(self) -> Iterator[None]:
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.paused_s += time.perf_counter() - t
 
 
 def sentence_ranks(model, tokenizer, sentence: str = SEED_SENTENCE, k: int = SEED_K) -> list[tuple[str, int | None]]:
@@ -77,7 +73,6 @@ class SeedResult:
     seed: int
     goal_s: float | None  # wall time when every word first ranked in the top SEED_TOP; None: not within the limit
     goal_step: int | None
-    rows: list[tuple[float, int, str]] = field(default_factory=list)  # (wall s, step, ranks)
 
 
 def seed_sentence_run(spec: RunSpec, limit_s: float, every_s: float, say) -> SeedResult:
@@ -95,9 +90,7 @@ def seed_sentence_run(spec: RunSpec, limit_s: float, every_s: float, say) -> See
         with clock.pause():
             ranks = sentence_ranks(trainer.model, run.tokenizer)
         next_check = t + every_s
-        line = ranks_text(ranks)
-        result.rows.append((t, trainer.step, line))
-        say(f"seed {spec.train.seed}  {t:6.1f} s  step {trainer.step:>5}  {line}")
+        say(f"seed {spec.train.seed}  {t:6.1f} s  step {trainer.step:>5}  {ranks_text(ranks)}")
         if seed_goal(ranks):
             result.goal_s, result.goal_step = t, trainer.step
             break
