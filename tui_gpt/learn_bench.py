@@ -75,12 +75,24 @@ class SeedResult:
     goal_step: int | None
 
 
+def _seed_specs(args: argparse.Namespace, app: bool = False) -> list[RunSpec]:
+    """The run the options describe, once per seed from --seed on (`app`: with the app's defaults)."""
+    base = RunSpec.from_args(argparse.Namespace(**{**vars(args), "text": args.text}), app=app)
+    return [replace(base, train=replace(base.train, seed=base.train.seed + i)) for i in range(args.seeds)]
+
+
+def _open(spec: RunSpec, say):
+    """Open the run, and say what it trains on and how (dtype, attention, threads)."""
+    run = open_run(spec)
+    say(f"seed {spec.train.seed}: {run.tokenizer.kind} vocab {run.tokenizer.vocab_size}; {run.trainer.choice_note}")
+    return run
+
+
 def seed_sentence_run(spec: RunSpec, limit_s: float, every_s: float, say) -> SeedResult:
     """Train `spec` until the seed sentence's words all rank in the top SEED_TOP, or `limit_s` of wall time."""
     clock = Clock()
-    run = open_run(spec)
+    run = _open(spec, say)
     trainer = run.trainer
-    say(f"seed {spec.train.seed}: {run.tokenizer.kind} vocab {run.tokenizer.vocab_size}; {trainer.choice_note}")
     result = SeedResult(spec.train.seed, None, None)
     next_check = 0.0
     for _ev in trainer.run():
@@ -100,7 +112,7 @@ def seed_sentence_run(spec: RunSpec, limit_s: float, every_s: float, say) -> See
 
 
 def bench_seed_sentence(args: argparse.Namespace, console: Console) -> int:
-    base = RunSpec.from_args(argparse.Namespace(**{**vars(args), "text": args.text}), app=True)  # as `tui-gpt` runs
+    specs = _seed_specs(args, app=True)  # as `tui-gpt` runs
     limit = args.time or 2 * SEED_SECONDS
     console.print(
         f'bench --seed-sentence: "{SEED_SENTENCE}", every word from "{SEED_SENTENCE.split()[SEED_FIRST]}" on '
@@ -108,8 +120,7 @@ def bench_seed_sentence(args: argparse.Namespace, console: Console) -> int:
         markup=False,
     )
     results = []
-    for i in range(args.seeds):
-        spec = replace(base, train=replace(base.train, seed=base.train.seed + i))
+    for spec in specs:
         results.append(seed_sentence_run(spec, limit, args.every, lambda s: console.print(s, markup=False)))
     met = [r for r in results if r.goal_s is not None and r.goal_s <= SEED_SECONDS]
     for r in results:
@@ -129,9 +140,8 @@ def to_loss_run(spec: RunSpec, target: float, say) -> tuple[float | None, int, f
     measured (clock paused) at each evaluation whose estimate comes within 0.05 of the target.
     """
     clock = Clock()
-    run = open_run(spec)
+    run = _open(spec, say)
     trainer = run.trainer
-    say(f"seed {spec.train.seed}: {run.tokenizer.kind} vocab {run.tokenizer.vocab_size}; {trainer.choice_note}")
     full = float("nan")
     last = spec.train.decay_steps
     for ev in trainer.run(steps=last):
@@ -149,14 +159,14 @@ def to_loss_run(spec: RunSpec, target: float, say) -> tuple[float | None, int, f
 
 
 def bench_to_loss(args: argparse.Namespace, console: Console) -> int:
-    base = RunSpec.from_args(argparse.Namespace(**{**vars(args), "text": args.text}))
+    specs = _seed_specs(args)
     console.print(
-        f"bench --to-loss {args.to_loss:g}: the whole validation split's loss, at most {base.train.decay_steps} steps",
+        f"bench --to-loss {args.to_loss:g}: the whole validation split's loss, "
+        f"at most {specs[0].train.decay_steps} steps",
         markup=False,
     )
     times = []
-    for i in range(args.seeds):
-        spec = replace(base, train=replace(base.train, seed=base.train.seed + i))
+    for spec in specs:
         t, steps, full = to_loss_run(spec, args.to_loss, lambda s: console.print(s, markup=False))
         when = f"{t:.1f} s (step {steps})" if t is not None else f"not reached in {steps} steps (last {full:.4f})"
         console.print(f"seed {spec.train.seed}: loss {args.to_loss:g} at {when}", markup=False)
