@@ -8,8 +8,8 @@ import signal
 import pytest
 import torch
 
+from tui_gpt.engine.session import RunSpec, open_run
 from tui_gpt.errors import TuiGptError
-from tui_gpt.session import RunSpec, open_run
 
 torch.set_num_threads(1)
 

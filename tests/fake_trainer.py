@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from tui_gpt.protocol import (
+from tui_gpt.link.protocol import (
     Command,
     Failed,
     Loading,
@@ -35,8 +35,8 @@ from tui_gpt.protocol import (
     Stopped,
     Weights,
 )
+from tui_gpt.link.worker import RunCommands
 from tui_gpt.settings import RunSpec
-from tui_gpt.worker import RunCommands
 
 TRAIN_STEPS = 150  # real optimizer steps of the fake's model, taken once per spec and cached
 
@@ -110,9 +110,9 @@ def build(spec: RunSpec, steps: int = TRAIN_STEPS) -> _Built:
         return _CACHE[key]
     import torch
 
-    from tui_gpt.session import open_run
-    from tui_gpt.snapshots import blob as weights_blob
-    from tui_gpt.worker import describe_run
+    from tui_gpt.engine.session import open_run
+    from tui_gpt.link.snapshots import blob as weights_blob
+    from tui_gpt.link.worker import describe_run
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -297,7 +297,7 @@ def fake_factory(**kwargs: Any) -> Callable[[Callable[[Any], None]], FakeTrainer
 
 
 def make_app(tmp_path: Path | str, spec: RunSpec | None = None, prompt: str = "The quick brown", **fake: Any):
-    from tui_gpt.app.app import GPTApp
+    from tui_gpt.app.gpt_app import GPTApp
 
     out = str(Path(tmp_path) / "run")
     return GPTApp(spec or FAKE_SPEC, out=out, client_factory=fake_factory(**fake), prompt=prompt)
@@ -332,7 +332,7 @@ def lab_run(fake: FakeTrainer) -> RunCommands:
 
 def answer_lab(fake: FakeTrainer, cmd: Command) -> None:
     """The worker's own answer to a command on the run. With `fake.hold_lab` set, results wait in `fake.held`."""
-    from tui_gpt.snapshots import blob as weights_blob
+    from tui_gpt.link.snapshots import blob as weights_blob
 
     handler = lab_run(fake)
     out = handler.handle(cmd)

@@ -8,7 +8,7 @@ from fake_trainer import FakeTrainer
 from pilot import lab_app, open_screen, ready, run_command, screen_text, settle, sync, wait_for
 from textual.widgets import Input
 
-from tui_gpt.app.screens.logit_lens import LogitLensScreen
+from tui_gpt.app.lab.logit_lens_view import LogitLensScreen
 from tui_gpt.app.widgets.prompt import PromptInput
 from tui_gpt.app.widgets.topk import TopKBars
 

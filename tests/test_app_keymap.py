@@ -8,7 +8,7 @@ from fake_trainer import make_app
 from textual.actions import parse
 
 from tui_gpt.app import palette
-from tui_gpt.app.app import GPTApp
+from tui_gpt.app.gpt_app import GPTApp
 from tui_gpt.app.keymap import KEYMAP, display
 from tui_gpt.app.screens.help import HELP
 

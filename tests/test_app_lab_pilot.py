@@ -42,16 +42,14 @@ from pilot import (
 from rich.style import Style
 from textual.widgets import Input, Static
 
+from tui_gpt.app.lab.surprisal_view import SurprisalScreen
 from tui_gpt.app.screens.dialogs import AskScreen, ChoiceScreen, TextScreen
 from tui_gpt.app.screens.help import HelpScreen
-from tui_gpt.app.screens.surprisal import SurprisalScreen
 from tui_gpt.app.widgets.attention import AttentionMap
 from tui_gpt.app.widgets.prompt import PromptInput
 from tui_gpt.app.widgets.topk import TopKBars
 from tui_gpt.app.widgets.training import TrainingPane
-from tui_gpt.hints import run_hints
-from tui_gpt.probe import temperature_table
-from tui_gpt.protocol import (
+from tui_gpt.link.protocol import (
     CountTokens,
     ExampleStepped,
     Losses,
@@ -63,7 +61,9 @@ from tui_gpt.protocol import (
     StepOn,
     TokenCounts,
 )
-from tui_gpt.surprisal import PALETTE
+from tui_gpt.probes.hints import run_hints
+from tui_gpt.probes.predict import temperature_table
+from tui_gpt.probes.surprisal import PALETTE
 
 # ---- helpers ---------------------------------------------------------------------------------
 
@@ -440,7 +440,7 @@ async def test_closing_a_lab_page_before_its_result_arrives(tmp_path, key, kind,
 async def test_closing_the_comparison_before_it_is_done(tmp_path, monkeypatch):
     import threading
 
-    import tui_gpt.app.lab.compare as experiments
+    import tui_gpt.app.lab.compare_view as experiments
 
     closed = threading.Event()
     report = experiments.report
@@ -615,8 +615,8 @@ async def test_set_learning_rate_and_eval_interval_from_the_palette(tmp_path):
 
 @sync
 async def test_reproduce_command_parses_back_to_the_run(tmp_path):
-    from tui_gpt.cli import parser_train
-    from tui_gpt.session import RunSpec
+    from tui_gpt.commands.cli import parser_train
+    from tui_gpt.engine.session import RunSpec
 
     async with ready(lab_app(tmp_path)) as (app, pilot):
         app.client.send(SetLr(0.002))  # as "Set learning rate…" does

@@ -27,16 +27,16 @@ from pilot import (
     wait_ready,
 )
 
-from tui_gpt.app.app import GPTApp
-from tui_gpt.app.probes import AHEAD_THREAD
+from tui_gpt.app.gpt_app import GPTApp
+from tui_gpt.app.prompt_probes import AHEAD_THREAD
 from tui_gpt.app.screens.dialogs import ConfirmScreen
 from tui_gpt.app.screens.help import HelpScreen
 from tui_gpt.app.widgets.attention import AttentionMap
 from tui_gpt.app.widgets.prompt import PromptInput
 from tui_gpt.app.widgets.topk import TopKBars
 from tui_gpt.app.widgets.training import TrainingPane
-from tui_gpt.protocol import Pause, Resume, Save, Step
-from tui_gpt.session import RunSpec
+from tui_gpt.engine.session import RunSpec
+from tui_gpt.link.protocol import Pause, Resume, Save, Step
 
 
 def guesses(app: GPTApp) -> list[tuple[int, float]]:
@@ -624,10 +624,10 @@ async def test_a_trainer_that_dies_after_ready_leaves_probing_working(tmp_path):
 def test_run_app_exit_status_reflects_a_crash(tmp_path, monkeypatch):
     import io
 
-    import tui_gpt.app.app
-    import tui_gpt.client
-    from tui_gpt.app.run import run_app
-    from tui_gpt.cli import parser_app
+    import tui_gpt.app.gpt_app
+    import tui_gpt.link.client
+    from tui_gpt.commands.cli import parser_app
+    from tui_gpt.commands.launch import run_app
 
     class Terminal(io.StringIO):
         def isatty(self) -> bool:
@@ -645,7 +645,7 @@ def test_run_app_exit_status_reflects_a_crash(tmp_path, monkeypatch):
     text = tmp_path / "tiny.txt"
     text.write_text(TINY_TEXT, encoding="utf-8")
     monkeypatch.setattr(sys, "stdout", Terminal())
-    monkeypatch.setattr(tui_gpt.client, "prepare", lambda: None)
-    monkeypatch.setattr(tui_gpt.app.app, "GPTApp", CrashingApp)
+    monkeypatch.setattr(tui_gpt.link.client, "prepare", lambda: None)
+    monkeypatch.setattr(tui_gpt.app.gpt_app, "GPTApp", CrashingApp)
     args = parser_app().parse_args([str(text), "--out", str(tmp_path / "out")])
     assert run_app(args) != 0

@@ -29,13 +29,13 @@ from pilot import (
 from textual.color import Color
 from textual.widgets import DataTable
 
-from tui_gpt.app.screens.runs import SHOWN, RunsScreen
+from tui_gpt.app.earlier_runs.runs_screen import SHOWN, RunsScreen
 from tui_gpt.app.widgets.loss_chart import BAND, FAINT
 from tui_gpt.app.widgets.training import TrainingPane
-from tui_gpt.recorder import settings_of
-from tui_gpt.runs import Registry, RegistrySink
+from tui_gpt.runs.recorder import settings_of
+from tui_gpt.runs.registry import Registry, RegistrySink
+from tui_gpt.runs.tracking import EvalRow, RunEnd, RunInfo
 from tui_gpt.settings import reproduce_command
-from tui_gpt.tracking import EvalRow, RunEnd, RunInfo
 
 LRS = (3e-3, 1e-3)  # the live run (FAKE_SPEC) has lr 0.01, seed 0
 SEEDS = (1, 2)
@@ -190,7 +190,7 @@ async def test_a_corrupt_registry_is_one_line_and_left_as_it_is(tmp_path, monkey
 
 def test_the_live_run_is_found_by_its_own_record_and_left_out(registry, tmp_path):
     """The app's trainer records the live run (running, kind app, saving to the app's folder): not an overlay."""
-    from tui_gpt.app.overlays import find
+    from tui_gpt.app.earlier_runs.overlays import find
 
     ready, out = build(FAKE_SPEC).ready, str(tmp_path / "run")
     with Registry() as reg:
@@ -204,7 +204,7 @@ def test_the_live_run_is_found_by_its_own_record_and_left_out(registry, tmp_path
 
 
 def test_no_registry_is_no_overlay_until_a_person_asks(tmp_path, monkeypatch):
-    from tui_gpt.app.overlays import find
+    from tui_gpt.app.earlier_runs.overlays import find
     from tui_gpt.errors import TuiGptError
 
     monkeypatch.setenv("TUI_GPT_DATA", str(tmp_path / "none"))

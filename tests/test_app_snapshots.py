@@ -24,12 +24,12 @@ from pilot import (
     wait_page,
 )
 
-from tui_gpt.app.app import GPTApp
+from tui_gpt.app.gpt_app import GPTApp
+from tui_gpt.app.lab.surprisal_view import SurprisalScreen
 from tui_gpt.app.screens.dialogs import ChoiceScreen, TextScreen
 from tui_gpt.app.screens.help import HelpScreen
-from tui_gpt.app.screens.surprisal import SurprisalScreen
 from tui_gpt.app.widgets.prompt import PromptInput
-from tui_gpt.protocol import ExampleStepped
+from tui_gpt.link.protocol import ExampleStepped
 
 
 def test_main_screen(snap_compare, tmp_path):

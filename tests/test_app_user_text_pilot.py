@@ -18,9 +18,9 @@ from pilot import (
     wait_ready,
 )
 
-from tui_gpt.app.app import GPTApp
+from tui_gpt.app.gpt_app import GPTApp
 from tui_gpt.app.screens.dialogs import AskScreen, ConfirmScreen
-from tui_gpt.protocol import Loading
+from tui_gpt.link.protocol import Loading
 
 # A closing tag with nothing open (MarkupError), a style, a link, a theme variable, a capitalised tag.
 MARKUP = "[/][bold][link=x][$error][B]"

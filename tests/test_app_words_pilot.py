@@ -11,7 +11,7 @@ from textual import events
 from tui_gpt.app.widgets.examples import ExampleRows
 from tui_gpt.app.widgets.prompt import PromptInput
 from tui_gpt.app.widgets.topk import TopKBars
-from tui_gpt.nextword import next_words
+from tui_gpt.probes.nextword import next_words
 
 
 async def words_for(pilot, text: str):
@@ -142,7 +142,7 @@ async def test_a_pause_works_out_the_next_words_of_the_likeliest_next_key(tmp_pa
 
 @sync
 async def test_a_large_model_answers_the_words_at_once_and_the_attention_after_a_pause(tmp_path, monkeypatch):
-    from tui_gpt.app import probes
+    from tui_gpt.app import prompt_probes as probes
     from tui_gpt.app.widgets.attention import AttentionMap
 
     monkeypatch.setattr(probes, "LARGE_PAUSE", 2.0)  # long enough that a loaded machine still answers first

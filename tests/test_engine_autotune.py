@@ -12,9 +12,9 @@ import time
 import pytest
 import torch
 
-from tui_gpt import autotune, cpuload, runcheck
-from tui_gpt.model import GPT, GPTConfig
-from tui_gpt.session import open_run
+from tui_gpt.engine import autotune, cpuload, runcheck
+from tui_gpt.engine.model import GPT, GPTConfig
+from tui_gpt.engine.session import open_run
 from tui_gpt.settings import cores
 
 SHAPE = GPTConfig(vocab_size=30, block_size=16, n_layer=1, n_head=2, n_embd=16)
@@ -205,7 +205,7 @@ def test_a_cache_that_is_a_fifo_is_never_read(cache, monkeypatch):
 
 
 def test_a_cached_note_that_looks_like_markup_is_printed_as_it_is(cache, monkeypatch, tmp_path, tiny_text, capsys):
-    from tui_gpt.cli import main
+    from tui_gpt.commands.cli import main
 
     monkeypatch.setattr(autotune, "time_candidates", fixed_times)
     (tmp_path / "t.txt").write_text(tiny_text, encoding="utf-8")
@@ -410,7 +410,7 @@ def test_a_check_whose_thread_count_keeps_changing_gives_up():
 
 
 def test_the_cli_says_what_the_check_found(monkeypatch, tmp_path, tiny_text, capsys):
-    from tui_gpt.cli import main
+    from tui_gpt.commands.cli import main
 
     monkeypatch.setattr(autotune, "time_candidates", fixed_times)
     real_speeds(monkeypatch, [], {FP32_SDPA: 30.0, FP32_EXPLICIT: 29.0, BF16_SDPA: 20.0})

@@ -15,15 +15,15 @@ import numpy as np
 import pytest
 import torch
 
-from tui_gpt import tokencache
-from tui_gpt.corpus import Corpus, Document, load_corpus
-from tui_gpt.dataset import VAL_FRACTION, TokenData, get_batch
+from tui_gpt.engine import tokencache
+from tui_gpt.engine.corpus import Corpus, Document, load_corpus
+from tui_gpt.engine.dataset import VAL_FRACTION, TokenData, get_batch
+from tui_gpt.engine.session import open_run
+from tui_gpt.engine.tokenizer import KINDS, LINE_MAX, TextTokenizer, stream_lines
+from tui_gpt.engine.trainer import Trainer
 from tui_gpt.errors import TuiGptError
-from tui_gpt.protocol import Saved
-from tui_gpt.session import open_run
-from tui_gpt.tokenizer import KINDS, LINE_MAX, TextTokenizer, stream_lines
-from tui_gpt.trainer import Trainer
-from tui_gpt.worker import TrainerLoop
+from tui_gpt.link.protocol import Saved
+from tui_gpt.link.worker import TrainerLoop
 
 # Shared beside the repository where it is there; synthetic text stands in where it is not.
 SHAKESPEARE = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "tinyshakespeare.txt"
@@ -117,7 +117,7 @@ def test_a_line_with_no_space_is_cut_at_the_bound():
 
 LONG_LINE = """
 import random, resource, sys
-from tui_gpt.tokenizer import TextTokenizer
+from tui_gpt.engine.tokenizer import TextTokenizer
 kind = sys.argv[1]
 tok = TextTokenizer.train(kind, ["The quick brown fox jumps over the lazy dog. " * 50], 300 if kind == "bpe" else None)
 rnd = random.Random(0)
@@ -359,7 +359,7 @@ def test_text_overwritten_while_tokenized_never_serves_a_later_run_the_other_tex
 BUILD = """
 import sys
 import numpy as np
-from tui_gpt import tokencache
+from tui_gpt.engine import tokencache
 w = tokencache.Writer("ab" * 20, np.dtype(np.uint16), 0, 0.1, 0)
 w.add(np.arange(100, dtype=np.uint16))
 print(w.tmp.name, flush=True)
@@ -451,8 +451,9 @@ def test_a_small_cache_is_read_into_memory_so_cutting_its_file_cannot_touch_the_
 
 CUT_AT_STEP_5 = """
 import os, sys
-from tui_gpt import cli, tokencache
-from tui_gpt.trainer import Trainer
+from tui_gpt.commands import cli
+from tui_gpt.engine import tokencache
+from tui_gpt.engine.trainer import Trainer
 
 tokencache.PRIVATE_BYTES = 0  # mapped, as a cache over 256 MB is
 step = Trainer.train_step

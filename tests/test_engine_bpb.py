@@ -6,11 +6,11 @@ import math
 
 import pytest
 
-from tui_gpt.checkpoint import load_trainer, save_checkpoint
-from tui_gpt.dataset import bits_per_byte, bpb_text
-from tui_gpt.session import open_run
-from tui_gpt.tokenizer import TextTokenizer
-from tui_gpt.trainer import History
+from tui_gpt.engine.checkpoint import load_trainer, save_checkpoint
+from tui_gpt.engine.dataset import bits_per_byte, bpb_text
+from tui_gpt.engine.session import open_run
+from tui_gpt.engine.tokenizer import TextTokenizer
+from tui_gpt.engine.trainer import History
 
 
 def test_char_tokenizer_on_ascii_text_is_loss_over_ln2(make_spec, tiny_file):

@@ -12,10 +12,10 @@ import pytest
 import safetensors.torch
 import torch
 
-from tui_gpt import checkpoint
-from tui_gpt.checkpoint import FILES, load_model, load_trainer, read_config_json, save_checkpoint
+from tui_gpt.engine import checkpoint
+from tui_gpt.engine.checkpoint import FILES, load_model, load_trainer, read_config_json, save_checkpoint
+from tui_gpt.engine.session import RunSpec, open_run
 from tui_gpt.errors import TuiGptError
-from tui_gpt.session import RunSpec, open_run
 
 
 def probe_batch(vocab_size: int, block_size: int) -> torch.Tensor:

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from tui_gpt.checkpoint import FILES
+from tui_gpt.engine.checkpoint import FILES
 
 TIMEOUT = 120
 # float32 on one thread: no --dtype auto trial (tests/test_engine_autotune.py has those), 2 s a model shape.
@@ -117,7 +117,7 @@ def test_complete_prints_top_k_table(trained_dir):
 
 
 def test_complete_lens_prints_a_layer_by_top_k_table(trained_dir, capsys):
-    from tui_gpt.cli import main
+    from tui_gpt.commands.cli import main
 
     cwd, _ = trained_dir
     r = tui_gpt("complete", "DIR", "The", "--lens", "--top-k", "3", cwd=cwd)

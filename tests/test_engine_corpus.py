@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tui_gpt.corpus import BUILTINS, Corpus, Document, load_corpus
-from tui_gpt.dataset import TokenData, get_batch
+from tui_gpt.engine.corpus import BUILTINS, Corpus, Document, load_corpus
+from tui_gpt.engine.dataset import TokenData, get_batch
+from tui_gpt.engine.tokenizer import TextTokenizer
 from tui_gpt.errors import TuiGptError
-from tui_gpt.tokenizer import TextTokenizer
 
 BINARY = bytes(range(256)) * 4  # has NUL bytes
 

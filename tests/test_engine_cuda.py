@@ -12,11 +12,11 @@ import time
 import pytest
 import torch
 
-from tui_gpt.checkpoint import load_model, load_trainer
-from tui_gpt.dataset import ids
-from tui_gpt.model import GPT, GPTConfig
-from tui_gpt.session import RunSpec, open_run
-from tui_gpt.trainer import pick_device, resolve_dtype
+from tui_gpt.engine.checkpoint import load_model, load_trainer
+from tui_gpt.engine.dataset import ids
+from tui_gpt.engine.model import GPT, GPTConfig
+from tui_gpt.engine.session import RunSpec, open_run
+from tui_gpt.engine.trainer import pick_device, resolve_dtype
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 
@@ -89,9 +89,9 @@ def test_a_cuda_checkpoint_loads_on_the_cpu_and_resumes_on_cuda(tmp_path):
 
 
 def test_the_trainer_process_trains_on_cuda_and_sends_cpu_weights():
-    from tui_gpt.client import TrainerClient
-    from tui_gpt.lens import Lens
-    from tui_gpt.protocol import Failed, Ready, Weights
+    from tui_gpt.link.client import TrainerClient
+    from tui_gpt.link.protocol import Failed, Ready, Weights
+    from tui_gpt.probes.replica import Lens
 
     got: queue.Queue = queue.Queue()
     client = TrainerClient(got.put)

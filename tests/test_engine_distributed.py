@@ -16,14 +16,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tui_gpt import distributed
-from tui_gpt.checkpoint import load_model, read_config_json
-from tui_gpt.cli import main
-from tui_gpt.corpus import load_corpus
-from tui_gpt.dataset import TokenData, get_batch
-from tui_gpt.distributed import Dist
+from tui_gpt.commands.cli import main
+from tui_gpt.engine import distributed
+from tui_gpt.engine.checkpoint import load_model, read_config_json
+from tui_gpt.engine.corpus import load_corpus
+from tui_gpt.engine.dataset import TokenData, get_batch
+from tui_gpt.engine.distributed import Dist
+from tui_gpt.engine.session import RunSpec, open_run
 from tui_gpt.errors import TuiGptError
-from tui_gpt.session import RunSpec, open_run
 
 STEPS = 5
 OPTS = ["--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "16", "--batch-size", "2"]
@@ -34,8 +34,8 @@ ONE_PROCESS |= {"MASTER_ADDR": "localhost", "MASTER_PORT": "29500"}
 RANK_SCRIPT = textwrap.dedent(
     """
     import json, sys
-    from tui_gpt import distributed
-    from tui_gpt.session import RunSpec, open_run
+    from tui_gpt.engine import distributed
+    from tui_gpt.engine.session import RunSpec, open_run
 
     d = distributed.setup("cpu")
     trainer = open_run(RunSpec.from_dict(json.loads(sys.argv[1]))).trainer
@@ -184,8 +184,8 @@ LOSE_AT = 20
 LOSER = textwrap.dedent(
     f"""
     import os, signal, sys, time
-    from tui_gpt.cli import main
-    from tui_gpt.trainer import Trainer
+    from tui_gpt.commands.cli import main
+    from tui_gpt.engine.trainer import Trainer
 
     open(f"pid.{{os.environ['RANK']}}", "w").write(str(os.getpid()))
     step = Trainer.train_step

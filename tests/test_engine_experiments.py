@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from tui_gpt.probe import analyze
-from tui_gpt.session import RunSpec, open_run
+from tui_gpt.engine.session import RunSpec, open_run
+from tui_gpt.probes.predict import analyze
 
 STEPS = 300
 

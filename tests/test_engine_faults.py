@@ -18,15 +18,15 @@ from types import SimpleNamespace
 import pytest
 from test_engine_cli import TINY
 
-from tui_gpt import tokencache
-from tui_gpt.checkpoint import load_model, load_trainer
-from tui_gpt.cli import main
-from tui_gpt.corpus import Corpus, load_corpus
-from tui_gpt.dataset import TokenData
+from tui_gpt.commands.cli import main
+from tui_gpt.engine import tokencache
+from tui_gpt.engine.checkpoint import load_model, load_trainer
+from tui_gpt.engine.corpus import Corpus, load_corpus
+from tui_gpt.engine.dataset import TokenData
+from tui_gpt.engine.savedir import LOCK, CheckpointLock
+from tui_gpt.engine.session import open_run
+from tui_gpt.engine.tokenizer import TextTokenizer
 from tui_gpt.errors import TuiGptError
-from tui_gpt.savedir import LOCK, CheckpointLock
-from tui_gpt.session import open_run
-from tui_gpt.tokenizer import TextTokenizer
 
 # ---- SIGKILL at random moments -------------------------------------------------------------------
 
@@ -42,7 +42,7 @@ from pathlib import Path
 
 import torch
 
-from tui_gpt.session import open_run
+from tui_gpt.engine.session import open_run
 from tui_gpt.settings import RunSpec
 
 torch.set_num_threads(1)
@@ -356,7 +356,7 @@ def test_two_writers_in_one_process_share_the_lock_and_another_process_is_refuse
         fables_run.save(ck)
         holder = json.loads((ck / LOCK).read_text())
         assert holder["pid"] == os.getpid()
-        code = f"from tui_gpt.savedir import CheckpointLock\nwith CheckpointLock({str(ck)!r}): pass"
+        code = f"from tui_gpt.engine.savedir import CheckpointLock\nwith CheckpointLock({str(ck)!r}): pass"
         r = subprocess.run([sys.executable, "-c", code], env=env(), capture_output=True, text=True, timeout=60)
         assert r.returncode != 0 and f"in use by pid {os.getpid()}" in r.stderr, r.stderr
         assert lock.fd is not None

@@ -6,7 +6,8 @@ import pytest
 import torch
 from tiny_gpt import make_model
 
-from tui_gpt.heads import (
+from tui_gpt.engine.tokenizer import TextTokenizer
+from tui_gpt.probes.heads import (
     MIN_PERIOD,
     head_scores,
     induction_score,
@@ -14,7 +15,6 @@ from tui_gpt.heads import (
     periods,
     previous_token_score,
 )
-from tui_gpt.tokenizer import TextTokenizer
 
 P = 5  # period of the hand-built sequences: eot, then 5 tokens twice
 T = 2 * P + 1

@@ -22,9 +22,9 @@ import pytest
 import torch
 
 from tests.conftest import TINY_TEXT
-from tui_gpt import hf
-from tui_gpt.cli import main
-from tui_gpt.session import RunSpec, open_run
+from tui_gpt.commands.cli import main
+from tui_gpt.engine import hf
+from tui_gpt.engine.session import RunSpec, open_run
 
 transformers = pytest.importorskip("transformers")
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers  # noqa: E402
@@ -192,7 +192,7 @@ def test_one_fine_tuning_step_lowers_the_loss(tiny_gpt2, tiny_file):
 
 
 def test_fine_tuning_defaults_come_from_args():
-    from tui_gpt.cli import parser_train
+    from tui_gpt.commands.cli import parser_train
 
     spec = RunSpec.from_args(parser_train().parse_args(["--model", "gpt2"]))
     assert spec.model == "gpt2" and spec.block_size == 128
@@ -244,7 +244,7 @@ def test_export_refuses_what_gpt2_cannot_express(make_spec, tmp_path, one_line_e
 
 
 def test_a_padded_vocabulary_gets_pad_tokens(tiny_gpt2, tmp_path):
-    from tui_gpt.probe import predict
+    from tui_gpt.probes.predict import predict
 
     folder = tmp_path / "padded"
     shutil.copytree(tiny_gpt2, folder)
@@ -280,7 +280,7 @@ def test_the_hub_gpt2_layout(tiny_gpt2, tmp_path):
     "change", [{"gelu_approximate": "erf"}, {"layer_norm_eps": -1}, {"n_positions": 4}, {"n_positions": "x"}]
 )
 def test_checkpoint_gpt2_options_are_checked(make_spec, tmp_path, one_line_error, change):
-    from tui_gpt.checkpoint import load_model
+    from tui_gpt.engine.checkpoint import load_model
 
     ckpt = open_run(make_spec()).save(tmp_path / "ckpt")
     cfg = json.loads((ckpt / "config.json").read_text())
@@ -442,7 +442,7 @@ def test_a_foreign_smaller_char_tokenizer_is_refused(tiny_gpt2, tmp_path, capsys
 
 STALLED_EXPORT = """
 import sys, time
-from tui_gpt import hf
+from tui_gpt.engine import hf
 
 def stall(path, obj):  # the export stops half-way, its weights written, until it is killed
     print("writing", flush=True)
@@ -489,7 +489,7 @@ def test_a_safetensors_header_of_200000_empty_entries_is_one_line_at_once(tiny_g
 
 
 def test_tokenizer_padding_and_masks_are_counted_before_they_are_made(tiny_gpt2, tmp_path, monkeypatch, one_line_error):
-    from tui_gpt.tokenizer import TextTokenizer
+    from tui_gpt.engine.tokenizer import TextTokenizer
 
     folder = _copy(tiny_gpt2, tmp_path)
     cfg = json.loads((folder / "config.json").read_text())
@@ -502,7 +502,7 @@ def test_tokenizer_padding_and_masks_are_counted_before_they_are_made(tiny_gpt2,
     assert parts["tokenizer padding"] == pad * hf.PAD_BYTES > 100 * parts["weights"]
     assert parts["masks"] == 3 * 48 * 48  # one per layer, and one more while the last is built
     room = 10 * parts["weights"]  # the weights fit, the padding does not
-    monkeypatch.setattr("tui_gpt.trainer.available_bytes", lambda device="cpu": room)
+    monkeypatch.setattr("tui_gpt.engine.trainer.available_bytes", lambda device="cpu": room)
     with pytest.raises(hf.TuiGptError) as exc:
         hf.fit_tokenizer(tok, config, folder)
     assert "tokenizer padding" in one_line_error(exc.value, str(folder)) and "will not fit" in str(exc.value)

@@ -16,13 +16,13 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from tui_gpt import checkpoint
-from tui_gpt.checkpoint import load_model, load_trainer, read_config_json
-from tui_gpt.cli import parser_train
+from tui_gpt.commands.cli import parser_train
+from tui_gpt.engine import checkpoint
+from tui_gpt.engine.checkpoint import load_model, load_trainer, read_config_json
+from tui_gpt.engine.savedir import read_capped
+from tui_gpt.engine.session import RunSpec, open_run
+from tui_gpt.engine.trainer import MAX_RESTORES
 from tui_gpt.errors import TuiGptError
-from tui_gpt.savedir import read_capped
-from tui_gpt.session import RunSpec, open_run
-from tui_gpt.trainer import MAX_RESTORES
 
 pytestmark = pytest.mark.usefixtures("no_hang")  # from conftest: a hostile file that blocks fails, never hangs
 
@@ -285,7 +285,7 @@ def test_a_loss_that_stays_nan_gives_up_with_one_line(fables_run, one_line_error
 
 LOAD = """
 import sys
-from tui_gpt.corpus import load_corpus
+from tui_gpt.engine.corpus import load_corpus
 from tui_gpt.errors import TuiGptError
 try:
     load_corpus([sys.argv[1]])

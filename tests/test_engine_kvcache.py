@@ -6,8 +6,8 @@ import pytest
 import torch
 from tiny_gpt import make_model
 
-from tui_gpt.model import GPT, KVCache
-from tui_gpt.probe import context, sample
+from tui_gpt.engine.model import GPT, KVCache
+from tui_gpt.probes.predict import context, sample
 
 TOL = 1e-5
 BATCHED_TOL = 1e-4

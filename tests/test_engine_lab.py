@@ -11,18 +11,18 @@ import shlex
 import pytest
 import torch
 
-from tui_gpt import memorization
-from tui_gpt.cli import parser_train
-from tui_gpt.export import examples_csv, history_csv
-from tui_gpt.hints import Hint, run_hints
-from tui_gpt.memorization import NgramIndex, memorized_spans
-from tui_gpt.probe import Example, temperature_table
-from tui_gpt.session import RunSpec
+from tui_gpt.commands.cli import parser_train
+from tui_gpt.engine.session import RunSpec
+from tui_gpt.engine.tokenizer import TextTokenizer
+from tui_gpt.engine.trainer import History, TrainConfig, TrainEvent
+from tui_gpt.probes import memorization
+from tui_gpt.probes.export import examples_csv, history_csv
+from tui_gpt.probes.hints import Hint, run_hints
+from tui_gpt.probes.memorization import NgramIndex, memorized_spans
+from tui_gpt.probes.predict import Example, temperature_table
+from tui_gpt.probes.surprisal import DEFAULT_RANK_EDGES, PALETTE, parse_edges, prob_bucket, rank_bucket
+from tui_gpt.probes.tokenview import describe_ids, token_counts, train_tokenizers
 from tui_gpt.settings import reproduce_command
-from tui_gpt.surprisal import DEFAULT_RANK_EDGES, PALETTE, parse_edges, prob_bucket, rank_bucket
-from tui_gpt.tokenizer import TextTokenizer
-from tui_gpt.tokenview import describe_ids, token_counts, train_tokenizers
-from tui_gpt.trainer import History, TrainConfig, TrainEvent
 
 # ---- memorization ---------------------------------------------------------------------------------------------
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from test_engine_cli import TINY, tui_gpt
 
-from tui_gpt.cli import main
-from tui_gpt.learn_bench import ranks_text, seed_goal
+from tui_gpt.commands.cli import main
+from tui_gpt.commands.learn_bench import ranks_text, seed_goal
 from tui_gpt.settings import SEED_SENTENCE
 
 

@@ -7,7 +7,7 @@ import math
 import pytest
 from safetensors.torch import save
 
-from tui_gpt.lens import Lens
+from tui_gpt.probes.replica import Lens
 
 
 @pytest.fixture
@@ -58,7 +58,7 @@ def test_a_leased_model_never_takes_a_snapshot(lens, trained):
 
 
 def test_words_worked_out_ahead_answer_the_next_key_and_die_with_the_weights(lens, trained, monkeypatch):
-    from tui_gpt import lens as lens_module
+    from tui_gpt.probes import replica as lens_module
 
     text = "The fox r"
     found = lens.next_words(text, 5, 1.0)

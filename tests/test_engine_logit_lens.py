@@ -7,8 +7,8 @@ import torch
 from tiny_gpt import make_model
 from torch.nn import functional as F
 
-from tui_gpt.logit_lens import layer_name, logit_lens, read_out, residual_streams
-from tui_gpt.tokenizer import TextTokenizer
+from tui_gpt.engine.tokenizer import TextTokenizer
+from tui_gpt.probes.logit_lens import layer_name, logit_lens, read_out, residual_streams
 
 TEXT = "the quick brown fox jumps over a lazy dog"
 

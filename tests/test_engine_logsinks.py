@@ -15,8 +15,8 @@ from test_engine_cli import TINY
 from test_engine_faults import _tmpfs, fill
 
 from tui_gpt.errors import TuiGptError
-from tui_gpt.logsinks import METRICS, TRACKIO_PROJECT, make_sink
-from tui_gpt.tracking import EvalRow, RunEnd, RunInfo
+from tui_gpt.runs.logsinks import METRICS, TRACKIO_PROJECT, make_sink
+from tui_gpt.runs.tracking import EvalRow, RunEnd, RunInfo
 
 ROOT = Path(__file__).resolve().parent.parent
 INFO = RunInfo(
@@ -174,8 +174,8 @@ import json, sys
 net = []
 sys.addaudithook(lambda event, args: net.append(event) if event.startswith("socket.") else None)
 
-from tui_gpt.logsinks import make_sink
-from tui_gpt.tracking import EvalRow, RunEnd, RunInfo
+from tui_gpt.runs.logsinks import make_sink
+from tui_gpt.runs.tracking import EvalRow, RunEnd, RunInfo
 
 given = json.loads(sys.argv[1])
 sink = make_sink("trackio", None, RunInfo(**given["info"]))
@@ -193,7 +193,7 @@ if not given["read"]:
 TRACKIO_READ = """
 import json, trackio
 from trackio.sqlite_storage import SQLiteStorage
-from tui_gpt.logsinks import TRACKIO_PROJECT as P
+from tui_gpt.runs.logsinks import TRACKIO_PROJECT as P
 
 runs = trackio.Api().runs(P)
 print(json.dumps([{"name": r.name, "config": r.config, "logs": SQLiteStorage.get_logs(P, run=r.name)} for r in runs]))
@@ -264,7 +264,7 @@ def test_trackio_on_a_full_disk_goes_on_and_finishes_promptly(tmp_path, small_di
 def test_train_logs_a_real_run_to_tensorboard_and_trackio(tmp_path):
     pytest.importorskip("tensorboard")
     pytest.importorskip("trackio")
-    pytest.importorskip("tui_gpt.recorder", reason="--log comes with the run registry (tui_gpt/recorder.py)")
+    pytest.importorskip("tui_gpt.runs.recorder", reason="--log comes with the run registry (tui_gpt/runs/recorder.py)")
     env = trackio_env(tmp_path, tmp_path / "store")
     log = ["--log", "tensorboard,trackio", "--log-dir", "logs", "--no-record", "--out", "ck"]
     train = [sys.executable, "-m", "tui_gpt", "train", "fables", *TINY, "--steps", "20", *log]

@@ -6,7 +6,7 @@ import pytest
 import torch
 from tiny_gpt import make_model
 
-from tui_gpt.model import GPT, GPTConfig
+from tui_gpt.engine.model import GPT, GPTConfig
 
 V, T = 24, 16  # make_model's vocabulary and window
 POSITIONS = (0, 3, 7, 14)

@@ -11,10 +11,10 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from tui_gpt.model import GPT, GPTConfig
-from tui_gpt.nextword import ghost, next_words, split_typed, split_words, word_examples
-from tui_gpt.session import open_run
-from tui_gpt.tokenizer import TextTokenizer
+from tui_gpt.engine.model import GPT, GPTConfig
+from tui_gpt.engine.session import open_run
+from tui_gpt.engine.tokenizer import TextTokenizer
+from tui_gpt.probes.nextword import ghost, next_words, split_typed, split_words, word_examples
 
 # The word rule of nextword.py for a tiny alphabet, written independently: a leading space and a run
 # of letters, or of punctuation; or a run of whitespace.
@@ -103,7 +103,7 @@ def word_model(make_spec_module):
 @pytest.fixture(scope="module")
 def make_spec_module():
     from tests.conftest import FAST_TRAIN, TINY_MODEL
-    from tui_gpt.session import RunSpec
+    from tui_gpt.engine.session import RunSpec
 
     def make(tokenizer="char", **model):
         return RunSpec(sources=[], tokenizer=tokenizer, **{**TINY_MODEL, **model}, train={**FAST_TRAIN})
@@ -293,7 +293,7 @@ def test_word_examples_losses_add_up(kind, make_spec_module):
 
 
 def test_cli_complete_words_prints_the_table_and_the_cut(make_spec_module, tmp_path, capsys):
-    from tui_gpt.cli import main
+    from tui_gpt.commands.cli import main
 
     run = open_run(make_spec_module())
     ckpt = str(run.save(tmp_path / "ck"))
@@ -313,7 +313,7 @@ def test_cli_complete_words_prints_the_table_and_the_cut(make_spec_module, tmp_p
     "bad", [["--top-k", "1000000000", "--budget", "1000000000"], ["--top-k", "1001"], ["--budget", "1001"]]
 )
 def test_cli_complete_refuses_a_k_or_budget_beyond_its_bound_before_loading(bad, tmp_path, capsys):
-    from tui_gpt.cli import main
+    from tui_gpt.commands.cli import main
 
     with pytest.raises(SystemExit) as info:  # the checkpoint need not exist: nothing is loaded
         main(["complete", str(tmp_path / "ck"), "The fox ", "--words", *bad])
@@ -325,8 +325,8 @@ def test_cli_complete_refuses_a_k_or_budget_beyond_its_bound_before_loading(bad,
 
 
 def test_cli_complete_names_the_time_limit_that_cut_the_search(make_spec_module, tmp_path, capsys, monkeypatch):
-    from tui_gpt import subcommands
-    from tui_gpt.cli import main
+    from tui_gpt.commands import subcommands
+    from tui_gpt.commands.cli import main
 
     ckpt = str(open_run(make_spec_module()).save(tmp_path / "ck"))
     monkeypatch.setattr(subcommands, "SEARCH_SECONDS", 0.0)

@@ -15,9 +15,9 @@ import polling
 import pytest
 import safetensors.torch
 
-from tui_gpt import preempt
-from tui_gpt.client import TrainerClient
-from tui_gpt.protocol import Losses, Pause, Ready, Save, Saved, Step
+from tui_gpt.link import preempt
+from tui_gpt.link.client import TrainerClient
+from tui_gpt.link.protocol import Losses, Pause, Ready, Save, Saved, Step
 from tui_gpt.settings import RunSpec
 
 pytestmark = pytest.mark.skipif(
@@ -129,7 +129,7 @@ def test_a_preempted_run_gives_the_same_weights_as_an_unpreempted_one(tmp_path):
 
 APP = """
 import sys, time
-from tui_gpt.client import TrainerClient
+from tui_gpt.link.client import TrainerClient
 from tui_gpt.settings import RunSpec
 if __name__ == "__main__":
     train = {"eval_interval": 0, "batch_size": 4, "dtype": "float32"}  # float32: no --dtype auto trial to wait for

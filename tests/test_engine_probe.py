@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from tui_gpt.corpus import load_corpus
-from tui_gpt.dataset import TokenData
-from tui_gpt.probe import analyze, baselines, context, examples, predict, sample
-from tui_gpt.tokenizer import TextTokenizer
+from tui_gpt.engine.corpus import load_corpus
+from tui_gpt.engine.dataset import TokenData
+from tui_gpt.engine.tokenizer import TextTokenizer
+from tui_gpt.probes.predict import analyze, baselines, context, examples, predict, sample
 
 PROMPT = "The fox ran to the river and the"
 

@@ -9,13 +9,13 @@ import threading
 import pytest
 from polling import wait
 
+from tui_gpt.engine.session import open_run
 from tui_gpt.errors import TuiGptError
-from tui_gpt.protocol import Failed, Losses, Quit
-from tui_gpt.recorder import Recorder, Recording
-from tui_gpt.runs import Registry
-from tui_gpt.session import open_run
+from tui_gpt.link.protocol import Failed, Losses, Quit
+from tui_gpt.link.worker import TrainerLoop
+from tui_gpt.runs.recorder import Recorder, Recording
+from tui_gpt.runs.registry import Registry
 from tui_gpt.settings import TrainConfig
-from tui_gpt.worker import TrainerLoop
 
 TINY = ["--n-layer", "1", "--n-head", "1", "--n-embd", "16", "--block-size", "16", "--batch-size", "4",
         "--eval-iters", "2", "--dtype", "float32", "--threads", "1"]  # fmt: skip
@@ -23,7 +23,7 @@ TINY = ["--n-layer", "1", "--n-head", "1", "--n-embd", "16", "--block-size", "16
 
 def tui_gpt(*args: str, cwd, data, monkeypatch) -> int:
     """The command, in this process (torch is loaded already): its exit status."""
-    from tui_gpt.cli import main
+    from tui_gpt.commands.cli import main
 
     monkeypatch.setenv("TUI_GPT_DATA", str(data))
     monkeypatch.chdir(cwd)
@@ -51,7 +51,7 @@ def test_train_records_its_run(tmp_path, monkeypatch):
 
 
 def test_no_record_and_its_environment_variable_turn_the_registry_off(monkeypatch):
-    from tui_gpt.cli import parser_train
+    from tui_gpt.commands.cli import parser_train
 
     assert Recording.from_args(parser_train().parse_args([])).record
     assert not Recording.from_args(parser_train().parse_args(["--no-record"])).record
@@ -71,13 +71,13 @@ def test_bench_records_its_measurements(tmp_path, monkeypatch):
 
 
 def test_a_corrupt_registry_stops_train_before_it_loads_in_one_line(tmp_path, monkeypatch, capsys):
-    from tui_gpt.cli import main
+    from tui_gpt.commands.cli import main
 
     data = tmp_path / "data"
     data.mkdir()
     (data / "runs.sqlite").write_text("not a database")
     monkeypatch.setenv("TUI_GPT_DATA", str(data))
-    monkeypatch.setattr("tui_gpt.subcommands._open", lambda spec: pytest.fail("loaded the text"))
+    monkeypatch.setattr("tui_gpt.commands.subcommands._open", lambda spec: pytest.fail("loaded the text"))
     assert main(["train", *TINY, "--steps", "2", "--out", str(tmp_path / "ckpt")]) == 2
     why = "is not an SQLite database, so not a tui-gpt run registry; the run registry is left as it is"
     lines = capsys.readouterr().err.strip().splitlines()
@@ -131,11 +131,11 @@ def test_a_sink_failing_mid_run_warns_once_and_the_run_goes_on(make_spec, monkey
 
 
 def test_log_refuses_unknown_kinds_and_a_missing_writer_in_one_line(monkeypatch):
-    from tui_gpt.cli import main
+    from tui_gpt.commands.cli import main
 
     with pytest.raises(SystemExit) as exc:
         main(["train", "--log", "wandb"])  # argparse's usage error
     assert exc.value.code == 2
-    monkeypatch.setitem(sys.modules, "tui_gpt.logsinks", None)  # as if it were not installed
+    monkeypatch.setitem(sys.modules, "tui_gpt.runs.logsinks", None)  # as if it were not installed
     with pytest.raises(TuiGptError, match="--log"):
         Recording(record=False, log=("tensorboard",)).sinks(None)  # type: ignore[arg-type]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tui_gpt.errors import TuiGptError
-from tui_gpt.runs import (
+from tui_gpt.runs.registry import (
     APPLICATION_ID,
     SCHEMA_VERSION,
     Registry,
@@ -24,7 +24,7 @@ from tui_gpt.runs import (
     registry_path,
     seed_groups,
 )
-from tui_gpt.tracking import EvalRow, RunEnd, RunInfo
+from tui_gpt.runs.tracking import EvalRow, RunEnd, RunInfo
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -86,8 +86,8 @@ WRITER = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from tui_gpt.runs import Registry, RegistrySink
-    from tui_gpt.tracking import EvalRow, RunEnd, RunInfo
+    from tui_gpt.runs.registry import Registry, RegistrySink
+    from tui_gpt.runs.tracking import EvalRow, RunEnd, RunInfo
     reg = Registry(Path(sys.argv[1]))
     for i in range(int(sys.argv[2])):
         sink = RegistrySink(reg)
@@ -117,7 +117,7 @@ def test_two_processes_writing_at_once_lose_no_row(tmp_path):
 
 def test_a_run_whose_process_died_shows_as_killed(tmp_path):
     path = tmp_path / "runs.sqlite"
-    code = "import sys; from pathlib import Path; from tui_gpt.runs import Registry; "
+    code = "import sys; from pathlib import Path; from tui_gpt.runs.registry import Registry; "
     code += "from tests.test_engine_runs import info; Registry(Path(sys.argv[1])).add(info())"
     subprocess.run([sys.executable, "-c", code, str(path)], env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True)
     with Registry(path) as reg:

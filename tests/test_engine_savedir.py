@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from test_engine_cli import TINY, tui_gpt
 
-from tui_gpt.checkpoint import FILES, load_model
-from tui_gpt.cli import main
+from tui_gpt.commands.cli import main
+from tui_gpt.engine.checkpoint import FILES, load_model
+from tui_gpt.engine.savedir import LOCK, CheckpointLock, check_out, discard_unsaved
 from tui_gpt.errors import TuiGptError
-from tui_gpt.savedir import LOCK, CheckpointLock, check_out, discard_unsaved
 
 
 def tree(folder: Path) -> dict[str, bytes]:
@@ -132,7 +132,7 @@ def test_the_app_refuses_a_foreign_out_before_it_opens(tmp_path, foreign):
 
 
 # ---- export reads a checkpoint under its lock, and never writes into one --------------------------
-HOLD_LOCK = "import sys\nfrom tui_gpt.savedir import CheckpointLock\nwith CheckpointLock(sys.argv[1]):\n"
+HOLD_LOCK = "import sys\nfrom tui_gpt.engine.savedir import CheckpointLock\nwith CheckpointLock(sys.argv[1]):\n"
 HOLD_LOCK += "    print('locked', flush=True)\n    sys.stdin.read()"
 
 

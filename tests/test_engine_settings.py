@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tui_gpt import cli
-from tui_gpt.checkpoint import load_trainer, read_config_json, save_checkpoint
+from tui_gpt.commands import cli
+from tui_gpt.engine.checkpoint import load_trainer, read_config_json, save_checkpoint
 from tui_gpt.errors import TuiGptError
 from tui_gpt.settings import OPTIONS, RULES, STEPS, cores
 
@@ -203,7 +203,7 @@ def test_the_temperatures_and_top_p_at_their_bounds_are_accepted():
 
 
 def test_sampling_at_a_tiny_temperature_is_greedy_not_nan(trained):
-    from tui_gpt.probe import sample
+    from tui_gpt.probes.predict import sample
 
     model, tok, _ = trained
     ids = tok.encode("The fox")

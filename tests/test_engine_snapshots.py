@@ -7,11 +7,11 @@ import pytest
 import safetensors.torch
 import torch
 
-from tui_gpt.client import TrainerClient
-from tui_gpt.model import GPT, GPTConfig
-from tui_gpt.protocol import Losses, Pause, Ready, Save, Saved, SharedBuffer, Status, Step, TookWeights, Weights
+from tui_gpt.engine.model import GPT, GPTConfig
+from tui_gpt.link.client import TrainerClient
+from tui_gpt.link.protocol import Losses, Pause, Ready, Save, Saved, SharedBuffer, Status, Step, TookWeights, Weights
+from tui_gpt.link.snapshots import SharedWeights, blob, state
 from tui_gpt.settings import RunSpec
-from tui_gpt.snapshots import SharedWeights, blob, state
 
 SPEC = RunSpec(
     n_layer=1, n_head=2, n_embd=32, block_size=16, train={"eval_interval": 0, "batch_size": 4, "dtype": "float32"}

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from polling import wait
 
-from tui_gpt.runs import Registry, RegistrySink
-from tui_gpt.savedir import FORMAT
-from tui_gpt.sweep import Child, Plan
-from tui_gpt.tracking import EvalRow, RunEnd, RunInfo
+from tui_gpt.engine.savedir import FORMAT
+from tui_gpt.runs.registry import Registry, RegistrySink
+from tui_gpt.runs.sweep import Child, Plan
+from tui_gpt.runs.tracking import EvalRow, RunEnd, RunInfo
 
 TINY = ["--n-layer", "1", "--n-head", "1", "--n-embd", "16", "--block-size", "16", "--batch-size", "4",
         "--eval-iters", "2", "--dtype", "float32"]  # fmt: skip
@@ -94,7 +94,7 @@ class Timed(Child):
 
 def test_the_plan_times_one_alone_then_several_at_once_and_keeps_the_faster(monkeypatch):
     clock = iter([10.0, 12.0, 13.0, 14.0, 20.0])  # the lone run ends at 10 s; the four begun then, by 20 s
-    monkeypatch.setattr("tui_gpt.sweep.time.monotonic", lambda: next(clock))
+    monkeypatch.setattr("tui_gpt.runs.sweep.time.monotonic", lambda: next(clock))
     plan = Plan(cores=4, runs=6, jobs=None)
     assert (plan.room(0), plan.threads) == (1, 4)
     plan.launched()
@@ -138,7 +138,7 @@ def registry(tmp_path, monkeypatch):
 
 
 def test_runs_filters_sorts_and_shows_text_as_text(registry, tmp_path, capsys):
-    from tui_gpt.cli import main
+    from tui_gpt.commands.cli import main
 
     a, b = _record(registry, 1e-3, None, 2.0), _record(registry, 2e-3, None, 1.5)
     assert main(["runs", "--sort", "val", "--json"]) == 0
@@ -153,7 +153,7 @@ def test_runs_filters_sorts_and_shows_text_as_text(registry, tmp_path, capsys):
 
 
 def test_runs_rm_removes_entries_and_only_tui_gpt_checkpoints(registry, tmp_path, capsys):
-    from tui_gpt.cli import main
+    from tui_gpt.commands.cli import main
 
     ours, shared, foreign = _checkpoint(tmp_path / "ours"), _checkpoint(tmp_path / "shared"), tmp_path / "foreign"
     foreign.mkdir()
@@ -174,11 +174,11 @@ def test_runs_rm_removes_entries_and_only_tui_gpt_checkpoints(registry, tmp_path
 
 
 def test_each_point_has_the_key_its_train_process_records():
-    from tui_gpt.cli import parser_sweep, parser_train
-    from tui_gpt.recorder import settings_of
-    from tui_gpt.runs import run_key
+    from tui_gpt.commands.cli import parser_sweep, parser_train
+    from tui_gpt.runs.recorder import settings_of
+    from tui_gpt.runs.registry import run_key
+    from tui_gpt.runs.sweep import grid, key_of
     from tui_gpt.settings import RunSpec
-    from tui_gpt.sweep import grid, key_of
 
     args = parser_sweep().parse_args(["--tokenizer", "bpe,char", "--lr", "3e-4", "--no-causal", "--seeds", "2"])
     points = grid(args)

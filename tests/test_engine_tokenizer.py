@@ -6,8 +6,8 @@ import unicodedata
 
 import pytest
 
+from tui_gpt.engine.tokenizer import EOT, KINDS, TextTokenizer
 from tui_gpt.errors import TuiGptError
-from tui_gpt.tokenizer import EOT, KINDS, TextTokenizer
 from tui_gpt.visible import visible
 
 TEXTS = [

@@ -8,10 +8,10 @@ import math
 import pytest
 import torch
 
-from tui_gpt.dataset import ids
-from tui_gpt.probe import baselines
-from tui_gpt.session import open_run
-from tui_gpt.trainer import History, TrainConfig, TrainEvent, pick_device, resolve_dtype
+from tui_gpt.engine.dataset import ids
+from tui_gpt.engine.session import open_run
+from tui_gpt.engine.trainer import History, TrainConfig, TrainEvent, pick_device, resolve_dtype
+from tui_gpt.probes.predict import baselines
 
 
 def test_lr_warms_up_then_decays_to_min_lr(make_spec):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tui_gpt.cli import main
-from tui_gpt.session import open_run
+from tui_gpt.commands.cli import main
+from tui_gpt.engine.session import open_run
 
 # Closing tag with nothing open (MarkupError), a style, a link: each would be read as markup, or crash.
 LOOKS_LIKE_MARKUP = ["[/]", "[bold]b[/bold]", "[link=https://example.com]l[/link]"]
@@ -23,7 +23,7 @@ def squash(text: str) -> str:
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory) -> str:
     spec_dir = tmp_path_factory.mktemp("user-text")
-    from tui_gpt.session import RunSpec
+    from tui_gpt.engine.session import RunSpec
 
     spec = RunSpec(tokenizer="char", n_layer=1, n_head=2, n_embd=16, block_size=16, train={"device": "cpu"})
     return str(open_run(spec).save(spec_dir / "ck"))
@@ -54,8 +54,8 @@ def test_train_names_a_file_and_an_out_folder_that_look_like_markup_as_they_are(
 
 
 def test_a_failed_save_names_a_folder_that_looks_like_markup(tmp_path, tiny_text, capsys, monkeypatch):
+    from tui_gpt.engine.session import Run
     from tui_gpt.errors import TuiGptError
-    from tui_gpt.session import Run
 
     (tmp_path / "t.txt").write_text(tiny_text, encoding="utf-8")
     out = tmp_path / "[bold]o[link=x]"

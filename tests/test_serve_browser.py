@@ -20,7 +20,7 @@ import pytest
 from polling import wait
 from served import start_serve
 
-from tui_gpt.cli import main
+from tui_gpt.commands.cli import main
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 

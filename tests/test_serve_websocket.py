@@ -25,10 +25,10 @@ import pytest
 from polling import wait
 from served import Served, command_line, descendants, start_serve, status
 
-from tui_gpt.cli import parser_app
+from tui_gpt.commands.cli import parser_app
+from tui_gpt.commands.serve import app_command, session_folder
+from tui_gpt.engine.savedir import is_checkpoint_dir
 from tui_gpt.errors import TuiGptError
-from tui_gpt.savedir import is_checkpoint_dir
-from tui_gpt.serve import app_command, session_folder
 
 pytest.importorskip("textual_serve")
 aiohttp = pytest.importorskip("aiohttp")
@@ -144,7 +144,7 @@ async def _train_then_lose(served: Served, steps: int, kill_server: bool) -> int
 
 @pytest.mark.parametrize("kill_server", [False, True], ids=["the tab closes", "the server is killed"])
 def test_losing_the_browser_saves_the_run(served: Served, tmp_path: Path, kill_server: bool):
-    from tui_gpt.checkpoint import load_model
+    from tui_gpt.engine.checkpoint import load_model
 
     seen = asyncio.run(_train_then_lose(served, steps=20, kill_server=kill_server))
     wait("the session's processes to save and end", lambda: not served.sessions(), timeout=20)
@@ -212,7 +212,7 @@ async def _two_sessions_and_one_more(served: Served) -> tuple[list[int], dict[in
 
 
 def test_sessions_beyond_the_cap_are_refused_and_each_saves_into_its_own_folder(tmp_path: Path):
-    from tui_gpt.checkpoint import load_model
+    from tui_gpt.engine.checkpoint import load_model
 
     served = start_serve(tmp_path, ["--max-sessions", "2", *APP_ARGS, "--out", str(tmp_path / "run")])
     try:

@@ -16,15 +16,15 @@ import pytest
 from fake_trainer import TINY_TEXT
 from pilot import SIZE, running, sync, wait_for
 
-from tui_gpt.app.app import GPTApp
-from tui_gpt.cli import main
+from tui_gpt.app.gpt_app import GPTApp
+from tui_gpt.commands.cli import main
 from tui_gpt.settings import RunSpec
 
 CHILD = """
 import sys, time
-from tui_gpt.client import TrainerClient
-from tui_gpt.protocol import Losses
-from tui_gpt.session import RunSpec
+from tui_gpt.link.client import TrainerClient
+from tui_gpt.link.protocol import Losses
+from tui_gpt.engine.session import RunSpec
 if __name__ == "__main__":
     train = {"eval_interval": 0, "batch_size": 4, "dtype": "float32"}  # float32: no --dtype auto trial to wait for
     spec = RunSpec(n_layer=1, n_head=2, n_embd=32, block_size=16, train=train)
@@ -142,9 +142,9 @@ def test_gpt_app_starts_the_real_trainer_without_the_cli(tmp_path):
     """GPTApp(spec, out) with no client_factory, in a fresh process that never called prepare()."""
     script = f"""
 import asyncio
-from tui_gpt.app.app import GPTApp
-from tui_gpt.cli import main
-from tui_gpt.session import RunSpec
+from tui_gpt.app.gpt_app import GPTApp
+from tui_gpt.commands.cli import main
+from tui_gpt.engine.session import RunSpec
 
 async def main():
     spec = RunSpec(sources=["fables"], n_layer=1, n_embd=16, n_head=2, block_size=8)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from tui_gpt.model import GPT, GPTConfig
+from tui_gpt.engine.model import GPT, GPTConfig
 
 
 def make_model(causal: bool = True, vocab_size: int = 24, block_size: int = 16, scale: float = 1.0, **over) -> GPT:

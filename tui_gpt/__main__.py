@@ -1,5 +1,5 @@
 import sys
 
-from tui_gpt.cli import main
+from tui_gpt.commands.cli import main
 
 sys.exit(main())

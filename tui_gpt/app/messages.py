@@ -6,10 +6,10 @@ from typing import TYPE_CHECKING
 
 from textual.message import Message
 
-from tui_gpt.protocol import Event, Failed, Ready, Saved
+from tui_gpt.link.protocol import Event, Failed, Ready, Saved
 
 if TYPE_CHECKING:
-    from tui_gpt.lens import Lens, StagedModel
+    from tui_gpt.probes.replica import Lens, StagedModel
     from tui_gpt.settings import RunSpec
 
 

@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING
 
 from tui_gpt.app.messages import QuitAnyway, QuitDone, QuitSaveFailed
 from tui_gpt.app.screens.dialogs import ConfirmScreen
-from tui_gpt.protocol import Failed, Saved
+from tui_gpt.link.protocol import Failed, Saved
 
 if TYPE_CHECKING:
-    from tui_gpt.app.run_status import RunStatus
     from tui_gpt.app.state import Doors
+    from tui_gpt.app.trainer_status import RunStatus
 
 
 class Quitting:

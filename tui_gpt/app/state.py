@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from textual.app import App
 
-    from tui_gpt.client import TrainerClient
-    from tui_gpt.lens import Lens
-    from tui_gpt.protocol import Ready
+    from tui_gpt.link.client import TrainerClient
+    from tui_gpt.link.protocol import Ready
+    from tui_gpt.probes.replica import Lens
     from tui_gpt.settings import RunSpec
 
 

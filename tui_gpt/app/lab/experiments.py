@@ -4,20 +4,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tui_gpt.app.lab.compare import CompareExperiment
-from tui_gpt.app.lab.export import ExportExperiment
-from tui_gpt.app.lab.logit_lens import LogitLensExperiment
+from tui_gpt.app.lab.compare_view import CompareExperiment
+from tui_gpt.app.lab.export_view import ExportExperiment
+from tui_gpt.app.lab.live_settings import RunSettings
+from tui_gpt.app.lab.logit_lens_view import LogitLensExperiment
 from tui_gpt.app.lab.mask import MaskExperiment
-from tui_gpt.app.lab.memorization import MemorizationExperiment
+from tui_gpt.app.lab.memorization_view import MemorizationExperiment
 from tui_gpt.app.lab.one_step import OneStepExperiment
 from tui_gpt.app.lab.pin import PinExperiment
-from tui_gpt.app.lab.run_settings import RunSettings
-from tui_gpt.app.lab.surprisal import SurprisalExperiment
+from tui_gpt.app.lab.surprisal_view import SurprisalExperiment
 from tui_gpt.app.lab.temperature import TemperatureExperiment
 from tui_gpt.app.lab.tokens import TokensExperiment
 
 if TYPE_CHECKING:
-    from tui_gpt.app.probes import Probes
+    from tui_gpt.app.prompt_probes import Probes
     from tui_gpt.app.router import Router
     from tui_gpt.app.state import Doors
 

@@ -12,7 +12,7 @@ from tui_gpt.app.screens.dialogs import AskScreen
 from tui_gpt.visible import visible
 
 if TYPE_CHECKING:
-    from tui_gpt.app.probes import Probes
+    from tui_gpt.app.prompt_probes import Probes
     from tui_gpt.app.state import Doors
 
 

@@ -6,7 +6,7 @@ import math
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from tui_gpt.app.widgets.overlay import OverlayLine
+    from tui_gpt.app.widgets.overlay_lines import OverlayLine
 
 # Theme variables for the chart's lines; the legend under the chart uses the same.
 LINE_COLOURS = {"train": "primary", "val": "success", "uniform": "foreground-muted", "bigram": "warning"}

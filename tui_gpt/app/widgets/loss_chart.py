@@ -9,7 +9,7 @@ from textual.color import Color
 from textual_plotext import PlotextPlot
 
 from tui_gpt.app.widgets.curve import AXES, LINE_COLOURS, Curve
-from tui_gpt.app.widgets.overlay import OVERLAY_COLOURS, OverlayLine
+from tui_gpt.app.widgets.overlay_lines import OVERLAY_COLOURS, OverlayLine
 
 FAINT = 0.6  # an earlier run's line: 60% its colour, 40% the background
 BAND = 0.3  # a seed group's min-max band: fainter still

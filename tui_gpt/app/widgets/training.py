@@ -16,7 +16,7 @@ from tui_gpt.app.widgets.curve import LINE_COLOURS, Curve
 from tui_gpt.app.widgets.line import InfoLine
 
 if TYPE_CHECKING:
-    from tui_gpt.app.widgets.overlay import OverlayLine
+    from tui_gpt.app.widgets.overlay_lines import OverlayLine
 
 
 class TrainingPane(Vertical):

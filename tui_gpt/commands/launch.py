@@ -1,0 +1,46 @@
+"""Start the app from the command line: the trainer process first, then the UI."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from tui_gpt.engine.savedir import check_out
+from tui_gpt.engine.session import preflight
+from tui_gpt.runs.recorder import Recording
+from tui_gpt.settings import RunSpec
+
+
+def run_app(args: argparse.Namespace) -> int:
+    spec = RunSpec.from_args(args, app=True)
+    out = args.out or spec.resume or "tui-gpt-run"
+    check_out(Path(out))  # never save over a folder or file that is not ours
+    preflight(spec)  # bad text or a bad checkpoint is a one-line error, before the screen opens
+    recording = Recording.from_args(args)
+    recording.check()  # and so is a run registry that cannot be written
+    served = "TEXTUAL_DRIVER" in os.environ  # textual-serve's web driver talks over a pipe, not a terminal
+    if not served and not sys.stdout.isatty():
+        print("tui-gpt: error: the app needs a terminal; use 'tui-gpt train' for scripts", file=sys.stderr)
+        return 2
+    from tui_gpt.app.gpt_app import make_app
+
+    app = make_app(spec, out=out, autosave=args.autosave, recording=recording)
+    app.run()
+    if app.return_code:  # the app crashed: Textual has printed the traceback
+        return app.return_code
+    # Served, stdout is textual-serve's packet pipe; it shows our stderr in its own log.
+    stream = sys.stderr if served else sys.stdout
+    try:  # after a hang-up there may be no terminal left to print on
+        if app.final_save is not None:
+            print(
+                f"tui-gpt: saved step {app.final_save.step} to {out}; continue with: tui-gpt --resume {out}",
+                file=stream,
+            )
+        else:
+            print("tui-gpt: nothing new to save", file=stream)
+    except OSError:
+        pass
+    signalled = app.state.signalled
+    return 128 + signalled if signalled else 0
