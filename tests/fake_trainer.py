@@ -35,7 +35,7 @@ from tui_gpt.link.protocol import (
     Stopped,
     Weights,
 )
-from tui_gpt.link.worker import RunCommands
+from tui_gpt.link.worker import LabCommands
 from tui_gpt.settings import RunSpec
 
 TRAIN_STEPS = 150  # real optimizer steps of the fake's model, taken once per spec and cached
@@ -92,7 +92,7 @@ def synthetic_losses(first: int, last: int, eval_every: int = 50) -> list[dict]:
 
 @dataclass
 class _Built:
-    run: Any  # session.Run
+    run: Any  # session.LoadedRun
     ready: Ready
     blob: bytes
 
@@ -308,7 +308,7 @@ def make_app(tmp_path: Path | str, spec: RunSpec | None = None, prompt: str = "T
 # the cached run is shared by every test of the session and must never change.
 
 
-def lab_run(fake: FakeTrainer) -> RunCommands:
+def lab_run(fake: FakeTrainer) -> LabCommands:
     """`fake`'s private copy of its run, with the worker's command handler; made on first use and after each reset."""
     import copy
 
@@ -325,7 +325,7 @@ def lab_run(fake: FakeTrainer) -> RunCommands:
         for key, value in state.items():
             if isinstance(value, torch.Tensor) and value.dtype == torch.float64:
                 state[key] = value.float()
-    handler = RunCommands(run)
+    handler = LabCommands(run)
     fake._lab = (fake.built, handler)  # type: ignore[attr-defined]
     return handler
 

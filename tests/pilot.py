@@ -90,11 +90,11 @@ async def wait_ready(
     from tui_gpt.app.widgets.topk import TopKBars
 
     app = pilot.app
-    await wait_for(pilot, lambda: app.state.lens is not None, timeout, "the model (app.state.lens)")
+    await wait_for(pilot, lambda: app.state.replica is not None, timeout, "the model (app.state.replica)")
     if step is not None:
         await wait_for(
             pilot,
-            lambda: app.state.lens is not None and app.state.lens.step == step,
+            lambda: app.state.replica is not None and app.state.replica.step == step,
             timeout,
             f"weights of step {step}",
         )
@@ -231,7 +231,7 @@ def events_of(app: GPTApp, kind: type) -> list:
 
 def p_target_of(app: GPTApp, prefix_ids: list[int], target: int) -> float:
     """p(target | prefix) under the app's current weights."""
-    return target_prob(app.state.lens.model, prefix_ids, target)
+    return target_prob(app.state.replica.model, prefix_ids, target)
 
 
 def masked_cells(app: GPTApp) -> int:

@@ -21,13 +21,13 @@ def layer_names(app) -> list[str]:
 @sync
 async def test_the_logit_lens_follows_every_key_and_every_weight_update(tmp_path):
     async with ready(lab_app(tmp_path, prompt="The fox ran to th")) as (app, pilot):
-        await pilot.press("ctrl+f")  # the top-k in tokens, to compare with the lens's last row
+        await pilot.press("ctrl+f")  # the top-k in tokens, to compare with the replica's last row
         await settle(pilot)
         top = app.query_one(TopKBars).guesses[0]
         await open_screen(pilot, "f10", LogitLensScreen)
         screen: LogitLensScreen = app.screen
         view = screen.last
-        n_layer = app.state.lens.config.n_layer
+        n_layer = app.state.replica.config.n_layer
         assert [r.layer for r in view.rows] == list(range(n_layer + 1))
         assert len(view.rows[0].guesses) == app.probe_settings.top_k
         # the last layer is the model's own answer: the top-k's first guess (at temperature 1)
@@ -39,14 +39,14 @@ async def test_the_logit_lens_follows_every_key_and_every_weight_update(tmp_path
         await pilot.press("e")  # every key: a new table for the new prompt
         await settle(pilot)
         assert screen.text == "The fox ran to the" and screen.last is not view
-        assert screen.last.ids[-1] == app.state.lens.tokenizer.encode("e")[0]
+        assert screen.last.ids[-1] == app.state.replica.tokenizer.encode("e")[0]
 
-        before, step = screen.last, app.state.lens.step
+        before, step = screen.last, app.state.replica.step
         client: FakeTrainer = app.client
         client.advance(5)  # every weight update: new weights (the same values here) redraw it
         await wait_for(pilot, lambda: screen.last is not before, what="the redraw after new weights")
         await settle(pilot)
-        assert app.state.lens.step == step + 5 and f"step {step + 5:,}" in screen_text(app)
+        assert app.state.replica.step == step + 5 and f"step {step + 5:,}" in screen_text(app)
 
         await pilot.press("escape")
         await settle(pilot)

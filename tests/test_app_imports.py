@@ -61,6 +61,8 @@ def test_the_trainer_process_module_does_not_import_textual():
 # ---- the shape of the code: one road to the model, no cycles --------------------------------------
 
 PACKAGE = Path(__file__).resolve().parent.parent / "tui_gpt"
+
+
 def _module_name(path: Path) -> str:
     parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)

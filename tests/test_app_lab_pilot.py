@@ -83,7 +83,8 @@ async def test_mask_experiment_from_current_weights_and_back(tmp_path):
         assert "WITHOUT the causal mask" in shown(app)
         await choose(pilot, "current")
         assert client.commands[-1] == SetCausal(False)
-        assert app.probe_settings.mask_off and app.state.spec.causal is False and app.state.lens.config.causal is False
+        replica = app.state.replica
+        assert app.probe_settings.mask_off and app.state.spec.causal is False and replica.config.causal is False
         # Labelled: the header's sub title, and the training pane's class.
         assert "MASK OFF" in app.sub_title and "MASK OFF" in shown(app)
         assert app.query_one("#training").has_class("-mask-off")
@@ -106,9 +107,8 @@ async def test_mask_experiment_from_current_weights_and_back(tmp_path):
         await settle(pilot)
         assert not isinstance(app.screen, ChoiceScreen)
         assert client.commands[-1] == SetCausal(True)
-        assert (
-            not app.probe_settings.mask_off and app.state.spec.causal is True and app.state.lens.config.causal is True
-        )
+        replica = app.state.replica
+        assert not app.probe_settings.mask_off and app.state.spec.causal is True and replica.config.causal is True
         assert app.sub_title == "" and "MASK OFF" not in shown(app)
         assert not app.query_one("#training").has_class("-mask-off")
         assert amap.causal and masked_cells(app) == 6
@@ -120,17 +120,17 @@ async def test_mask_experiment_from_current_weights_and_back(tmp_path):
 async def test_mask_experiment_from_scratch_resets_without_the_mask(tmp_path):
     async with ready(lab_app(tmp_path, prompt="abcd", steps=3), step=3, ghost=False) as (app, pilot):
         client: FakeTrainer = app.client
-        old = app.state.lens
+        old = app.state.replica
         await open_screen(pilot, "f2", ChoiceScreen)
         await choose(pilot, "scratch")
         assert [s.causal for s in client.resets] == [False]
         assert client.resets[0].resume is None
         assert SetCausal not in client.kinds()
-        await wait_for(pilot, lambda: app.state.lens is not None and app.state.lens is not old, what="the new model")
+        await wait_for(pilot, lambda: app.state.replica not in (None, old), what="the new model")
         await wait_ready(pilot, step=3, ghost=False)
         assert (
             app.probe_settings.mask_off
-            and app.state.lens.config.causal is False
+            and app.state.replica.config.causal is False
             and app.state.ready.model_config["causal"] is False
         )
         assert "MASK OFF" in shown(app)
@@ -143,7 +143,7 @@ async def test_mask_experiment_from_scratch_resets_without_the_mask(tmp_path):
 @sync
 async def test_pin_tracks_p_target_as_weights_arrive(tmp_path):
     async with ready(lab_app(tmp_path)) as (app, pilot):
-        tok = app.state.lens.tokenizer
+        tok = app.state.replica.tokenizer
         await open_screen(pilot, "f3", AskScreen)
         default = app.screen.query_one(Input).value
         assert default.startswith("The quick brown -> "), default
@@ -292,7 +292,7 @@ async def test_surprisal_of_a_corpus_passage(tmp_path):
 async def test_tokenizer_view_lists_the_ids_and_counts_under_each_kind(tmp_path):
     async with ready(lab_app(tmp_path)) as (app, pilot):
         prompt = "The quick brown"
-        ids = app.state.lens.tokenizer.encode(prompt)
+        ids = app.state.replica.tokenizer.encode(prompt)
         await open_screen(pilot, "f5", TextScreen)
         assert app.client.commands[-1] == CountTokens(prompt)
         text = await wait_page(pilot, "the same text under each tokenizer", "the token counts")
@@ -323,7 +323,7 @@ def _temperature_rows(text: str) -> list[tuple[str, float, float, str]]:
 @sync
 async def test_temperature_view_divides_the_logits_by_t(tmp_path):
     async with ready(lab_app(tmp_path)) as (app, pilot):
-        tok = app.state.lens.tokenizer
+        tok = app.state.replica.tokenizer
         await open_screen(pilot, "f6", TextScreen)
         text = page_text(app)
         assert "logits → logits / T (T = 1) → softmax" in text
@@ -331,7 +331,7 @@ async def test_temperature_view_divides_the_logits_by_t(tmp_path):
         cold = _temperature_rows(text)
         assert len(cold) == app.probe_settings.top_k
         assert all(logit == scaled for _, logit, scaled, _ in cold)
-        logits = app.state.lens.logits(tok.encode("The quick brown"))[-1]
+        logits = app.state.replica.logits(tok.encode("The quick brown"))[-1]
         expect = temperature_table(logits, 1.0, app.probe_settings.top_k)
         assert [p for *_, p in cold] == [f"{r.prob:.2%}" for r in expect]
         assert "softmax p" in shown(app)
@@ -360,7 +360,7 @@ STEP_LINE = re.compile(r"p\(target\): (\d\.\d{4}) → (\d\.\d{4})")
 async def test_one_step_on_one_example_raises_p_target(tmp_path):
     prompt = "The quick brown fox"
     async with ready(lab_app(tmp_path, prompt=prompt)) as (app, pilot):
-        tok = app.state.lens.tokenizer
+        tok = app.state.replica.tokenizer
         ids = tok.encode(prompt)
         before_app = p_target_of(app, ids[:-1], ids[-1])
         await open_screen(pilot, "f7", TextScreen)
@@ -381,7 +381,7 @@ async def test_one_step_on_one_example_raises_p_target(tmp_path):
             lambda: math.isclose(p_target_of(app, ids[:-1], ids[-1]), ev.p_after, rel_tol=1e-5),
             what="the stepped weights in the app",
         )
-        assert app.state.lens.step == TRAIN_STEPS and app.client.step == TRAIN_STEPS
+        assert app.state.replica.step == TRAIN_STEPS and app.client.step == TRAIN_STEPS
 
 
 @sync
@@ -503,11 +503,11 @@ async def test_memorization_check_counts_verbatim_spans(tmp_path):
         # The highlighted characters are exactly the spans'.
         body = app.screen.query_one("#page-body", Static).content
         sample_text = body.renderables[0]
-        texts = app.state.lens.tokenizer.token_texts
+        texts = app.state.replica.tokenizer.token_texts
         mark = app.lab.memorization.mark()
         marked = "".join(sample_text.plain[s.start : s.end] for s in sample_text.spans if s.style == mark)
         assert marked == "".join(texts[t] for a, b in ev.spans for t in ev.ids[a:b])
-        assert app.lab.memorization.last_sample == app.state.lens.tokenizer.decode(ev.ids)
+        assert app.lab.memorization.last_sample == app.state.replica.tokenizer.decode(ev.ids)
 
 
 # ---- 8. hints ------------------------------------------------------------------------------------

@@ -69,7 +69,7 @@ async def test_typing_changes_the_topk(tmp_path):
         after = guesses(app)
         assert after and after != before
         # The bars are exactly the model's guesses for the new text.
-        expect = app.state.lens.analyze(
+        expect = app.state.replica.analyze(
             prompt.value, app.probe_settings.top_k, app.probe_settings.temperature
         ).prediction.guesses
         assert after == [(g.id, round(g.prob, 6)) for g in expect]
@@ -84,7 +84,7 @@ async def test_examples_table_lists_every_prefix_and_the_mean_loss(tmp_path):
         rows = examples(app)
         assert len(rows) == len("The fox ran") - 1
         assert rows[0] == ("T", "h") and rows[-1] == ("The fox ra", "n")
-        loss = app.state.lens.analyze("The fox ran", 1, 1.0).loss
+        loss = app.state.replica.analyze("The fox ran", 1, 1.0).loss
         assert f"mean -log p = {loss:.3f}" in text_of(app.query_one("#examples-mean"))
         # Nothing typed: no examples, and a hint instead of a mean.
         await pilot.press("ctrl+u")
@@ -339,30 +339,30 @@ async def test_command_palette_lists_and_runs_our_commands(tmp_path):
 @sync
 async def test_tokenizer_switch_from_the_palette_resets_the_run(tmp_path):
     async with ready(make_app(tmp_path)) as (app, pilot):
-        old_lens = app.state.lens
+        old_replica = app.state.replica
         await run_command(pilot, "Tokenizer: bpe", "Tokenizer: bpe")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation")
         await pilot.press("y")
         await wait_for(
-            pilot, lambda: app.state.lens is not None and app.state.lens is not old_lens, what="the new model"
+            pilot, lambda: app.state.replica is not None and app.state.replica is not old_replica, what="the new model"
         )
         await wait_ready(pilot)
         client: FakeTrainer = app.client
         assert [s.tokenizer for s in client.resets] == ["bpe"]
         assert app.state.spec.tokenizer == "bpe"
-        assert app.state.lens.tokenizer.vocab_size == app.state.ready.corpus["vocab_size"] > 100
+        assert app.state.replica.tokenizer.vocab_size == app.state.ready.corpus["vocab_size"] > 100
         assert "bpe vocab" in text_of(app.query_one("#corpus-info"))
 
 
 @sync
 async def test_declining_a_reset_keeps_the_run(tmp_path):
     async with ready(make_app(tmp_path)) as (app, pilot):
-        lens = app.state.lens
+        replica = app.state.replica
         app.action_reset_model()
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation")
         await pilot.press("n")
         await settle(pilot)
-        assert app.state.lens is lens and app.client.resets == []
+        assert app.state.replica is replica and app.client.resets == []
 
 
 @sync
@@ -370,14 +370,14 @@ async def test_smaller_model_after_viewing_a_deep_layer_and_head(tmp_path):
     # Start with 4 layers and 4 heads, look at layer 4 head 4, then pick "Model size: tiny" (2 and 2).
     deep = make_app(tmp_path, spec=fake_spec(n_layer=4, n_head=4), steps=3)
     async with ready(deep, step=3, ghost=False) as (app, pilot):
-        old = app.state.lens
+        old = app.state.replica
         await pilot.press(*["ctrl+l", "ctrl+g"] * 3)
         amap = app.query_one(AttentionMap)
         assert (amap.layer_index, amap.head_index) == (3, 3)
         await run_command(pilot, "Model size: tiny", "Model size: tiny")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation")
         await pilot.press("y")
-        await wait_for(pilot, lambda: app.state.lens is not None and app.state.lens is not old, what="the new model")
+        await wait_for(pilot, lambda: app.state.replica not in (None, old), what="the new model")
         await wait_ready(pilot, step=3, ghost=False)
         assert (amap.n_layer, amap.n_head) == (2, 2)
         assert amap.layer_index < 2 and amap.head_index < 2
@@ -493,7 +493,7 @@ async def test_pause_step_save_and_quit_with_the_fake_trainer(tmp_path):
         await wait_for(pilot, lambda: app.run_status.step == TRAIN_STEPS + 1, what="one step")
         assert client.commands[-1] == Step(1)
         assert app.run_status.paused, "a single step leaves the run paused"
-        await wait_for(pilot, lambda: app.state.lens.step == TRAIN_STEPS + 1, what="the new weights")
+        await wait_for(pilot, lambda: app.state.replica.step == TRAIN_STEPS + 1, what="the new weights")
         assert f"step {TRAIN_STEPS + 1}" in text_of(app.query_one("#prompt-info"))
 
         await pilot.press("ctrl+r")
@@ -575,7 +575,7 @@ async def test_losses_and_weights_update_the_panes(tmp_path):
         assert chart.eval_steps == [50, 100, 150]
         app.client.advance(10)
         await wait_for(pilot, lambda: app.run_status.step == TRAIN_STEPS + 10, what="the new losses")
-        await wait_for(pilot, lambda: app.state.lens.step == TRAIN_STEPS + 10, what="the new weights")
+        await wait_for(pilot, lambda: app.state.replica.step == TRAIN_STEPS + 10, what="the new weights")
         assert chart.steps[-1] == TRAIN_STEPS + 10
         await wait_for(
             pilot, lambda: f"step {TRAIN_STEPS + 10}" in text_of(app.query_one("#train-stats")), what="the stats"

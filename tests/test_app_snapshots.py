@@ -97,7 +97,7 @@ def test_snapshot_one_step_result(snap_compare, tmp_path):
     async def run_before(pilot) -> None:
         app: GPTApp = pilot.app
         await steady_with_hints(pilot)
-        ids = app.state.lens.tokenizer.encode(prompt)
+        ids = app.state.replica.tokenizer.encode(prompt)
         await open_screen(pilot, "f7", TextScreen)
         await wait_page(pilot, "p(target):", "the one-step result")
         [ev] = events_of(app, ExampleStepped)

@@ -34,7 +34,7 @@ async def test_the_pane_shows_next_words_by_default_and_flips_to_tokens(tmp_path
         assert bars.border_title.startswith("Next word")
         # The pane shows the engine's own answer for this text, with the other mass.
         expect = next_words(
-            app.state.lens.model, app.state.lens.tokenizer, "The fox ran to the", k=app.probe_settings.top_k
+            app.state.replica.model, app.state.replica.tokenizer, "The fox ran to the", k=app.probe_settings.top_k
         )
         assert [(w.text, round(w.prob, 6)) for w in found.words] == [(w.text, round(w.prob, 6)) for w in expect.words]
         shown = text_of(bars)
@@ -65,7 +65,7 @@ async def test_the_examples_word_view_relates_word_and_token_losses(tmp_path):
         await words_for(pilot, "The fox ran to the river")
         rows = app.query_one(ExampleRows)
         assert [r.word for r in rows.words] == ["The", " fox", " ran", " to", " the", " river"]
-        ex = app.state.lens.word_examples("The fox ran to the river")
+        ex = app.state.replica.word_examples("The fox ran to the river")
         for shown, want in zip(rows.words, ex.rows, strict=True):
             assert math.isclose(shown.nll, -math.log(shown.prob), rel_tol=1e-6) and shown.nll == want.nll
         footer = text_of(app.query_one("#examples-mean"))
@@ -77,15 +77,15 @@ async def test_the_examples_word_view_relates_word_and_token_losses(tmp_path):
 @sync
 async def test_a_burst_of_keys_costs_one_probe_not_one_per_key(tmp_path):
     async with ready(make_app(tmp_path, prompt=""), ghost=False) as (app, pilot):
-        lens = app.state.lens
+        replica = app.state.replica
         calls = []
-        analyze = lens.analyze
+        analyze = replica.analyze
 
         def counted(text, *args):
             calls.append(text)
             return analyze(text, *args)
 
-        lens.analyze = counted
+        replica.analyze = counted
         burst = "the fox ran to the river and the dog sat by the door " * 6
         for ch in burst:  # queued at once, as a paste or a fast typist's keys are
             app.post_message(events.Key(ch if ch != " " else "space", ch))
@@ -114,26 +114,26 @@ async def test_a_pause_works_out_the_next_words_of_the_likeliest_next_key(tmp_pa
     async with ready(make_app(tmp_path)) as (app, pilot):
         for ch in "the fo":
             await pilot.press(ch)
-        lens = app.state.lens
-        await wait_for(pilot, lambda: lens._ahead, 5, "next words worked out ahead")
+        replica = app.state.replica
+        await wait_for(pilot, lambda: replica._ahead, 5, "next words worked out ahead")
         found = app.query_one(TopKBars).words
         key = found.words[0].text[len(found.typed)] if len(found.words[0].text) > len(found.typed) else " "
         await wait_for(
             pilot,
             lambda: (
                 (app.query_one(PromptInput).value + key, app.probe_settings.top_k, app.probe_settings.temperature)
-                in lens._ahead
+                in replica._ahead
             ),
             5,
             key,
         )
-        hits = lens.ahead_hits
+        hits = replica.ahead_hits
         await pilot.press("space" if key == " " else key)
-        await wait_for(pilot, lambda: lens.ahead_hits == hits + 1, 5, "the key answered from the work done ahead")
+        await wait_for(pilot, lambda: replica.ahead_hits == hits + 1, 5, "the key answered from the work done ahead")
         words = app.query_one(TopKBars).words
         assert words == next_words(
-            lens.model,
-            lens.tokenizer,
+            replica.model,
+            replica.tokenizer,
             app.query_one(PromptInput).value,
             k=app.probe_settings.top_k,
             temperature=app.probe_settings.temperature,
@@ -147,10 +147,10 @@ async def test_a_large_model_answers_the_words_at_once_and_the_attention_after_a
 
     monkeypatch.setattr(probes, "LARGE_PAUSE", 2.0)  # long enough that a loaded machine still answers first
     async with ready(make_app(tmp_path)) as (app, pilot):
-        app.state.lens.large = True  # as for GPT-2: the top-k from the prompt's cache, the full pass after a pause
+        app.state.replica.large = True  # as for GPT-2: the top-k from the prompt's cache, the full pass after a pause
         analyses = []
-        analyze = app.state.lens.analyze
-        app.state.lens.analyze = lambda *a: analyses.append(a[0]) or analyze(*a)
+        analyze = app.state.replica.analyze
+        app.state.replica.analyze = lambda *a: analyses.append(a[0]) or analyze(*a)
         hold = app.client.hold
         await pilot.press("t")
         await wait_for(pilot, lambda: not hold.held, 1.5, "the words, before the pause is over")

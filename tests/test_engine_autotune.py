@@ -316,7 +316,7 @@ def used_sdpa(trainer) -> bool | None:
 def real_speeds(monkeypatch, trainer_box: list, ms: dict) -> list:
     """Make each real step take `ms[way]` as far as the check can tell, whatever its true speed; return
     the ways the steps really ran (dtype and attention path of the trainer's model)."""
-    observe, ran = runcheck.RunCheck.observe, []
+    observe, ran = runcheck.DtypeCheck.observe, []
 
     def fake(self, seconds, threads):
         if trainer_box:
@@ -324,7 +324,7 @@ def real_speeds(monkeypatch, trainer_box: list, ms: dict) -> list:
             ran.append((str(tr.dtype).removeprefix("torch."), used_sdpa(tr)))
         return observe(self, ms[self.current] / 1000, threads)
 
-    monkeypatch.setattr(runcheck.RunCheck, "observe", fake)
+    monkeypatch.setattr(runcheck.DtypeCheck, "observe", fake)
     return ran
 
 
@@ -402,7 +402,7 @@ def test_no_check_when_the_dtype_is_forced(make_spec, dtype):
 
 
 def test_a_check_whose_thread_count_keeps_changing_gives_up():
-    check = runcheck.RunCheck(autotune.Choice(*FP32_SDPA, alts=[BF16_SDPA], ms=1.0))
+    check = runcheck.DtypeCheck(autotune.Choice(*FP32_SDPA, alts=[BF16_SDPA], ms=1.0))
     ways = [check.observe(0.01, 1) for _ in range(runcheck.START + runcheck.BLOCK)]
     assert ways[-1] == BF16_SDPA  # now trying bf16 ...
     ways = [check.observe(0.01, 2) for _ in range(runcheck.GIVE_UP)]  # ... while the app holds the threads
@@ -440,7 +440,7 @@ def test_the_check_switches_the_thread_count_where_the_trial_chose_it(make_spec,
 
 
 def test_the_step_after_an_evaluation_is_not_timed():
-    check = runcheck.RunCheck(autotune.Choice(*FP32_SDPA, alts=[BF16_SDPA], ms=1.0))
+    check = runcheck.DtypeCheck(autotune.Choice(*FP32_SDPA, alts=[BF16_SDPA], ms=1.0))
     for _ in range(runcheck.START + 2):  # the block's first step pays for the switch: the second is timed
         check.observe(0.01, 1)
     check.evaluated()

@@ -91,7 +91,7 @@ def test_a_cuda_checkpoint_loads_on_the_cpu_and_resumes_on_cuda(tmp_path):
 def test_the_trainer_process_trains_on_cuda_and_sends_cpu_weights():
     from tui_gpt.link.client import TrainerClient
     from tui_gpt.link.protocol import Failed, Ready, Weights
-    from tui_gpt.probes.replica import Lens
+    from tui_gpt.probes.replica import Replica
 
     got: queue.Queue = queue.Queue()
     client = TrainerClient(got.put)
@@ -108,9 +108,9 @@ def test_the_trainer_process_trains_on_cuda_and_sends_cpu_weights():
                 weights = ev
         assert ready is not None and weights is not None
         assert ready.device.startswith("cuda")
-        lens = Lens(ready.tokenizer_json, ready.model_config)  # the app's CPU copy
-        lens.swap(lens.stage(weights.blob), weights.step)
-        assert not next(lens.model.parameters()).is_cuda
-        assert lens.analyze("The ", k=5, temperature=1.0).examples
+        replica = Replica(ready.tokenizer_json, ready.model_config)  # the app's CPU copy
+        replica.swap(replica.stage(weights.blob), weights.step)
+        assert not next(replica.model.parameters()).is_cuda
+        assert replica.analyze("The ", k=5, temperature=1.0).examples
     finally:
         client.stop(save=None)

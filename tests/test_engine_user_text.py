@@ -54,16 +54,16 @@ def test_train_names_a_file_and_an_out_folder_that_look_like_markup_as_they_are(
 
 
 def test_a_failed_save_names_a_folder_that_looks_like_markup(tmp_path, tiny_text, capsys, monkeypatch):
-    from tui_gpt.engine.session import Run
+    from tui_gpt.engine.session import LoadedRun
     from tui_gpt.errors import TuiGptError
 
     (tmp_path / "t.txt").write_text(tiny_text, encoding="utf-8")
     out = tmp_path / "[bold]o[link=x]"
 
-    def full_disk(run: Run, where: object) -> None:
+    def full_disk(run: LoadedRun, where: object) -> None:
         raise TuiGptError(f"could not save to {where}: no space left on device [/]")
 
-    monkeypatch.setattr(Run, "save", full_disk)
+    monkeypatch.setattr(LoadedRun, "save", full_disk)
     assert main(["train", str(tmp_path / "t.txt"), "--steps", "1", "--out", str(out), *TINY]) == 1
     err = capsys.readouterr().err
     assert "Traceback" not in err

@@ -98,7 +98,7 @@ async def test_real_trainer_trains_pauses_saves_and_quits(tmp_path, capsys):
             await wait_for(pilot, lambda: app.run_status.step > 0, 60, "the first training steps")
             first = app.run_status.step
             await wait_for(pilot, lambda: app.run_status.step > first, 30, "the step counter to advance")
-            await wait_for(pilot, lambda: app.state.lens is not None and app.state.lens.step > 0, 30, "trained weights")
+            await wait_for(pilot, lambda: getattr(app.state.replica, "step", 0) > 0, 30, "trained weights")
 
             await pilot.press("ctrl+r")
             assert app.run_status.paused

@@ -1,6 +1,6 @@
 """The playground app: a thin shell that lays out the panes, relays trainer events and binds the keys.
 
-It owns the shared state (`state.RunState`, `state.ProbeSettings`) and hands each controller its
+It owns the shared state (`state.LiveRun`, `state.ProbeSettings`) and hands each controller its
 doors (`state.Doors`), never itself; the controllers' requests come back as messages, handled here.
 """
 
@@ -22,23 +22,23 @@ from tui_gpt.app import keymap, palette, resets
 from tui_gpt.app.earlier_runs.overlays import Overlays
 from tui_gpt.app.lab.experiments import Lab
 from tui_gpt.app.messages import (
-    LensReady,
     MaskSwitched,
     Pinned,
     QuitAnyway,
     QuitDone,
     QuitSaveFailed,
+    ReplicaReady,
     ResetRun,
     TrainerEvent,
     WeightsStaged,
 )
 from tui_gpt.app.prompt_probes import Probes
 from tui_gpt.app.quitting import Quitting
-from tui_gpt.app.replica_relay import LensRelay
+from tui_gpt.app.replica_relay import ReplicaRelay
 from tui_gpt.app.router import Router
 from tui_gpt.app.served import HungUp, served_driver
-from tui_gpt.app.state import Doors, ProbeSettings, RunState
-from tui_gpt.app.trainer_status import RunStatus
+from tui_gpt.app.state import Doors, LiveRun, ProbeSettings
+from tui_gpt.app.trainer_status import TrainerStatus
 from tui_gpt.app.widgets.attention import AttentionMap
 from tui_gpt.app.widgets.playground import Playground
 from tui_gpt.app.widgets.topk import TopKBars
@@ -73,11 +73,11 @@ class GPTApp(App[None]):
         recording: Any = None,  # recorder.Recording: where the trainer records the run
     ) -> None:
         super().__init__()
-        self.state = RunState(spec, out)  # written here only: the controllers read it
+        self.state = LiveRun(spec, out)  # written here only: the controllers read it
         self.probe_settings = ProbeSettings()
         self.initial_prompt = prompt
         self.final_save: Saved | None = None  # what the quit saved, for the line printed after the app
-        self.relay = LensRelay(self.post_message, lambda command: self.client.send(command))
+        self.relay = ReplicaRelay(self.post_message, lambda command: self.client.send(command))
         if client_factory is None:
             from tui_gpt.link.client import TrainerClient
 
@@ -87,7 +87,7 @@ class GPTApp(App[None]):
         doors = Doors(self, self.state, self.probe_settings, self.client)
         self.probes = Probes(doors)
         self.lab = Lab(doors, self.probes)
-        self.run_status = RunStatus(doors)
+        self.run_status = TrainerStatus(doors)
         self.overlays = Overlays(doors)
         self.quitting = Quitting(doors, self.run_status)
         self.router = Router()
@@ -134,12 +134,12 @@ class GPTApp(App[None]):
             )
 
     # ---- trainer events ------------------------------------------------------------
-    def on_lens_ready(self, message: LensReady) -> None:
-        """A new run: its lens, its spec and its history go to every view."""
+    def on_replica_ready(self, message: ReplicaReady) -> None:
+        """A new run: its replica, its spec and its history go to every view."""
         if self.state.leaving:
             return
         state = self.state
-        state.lens, state.ready, state.reported = message.lens, message.ready, message.ready.spec
+        state.replica, state.ready, state.reported = message.replica, message.ready, message.ready.spec
         self.run_status.begin(message.ready)
         self.overlays.begin(message.ready)
         self.probes.refresh()
@@ -147,9 +147,9 @@ class GPTApp(App[None]):
         self.relay.settled()
 
     def on_weights_staged(self, message: WeightsStaged) -> None:
-        if self.state.leaving or message.lens is not self.state.lens:
+        if self.state.leaving or message.replica is not self.state.replica:
             return  # quitting, or a snapshot of a run that has since been reset
-        message.lens.swap(message.model, message.step)
+        message.replica.swap(message.model, message.step)
         self.probes.refresh()
         self.lab.pin.track()
         if not self.probes.typing:
@@ -168,10 +168,10 @@ class GPTApp(App[None]):
         self.reset(message.spec)
 
     def on_mask_switched(self, message: MaskSwitched) -> None:
-        """Mark every view: the lens, the title, the training pane, the probes."""
+        """Mark every view: the replica, the title, the training pane, the probes."""
         off = self.probe_settings.mask_off = message.off
-        if self.state.lens is not None:
-            self.state.lens.set_causal(not off)
+        if self.state.replica is not None:
+            self.state.replica.set_causal(not off)
         self.sub_title = "MASK OFF: the causal-mask experiment is running" if off else ""
         self.training.set_mask_off(off)
         self.probes.refresh()
@@ -251,7 +251,7 @@ class GPTApp(App[None]):
 
     def reset(self, spec: RunSpec) -> None:
         """Start the run again from `spec`; the trainer keeps the old one if the new one fails."""
-        self.state.lens = None  # no lens until the new run is ready
+        self.state.replica = None  # no replica until the new run is ready
         self.relay.forget()
         self.training.curve.set_history({})
         if self.client.alive:

@@ -9,7 +9,7 @@ from textual.message import Message
 from tui_gpt.link.protocol import Event, Failed, Ready, Saved
 
 if TYPE_CHECKING:
-    from tui_gpt.probes.replica import Lens, StagedModel
+    from tui_gpt.probes.replica import Replica, StagedModel
     from tui_gpt.settings import RunSpec
 
 
@@ -21,21 +21,21 @@ class TrainerEvent(Message):
         self.event = event
 
 
-class LensReady(Message):
+class ReplicaReady(Message):
     """A run is ready, and the app's copy of its model is built."""
 
-    def __init__(self, ready: Ready, lens: Lens) -> None:
+    def __init__(self, ready: Ready, replica: Replica) -> None:
         super().__init__()
         self.ready = ready
-        self.lens = lens
+        self.replica = replica
 
 
 class WeightsStaged(Message):
     """New weights are loaded into a spare model, ready to swap in."""
 
-    def __init__(self, lens: Lens, model: StagedModel, step: int) -> None:
+    def __init__(self, replica: Replica, model: StagedModel, step: int) -> None:
         super().__init__()
-        self.lens = lens
+        self.replica = replica
         self.model = model
         self.step = step
 

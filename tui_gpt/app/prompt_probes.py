@@ -1,6 +1,6 @@
 """The prompt's probes: next words and tokens, attention, training examples, ghost text, the greedy line.
 
-A controller of the main screen: it asks the Lens and hands the answers down to the panes. The next-token
+A controller of the main screen: it asks the Replica and hands the answers down to the panes. The next-token
 probe is one forward pass, done in the key's own frame; the next-word search takes several, so it runs on
 a thread after that frame, and the next key or weight update cancels it. From a key until its answer is on
 screen, the trainer process is stopped (`preempt`): the person's key gets every core.
@@ -29,7 +29,7 @@ from tui_gpt.visible import visible
 
 if TYPE_CHECKING:
     from tui_gpt.app.state import Doors
-    from tui_gpt.probes.replica import Analysis, Lens, NextWords, WordExamples
+    from tui_gpt.probes.replica import Analysis, NextWords, Replica, WordExamples
 
 LARGE_PAUSE = 0.3  # seconds without a key before a large model's attention and examples are computed
 TYPING_PAUSE = 1.0  # seconds without a key before background probes (the greedy line) run
@@ -68,7 +68,7 @@ class Probes:
     def prompt_changed(self) -> None:
         """A key changed the prompt. Probe once all keys already queued are in: a burst or a paste costs one probe."""
         self.last_key = time.monotonic()
-        if self.run.lens is not None:
+        if self.run.replica is not None:
             self._hold()
             if not self._typing_hint:
                 # While keys come, the trainer also leaves the UI a core between holds: at every core,
@@ -113,23 +113,23 @@ class Probes:
         answers the top-k from the prompt's cached keys and values, and computes the attention and
         the examples on a thread too: a whole forward pass of it would hold up the next key.
         """
-        app, lens = self.ui, self.run.lens
-        if lens is None:
+        app, replica = self.ui, self.run.replica
+        if replica is None:
             return
         text, k, temperature = self.prompt.value, self.settings.top_k, self.settings.temperature
         self.generation += 1
         # The word search starts first, on a thread beside this frame's work: while a key holds the
         # trainer, both cores are the app's.
-        self._find_words(lens, text, self.generation, k, temperature)
-        if lens.large:
-            pred = lens.next_tokens(text, k, temperature)
+        self._find_words(replica, text, self.generation, k, temperature)
+        if replica.large:
+            pred = replica.next_tokens(text, k, temperature)
             # Attention and examples are many times the work, and a forward pass cannot be cancelled:
             # they wait for a pause in typing, or they would hold up the next key.
             if self._pause is not None:
                 self._pause.stop()
-            self._pause = app.set_timer(LARGE_PAUSE, partial(self._after_pause, lens, text, self.generation))
+            self._pause = app.set_timer(LARGE_PAUSE, partial(self._after_pause, replica, text, self.generation))
         else:
-            analysis = lens.analyze(text, k, temperature)
+            analysis = replica.analyze(text, k, temperature)
             pred = analysis.prediction
             app.call_after_refresh(self._show_analysis, text, analysis, self.generation)
         topk = app.query_one(TopKBars)
@@ -138,34 +138,34 @@ class Probes:
         marked = self.marked
         topk.target, topk.target_word = marked[1:] if marked and marked[0] == pred.ids else (None, None)
         n = len(pred.ids) + pred.dropped
-        info = f"{n} tokens · step {lens.step}"
+        info = f"{n} tokens · step {replica.step}"
         if pred.dropped:
             info = (
                 f"[b $warning]prompt is {n} tokens: the model sees only the last {len(pred.ids)} "
-                f"(its context)[/] · step {lens.step}"
+                f"(its context)[/] · step {replica.step}"
             )
         app.query_one("#prompt-info", InfoLine).text = info
 
-    def _after_pause(self, lens: Lens, text: str, generation: int) -> None:
+    def _after_pause(self, replica: Replica, text: str, generation: int) -> None:
         app = self.ui
         if generation != self.generation:
             return
-        work = partial(self._analyze, lens, text, generation, self.settings.top_k, self.settings.temperature)
+        work = partial(self._analyze, replica, text, generation, self.settings.top_k, self.settings.temperature)
         app.run_worker(work, thread=True, exclusive=True, group="analysis", exit_on_error=False)
 
-    def _analyze(self, lens: Lens, text: str, generation: int, k: int, temperature: float) -> None:
-        analysis = lens.analyze(text, k, temperature)
-        words = lens.word_examples(text) if self.by_word else None
+    def _analyze(self, replica: Replica, text: str, generation: int, k: int, temperature: float) -> None:
+        analysis = replica.analyze(text, k, temperature)
+        words = replica.word_examples(text) if self.by_word else None
         self.ui.call_from_thread(self._show_analysis, text, analysis, generation, words)
 
     def _show_analysis(self, text: str, analysis: Analysis, generation: int, words: WordExamples | None = None) -> None:
         """The attention map and the examples of one probe, unless a newer one has begun."""
-        app, lens = self.ui, self.run.lens
-        if lens is None or self.run.leaving or generation != self.generation:
+        app, replica = self.ui, self.run.replica
+        if replica is None or self.run.leaving or generation != self.generation:
             return
         pred = analysis.prediction
-        labels = [lens.tokenizer.token_texts[i] for i in pred.ids]
-        app.query_one(AttentionMap).show(labels, pred.attention, lens.config.causal, pred.dropped)
+        labels = [replica.tokenizer.token_texts[i] for i in pred.ids]
+        app.query_one(AttentionMap).show(labels, pred.attention, replica.config.causal, pred.dropped)
         if self.passage < 0:
             self._show_examples("your prompt", labels, analysis, text, words)
         else:
@@ -185,49 +185,49 @@ class Probes:
         self, source: str, labels: list[str], analysis: Analysis, text: str, words: WordExamples | None = None
     ) -> None:
         self.last_analysis = (analysis.examples, labels)
-        lens = self.run.lens
-        if words is None and self.by_word and lens is not None:
-            words = lens.word_examples(text)
+        replica = self.run.replica
+        if words is None and self.by_word and replica is not None:
+            words = replica.word_examples(text)
         self.ui.query_one(ExamplesPane).show(source, labels, analysis.examples, analysis.loss, words)
 
     def _show_passage(self) -> None:
-        lens, passages = self.run.lens, self.run.passages()
-        if lens is None or not passages:
+        replica, passages = self.run.replica, self.run.passages()
+        if replica is None or not passages:
             return
         i = self.passage % len(passages)
-        analysis = lens.analyze(passages[i], 1, 1.0)
-        labels = [lens.tokenizer.token_texts[t] for t in analysis.prediction.ids]
+        analysis = replica.analyze(passages[i], 1, 1.0)
+        labels = [replica.tokenizer.token_texts[t] for t in analysis.prediction.ids]
         self._show_examples(f"corpus passage {i + 1}", labels, analysis, passages[i])
 
     # ---- next words and the ghost text: a search of several forward passes, off the UI thread ----
-    def _find_words(self, lens: Lens, text: str, generation: int, k: int, temperature: float) -> None:
-        if lens is not self.run.lens or generation != self.generation:
-            return  # a newer key or weight update is on its way, or a reset has dropped this lens
-        work = partial(self._words, lens, text, generation, k, temperature)
+    def _find_words(self, replica: Replica, text: str, generation: int, k: int, temperature: float) -> None:
+        if replica is not self.run.replica or generation != self.generation:
+            return  # a newer key or weight update is on its way, or a reset has dropped this replica
+        work = partial(self._words, replica, text, generation, k, temperature)
         self.ui.run_worker(work, thread=True, exclusive=True, group="words", exit_on_error=False)
 
-    def _words(self, lens: Lens, text: str, generation: int, k: int, temperature: float) -> None:
+    def _words(self, replica: Replica, text: str, generation: int, k: int, temperature: float) -> None:
         def stale() -> bool:
             return generation != self.generation
 
-        found = lens.next_words(text, k, temperature, stale)
+        found = replica.next_words(text, k, temperature, stale)
         if found is None:
             return
         # The ghost completes the word being typed; once it is whole, it is the likeliest next word,
         # which takes another search: the words go on screen first, the ghost follows.
         ghost = found.words[0].text[len(found.typed) :] if found.words else ""
         whole = not ghost and bool(found.typed.strip())
-        self.ui.call_from_thread(self._show_words, text, generation, found, *self._ghost(lens, ghost))
+        self.ui.call_from_thread(self._show_words, text, generation, found, *self._ghost(replica, ghost))
         if whole:
-            after = lens.next_words(text, 1, 1.0, stale, after_word=True)
+            after = replica.next_words(text, 1, 1.0, stale, after_word=True)
             if after is not None and after.words:
-                self.ui.call_from_thread(self._show_ghost, text, generation, *self._ghost(lens, after.words[0].text))
+                self.ui.call_from_thread(self._show_ghost, text, generation, *self._ghost(replica, after.words[0].text))
 
     @staticmethod
-    def _ghost(lens: Lens, ghost: str) -> tuple[str, str]:
+    def _ghost(replica: Replica, ghost: str) -> tuple[str, str]:
         """The ghost text, and its first token: what Tab accepts."""
-        ids = lens.tokenizer.encode(ghost) if ghost else []
-        return ghost, lens.tokenizer.token_texts[ids[0]] if ids else ghost
+        ids = replica.tokenizer.encode(ghost) if ghost else []
+        return ghost, replica.tokenizer.token_texts[ids[0]] if ids else ghost
 
     def _show_ghost(self, text: str, generation: int, ghost: str, first: str) -> None:
         if not self.run.leaving and generation == self.generation and self.prompt.value == text:
@@ -243,36 +243,37 @@ class Probes:
             self._think_ahead(text, generation, found)
 
     def _think_ahead(self, text: str, generation: int, found: NextWords) -> None:
-        """While the person pauses, work out the next words after their likeliest next keys (Lens.think_ahead).
+        """While the person pauses, work out the next words after their likeliest next keys (Replica.think_ahead).
 
         On a thread of its own at a low priority: it takes what the trainer and the UI leave.
         """
-        lens, settings = self.run.lens, self.settings
-        if lens is None:
+        replica, settings = self.run.replica, self.settings
+        if replica is None:
             return
 
         def work() -> None:
             with contextlib.suppress(AttributeError, OSError):  # per-thread priority: Linux only
                 os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), AHEAD_NICE)
-            lens.think_ahead(found, text, settings.top_k, settings.temperature, lambda: generation != self.generation)
+            stale = lambda: generation != self.generation  # noqa: E731
+            replica.think_ahead(found, text, settings.top_k, settings.temperature, stale)
 
         threading.Thread(target=work, name=AHEAD_THREAD, daemon=True).start()
 
     # ---- the greedy line: a sample of the prompt, so the mask experiment's nonsense shows ----
     def update_greedy(self) -> None:
-        lens = self.run.lens
-        if lens is not None:
+        replica = self.run.replica
+        if replica is not None:
             prompt, mask_off = self.prompt.value, self.settings.mask_off
             self.ui.run_worker(
-                partial(self._greedy, lens, prompt, mask_off),
+                partial(self._greedy, replica, prompt, mask_off),
                 thread=True,
                 exclusive=True,
                 group="greedy",
                 exit_on_error=False,
             )
 
-    def _greedy(self, lens: Lens, prompt: str, mask_off: bool) -> None:
-        text = visible(lens.tokenizer.decode(lens.sample(prompt, GREEDY_TOKENS, temperature=0)))
+    def _greedy(self, replica: Replica, prompt: str, mask_off: bool) -> None:
+        text = visible(replica.tokenizer.decode(replica.sample(prompt, GREEDY_TOKENS, temperature=0)))
         label = "[b $error]greedy, mask off:[/] " if mask_off else "greedy: "
         # The model writes whatever its text held ("[/]" in the Python docs): a $variable, never markup.
         self.ui.call_from_thread(self._show_greedy, Content.from_markup(label + "$sample", sample=text))

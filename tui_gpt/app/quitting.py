@@ -14,11 +14,11 @@ from tui_gpt.link.protocol import Failed, Saved
 
 if TYPE_CHECKING:
     from tui_gpt.app.state import Doors
-    from tui_gpt.app.trainer_status import RunStatus
+    from tui_gpt.app.trainer_status import TrainerStatus
 
 
 class Quitting:
-    def __init__(self, doors: Doors, status: RunStatus) -> None:
+    def __init__(self, doors: Doors, status: TrainerStatus) -> None:
         self.ui, self.run, self.client = doors.ui, doors.run, doors.client
         self.status = status
         self.saves_on_quit = False

@@ -1,8 +1,8 @@
-"""The app's end of the weight stream: builds the Lens for each run and stages each snapshot.
+"""The app's end of the weight stream: builds the Replica for each run and stages each snapshot.
 
 The trainer client calls `from_trainer` on its reader thread, where the slow work (building a
 model, loading weights) happens; it posts the result to the app, whose UI thread only swaps a
-ready model in (app.py: `on_lens_ready`, `on_weights_staged`).
+ready model in (app.py: `on_replica_ready`, `on_weights_staged`).
 """
 
 from __future__ import annotations
@@ -13,41 +13,41 @@ from typing import TYPE_CHECKING, Any
 
 from textual.message import Message
 
-from tui_gpt.app.messages import LensReady, TrainerEvent, WeightsStaged
+from tui_gpt.app.messages import ReplicaReady, TrainerEvent, WeightsStaged
 from tui_gpt.link.protocol import Command, Ready, SharedBuffer, TookWeights, Weights
 
 if TYPE_CHECKING:
-    from tui_gpt.probes.replica import Lens
+    from tui_gpt.probes.replica import Replica
 
 
-class LensRelay:
+class ReplicaRelay:
     def __init__(self, post: Callable[[Message], object], send: Callable[[Command], None]) -> None:
         self.post = post  # to the app, from any thread
         self.send = send  # to the trainer
-        self.staging: Lens | None = None  # the lens that reader-thread snapshots load into
+        self.staging: Replica | None = None  # the replica that reader-thread snapshots load into
         self.shared: SharedBuffer | None = None  # the run's shared memory for snapshots, if it has one
         self._frozen = False
 
     def from_trainer(self, ev: Any) -> None:
         """Called on the client's reader thread: heavy work here, then a message to the UI."""
         if isinstance(ev, Ready):
-            from tui_gpt.probes.replica import Lens, ui_threads
+            from tui_gpt.probes.replica import Replica, ui_threads
 
             ui_threads()
-            lens = Lens(ev.tokenizer_json, ev.model_config)
-            self.staging, self.shared = lens, None
-            self.post(LensReady(ev, lens))
+            replica = Replica(ev.tokenizer_json, ev.model_config)
+            self.staging, self.shared = replica, None
+            self.post(ReplicaReady(ev, replica))
         elif isinstance(ev, SharedBuffer):
             self.shared = ev
         elif isinstance(ev, Weights):
-            lens, shared = self.staging, self.shared
-            if ev.blob is not None and lens is not None:
-                self.post(WeightsStaged(lens, lens.stage(ev.blob), ev.step))
+            replica, shared = self.staging, self.shared
+            if ev.blob is not None and replica is not None:
+                self.post(WeightsStaged(replica, replica.stage(ev.blob), ev.step))
             elif shared is not None:
-                model = lens.stage(shared.shared.views()) if lens is not None else None
+                model = replica.stage(shared.shared.views()) if replica is not None else None
                 self.send(TookWeights(shared.buffer))  # copied out: the trainer may write again
                 if model is not None:
-                    self.post(WeightsStaged(lens, model, ev.step))
+                    self.post(WeightsStaged(replica, model, ev.step))
         else:
             self.post(TrainerEvent(ev))
 

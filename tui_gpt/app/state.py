@@ -1,6 +1,6 @@
 """What the app's controllers share, and the doors they get instead of the app.
 
-The app (app.py) owns and writes `RunState` and `ProbeSettings`; a controller reads them, and asks
+The app (app.py) owns and writes `LiveRun` and `ProbeSettings`; a controller reads them, and asks
 for a change by posting a message (messages.py) that app.py handles.
 """
 
@@ -14,18 +14,18 @@ if TYPE_CHECKING:
 
     from tui_gpt.link.client import TrainerClient
     from tui_gpt.link.protocol import Ready
-    from tui_gpt.probes.replica import Lens
+    from tui_gpt.probes.replica import Replica
     from tui_gpt.settings import RunSpec
 
 
 @dataclass
-class RunState:
-    """The run the app shows: its settings, its Lens, what the trainer reported, whether the app is leaving."""
+class LiveRun:
+    """The run the app shows: its settings, its Replica, what the trainer reported, whether the app is leaving."""
 
     launch_spec: RunSpec  # until the trainer reports the spec in force
     out: str  # the checkpoint folder
     reported: RunSpec | None = None
-    lens: Lens | None = None  # the run's model, for every probe; None until the run is ready
+    replica: Replica | None = None  # the run's model, for every probe; None until the run is ready
     ready: Ready | None = None
     leaving: bool = False  # quitting: trainer events and timers no longer touch the screen
     signalled: int | None = None  # the signal that ended the app, if one did
@@ -53,6 +53,6 @@ class Doors:
     """What a controller may reach: Textual's services, the shared state (to read), the trainer client."""
 
     ui: App[Any]  # Textual's services: query_one, notify, push_screen, run_worker, post_message, ...
-    run: RunState
+    run: LiveRun
     settings: ProbeSettings
     client: TrainerClient

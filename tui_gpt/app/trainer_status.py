@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from tui_gpt.settings import RunSpec
 
 
-class RunStatus:
+class TrainerStatus:
     def __init__(self, doors: Doors) -> None:
         self.ui, self.run, self.client = doors.ui, doors.run, doors.client
         self.step = 0
@@ -79,7 +79,7 @@ class RunStatus:
             self.step = self.last_event["step"]
 
     def on_status(self, ev: Status) -> None:
-        self.paused, self.step = ev.paused, ev.step  # the spec it reports: app.py keeps it (RunState.reported)
+        self.paused, self.step = ev.paused, ev.step  # the spec it reports: app.py keeps it (LiveRun.reported)
         self.show("paused" if ev.paused else "training")
 
     def on_loading(self, ev: Loading) -> None:

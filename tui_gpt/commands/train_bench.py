@@ -10,7 +10,7 @@ import torch
 from rich.console import Console
 
 from tui_gpt.engine.dataset import bpb_text
-from tui_gpt.engine.session import Run, RunSpec, open_run
+from tui_gpt.engine.session import LoadedRun, RunSpec, open_run
 from tui_gpt.runs.recorder import Recorder, Recording
 
 
@@ -78,7 +78,7 @@ def bench_train(args: argparse.Namespace, console: Console) -> int:
         return _measure(args, run, peak, recorder, console)
 
 
-def _measure(args: argparse.Namespace, run: Run, peak: float, recorder: Recorder, console: Console) -> int:
+def _measure(args: argparse.Namespace, run: LoadedRun, peak: float, recorder: Recorder, console: Console) -> int:
     """Train, then report ms/step, tokens/s and MFU (and record the run, with them)."""
     trainer = run.trainer
     m = trainer.model.config

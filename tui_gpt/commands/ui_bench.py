@@ -123,7 +123,7 @@ class Typist:
                 results.typing = (app.run_status.step - start_step) / (time.monotonic() - start)
                 results.keys_per_s = n_keys / (time.monotonic() - start)
                 results.holds = app.client.hold.holds - holds
-                results.ahead_hits = app.state.lens.ahead_hits
+                results.ahead_hits = app.state.replica.ahead_hits
                 await pilot.press("ctrl+q")
         finally:
             TopKBars.render = original  # type: ignore[method-assign]
@@ -133,9 +133,9 @@ class Typist:
     @staticmethod
     async def _ready(app: Any) -> None:
         deadline = time.monotonic() + 300
-        while app.state.lens is None and time.monotonic() < deadline:
+        while app.state.replica is None and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        if app.state.lens is None:
+        if app.state.replica is None:
             raise RuntimeError("the trainer did not become ready within 300 s")
         first = app.run_status.step  # the first step includes the dtype trial: a large model's takes a while
         while app.run_status.step == first and time.monotonic() < deadline:

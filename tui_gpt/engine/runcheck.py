@@ -25,7 +25,7 @@ MARGIN = 0.98  # switch for a 2% gain or more: less is noise
 GIVE_UP = 1000  # steps: a run whose thread count keeps changing (the app, while keys arrive) stops checking
 
 
-class RunCheck:
+class DtypeCheck:
     """Feed it every training step's seconds; it says which way to run the next step, then what won."""
 
     def __init__(self, choice: Choice) -> None:

@@ -24,7 +24,7 @@ Progress = Callable[[str, int, int], None]  # (what, done, total)
 
 
 @dataclass
-class Run:
+class LoadedRun:
     spec: RunSpec
     corpus: Corpus
     tokenizer: TextTokenizer
@@ -79,7 +79,7 @@ def _small(sources: list[str]) -> bool:
     return total <= PREFLIGHT_BYTES
 
 
-def open_run(spec: RunSpec, progress: Progress | None = None) -> Run:
+def open_run(spec: RunSpec, progress: Progress | None = None) -> LoadedRun:
     """Load the corpus and build a trainer for `spec`, resuming from `spec.resume` if set."""
     from tui_gpt.engine.corpus import load_corpus
     from tui_gpt.engine.dataset import TokenData
@@ -109,7 +109,7 @@ def open_run(spec: RunSpec, progress: Progress | None = None) -> Run:
         trainer = load_trainer(ckpt, data, device=spec.train.device, cfg=cfg)
         _apply_given(trainer, spec, tokenizer)
         spec = replace(spec, sources=sources)
-        return Run(spec, corpus, tokenizer, data, trainer)
+        return LoadedRun(spec, corpus, tokenizer, data, trainer)
     corpus = load_corpus(sources, _step(progress, "reading text"))
     if spec.model:
         return _open_pretrained(spec, corpus, progress)
@@ -131,7 +131,7 @@ def open_run(spec: RunSpec, progress: Progress | None = None) -> Run:
         causal=spec.causal,
     )
     trainer = Trainer(mconf, replace(spec.train), data)
-    return Run(spec, corpus, tokenizer, data, trainer)
+    return LoadedRun(spec, corpus, tokenizer, data, trainer)
 
 
 # Train settings a resume may change; the rest of a checkpoint's settings are its own.
@@ -170,7 +170,7 @@ def _apply_given(trainer: Trainer, spec: RunSpec, tokenizer: TextTokenizer) -> N
         trainer.history.change(trainer.step, **changed)
 
 
-def _open_pretrained(spec: RunSpec, corpus: Corpus, progress: Progress | None) -> Run:
+def _open_pretrained(spec: RunSpec, corpus: Corpus, progress: Progress | None) -> LoadedRun:
     """Fine-tune a Hugging Face GPT-2 model on `corpus`: its tokenizer, its weights, our loop."""
     from tui_gpt.engine import hf
     from tui_gpt.engine.dataset import TokenData
@@ -194,7 +194,7 @@ def _open_pretrained(spec: RunSpec, corpus: Corpus, progress: Progress | None) -
     with hf.skip_init():
         trainer = Trainer(mconf, tconf, data)
     hf.load_weights(trainer.model, folder)
-    return Run(spec, corpus, tokenizer, data, trainer, memory)
+    return LoadedRun(spec, corpus, tokenizer, data, trainer, memory)
 
 
 def _step(progress: Progress | None, what: str) -> Callable[[int, int], None] | None:

@@ -193,10 +193,10 @@ class Trainer:
             self.set_threads(choice.threads)
         return choice
 
-    def _new_check(self) -> runcheck.RunCheck | None:
+    def _new_check(self) -> runcheck.DtypeCheck | None:
         """The real-run check of an auto choice: once per run, in one process (ranks would disagree)."""
         auto = self.config.dtype == "auto" and self.dist.world == 1
-        return runcheck.RunCheck(self.choice) if auto and self.choice.alts else None
+        return runcheck.DtypeCheck(self.choice) if auto and self.choice.alts else None
 
     def _checked(self, seconds: float) -> str | None:
         """Give the check a step's time and run the way it asks for; its line once it has decided."""

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tui_gpt.engine.savedir import Autosave, CheckpointLock
-from tui_gpt.engine.session import Run, RunSpec, open_run
+from tui_gpt.engine.session import LoadedRun, RunSpec, open_run
 from tui_gpt.errors import TuiGptError
 from tui_gpt.link.preempt import start_watchdog
 from tui_gpt.link.protocol import (
@@ -70,14 +70,14 @@ def _silence(log: str | None) -> None:
     sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
 
 
-def _passages(run: Run, n: int = 5) -> list[str]:
+def _passages(run: LoadedRun, n: int = 5) -> list[str]:
     """A few validation passages, one context long, for the examples pane."""
     val, size = run.data.val, run.trainer.model.config.block_size + 1
     starts = range(0, max(1, len(val) - size), max(1, (len(val) - size) // n))
     return [run.tokenizer.decode(val[i : i + size].tolist()) for i in list(starts)[:n]]
 
 
-def describe_run(run: Run) -> Ready:
+def describe_run(run: LoadedRun) -> Ready:
     """The Ready event for `run`: what the app needs to probe and describe it."""
     from tui_gpt.probes.predict import baselines
 
@@ -110,7 +110,7 @@ def describe_run(run: Run) -> Ready:
     )
 
 
-def step_on_example(run: Run, ids: list[int]) -> ExampleStepped | None:
+def step_on_example(run: LoadedRun, ids: list[int]) -> ExampleStepped | None:
     """One optimizer step on prefix ids[:-1] -> target ids[-1], reported with before and after."""
     from tui_gpt.probes.predict import predict, target_prob
 
@@ -129,13 +129,13 @@ def step_on_example(run: Run, ids: list[int]) -> ExampleStepped | None:
     return ExampleStepped(target, p_before, p_after, top_before, top_after)
 
 
-class RunCommands:
+class LabCommands:
     """The commands that act on the run itself, answered with events.
 
     The trainer loop and the app tests' fake trainer both answer through this one class.
     """
 
-    def __init__(self, run: Run) -> None:
+    def __init__(self, run: LoadedRun) -> None:
         self.run = run
         self.index = None  # n-grams of the training text, built on first use
 
@@ -195,7 +195,7 @@ class TrainerLoop:
         self.last_weights = 0.0
         self.running = True
         self.orphaned = False
-        self.commands_on_run: RunCommands | None = None
+        self.commands_on_run: LabCommands | None = None
         self.shared: Any = None  # snapshots.SharedWeights of the run, or None: snapshots go as bytes
         self.shared_free = True  # the app has copied the last snapshot out of `shared`
         self.weights_due = False  # a snapshot waits for `shared` to be free
@@ -217,12 +217,12 @@ class TrainerLoop:
         run = open_run(spec, progress)
         self.run, self.spec = run, run.spec
         self.record(run)
-        self.commands_on_run = RunCommands(run)
+        self.commands_on_run = LabCommands(run)
         self.autosave.step = run.trainer.step
         self.steps = run.trainer.run()
         self.announce()
 
-    def record(self, run: Run) -> None:
+    def record(self, run: LoadedRun) -> None:
         """End the last run's record (a new run replaces it) and start this one's; a refusal only warns."""
         self.recorder.finish("stopped", self.saved_to)
         self.recorder, self.saved_to = Recorder.none(), None

@@ -41,12 +41,12 @@ if TYPE_CHECKING:
     from tui_gpt.probes.compare import Comparison
 
 
-StagedModel = GPT  # a model loaded with a snapshot by `Lens.stage`, ready to swap in
+StagedModel = GPT  # a model loaded with a snapshot by `Replica.stage`, ready to swap in
 
 AHEAD = 3  # likeliest next keys whose next words are worked out while the person pauses
 
 
-class Lens:
+class Replica:
     def __init__(self, tokenizer_json: str, model_config: dict) -> None:
         self.tokenizer = TextTokenizer(Tokenizer.from_str(tokenizer_json))
         self.config = GPTConfig(**model_config)

@@ -21,7 +21,7 @@ from tui_gpt.runs.tracking import EvalRow, RunEnd, RunInfo, Sink
 from tui_gpt.settings import RunSpec, reproduce_command
 
 if TYPE_CHECKING:
-    from tui_gpt.engine.session import Run
+    from tui_gpt.engine.session import LoadedRun
     from tui_gpt.engine.trainer import TrainEvent
 
 LOG_KINDS = SINKS  # what --log can name
@@ -98,7 +98,7 @@ def settings_of(spec: RunSpec) -> dict:
     return d
 
 
-def run_info(kind: str, run: Run, recording: Recording, checkpoint: str | Path | None = None) -> RunInfo:
+def run_info(kind: str, run: LoadedRun, recording: Recording, checkpoint: str | Path | None = None) -> RunInfo:
     """The `RunInfo` of an opened run."""
     spec = run.spec
     if spec.resume or spec.model:  # the checkpoint's or the pretrained model's settings, not the typed ones
@@ -124,7 +124,7 @@ def _warn(message: str) -> None:
 class Recorder:
     """Reports one run to its sinks. A sink that fails after it started warns once and is dropped."""
 
-    def __init__(self, sinks: list[Sink], run: Run | None, warn: Callable[[str], None] = _warn) -> None:
+    def __init__(self, sinks: list[Sink], run: LoadedRun | None, warn: Callable[[str], None] = _warn) -> None:
         self.sinks = sinks
         self.trainer = run.trainer if run is not None else None
         self.warn = warn
@@ -136,7 +136,7 @@ class Recorder:
     def start(
         cls,
         kind: str,
-        run: Run,
+        run: LoadedRun,
         recording: Recording,
         checkpoint: str | Path | None = None,
         warn: Callable[[str], None] = _warn,

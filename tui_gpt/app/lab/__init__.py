@@ -1,7 +1,7 @@
 """The lab: experiments that answer the questions people ask of a training run.
 
 Each experiment is a controller in its own module that owns its state. It starts from an
-action, asks the trainer or the run's Lens, and shows the answer; trainer replies reach it
+action, asks the trainer or the run's Replica, and shows the answer; trainer replies reach it
 through the app's router (`Experiment.replies`). It gets the doors of `state.Doors`, not the app:
 it reads the run and the probe settings, and asks the app for changes with messages.
 """

@@ -15,7 +15,7 @@ from tui_gpt.app.screens.dialogs import AskScreen, TextScreen
 from tui_gpt.visible import cell
 
 if TYPE_CHECKING:
-    from tui_gpt.probes.replica import Comparison, Lens
+    from tui_gpt.probes.replica import Comparison, Replica
 
 
 def check_checkpoint(value: str) -> str | None:
@@ -27,12 +27,12 @@ class CompareExperiment(Experiment):
         ui, run = self.ui, self.run
 
         def done(value: str | None) -> None:
-            if value and run.lens is not None:
+            if value and run.replica is not None:
                 page = TextScreen("Compare checkpoints", Text("loading and evaluating…", style="dim"))
                 ui.push_screen(page)
-                lens, prompt, sources, k = run.lens, self.prompt.value, run.spec.sources, self.settings.top_k
+                replica, prompt, sources, k = run.replica, self.prompt.value, run.spec.sources, self.settings.top_k
                 ui.run_worker(
-                    lambda: self._compare(lens, value, prompt, sources, k, page),
+                    lambda: self._compare(replica, value, prompt, sources, k, page),
                     thread=True,
                     exclusive=True,
                     group="compare",
@@ -41,9 +41,9 @@ class CompareExperiment(Experiment):
 
         ui.push_screen(AskScreen("Compare with which checkpoint directory?", run.out, check_checkpoint), done)
 
-    def _compare(self, lens: Lens, path: str, prompt: str, sources: list[str], k: int, page: TextScreen) -> None:
+    def _compare(self, replica: Replica, path: str, prompt: str, sources: list[str], k: int, page: TextScreen) -> None:
         try:
-            body = report(lens.compare(path, prompt, sources, k), prompt)
+            body = report(replica.compare(path, prompt, sources, k), prompt)
         except Exception as exc:  # shown, never raised: the app keeps working
             body = Text(f"could not compare: {exc}", style="bold red")
         self.ui.call_from_thread(self._show, page, body)

@@ -23,7 +23,7 @@ def check_interval(value: str) -> str | None:
     return f"the interval {why}" if why else None
 
 
-class RunSettings(Experiment):
+class LiveSettings(Experiment):
     def set_lr(self) -> None:
         ui = self.ui
 

@@ -21,7 +21,8 @@ from tui_gpt.app.lab import Experiment
 from tui_gpt.visible import visible
 
 if TYPE_CHECKING:
-    from tui_gpt.probes.replica import Lens, LogitLens
+    from tui_gpt.app.state import LiveRun
+    from tui_gpt.probes.replica import LogitLens, Replica
 
 POLL_S = 0.25  # how often the view looks for new weights
 NOTE = (
@@ -39,10 +40,11 @@ class LogitLensScreen(ModalScreen[None]):
     #lens-prompt { margin-bottom: 1; }
     """
 
-    def __init__(self, lens: Lens, text: str, k: int) -> None:
+    def __init__(self, live: LiveRun, text: str, k: int) -> None:
         super().__init__()
-        self.lens, self.text, self.k = lens, text, k
-        self.shown: tuple[int, int, str] | None = None  # (lens, step, text) of the table on screen
+        self.live, self.text, self.k = live, text, k
+        self.replica = live.replica  # the one the view opened with, while a reset builds the next
+        self.shown: tuple[int, int, str] | None = None  # (replica, step, text) of the table on screen
         self.last: LogitLens | None = None
 
     def compose(self) -> ComposeResult:
@@ -63,18 +65,20 @@ class LogitLensScreen(ModalScreen[None]):
         self.text = event.value
         self.redraw()
 
-    def current_lens(self) -> Lens:
-        """The app's lens (a reset makes a new one), or the one the view opened with."""
-        return getattr(self.app, "lens", None) or self.lens
+    def current_replica(self) -> Replica:
+        """The app's replica (a reset makes a new one), or the one the view opened with."""
+        replica = self.live.replica or self.replica
+        assert replica is not None, "the view opens only on a ready run"
+        return replica
 
     def redraw(self) -> None:
-        lens = self.current_lens()
-        key = (id(lens), lens.step, self.text)
+        replica = self.current_replica()
+        key = (id(replica), replica.step, self.text)
         if key == self.shown:
             return
         self.shown = key
-        self.last = lens.logit_lens(self.text, self.k)
-        self.query_one("#lens-table", Static).update(self.table(self.last, lens.tokenizer.token_texts, lens.step))
+        self.last = replica.logit_lens(self.text, self.k)
+        self.query_one("#lens-table", Static).update(self.table(self.last, replica.tokenizer.token_texts, replica.step))
 
     @staticmethod
     def table(view: LogitLens, texts: list[str], step: int) -> Table:
@@ -94,7 +98,5 @@ class LogitLensScreen(ModalScreen[None]):
 
 class LogitLensExperiment(Experiment):
     def start(self) -> None:
-        lens = self.run.lens
-        if lens is None:
-            return
-        self.ui.push_screen(LogitLensScreen(lens, self.prompt.value, self.settings.top_k))
+        if self.run.replica is not None:
+            self.ui.push_screen(LogitLensScreen(self.run, self.prompt.value, self.settings.top_k))

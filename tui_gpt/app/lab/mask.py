@@ -42,5 +42,5 @@ class MaskExperiment(Experiment):
         )
 
     def show(self, off: bool) -> None:
-        """Mark every view (app.py: the lens, the title, the training pane, the probes)."""
+        """Mark every view (app.py: the replica, the title, the training pane, the probes)."""
         self.ui.post_message(MaskSwitched(off))

@@ -13,7 +13,7 @@ from tui_gpt.app.screens.dialogs import TextScreen
 from tui_gpt.link.protocol import Memorize, Memorized
 
 if TYPE_CHECKING:
-    from tui_gpt.probes.replica import Lens
+    from tui_gpt.probes.replica import Replica
 
 SAMPLE_TOKENS = 200
 MIN_MATCH = {"char": 16, "bpe": 6, "word": 4}  # tokens: roughly three or four words
@@ -24,20 +24,20 @@ class MemorizationExperiment(Experiment):
     last_sample: str | None = None  # the last sample, for surprisal colouring
 
     def start(self) -> None:
-        ui, lens = self.ui, self.run.lens
-        if lens is None:
+        ui, replica = self.ui, self.run.replica
+        if replica is None:
             return
         self.page = TextScreen("Memorization check", Text("sampling…", style="dim"))
         ui.push_screen(self.page)
         prompt = self.prompt.value
         ui.run_worker(
-            lambda: self._sample(lens, prompt), thread=True, exclusive=True, group="memo", exit_on_error=False
+            lambda: self._sample(replica, prompt), thread=True, exclusive=True, group="memo", exit_on_error=False
         )
 
-    def _sample(self, lens: Lens, prompt: str) -> None:
-        ids = lens.sample(prompt, SAMPLE_TOKENS, temperature=0.8, seed=0)
-        self.last_sample = lens.tokenizer.decode(ids)
-        n = MIN_MATCH.get(lens.tokenizer.kind, 8)
+    def _sample(self, replica: Replica, prompt: str) -> None:
+        ids = replica.sample(prompt, SAMPLE_TOKENS, temperature=0.8, seed=0)
+        self.last_sample = replica.tokenizer.decode(ids)
+        n = MIN_MATCH.get(replica.tokenizer.kind, 8)
         self.ui.call_from_thread(self.client.send, Memorize(ids, n))
 
     def mark(self) -> Style:
@@ -47,10 +47,10 @@ class MemorizationExperiment(Experiment):
 
     def render_reply(self, event: Memorized) -> Group:
         out = Text()
-        lens = self.run.lens
-        if lens is None:
+        replica = self.run.replica
+        if replica is None:
             return stack(out)
-        texts = lens.tokenizer.token_texts
+        texts = replica.tokenizer.token_texts
         inside = [False] * len(event.ids)
         for a, b in event.spans:
             inside[a:b] = [True] * (b - a)

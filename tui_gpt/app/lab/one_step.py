@@ -29,10 +29,10 @@ class OneStepExperiment(Experiment):
         self.pin = pin  # the pinned example, if any, is the one stepped on
 
     def start(self) -> None:
-        ui, lens = self.ui, self.run.lens
-        if lens is None:
+        ui, replica = self.ui, self.run.replica
+        if replica is None:
             return
-        tok = lens.tokenizer
+        tok = replica.tokenizer
         pinned = self.pin.pinned
         ids = [*pinned["ids"], pinned["target"]] if pinned else tok.encode(self.prompt.value)
         if len(ids) < 2:
@@ -48,10 +48,10 @@ class OneStepExperiment(Experiment):
 
     def render_reply(self, event: ExampleStepped) -> object:
         head = Text()
-        lens = self.run.lens
-        if lens is not None:
-            head.append(f"{visible(lens.tokenizer.decode(self.ids[:-1]))} → ", style="dim")
-            head.append(visible(lens.tokenizer.token_texts[event.target]) + "\n\n", style="bold")
+        replica = self.run.replica
+        if replica is not None:
+            head.append(f"{visible(replica.tokenizer.decode(self.ids[:-1]))} → ", style="dim")
+            head.append(visible(replica.tokenizer.token_texts[event.target]) + "\n\n", style="bold")
         before, after = (-math.log(max(p, 1e-12)) for p in (event.p_before, event.p_after))
         head.append(f"p(target): {event.p_before:.4f} → {event.p_after:.4f}\n", style="bold")
         head.append(f"loss -log p: {before:.3f} → {after:.3f}\n\n")

@@ -44,12 +44,12 @@ class PinExperiment(Experiment):
         )
 
     def pin(self, value: str) -> None:
-        ui, lens = self.ui, self.run.lens
-        if lens is None:
+        ui, replica = self.ui, self.run.replica
+        if replica is None:
             return
         prefix, target = value.rsplit("->", 1)
         prefix, target = prefix.rstrip(), target.strip()
-        tok = lens.tokenizer
+        tok = replica.tokenizer
         # The target follows the prefix with a space, as it would in running text.
         ids = tok.encode(prefix + " " + target)
         prefix_ids = tok.encode(prefix)
@@ -65,16 +65,16 @@ class PinExperiment(Experiment):
 
     def track(self) -> None:
         """Record p(target | prefix) for the current weights; called on every weight update."""
-        pin, lens = self.pinned, self.run.lens
-        if pin is None or lens is None:
+        pin, replica = self.pinned, self.run.replica
+        if pin is None or replica is None:
             return
-        p = lens.prob(pin["ids"], pin["target"])
+        p = replica.prob(pin["ids"], pin["target"])
         series = pin["series"]
-        if not series or series[-1][0] != lens.step:
-            series.append((lens.step, p))
-        target = visible(lens.tokenizer.token_texts[pin["target"]])
+        if not series or series[-1][0] != replica.step:
+            series.append((replica.step, p))
+        target = visible(replica.tokenizer.token_texts[pin["target"]])
         first = f" (was {series[0][1]:.3f} at step {series[0][0]})" if len(series) > 1 else ""
-        line = f"pinned [b]$prefix → $target[/b]: p = [b]{p:.3f}[/b] at step {lens.step}{first}"
+        line = f"pinned [b]$prefix → $target[/b]: p = [b]{p:.3f}[/b] at step {replica.step}{first}"
         self.training.show_pinned(
             Content.from_markup(line, prefix=pin["prefix"][-30:], target=target), [v for _, v in series[-200:]]
         )

@@ -32,7 +32,7 @@ from tui_gpt.visible import visible
 if TYPE_CHECKING:
     from tui_gpt.app.lab.memorization_view import MemorizationExperiment
     from tui_gpt.app.state import Doors
-    from tui_gpt.probes.replica import Lens
+    from tui_gpt.probes.replica import Replica
 
 
 class SurprisalScreen(ModalScreen[None]):
@@ -44,11 +44,11 @@ class SurprisalScreen(ModalScreen[None]):
         Binding("e", "edit_edges", "Edit buckets"),
     ]
 
-    def __init__(self, lens: Lens, text: str, source: str) -> None:
+    def __init__(self, replica: Replica, text: str, source: str) -> None:
         super().__init__()
-        self.lens = lens
+        self.replica = replica
         self.source = source
-        view = lens.surprisal(text)  # one forward pass over exactly the tokens the model sees
+        view = replica.surprisal(text)  # one forward pass over exactly the tokens the model sees
         self.ids = view.ids
         self.rows = view.examples
         self.top = view.top  # top[t - 1]: the guesses before token t
@@ -70,7 +70,7 @@ class SurprisalScreen(ModalScreen[None]):
         return rank_bucket(row.rank, self.rank_edges) if self.by_rank else prob_bucket(row.prob)
 
     def _draw(self) -> None:
-        texts = self.lens.tokenizer.token_texts
+        texts = self.replica.tokenizer.token_texts
         out = Text()
         if not self.rows:
             out.append("type at least two tokens to colour them", style="dim")
@@ -105,8 +105,8 @@ class SurprisalScreen(ModalScreen[None]):
         out = Text()
         if self.rows:
             row = self.rows[self.selected - 1]
-            texts = self.lens.tokenizer.token_texts
-            prefix = visible(self.lens.tokenizer.decode(self.ids[: self.selected]))[-40:]
+            texts = self.replica.tokenizer.token_texts
+            prefix = visible(self.replica.tokenizer.decode(self.ids[: self.selected]))[-40:]
             out.append(f"\n…{prefix} → ", style="dim")
             out.append(visible(texts[self.ids[self.selected]]), style="bold")
             out.append(f"   p={row.prob:.3f}  -log p={row.nll:.2f}  rank {row.rank}\n")
@@ -149,7 +149,7 @@ class SurprisalExperiment(Experiment):
 
     def start(self) -> None:
         ui, run = self.ui, self.run
-        if run.lens is None:
+        if run.replica is None:
             return
         passages = run.passages()
         sample = self.memorization.last_sample
@@ -161,7 +161,7 @@ class SurprisalExperiment(Experiment):
 
         def chosen(which: str | None) -> None:
             text = {"prompt": self.prompt.value, "passage": passages[0] if passages else "", "sample": sample or ""}
-            if which in text and run.lens is not None:
-                ui.push_screen(SurprisalScreen(run.lens, text[which], dict(sources)[which].lower()))
+            if which in text and run.replica is not None:
+                ui.push_screen(SurprisalScreen(run.replica, text[which], dict(sources)[which].lower()))
 
         ui.push_screen(ChoiceScreen("Colour which text by surprisal?", sources), chosen)

@@ -14,12 +14,12 @@ NOTE = "\nDividing by T > 1 flattens the distribution (more surprising samples);
 
 class TemperatureExperiment(Experiment):
     def start(self) -> None:
-        lens = self.run.lens
-        if lens is None:
+        replica = self.run.replica
+        if replica is None:
             return
         t = self.settings.temperature
-        rows = lens.temperature(self.prompt.value, t, self.settings.top_k)
-        texts = lens.tokenizer.token_texts
+        rows = replica.temperature(self.prompt.value, t, self.settings.top_k)
+        texts = replica.tokenizer.token_texts
         table = Table(title=f"logits → logits / T (T = {t:g}) → softmax", expand=False)
         for col in ("token", "logit", f"logit / {t:g}", "softmax p"):
             table.add_column(col, justify="right")

@@ -15,12 +15,12 @@ class TokensExperiment(Experiment):
     replies = (TokenCounts,)
 
     def start(self) -> None:
-        lens = self.run.lens
-        if lens is None:
+        replica = self.run.replica
+        if replica is None:
             return
         text = self.prompt.value
-        infos = lens.describe(text)
-        table = Table(title=f"{len(infos)} {lens.tokenizer.kind} tokens: what the model sees", expand=False)
+        infos = replica.describe(text)
+        table = Table(title=f"{len(infos)} {replica.tokenizer.kind} tokens: what the model sees", expand=False)
         for col in ("#", "id", "token", "note"):
             table.add_column(col)
         for i, info in enumerate(infos):
@@ -35,7 +35,7 @@ class TokensExperiment(Experiment):
         counts = Table(title="the same text under each tokenizer", expand=False)
         counts.add_column("tokenizer")
         counts.add_column("tokens", justify="right")
-        lens = self.run.lens
+        replica = self.run.replica
         for kind, n in event.counts.items():
-            counts.add_row(kind + (" (this run)" if lens and kind == lens.tokenizer.kind else ""), str(n))
+            counts.add_row(kind + (" (this run)" if replica and kind == replica.tokenizer.kind else ""), str(n))
         return stack(self.table, counts)
