@@ -19,11 +19,12 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import median
+from typing import TypedDict
 
 import torch
 
 from tui_gpt.engine.cpuload import Load, busy_note
-from tui_gpt.engine.model import GPT, GPTConfig
+from tui_gpt.engine.model import GPT, CausalSelfAttention, GPTConfig
 from tui_gpt.engine.savedir import read_capped
 from tui_gpt.errors import TuiGptError
 from tui_gpt.settings import cores, is_int, is_number
@@ -105,7 +106,7 @@ def _valid_way(dtype: object, sdpa: object, threads: object) -> bool:
     return (
         dtype in ("float32", "bfloat16")
         and any(sdpa is v for v in (True, False, None))  # `is`: 1 and 0 are no answer
-        and (threads is None or (is_int(threads) and 1 <= threads <= cores()))
+        and (threads is None or (isinstance(threads, int) and is_int(threads) and 1 <= threads <= cores()))
     )
 
 
@@ -126,7 +127,19 @@ def _valid(key: object, entry: object) -> bool:
     )
 
 
-def _read_cache() -> dict[str, dict]:
+class CacheEntry(TypedDict):
+    """One remembered choice in the cache file, as `remember` writes it (a way is a JSON list there)."""
+
+    dtype: str
+    sdpa: bool | None
+    threads: int | None
+    why: str
+    alts: list[Way]
+    ms: float | None
+    time: float
+
+
+def _read_cache() -> dict[str, CacheEntry]:
     """The cache's valid entries by key. The file is untrusted input: too big, not a regular file,
     the wrong shape or an entry `choose` could not have written, and it (or that entry) is ignored."""
     try:
@@ -135,10 +148,15 @@ def _read_cache() -> dict[str, dict]:
         return {}
     if not isinstance(data, dict) or data.get("version") != CACHE_VERSION or not isinstance(data.get("entries"), dict):
         return {}
-    return {k: v for k, v in data["entries"].items() if _valid(k, v)}
+    entries: dict[str, CacheEntry] = {}
+    for key, entry in data["entries"].items():
+        if _valid(key, entry):  # so each way of `alts` is a list of three: make it a Way
+            entry["alts"] = [(d, a, n) for d, a, n in entry["alts"]]
+            entries[key] = entry
+    return entries
 
 
-def _write_cache(key: str, entry: dict) -> None:
+def _write_cache(key: str, entry: CacheEntry) -> None:
     """Best effort: a read-only or missing home only costs a trial next time.
 
     Only the valid entries are written back: a file of the wrong shape is replaced, and old ones go.
@@ -154,21 +172,28 @@ def _write_cache(key: str, entry: dict) -> None:
         pass
 
 
-def _cached(key: str) -> dict | None:
+def _cached(key: str) -> CacheEntry | None:
     return _read_cache().get(key)
 
 
 def remember(choice: Choice, why: str) -> None:
     """Cache `choice` (its way, runners-up and ms/step) under its key, `why` as the reason shown next time."""
-    entry = {"dtype": choice.dtype, "sdpa": choice.sdpa, "threads": choice.threads, "why": why[:WHY_MAX]}
-    alts = [list(a) for a in choice.alts[:ALTS_MAX]]
-    _write_cache(choice.key, {**entry, "alts": alts, "ms": choice.ms, "time": time.time()})
+    entry: CacheEntry = {
+        "dtype": choice.dtype,
+        "sdpa": choice.sdpa,
+        "threads": choice.threads,
+        "why": why[:WHY_MAX],
+        "alts": choice.alts[:ALTS_MAX],  # JSON lists in the file
+        "ms": choice.ms,
+        "time": time.time(),
+    }
+    _write_cache(choice.key, entry)
 
 
 def bf16_usable(device: torch.device) -> bool:
     """Whether bf16 autocast runs at all here (whether it is faster is for the trial to say)."""
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+        return bool(torch.cuda.is_bf16_supported())
     return device.type == "cpu"
 
 
@@ -180,7 +205,7 @@ def _sync(device: torch.device) -> None:
 def set_attention(model: torch.nn.Module, sdpa: bool | None) -> None:
     """Pick SDPA (True), the explicit path (False) or the model's own rule (None) in every layer."""
     for m in model.modules():
-        if hasattr(m, "use_sdpa"):
+        if isinstance(m, CausalSelfAttention):
             m.use_sdpa = sdpa
 
 
@@ -323,7 +348,7 @@ def choose(
     best = _fastest(t, counts)
     many = len(counts) > 1
     rounds = max(map(len, samples.values()))
-    ranked = ", ".join(f"{label(c, many)} {1000 * t[c]:.1f}{spread(samples[c])}" for c in sorted(t, key=t.get))
+    ranked = ", ".join(f"{label(c, many)} {1000 * t[c]:.1f}{spread(samples[c])}" for c in sorted(t, key=t.__getitem__))
     rounds_text = f"{rounds} round{'s' if rounds > 1 else ''}"
     why = f"{label(best)}: fastest in a {seconds:g} s trial ({rounds_text}), ms/step {ranked}"
     choice = Choice(*best, why, alternatives(best, t), 1000 * t[best], key)

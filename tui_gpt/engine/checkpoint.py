@@ -19,7 +19,7 @@ import struct
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 from safetensors import SafetensorError
@@ -69,14 +69,23 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def save_checkpoint(out: Path, trainer: Trainer, tokenizer: TextTokenizer, corpus_info: dict) -> Path:
+class CorpusInfo(TypedDict):
+    """config.json's "corpus": what a resume needs to find the training text again."""
+
+    name: str
+    sources: list[str]  # as given; a file that exists as its absolute path
+    documents: int
+    chars: int
+
+
+def save_checkpoint(out: Path, trainer: Trainer, tokenizer: TextTokenizer, corpus_info: CorpusInfo) -> Path:
     """Write a complete checkpoint to `out`, replacing any previous one only once it is whole.
 
     `out` must be new, empty or a tui-gpt checkpoint: anything else is refused, never overwritten.
     A failed write (a full disk, say) leaves the previous checkpoint as it was and raises one line.
     """
     out = check_out(out)
-    config = {
+    config: dict[str, Any] = {
         "format": FORMAT,
         "model": trainer.model.config.to_dict(),
         "train": trainer.config.to_dict(),
@@ -125,7 +134,7 @@ def _discard(folder: Path, out: Path) -> None:
     shutil.rmtree(gone)
 
 
-def _write_files(tmp: Path, trainer: Trainer, tokenizer: TextTokenizer, config: dict) -> None:
+def _write_files(tmp: Path, trainer: Trainer, tokenizer: TextTokenizer, config: dict[str, Any]) -> None:
     model = trainer.model
     st.save_model(model, str(tmp / "model.safetensors"))
     opt_tensors, hyper = _optimizer_tensors(trainer)
@@ -151,7 +160,7 @@ def _saved_step(out: Path) -> int | None:
         return None
 
 
-def _optimizer_tensors(trainer: Trainer) -> tuple[dict[str, torch.Tensor], list[dict]]:
+def _optimizer_tensors(trainer: Trainer) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
     sd = trainer.optimizer.state_dict()
     tensors: dict[str, torch.Tensor] = {}
     for idx, state in sd["state"].items():
@@ -174,11 +183,11 @@ def resolve(path: Path) -> Path:
     return path
 
 
-def _read_json(path: Path) -> dict:
+def _read_json(path: Path) -> dict[str, Any]:
     return read_json(path, "missing; the checkpoint is incomplete, save it again", "; the checkpoint cannot be used")
 
 
-def read_config_json(path: Path) -> dict:
+def read_config_json(path: Path) -> dict[str, Any]:
     """The checkpoint's config.json as a dict, every value checked."""
     path = resolve(path)
     cfg = _read_json(path / "config.json")
@@ -189,7 +198,7 @@ def read_config_json(path: Path) -> dict:
     return cfg
 
 
-def _check_settings(cfg: dict) -> str | None:
+def _check_settings(cfg: dict[str, Any]) -> str | None:
     """What is wrong with config.json's settings, or None: the one check of saving and loading."""
     return _check_model(cfg.get("model")) or _check_train(cfg.get("train", {})) or _check_corpus(cfg.get("corpus"))
 
@@ -237,10 +246,11 @@ def _check_corpus(corpus: object) -> str | None:
     return None
 
 
-def _check_trainer_state(state: dict, groups: int) -> str | None:
+def _check_trainer_state(state: dict[str, Any], groups: int) -> str | None:
     """What is wrong with trainer.json, or None."""
-    step, elapsed, hyper = state.get("step"), state.get("elapsed", 0.0), state.get("param_groups")
-    if not is_int(step) or not 0 <= step < 1 << 53:
+    step: object = state.get("step")
+    elapsed, hyper = state.get("elapsed", 0.0), state.get("param_groups")
+    if not (isinstance(step, int) and is_int(step) and 0 <= step < 1 << 53):
         return f"step must be an integer >= 0, got {str(step)[:20]!r}"
     if not is_number(elapsed) or elapsed < 0:
         return f"elapsed must be a number >= 0, got {str(elapsed)[:20]!r}"
@@ -261,7 +271,7 @@ def _check_trainer_state(state: dict, groups: int) -> str | None:
     return None
 
 
-def _check_history(history: dict) -> str | None:
+def _check_history(history: dict[str, Any]) -> str | None:
     """What is wrong with history.json, or None."""
     for name in ("steps", "loss", "lr", "eval_steps", "eval_train", "eval_val"):
         values = history.get(name, [])
@@ -319,11 +329,11 @@ class _TooMany(Exception):
     pass
 
 
-def _at_most(n: int) -> Callable[[list[tuple[str, Any]]], dict]:
+def _at_most(n: int) -> Callable[[list[tuple[str, Any]]], dict[str, Any]]:
     """A json object_pairs_hook that stops the parse past `n` objects, before it has built more."""
     seen = 0
 
-    def hook(pairs: list[tuple[str, Any]]) -> dict:
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         nonlocal seen
         seen += 1
         if seen > n:
@@ -397,7 +407,7 @@ def load_tokenizer(path: Path, vocab_size: int) -> TextTokenizer:
     return tokenizer
 
 
-def load_model(path: Path, device: str = "cpu") -> tuple[GPT, TextTokenizer, dict]:
+def load_model(path: Path, device: str = "cpu") -> tuple[GPT, TextTokenizer, dict[str, Any]]:
     """The model and tokenizer of a checkpoint, for probing; never unpickles.
 
     Everything is checked against everything else before any tensor is built.
@@ -428,7 +438,7 @@ def _load_weights(model: GPT, file: Path) -> None:
             raise TuiGptError(f"{file}: {name} holds NaN or infinite values; the weights cannot be used")
 
 
-def load_trainer(path: Path, data: TokenData, device: str = "auto", cfg: dict | None = None) -> Trainer:
+def load_trainer(path: Path, data: TokenData, device: str = "auto", cfg: dict[str, Any] | None = None) -> Trainer:
     """A trainer restored to the exact step, optimizer and random state of a checkpoint.
 
     `cfg` is its config.json if the caller has read it already (`read_config_json`): it is not read twice.
@@ -488,7 +498,7 @@ def load_trainer(path: Path, data: TokenData, device: str = "auto", cfg: dict | 
     return trainer
 
 
-def corpus_info(corpus: Corpus, sources: list[str]) -> dict:
+def corpus_info(corpus: Corpus, sources: list[str]) -> CorpusInfo:
     """What config.json records about the training text, so a resume can find it again."""
     return {
         "name": corpus.name,

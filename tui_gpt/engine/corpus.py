@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import hashlib
+import io
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -148,7 +149,7 @@ class _NotText(TuiGptError):
     """A file that is not UTF-8 text: an error when named, skipped inside a folder."""
 
 
-def _open(path: Path):
+def _open(path: Path) -> io.BufferedReader:
     try:
         return open(path, "rb")
     except PermissionError:
@@ -270,7 +271,7 @@ def _builtin(name: str) -> Corpus:
 
 
 def _files_under(folder: Path) -> list[Path]:
-    out = []
+    out: list[Path] = []
     for root, dirs, files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         paths = (Path(root) / f for f in sorted(files) if not f.startswith("."))

@@ -11,7 +11,7 @@ import os
 import re
 import sys
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -33,6 +33,8 @@ class Dist:
 
 SINGLE = Dist()
 
+
+T = TypeVar("T")  # what `broadcast` sends: rank 0's object, the same type on every rank
 
 # What torchrun sets in every process it starts. All of them, or none of the first three (one process).
 TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
@@ -163,7 +165,7 @@ def mean_across(t: torch.Tensor) -> torch.Tensor:
     return t / dist.get_world_size()
 
 
-def broadcast(obj: object) -> object:
+def broadcast(obj: T) -> T:
     """Rank 0's `obj` on every rank."""
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return obj

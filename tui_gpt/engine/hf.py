@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from tui_gpt.engine.savedir import (
     checkpoint_around,
@@ -79,7 +79,7 @@ def find_model(name: str) -> Path:
 
 
 # ---- reading ----------------------------------------------------------------
-def _read_json(path: Path) -> dict:
+def _read_json(path: Path) -> dict[str, Any]:
     return read_json(path, f"missing; a GPT-2 directory needs {path.name}")
 
 
@@ -98,9 +98,10 @@ def read_gpt_config(folder: Path, block_size: int | None = None, dropout: float 
     hf = _read_json(path)
     if hf.get("model_type") != "gpt2":
         raise TuiGptError(f"{path}: model_type {hf.get('model_type')!r}; tui-gpt opens GPT-2 models only")
-    sizes = {k: hf.get(k) for k in ("vocab_size", "n_positions", "n_layer", "n_head", "n_embd")}
-    if why := first_problem(sizes):  # a checkpoint's bounds (nothing huge is allocated), heads that split n_embd
+    found = {k: hf.get(k) for k in ("vocab_size", "n_positions", "n_layer", "n_head", "n_embd")}
+    if why := first_problem(found):  # a checkpoint's bounds (nothing huge is allocated), heads that split n_embd
         raise TuiGptError(f"{path}: {why}")
+    sizes = cast(dict[str, int], found)  # first_problem found each an integer within its bounds (None is not)
     if hf.get("n_inner") not in (None, 4 * sizes["n_embd"]):
         raise TuiGptError(f"{path}: n_inner {hf['n_inner']} is not 4 x n_embd; tui-gpt's MLP is 4 x wide")
     act = hf.get("activation_function", "gelu_new")
@@ -334,7 +335,7 @@ def skip_init() -> Iterator[None]:
             setattr(init, name, fn)
 
 
-def open_pretrained(name: str, device: str = "cpu") -> tuple[GPT, TextTokenizer, dict]:
+def open_pretrained(name: str, device: str = "cpu") -> tuple[GPT, TextTokenizer, dict[str, Any]]:
     """The model and tokenizer of a GPT-2 directory (or cached model id), ready to probe."""
     from tui_gpt.engine.model import GPT
     from tui_gpt.engine.tokenizer import TextTokenizer
@@ -351,7 +352,7 @@ def open_pretrained(name: str, device: str = "cpu") -> tuple[GPT, TextTokenizer,
 
 
 # ---- export -----------------------------------------------------------------
-def hf_config(c: GPTConfig, eot_id: int) -> dict:
+def hf_config(c: GPTConfig, eot_id: int) -> dict[str, Any]:
     """config.json for GPT2LMHeadModel with the same shapes and maths as `c`."""
     return {
         "architectures": ["GPT2LMHeadModel"],

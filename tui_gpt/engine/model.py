@@ -7,7 +7,9 @@ nh heads, hs head size (C // nh), V vocabulary size.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -34,7 +36,7 @@ class GPTConfig:
     layer_norm_eps: float = 1e-5
     n_positions: int | None = None  # rows of the position table; None: block_size
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @property
@@ -62,6 +64,8 @@ class KVCache:
 
 
 class CausalSelfAttention(nn.Module):
+    mask: torch.Tensor  # (1, 1, block_size, block_size) bool, a buffer: True where a position may look
+
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         assert not (why := heads_problem(config.n_embd, config.n_head)), why
@@ -164,7 +168,8 @@ class MLP(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))  # (B, T, C)
+        y: torch.Tensor = self.dropout(self.c_proj(self.gelu(self.c_fc(x))))  # (B, T, C)
+        return y
 
 
 class Block(nn.Module):
@@ -202,16 +207,39 @@ class Block(nn.Module):
         return x, kv
 
 
+class Blocks(nn.ModuleList):
+    """The transformer's layers: a ModuleList (so the weights keep GPT-2's names) that yields its Blocks."""
+
+    def __iter__(self) -> Iterator[Block]:
+        for block in super().__iter__():
+            if not isinstance(block, Block):
+                raise TypeError(f"transformer.h holds a {type(block).__name__}, not a Block")
+            yield block
+
+
+class Trunk(nn.ModuleDict):
+    """The model below its output head, keyed as in GPT-2 (transformer.wte, transformer.h.0, ...).
+
+    A ModuleDict, as before; the annotations only tell the type checker what each key holds.
+    """
+
+    wte: nn.Embedding
+    wpe: nn.Embedding
+    drop: nn.Dropout
+    h: Blocks
+    ln_f: nn.LayerNorm
+
+
 class GPT(nn.Module):
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         self.config = config
-        self.transformer = nn.ModuleDict(
+        self.transformer = Trunk(
             dict(
                 wte=nn.Embedding(config.vocab_size, config.n_embd),
                 wpe=nn.Embedding(config.n_positions or config.block_size, config.n_embd),
                 drop=nn.Dropout(config.dropout),
-                h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
+                h=Blocks([Block(config) for _ in range(config.n_layer)]),
                 ln_f=nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias),
             )
         )

@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
+from typing import Any
 
 from tui_gpt.errors import TuiGptError, reason
 
@@ -56,7 +57,7 @@ def is_checkpoint_dir(path: Path) -> bool:
     if not names <= OURS or "config.json" not in names:
         return False
     try:
-        return json.loads(read_capped(path / "config.json", MB)).get("format") == FORMAT
+        return bool(json.loads(read_capped(path / "config.json", MB)).get("format") == FORMAT)
     except (OSError, TuiGptError, ValueError, AttributeError):
         return False
 
@@ -244,10 +245,11 @@ def write_json(path: Path, obj: object) -> None:
     path.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
 
 
-def read_json(path: Path, missing: str, unusable: str = "") -> dict:
+def read_json(path: Path, missing: str, unusable: str = "") -> dict[str, Any]:
     """The JSON object in regular file `path`, read within its CAPS; one line naming the file otherwise.
 
     `missing` ends the line for a missing file, `unusable` (say, "; the checkpoint cannot be used") a corrupt one.
+    Its values are as parsed (Any): each caller checks the ones it uses.
     """
     try:
         data = json.loads(read_capped(path, CAPS.get(path.name, MB)).decode("utf-8"))

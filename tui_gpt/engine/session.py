@@ -15,6 +15,7 @@ from tui_gpt.errors import TuiGptError
 from tui_gpt.settings import RunSpec, spec_problem
 
 if TYPE_CHECKING:  # the app imports RunSpec before first paint: keep it light
+    from tui_gpt.engine.checkpoint import CorpusInfo
     from tui_gpt.engine.corpus import Corpus
     from tui_gpt.engine.dataset import TokenData
     from tui_gpt.engine.tokenizer import TextTokenizer
@@ -32,7 +33,7 @@ class LoadedRun:
     trainer: Trainer
     memory: str = ""  # the memory estimate of a fine-tuning run, shown before it starts
 
-    def corpus_info(self) -> dict:
+    def corpus_info(self) -> CorpusInfo:
         from tui_gpt.engine.checkpoint import corpus_info
 
         return corpus_info(self.corpus, self.spec.sources)
@@ -91,7 +92,7 @@ def open_run(spec: RunSpec, progress: Progress | None = None) -> LoadedRun:
     sources = spec.sources
     if spec.resume:
         from tui_gpt.engine.checkpoint import load_tokenizer, load_trainer, read_config_json, resolve
-        from tui_gpt.engine.corpus import BUILTINS
+        from tui_gpt.settings import BUILTINS
 
         ckpt = resolve(Path(spec.resume))
         cfg = read_config_json(ckpt)  # every value checked, corpus.sources a list of names
@@ -112,7 +113,7 @@ def open_run(spec: RunSpec, progress: Progress | None = None) -> LoadedRun:
         return LoadedRun(spec, corpus, tokenizer, data, trainer)
     corpus = load_corpus(sources, _step(progress, "reading text"))
     if spec.model:
-        return _open_pretrained(spec, corpus, progress)
+        return _open_pretrained(spec, spec.model, corpus, progress)
     if progress:
         progress("training tokenizer", 0, 1)
     # BPE and word learn from a bounded sample; the whole alphabet keeps every character known.
@@ -170,14 +171,14 @@ def _apply_given(trainer: Trainer, spec: RunSpec, tokenizer: TextTokenizer) -> N
         trainer.history.change(trainer.step, **changed)
 
 
-def _open_pretrained(spec: RunSpec, corpus: Corpus, progress: Progress | None) -> LoadedRun:
-    """Fine-tune a Hugging Face GPT-2 model on `corpus`: its tokenizer, its weights, our loop."""
+def _open_pretrained(spec: RunSpec, model: str, corpus: Corpus, progress: Progress | None) -> LoadedRun:
+    """Fine-tune the Hugging Face GPT-2 model `model` (spec.model) on `corpus`: its tokenizer, its weights, our loop."""
     from tui_gpt.engine import hf
     from tui_gpt.engine.dataset import TokenData
     from tui_gpt.engine.tokenizer import TextTokenizer
     from tui_gpt.engine.trainer import Trainer, pick_device
 
-    folder = hf.find_model(spec.model)
+    folder = hf.find_model(model)
     mconf = hf.read_gpt_config(folder, block_size=spec.block_size, dropout=spec.dropout)
     mconf.causal = spec.causal
     tconf = replace(spec.train)

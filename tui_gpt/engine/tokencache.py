@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import io
 import os
 import re
 import shutil
@@ -67,7 +68,7 @@ def _path(key: str) -> Path:
     return cache_dir() / f"{key}.tokens"
 
 
-def _read(f: BinaryIO, length: int, dtype: np.dtype, keep: bool) -> tuple[int | None, int, np.ndarray | None]:
+def _read(f: io.BufferedIOBase, length: int, dtype: np.dtype, keep: bool) -> tuple[int | None, int, np.ndarray | None]:
     """CRC-32 and largest id of the `length` bytes of ids after the header of the open file `f`,
     read in blocks, not mapped (CRC None if the file ends sooner); with `keep`, those bytes too,
     copied in the same pass.
@@ -76,7 +77,7 @@ def _read(f: BinaryIO, length: int, dtype: np.dtype, keep: bool) -> tuple[int | 
     the text and the tokenizer, is what keeps one corpus's ids from serving another.
     """
     out = np.empty(length, dtype=np.uint8) if keep else None
-    block = memoryview(out) if out is not None else memoryview(bytearray(min(COPY_BYTES, length)))
+    block = out.data if out is not None else memoryview(bytearray(min(COPY_BYTES, length)))
     crc, top, done = 0, -1, 0
     f.seek(HEADER_BYTES)
     while done < length:

@@ -101,12 +101,14 @@ class TextTokenizer:
     def __init__(self, hf: Tokenizer) -> None:
         self.hf = hf
         model_type = type(hf.model).__name__
-        self.kind = {"WordLevel": "char", "BPE": "bpe", "WordPiece": "word"}.get(model_type)
-        if self.kind is None:
+        kind = {"WordLevel": "char", "BPE": "bpe", "WordPiece": "word"}.get(model_type)
+        if kind is None:
             raise TuiGptError(f"unsupported tokenizer model {model_type}")
-        self.eot_id = hf.token_to_id(EOT)
-        if self.eot_id is None:
+        self.kind: str = kind
+        eot_id = hf.token_to_id(EOT)
+        if eot_id is None:
             raise TuiGptError(f"tokenizer has no {EOT} token")
+        self.eot_id: int = eot_id
 
     # ---- training -------------------------------------------------------
     @classmethod
@@ -252,7 +254,8 @@ class TextTokenizer:
         table = self._char_table
         if table is not None:  # the char tokenizer is a table lookup: do it in numpy, same ids
             cps = np.frombuffer("".join(lines).encode("utf-32-le"), dtype="<u4")
-            return table[np.minimum(cps, len(table) - 1)]
+            out: np.ndarray = table[np.minimum(cps, len(table) - 1)]  # numpy types fancy indexing as Any
+            return out
         ids = self.encode_batch(lines)
         return np.fromiter(chain.from_iterable(ids), dtype=self.dtype, count=sum(map(len, ids)))
 

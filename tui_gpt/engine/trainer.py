@@ -11,9 +11,10 @@ import math
 import os
 import time
 from collections.abc import Iterator
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import torch
 
@@ -22,6 +23,9 @@ from tui_gpt.engine.dataset import TokenData, bits_per_byte, get_batch, windows
 from tui_gpt.engine.model import GPT, GPTConfig
 from tui_gpt.errors import TuiGptError
 from tui_gpt.settings import TrainConfig, cores
+
+if TYPE_CHECKING:
+    from torch.nn.parallel import DistributedDataParallel
 
 __all__ = ["History", "TrainConfig", "TrainEvent", "Trainer", "pick_device", "resolve_dtype"]
 GOOD_EVERY = 50  # steps between copies of the last good weights, for a non-finite loss to fall back on
@@ -54,7 +58,9 @@ class History:
     eval_steps: list[int] = field(default_factory=list)
     eval_train: list[float] = field(default_factory=list)
     eval_val: list[float] = field(default_factory=list)
-    changes: list[dict] = field(default_factory=list)  # settings changed mid-run: {"step": 120, "lr": 5e-4}
+    changes: list[dict[str, object]] = field(
+        default_factory=list
+    )  # settings changed mid-run: {"step": 120, "lr": 5e-4}
     # UTF-8 bytes per token of the validation text: eval_val / ln 2 / this is bits per byte.
     val_bytes_per_token: float | None = None
 
@@ -68,17 +74,27 @@ class History:
             self.eval_train.append(ev.eval_train_loss if ev.eval_train_loss is not None else math.nan)
             self.eval_val.append(ev.val_loss)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> History:
+    def from_dict(cls, d: dict[str, Any]) -> History:
         lists = {f.name: list(d.get(f.name, [])) for f in fields(cls) if f.name != "val_bytes_per_token"}
         return cls(**lists, val_bytes_per_token=d.get("val_bytes_per_token"))
 
     def change(self, step: int, **settings: object) -> None:
         """Record settings changed at `step`, e.g. a new learning rate on resume."""
         self.changes.append({"step": step, **settings})
+
+
+class OptimizerCopy(TypedDict):
+    """An AdamW state_dict copied to the CPU: per parameter index its tensors, and the hyper-parameters."""
+
+    state: dict[int, dict[str, torch.Tensor]]
+    param_groups: list[dict[str, Any]]
+
+
+Snapshot = tuple[int, dict[str, torch.Tensor], OptimizerCopy]  # (step, weights, optimizer state), on the CPU
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -111,11 +127,13 @@ def available_bytes(device: torch.device | str = "cpu") -> int | None:
 
 def bf16_supported(device: torch.device) -> bool:
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+        return bool(torch.cuda.is_bf16_supported())
     if device.type == "cpu":
         # bf16 matmuls pay off only with native support (AVX-512 BF16 or AMX).
         try:
-            return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+            # torch leaves mkldnn.is_available unannotated
+            mkldnn = torch.backends.mkldnn.is_available()  # type: ignore[no-untyped-call]
+            return bool(mkldnn and torch.ops.mkldnn._is_mkldnn_bf16_supported())
         except (AttributeError, RuntimeError):
             return False
     return False
@@ -154,10 +172,10 @@ class Trainer:
         self.history = History()
         self.keep_bytes_per_token()
         self._tok_rate = 0.0
-        self._good: tuple[int, dict, dict] | None = None  # (step, weights, optimizer state), on the CPU
-        self._pending: tuple[int, dict, dict] | None = None  # a copy taken before a step, good once it is
+        self._good: Snapshot | None = None  # (step, weights, optimizer state), on the CPU
+        self._pending: Snapshot | None = None  # a copy taken before a step, good once it is
         self._restores = 0
-        self._ddp: torch.nn.Module | None = None
+        self._ddp: DistributedDataParallel | None = None
 
     def keep_bytes_per_token(self) -> None:
         """Record the validation text's bytes per token in the history (again after a resume loads one)."""
@@ -185,10 +203,12 @@ class Trainer:
         choice = None
         if self.dist.main:
             dtypes = None if c.dtype == "auto" else [c.dtype]
-            attention = None if c.dtype == "auto" else [None]
+            attention: list[bool | None] | None = None if c.dtype == "auto" else [None]
             choice = autotune.choose(mconf, c.batch_size, self.device, dtypes, attention, counts)
             choice.note = ("auto: " if c.dtype == "auto" else f"{c.dtype} (--dtype), ") + choice.note
         choice = distributed.broadcast(choice)
+        if choice is None:  # rank 0 always chooses, and every rank gets its choice
+            raise TuiGptError("rank 0 sent no choice of dtype and attention")
         if tune and choice.threads:
             self.set_threads(choice.threads)
         return choice
@@ -198,17 +218,17 @@ class Trainer:
         auto = self.config.dtype == "auto" and self.dist.world == 1
         return runcheck.DtypeCheck(self.choice) if auto and self.choice.alts else None
 
-    def _checked(self, seconds: float) -> str | None:
-        """Give the check a step's time and run the way it asks for; its line once it has decided."""
-        way = self.check.observe(seconds, torch.get_num_threads())
+    def _checked(self, check: runcheck.DtypeCheck, seconds: float) -> str | None:
+        """Give the run's check a step's time and run the way it asks for; its line once it has decided."""
+        way = check.observe(seconds, torch.get_num_threads())
         if way is not None:
             self.dtype = getattr(torch, way[0])
             autotune.set_attention(self.model, way[1])
-            if self.check.switches_threads:
+            if check.switches_threads:
                 self.set_threads(way[2])
-        if not self.check.done:
+        if not check.done:
             return None
-        result, self.check = self.check.result, None
+        result, self.check = check.result, None
         if result is None:  # gave up: the trial's choice stands
             return None
         result.note = f"auto: {result.note}"
@@ -248,7 +268,7 @@ class Trainer:
     def model_config(self) -> GPTConfig:
         return self.model.config
 
-    def _autocast(self):
+    def _autocast(self) -> AbstractContextManager[object]:
         if self.dtype == torch.float32:
             return nullcontext()
         return torch.autocast(self.device.type, dtype=self.dtype)
@@ -340,10 +360,10 @@ class Trainer:
         self.elapsed += dt
         rate = x.numel() / dt
         self._tok_rate = rate if self._tok_rate == 0 else 0.9 * self._tok_rate + 0.1 * rate
-        note = self._checked(dt) if self.check is not None else None
+        note = self._checked(self.check, dt) if self.check is not None else None
         return TrainEvent(self.step, loss, lr, self._tok_rate, self.elapsed, restored=restored, note=note)
 
-    def _snapshot(self) -> tuple[int, dict, dict]:
+    def _snapshot(self) -> Snapshot:
         weights = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
         opt = self.optimizer.state_dict()
         state = {i: {k: v.to("cpu", copy=True) for k, v in s.items()} for i, s in opt["state"].items()}
