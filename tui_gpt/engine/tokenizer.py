@@ -101,12 +101,14 @@ class TextTokenizer:
     def __init__(self, hf: Tokenizer) -> None:
         self.hf = hf
         model_type = type(hf.model).__name__
-        self.kind = {"WordLevel": "char", "BPE": "bpe", "WordPiece": "word"}.get(model_type)
-        if self.kind is None:
+        kind = {"WordLevel": "char", "BPE": "bpe", "WordPiece": "word"}.get(model_type)
+        if kind is None:
             raise TuiGptError(f"unsupported tokenizer model {model_type}")
-        self.eot_id = hf.token_to_id(EOT)
-        if self.eot_id is None:
+        self.kind: str = kind
+        eot_id = hf.token_to_id(EOT)
+        if eot_id is None:
             raise TuiGptError(f"tokenizer has no {EOT} token")
+        self.eot_id: int = eot_id
 
     # ---- training -------------------------------------------------------
     @classmethod
