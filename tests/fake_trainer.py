@@ -228,7 +228,7 @@ class FakeTrainer:
         """The settings in force, as the worker reports them: those of the run the lab commands act on."""
         held = getattr(self, "_lab", None)
         if held is not None and held[0] is self.built:
-            return held[1].run.spec
+            return held[1].spec  # as the worker reports it: worker.in_force
         return self.built.ready.spec if self.built is not None else None
 
     def reset(self, spec: RunSpec) -> None:

@@ -429,3 +429,33 @@ def test_examples_csv():
         assert float(b["p"]) == r.prob and float(b["neg_log_p"]) == r.nll
     with pytest.raises(ValueError, match="labels"):
         examples_csv(rows, labels[:3])
+
+
+# ---- one source for the run's state (#24) ---------------------------------------------------
+
+
+def test_lab_commands_change_the_one_settings_object_and_report_it(fables_run):
+    from tui_gpt.link.protocol import SetCausal, SetEvalInterval, SetLr
+    from tui_gpt.link.worker import LabCommands
+
+    lab = LabCommands(fables_run)
+    tr = fables_run.trainer
+    assert fables_run.spec.train is tr.config  # shared, not copied
+    lab.handle(SetLr(1e-4))
+    lab.handle(SetEvalInterval(7))
+    lab.handle(SetCausal(False))
+    assert (tr.config.lr, tr.config.eval_interval, tr.model.config.causal) == (1e-4, 7, False)
+    reported = lab.spec
+    assert (reported.train.lr, reported.train.eval_interval, reported.causal) == (1e-4, 7, False)
+    assert reported.train is not tr.config  # a copy to send: a later change cannot race the queue's pickling
+
+
+def test_a_resumed_run_reports_the_checkpoints_causal_flag_and_settings(make_spec, tmp_path):
+    from tui_gpt.engine.session import open_run
+    from tui_gpt.link.worker import describe_run
+
+    run = open_run(make_spec(causal=False, lr=2e-3))
+    out = run.save(tmp_path / "ckpt")
+    resumed = open_run(RunSpec(resume=str(out)))  # typed nothing: causal and lr take their defaults
+    spec = describe_run(resumed).spec
+    assert spec.causal is False and spec.train.lr == 2e-3

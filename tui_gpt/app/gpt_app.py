@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
 from textual import events, on
@@ -74,7 +75,7 @@ class GPTApp(App[None]):
     ) -> None:
         super().__init__()
         self.state = LiveRun(spec, out)  # written here only: the controllers read it
-        self.probe_settings = ProbeSettings()
+        self.probe_settings = ProbeSettings(self.state)
         self.initial_prompt = prompt
         self.final_save: Saved | None = None  # what the quit saved, for the line printed after the app
         self.relay = ReplicaRelay(self.post_message, lambda command: self.client.send(command))
@@ -140,6 +141,7 @@ class GPTApp(App[None]):
             return
         state = self.state
         state.replica, state.ready, state.reported = message.replica, message.ready, message.ready.spec
+        self._mark_mask()
         self.run_status.begin(message.ready)
         self.overlays.begin(message.ready)
         self.probes.refresh()
@@ -169,13 +171,19 @@ class GPTApp(App[None]):
 
     def on_mask_switched(self, message: MaskSwitched) -> None:
         """Mark every view: the replica, the title, the training pane, the probes."""
-        off = self.probe_settings.mask_off = message.off
+        # The run's spec holds the flag; the trainer's next Status reports the same.
+        self.state.reported = replace(self.state.spec, causal=not message.off)
         if self.state.replica is not None:
-            self.state.replica.set_causal(not off)
-        self.sub_title = "MASK OFF: the causal-mask experiment is running" if off else ""
-        self.training.set_mask_off(off)
+            self.state.replica.set_causal(self.state.spec.causal)
+        self._mark_mask()
         self.probes.refresh()
         self.probes.update_greedy()
+
+    def _mark_mask(self) -> None:
+        """The title and the training pane say whether the run trains without the mask (its spec)."""
+        off = self.probe_settings.mask_off
+        self.sub_title = "MASK OFF: the causal-mask experiment is running" if off else ""
+        self.training.set_mask_off(off)
 
     def on_pinned(self, message: Pinned) -> None:
         self.probes.mark(message.prefix_ids, message.target, message.word)

@@ -43,9 +43,14 @@ class LiveRun:
 class ProbeSettings:
     """How the probes sample and what they mark: the keys' temperature and top-k, the mask experiment."""
 
+    run: LiveRun  # whose spec says whether the mask is on
     temperature: float = 1.0
     top_k: int = 10
-    mask_off: bool = False  # the mask experiment runs: the greedy line says so
+
+    @property
+    def mask_off(self) -> bool:
+        """The mask experiment runs (the greedy line says so): read from the run's spec, never kept apart."""
+        return not self.run.spec.causal
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from multiprocessing.queues import Queue
 
 from tui_gpt.link.preempt import Hold
 from tui_gpt.link.protocol import Command, Event, Failed, Quit, Reset, Saved, Saving, Stopped
@@ -55,8 +56,8 @@ class TrainerClient:
         # The trainer's stdout and stderr go here; set TUI_GPT_TRAINER_LOG to see them.
         self.log = log or os.environ.get("TUI_GPT_TRAINER_LOG")
         self.process: mp.process.BaseProcess | None = None
-        self.commands: mp.Queue | None = None
-        self.events: mp.Queue | None = None
+        self.commands: Queue[Command] | None = None
+        self.events: Queue[Event] | None = None
         self._reader: threading.Thread | None = None
         self._stopping = False
         self._saving = False  # a save has begun and not yet ended
@@ -86,7 +87,7 @@ class TrainerClient:
         self._reader = threading.Thread(target=self._read, args=(self.process, self.events), daemon=True)
         self._reader.start()
 
-    def _read(self, process: mp.process.BaseProcess, events: mp.Queue) -> None:
+    def _read(self, process: mp.process.BaseProcess, events: Queue[Event]) -> None:
         while True:
             try:
                 ev = events.get(timeout=0.2)

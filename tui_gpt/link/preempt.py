@@ -12,12 +12,13 @@ imported) continues it when the app has held it for longer than MAX_HOLD, or whe
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import multiprocessing as mp
 import os
 import select
 import signal
 import time
-from typing import Any
+from multiprocessing.context import BaseContext
 
 SUPPORTED = hasattr(signal, "SIGSTOP") and hasattr(os, "fork")
 MAX_HOLD = 2.0  # seconds a trainer may stay stopped before the watchdog continues it anyway
@@ -31,8 +32,8 @@ class Hold:
     the watchdog reads it to bound a hold. 0.0 means the trainer runs.
     """
 
-    def __init__(self, ctx: Any) -> None:
-        self.since = ctx.RawValue("d", 0.0)
+    def __init__(self, ctx: BaseContext) -> None:
+        self.since = ctx.RawValue(ctypes.c_double, 0.0)  # typecode "d"
         self.pid: int | None = None
         self.holds = 0  # how many times the trainer was stopped (for tests and the bench)
 
@@ -67,7 +68,7 @@ class Hold:
                 os.kill(self.pid, signal.SIGCONT)
 
 
-def start_watchdog(since: Any) -> int | None:
+def start_watchdog(since: ctypes.c_double | None) -> int | None:
     """Fork the watchdog of this (trainer) process; returns its pid, or None where it cannot run.
 
     Call it before importing torch or starting threads: the child runs plain Python only.
@@ -88,7 +89,7 @@ def start_watchdog(since: Any) -> int | None:
         os._exit(0)
 
 
-def _watch(trainer: int, app_gone: int, since: Any) -> None:
+def _watch(trainer: int, app_gone: int, since: ctypes.c_double) -> None:
     while os.getppid() == trainer:
         if select.select([app_gone], [], [], POLL)[0]:
             os.kill(trainer, signal.SIGCONT)  # the app is gone: the trainer saves and ends

@@ -120,10 +120,10 @@ class Ready:
     """The run is built: everything the app needs to probe and describe it."""
 
     tokenizer_json: str
-    model_config: dict
-    corpus: dict  # the text, its digest, its tokens, the model size, tokens per step: see worker.describe_run
-    baselines: dict  # uniform, unigram, bigram
-    history: dict  # History.to_dict(), for a resumed run
+    model_config: dict[str, Any]  # GPTConfig.to_dict()
+    corpus: dict[str, Any]  # the text, its digest, its tokens, the model size, tokens per step: see worker.describe_run
+    baselines: dict[str, float]  # uniform, unigram, bigram
+    history: dict[str, Any]  # History.to_dict(), for a resumed run
     step: int
     spec: RunSpec  # the settings in force
     device: str
@@ -135,7 +135,7 @@ class Ready:
 class Losses:
     """A batch of TrainEvent dicts since the last batch."""
 
-    events: list[dict]
+    events: list[dict[str, Any]]
 
 
 @dataclass
@@ -227,6 +227,7 @@ Event = (
     | Ready
     | Losses
     | Weights
+    | SharedBuffer
     | Status
     | Saving
     | Saved

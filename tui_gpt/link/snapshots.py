@@ -52,7 +52,8 @@ class SharedWeights:
                 return None
             import torch.multiprocessing
 
-            buffer = torch.empty(numel, dtype=dtype).share_memory_()
+            buffer = torch.empty(numel, dtype=dtype)
+            buffer.share_memory_()  # type: ignore[no-untyped-call]  # torch leaves Tensor.share_memory_ unannotated
         except (OSError, RuntimeError):
             return None
         layout, offset = [], 0

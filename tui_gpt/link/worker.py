@@ -6,19 +6,21 @@ Spawned, so it must import nothing heavy at module level and never Textual.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import multiprocessing
 import os
 import queue
 import sys
 import time
 import traceback
+from collections.abc import Iterator
 from dataclasses import asdict, replace
 from multiprocessing.queues import Queue
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tui_gpt.engine.savedir import Autosave, CheckpointLock
-from tui_gpt.engine.session import LoadedRun, RunSpec, open_run
+from tui_gpt.engine.session import LoadedRun, open_run
 from tui_gpt.errors import TuiGptError
 from tui_gpt.link.preempt import start_watchdog
 from tui_gpt.link.protocol import (
@@ -53,7 +55,12 @@ from tui_gpt.link.protocol import (
     Weights,
 )
 from tui_gpt.runs.recorder import Recorder, Recording
-from tui_gpt.settings import LARGE_PARAMS
+from tui_gpt.settings import LARGE_PARAMS, RunSpec
+
+if TYPE_CHECKING:
+    from tui_gpt.engine.trainer import TrainEvent
+    from tui_gpt.link.snapshots import SharedWeights
+    from tui_gpt.probes.memorization import NgramIndex
 
 LOSS_EVERY = 0.25  # seconds between loss batches
 WEIGHTS_EVERY = 1.0  # seconds between weight snapshots
@@ -75,6 +82,15 @@ def _passages(run: LoadedRun, n: int = 5) -> list[str]:
     val, size = run.data.val, run.trainer.model.config.block_size + 1
     starts = range(0, max(1, len(val) - size), max(1, (len(val) - size) // n))
     return [run.tokenizer.decode(val[i : i + size].tolist()) for i in list(starts)[:n]]
+
+
+def in_force(run: LoadedRun) -> RunSpec:
+    """The run's settings as the trainer has them, copied to send: the trainer's are the one source.
+
+    Its training settings are `run.trainer.config` (the spec's `train` is that same object, see
+    `LabCommands`), and whether it is causal is its model's config, which `SetCausal` switches.
+    """
+    return replace(run.spec, causal=run.trainer.model.config.causal, train=replace(run.trainer.config))
 
 
 def describe_run(run: LoadedRun) -> Ready:
@@ -103,7 +119,7 @@ def describe_run(run: LoadedRun) -> Ready:
         baselines={"uniform": b.uniform, "unigram": b.unigram, "bigram": b.bigram},
         history=tr.history.to_dict(),
         step=tr.step,
-        spec=replace(run.spec, train=replace(run.spec.train)),
+        spec=in_force(run),
         device=str(tr.device),
         dtype=str(tr.dtype).removeprefix("torch."),
         choice=tr.choice_note,
@@ -136,20 +152,26 @@ class LabCommands:
     """
 
     def __init__(self, run: LoadedRun) -> None:
+        # One object for the run's training settings: the trainer's. A command changes it once, and the
+        # spec sees it; a resumed run's spec now holds the checkpoint's settings, not the defaults.
+        run.spec.train = run.trainer.config
         self.run = run
-        self.index = None  # n-grams of the training text, built on first use
+        self.index: NgramIndex | None = None  # n-grams of the training text, built on first use
+
+    @property
+    def spec(self) -> RunSpec:
+        """The settings in force, to report (`in_force`)."""
+        return in_force(self.run)
 
     def handle(self, cmd: Command) -> list[Event]:
         run, tr = self.run, self.run.trainer
         match cmd:
             case SetLr(lr=lr):
                 tr.set_lr(float(lr))
-                run.spec.train.lr = tr.config.lr
             case SetEvalInterval(interval=interval):
-                tr.config.eval_interval = run.spec.train.eval_interval = int(interval)
+                tr.config.eval_interval = int(interval)
             case SetCausal(causal=causal):
                 tr.set_causal(bool(causal))
-                run.spec.causal = tr.model.config.causal
             case StepOn(ids=ids):
                 result = step_on_example(run, list(ids))
                 return [result] if result is not None else []
@@ -171,8 +193,8 @@ class TrainerLoop:
     def __init__(
         self,
         spec: RunSpec,
-        commands: Queue,
-        events: Queue,
+        commands: Queue[Command],
+        events: Queue[Event],
         autosave: tuple[str, float] | None = None,
         out: str | None = None,
         recording: Recording | None = None,
@@ -188,15 +210,15 @@ class TrainerLoop:
         self.events = events
         self.paused = False
         self.pending_steps = 0
-        self.run = None
-        self.steps = None
-        self.batch: list[dict] = []
+        self.run: LoadedRun | None = None
+        self.steps: Iterator[TrainEvent] = iter(())  # the open run's steps
+        self.batch: list[dict[str, Any]] = []
         self.last_losses = 0.0
         self.last_weights = 0.0
         self.running = True
         self.orphaned = False
         self.commands_on_run: LabCommands | None = None
-        self.shared: Any = None  # snapshots.SharedWeights of the run, or None: snapshots go as bytes
+        self.shared: SharedWeights | None = None  # the run's shared memory, or None: snapshots go as bytes
         self.shared_free = True  # the app has copied the last snapshot out of `shared`
         self.weights_due = False  # a snapshot waits for `shared` to be free
         self.buffer = 0  # which shared buffer is the run's: one per run
@@ -216,11 +238,18 @@ class TrainerLoop:
         self.events.put(Loading("loading text", 0, 1))
         run = open_run(spec, progress)
         self.run, self.spec = run, run.spec
-        self.record(run)
         self.commands_on_run = LabCommands(run)
+        self.record(run)
         self.autosave.step = run.trainer.step
         self.steps = run.trainer.run()
         self.announce()
+
+    @property
+    def opened(self) -> LoadedRun:
+        """The open run; only code that runs after `open` asks for it."""
+        if self.run is None:
+            raise RuntimeError("the trainer has no run open yet")
+        return self.run
 
     def record(self, run: LoadedRun) -> None:
         """End the last run's record (a new run replaces it) and start this one's; a refusal only warns."""
@@ -241,10 +270,11 @@ class TrainerLoop:
         """Tell the app everything it needs about the current run, then send its weights."""
         from tui_gpt.link.snapshots import SharedWeights
 
-        self.events.put(describe_run(self.run))
-        large = self.run.trainer.model.num_params() > LARGE_PARAMS
+        run = self.opened
+        self.events.put(describe_run(run))
+        large = run.trainer.model.num_params() > LARGE_PARAMS
         self.weights_every = LARGE_WEIGHTS_EVERY if large else WEIGHTS_EVERY
-        self.shared = SharedWeights.create(self.run.trainer.model)
+        self.shared = SharedWeights.create(run.trainer.model)
         self.shared_free, self.weights_due = True, False
         if self.shared is not None:
             self.buffer += 1
@@ -253,7 +283,7 @@ class TrainerLoop:
 
     def send_weights(self) -> None:
         """A snapshot to the app; through shared memory, once the app has copied out the last one."""
-        tr = self.run.trainer
+        tr = self.opened.trainer
         self.last_weights = time.monotonic()
         if self.shared is None:
             from tui_gpt.link.snapshots import blob
@@ -273,7 +303,8 @@ class TrainerLoop:
         self.last_losses = time.monotonic()
 
     def handle(self, cmd: Command) -> None:
-        built = self.run is not None
+        run = self.run
+        built = run is not None
         if isinstance(cmd, TookWeights):
             self.shared_free = self.shared_free or cmd.buffer == self.buffer
             if built and self.weights_due:
@@ -293,8 +324,8 @@ class TrainerLoop:
                 self.pending_steps += int(n)
             case Save(path=path) if built:
                 self.save(path)
-            case SetThreads(n=n) if built:
-                self.run.trainer.set_threads(n)  # from the next step
+            case SetThreads(n=n) if run is not None:
+                run.trainer.set_threads(n)  # from the next step
             case Reset(spec=spec):
                 try:
                     self.open(spec)
@@ -302,20 +333,21 @@ class TrainerLoop:
                     self.events.put(Failed(f"{exc}; kept the current run", fatal=False))
                     if built:
                         self.announce()
-            case _ if built:
+            case _ if self.commands_on_run is not None:
                 for ev in self.commands_on_run.handle(cmd):
                     self.events.put(ev)
                 if isinstance(cmd, StepOn):
                     self.send_weights()
-        if self.run is not None:
-            self.events.put(Status(self.paused, self.run.trainer.step, self.run.spec))
+        if self.run is not None and self.commands_on_run is not None:
+            self.events.put(Status(self.paused, self.run.trainer.step, self.commands_on_run.spec))
 
     def save(self, path: str) -> bool:
         """Save to `path` and say so; on any failure say why in one line and carry on."""
-        step = self.run.trainer.step
+        run = self.opened
+        step = run.trainer.step
         self.events.put(Saving(path, step))
         try:
-            out = self.run.save(Path(path))
+            out = run.save(Path(path))
         except TuiGptError as exc:  # save_checkpoint's own line already says where, why and what is intact
             message = str(exc)
         except Exception as exc:  # anything else may not end the run either
@@ -346,7 +378,7 @@ class TrainerLoop:
             self._loop()
         except Cut as exc:  # the text is gone from under the run, not what it learned: save that
             self.flush_losses()
-            step = self.run.trainer.step
+            step = self.opened.trainer.step
             if not self.autosave.unsaved(step):
                 kept = f"step {step} is saved" + (f" in {self.out}" if self.out else "")
             elif self.out and self.save(self.out):
@@ -361,7 +393,7 @@ class TrainerLoop:
             if parent is not None and not parent.is_alive():
                 # Orphaned (the app was killed): save what was trained, since nobody will quit us.
                 self.orphaned = True
-                if self.autosave_to and self.autosave.unsaved(self.run.trainer.step):
+                if self.autosave_to and self.autosave.unsaved(self.opened.trainer.step):
                     self.save(self.autosave_to)
                 break
             idle = self.paused and not self.pending_steps
@@ -384,7 +416,7 @@ class TrainerLoop:
                 self.flush_losses()
             if now - self.last_weights >= self.weights_every or self.paused:
                 self.send_weights()
-            if self.autosave_to and self.autosave.due(self.run.trainer.step):
+            if self.autosave_to and self.autosave.due(self.opened.trainer.step):
                 self.save(self.autosave_to)
         self.flush_losses()
         self.events.put(Stopped(self.run.trainer.step if self.run else 0))
@@ -392,13 +424,13 @@ class TrainerLoop:
 
 def trainer_main(
     spec: RunSpec,
-    commands: Queue,
-    events: Queue,
+    commands: Queue[Command],
+    events: Queue[Event],
     threads: int = 1,
     log: str | None = None,
     out: str | None = None,
     autosave: float = 0,
-    held_since: Any = None,
+    held_since: ctypes.c_double | None = None,
     recording: Recording | None = None,
 ) -> None:
     """Entry point of the trainer process; it alone writes to `out`, and holds the folder's lock.

@@ -46,10 +46,13 @@ def residual_streams(model: GPT, x: torch.Tensor) -> torch.Tensor:
     if model.training:
         model.eval()
     t = model.transformer
+    blocks = t["h"]
+    if not isinstance(blocks, torch.nn.ModuleList):
+        raise TypeError(f"transformer.h is a {type(blocks).__name__}, not a ModuleList of blocks")
     T = x.size(1)
-    h = t.wte(x) + t.wpe(torch.arange(T, device=x.device))  # (B, T, C)
+    h: torch.Tensor = t["wte"](x) + t["wpe"](torch.arange(T, device=x.device))  # (B, T, C)
     streams = [h]
-    for block in t.h:
+    for block in blocks:
         h, _ = block(h)
         streams.append(h)
     return torch.stack(streams)
@@ -58,7 +61,8 @@ def residual_streams(model: GPT, x: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def read_out(model: GPT, streams: torch.Tensor) -> torch.Tensor:
     """Logits (..., V) of residual streams (..., C) through the final layer norm and the head."""
-    return model.lm_head(model.transformer.ln_f(streams)).float()
+    logits: torch.Tensor = model.lm_head(model.transformer["ln_f"](streams)).float()
+    return logits
 
 
 @torch.no_grad()

@@ -49,10 +49,15 @@ def _class(c: str) -> int:
     return BLANKS if c.isspace() else PUNCT
 
 
+def _first(c: str) -> int:
+    """The state after reading `c` at the start of a word."""
+    return SPACE if c == " " else _class(c)
+
+
 def _step(state: int, c: str) -> int | None:
     """The state after reading `c`, or None when `c` starts a new word."""
     if state == START:
-        return SPACE if c == " " else _class(c)
+        return _first(c)
     if state == SPACE:
         return _class(c)
     return state if _class(c) == state else None
@@ -76,7 +81,7 @@ def split_words(text: str) -> list[int]:
         nxt = _step(state, c)
         if nxt is None:
             starts.append(i)
-            nxt = _step(START, c)
+            nxt = _first(c)
         state = nxt
     return starts
 
@@ -172,13 +177,19 @@ class _Path:
     parent_kv: torch.Tensor | None = None  # keys and values of ids[:-1]: (len(ids) - 1, n_layer, 2, nh, hs)
     kv: torch.Tensor | None = None  # of all of ids, once the path is expanded: what its children read
 
+    def cached_parent(self) -> torch.Tensor:
+        """`parent_kv`, which every path searched with a cache (the causal model's) has."""
+        if self.parent_kv is None:
+            raise ValueError("a path searched with a cache has no keys and values of its parent")
+        return self.parent_kv
+
 
 def _logits(model: GPT, ctx: list[int], cache: KVCache | None, paths: list[_Path]) -> torch.Tensor:
     """Next-token logits (B, V) after each path: one batched pass over their tokens after the cached context."""
     dev = next(model.parameters()).device
     if cache is not None:
         # Each path reads its parent's keys and values and adds one token: one new position per row.
-        own = pad_sequence([p.parent_kv for p in paths], batch_first=True)  # (B, L, n_layer, 2, nh, hs)
+        own = pad_sequence([p.cached_parent() for p in paths], batch_first=True)  # (B, L, n_layer, 2, nh, hs)
         n_layer = own.size(2)
         own_cache = KVCache(
             [own[:, :, i, 0].transpose(1, 2) for i in range(n_layer)],  # (B, nh, L, hs)
@@ -189,7 +200,7 @@ def _logits(model: GPT, ctx: list[int], cache: KVCache | None, paths: list[_Path
         logits, new = model.forward_candidates(idx, cache, own_cache, lengths)  # (B, V)
         fresh = torch.stack([torch.stack([k[:, :, 0], v[:, :, 0]], 1) for k, v in zip(new.k, new.v, strict=True)], 1)
         for b, p in enumerate(paths):  # fresh: (B, n_layer, 2, nh, hs)
-            p.kv = torch.cat([p.parent_kv, fresh[b : b + 1]])
+            p.kv = torch.cat([p.cached_parent(), fresh[b : b + 1]])
         return logits.float()
     # Without the causal mask (the mask experiment) padding would leak backwards: one pass per length.
     out = torch.empty(len(paths), model.config.vocab_size)

@@ -243,7 +243,7 @@ def baselines(train: Ids, val: Ids, vocab_size: int) -> Baselines:
 
 
 @torch.no_grad()
-def validation_loss(model: GPT, val: torch.Tensor, iters: int = 20, batch_size: int = 16, seed: int = 0) -> float:
+def validation_loss(model: GPT, val: Ids, iters: int = 20, batch_size: int = 16, seed: int = 0) -> float:
     """Mean loss on `iters` fixed random batches of the validation stream `val`."""
     from tui_gpt.engine.dataset import get_batch
 
@@ -251,7 +251,7 @@ def validation_loss(model: GPT, val: torch.Tensor, iters: int = 20, batch_size: 
     dev = next(model.parameters()).device
     if model.training:  # walking every module costs about a millisecond: only when needed
         model.eval()
-    losses = []
+    losses: list[float] = []
     for _ in range(iters):
         x, y = get_batch(val, batch_size, model.config.block_size, gen)
         _, loss, _ = model(x.to(dev), y.to(dev))

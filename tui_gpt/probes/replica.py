@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors.torch import load
@@ -47,7 +47,7 @@ AHEAD = 3  # likeliest next keys whose next words are worked out while the perso
 
 
 class Replica:
-    def __init__(self, tokenizer_json: str, model_config: dict) -> None:
+    def __init__(self, tokenizer_json: str, model_config: dict[str, Any]) -> None:
         self.tokenizer = TextTokenizer(Tokenizer.from_str(tokenizer_json))
         self.config = GPTConfig(**model_config)
         self.model = self._new_model()
@@ -59,7 +59,8 @@ class Replica:
         # The prompt's keys and values, for next_tokens: (model, ids, cache, last logits).
         self._prompt_cache: tuple[GPT, list[int], KVCache, torch.Tensor] | None = None
         self._version = 0  # bumped by every swap: work done ahead belongs to one set of weights
-        self._ahead: dict[tuple, NextWords] = {}  # (text, k, temperature) -> next words worked out ahead
+        # (text, k, temperature) -> next words worked out ahead
+        self._ahead: dict[tuple[str, int, float], NextWords] = {}
         self.ahead_hits = 0  # keys answered from work done ahead (for the bench)
         self.large = self.model.num_params() > LARGE_PARAMS  # a whole forward pass per key is too slow
         _ = self.tokenizer.token_texts  # build the id -> text table now, not on the first key
@@ -191,7 +192,8 @@ class Replica:
         """Logits (T, V) at every position of the last block_size of `ids`."""
         ctx, _ = context(ids or [self.tokenizer.eot_id], self.config.block_size)
         logits, _, _ = self.model(torch.tensor([ctx], dtype=torch.long))
-        return logits[0].float()
+        rows: torch.Tensor = logits[0].float()
+        return rows
 
     def prob(self, ids: list[int], target: int) -> float:
         """p(target | ids)."""
