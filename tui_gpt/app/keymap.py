@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.content import Content
 
 
@@ -191,14 +191,14 @@ def key_of(action: str) -> str:
     return next(row.shown_key for row in KEYMAP if row.action == action)
 
 
-def bindings() -> list[Binding]:
+def bindings() -> list[BindingType]:
     """The app's BINDINGS: the footer's keys in their places, then the others in table order."""
     keyed = [row for row in KEYMAP if row.key]
     keyed.sort(key=lambda row: row.footer or len(KEYMAP) + 1)  # stable: the others keep their order
     return [_binding(row, show=bool(row.footer)) for row in keyed]
 
 
-def bindings_of(rows: tuple[Row, ...]) -> list[Binding]:
+def bindings_of(rows: tuple[Row, ...]) -> list[BindingType]:
     """A pane's, view's or dialog's BINDINGS, from its table, in table order."""
     return [_binding(row, show=row.show) for row in rows if row.key]
 

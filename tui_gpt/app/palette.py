@@ -23,7 +23,9 @@ def commands(app: App[Any], spec: RunSpec, out: str) -> Iterator[SystemCommand]:
     """The palette entries for `app`, running `spec` and saving to `out`, in the order they are listed."""
     for row in KEYMAP:
         if row.title is not None:
-            yield SystemCommand(row.title, palette_help(row, out), resolve(app, row.action))
+            # Content, not the str SystemCommand declares: the palette reads it as markup only when it is a str
+            second_line = palette_help(row, out)
+            yield SystemCommand(row.title, second_line, resolve(app, row.action))  # type: ignore[arg-type]
         if row.action == "reset_model":
             yield from _resets(app, spec)
 
