@@ -62,7 +62,7 @@ class GPTApp(App[None]):
 
     TITLE = "tui-gpt"
     CSS_PATH = "app.tcss"
-    BINDINGS = keymap.bindings()  # the keys, the palette and the help screen all come from one table
+    BINDINGS = keymap.bindings()  # the keys, the palette and the help screen all come from keymap.KEYMAP
 
     def __init__(
         self,
@@ -204,8 +204,45 @@ class GPTApp(App[None]):
 
         self.push_screen(HelpScreen())
 
-    def action_lab(self, name: str, method: str = "start") -> None:
-        getattr(getattr(self.lab, name), method)()
+    # The lab: one action per command, so that each key and palette entry names a method (keymap.py).
+    def action_lab_mask(self) -> None:
+        self.lab.mask.start()
+
+    def action_lab_pin(self) -> None:
+        self.lab.pin.start()
+
+    def action_lab_surprisal(self) -> None:
+        self.lab.surprisal.start()
+
+    def action_lab_tokens(self) -> None:
+        self.lab.tokens.start()
+
+    def action_lab_temperature(self) -> None:
+        self.lab.temperature.start()
+
+    def action_lab_one_step(self) -> None:
+        self.lab.one_step.start()
+
+    def action_lab_memorization(self) -> None:
+        self.lab.memorization.start()
+
+    def action_lab_compare(self) -> None:
+        self.lab.compare.start()
+
+    def action_lab_logit_lens(self) -> None:
+        self.lab.logit_lens.start()
+
+    def action_lab_set_lr(self) -> None:
+        self.lab.settings.set_lr()
+
+    def action_lab_set_eval_interval(self) -> None:
+        self.lab.settings.set_eval_interval()
+
+    def action_lab_reproduce(self) -> None:
+        self.lab.export.reproduce()
+
+    def action_lab_export(self) -> None:
+        self.lab.export.export()
 
     def action_toggle_pause(self) -> None:
         self.run_status.toggle_pause()

@@ -1,30 +1,38 @@
-"""The one keymap: every key and every palette command of the app, in one table.
+"""The one keymap: every key of the app, of each pane and screen, and every palette command, in tables.
 
-Each row names an action of the app, its key (if it has one), its title and help in the command
-palette, and its word in the footer. The app's `BINDINGS`, the palette's entries and the help
-screen's tables are all built from `KEYMAP`: a rebinding is one edit here.
+`KEYMAP`'s rows are the app's: each names an action of the app, its key (if it has one), its title and
+help in the command palette, and its word in the footer. The app's `BINDINGS` and the palette's entries
+are built from it. Each pane, view and dialog with keys of its own has its table below (`PROMPT`,
+`ATTENTION`, ...), and its `BINDINGS` are built from that table (`bindings_of`). The help screen lists
+every table (`PANES`). A rebinding is one edit here.
+
+Textual names a binding's action by a string ("top_k(1)": `action_top_k(1)` of the app, or of the
+widget or screen that holds the binding). The palette resolves each string once, as Textual does
+(palette.py), and tests/test_app_keymap.py resolves every binding of the package to a real method.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.content import Content
 
 
 @dataclass(frozen=True)
 class Row:
-    key: str | None  # as Textual names it; None: a palette command only
-    action: str  # an action of the app, as Textual writes it: "top_k(1)", "lab('pin')"
-    title: str | None  # in the command palette; None: a key only
+    key: str | None  # as Textual names it ("escape,q": either); None: a palette command only
+    action: str  # an action of the app (or of the table's widget or screen), as Textual writes it: "top_k(1)"
+    title: str | None  # in the command palette (and the help screen); None: a key only
     help: str = ""  # the palette's second line, and the help screen's; "{out}" is the run's folder
     label: str = ""  # the binding's short description (the footer's word); the title if empty
-    footer: int = 0  # its place in the footer, from 1; 0: not shown there
+    footer: int = 0  # the app's keys: its place in the footer, from 1; 0: not shown there
+    show: bool = True  # a pane's keys: shown in the footer while the pane has focus
+    priority: bool = False  # before the focused widget's own keys (Textual's priority binding)
 
     @property
     def shown_key(self) -> str:
-        """The key as a person reads it: "ctrl+↑" for "ctrl+up"."""
+        """The key as a person reads it: "ctrl+↑" for "ctrl+up", "escape, q" for "escape,q"."""
         return display(self.key) if self.key else ""
 
 
@@ -32,11 +40,15 @@ ARROWS = {"up": "↑", "down": "↓", "left": "←", "right": "→"}
 
 
 def display(key: str) -> str:
-    *mods, last = key.split("+")
-    return "+".join([*mods, ARROWS.get(last, last)])
+    shown = []
+    for one in key.split(","):
+        *mods, last = one.strip().split("+")
+        shown.append("+".join([*mods, ARROWS.get(last, last)]))
+    return ", ".join(shown)
 
 
-# In the order the palette lists them. The tokenizer and model-size commands follow "reset_model".
+# The app's keys and commands, in the order the palette lists them. The tokenizer and model-size commands
+# follow "reset_model". The lab's actions start with "lab_".
 KEYMAP: tuple[Row, ...] = (
     Row("ctrl+r", "toggle_pause", "Pause or resume training", "Stop or continue the trainer", "Pause/Resume", 2),
     Row("ctrl+n", "step", "Single training step", "Pause and take one optimizer step", "Step", 3),
@@ -68,41 +80,39 @@ KEYMAP: tuple[Row, ...] = (
         "Draw the loss chart and the overlays along steps, seconds or tokens",
         "Axis",
     ),
-    Row("f2", "lab('mask')", "Lab: mask experiment on/off", "Train without the causal mask, and back", "Mask on/off"),
-    Row("f3", "lab('pin')", "Lab: pin an example", "Track p(target | prefix) over training", "Pin"),
+    Row("f2", "lab_mask", "Lab: mask experiment on/off", "Train without the causal mask, and back", "Mask on/off"),
+    Row("f3", "lab_pin", "Lab: pin an example", "Track p(target | prefix) over training", "Pin"),
     Row(
         "f4",
-        "lab('surprisal')",
+        "lab_surprisal",
         "Lab: surprisal colouring",
         "Colour each token by the rank the model gave it",
         "Surprisal",
     ),
-    Row("f5", "lab('tokens')", "Lab: tokenizer view", "The exact ids, and lengths under char, bpe and word", "Tokens"),
-    Row("f6", "lab('temperature')", "Lab: temperature view", "Logits, logits / T, softmax side by side", "Temperature"),
+    Row("f5", "lab_tokens", "Lab: tokenizer view", "The exact ids, and lengths under char, bpe and word", "Tokens"),
+    Row("f6", "lab_temperature", "Lab: temperature view", "Logits, logits / T, softmax side by side", "Temperature"),
     Row(
         "f7",
-        "lab('one_step')",
+        "lab_one_step",
         "Lab: one step on one example",
         "One optimizer step on prompt -> last token",
         "One step",
     ),
     Row(
         "f8",
-        "lab('memorization')",
+        "lab_memorization",
         "Lab: memorization check",
         "Sample, and mark spans copied from the training text",
         "Memorization",
     ),
-    Row("f9", "lab('compare')", "Lab: compare checkpoints", "Another checkpoint side by side with this run", "Compare"),
-    Row("f10", "lab('logit_lens')", "Lab: logit lens", "Each layer's top next tokens, live", "Logit lens"),
-    Row(None, "lab('settings', 'set_lr')", "Set learning rate…", "Applies at once, no reset"),
-    Row(None, "lab('settings', 'set_eval_interval')", "Set evaluation interval…", "Applies at once, no reset"),
-    Row(
-        None, "lab('export', 'reproduce')", "Show the command that reproduces this run", "And copy it to the clipboard"
-    ),
+    Row("f9", "lab_compare", "Lab: compare checkpoints", "Another checkpoint side by side with this run", "Compare"),
+    Row("f10", "lab_logit_lens", "Lab: logit lens", "Each layer's top next tokens, live", "Logit lens"),
+    Row(None, "lab_set_lr", "Set learning rate…", "Applies at once, no reset"),
+    Row(None, "lab_set_eval_interval", "Set evaluation interval…", "Applies at once, no reset"),
+    Row(None, "lab_reproduce", "Show the command that reproduces this run", "And copy it to the clipboard"),
     Row(
         None,
-        "lab('export', 'export')",
+        "lab_export",
         "Export loss history, examples (CSV) and screen (SVG)",
         "Next to the checkpoint folder",
     ),
@@ -111,16 +121,91 @@ KEYMAP: tuple[Row, ...] = (
 )
 
 
+# Textual's own key for the command palette (App.COMMAND_PALETTE_BINDING): listed in the help, bound by Textual.
+TEXTUAL: tuple[Row, ...] = (
+    Row("ctrl+p", "command_palette", "Command palette", "Every command: tokenizer, model size, reset, theme…"),
+)
+
+# Each pane's, view's and dialog's own keys, in the order of their BINDINGS.
+PROMPT: tuple[Row, ...] = (
+    Row(
+        "tab",
+        "accept_token",
+        "Accept one token",
+        "Of the ghost text: the rest of the word, or the likeliest next word",
+        "Accept token",
+        priority=True,
+    ),
+    Row("right", "cursor_right", "Accept the ghost word", "At the end of the prompt: the whole of it", "Accept word"),
+)
+ATTENTION: tuple[Row, ...] = (  # the app's ctrl+l, ctrl+g and "Attention: cycle view" step the same pane
+    Row("l", "layer(1)", "Next layer", "", "Layer+"),
+    Row("L", "layer(-1)", "Previous layer", "", "Layer-", show=False),
+    Row("h", "head(1)", "Next head", "", "Head+"),
+    Row("H", "head(-1)", "Previous head", "", "Head-", show=False),
+    Row("v", "mode", "Cycle the view", "One head, all heads of the layer, the causal mask alone", "View"),
+)
+SURPRISAL: tuple[Row, ...] = (
+    Row("escape,q", "dismiss", "Close", ""),
+    Row("left", "move(-1)", "Previous token", "And the model's top-k before it", "Prev token"),
+    Row("right", "move(1)", "Next token", "", "Next token"),
+    Row("b", "toggle_buckets", "Rank or probability buckets", "", "Rank/prob"),
+    Row("e", "edit_edges", "Edit the bucket edges", "", "Edit buckets"),
+)
+LOGIT_LENS: tuple[Row, ...] = (Row("escape", "dismiss", "Close", ""),)
+RUNS: tuple[Row, ...] = (
+    Row("space", "flip", "Show or hide the run", "On the loss chart (enter too)", "Show/hide"),
+    Row("escape,q", "close", "Close", "With the runs shown"),
+)
+HELP: tuple[Row, ...] = (Row("escape,f1,q", "dismiss", "Close", ""),)
+CONFIRM: tuple[Row, ...] = (
+    Row("y", "answer(True)", "Yes", ""),
+    Row("n,escape", "answer(False)", "No", ""),
+)
+ASK: tuple[Row, ...] = (Row("escape", "cancel", "Cancel", ""),)  # also the choice dialog's
+TEXT: tuple[Row, ...] = (Row("escape,q", "dismiss", "Close", ""),)
+
+
+@dataclass(frozen=True)
+class Pane:
+    name: str  # the help screen's heading
+    rows: tuple[Row, ...]
+
+
+# The help screen's tables of pane keys, in its order.
+PANES: tuple[Pane, ...] = (
+    Pane("The prompt", PROMPT),
+    Pane("The attention pane (when it has focus)", ATTENTION),
+    Pane("Surprisal view", SURPRISAL),
+    Pane("Logit lens view", LOGIT_LENS),
+    Pane("Runs", RUNS),
+    Pane("Questions", CONFIRM),
+    Pane("Prompts for a value, and choices", ASK),
+    Pane("Pages", TEXT),
+    Pane("This help", HELP),
+)
+
+
 def key_of(action: str) -> str:
-    """The key of `action`, as a person reads it."""
+    """The key of the app's `action`, as a person reads it."""
     return next(row.shown_key for row in KEYMAP if row.action == action)
 
 
-def bindings() -> list[Binding]:
+def bindings() -> list[BindingType]:
     """The app's BINDINGS: the footer's keys in their places, then the others in table order."""
     keyed = [row for row in KEYMAP if row.key]
     keyed.sort(key=lambda row: row.footer or len(KEYMAP) + 1)  # stable: the others keep their order
-    return [Binding(row.key, row.action, row.label or row.title or "", show=bool(row.footer)) for row in keyed]
+    return [_binding(row, show=bool(row.footer)) for row in keyed]
+
+
+def bindings_of(rows: tuple[Row, ...]) -> list[BindingType]:
+    """A pane's, view's or dialog's BINDINGS, from its table, in table order."""
+    return [_binding(row, show=row.show) for row in rows if row.key]
+
+
+def _binding(row: Row, show: bool) -> Binding:
+    assert row.key is not None
+    return Binding(row.key, row.action, row.label or row.title or "", show=show, priority=row.priority)
 
 
 def palette_help(row: Row, out: str) -> Content:
@@ -134,10 +219,15 @@ def palette_help(row: Row, out: str) -> Content:
     return Content(text)
 
 
-def help_table(lab: bool) -> str:
-    """The help screen's rows of keys (`lab`: the lab's keys only, else all but the lab's), as Markdown."""
+def help_table(rows: tuple[Row, ...]) -> str:
+    """The help screen's rows for `rows`' keys, as Markdown: key, title, what it does."""
     lines = []
-    for row in KEYMAP:
-        if row.key and row.action.startswith("lab(") == lab:
+    for row in rows:
+        if row.key:
             lines.append(f"| `{row.shown_key}` | {row.title or row.help} | {row.help if row.title else ''} |")
     return "\n".join(lines)
+
+
+def app_keys(lab: bool) -> tuple[Row, ...]:
+    """The app's rows: the lab's (`lab`), else all the others."""
+    return tuple(row for row in KEYMAP if row.action.startswith("lab_") == lab)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from textual.actions import parse
+from textual.actions import ActionError, parse
 from textual.app import SystemCommand
 
 from tui_gpt.app.keymap import KEYMAP, palette_help
@@ -15,21 +16,30 @@ from tui_gpt.settings import MODEL_SIZES, TOKENIZERS, RunSpec
 
 if TYPE_CHECKING:
     from textual.app import App
+    from textual.dom import DOMNode
 
 
 def commands(app: App[Any], spec: RunSpec, out: str) -> Iterator[SystemCommand]:
     """The palette entries for `app`, running `spec` and saving to `out`, in the order they are listed."""
     for row in KEYMAP:
         if row.title is not None:
-            yield SystemCommand(row.title, palette_help(row, out), _action(app, row.action))
+            # Content, not the str SystemCommand declares: the palette reads it as markup only when it is a str
+            second_line = palette_help(row, out)
+            yield SystemCommand(row.title, second_line, resolve(app, row.action))  # type: ignore[arg-type]
         if row.action == "reset_model":
             yield from _resets(app, spec)
 
 
-def _action(app: App[Any], action: str) -> Callable[[], object]:
-    """Run `action` ("top_k(1)") on `app` when the command is chosen, as its key would."""
-    _, name, args = parse(action)
-    return lambda: getattr(app, f"action_{name}")(*args)
+def resolve(node: DOMNode, action: str) -> Callable[[], object]:
+    """`node`'s method for `action` ("top_k(1)"), called as its key calls it: Textual's parser, Textual's lookup.
+
+    Raises ActionError for an action that names no method (tests/test_app_keymap.py resolves every binding).
+    """
+    namespace, name, args = parse(action)
+    method = getattr(node, f"_action_{name}", None) or getattr(node, f"action_{name}", None)
+    if namespace or not callable(method):
+        raise ActionError(f"{type(node).__name__} has no action {action!r}")
+    return partial(method, *args)
 
 
 def _resets(app: App[Any], current: RunSpec) -> Iterator[SystemCommand]:

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Label
 from textual.widgets.data_table import RowKey
+
+from tui_gpt.app import keymap
 
 COLUMNS = ("shown", "run", "started", "kind", "differs from this run", "status", "steps", "val", "bpb")
 SHOWN = "✓"
@@ -20,7 +21,7 @@ SHOWN = "✓"
 class RunsScreen(ModalScreen[set[int]]):
     """Space or enter shows or hides the run under the cursor; escape closes with those shown."""
 
-    BINDINGS = [Binding("space", "flip", "Show/hide"), Binding("escape,q", "close", "Close")]
+    BINDINGS = keymap.bindings_of(keymap.RUNS)
 
     def __init__(self, rows: list[tuple[int, tuple[str, ...]]], shown: set[int], title: str) -> None:
         super().__init__()

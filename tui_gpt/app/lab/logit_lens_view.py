@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
+from tui_gpt.app import keymap
 from tui_gpt.app.lab import Experiment
 from tui_gpt.visible import visible
 
@@ -32,7 +32,7 @@ NOTE = (
 
 
 class LogitLensScreen(ModalScreen[None]):
-    BINDINGS = [Binding("escape", "dismiss", "Close")]
+    BINDINGS = keymap.bindings_of(keymap.LOGIT_LENS)
     DEFAULT_CSS = """
     LogitLensScreen { align: center middle; }
     #lens-body { width: 150; max-width: 95%; height: auto; max-height: 90%;

@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Any
 from rich.style import Style
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from tui_gpt.app import keymap
 from tui_gpt.app.lab import Experiment
 from tui_gpt.app.screens.dialogs import AskScreen, ChoiceScreen
 from tui_gpt.probes.surprisal import (
@@ -36,13 +36,7 @@ if TYPE_CHECKING:
 
 
 class SurprisalScreen(ModalScreen[None]):
-    BINDINGS = [
-        Binding("escape,q", "dismiss", "Close"),
-        Binding("left", "move(-1)", "Prev token"),
-        Binding("right", "move(1)", "Next token"),
-        Binding("b", "toggle_buckets", "Rank/prob"),
-        Binding("e", "edit_edges", "Edit buckets"),
-    ]
+    BINDINGS = keymap.bindings_of(keymap.SURPRISAL)
 
     def __init__(self, replica: Replica, text: str, source: str) -> None:
         super().__init__()

@@ -11,18 +11,18 @@ from pathlib import Path
 
 from rich.console import RenderableType
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
+from tui_gpt.app import keymap
 from tui_gpt.settings import BUILTINS
 
 
 class ConfirmScreen(ModalScreen[bool]):
     """Yes or no. `y`/`enter` confirm, `n`/`escape` cancel."""
 
-    BINDINGS = [Binding("y", "answer(True)", "Yes"), Binding("n,escape", "answer(False)", "No")]
+    BINDINGS = keymap.bindings_of(keymap.CONFIRM)
 
     def __init__(self, question: str) -> None:
         super().__init__()
@@ -48,7 +48,7 @@ class ConfirmScreen(ModalScreen[bool]):
 class AskScreen(ModalScreen[str | None]):
     """Ask for one line of text; `check` returns an error message, or None to accept."""
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS = keymap.bindings_of(keymap.ASK)
 
     def __init__(self, question: str, value: str = "", check: Callable[[str], str | None] | None = None) -> None:
         super().__init__()
@@ -84,7 +84,7 @@ def check_path(value: str) -> str | None:
 class ChoiceScreen(ModalScreen[str | None]):
     """A question with a few answers, one button each; escape cancels."""
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS = keymap.bindings_of(keymap.ASK)
 
     def __init__(self, question: str, choices: list[tuple[str, str]]) -> None:
         super().__init__()
@@ -110,7 +110,7 @@ class ChoiceScreen(ModalScreen[str | None]):
 class TextScreen(ModalScreen[None]):
     """A read-only page: a title and any Rich renderable, scrollable."""
 
-    BINDINGS = [Binding("escape,q", "dismiss", "Close")]
+    BINDINGS = keymap.bindings_of(keymap.TEXT)
 
     def __init__(self, title: str, body: RenderableType) -> None:
         super().__init__()

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Markdown
 
-from tui_gpt.app.keymap import help_table, key_of
+from tui_gpt.app import keymap
+from tui_gpt.app.keymap import app_keys, help_table, key_of
 
 TEMPLATE = """\
 # How a GPT learns — and where to see it
@@ -57,26 +57,35 @@ sum of its tokens' losses: the loss per word is the loss per token times tokens 
 |---|---|---|
 {lab_keys}
 
-The command palette (`ctrl+p`) also sets the learning rate and the evaluation interval
+The command palette (`{palette}`) also sets the learning rate and the evaluation interval
 mid-run, shows the command that reproduces the run, and exports the loss history and the
 examples as CSV and the screen as SVG.
 
 ## Keys
+Type to edit the prompt: the bars follow every key.
+
 | key | command | what it does |
 |---|---|---|
-| type | Edit the prompt | The bars follow every key |
-| `tab` | Accept one token | Of the ghost text: the rest of the word, or the likeliest next word |
-| `→` (at the end) | Accept the ghost word | The whole of it |
-| `ctrl+p` | Command palette | Every command: tokenizer, model size, reset, theme… |
 {keys}
+{panes}"""
+TABLE = """
+### {name}
+| key | command | what it does |
+|---|---|---|
+{rows}
 """
 HELP = TEMPLATE.format(
-    words=key_of("words"), mask=key_of("lab('mask')"), lab_keys=help_table(lab=True), keys=help_table(lab=False)
+    words=key_of("words"),
+    mask=key_of("lab_mask"),
+    palette=keymap.TEXTUAL[0].shown_key,
+    lab_keys=help_table(app_keys(lab=True)),
+    keys=help_table(keymap.TEXTUAL + app_keys(lab=False)),
+    panes="".join(TABLE.format(name=pane.name, rows=help_table(pane.rows)) for pane in keymap.PANES),
 )
 
 
 class HelpScreen(ModalScreen[None]):
-    BINDINGS = [Binding("escape,f1,q", "dismiss", "Close")]
+    BINDINGS = keymap.bindings_of(keymap.HELP)
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help-body"):

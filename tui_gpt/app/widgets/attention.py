@@ -8,11 +8,11 @@ from __future__ import annotations
 from rich.color import Color
 from rich.segment import Segment
 from rich.style import Style
-from textual.binding import Binding
 from textual.reactive import reactive
 from textual.strip import Strip
 from textual.widget import Widget
 
+from tui_gpt.app import keymap
 from tui_gpt.visible import visible
 
 # Viridis: perceptually uniform and readable with the common colour-vision deficiencies.
@@ -44,13 +44,7 @@ def shade(w: float) -> Style:
 class AttentionMap(Widget, can_focus=True):
     """Rows are queries (the position predicting), columns are keys (the positions it reads)."""
 
-    BINDINGS = [
-        Binding("l", "layer(1)", "Layer+"),
-        Binding("L", "layer(-1)", "Layer-", show=False),
-        Binding("h", "head(1)", "Head+"),
-        Binding("H", "head(-1)", "Head-", show=False),
-        Binding("v", "mode", "View"),
-    ]
+    BINDINGS = keymap.bindings_of(keymap.ATTENTION)
 
     # Not "layer": Widget.layer is Textual's CSS layer.
     layer_index: reactive[int] = reactive(0)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from textual.binding import Binding
 from textual.geometry import Size
 from textual.reactive import Reactive
 from textual.widgets import Input
+
+from tui_gpt.app import keymap
 
 
 class PromptInput(Input):
@@ -20,10 +21,7 @@ class PromptInput(Input):
     # a repaint is enough, and the key's bars reach the screen sooner.
     virtual_size = Reactive(Size(0, 0), layout=False)
 
-    BINDINGS = [
-        Binding("tab", "accept_token", "Accept token", priority=True),
-        Binding("right", "cursor_right", "Accept word", show=True),
-    ]
+    BINDINGS = keymap.bindings_of(keymap.PROMPT)
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
