@@ -29,6 +29,24 @@ def test_lr_warms_up_then_decays_to_min_lr(make_spec):
     assert max(lrs) == pytest.approx(1e-3)
 
 
+def test_a_constant_schedule_holds_the_peak_after_warmup(make_spec):
+    """The app's open-ended run: no decay towards a step it never means to reach."""
+    tr = open_run(make_spec(lr=1e-3, warmup_steps=10, decay_steps=50, schedule="constant")).trainer
+    lrs = [tr.lr_at(s) for s in range(200)]
+    assert all(a < b for a, b in itertools.pairwise(lrs[:11]))
+    assert lrs[10:] == [pytest.approx(1e-3)] * 190
+
+
+def test_the_app_defaults_to_a_constant_schedule_and_train_to_cosine():
+    from tui_gpt.commands.cli import parser_app, parser_train
+    from tui_gpt.settings import RunSpec
+
+    assert RunSpec.from_args(parser_app().parse_args([]), app=True).train.schedule == "constant"
+    assert RunSpec.from_args(parser_train().parse_args([])).train.schedule == "cosine"
+    typed = parser_app().parse_args(["--schedule", "cosine"])
+    assert RunSpec.from_args(typed, app=True).train.schedule == "cosine"
+
+
 def test_min_lr_defaults_to_a_tenth(make_spec):
     tr = open_run(make_spec(lr=3e-3, min_lr=None, warmup_steps=0, decay_steps=5)).trainer
     assert tr.lr_at(0) == pytest.approx(3e-3)

@@ -29,7 +29,10 @@ FINETUNE = {"train.lr": 5e-5, "train.batch_size": 1, "train.warmup_steps": 20, "
 # The app's defaults, where the user typed nothing: subword tokens learn the seed sentence of the
 # bundled fables in about a quarter of the steps characters take (docs/learning-speed.md), and the
 # app is read word by word. `train` and `bench` keep characters: nanoGPT's recipe, to compare with.
-APP = {"tokenizer": "bpe"}
+# An app run has no end, so its learning rate holds after warm-up instead of decaying by a step count
+# it never reaches on purpose (docs/learning-speed.md measures both).
+APP = {"tokenizer": "bpe", "train.schedule": "constant"}
+SCHEDULES = ("cosine", "constant")
 # Probing a model (`complete`, the app's panes): how many guesses, and the next-word search's work.
 TOP_K = 10
 MAX_TOP_K = 1000  # a table someone reads; the word search also costs more with every word it must rank
@@ -62,6 +65,7 @@ class TrainConfig(_Dict):
     min_lr: float | None = None  # None: lr / 10
     warmup_steps: int = 100
     decay_steps: int = DEFAULT_STEPS  # the cosine reaches min_lr here, then stays there
+    schedule: str = "cosine"  # after warm-up: cosine to min_lr at decay_steps, or constant at lr
     weight_decay: float = 0.1
     beta1: float = 0.9
     beta2: float = 0.99
@@ -191,6 +195,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("--grad-accum", "train.grad_accum", "micro-batches per optimizer step"),
     Option("--lr", "train.lr", "peak learning rate (warmup, then cosine decay); --model: 5e-5", float),
     Option("--warmup", "train.warmup_steps", "warmup steps; --model: 20"),
+    Option(
+        "--schedule",
+        "train.schedule",
+        "after warm-up: cosine decay to lr/10 at --steps, or constant (an open-ended run)",
+        str,
+        SCHEDULES,
+    ),
     Option("--dropout", "dropout", "", float),
     Option("--no-causal", "causal", "train without the causal mask (the mask experiment)", flag_only=True),
     Option("--seed", "train.seed"),
@@ -264,6 +275,7 @@ RULES: dict[str, Rule] = {
     "eval_interval": _ints(0),
     "eval_iters": _ints(1, 1 << 16),
     "seed": _ints(0, (1 << 63) - 1),
+    "schedule": Rule("cosine or constant", lambda v: v in SCHEDULES),
     "dtype": Rule("auto, float32 or bfloat16", lambda v: v in ("auto", "float32", "bfloat16")),
     "device": Rule("a device name", lambda v: isinstance(v, str) and 0 < len(v) < 40),
     # Probing a model (complete, generate): never saved, but one rule each all the same.

@@ -278,6 +278,8 @@ class Trainer:
         min_lr = c.lr / 10 if c.min_lr is None else c.min_lr
         if step < c.warmup_steps:
             return c.lr * (step + 1) / (c.warmup_steps + 1)
+        if c.schedule == "constant":
+            return c.lr
         if step >= c.decay_steps:
             return min_lr
         ratio = (step - c.warmup_steps) / max(1, c.decay_steps - c.warmup_steps)
