@@ -20,7 +20,7 @@ from textual.pilot import Pilot
 from textual.widgets import Input, OptionList, Static
 
 from tui_gpt.app.gpt_app import GPTApp
-from tui_gpt.app.screens.dialogs import AskScreen, ChoiceScreen, TextScreen
+from tui_gpt.app.screens.ask import AskScreen, ChoiceScreen, TextScreen
 from tui_gpt.app.widgets.attention import AttentionMap
 from tui_gpt.probes.predict import target_prob
 

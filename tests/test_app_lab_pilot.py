@@ -43,7 +43,7 @@ from rich.style import Style
 from textual.widgets import Input, Static
 
 from tui_gpt.app.lab.surprisal_view import SurprisalScreen
-from tui_gpt.app.screens.dialogs import AskScreen, ChoiceScreen, TextScreen
+from tui_gpt.app.screens.ask import AskScreen, ChoiceScreen, TextScreen
 from tui_gpt.app.screens.help import HelpScreen
 from tui_gpt.app.widgets.attention import AttentionMap
 from tui_gpt.app.widgets.prompt import PromptInput

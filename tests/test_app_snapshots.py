@@ -26,7 +26,7 @@ from pilot import (
 
 from tui_gpt.app.gpt_app import GPTApp
 from tui_gpt.app.lab.surprisal_view import SurprisalScreen
-from tui_gpt.app.screens.dialogs import ChoiceScreen, TextScreen
+from tui_gpt.app.screens.ask import ChoiceScreen, TextScreen
 from tui_gpt.app.screens.help import HelpScreen
 from tui_gpt.app.widgets.prompt import PromptInput
 from tui_gpt.link.protocol import ExampleStepped

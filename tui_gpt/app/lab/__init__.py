@@ -16,7 +16,7 @@ from tui_gpt.app.widgets.prompt import PromptInput
 from tui_gpt.app.widgets.training import TrainingPane
 
 if TYPE_CHECKING:
-    from tui_gpt.app.screens.dialogs import TextScreen
+    from tui_gpt.app.screens.ask import TextScreen
     from tui_gpt.app.state import Doors
 
 

@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tui_gpt.app.lab import Experiment, stack
-from tui_gpt.app.screens.dialogs import AskScreen, TextScreen
+from tui_gpt.app.screens.ask import AskScreen, TextScreen
 from tui_gpt.visible import cell
 
 if TYPE_CHECKING:

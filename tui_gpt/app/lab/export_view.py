@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from rich.text import Text
 
 from tui_gpt.app.lab import Experiment
-from tui_gpt.app.screens.dialogs import TextScreen
+from tui_gpt.app.screens.ask import TextScreen
 from tui_gpt.probes.export import examples_csv, history_csv
 from tui_gpt.settings import reproduce_command
 

@@ -6,7 +6,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tui_gpt.app.lab import Experiment, stack
-from tui_gpt.app.screens.dialogs import TextScreen
+from tui_gpt.app.screens.ask import TextScreen
 from tui_gpt.visible import cell
 
 NOTE = "\nDividing by T > 1 flattens the distribution (more surprising samples); T < 1 sharpens it. ↑/↓ change T."

@@ -6,7 +6,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tui_gpt.app.lab import Experiment, stack
-from tui_gpt.app.screens.dialogs import TextScreen
+from tui_gpt.app.screens.ask import TextScreen
 from tui_gpt.link.protocol import CountTokens, TokenCounts
 from tui_gpt.visible import cell
 
