@@ -19,7 +19,7 @@ from textual.content import Content
 from textual.timer import Timer
 
 from tui_gpt.app.widgets.attention import AttentionMap
-from tui_gpt.app.widgets.example_rows import ExamplesPane
+from tui_gpt.app.widgets.examples_pane import ExamplesPane
 from tui_gpt.app.widgets.line import InfoLine
 from tui_gpt.app.widgets.prompt import PromptInput
 from tui_gpt.app.widgets.topk import TopKBars

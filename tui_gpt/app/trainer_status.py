@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tui_gpt.app.screens.ask import ConfirmScreen
+from tui_gpt.app.screens.confirm import ConfirmScreen
 from tui_gpt.app.widgets.training import TrainingPane
 from tui_gpt.link.protocol import Failed, Loading, Losses, Pause, Ready, Resume, Save, Saved, Status, Stopped
 

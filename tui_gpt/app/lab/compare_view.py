@@ -11,7 +11,8 @@ from rich.table import Table
 from rich.text import Text
 
 from tui_gpt.app.lab import Experiment, stack
-from tui_gpt.app.screens.ask import AskScreen, TextScreen
+from tui_gpt.app.screens.ask import AskScreen
+from tui_gpt.app.screens.page import PageScreen
 from tui_gpt.visible import cell
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ class CompareExperiment(Experiment):
 
         def done(value: str | None) -> None:
             if value and run.replica is not None:
-                page = TextScreen("Compare checkpoints", Text("loading and evaluating…", style="dim"))
+                page = PageScreen("Compare checkpoints", Text("loading and evaluating…", style="dim"))
                 ui.push_screen(page)
                 replica, prompt, sources, k = run.replica, self.prompt.value, run.spec.sources, self.settings.top_k
                 ui.run_worker(
@@ -41,14 +42,14 @@ class CompareExperiment(Experiment):
 
         ui.push_screen(AskScreen("Compare with which checkpoint directory?", run.out, check_checkpoint), done)
 
-    def _compare(self, replica: Replica, path: str, prompt: str, sources: list[str], k: int, page: TextScreen) -> None:
+    def _compare(self, replica: Replica, path: str, prompt: str, sources: list[str], k: int, page: PageScreen) -> None:
         try:
             body = report(replica.compare(path, prompt, sources, k), prompt)
         except Exception as exc:  # shown, never raised: the app keeps working
             body = Text(f"could not compare: {exc}", style="bold red")
         self.ui.call_from_thread(self._show, page, body)
 
-    def _show(self, page: TextScreen, body: Group | Text) -> None:
+    def _show(self, page: PageScreen, body: Group | Text) -> None:
         if page in self.ui.screen_stack:  # not closed while the work ran
             page.update(body)
 

@@ -9,7 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tui_gpt.app.lab import Experiment, stack
-from tui_gpt.app.screens.ask import TextScreen
+from tui_gpt.app.screens.page import PageScreen
 from tui_gpt.link.protocol import ExampleStepped, StepOn
 from tui_gpt.visible import cell, visible
 
@@ -39,7 +39,7 @@ class OneStepExperiment(Experiment):
             ui.notify("Type a prompt of at least two tokens: its last token is the target.", severity="warning")
             return
         self.ids = ids
-        self.page = TextScreen(
+        self.page = PageScreen(
             "One step on one example",
             Text(f"{visible(tok.decode(ids[:-1]))} → {visible(tok.token_texts[ids[-1]])}: stepping…"),
         )

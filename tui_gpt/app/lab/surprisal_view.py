@@ -18,7 +18,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from tui_gpt.app.lab import Experiment
-from tui_gpt.app.screens.ask import AskScreen, ChoiceScreen
+from tui_gpt.app.screens.ask import AskScreen
+from tui_gpt.app.screens.choice import ChoiceScreen
 from tui_gpt.probes.surprisal import (
     DEFAULT_PROB_EDGES,
     DEFAULT_RANK_EDGES,
