@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.content import Content
 
 
@@ -116,7 +116,7 @@ def key_of(action: str) -> str:
     return next(row.shown_key for row in KEYMAP if row.action == action)
 
 
-def bindings() -> list[Binding]:
+def bindings() -> list[BindingType]:
     """The app's BINDINGS: the footer's keys in their places, then the others in table order."""
     keyed = [row for row in KEYMAP if row.key]
     keyed.sort(key=lambda row: row.footer or len(KEYMAP) + 1)  # stable: the others keep their order

@@ -101,19 +101,17 @@ class TrainerStatus:
                 markup=False,  # trainer messages name files and folders: text, never markup
             )
         elif ev.save_path:
-            self._offer_retry(ev)
+            self._offer_retry(ev.message, ev.save_path)
         else:
             self.ui.notify(ev.message, title="Trainer", severity="warning", timeout=8, markup=False)
         self.show()
 
-    def _offer_retry(self, ev: Failed) -> None:
+    def _offer_retry(self, message: str, save_path: str) -> None:
         def answer(again: bool | None) -> None:
             if again:
-                self.client.send(Save(ev.save_path))
+                self.client.send(Save(save_path))
 
-        self.ui.push_screen(
-            ConfirmScreen(f"{ev.message}.\nFree some space or fix the folder, then: try again?"), answer
-        )
+        self.ui.push_screen(ConfirmScreen(f"{message}.\nFree some space or fix the folder, then: try again?"), answer)
 
     def on_stopped(self, ev: Stopped) -> None:
         self.status = "stopped"

@@ -16,7 +16,8 @@ from tui_gpt.app.screens.page import PageScreen
 from tui_gpt.visible import cell
 
 if TYPE_CHECKING:
-    from tui_gpt.probes.replica import Comparison, Replica
+    from tui_gpt.probes.compare import Comparison
+    from tui_gpt.probes.replica import Replica
 
 
 def check_checkpoint(value: str) -> str | None:
@@ -43,6 +44,7 @@ class CompareExperiment(Experiment):
         ui.push_screen(AskScreen("Compare with which checkpoint directory?", run.out, check_checkpoint), done)
 
     def _compare(self, replica: Replica, path: str, prompt: str, sources: list[str], k: int, page: PageScreen) -> None:
+        body: Group | Text
         try:
             body = report(replica.compare(path, prompt, sources, k), prompt)
         except Exception as exc:  # shown, never raised: the app keeps working
@@ -86,8 +88,8 @@ def report(c: Comparison, prompt: str) -> Group:
         diff = Table(title="surprisal per token of the prompt (-log p)", expand=False)
         for col in ("token", "this run", escape(name), "difference"):
             diff.add_column(col, justify="right")
-        for a, b in zip(rows_a, rows_b, strict=True):
-            diff.add_row(cell(c.token_texts[a.target]), f"{a.nll:.2f}", f"{b.nll:.2f}", f"{b.nll - a.nll:+.2f}")
+        for ra, rb in zip(rows_a, rows_b, strict=True):
+            diff.add_row(cell(c.token_texts[ra.target]), f"{ra.nll:.2f}", f"{rb.nll:.2f}", f"{rb.nll - ra.nll:+.2f}")
         parts.append(diff)
     elif rows_a:
         parts.append(Text("the two tokenizers split the prompt differently: no per-token comparison", style="dim"))

@@ -14,6 +14,8 @@ from tui_gpt.link.protocol import ExampleStepped, StepOn
 from tui_gpt.visible import cell, visible
 
 if TYPE_CHECKING:
+    from rich.console import JustifyMethod
+
     from tui_gpt.app.lab.pin import PinExperiment
     from tui_gpt.app.state import Doors
 
@@ -56,7 +58,13 @@ class OneStepExperiment(Experiment):
         head.append(f"p(target): {event.p_before:.4f} → {event.p_after:.4f}\n", style="bold")
         head.append(f"loss -log p: {before:.3f} → {after:.3f}\n\n")
         table = Table(title="top guesses before and after", expand=False)
-        for col, justify in (("before", "left"), ("p", "right"), ("after", "left"), ("p", "right")):
+        columns: tuple[tuple[str, JustifyMethod], ...] = (
+            ("before", "left"),
+            ("p", "right"),
+            ("after", "left"),
+            ("p", "right"),
+        )
+        for col, justify in columns:
             table.add_column(col, justify=justify)
         for (tb, pb), (ta, pa) in zip(event.top_before, event.top_after, strict=False):
             table.add_row(cell(tb), f"{pb:.3f}", cell(ta), f"{pa:.3f}")
