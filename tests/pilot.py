@@ -20,7 +20,9 @@ from textual.pilot import Pilot
 from textual.widgets import Input, OptionList, Static
 
 from tui_gpt.app.gpt_app import GPTApp
-from tui_gpt.app.screens.dialogs import AskScreen, ChoiceScreen, TextScreen
+from tui_gpt.app.screens.ask import AskScreen
+from tui_gpt.app.screens.choice import ChoiceScreen
+from tui_gpt.app.screens.page import PageScreen
 from tui_gpt.app.widgets.attention import AttentionMap
 from tui_gpt.probes.predict import target_prob
 
@@ -218,7 +220,7 @@ def shown(app: GPTApp) -> str:
 
 
 def page_text(app: GPTApp, width: int = 106) -> str:
-    """The whole body of the open TextScreen as plain text, also the part scrolled out of view."""
+    """The whole body of the open PageScreen as plain text, also the part scrolled out of view."""
     body = app.screen.query_one("#page-body", Static).content
     console = Console(width=width, record=True, file=io.StringIO(), color_system=None)
     console.print(body)
@@ -262,10 +264,10 @@ def ask_error(app: GPTApp) -> str:
 
 
 async def wait_page(pilot, needle: str, what: str) -> str:
-    """Wait until the open TextScreen shows `needle` (wrapped or not); its page text."""
+    """Wait until the open PageScreen shows `needle` (wrapped or not); its page text."""
     await wait_for(
         pilot,
-        lambda: isinstance(pilot.app.screen, TextScreen) and needle in flat(page_text(pilot.app)),
+        lambda: isinstance(pilot.app.screen, PageScreen) and needle in flat(page_text(pilot.app)),
         what=what,
     )
     await settle(pilot)

@@ -43,8 +43,10 @@ from rich.style import Style
 from textual.widgets import Input, Static
 
 from tui_gpt.app.lab.surprisal_view import SurprisalScreen
-from tui_gpt.app.screens.dialogs import AskScreen, ChoiceScreen, TextScreen
+from tui_gpt.app.screens.ask import AskScreen
+from tui_gpt.app.screens.choice import ChoiceScreen
 from tui_gpt.app.screens.help import HelpScreen
+from tui_gpt.app.screens.page import PageScreen
 from tui_gpt.app.widgets.attention import AttentionMap
 from tui_gpt.app.widgets.prompt import PromptInput
 from tui_gpt.app.widgets.topk import TopKBars
@@ -293,7 +295,7 @@ async def test_tokenizer_view_lists_the_ids_and_counts_under_each_kind(tmp_path)
     async with ready(lab_app(tmp_path)) as (app, pilot):
         prompt = "The quick brown"
         ids = app.state.replica.tokenizer.encode(prompt)
-        await open_screen(pilot, "f5", TextScreen)
+        await open_screen(pilot, "f5", PageScreen)
         assert app.client.commands[-1] == CountTokens(prompt)
         text = await wait_page(pilot, "the same text under each tokenizer", "the token counts")
         assert f"{len(ids)} char tokens: what the model sees" in flat(text)
@@ -324,7 +326,7 @@ def _temperature_rows(text: str) -> list[tuple[str, float, float, str]]:
 async def test_temperature_view_divides_the_logits_by_t(tmp_path):
     async with ready(lab_app(tmp_path)) as (app, pilot):
         tok = app.state.replica.tokenizer
-        await open_screen(pilot, "f6", TextScreen)
+        await open_screen(pilot, "f6", PageScreen)
         text = page_text(app)
         assert "logits → logits / T (T = 1) → softmax" in text
         assert re.search(r"token\s*┃\s*logit\s*┃\s*logit / 1\s*┃\s*softmax p", text), text
@@ -340,7 +342,7 @@ async def test_temperature_view_divides_the_logits_by_t(tmp_path):
 
         await pilot.press("up")
         assert app.probe_settings.temperature == 1.1
-        await open_screen(pilot, "f6", TextScreen)
+        await open_screen(pilot, "f6", PageScreen)
         text = page_text(app)
         assert "(T = 1.1)" in text and "logit / 1.1" in text
         hot = _temperature_rows(text)
@@ -363,7 +365,7 @@ async def test_one_step_on_one_example_raises_p_target(tmp_path):
         tok = app.state.replica.tokenizer
         ids = tok.encode(prompt)
         before_app = p_target_of(app, ids[:-1], ids[-1])
-        await open_screen(pilot, "f7", TextScreen)
+        await open_screen(pilot, "f7", PageScreen)
         assert app.client.commands[-1] == StepOn(ids)
         text = await wait_page(pilot, "p(target):", "the one-step result")
         before, after = map(float, STEP_LINE.search(text).groups())
@@ -390,7 +392,7 @@ async def test_one_step_uses_the_pinned_example(tmp_path):
         await open_screen(pilot, "f3", AskScreen)
         await answer(pilot, "The quick brown -> fox")
         pin = app.lab.pin.pinned
-        await open_screen(pilot, "f7", TextScreen)
+        await open_screen(pilot, "f7", PageScreen)
         assert app.client.commands[-1] == StepOn([*pin["ids"], pin["target"]])
         text = await wait_page(pilot, "p(target):", "the one-step result")
         before, after = map(float, STEP_LINE.search(text).groups())
@@ -405,7 +407,7 @@ async def test_one_step_needs_two_tokens(tmp_path):
     async with ready(lab_app(tmp_path, prompt="T"), ghost=False) as (app, pilot):
         await pilot.press("f7")
         await settle(pilot)
-        assert not isinstance(app.screen, TextScreen)
+        assert not isinstance(app.screen, PageScreen)
         assert StepOn not in app.client.kinds()
         assert any("at least two tokens" in str(n.message) for n in app._notifications)
 
@@ -423,10 +425,10 @@ async def test_closing_a_lab_page_before_its_result_arrives(tmp_path, key, kind,
     """The real trainer answers a moment later; the user may have closed the page by then."""
     async with ready(lab_app(tmp_path, prompt="The quick brown fox")) as (app, pilot):
         app.client.hold_lab = True
-        await open_screen(pilot, key, TextScreen)
+        await open_screen(pilot, key, PageScreen)
         await wait_for(pilot, lambda: command in app.client.kinds(), what=f"the {command.__name__} command")
         await pilot.press("escape")
-        await wait_for(pilot, lambda: not isinstance(app.screen, TextScreen), what="the page to close")
+        await wait_for(pilot, lambda: not isinstance(app.screen, PageScreen), what="the page to close")
         release_lab(app.client)
         await wait_for(pilot, lambda: events_of(app, kind), what=f"the late {kind.__name__}")
         await settle(pilot)
@@ -455,12 +457,12 @@ async def test_closing_the_comparison_before_it_is_done(tmp_path, monkeypatch):
         await wait_for(pilot, lambda: app.run_status.saved is not None, what="the checkpoint")
         await open_screen(pilot, "f9", AskScreen)
         await answer(pilot, app.state.out)
-        assert isinstance(app.screen, TextScreen) and "loading and evaluating" in page_text(app)
+        assert isinstance(app.screen, PageScreen) and "loading and evaluating" in page_text(app)
         running_now = [w for w in app.workers if w.group == "compare"]
         assert running_now and not any(w.is_finished for w in running_now)
         await pilot.press("escape")  # the comparison is still running on its thread
         await settle(pilot)
-        assert not isinstance(app.screen, TextScreen)
+        assert not isinstance(app.screen, PageScreen)
         closed.set()
         # Not workers.wait_for_complete(): that re-raises the worker's error, which the app itself ignores
         # (exit_on_error=False; today the late screen.update fails with NoMatches inside the worker).
@@ -486,7 +488,7 @@ async def test_memorization_check_counts_verbatim_spans(tmp_path):
     text_file.write_text(TINY_TEXT, encoding="utf-8")
     spec = replace(FAKE_SPEC, sources=[str(text_file)], train=replace(FAKE_SPEC.train))
     async with ready(make_app(tmp_path, spec=spec, prompt="The fox")) as (app, pilot):
-        await open_screen(pilot, "f8", TextScreen)
+        await open_screen(pilot, "f8", PageScreen)
         assert "Memorization check" in shown(app)
         text = await wait_page(pilot, "copied verbatim", "the memorization report")
         [ev] = events_of(app, Memorized)
@@ -621,7 +623,7 @@ async def test_reproduce_command_parses_back_to_the_run(tmp_path):
     async with ready(lab_app(tmp_path)) as (app, pilot):
         app.client.send(SetLr(0.002))  # as "Set learning rate…" does
         await run_command(pilot, "reprod", "Show the command that reproduces this run")
-        await wait_for(pilot, lambda: isinstance(app.screen, TextScreen), what="the command")
+        await wait_for(pilot, lambda: isinstance(app.screen, PageScreen), what="the command")
         await settle(pilot)
         line, note = app.screen.query_one("#page-body", Static).content.plain.split("\n\n")
         assert note == "(copied to the clipboard)"

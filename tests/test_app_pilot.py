@@ -29,7 +29,7 @@ from pilot import (
 
 from tui_gpt.app.gpt_app import GPTApp
 from tui_gpt.app.prompt_probes import AHEAD_THREAD
-from tui_gpt.app.screens.dialogs import ConfirmScreen
+from tui_gpt.app.screens.confirm import ConfirmScreen
 from tui_gpt.app.screens.help import HelpScreen
 from tui_gpt.app.widgets.attention import AttentionMap
 from tui_gpt.app.widgets.prompt import PromptInput

@@ -26,8 +26,9 @@ from pilot import (
 
 from tui_gpt.app.gpt_app import GPTApp
 from tui_gpt.app.lab.surprisal_view import SurprisalScreen
-from tui_gpt.app.screens.dialogs import ChoiceScreen, TextScreen
+from tui_gpt.app.screens.choice import ChoiceScreen
 from tui_gpt.app.screens.help import HelpScreen
+from tui_gpt.app.screens.page import PageScreen
 from tui_gpt.app.widgets.prompt import PromptInput
 from tui_gpt.link.protocol import ExampleStepped
 
@@ -73,7 +74,7 @@ def test_snapshot_temperature_view(snap_compare, tmp_path):
     async def run_before(pilot) -> None:
         await steady_with_hints(pilot)
         await pilot.press("up")  # T = 1.1: the scaled column differs from the logits
-        await open_screen(pilot, "f6", TextScreen)
+        await open_screen(pilot, "f6", PageScreen)
         await quiet(pilot)
 
     assert snap_compare(lab_app(tmp_path), terminal_size=SIZE, run_before=run_before)
@@ -98,7 +99,7 @@ def test_snapshot_one_step_result(snap_compare, tmp_path):
         app: GPTApp = pilot.app
         await steady_with_hints(pilot)
         ids = app.state.replica.tokenizer.encode(prompt)
-        await open_screen(pilot, "f7", TextScreen)
+        await open_screen(pilot, "f7", PageScreen)
         await wait_page(pilot, "p(target):", "the one-step result")
         [ev] = events_of(app, ExampleStepped)
         await wait_for(

@@ -19,7 +19,8 @@ from pilot import (
 )
 
 from tui_gpt.app.gpt_app import GPTApp
-from tui_gpt.app.screens.dialogs import AskScreen, ConfirmScreen
+from tui_gpt.app.screens.ask import AskScreen
+from tui_gpt.app.screens.confirm import ConfirmScreen
 from tui_gpt.link.protocol import Loading
 
 # A closing tag with nothing open (MarkupError), a style, a link, a theme variable, a capitalised tag.

@@ -8,7 +8,7 @@ from fake_trainer import make_app
 from pilot import ready, settle, sync, text_of, token_view, wait_for
 from textual import events
 
-from tui_gpt.app.widgets.examples import ExampleRows
+from tui_gpt.app.widgets.example_rows import ExampleRows
 from tui_gpt.app.widgets.prompt import PromptInput
 from tui_gpt.app.widgets.topk import TopKBars
 from tui_gpt.probes.nextword import next_words

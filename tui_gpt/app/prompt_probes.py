@@ -19,7 +19,7 @@ from textual.content import Content
 from textual.timer import Timer
 
 from tui_gpt.app.widgets.attention import AttentionMap
-from tui_gpt.app.widgets.examples import ExamplesPane
+from tui_gpt.app.widgets.examples_pane import ExamplesPane
 from tui_gpt.app.widgets.line import InfoLine
 from tui_gpt.app.widgets.prompt import PromptInput
 from tui_gpt.app.widgets.topk import TopKBars
@@ -29,7 +29,9 @@ from tui_gpt.visible import visible
 
 if TYPE_CHECKING:
     from tui_gpt.app.state import Doors
-    from tui_gpt.probes.replica import Analysis, NextWords, Replica, WordExamples
+    from tui_gpt.probes.nextword import NextWords, WordExamples
+    from tui_gpt.probes.predict import Analysis
+    from tui_gpt.probes.replica import Replica
 
 LARGE_PAUSE = 0.3  # seconds without a key before a large model's attention and examples are computed
 TYPING_PAUSE = 1.0  # seconds without a key before background probes (the greedy line) run

@@ -9,7 +9,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from tui_gpt.app.messages import QuitAnyway, QuitDone, QuitSaveFailed
-from tui_gpt.app.screens.dialogs import ConfirmScreen
+from tui_gpt.app.screens.confirm import ConfirmScreen
 from tui_gpt.link.protocol import Failed, Saved
 
 if TYPE_CHECKING:

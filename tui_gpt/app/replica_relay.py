@@ -40,14 +40,14 @@ class ReplicaRelay:
         elif isinstance(ev, SharedBuffer):
             self.shared = ev
         elif isinstance(ev, Weights):
-            replica, shared = self.staging, self.shared
-            if ev.blob is not None and replica is not None:
-                self.post(WeightsStaged(replica, replica.stage(ev.blob), ev.step))
+            staged, shared = self.staging, self.shared
+            if ev.blob is not None and staged is not None:
+                self.post(WeightsStaged(staged, staged.stage(ev.blob), ev.step))
             elif shared is not None:
-                model = replica.stage(shared.shared.views()) if replica is not None else None
+                model = staged.stage(shared.shared.views()) if staged is not None else None
                 self.send(TookWeights(shared.buffer))  # copied out: the trainer may write again
-                if model is not None:
-                    self.post(WeightsStaged(replica, model, ev.step))
+                if staged is not None and model is not None:
+                    self.post(WeightsStaged(staged, model, ev.step))
         else:
             self.post(TrainerEvent(ev))
 

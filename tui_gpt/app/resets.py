@@ -6,7 +6,8 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from tui_gpt.app.messages import ResetRun
-from tui_gpt.app.screens.dialogs import AskScreen, ConfirmScreen, check_path
+from tui_gpt.app.screens.ask import AskScreen, check_path
+from tui_gpt.app.screens.confirm import ConfirmScreen
 from tui_gpt.settings import RunSpec
 
 if TYPE_CHECKING:

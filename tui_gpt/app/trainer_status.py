@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tui_gpt.app.screens.dialogs import ConfirmScreen
+from tui_gpt.app.screens.confirm import ConfirmScreen
 from tui_gpt.app.widgets.training import TrainingPane
 from tui_gpt.link.protocol import Failed, Loading, Losses, Pause, Ready, Resume, Save, Saved, Status, Stopped
 
@@ -101,19 +101,17 @@ class TrainerStatus:
                 markup=False,  # trainer messages name files and folders: text, never markup
             )
         elif ev.save_path:
-            self._offer_retry(ev)
+            self._offer_retry(ev.message, ev.save_path)
         else:
             self.ui.notify(ev.message, title="Trainer", severity="warning", timeout=8, markup=False)
         self.show()
 
-    def _offer_retry(self, ev: Failed) -> None:
+    def _offer_retry(self, message: str, save_path: str) -> None:
         def answer(again: bool | None) -> None:
             if again:
-                self.client.send(Save(ev.save_path))
+                self.client.send(Save(save_path))
 
-        self.ui.push_screen(
-            ConfirmScreen(f"{ev.message}.\nFree some space or fix the folder, then: try again?"), answer
-        )
+        self.ui.push_screen(ConfirmScreen(f"{message}.\nFree some space or fix the folder, then: try again?"), answer)
 
     def on_stopped(self, ev: Stopped) -> None:
         self.status = "stopped"

@@ -169,13 +169,17 @@ async def _run_app(server: Server, request: web.Request, command: str) -> web.We
     width = to_int(request.query.get("width", "80"), 80)
     height = to_int(request.query.get("height", "24"), 24)
     app_service: AppService | None = None
+
+    async def close() -> None:  # AppService asks for a close that returns None; aiohttp's returns a bool
+        await websocket.close()
+
     try:
         await websocket.prepare(request)
         app_service = AppService(
             command,
             write_bytes=websocket.send_bytes,
             write_str=websocket.send_str,
-            close=websocket.close,
+            close=close,
             download_manager=server.download_manager,
             debug=server.debug,
         )

@@ -10,8 +10,9 @@ import torch
 from rich.console import Console
 
 from tui_gpt.engine.dataset import bpb_text
-from tui_gpt.engine.session import LoadedRun, RunSpec, open_run
+from tui_gpt.engine.session import LoadedRun, open_run
 from tui_gpt.runs.recorder import Recorder, Recording
+from tui_gpt.settings import RunSpec
 
 
 def matmul_peak(dtype: torch.dtype, device: torch.device, n: int = 1024, seconds: float = 0.5) -> float:

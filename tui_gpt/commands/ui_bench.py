@@ -19,12 +19,18 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from unittest.mock import patch
 
 from textual import events
 
 from tui_gpt.link.protocol import Losses
 from tui_gpt.settings import RunSpec, cores
+
+if TYPE_CHECKING:
+    from rich.text import Text
+
+    from tui_gpt.probes.nextword import NextWords
 
 TYPED = (
     "The quick brown fox jumps over the lazy dog. Once upon a time there was a little mouse "
@@ -99,20 +105,22 @@ class Typist:
         original, show_words = TopKBars.render, Probes._show_words
         renders, words = self.renders, self.words
 
-        def timed_render(bars: TopKBars) -> Any:
+        def timed_render(bars: TopKBars) -> Text:
             result = original(bars)
             renders.append(time.perf_counter())
             return result
 
-        def timed_words(probes: Probes, text: str, generation: int, *rest: Any) -> None:
-            show_words(probes, text, generation, *rest)
+        def timed_words(probes: Probes, text: str, generation: int, found: NextWords, ghost: str, first: str) -> None:
+            show_words(probes, text, generation, found, ghost, first)
             if generation == probes.generation:
                 words.append((time.perf_counter(), generation))
 
-        TopKBars.render = timed_render  # type: ignore[method-assign]
-        Probes._show_words = timed_words  # type: ignore[method-assign]
-        app = make_app(spec, out=out, prompt="")
-        try:
+        # Timed stand-ins for the top-k's render and the next words' display, put back however the run ends.
+        with (
+            patch.object(TopKBars, "render", timed_render),
+            patch.object(Probes, "_show_words", timed_words),
+        ):
+            app = make_app(spec, out=out, prompt="")
             async with app.run_test(size=(160, 48)) as pilot:
                 await self._ready(app)
                 idle_start, idle_step = time.monotonic(), app.run_status.step
@@ -123,11 +131,10 @@ class Typist:
                 results.typing = (app.run_status.step - start_step) / (time.monotonic() - start)
                 results.keys_per_s = n_keys / (time.monotonic() - start)
                 results.holds = app.client.hold.holds - holds
-                results.ahead_hits = app.state.replica.ahead_hits
+                replica = app.state.replica
+                assert replica is not None  # _ready waited for it
+                results.ahead_hits = replica.ahead_hits
                 await pilot.press("ctrl+q")
-        finally:
-            TopKBars.render = original  # type: ignore[method-assign]
-            Probes._show_words = show_words  # type: ignore[method-assign]
         return results
 
     @staticmethod

@@ -276,7 +276,8 @@ class Registry:
     # ---- reading ------------------------------------------------------------------
     def runs(self, text_digest: str | None = None, ids: list[int] | None = None) -> list[RunRecord]:
         """The runs, newest first: all of them, those on one text, and/or those with these ids."""
-        where, args = [], []
+        where: list[str] = []
+        args: list[str | int] = []
         if text_digest is not None:
             where.append("text_digest = ?")
             args.append(text_digest)
@@ -355,14 +356,18 @@ _NAMES = {opt.field: (opt.field if opt.flag_only else opt.flag.removeprefix("--"
 _IGNORED = ("sources", "resume", "given")  # the text is compared by its digest
 
 
+def _option_name(field: str) -> str:
+    return _NAMES.get(field, field)
+
+
 def flat_settings(run: RunRecord) -> dict[str, Any]:
     """A run's settings in one flat dict named like the options, with its text and tokenizer."""
     out: dict[str, Any] = {"text": run.info.text_name, "tokenizer": run.info.tokenizer}
     for name, value in run.info.settings.items():
         if name == "train" and isinstance(value, dict):
-            out.update({_NAMES.get(k, k): v for k, v in value.items()})
+            out.update({_option_name(k): v for k, v in value.items()})
         elif name not in _IGNORED:
-            out[_NAMES.get(name, name)] = value
+            out[_option_name(name)] = value
     return out
 
 

@@ -16,7 +16,7 @@ from tui_gpt.app.widgets.prompt import PromptInput
 from tui_gpt.app.widgets.training import TrainingPane
 
 if TYPE_CHECKING:
-    from tui_gpt.app.screens.dialogs import TextScreen
+    from tui_gpt.app.screens.page import PageScreen
     from tui_gpt.app.state import Doors
 
 
@@ -27,7 +27,7 @@ class Experiment:
 
     def __init__(self, doors: Doors) -> None:
         self.ui, self.run, self.settings, self.client = doors.ui, doors.run, doors.settings, doors.client
-        self.page: TextScreen | None = None  # the page waiting for a trainer reply, if any
+        self.page: PageScreen | None = None  # the page waiting for a trainer reply, if any
 
     @property
     def prompt(self) -> PromptInput:

@@ -11,11 +11,13 @@ from rich.table import Table
 from rich.text import Text
 
 from tui_gpt.app.lab import Experiment, stack
-from tui_gpt.app.screens.dialogs import AskScreen, TextScreen
+from tui_gpt.app.screens.ask import AskScreen
+from tui_gpt.app.screens.page import PageScreen
 from tui_gpt.visible import cell
 
 if TYPE_CHECKING:
-    from tui_gpt.probes.replica import Comparison, Replica
+    from tui_gpt.probes.compare import Comparison
+    from tui_gpt.probes.replica import Replica
 
 
 def check_checkpoint(value: str) -> str | None:
@@ -28,7 +30,7 @@ class CompareExperiment(Experiment):
 
         def done(value: str | None) -> None:
             if value and run.replica is not None:
-                page = TextScreen("Compare checkpoints", Text("loading and evaluating…", style="dim"))
+                page = PageScreen("Compare checkpoints", Text("loading and evaluating…", style="dim"))
                 ui.push_screen(page)
                 replica, prompt, sources, k = run.replica, self.prompt.value, run.spec.sources, self.settings.top_k
                 ui.run_worker(
@@ -41,14 +43,15 @@ class CompareExperiment(Experiment):
 
         ui.push_screen(AskScreen("Compare with which checkpoint directory?", run.out, check_checkpoint), done)
 
-    def _compare(self, replica: Replica, path: str, prompt: str, sources: list[str], k: int, page: TextScreen) -> None:
+    def _compare(self, replica: Replica, path: str, prompt: str, sources: list[str], k: int, page: PageScreen) -> None:
+        body: Group | Text
         try:
             body = report(replica.compare(path, prompt, sources, k), prompt)
         except Exception as exc:  # shown, never raised: the app keeps working
             body = Text(f"could not compare: {exc}", style="bold red")
         self.ui.call_from_thread(self._show, page, body)
 
-    def _show(self, page: TextScreen, body: Group | Text) -> None:
+    def _show(self, page: PageScreen, body: Group | Text) -> None:
         if page in self.ui.screen_stack:  # not closed while the work ran
             page.update(body)
 
@@ -85,8 +88,8 @@ def report(c: Comparison, prompt: str) -> Group:
         diff = Table(title="surprisal per token of the prompt (-log p)", expand=False)
         for col in ("token", "this run", escape(name), "difference"):
             diff.add_column(col, justify="right")
-        for a, b in zip(rows_a, rows_b, strict=True):
-            diff.add_row(cell(c.token_texts[a.target]), f"{a.nll:.2f}", f"{b.nll:.2f}", f"{b.nll - a.nll:+.2f}")
+        for ra, rb in zip(rows_a, rows_b, strict=True):
+            diff.add_row(cell(c.token_texts[ra.target]), f"{ra.nll:.2f}", f"{rb.nll:.2f}", f"{rb.nll - ra.nll:+.2f}")
         parts.append(diff)
     elif rows_a:
         parts.append(Text("the two tokenizers split the prompt differently: no per-token comparison", style="dim"))

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from rich.text import Text
 
 from tui_gpt.app.lab import Experiment
-from tui_gpt.app.screens.dialogs import TextScreen
+from tui_gpt.app.screens.page import PageScreen
 from tui_gpt.probes.export import examples_csv, history_csv
 from tui_gpt.settings import reproduce_command
 
@@ -26,7 +26,7 @@ class ExportExperiment(Experiment):
     def reproduce(self) -> None:
         command = reproduce_command(self.run.spec)
         self.ui.copy_to_clipboard(command)
-        self.ui.push_screen(TextScreen("Reproduce this run", Text(command + "\n\n(copied to the clipboard)")))
+        self.ui.push_screen(PageScreen("Reproduce this run", Text(command + "\n\n(copied to the clipboard)")))
 
     def export(self) -> None:
         ui = self.ui

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tui_gpt.app.lab import Experiment
-from tui_gpt.app.screens.dialogs import AskScreen
+from tui_gpt.app.screens.ask import AskScreen
 from tui_gpt.link.protocol import SetEvalInterval, SetLr
 from tui_gpt.settings import problem
 

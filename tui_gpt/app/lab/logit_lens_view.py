@@ -22,7 +22,8 @@ from tui_gpt.visible import visible
 
 if TYPE_CHECKING:
     from tui_gpt.app.state import LiveRun
-    from tui_gpt.probes.replica import LogitLens, Replica
+    from tui_gpt.probes.logit_lens import LogitLens
+    from tui_gpt.probes.replica import Replica
 
 POLL_S = 0.25  # how often the view looks for new weights
 NOTE = (

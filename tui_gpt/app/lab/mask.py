@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from tui_gpt.app.lab import Experiment
 from tui_gpt.app.messages import MaskSwitched, ResetRun
-from tui_gpt.app.screens.dialogs import ChoiceScreen
+from tui_gpt.app.screens.choice import ChoiceScreen
 from tui_gpt.link.protocol import SetCausal
 
 QUESTION = (

@@ -9,7 +9,7 @@ from rich.style import Style
 from rich.text import Text
 
 from tui_gpt.app.lab import Experiment, stack
-from tui_gpt.app.screens.dialogs import TextScreen
+from tui_gpt.app.screens.page import PageScreen
 from tui_gpt.link.protocol import Memorize, Memorized
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ class MemorizationExperiment(Experiment):
         ui, replica = self.ui, self.run.replica
         if replica is None:
             return
-        self.page = TextScreen("Memorization check", Text("sampling…", style="dim"))
+        self.page = PageScreen("Memorization check", Text("sampling…", style="dim"))
         ui.push_screen(self.page)
         prompt = self.prompt.value
         ui.run_worker(

@@ -9,11 +9,13 @@ from rich.table import Table
 from rich.text import Text
 
 from tui_gpt.app.lab import Experiment, stack
-from tui_gpt.app.screens.dialogs import TextScreen
+from tui_gpt.app.screens.page import PageScreen
 from tui_gpt.link.protocol import ExampleStepped, StepOn
 from tui_gpt.visible import cell, visible
 
 if TYPE_CHECKING:
+    from rich.console import JustifyMethod
+
     from tui_gpt.app.lab.pin import PinExperiment
     from tui_gpt.app.state import Doors
 
@@ -39,7 +41,7 @@ class OneStepExperiment(Experiment):
             ui.notify("Type a prompt of at least two tokens: its last token is the target.", severity="warning")
             return
         self.ids = ids
-        self.page = TextScreen(
+        self.page = PageScreen(
             "One step on one example",
             Text(f"{visible(tok.decode(ids[:-1]))} → {visible(tok.token_texts[ids[-1]])}: stepping…"),
         )
@@ -56,7 +58,13 @@ class OneStepExperiment(Experiment):
         head.append(f"p(target): {event.p_before:.4f} → {event.p_after:.4f}\n", style="bold")
         head.append(f"loss -log p: {before:.3f} → {after:.3f}\n\n")
         table = Table(title="top guesses before and after", expand=False)
-        for col, justify in (("before", "left"), ("p", "right"), ("after", "left"), ("p", "right")):
+        columns: tuple[tuple[str, JustifyMethod], ...] = (
+            ("before", "left"),
+            ("p", "right"),
+            ("after", "left"),
+            ("p", "right"),
+        )
+        for col, justify in columns:
             table.add_column(col, justify=justify)
         for (tb, pb), (ta, pa) in zip(event.top_before, event.top_after, strict=False):
             table.add_row(cell(tb), f"{pb:.3f}", cell(ta), f"{pa:.3f}")

@@ -8,7 +8,7 @@ from textual.content import Content
 
 from tui_gpt.app.lab import Experiment
 from tui_gpt.app.messages import Pinned
-from tui_gpt.app.screens.dialogs import AskScreen
+from tui_gpt.app.screens.ask import AskScreen
 from tui_gpt.visible import visible
 
 if TYPE_CHECKING:

@@ -18,7 +18,8 @@ from textual.widgets import Static
 
 from tui_gpt.app import keymap
 from tui_gpt.app.lab import Experiment
-from tui_gpt.app.screens.dialogs import AskScreen, ChoiceScreen
+from tui_gpt.app.screens.ask import AskScreen
+from tui_gpt.app.screens.choice import ChoiceScreen
 from tui_gpt.probes.surprisal import (
     DEFAULT_PROB_EDGES,
     DEFAULT_RANK_EDGES,

@@ -6,7 +6,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tui_gpt.app.lab import Experiment, stack
-from tui_gpt.app.screens.dialogs import TextScreen
+from tui_gpt.app.screens.page import PageScreen
 from tui_gpt.visible import cell
 
 NOTE = "\nDividing by T > 1 flattens the distribution (more surprising samples); T < 1 sharpens it. ↑/↓ change T."
@@ -25,4 +25,4 @@ class TemperatureExperiment(Experiment):
             table.add_column(col, justify="right")
         for r in rows:
             table.add_row(cell(texts[r.id]), f"{r.logit:.3f}", f"{r.scaled:.3f}", f"{r.prob:.2%}")
-        self.ui.push_screen(TextScreen("Temperature view", stack(table, Text(NOTE, style="dim"))))
+        self.ui.push_screen(PageScreen("Temperature view", stack(table, Text(NOTE, style="dim"))))

@@ -6,7 +6,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tui_gpt.app.lab import Experiment, stack
-from tui_gpt.app.screens.dialogs import TextScreen
+from tui_gpt.app.screens.page import PageScreen
 from tui_gpt.link.protocol import CountTokens, TokenCounts
 from tui_gpt.visible import cell
 
@@ -27,7 +27,7 @@ class TokensExperiment(Experiment):
             note = "special" if info.special else ("byte fragment" if info.fragment else "")
             table.add_row(str(i), str(info.id), cell(info.text), note)
         self.table = table
-        self.page = TextScreen("Tokenizer view", Text("counting tokens under char, bpe and word…", style="dim"))
+        self.page = PageScreen("Tokenizer view", Text("counting tokens under char, bpe and word…", style="dim"))
         self.ui.push_screen(self.page)
         self.client.send(CountTokens(text))
 

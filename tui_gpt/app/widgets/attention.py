@@ -5,6 +5,8 @@ A Line-API widget: rows are cached `Strip`s, so a repaint costs about a millisec
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.color import Color
 from rich.segment import Segment
 from rich.style import Style
@@ -54,7 +56,8 @@ class AttentionMap(Widget, can_focus=True):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.labels: list[str] = []
-        self.weights = None  # (n_layer, n_head, T, T) tensor, or None
+        # (n_layer, n_head, T, T) tensor, or None; Any: the app does not import torch (pyproject's import contracts)
+        self.weights: Any = None
         self.causal = True
         self.dropped = 0
         self._strips: list[Strip] = []

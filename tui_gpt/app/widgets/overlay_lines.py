@@ -73,7 +73,7 @@ def label(group: list[RunRecord], live: RunRecord) -> str:
 
 def overlay_lines(shown: list[RunRecord], live: RunRecord, axis: str) -> list[OverlayLine]:
     """The lines for the `shown` runs, compared with `live`, along `axis`; groups without a common step are left out."""
-    lines = []
+    lines: list[OverlayLine] = []
     for group in seed_groups([run for run in shown if run.evals]):
         xs, mean, lo, hi = group_points(group, axis)
         if not xs:

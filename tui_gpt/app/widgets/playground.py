@@ -6,7 +6,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 
 from tui_gpt.app.widgets.attention import AttentionMap
-from tui_gpt.app.widgets.examples import ExamplesPane
+from tui_gpt.app.widgets.examples_pane import ExamplesPane
 from tui_gpt.app.widgets.line import InfoLine
 from tui_gpt.app.widgets.prompt import PromptInput
 from tui_gpt.app.widgets.topk import TopKBars

@@ -16,6 +16,7 @@ from tui_gpt.app.widgets.curve import LINE_COLOURS, Curve
 from tui_gpt.app.widgets.line import InfoLine
 
 if TYPE_CHECKING:
+    from tui_gpt.app.widgets.loss_chart import LossChart
     from tui_gpt.app.widgets.overlay_lines import OverlayLine
 
 
@@ -25,7 +26,7 @@ class TrainingPane(Vertical):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.curve = Curve()
-        self.chart = None  # LossChart, once mounted
+        self.chart: LossChart | None = None  # once mounted
 
     def compose(self) -> ComposeResult:
         yield InfoLine(id="chart-slot")
@@ -47,8 +48,8 @@ class TrainingPane(Vertical):
         if not self.is_attached:  # the app quit before its first frame settled
             return
         slot = self.query_one("#chart-slot")
-        self.chart = LossChart(self.curve, id="loss-chart")
-        await self.mount(self.chart, before=slot)
+        self.chart = chart = LossChart(self.curve, id="loss-chart")
+        await self.mount(chart, before=slot)
         await slot.remove()
         self.curve.dirty = True
 

@@ -1,19 +1,15 @@
-"""The training-examples pane: a text broken into prefix -> target rows, and their mean loss."""
+"""The training-examples table: a text broken into prefix -> target rows, drawn line by line."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from rich.segment import Segment
 from rich.style import Style
-from textual.app import ComposeResult
-from textual.containers import Vertical
 from textual.reactive import reactive
 from textual.strip import Strip
 from textual.widget import Widget
 
-from tui_gpt.app.widgets.line import InfoLine
 from tui_gpt.visible import visible
 
 PREFIX_W = 30  # at most; less in a narrow pane
@@ -31,7 +27,7 @@ class ExampleRows(Widget):
     rows: reactive[list] = reactive(list, always_update=True, layout=False)
     words: reactive[list | None] = reactive(None, always_update=True, layout=False)  # word rows, when shown
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.labels: list[str] = []
 
@@ -52,7 +48,7 @@ class ExampleRows(Widget):
         width = self.size.width
         w = max(8, min(PREFIX_W, width - COLUMNS_W))
         by_word = self.words is not None
-        rows = self.words if by_word else self.rows
+        rows = self.words if self.words is not None else self.rows
         room = max(1, self.size.height - 1)
         hidden = 0
         if len(rows) > room:
@@ -74,38 +70,3 @@ class ExampleRows(Widget):
             segments = []
         # The widget's colours under every segment, so unstyled text follows the theme.
         return Strip(segments).apply_style(self.rich_style).crop_extend(0, width, self.rich_style)
-
-
-class ExamplesPane(Vertical):
-    """Every prefix of the text is a training example whose target is the next token."""
-
-    def compose(self) -> ComposeResult:
-        yield ExampleRows(id="examples-rows")
-        yield InfoLine(id="examples-mean")
-
-    def show(self, source: str, labels: list[str], rows: list, loss: float, words: Any = None) -> None:
-        """`labels` are the token texts; `rows` are probe.Example for positions 1..T-1.
-
-        With `words` (a nextword.WordExamples) the table shows one row per word instead.
-        """
-        self.border_title = f"Training examples · {source}" + (" · by word" if words is not None else "")
-        table = self.query_one(ExampleRows)
-        table.labels = labels
-        table.rows = rows
-        table.words = words.rows if words is not None else None
-        mean = self.query_one("#examples-mean", InfoLine)
-        if words is not None and words.rows:
-            n = len(words.rows)
-            mean.text = (
-                f"{n} words · -log p(word) is the sum of its tokens' losses · loss per word "
-                f"[b]{words.loss_per_word:.3f}[/b] = loss per token {words.loss_per_token:.3f} "
-                f"× {words.n_tokens / n:.2f} tokens per word"
-            )
-            return
-        if rows and not math.isnan(loss):
-            mean.text = (
-                f"{len(rows)} examples · mean -log p = [b]{loss:.3f}[/b] "
-                "= the loss: cross-entropy of the true next token"
-            )
-        else:
-            mean.text = "type at least two tokens: each prefix predicts the next token"
