@@ -145,7 +145,7 @@ def test_sampling_past_the_context_length(trained):
 
 @pytest.mark.parametrize("kind", ["char", "bpe"])
 def test_baselines_on_the_fables(kind):
-    corpus = load_corpus()
+    corpus = load_corpus(["fables"])
     tok = TextTokenizer.train(kind, corpus.texts)
     data = TokenData.build(corpus, tok)
     b = baselines(data.train, data.val, tok.vocab_size)

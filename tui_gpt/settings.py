@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Self
 
-BUILTINS = ("fables", "python-docs")  # corpora that ship with tui-gpt (or with Python)
+BUILTINS = ("stories", "fables", "python-docs")  # corpora that ship with tui-gpt (or with Python); the first is the default
 TOKENIZERS = ("char", "bpe", "word")
 MODEL_SIZES = {"tiny": (2, 2, 64), "small": (4, 4, 128), "medium": (6, 6, 192)}  # n_layer, n_head, n_embd
 # Parameters above which a model is "large" (GPT-2 small is 124 M): the app answers a key from the

@@ -21,7 +21,10 @@ import numpy as np
 from tui_gpt.errors import TuiGptError
 from tui_gpt.settings import BUILTINS
 
-DEFAULT_CORPUS = "fables"
+DEFAULT_CORPUS = "stories"
+# The default text: the bundled stories, with the fables' training part seen this many times. The
+# fables hold the seed sentence; without the weight a 1 MB text would bury it (docs/learning-speed.md).
+FABLE_WEIGHT = 3
 # Tokens live on disk (see tokencache), so memory does not limit the corpus; this cap only
 # catches a source that points at far more than anyone means to train on.
 MAX_CORPUS_BYTES = 16 * 10**9
@@ -46,10 +49,11 @@ class Scan:
 class Document:
     """One text: held in memory (built-in corpora, tests) or a file streamed in blocks."""
 
-    def __init__(self, name: str, text: str | None = None, path: Path | None = None) -> None:
+    def __init__(self, name: str, text: str | None = None, path: Path | None = None, repeat: int = 1) -> None:
         if (text is None) == (path is None):
             raise ValueError("a Document has either text or a path")
         self.name = name
+        self.repeat = repeat  # its training part goes in this many times (its validation part once)
         self._text = text
         self.path = path
         self._scan: Scan | None = None
@@ -57,7 +61,7 @@ class Document:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Document):
             return NotImplemented
-        return (self.name, self._text, self.path) == (other.name, other._text, other.path)
+        return (self.name, self._text, self.path, self.repeat) == (other.name, other._text, other.path, other.repeat)
 
     def __hash__(self) -> int:
         return hash((self.name, self.path))
@@ -191,8 +195,8 @@ class Corpus:
 
     @cached_property
     def digest(self) -> str:
-        """A hash of the documents' texts in order: what the tokens depend on."""
-        return combined_digest(d.scanned.digest for d in self.documents)
+        """A hash of the documents' texts in order, each as many times as it is repeated: what the tokens depend on."""
+        return combined_digest(d.scanned.digest for d in self.documents for _ in range(d.repeat))
 
     @property
     def texts(self) -> list[str]:
@@ -258,12 +262,18 @@ def _human(n: float) -> str:
     return f"{n} B"
 
 
+def _bundled(folder: str, repeat: int = 1) -> tuple[Document, ...]:
+    root = assets_dir()
+    files = sorted((root / folder).rglob("*.txt"))
+    return tuple(Document(p.relative_to(root).as_posix(), p.read_text(encoding="utf-8"), repeat=repeat) for p in files)
+
+
 def _builtin(name: str) -> Corpus:
     if name == "fables":
-        folder = assets_dir() / "fables"
-        files = sorted(folder.glob("*.txt"))
-        docs = tuple(Document(f"fables/{p.name}", p.read_text(encoding="utf-8")) for p in files)
-        return Corpus("fables (bundled)", docs)
+        return Corpus("fables (bundled)", _bundled("fables"))
+    if name == "stories":
+        stories = _bundled("stories")
+        return Corpus(f"stories (bundled: {len(stories)} stories and the fables)", stories + _bundled("fables", FABLE_WEIGHT))
     from pydoc_data import topics  # ships with every CPython
 
     docs = tuple(Document(f"python-docs/{key}", text) for key, text in sorted(topics.topics.items()) if text.strip())

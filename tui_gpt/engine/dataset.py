@@ -53,7 +53,7 @@ class TokenData:
         cached = tokencache.load(key, dtype, tokenizer.vocab_size)
         if cached is None:
             # Every token is at least one byte of text, plus an end-of-text per document.
-            need = (total + 2 * len(corpus.documents)) * dtype.itemsize
+            need = sum((d.size + 2) * d.repeat for d in corpus.documents) * dtype.itemsize
             done = 0
 
             def counted(blocks: Iterator[tuple[str, bytes]], hash_bytes: Callable[[bytes], object]) -> Iterator[str]:
@@ -75,8 +75,8 @@ class TokenData:
                             w.add(part)
                     except UnicodeDecodeError:  # it was UTF-8 when scanned
                         raise _changed(doc) from None
-                    w.end_document()
-                    digests.append(h.digest())
+                    w.end_document(doc.repeat)
+                    digests += [h.digest()] * doc.repeat
                     if changed is None and digests[-1] != doc.scanned.digest:
                         changed = doc
                 # Stored under the key of the bytes tokenized, so a later run on the scanned text never gets them.

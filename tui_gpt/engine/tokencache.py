@@ -281,13 +281,25 @@ class Writer:
         self._doc += len(ids)
         self.n_train += len(ids)
 
-    def end_document(self) -> None:
-        """Move the current document's last ids to the validation split."""
+    def end_document(self, repeat: int = 1) -> None:
+        """Move the current document's last ids to the validation split; its training part then goes
+        in `repeat` times in all (a bundled text weighed up: small, so it is read back into memory)."""
         n = self._doc
         n_val = int(n * self.val_fraction)
         self._doc = 0
-        if not n_val:
-            return
+        if n_val:
+            self._to_validation(n_val)
+        if repeat > 1 and n > n_val:
+            size = self.dtype.itemsize
+            self.f.flush()
+            self.f.seek(HEADER_BYTES + (self.n_train - (n - n_val)) * size)
+            part = self.f.read()
+            self.f.seek(0, os.SEEK_END)
+            for _ in range(repeat - 1):
+                self.f.write(np.array([self.eot], dtype=self.dtype).tobytes() + part)
+            self.n_train += (repeat - 1) * (n - n_val + 1)
+
+    def _to_validation(self, n_val: int) -> None:
         if self.n_val:
             self.v.write(np.array([self.eot], dtype=self.dtype).tobytes())
             self.n_val += 1
