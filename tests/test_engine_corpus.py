@@ -150,7 +150,7 @@ def test_a_repeated_document_trains_more_and_validates_once(tmp_path):
     once, thrice = TokenData.build(plain, tok), TokenData.build(weighed, tok)
     assert list(thrice.val) == list(once.val)
     part = list(once.train)
-    assert list(thrice.train) == part + [tok.eot_id] + part + [tok.eot_id] + part
+    assert list(thrice.train) == [*part, tok.eot_id, *part, tok.eot_id, *part]
     assert weighed.digest != plain.digest
 
 

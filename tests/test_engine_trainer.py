@@ -153,3 +153,36 @@ def test_split_loss_scores_every_window_once(make_spec):
         ]
     assert tr.split_loss("val", batch_size=3) == pytest.approx(sum(losses) / len(losses), abs=1e-5)
     assert tr.evaluate(200)["val"] == pytest.approx(tr.split_loss("val"), abs=0.05)  # what evaluate samples
+
+
+def test_dropout_follows_the_size_of_the_text():
+    from tui_gpt.settings import dropout_for
+
+    assert dropout_for(30_000, 860_000)[0] == 0.2  # the fables alone: small
+    assert dropout_for(500_000, 860_000)[0] == 0.1  # a megabyte of stories: medium
+    assert dropout_for(10_000_000, 860_000)[0] == 0.0  # plenty of text: none
+    assert "small text" in dropout_for(30_000, 860_000)[1]
+
+
+def test_the_app_chooses_dropout_when_the_run_opens_and_an_option_wins(make_spec):
+    from tui_gpt.commands.cli import parser_app, parser_train
+    from tui_gpt.settings import RunSpec
+
+    assert RunSpec.from_args(parser_app().parse_args([]), app=True).dropout is None
+    assert RunSpec.from_args(parser_app().parse_args(["--dropout", "0.05"]), app=True).dropout == 0.05
+    assert RunSpec.from_args(parser_train().parse_args([])).dropout == 0.0
+    app_size = {"n_layer": 4, "n_head": 4, "n_embd": 128}  # the fables: 0.08 tokens a parameter
+    run = open_run(make_spec(dropout=None, **app_size))
+    assert run.spec.dropout == run.trainer.model.config.dropout == 0.2
+    assert run.spec.dropout_note.startswith("small text")
+    assert open_run(make_spec(dropout=0.0, **app_size)).trainer.model.config.dropout == 0.0
+    assert open_run(make_spec(dropout=None)).spec.dropout == 0.0  # the tiny test model: plenty of text for it
+
+
+@pytest.mark.parametrize("shape", [(512, 64, 4, 4, 128, True), (100, 16, 1, 2, 16, False), (65, 32, 2, 2, 48, True)])
+def test_the_config_counts_the_parameters_the_model_has(shape):
+    from tui_gpt.engine.model import GPT, GPTConfig
+
+    vocab, block, layers, heads, width, bias = shape
+    config = GPTConfig(vocab, block, layers, heads, width, bias=bias)
+    assert config.num_params() == GPT(config).num_params()

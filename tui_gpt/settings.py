@@ -14,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Self
 
-BUILTINS = ("stories", "fables", "python-docs")  # corpora that ship with tui-gpt (or with Python); the first is the default
+# Corpora that ship with tui-gpt (or with Python); the first is the default.
+BUILTINS = ("stories", "fables", "python-docs")
 TOKENIZERS = ("char", "bpe", "word")
 MODEL_SIZES = {"tiny": (2, 2, 64), "small": (4, 4, 128), "medium": (6, 6, 192)}  # n_layer, n_head, n_embd
 # Parameters above which a model is "large" (GPT-2 small is 124 M): the app answers a key from the
@@ -31,7 +32,8 @@ FINETUNE = {"train.lr": 5e-5, "train.batch_size": 1, "train.warmup_steps": 20, "
 # app is read word by word. `train` and `bench` keep characters: nanoGPT's recipe, to compare with.
 # An app run has no end, so its learning rate holds after warm-up instead of decaying by a step count
 # it never reaches on purpose (docs/learning-speed.md measures both).
-APP = {"tokenizer": "bpe", "train.schedule": "constant"}
+# Its dropout follows the size of the text (`dropout_for`), where --dropout is not given.
+APP = {"tokenizer": "bpe", "train.schedule": "constant", "dropout": None}
 SCHEDULES = ("cosine", "constant")
 # Probing a model (`complete`, the app's panes): how many guesses, and the next-word search's work.
 TOP_K = 10
@@ -94,7 +96,8 @@ class RunSpec(_Dict):
     n_head: int = 4
     n_embd: int = 128
     block_size: int = 64
-    dropout: float = 0.0
+    dropout: float | None = 0.0  # None: chosen from the text's size when the run opens (`dropout_for`)
+    dropout_note: str = field(default="", compare=False)  # why, when it was chosen so: "small text: ..."
     causal: bool = True  # False lets every position see the future: the mask experiment
     train: TrainConfig = field(default_factory=TrainConfig)
     resume: str | None = None
@@ -202,7 +205,7 @@ OPTIONS: tuple[Option, ...] = (
         str,
         SCHEDULES,
     ),
-    Option("--dropout", "dropout", "", float),
+    Option("--dropout", "dropout", "the app's default: by the text's size, 0 to 0.2", float),
     Option("--no-causal", "causal", "train without the causal mask (the mask experiment)", flag_only=True),
     Option("--seed", "train.seed"),
     Option("--eval-interval", "train.eval_interval", "evaluate every N steps (0: never)"),
@@ -218,6 +221,21 @@ OPTIONS: tuple[Option, ...] = (
     Option("--device", "train.device", "auto (CUDA, then MPS, then CPU), cpu, cuda, mps", str),
 )
 STEPS = Option("--steps", "train.decay_steps", "optimizer steps to take")  # also where the cosine ends
+
+
+# Dropout by the size of the text, in training tokens per parameter: (below this, dropout, what the text is).
+# Measured in docs/learning-speed.md: the fables (0.04 tokens a parameter) overfit within a minute without
+# dropout and hold with 0.2; a 1 MB text (about 0.6) learns for minutes with 0.1.
+DROPOUT_BY_SIZE = ((0.2, 0.2, "small text"), (2.0, 0.1, "medium text"))
+
+
+def dropout_for(train_tokens: int, params: int) -> tuple[float, str]:
+    """The dropout for `train_tokens` of text and a model of `params` parameters, and why (for the Training pane)."""
+    per = train_tokens / max(1, params)
+    for below, dropout, what in DROPOUT_BY_SIZE:
+        if per < below:
+            return dropout, f"{what}, {per:.2g} tokens a parameter"
+    return 0.0, f"large text, {per:.2g} tokens a parameter"
 
 
 def is_int(value: object) -> bool:

@@ -273,7 +273,8 @@ def _builtin(name: str) -> Corpus:
         return Corpus("fables (bundled)", _bundled("fables"))
     if name == "stories":
         stories = _bundled("stories")
-        return Corpus(f"stories (bundled: {len(stories)} stories and the fables)", stories + _bundled("fables", FABLE_WEIGHT))
+        name = f"stories (bundled: {len(stories)} stories and the fables)"
+        return Corpus(name, stories + _bundled("fables", FABLE_WEIGHT))
     from pydoc_data import topics  # ships with every CPython
 
     docs = tuple(Document(f"python-docs/{key}", text) for key, text in sorted(topics.topics.items()) if text.strip())

@@ -39,6 +39,14 @@ class GPTConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def num_params(self) -> int:
+        """What `GPT(self).num_params()` counts (the position table left out), without building the model."""
+        C, b = self.n_embd, int(self.bias)
+        norm = C * (1 + b)
+        # ln_1, c_attn, c_proj, ln_2, c_fc, mlp c_proj
+        block = norm + (3 * C * C + b * 3 * C) + (C * C + b * C) + norm + (4 * C * C + b * 4 * C) + (4 * C * C + b * C)
+        return self.vocab_size * C + self.n_layer * block + norm  # tied token table and head, ln_f
+
     @property
     def mask_bytes(self) -> int:
         """Memory of the causal masks: a bool (T, T) per layer, and one more while the last is built."""

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tui_gpt.errors import TuiGptError
-from tui_gpt.settings import RunSpec, spec_problem
+from tui_gpt.settings import RunSpec, dropout_for, spec_problem
 
 if TYPE_CHECKING:  # the app imports RunSpec before first paint: keep it light
     from tui_gpt.engine.checkpoint import CorpusInfo
@@ -128,9 +128,12 @@ def open_run(spec: RunSpec, progress: Progress | None = None) -> LoadedRun:
         n_layer=spec.n_layer,
         n_head=spec.n_head,
         n_embd=spec.n_embd,
-        dropout=spec.dropout,
+        dropout=spec.dropout or 0.0,
         causal=spec.causal,
     )
+    if spec.dropout is None:  # the app's default: by the size of the text
+        mconf.dropout, note = dropout_for(len(data.train), mconf.num_params())
+        spec = replace(spec, dropout=mconf.dropout, dropout_note=note)
     trainer = Trainer(mconf, replace(spec.train), data)
     return LoadedRun(spec, corpus, tokenizer, data, trainer)
 
