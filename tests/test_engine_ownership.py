@@ -150,6 +150,7 @@ def test_a_second_sweep_into_the_same_folder_keeps_the_first_ones_checkpoints(tm
 
 def test_a_sweep_refuses_a_checkpoint_folder_as_its_out(tmp_path, data, capsys):
     train(tmp_path / "ck")
+    capsys.readouterr()
     assert main(["sweep", "--lr", "1e-3,2e-3", *SWEEP_TINY, "--steps", "2", "--out", str(tmp_path / "ck")]) == 2
     err = capsys.readouterr().err
     assert str(tmp_path / "ck") in err and "checkpoint" in err and len(err.strip().splitlines()) == 1
