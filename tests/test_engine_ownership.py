@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from pilot import sync
 from polling import wait
 from test_engine_cli import TINY
 from test_engine_sweep import TINY as SWEEP_TINY
@@ -18,7 +19,7 @@ from test_engine_sweep import finished
 from tui_gpt.commands.cli import main
 from tui_gpt.engine.savedir import LOCK, CheckpointLock, checkpoint_run_id
 from tui_gpt.errors import TuiGptError
-from tui_gpt.link.protocol import Moved, Quit, Ready, Reset, Saved
+from tui_gpt.link.protocol import Moved, Quit, Ready, Reset, Save, Saved
 from tui_gpt.link.worker import TrainerLoop
 from tui_gpt.runs.registry import Registry, RegistrySink
 from tui_gpt.runs.tracking import RunEnd, RunInfo
@@ -194,3 +195,25 @@ def test_a_reset_of_a_resumed_run_saves_beside_the_checkpoint_it_resumed(make_sp
     (saved,) = [ev for ev in seen if isinstance(ev, Saved)]
     assert saved.path == moved.out and (tmp_path / "R100-2" / "model.safetensors").is_file()
     assert checkpoint_run_id(tmp_path / "R100-2") != checkpoint_run_id(r100)
+
+
+@sync
+async def test_the_app_asks_with_the_folder_and_follows_the_move(tmp_path):
+    from fake_trainer import make_app
+    from pilot import ready, settle, wait_for
+    from test_app_pilot import asked
+
+    async with ready(make_app(tmp_path)) as (app, pilot):
+        out = Path(app.state.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text("{}")  # the folder holds a checkpoint (a resumed run's, say)
+        app.action_reset_model()
+        question = await asked(pilot)
+        assert "keeps its checkpoint" in question and "new folder" in question
+        await pilot.press("n")
+        await settle(pilot)
+        app.client._emit(Moved(str(tmp_path / "run-2"), str(out)))  # as the trainer says after a reset
+        await wait_for(pilot, lambda: app.state.out == str(tmp_path / "run-2"), what="the new folder")
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert app.client.commands[-1] == Save(str(tmp_path / "run-2"))
