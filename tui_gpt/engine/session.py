@@ -6,8 +6,8 @@ The command line, the benchmark and the app's trainer process all start runs her
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING

@@ -343,13 +343,13 @@ def sweep(args: argparse.Namespace) -> int:
     if args.time is not None and not args.time > 0:
         raise TuiGptError(f"--time must be positive, got {args.time}")
     points = grid(args)
-    digest = load_corpus(args.text).digest
-    for point in points:
-        point.key = key_of(point, args.text, digest)
     name = args.name or default_name(args.text, points)
     out = Path(args.out or Path("sweeps") / name)
     if (inside := checkpoint_around(out)) is not None:
-        raise TuiGptError(f"{out}: inside the checkpoint {inside}, which a sweep must not change; pass --out another folder")
+        raise TuiGptError(f"{out}: inside the checkpoint {inside}, which a sweep must not change; pass another --out")
+    digest = load_corpus(args.text).digest
+    for point in points:
+        point.key = key_of(point, args.text, digest)
     todo = [p for p in points if p.key not in done_runs(points, digest)]
     console = Console(stderr=True)
     skipped = len(points) - len(todo)
