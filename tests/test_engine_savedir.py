@@ -94,8 +94,8 @@ def test_the_next_save_removes_orphans_of_killed_saves(tmp_path, fables_run):
 def test_a_folder_no_run_saved_into_is_discarded_and_any_other_kept(tmp_path, foreign):
     empty, lock_only, held = tmp_path / "empty", tmp_path / "lock-only", tmp_path / "held"
     empty.mkdir()
-    with CheckpointLock(lock_only):  # a run that ended before its first save leaves its lock
-        pass
+    lock_only.mkdir()
+    (lock_only / LOCK).write_text("{}")  # a run killed before its first save leaves its lock
     assert discard_unsaved(empty) and discard_unsaved(lock_only)
     assert not empty.exists() and not lock_only.exists()
     with CheckpointLock(held):  # a run still going, about to save: kept

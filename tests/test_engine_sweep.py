@@ -113,10 +113,14 @@ def test_the_plan_times_one_alone_then_several_at_once_and_keeps_the_faster(monk
 # ---- tui-gpt runs, in this process ----------------------------------------------------------
 
 
+RUN_ID = "0123456789abcdef"
+
+
 def _record(reg: Registry, lr: float, checkpoint: Path | None, val: float) -> int:
     sink = RegistrySink(reg)
     settings = {"n_layer": 1, "n_head": 1, "n_embd": 16, "train": {"lr": lr, "seed": 1}}
-    sink.start(RunInfo("train", settings, "char", "tiny [x]", "d", "tui-gpt train", str(checkpoint or "")))
+    info = RunInfo("train", settings, "char", "tiny [x]", "d", "tui-gpt train", str(checkpoint or ""), run_id=RUN_ID)
+    sink.start(info)
     sink.eval(EvalRow(10, 100, 1.0, val + 0.1, val, val / 2))
     sink.finish(RunEnd("done", 10, 1.0, 1000.0, str(checkpoint) if checkpoint else None))
     assert sink.id is not None
@@ -126,6 +130,7 @@ def _record(reg: Registry, lr: float, checkpoint: Path | None, val: float) -> in
 def _checkpoint(path: Path) -> Path:
     path.mkdir()
     (path / "config.json").write_text(json.dumps({"format": FORMAT}))
+    (path / "trainer.json").write_text(json.dumps({"run": RUN_ID}))  # the run that saved it (runs rm checks)
     return path
 
 

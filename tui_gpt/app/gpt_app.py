@@ -44,7 +44,7 @@ from tui_gpt.app.widgets.attention import AttentionMap
 from tui_gpt.app.widgets.playground import Playground
 from tui_gpt.app.widgets.topk import TopKBars
 from tui_gpt.app.widgets.training import TrainingPane
-from tui_gpt.link.protocol import Save, Saved, Status, Step
+from tui_gpt.link.protocol import Moved, Save, Saved, Status, Step
 from tui_gpt.probes.hints import run_hints
 from tui_gpt.settings import RunSpec
 
@@ -93,6 +93,7 @@ class GPTApp(App[None]):
         self.quitting = Quitting(doors, self.run_status)
         self.router = Router()
         self.router.add(Status, self._on_status)
+        self.router.add(Moved, self._on_moved)
         self.run_status.connect(self.router)
         self.lab.connect(self.router)
 
@@ -164,6 +165,11 @@ class GPTApp(App[None]):
     def _on_status(self, ev: Status) -> None:
         if ev.spec is not None:
             self.state.reported = ev.spec
+
+    def _on_moved(self, ev: Moved) -> None:
+        """A reset's new run saves beside the checkpoint it would have replaced: save there, and say so."""
+        self.state.out = ev.out
+        self.notify(f"{ev.kept} keeps its checkpoint; this new run saves to {ev.out}", title="New folder", markup=False)
 
     # ---- the controllers' requests ----------------------------------------------------
     def on_reset_run(self, message: ResetRun) -> None:
@@ -289,10 +295,10 @@ class GPTApp(App[None]):
         self.probes.next_source()
 
     def action_load_text(self) -> None:
-        resets.load_text(self, self.state.spec)
+        resets.load_text(self, self.state.spec, self.state.out)
 
     def action_reset_model(self) -> None:
-        resets.reset_model(self, self.state.spec)
+        resets.reset_model(self, self.state.spec, self.state.out)
 
     def reset(self, spec: RunSpec) -> None:
         """Start the run again from `spec`; the trainer keeps the old one if the new one fails."""

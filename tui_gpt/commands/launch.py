@@ -34,8 +34,9 @@ def run_app(args: argparse.Namespace) -> int:
     stream = sys.stderr if served else sys.stdout
     try:  # after a hang-up there may be no terminal left to print on
         if app.final_save is not None:
+            saved = app.final_save.path  # a reset may have moved the run to a new folder
             print(
-                f"tui-gpt: saved step {app.final_save.step} to {out}; continue with: tui-gpt --resume {out}",
+                f"tui-gpt: saved step {app.final_save.step} to {saved}; continue with: tui-gpt --resume {saved}",
                 file=stream,
             )
         else:

@@ -78,8 +78,13 @@ class CorpusInfo(TypedDict):
     chars: int
 
 
-def save_checkpoint(out: Path, trainer: Trainer, tokenizer: TextTokenizer, corpus_info: CorpusInfo) -> Path:
+def save_checkpoint(
+    out: Path, trainer: Trainer, tokenizer: TextTokenizer, corpus_info: CorpusInfo, run_id: str | None = None
+) -> Path:
     """Write a complete checkpoint to `out`, replacing any previous one only once it is whole.
+
+    `run_id` is the run's own id, kept in trainer.json: `runs rm --with-checkpoints` deletes a folder
+    only while it still holds the checkpoint of the run it removes (savedir.checkpoint_run_id).
 
     `out` must be new, empty or a tui-gpt checkpoint: anything else is refused, never overwritten.
     A failed write (a full disk, say) leaves the previous checkpoint as it was and raises one line.
@@ -100,7 +105,7 @@ def save_checkpoint(out: Path, trainer: Trainer, tokenizer: TextTokenizer, corpu
         tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(out), dir=out.parent))
         old = aside(out)
         try:
-            _write_files(tmp, trainer, tokenizer, config)
+            _write_files(tmp, trainer, tokenizer, config, run_id)
             # The lock file moves with the folder (same inode), so the lock outlives the swap.
             os.link(out / LOCK, tmp / LOCK)
             # Swap directories: the old checkpoint is removed only after the new one is in place.
@@ -134,7 +139,9 @@ def _discard(folder: Path, out: Path) -> None:
     shutil.rmtree(gone)
 
 
-def _write_files(tmp: Path, trainer: Trainer, tokenizer: TextTokenizer, config: dict[str, Any]) -> None:
+def _write_files(
+    tmp: Path, trainer: Trainer, tokenizer: TextTokenizer, config: dict[str, Any], run_id: str | None = None
+) -> None:
     model = trainer.model
     st.save_model(model, str(tmp / "model.safetensors"))
     opt_tensors, hyper = _optimizer_tensors(trainer)
@@ -143,7 +150,8 @@ def _write_files(tmp: Path, trainer: Trainer, tokenizer: TextTokenizer, config: 
     st.save_file({k: v.detach().cpu().contiguous() for k, v in opt_tensors.items()}, str(tmp / "optimizer.safetensors"))
     write_json(tmp / "config.json", config)
     tokenizer.save(tmp / "tokenizer.json")
-    write_json(tmp / "trainer.json", {"step": trainer.step, "elapsed": trainer.elapsed, "param_groups": hyper})
+    state: dict[str, Any] = {"step": trainer.step, "elapsed": trainer.elapsed, "param_groups": hyper}
+    write_json(tmp / "trainer.json", {**state, "run": run_id} if run_id else state)
     write_json(tmp / "history.json", trainer.history.to_dict())
     for name in FILES:
         with open(tmp / name, "rb") as f:

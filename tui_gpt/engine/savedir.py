@@ -284,6 +284,7 @@ class CheckpointLock:
         self.unwritable = unwritable  # and when the disk is full or read-only
         self.fd: int | None = None
         self.depth = 0
+        self.made: list[Path] = []  # the folders taking it made (or that held only a lock): removed if unused
 
     @staticmethod
     def held(out: Path) -> CheckpointLock | None:
@@ -302,6 +303,8 @@ class CheckpointLock:
         check_out(self.out)
         self._check_aside()
         made = new_folders(self.out)
+        if not made and _only_lock(self.out):  # a run that never saved made it: ours to remove again
+            made = [self.out]
         fd = None
         try:
             fd = self._take()
@@ -313,7 +316,7 @@ class CheckpointLock:
                 os.close(fd)
             remove_new(made, LOCK)
             raise TuiGptError(f"{self.out}: cannot write there ({reason(exc)}); {self.unwritable}") from None
-        self.fd, self.depth = fd, 1
+        self.fd, self.depth, self.made = fd, 1, made
         _held[self.out] = self
         return self
 
@@ -322,7 +325,10 @@ class CheckpointLock:
         for _ in range(10):
             self.out.mkdir(parents=True, exist_ok=True)
             path = self.out / LOCK
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            except FileNotFoundError:  # an unused folder removed as its run ended: make it again
+                continue
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -363,7 +369,13 @@ class CheckpointLock:
         self.depth -= 1
         if self.depth > 0 or self.fd is None:
             return
-        # The file stays: removing it would let a process that opened it lock a file no one else sees.
+        # A checkpoint's lock file stays: removing it would let a process that opened it lock a file no
+        # one else sees. A folder that never got one goes (a refused start, a tab closed at once): the
+        # lock is still ours while it does, and _take checks the file it locked is still the folder's.
+        if _only_lock(self.out):
+            with suppress(OSError):
+                (self.out / LOCK).unlink()
+                remove_new(self.made)
         os.close(self.fd)
         self.fd = None
         _held.pop(self.out, None)
@@ -392,6 +404,33 @@ def _saveable(folder: Path) -> bool:
     except TuiGptError:
         return False  # foreign files or a foreign folder aside: every save there is refused too
     return True
+
+
+def _only_lock(folder: Path) -> bool:
+    """A real folder holding our lock and nothing else: a run's folder before its first save."""
+    try:
+        return not folder.is_symlink() and {p.name for p in folder.iterdir()} == {LOCK}
+    except OSError:
+        return False
+
+
+def checkpoint_run_id(folder: Path) -> str | None:
+    """The id of the run that saved the checkpoint in `folder` (its trainer.json's "run"), if it has one."""
+    try:
+        ident = json.loads(read_capped(Path(folder) / "trainer.json", CAPS["trainer.json"])).get("run")
+    except (OSError, TuiGptError, ValueError, AttributeError, RecursionError):
+        return None
+    return ident if isinstance(ident, str) and ident else None
+
+
+def fresh_sibling(out: Path) -> Path:
+    """The first of OUT-2, OUT-3, ... beside `out` that is free: for a new run that must not replace `out`."""
+    out = Path(out).expanduser().resolve()
+    for n in range(2, 10_000):
+        candidate = out.with_name(f"{out.name}-{n}")
+        if not candidate.exists() and not candidate.is_symlink() and not aside(candidate).exists():
+            return candidate
+    raise TuiGptError(f"{out}: no free folder beside it for a new run; pass --out another folder")
 
 
 def _holder(path: Path) -> str:

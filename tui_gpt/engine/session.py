@@ -6,8 +6,9 @@ The command line, the benchmark and the app's trainer process all start runs her
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,6 +33,8 @@ class LoadedRun:
     data: TokenData
     trainer: Trainer
     memory: str = ""  # the memory estimate of a fine-tuning run, shown before it starts
+    # This run's own id: in its record and in every checkpoint it saves (a resume is a new run, with a new id)
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def corpus_info(self) -> CorpusInfo:
         from tui_gpt.engine.checkpoint import corpus_info
@@ -41,7 +44,7 @@ class LoadedRun:
     def save(self, out: str | Path) -> Path:
         from tui_gpt.engine.checkpoint import save_checkpoint
 
-        return save_checkpoint(Path(out), self.trainer, self.tokenizer, self.corpus_info())
+        return save_checkpoint(Path(out), self.trainer, self.tokenizer, self.corpus_info(), self.run_id)
 
 
 def preflight(spec: RunSpec) -> None:

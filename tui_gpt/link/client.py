@@ -15,7 +15,7 @@ from collections.abc import Callable
 from multiprocessing.queues import Queue
 
 from tui_gpt.link.preempt import Hold
-from tui_gpt.link.protocol import Command, Event, Failed, Quit, Reset, Saved, Saving, Stopped
+from tui_gpt.link.protocol import Command, Event, Failed, Moved, Quit, Reset, Saved, Saving, Stopped
 from tui_gpt.runs.recorder import Recording
 from tui_gpt.settings import RunSpec, cores
 
@@ -105,8 +105,11 @@ class TrainerClient:
                 return
 
     def _track(self, ev: Event) -> None:
-        """Follow saves, so that stop() can wait for one however long it takes, and report it."""
-        if isinstance(ev, Saving):
+        """Follow saves, so that stop() can wait for one however long it takes, and report it; and the
+        run's folder, so that a restarted trainer saves where the run does (a reset may have moved it)."""
+        if isinstance(ev, Moved):
+            self.out = ev.out
+        elif isinstance(ev, Saving):
             self._saving = True
         elif isinstance(ev, Saved) or (isinstance(ev, Failed) and ev.save_path):
             self._saving = False

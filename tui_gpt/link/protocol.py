@@ -176,6 +176,15 @@ class Saved:
 
 
 @dataclass
+class Moved:
+    """A reset's new run saves to `out` from now on: `kept` holds a checkpoint (a resumed run's, a saved
+    one) that the new run must not replace; a save asked for into `kept` goes to `out`."""
+
+    out: str
+    kept: str
+
+
+@dataclass
 class Failed:
     """The trainer hit an error; `fatal` means the process is exiting.
 
@@ -231,6 +240,7 @@ Event = (
     | Status
     | Saving
     | Saved
+    | Moved
     | Failed
     | ExampleStepped
     | TokenCounts

@@ -19,7 +19,7 @@ from multiprocessing.queues import Queue
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tui_gpt.engine.savedir import Autosave, CheckpointLock
+from tui_gpt.engine.savedir import Autosave, CheckpointLock, fresh_sibling, is_checkpoint_dir
 from tui_gpt.engine.session import LoadedRun, open_run
 from tui_gpt.errors import TuiGptError
 from tui_gpt.link.preempt import start_watchdog
@@ -33,6 +33,7 @@ from tui_gpt.link.protocol import (
     Losses,
     Memorize,
     Memorized,
+    Moved,
     Pause,
     Quit,
     Ready,
@@ -206,6 +207,8 @@ class TrainerLoop:
         self.autosave_to = autosave[0] if autosave else None  # save there this often, and when the app dies
         self.autosave = Autosave(autosave[1] if autosave else 0, saved_step=0)
         self.out = out  # the run's checkpoint folder: where a run that cannot go on saves before it stops
+        self.kept: set[Path] = set()  # folders a reset moved away from: their checkpoints are never replaced
+        self.moved_lock: CheckpointLock | None = None  # the lock of the folder a reset moved to
         self.commands = commands
         self.events = events
         self.paused = False
@@ -327,12 +330,7 @@ class TrainerLoop:
             case SetThreads(n=n) if run is not None:
                 run.trainer.set_threads(n)  # from the next step
             case Reset(spec=spec):
-                try:
-                    self.open(spec)
-                except TuiGptError as exc:  # bad new text: say so, and carry on with the old run
-                    self.events.put(Failed(f"{exc}; kept the current run", fatal=False))
-                    if built:
-                        self.announce()
+                self.reset(spec, built)
             case _ if self.commands_on_run is not None:
                 for ev in self.commands_on_run.handle(cmd):
                     self.events.put(ev)
@@ -341,9 +339,50 @@ class TrainerLoop:
         if self.run is not None and self.commands_on_run is not None:
             self.events.put(Status(self.paused, self.run.trainer.step, self.commands_on_run.spec))
 
+    def reset(self, spec: RunSpec, built: bool) -> None:
+        """Start again from `spec`, in a fresh folder if the run's folder holds a checkpoint: a new run never
+        replaces one unasked. Bad new text (or no folder to move to): say so, and carry on with the old run."""
+        before, kept = (self.out, self.autosave_to, self.moved_lock), set(self.kept)
+        try:
+            moved = self.move_out()
+            self.open(spec)
+        except TuiGptError as exc:
+            if self.moved_lock is not before[2] and self.moved_lock is not None:
+                self.moved_lock.__exit__()  # an unused folder: removed with its lock
+            (self.out, self.autosave_to, self.moved_lock), self.kept = before, kept
+            self.events.put(Failed(f"{exc}; kept the current run", fatal=False))
+            if built:
+                self.announce()
+            return
+        if moved is not None:
+            if before[2] is not None:
+                before[2].__exit__()
+            self.events.put(Moved(str(self.out), str(moved)))
+
+    def move_out(self) -> Path | None:
+        """If the run's folder holds a checkpoint, take a fresh one beside it as the run's; the folder left."""
+        if not self.out or not is_checkpoint_dir(Path(self.out)):
+            return None
+        kept = Path(self.out).expanduser().resolve()
+        lock = CheckpointLock(fresh_sibling(kept))
+        lock.__enter__()
+        self.kept.add(kept)
+        self.moved_lock, self.out = lock, str(lock.out)
+        if self.autosave_to:
+            self.autosave_to = self.out
+        return kept
+
+    def release(self) -> None:
+        """Let go of the folder a reset moved to (the first folder's lock is the caller's)."""
+        if self.moved_lock is not None:
+            self.moved_lock.__exit__()
+            self.moved_lock = None
+
     def save(self, path: str) -> bool:
         """Save to `path` and say so; on any failure say why in one line and carry on."""
         run = self.opened
+        if self.out and Path(path).expanduser().resolve() in self.kept:
+            path = self.out  # an app that has not yet heard of the move: never over the checkpoint kept
         step = run.trainer.step
         self.events.put(Saving(path, step))
         try:
@@ -450,7 +489,10 @@ def trainer_main(
         torch.set_num_threads(threads)
         loop = TrainerLoop(spec, commands, events, (out, autosave) if out and autosave else None, out, recording)
         with CheckpointLock(Path(out)) if out else contextlib.nullcontext():
-            loop.loop()
+            try:
+                loop.loop()
+            finally:
+                loop.release()
         if loop.orphaned:
             events.cancel_join_thread()  # the pipe has no reader: do not wait to flush it
     except TuiGptError as exc:

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from tui_gpt.engine.savedir import CheckpointLock, is_checkpoint_dir
+from tui_gpt.engine.savedir import CheckpointLock, checkpoint_run_id, is_checkpoint_dir
 from tui_gpt.errors import TuiGptError
 from tui_gpt.runs.registry import Registry, RunRecord, flat_settings, labels, show_value
 
@@ -185,20 +185,31 @@ def remove_runs(args: argparse.Namespace) -> int:
 
 
 def _remove_checkpoint(run: RunRecord, kept: list[RunRecord]) -> str:
-    """Remove the checkpoint of `run` if it is ours and no remaining run saved there; one line on what happened."""
+    """Remove the checkpoint of `run` if it is still the one that run saved and no remaining run saved
+    there; one line on what happened. A folder is deleted only when the record names it absolutely,
+    it is reached through no symlink, and its checkpoint carries the run's own id."""
     where = checkpoint_of(run)
     if not where:
         return f"run {run.id}: no checkpoint"
     path = Path(where)
-    if not path.exists():
+    if not path.is_absolute():
+        return f"run {run.id}: kept {where}: recorded as a relative path, so its folder is unknown; remove it by hand"
+    if not path.exists() and not path.is_symlink():
         return f"run {run.id}: {path} is already gone"
-    others = [r.id for r in kept if checkpoint_of(r) and Path(checkpoint_of(r) or "").resolve() == path.resolve()]
+    others = [r.id for r in kept if (c := checkpoint_of(r)) and (c == where or Path(c).resolve() == path.resolve())]
     if others:
         return f"run {run.id}: kept {path}: run {others[0]} also saved there"
-    if path.is_symlink() or not is_checkpoint_dir(path):
+    real = path.resolve()
+    if real != path:
+        return f"run {run.id}: kept {path}: it leads to {real}, through a symlink; remove it by hand"
+    if not is_checkpoint_dir(path):
         return f"run {run.id}: kept {path}: not a tui-gpt checkpoint"
+    if not run.info.run_id:
+        return f"run {run.id}: kept {path}: recorded without the run's id (an older tui-gpt); remove it by hand"
     try:
         with CheckpointLock(path, advice="kept it"):  # never under a run that is saving there
+            if checkpoint_run_id(path) != run.info.run_id:
+                return f"run {run.id}: kept {path}: another run saved there since"
             shutil.rmtree(path)
     except TuiGptError as exc:
         return f"run {run.id}: {exc}"

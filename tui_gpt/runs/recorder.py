@@ -112,9 +112,16 @@ def run_info(kind: str, run: LoadedRun, recording: Recording, checkpoint: str | 
         text_name=run.corpus.name,
         text_digest=run.corpus.digest,
         reproduce=reproduce_command(spec),
-        checkpoint=str(checkpoint) if checkpoint else None,
+        checkpoint=absolute(checkpoint),
         sweep=recording.sweep,
+        run_id=run.run_id,
     )
+
+
+def absolute(folder: str | Path | None) -> str | None:
+    """A checkpoint folder as the registry keeps it: absolute and resolved, so that it names one folder
+    whatever the current one is when it is read (`runs rm` refuses a relative one)."""
+    return str(Path(folder).expanduser().resolve()) if folder else None
 
 
 def _warn(message: str) -> None:
@@ -202,7 +209,7 @@ class Recorder:
         seconds = elapsed - self.first[1]
         rate = trained / seconds if seconds > 0 else 0.0
         wall = time.monotonic() - self.t0
-        self._each("finish", RunEnd(status, step, wall, rate, str(checkpoint) if checkpoint else None, dict(extra)))
+        self._each("finish", RunEnd(status, step, wall, rate, absolute(checkpoint), dict(extra)))
 
     @staticmethod
     def status_of(code: int) -> str:

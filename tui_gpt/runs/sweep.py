@@ -26,6 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from tui_gpt.engine.savedir import checkpoint_around
 from tui_gpt.errors import TuiGptError
 from tui_gpt.runs.recorder import settings_of
 from tui_gpt.runs.registry import Registry, RunRecord, run_key, show_value
@@ -52,7 +53,10 @@ class Point:
 
     @property
     def folder(self) -> str:
-        return f"{self.index + 1:02d}-" + re.sub(r"[^A-Za-z0-9.+-]+", "-", self.label)
+        """Its checkpoint's folder in the sweep's: named for its settings and text too (its key), so that
+        another sweep into the same --out, with other settings, never writes over this one's."""
+        name = f"{self.index + 1:02d}-" + re.sub(r"[^A-Za-z0-9.+-]+", "-", self.label)
+        return f"{name}-{self.key[:8]}" if self.key else name
 
     def train_args(self) -> list[str]:
         args: list[str] = []
@@ -339,11 +343,13 @@ def sweep(args: argparse.Namespace) -> int:
     if args.time is not None and not args.time > 0:
         raise TuiGptError(f"--time must be positive, got {args.time}")
     points = grid(args)
+    name = args.name or default_name(args.text, points)
+    out = Path(args.out or Path("sweeps") / name)
+    if (inside := checkpoint_around(out)) is not None:
+        raise TuiGptError(f"{out}: inside the checkpoint {inside}, which a sweep must not change; pass another --out")
     digest = load_corpus(args.text).digest
     for point in points:
         point.key = key_of(point, args.text, digest)
-    name = args.name or default_name(args.text, points)
-    out = Path(args.out or Path("sweeps") / name)
     todo = [p for p in points if p.key not in done_runs(points, digest)]
     console = Console(stderr=True)
     skipped = len(points) - len(todo)

@@ -23,6 +23,7 @@ class RunInfo:
     checkpoint: str | None = None  # where the run saves, if anywhere
     name: str = ""  # a short label ("lr 1e-3 seed 2"); empty: derived from the settings
     sweep: str = ""  # the sweep it belongs to (`tui-gpt sweep`), if any
+    run_id: str = ""  # the run's own id, also in the checkpoints it saves; "" in rows of an older tui-gpt
 
     def to_dict(self) -> dict:
         return asdict(self)
