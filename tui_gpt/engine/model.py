@@ -27,7 +27,7 @@ class GPTConfig:
     n_layer: int = _DEFAULT.n_layer
     n_head: int = _DEFAULT.n_head
     n_embd: int = _DEFAULT.n_embd
-    dropout: float = _DEFAULT.dropout
+    dropout: float = _DEFAULT.dropout or 0.0
     bias: bool = True
     causal: bool = _DEFAULT.causal  # False lets every position see the future: the mask experiment
     # GPT-2's options: its MLP uses the tanh approximation of GELU, and its checkpoints have 1024
