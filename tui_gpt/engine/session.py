@@ -185,7 +185,7 @@ def _open_pretrained(spec: RunSpec, model: str, corpus: Corpus, progress: Progre
     from tui_gpt.engine.trainer import Trainer, pick_device
 
     folder = hf.find_model(model)
-    mconf = hf.read_gpt_config(folder, block_size=spec.block_size, dropout=spec.dropout)
+    mconf = hf.read_gpt_config(folder, block_size=spec.block_size, dropout=spec.dropout or 0.0)
     mconf.causal = spec.causal
     tconf = replace(spec.train)
     # Refuse before the text is tokenized or a byte allocated, and say what it will take.
