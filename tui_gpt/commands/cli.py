@@ -269,7 +269,7 @@ def parser_runs() -> argparse.ArgumentParser:
         "--where", action="append", default=[], metavar="SETTING=VALUE", help="e.g. lr=1e-3 or n-layer=2 (repeatable)"
     )
     p.add_argument("--sort", choices=tuple(SORTS), default="started", help="best first (default: newest first)")
-    p.add_argument("--limit", type=int, default=None, metavar="N", help="at most N runs")
+    p.add_argument("--limit", type=_positive, default=None, metavar="N", help="at most N runs")
     p.add_argument("--json", action="store_true", help="every field of every run, evaluations included, as JSON")
     sub = p.add_subparsers(dest="action", metavar="rm")
     rm = sub.add_parser("rm", help="remove runs from the registry", description="Remove runs from the registry.")
@@ -278,6 +278,11 @@ def parser_runs() -> argparse.ArgumentParser:
         "--with-checkpoints",
         action="store_true",
         help="also delete their checkpoint folders (only tui-gpt checkpoints no other run saved to)",
+    )
+    rm.add_argument(
+        "--force",
+        action="store_true",
+        help="also remove entries still marked running (a process gone on another machine, or a pid reused)",
     )
     return p
 
@@ -303,7 +308,10 @@ def _comma_list(opt: Option):
 
 
 def _positive(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
