@@ -40,7 +40,8 @@ def _raw_row(reg: Registry, info: str, status: str = "done", pid: int | None = N
              started: object = None, finish: str | None = None) -> int:  # fmt: skip
     db = sqlite3.connect(reg.path)
     cur = db.execute(
-        "INSERT INTO runs (started, status, kind, text_digest, info, finish, pid, host) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO runs (started, status, kind, text_digest, info, finish, pid, host) "
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         (time.time() if started is None else started, status, "train", "d", info, finish, pid, host),
     )
     db.commit()
@@ -207,12 +208,13 @@ def test_seed_sentence_bench_that_misses_says_so_in_a_sentence(monkeypatch, caps
     from tui_gpt.commands import learn_bench
 
     monkeypatch.setattr(learn_bench, "_seed_specs", lambda args, app=False: [object()])
-    monkeypatch.setattr(learn_bench, "seed_sentence_run", lambda spec, limit, every, say: learn_bench.SeedResult(7, None, None))
+    missed = learn_bench.SeedResult(7, None, None)
+    monkeypatch.setattr(learn_bench, "seed_sentence_run", lambda spec, limit, every, say: missed)
     args = parser_bench_args(["--seed-sentence", "--time", "30"])
     assert learn_bench.bench_seed_sentence(args, Console(stderr=True, width=200)) == 0
     err = capsys.readouterr().err
     assert "goal at not" not in err and "within 120 s" not in err
-    assert "seed 7: not met within 30 s" in err and "met in 0 of 1 seeds within 30 s" in err
+    assert "seed 7: not met within 30 s" in err and "goal met in 0 of 1 seeds within 30 s" in err
 
 
 def parser_bench_args(argv: list[str]):
@@ -251,6 +253,6 @@ def test_each_parser_says_its_own_tokenizer_default():
         (action,) = [a for a in parser._actions if "--tokenizer" in a.option_strings]
         return action.help
 
-    assert "default bpe" in tokenizer_help(parser_app()) and "char" not in tokenizer_help(parser_app())
-    assert "default char" in tokenizer_help(parser_train()) and "bpe" not in tokenizer_help(parser_train())
+    assert "default bpe" in tokenizer_help(parser_app()) and "default char" not in tokenizer_help(parser_app())
+    assert "default char" in tokenizer_help(parser_train()) and "default bpe" not in tokenizer_help(parser_train())
     assert "the app" not in parser_app().format_help()

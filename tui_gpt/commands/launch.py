@@ -11,6 +11,7 @@ from tui_gpt.engine.savedir import check_out
 from tui_gpt.engine.session import preflight
 from tui_gpt.runs.recorder import Recording
 from tui_gpt.settings import RunSpec
+from tui_gpt.visible import shown
 
 
 def run_app(args: argparse.Namespace) -> int:
@@ -35,7 +36,7 @@ def run_app(args: argparse.Namespace) -> int:
     try:  # after a hang-up there may be no terminal left to print on
         if app.final_save is not None:
             print(
-                f"tui-gpt: saved step {app.final_save.step} to {out}; continue with: tui-gpt --resume {out}",
+                shown(f"tui-gpt: saved step {app.final_save.step} to {out}; continue with: tui-gpt --resume {out}"),
                 file=stream,
             )
         else:

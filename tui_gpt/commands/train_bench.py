@@ -12,6 +12,7 @@ from rich.console import Console
 from tui_gpt.engine.dataset import bpb_text
 from tui_gpt.engine.session import LoadedRun, RunSpec, open_run
 from tui_gpt.runs.recorder import Recorder, Recording
+from tui_gpt.visible import shown
 
 
 def matmul_peak(dtype: torch.dtype, device: torch.device, n: int = 1024, seconds: float = 0.5) -> float:
@@ -90,7 +91,7 @@ def _measure(args: argparse.Namespace, run: LoadedRun, peak: float, recorder: Re
         if ev.step > 0:
             tokens += trainer.tokens_per_step
         if ev.note:
-            console.print(ev.note, markup=False)
+            console.print(shown(ev.note), markup=False)
         if ev.val_loss is not None:
             last_val = ev.val_loss
             console.print(

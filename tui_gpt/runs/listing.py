@@ -232,7 +232,7 @@ def remove_runs(args: argparse.Namespace) -> int:
     if args.with_checkpoints:
         kept = [r for r in everything if r.id not in {d.id for d in doomed}]
         for run in doomed:
-            out.print(_remove_checkpoint(run, kept), markup=False)
+            out.print(shown(_remove_checkpoint(run, kept)), markup=False)
     return 0
 
 
