@@ -255,4 +255,4 @@ def test_each_parser_says_its_own_tokenizer_default():
 
     assert "default bpe" in tokenizer_help(parser_app()) and "default char" not in tokenizer_help(parser_app())
     assert "default char" in tokenizer_help(parser_train()) and "default bpe" not in tokenizer_help(parser_train())
-    assert "the app" not in parser_app().format_help()
+    assert "the app: bpe" not in parser_app().format_help()
