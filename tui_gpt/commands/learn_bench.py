@@ -17,9 +17,9 @@ from dataclasses import dataclass, replace
 import torch
 from rich.console import Console
 
-from tui_gpt.engine.session import RunSpec, open_run
+from tui_gpt.engine.session import open_run
 from tui_gpt.probes.nextword import next_words
-from tui_gpt.settings import SEED_SENTENCE
+from tui_gpt.settings import SEED_SENTENCE, RunSpec
 
 SEED_FIRST = 2  # the first word that must rank: "brown" (after "The quick"); "The" and "quick" have no clue
 SEED_TOP = 5  # every such word must rank in the top SEED_TOP of the next-word view

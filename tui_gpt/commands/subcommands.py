@@ -8,6 +8,7 @@ import signal
 import sys
 from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -24,10 +25,10 @@ from rich.table import Table
 from rich.text import Text
 
 from tui_gpt.engine.savedir import Autosave, CheckpointLock, check_out, is_checkpoint_dir
-from tui_gpt.engine.session import RunSpec, open_run
+from tui_gpt.engine.session import open_run
 from tui_gpt.errors import TuiGptError, report
 from tui_gpt.runs.recorder import Recorder, Recording
-from tui_gpt.settings import DEFAULT_STEPS, SEARCH_SECONDS
+from tui_gpt.settings import DEFAULT_STEPS, SEARCH_SECONDS, RunSpec
 from tui_gpt.visible import cell, printable, shown, visible
 
 console = Console(stderr=True)
@@ -94,7 +95,7 @@ class _Signals:
     def __init__(self) -> None:
         self.mode = "load"  # load | train | save
         self.stop: int | None = None  # the first signal received
-        self.old: dict[int, object] = {}
+        self.old: dict[int, Any] = {}  # what signal.signal returned
 
     def _handle(self, signum: int, frame: object) -> None:
         again = self.stop is not None
@@ -305,6 +306,7 @@ def _train(args: argparse.Namespace, run, out: Path, signals: _Signals, recorder
         if cut is not None:
             why = f"{escape(str(cut))}; "
         # The last save, before the bar is drawn for the last time; unless the last step is saved already.
+        path: Path | None
         if not autosave.unsaved(trainer.step):
             path = out
             if why:

@@ -10,8 +10,9 @@ import torch
 from rich.console import Console
 
 from tui_gpt.engine.dataset import bpb_text
-from tui_gpt.engine.session import LoadedRun, RunSpec, open_run
+from tui_gpt.engine.session import LoadedRun, open_run
 from tui_gpt.runs.recorder import Recorder, Recording
+from tui_gpt.settings import RunSpec
 from tui_gpt.visible import shown
 
 

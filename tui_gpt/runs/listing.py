@@ -124,8 +124,8 @@ def _short_path(path: str | None) -> str:
 
 # The table's columns, and which a narrow terminal leaves out first: never those that tell runs apart
 # (settings: what differs between them) or how they did; the widest and least telling go first.
-COLUMNS = ("id", "started", "kind", "text", "tokenizer", "settings", "steps", "val", "bpb", "tok/s", "wall",
-           "status", "checkpoint")  # fmt: skip
+COLUMNS: tuple[str, ...] = ("id", "started", "kind", "text", "tokenizer", "settings", "steps", "val", "bpb",
+                            "tok/s", "wall", "status", "checkpoint")  # fmt: skip
 DROPPED_FIRST = ("checkpoint", "started", "kind", "tokenizer", "wall", "tok/s", "text", "bpb")
 NUMBERS = ("id", "steps", "val", "bpb", "tok/s", "wall")
 

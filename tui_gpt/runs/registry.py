@@ -284,7 +284,8 @@ class Registry:
         left out, unless `damaged`: then it comes as what could be read, its `damaged` saying why, so
         that `tui-gpt runs` can show it and `runs rm` remove it.
         """
-        where, args = [], []
+        where: list[str] = []
+        args: list[Any] = []
         if text_digest is not None:
             where.append("text_digest = ?")
             args.append(text_digest)
@@ -422,7 +423,9 @@ class RegistrySink:
 
 # ---- comparing runs ---------------------------------------------------------------
 # Settings named as their command-line options ("lr", "n-layer", "steps"); the rest by their field.
-_NAMES = {opt.field: (opt.field if opt.flag_only else opt.flag.removeprefix("--")) for opt in (*OPTIONS, STEPS)}
+_NAMES: dict[str, str] = {
+    opt.field: (opt.field if opt.flag_only else opt.flag.removeprefix("--")) for opt in (*OPTIONS, STEPS)
+}
 _IGNORED = ("sources", "resume", "given")  # the text is compared by its digest
 
 
@@ -431,7 +434,7 @@ def flat_settings(run: RunRecord) -> dict[str, Any]:
     out: dict[str, Any] = {"text": run.info.text_name, "tokenizer": run.info.tokenizer}
     for name, value in run.info.settings.items():
         if name == "train" and isinstance(value, dict):
-            out.update({_NAMES.get(k, k): v for k, v in value.items()})
+            out.update({_NAMES.get(str(k), str(k)): v for k, v in value.items()})  # JSON keys: str already
         elif name not in _IGNORED:
             out[_NAMES.get(name, name)] = value
     return out
