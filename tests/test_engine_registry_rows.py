@@ -4,6 +4,7 @@ options and table, terminal-safe names and samples, bench's sentence, and each p
 from __future__ import annotations
 
 import json
+import os
 import socket
 import sqlite3
 import sys
@@ -104,6 +105,15 @@ def test_runs_rm_refuses_a_running_row_but_says_force_and_force_removes_it(regis
     assert "another-machine" in err and "--force" in err
     assert main(["runs", "rm", "--force", str(here), str(there)]) == 0
     assert registry.runs(damaged=True) == []
+
+
+def test_a_running_row_whose_pid_now_belongs_to_a_newer_process_shows_as_killed(registry, capsys):
+    info = json.dumps(RunInfo("train", {}, "char", "t", "d", "r").to_dict())
+    week_ago = time.time() - 7 * 86400  # this test's process started after: it reused the run's pid
+    reused = _raw_row(registry, info, status="running", pid=os.getpid(), host=socket.gethostname(), started=week_ago)
+    (run,) = registry.runs(ids=[reused])
+    assert run.status == "killed"
+    assert main(["runs", "rm", str(reused)]) == 0  # no --force needed: it is not running
 
 
 # ---- row 19: a sweep's size is capped ------------------------------------------------------------

@@ -105,8 +105,26 @@ def run_key(settings: dict, text_digest: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _alive(pid: int | None, host: str | None) -> bool:
-    """Whether a run's process may still be running: always, when it ran on another machine."""
+REUSED_SLACK = 60.0  # seconds a process may seem to start after its run did (clock steps) and still be it
+
+
+def _process_start(pid: int) -> float | None:
+    """When process `pid` started, in unix time, where Linux's /proc says; None where it cannot tell."""
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))  # fmt: skip
+        ticks = int(stat_line.rpartition(")")[2].split()[19])  # field 22, starttime; the name may hold spaces
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, StopIteration, ValueError, IndexError):
+        return None
+
+
+def _alive(pid: int | None, host: str | None, started: float | None = None) -> bool:
+    """Whether a run's process may still be running: always, when it ran on another machine.
+
+    A live pid that started after the run did is another process that reused the number: the run is gone.
+    """
     if not pid or host != socket.gethostname():
         return True
     try:
@@ -114,8 +132,9 @@ def _alive(pid: int | None, host: str | None) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:  # another user's process
-        return True
-    return True
+        pass
+    since = _process_start(pid)
+    return not (started is not None and since is not None and since > started + REUSED_SLACK)
 
 
 class Registry:
@@ -388,7 +407,7 @@ def _record(row: tuple, evals: list[Any]) -> RunRecord:
         status = "failed"
     pid = pid if isinstance(pid, int) and 0 < pid < 1 << 31 else None  # os.kill takes a C int
     host = host if isinstance(host, str) else ""
-    if status == "running" and not _alive(pid, host):
+    if status == "running" and not _alive(pid, host, started):
         status = "killed"
     damaged = "; ".join(dict.fromkeys(why))
     return RunRecord(run_id, float(started), status, run, [r for r in rows if r is not None], end, pid, host, damaged)
