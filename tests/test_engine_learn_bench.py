@@ -35,7 +35,7 @@ def test_seed_sentence_is_learned_from_a_text_that_says_it(tmp_path):
 
     assert " step     0 " in rows[0] and max(ranks(rows[0])) > 5  # an untrained model has no idea
     assert max(ranks(rows[-1])) <= 5 and all(max(ranks(row)) > 5 for row in rows[:-1])  # it stops at the goal
-    assert "seed 1337: goal at " in r.stderr and "within 120 s in 1 of 1 seeds" in r.stderr
+    assert "seed 1337: goal met at " in r.stderr and "goal met in 1 of 1 seeds within 90 s" in r.stderr
 
 
 def test_to_loss_reports_the_wall_time_of_the_whole_split(tmp_path, tiny_text, capsys):

@@ -12,13 +12,22 @@ NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 WRITE_ERRORS = NO_ROOM | {errno.EROFS}  # reading never gives these
 
 
+# Control characters as escapes (`\x1b`), the way visible.shown draws them (this floor may not import it).
+_SHOWN = str.maketrans(
+    {chr(c): f"\\x{c:02x}" if c < 0x80 else f"\\u{c:04x}" for c in (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)}
+)
+
+
 class TuiGptError(Exception):
     """A problem with the user's input or files, reported as one line, never a traceback."""
 
 
 def report(exc: TuiGptError) -> int:
-    """Print the one line of `exc` on stderr; returns the exit status for it."""
-    print(f"tui-gpt: error: {exc}", file=sys.stderr)
+    """Print the one line of `exc` on stderr; returns the exit status for it.
+
+    A message names files, folders and runs, which may hold an escape or a newline: shown escaped.
+    """
+    print(f"tui-gpt: error: {str(exc).translate(_SHOWN)}", file=sys.stderr)
     return 2
 
 

@@ -23,6 +23,7 @@ MODEL_SIZES = {"tiny": (2, 2, 64), "small": (4, 4, 128), "medium": (6, 6, 192)} 
 # often, since each one costs the app a word search that competes with training.
 LARGE_PARAMS = 20_000_000
 DEFAULT_STEPS = 2000  # headless `train` when neither --steps nor --time is given
+SWEEP_MAX_RUNS = 100  # a larger `sweep` grid (a typo: 10,000 combinations) needs --max-runs
 MODEL_HELP = "a Hugging Face GPT-2 folder, or a model id in the local HF cache (e.g. gpt2); never downloads"
 # Fine-tuning a pretrained model: a small learning rate and batch, a short warmup, and a context
 # short enough that a GPT-2-small step stays interactive on a CPU (1 x 128 tokens: about 1 s on 2 cores).
@@ -174,12 +175,14 @@ class Option:
     def default(self) -> Any:
         return self.get(RunSpec())
 
-    def add_to(self, group: Any) -> None:
+    def add_to(self, group: Any, app: bool = False) -> None:
+        """Add the option to a parser's `group`; its help names the default of that command (`app`: the app's)."""
         if self.flag_only:
             group.add_argument(self.flag, action=Given, nargs=0, const=True, default=False, help=self.help)
             return
         default = self.default()
-        shown = f" (default {default})" if default is not None and not self.choices else ""
+        said = APP.get(self.target, default) if app else default  # RunSpec.from_args applies APP where not given
+        shown = f" (default {said})" if said is not None else ""
         help_text = (self.help + shown).strip()
         group.add_argument(
             self.flag, type=self.kind, default=default, choices=self.choices, help=help_text, action=Given
@@ -188,7 +191,7 @@ class Option:
 
 OPTIONS: tuple[Option, ...] = (
     Option("--model", "model", f"fine-tune a pretrained GPT-2: {MODEL_HELP}", str),
-    Option("--tokenizer", "tokenizer", "default: char; the app: bpe", str, TOKENIZERS),
+    Option("--tokenizer", "tokenizer", "what a token is: a character, a BPE subword or a word", str, TOKENIZERS),
     Option("--vocab-size", "vocab_size", "bpe/word vocabulary size (default 512 / 4096)"),
     Option("--n-layer", "n_layer"),
     Option("--n-head", "n_head"),
@@ -367,11 +370,11 @@ def threads_problem(value: int) -> str | None:
     return None if 0 <= value <= n else f"must be an integer in 0..{n} (this machine's cores; 0: all), got {value}"
 
 
-def add_options(parser: argparse.ArgumentParser) -> None:
-    """The model and training options, named as in nanoGPT, with the defaults above."""
+def add_options(parser: argparse.ArgumentParser, app: bool = False) -> None:
+    """The model and training options, named as in nanoGPT, with the defaults above (`app`: the app's, `APP`)."""
     group = parser.add_argument_group("model and training (named as in nanoGPT)")
     for opt in OPTIONS:
-        opt.add_to(group)
+        opt.add_to(group, app)
 
 
 def reproduce_command(spec: RunSpec) -> str:

@@ -16,6 +16,9 @@ def _escape(code: int) -> str:
 
 _CONTROLS = [*range(0x20), 0x7F, *range(0x80, 0xA0), 0x2028, 0x2029]
 _VISIBLE = str.maketrans({**{chr(c): _escape(c) for c in _CONTROLS}, **_DRAWN})
+_ESCAPED = {chr(c): _escape(c) for c in _CONTROLS}
+_ONE_LINE = str.maketrans(_ESCAPED)
+_LINES = str.maketrans({k: v for k, v in _ESCAPED.items() if k not in "\n\t"})
 
 
 def visible(text: str) -> str:
@@ -27,3 +30,14 @@ def visible(text: str) -> str:
 def cell(text: str) -> Text:
     """A token or word for a Rich table cell: whitespace drawn, and plain text ("[/]" is shown, not read as markup)."""
     return Text(visible(text))
+
+
+def shown(text: object) -> str:
+    """A name, path or message for a terminal, on one line: every control character (an escape, a
+    newline) as an escape such as `\\x1b`, so that a file called `ESC[2J` cannot clear the screen."""
+    return str(text).translate(_ONE_LINE)
+
+
+def printable(text: str) -> str:
+    """Text (a sample) for a terminal: newlines and tabs kept, every other control character escaped."""
+    return text.translate(_LINES)

@@ -15,12 +15,14 @@ from tui_gpt.engine.savedir import AUTOSAVE_SECONDS
 from tui_gpt.errors import TuiGptError, report
 from tui_gpt.runs import recorder
 from tui_gpt.settings import (
+    APP,
     DEFAULT_STEPS,
     MODEL_HELP,
     OPTIONS,
     SEARCH_BUDGET,
     SEARCH_SECONDS,
     STEPS,
+    SWEEP_MAX_RUNS,
     THREADS_HELP,
     TOP_K,
     Option,
@@ -32,12 +34,13 @@ from tui_gpt.settings import (
 )
 
 SUBCOMMANDS = ("train", "complete", "generate", "heads", "bench", "export", "serve", "runs", "sweep")
+APP_DEFAULTS = ", ".join(f"--{name} {value}" for name, value in APP.items())  # what the app's parser defaults to
 SPLIT_HELP = "validation split: the last 10%% of each document's tokens"
 PROBE_SETTINGS = ("top_k", "budget", "temperature", "top_p")  # complete's and generate's, ruled in settings.RULES
 
 
-def add_model_options(p: argparse.ArgumentParser) -> None:
-    add_options(p)
+def add_model_options(p: argparse.ArgumentParser, app: bool = False) -> None:
+    add_options(p, app)
 
 
 def _check(p: argparse.ArgumentParser, args: argparse.Namespace, *positive: str) -> None:
@@ -103,7 +106,7 @@ def parser_app() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help=f"also save every SECONDS of training, and when the app is killed (default {AUTOSAVE_SECONDS}; 0: off)",
     )
-    add_model_options(p)
+    add_model_options(p, app=True)  # its help says the app's own defaults (settings.APP)
     recorder.add_options(p)
     return p
 
@@ -194,7 +197,7 @@ def parser_bench() -> argparse.ArgumentParser:
         "--seed-sentence",
         action="store_true",
         help="train until every word of the seed sentence from 'brown' on ranks in the top 5 of the next words; "
-        "print the ranks over wall time",
+        f"print the ranks over wall time; with the app's defaults ({APP_DEFAULTS}), as the app runs",
     )
     p.add_argument("--every", type=float, default=10.0, metavar="SECONDS", help="with --seed-sentence: rank every N s")
     p.add_argument(
@@ -269,7 +272,7 @@ def parser_runs() -> argparse.ArgumentParser:
         "--where", action="append", default=[], metavar="SETTING=VALUE", help="e.g. lr=1e-3 or n-layer=2 (repeatable)"
     )
     p.add_argument("--sort", choices=tuple(SORTS), default="started", help="best first (default: newest first)")
-    p.add_argument("--limit", type=int, default=None, metavar="N", help="at most N runs")
+    p.add_argument("--limit", type=_positive, default=None, metavar="N", help="at most N runs")
     p.add_argument("--json", action="store_true", help="every field of every run, evaluations included, as JSON")
     sub = p.add_subparsers(dest="action", metavar="rm")
     rm = sub.add_parser("rm", help="remove runs from the registry", description="Remove runs from the registry.")
@@ -278,6 +281,11 @@ def parser_runs() -> argparse.ArgumentParser:
         "--with-checkpoints",
         action="store_true",
         help="also delete their checkpoint folders (only tui-gpt checkpoints no other run saved to)",
+    )
+    rm.add_argument(
+        "--force",
+        action="store_true",
+        help="also remove entries still marked running (a process gone on another machine, or a pid reused)",
     )
     return p
 
@@ -303,7 +311,10 @@ def _comma_list(opt: Option):
 
 
 def _positive(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
@@ -322,6 +333,13 @@ def parser_sweep() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=_positive, default=None, metavar="N", help="runs at once (default: measured)")
     p.add_argument("--name", default=None, help="the sweep's name (default: from its text and settings)")
     p.add_argument("--out", default=None, metavar="DIR", help="checkpoints and logs (default: sweeps/NAME)")
+    p.add_argument(
+        "--max-runs",
+        type=_positive,
+        default=SWEEP_MAX_RUNS,
+        metavar="N",
+        help=f"refuse a grid of more than N runs (default {SWEEP_MAX_RUNS})",
+    )
     group = p.add_argument_group("run options (each takes a comma list: --lr 3e-4,1e-3,3e-3)")
     for opt in (*OPTIONS, STEPS):
         if opt.flag_only:

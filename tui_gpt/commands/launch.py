@@ -11,6 +11,7 @@ from tui_gpt.engine.savedir import check_out
 from tui_gpt.engine.session import preflight
 from tui_gpt.runs.recorder import Recording
 from tui_gpt.settings import RunSpec
+from tui_gpt.visible import shown
 
 
 def run_app(args: argparse.Namespace) -> int:
@@ -36,7 +37,7 @@ def run_app(args: argparse.Namespace) -> int:
         if app.final_save is not None:
             saved = app.final_save.path  # a reset may have moved the run to a new folder
             print(
-                f"tui-gpt: saved step {app.final_save.step} to {saved}; continue with: tui-gpt --resume {saved}",
+                shown(f"tui-gpt: saved step {app.final_save.step} to {saved}; continue with: tui-gpt --resume {saved}"),
                 file=stream,
             )
         else:

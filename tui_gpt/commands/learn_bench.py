@@ -122,13 +122,17 @@ def bench_seed_sentence(args: argparse.Namespace, console: Console) -> int:
     results = []
     for spec in specs:
         results.append(seed_sentence_run(spec, limit, args.every, lambda s: console.print(s, markup=False)))
-    met = [r for r in results if r.goal_s is not None and r.goal_s <= SEED_SECONDS]
+    # The bar is SEED_SECONDS; a shorter --time stops each run sooner, so it is the bar then.
+    bar = min(limit, SEED_SECONDS)
+    met = [r for r in results if r.goal_s is not None and r.goal_s <= bar]
     for r in results:
-        when = f"{r.goal_s:.1f} s (step {r.goal_step})" if r.goal_s is not None else f"not within {limit:g} s"
-        console.print(f"seed {r.seed}: goal at {when}", markup=False)
+        if r.goal_s is not None:
+            console.print(f"seed {r.seed}: goal met at {r.goal_s:.1f} s (step {r.goal_step})", markup=False)
+        else:
+            console.print(f"seed {r.seed}: not met within {limit:g} s", markup=False)
     times = [r.goal_s for r in results if r.goal_s is not None]
     median = f"{statistics.median(times):.1f}" if len(times) == len(results) else "nan"
-    console.print(f"within {SEED_SECONDS:g} s in {len(met)} of {len(results)} seeds", markup=False)
+    console.print(f"goal met in {len(met)} of {len(results)} seeds within {bar:g} s", markup=False)
     print(f"bench: seed_sentence_met={len(met)}/{len(results)} median_s={median}")
     return 0
 

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from tui_gpt.engine.savedir import aside, discard_unsaved
 from tui_gpt.errors import TuiGptError
+from tui_gpt.visible import shown
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -151,7 +152,7 @@ async def _capped_session(
         logging.getLogger("textual-serve").error(str(exc))
         raise web.HTTPInternalServerError(text=f"tui-gpt serve: {exc}\n") from None
     server.sessions += 1
-    print(f"tui-gpt serve: a new session saves into {folder}", flush=True)
+    print(f"tui-gpt serve: a new session saves into {shown(folder)}", flush=True)
     try:
         return await _run_app(server, request, app_command(app_argv, folder))
     finally:

@@ -31,7 +31,7 @@ from tui_gpt.engine.session import open_run
 from tui_gpt.errors import TuiGptError, report
 from tui_gpt.runs.recorder import Recorder, Recording
 from tui_gpt.settings import DEFAULT_STEPS, SEARCH_SECONDS, RunSpec
-from tui_gpt.visible import cell, visible
+from tui_gpt.visible import cell, printable, shown, visible
 
 console = Console(stderr=True)
 
@@ -139,7 +139,7 @@ class _Signals:
 def _say(message: str, where: Console = console, markup: bool = False) -> None:
     """Print one line; plain text unless `markup` (it names folders, and a folder may be called "o[/]")."""
     with suppress(OSError):  # the terminal is gone (SIGHUP): the save matters, the message cannot be shown
-        where.print(message, markup=markup)
+        where.print(shown(message), markup=markup)  # a folder may also be called "ESC[2J": shown escaped
 
 
 def _save(run, out: Path, signals: _Signals, where: Console, final: bool = False, why: str = "") -> Path | None:
@@ -236,13 +236,14 @@ def _describe(args: argparse.Namespace, run) -> None:
     trainer = run.trainer
     n_params = trainer.model.num_params()
     # File, folder and model names, and the tuning cache's note, are text: escaped, never read as markup.
+    name = escape(shown(run.corpus.name))
     console.print(
-        f"[bold]{escape(run.corpus.name)}[/]: {len(run.corpus.documents)} documents, {run.corpus.chars:,} chars, "
+        f"[bold]{name}[/]: {len(run.corpus.documents)} documents, {run.corpus.chars:,} chars, "
         f"{len(run.data.train):,} train / {len(run.data.val):,} val tokens, {run.tokenizer.kind} vocab "
         f"{run.tokenizer.vocab_size}; model {n_params / 1e6:.2f} M params on {trainer.device} ({trainer.dtype})"
     )
     if run.memory:
-        console.print(f"{run.spec.model}: {run.memory}", markup=False)
+        console.print(shown(f"{run.spec.model}: {run.memory}"), markup=False)
     console.print(f"{trainer.choice_note}; {torch_threads()} threads", markup=False)
     if trainer.dist.world > 1:
         console.print(
@@ -251,11 +252,11 @@ def _describe(args: argparse.Namespace, run) -> None:
         )
     if trainer.step:
         text = ", ".join(run.spec.sources) or "fables"
-        console.print(f"resuming from step {trainer.step} of {args.resume}, training on {text}", markup=False)
+        console.print(shown(f"resuming from step {trainer.step} of {args.resume}, training on {text}"), markup=False)
         changes = trainer.history.changes
         if changes and changes[-1].get("step") == trainer.step:
             applied = ", ".join(f"{k} {v}" for k, v in changes[-1].items() if k != "step")
-            console.print(f"applied from the command line: {applied}", markup=False)
+            console.print(shown(f"applied from the command line: {applied}"), markup=False)
 
 
 def _show_event(ev, out: Console) -> None:
@@ -263,7 +264,7 @@ def _show_event(ev, out: Console) -> None:
     from tui_gpt.engine.dataset import bpb_text
 
     if ev.note:
-        out.print(ev.note, markup=False)  # the check's ways may come from a cache file: text, not markup
+        out.print(shown(ev.note), markup=False)  # the check's ways may come from a cache file: text, not markup
     if ev.restored is not None:
         out.print(f"[yellow]step {ev.step}: loss {ev.loss}; restored the weights of step {ev.restored}[/]")
     if ev.val_loss is not None:
@@ -321,8 +322,13 @@ def _train(args: argparse.Namespace, run, out: Path, signals: _Signals, recorder
     if path is None:
         return 1
     with suppress(OSError):
-        print(path)
+        print(_for_stdout(path))
     return code
+
+
+def _for_stdout(path: object) -> str:
+    """A path for the last line of stdout: as it is for a script, control characters shown on a terminal."""
+    return shown(path) if sys.stdout.isatty() else str(path)
 
 
 def _load_model(args: argparse.Namespace):
@@ -434,13 +440,16 @@ def cmd_generate(args: argparse.Namespace) -> int:
     model, tok = _load_model(args)
     args.prefix = args.prefix or ""
     ids = tok.encode(args.prefix) or [tok.eot_id]
-    sys.stdout.write(args.prefix)
+    # A terminal gets the text with its control characters shown (an escape in a sample never clears the
+    # screen); a pipe gets it as it is.
+    shows = printable if sys.stdout.isatty() else str
+    sys.stdout.write(shows(args.prefix))
     # An incremental decoder holds back a character until all of its bytes have arrived.
     decoder = codecs.getincrementaldecoder("utf-8")(errors="backslashreplace")
     for t in sample(model, ids, args.n, args.temperature, args.top_k, args.top_p, args.seed):
-        sys.stdout.write(decoder.decode(tok.to_bytes([t])))
+        sys.stdout.write(shows(decoder.decode(tok.to_bytes([t]))))
         sys.stdout.flush()
-    sys.stdout.write(decoder.decode(b"", final=True) + "\n")
+    sys.stdout.write(shows(decoder.decode(b"", final=True)) + "\n")
     return 0
 
 
@@ -496,8 +505,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from tui_gpt.engine.hf import export
 
     out = export(args.ckpt, args.out)
-    console.print(f"exported {args.ckpt} as a Hugging Face GPT-2 folder: {out}", markup=False)
-    print(out)
+    console.print(shown(f"exported {args.ckpt} as a Hugging Face GPT-2 folder: {out}"), markup=False)
+    print(_for_stdout(out))
     return 0
 
 

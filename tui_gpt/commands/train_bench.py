@@ -13,6 +13,7 @@ from tui_gpt.engine.dataset import bpb_text
 from tui_gpt.engine.session import LoadedRun, open_run
 from tui_gpt.runs.recorder import Recorder, Recording
 from tui_gpt.settings import RunSpec
+from tui_gpt.visible import shown
 
 
 def matmul_peak(dtype: torch.dtype, device: torch.device, n: int = 1024, seconds: float = 0.5) -> float:
@@ -91,7 +92,7 @@ def _measure(args: argparse.Namespace, run: LoadedRun, peak: float, recorder: Re
         if ev.step > 0:
             tokens += trainer.tokens_per_step
         if ev.note:
-            console.print(ev.note, markup=False)
+            console.print(shown(ev.note), markup=False)
         if ev.val_loss is not None:
             last_val = ev.val_loss
             console.print(

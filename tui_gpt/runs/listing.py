@@ -8,19 +8,23 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shutil
+import socket
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
 from tui_gpt.engine.savedir import CheckpointLock, checkpoint_run_id, is_checkpoint_dir
 from tui_gpt.errors import TuiGptError
 from tui_gpt.runs.registry import Registry, RunRecord, flat_settings, labels, show_value
+from tui_gpt.visible import shown
 
 # --sort: each key, and whether its best comes first when sorted ascending (val) or descending (tok/s).
 SORTS: dict[str, tuple[Callable[[RunRecord], float], bool]] = {
@@ -77,7 +81,7 @@ def where_filter(conditions: list[str], runs: list[RunRecord]) -> list[RunRecord
 
 def select(registry: Registry, args: argparse.Namespace) -> list[RunRecord]:
     """The runs that --text, --status, --kind, --sweep and --where let through, in --sort's order."""
-    runs = registry.runs()
+    runs = registry.runs(damaged=True)  # shown as damaged, so that they can be removed
     if args.text:
         runs = [r for r in runs if args.text in (r.info.text_name, r.info.text_name.split(" (")[0])
                 or r.info.text_digest.startswith(args.text)]  # fmt: skip
@@ -118,35 +122,82 @@ def _short_path(path: str | None) -> str:
         return path
 
 
-def table(runs: list[RunRecord]) -> Table:
+# The table's columns, and which a narrow terminal leaves out first: never those that tell runs apart
+# (settings: what differs between them) or how they did; the widest and least telling go first.
+COLUMNS: tuple[str, ...] = ("id", "started", "kind", "text", "tokenizer", "settings", "steps", "val", "bpb",
+                            "tok/s", "wall", "status", "checkpoint")  # fmt: skip
+DROPPED_FIRST = ("checkpoint", "started", "kind", "tokenizer", "wall", "tok/s", "text", "bpb")
+NUMBERS = ("id", "steps", "val", "bpb", "tok/s", "wall")
+
+
+def _cells(run: RunRecord, label: str) -> dict[str, str]:
+    """One run's cells by column; every name and path with its control characters shown (`shown`)."""
+    s = flat_settings(run)
+    shape = f"{show_value(s.get('n-layer'))}x{show_value(s.get('n-head'))}x{show_value(s.get('n-embd'))}"
+    final, end = run.final, run.end
+    return {
+        "id": str(run.id),
+        "started": datetime.fromtimestamp(run.started).strftime("%m-%d %H:%M"),
+        "kind": shown(run.info.kind),
+        "text": shown(run.info.text_name),
+        "tokenizer": shown(run.info.tokenizer),
+        "settings": f"damaged: {run.damaged}" if run.damaged else shown(label or f"model {shape}"),
+        "steps": str(steps_of(run)),
+        "val": _number(final.val if final else None, ".4f"),
+        "bpb": _number(final.val_bpb if final else None, ".3f"),
+        "tok/s": _number(end.tokens_per_s if end else None, ",.0f"),
+        "wall": _number(end.wall_s if end else None, ".1f"),
+        "status": "damaged" if run.damaged else run.status,
+        "checkpoint": shown(_short_path(checkpoint_of(run))),
+    }
+
+
+def _labels(runs: list[RunRecord]) -> list[str]:
+    """What differs between the runs that could be read; a damaged run's settings are unknown."""
+    whole = [r for r in runs if not r.damaged]
+    by_id = dict(zip((r.id for r in whole), labels(whole), strict=True))
+    return [by_id.get(r.id, "") for r in runs]
+
+
+def table(runs: list[RunRecord], columns: tuple[str, ...] = COLUMNS) -> Table:
     """The runs as a Rich table; 'settings' is what differs between them (the model's shape where nothing does)."""
     t = Table(title=f"{len(runs)} recorded run{'s' * (len(runs) != 1)}")
-    numbers = ("id", "steps", "val", "bpb", "tok/s", "wall")
-    for name in ("id", "started", "kind", "text", "tokenizer", "settings", *numbers[1:], "status"):
+    damaged = [str(r.id) for r in runs if r.damaged]
+    if damaged:
+        t.caption = f"damaged entries: remove them with tui-gpt runs rm {' '.join(damaged)}"
+    for name in columns:
         # Short cells never wrap: the text, settings and checkpoint take what width is left.
-        t.add_column(name, justify="right" if name in numbers else "left", no_wrap=name not in ("text", "settings"))
-    t.add_column("checkpoint", overflow="fold")
-    for run, label in zip(runs, labels(runs), strict=True):
-        s = flat_settings(run)
-        shape = f"{show_value(s.get('n-layer'))}x{show_value(s.get('n-head'))}x{show_value(s.get('n-embd'))}"
-        final, end = run.final, run.end
-        cells = (
-            str(run.id),
-            datetime.fromtimestamp(run.started).strftime("%m-%d %H:%M"),
-            run.info.kind,
-            run.info.text_name,
-            run.info.tokenizer,
-            label or f"model {shape}",
-            str(steps_of(run)),
-            _number(final.val if final else None, ".4f"),
-            _number(final.val_bpb if final else None, ".3f"),
-            _number(end.tokens_per_s if end else None, ",.0f"),
-            _number(end.wall_s if end else None, ".1f"),
-            run.status,
-            _short_path(checkpoint_of(run)),
-        )
-        t.add_row(*(Text(cell) for cell in cells))  # names of texts and folders: never markup
+        wraps = name in ("text", "settings", "checkpoint")
+        t.add_column(name, justify="right" if name in NUMBERS else "left", no_wrap=not wraps,
+                     overflow="fold" if name == "checkpoint" else "ellipsis")  # fmt: skip
+    for run, label in zip(runs, _labels(runs), strict=True):
+        cells = _cells(run, label)
+        t.add_row(*(Text(cells[name]) for name in columns))  # names of texts and folders: never markup
     return t
+
+
+def fitted(runs: list[RunRecord], console: Console) -> Table:
+    """The table, leaving out the least telling columns (`DROPPED_FIRST`) until it fits the console's width."""
+    columns = COLUMNS
+    for name in DROPPED_FIRST:
+        if _natural_width(runs, columns) <= console.width:
+            break
+        columns = tuple(c for c in columns if c != name)
+    return table(runs, columns)
+
+
+def _console(runs: list[RunRecord]) -> Console:
+    """The console for the table: a terminal's width (or COLUMNS); a pipe, as wide as the whole table."""
+    console = Console()
+    if console.is_terminal or os.environ.get("COLUMNS"):
+        return console
+    return Console(width=max(80, _natural_width(runs)))
+
+
+def _natural_width(runs: list[RunRecord], columns: tuple[str, ...] = COLUMNS) -> int:
+    """How wide the table is with nothing wrapped or cut."""
+    wide = Console(width=100_000)
+    return Measurement.get(wide, wide.options, table(runs, columns)).maximum
 
 
 def list_runs(args: argparse.Namespace) -> int:
@@ -155,9 +206,10 @@ def list_runs(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(_clean([r.to_dict() for r in runs]), indent=1))
     elif not runs:
-        Console(stderr=True).print(f"no recorded runs match (the registry is {registry.path})", markup=False)
+        Console(stderr=True).print(f"no recorded runs match (the registry is {shown(registry.path)})", markup=False)
     else:
-        Console().print(table(runs))
+        console = _console(runs)
+        console.print(fitted(runs, console))
     return 0
 
 
@@ -165,14 +217,14 @@ def remove_runs(args: argparse.Namespace) -> int:
     """`runs rm`: the entries, and with --with-checkpoints the tui-gpt checkpoints no remaining run saved to."""
     out = Console(stderr=True)
     with Registry() as registry:
-        everything = registry.runs()
+        everything = registry.runs(damaged=True)  # a damaged entry can be removed like any other
         by_id = {r.id: r for r in everything}
         missing = [i for i in args.ids if i not in by_id]
         if missing:
-            raise TuiGptError(f"no run {', '.join(map(str, missing))} in the registry ({registry.path})")
-        running = [i for i in args.ids if by_id[i].status == "running"]
-        if running:
-            raise TuiGptError(f"run {', '.join(map(str, running))} is still running; stop it first, then remove it")
+            raise TuiGptError(f"no run {', '.join(map(str, missing))} in the registry ({shown(registry.path)})")
+        running = [by_id[i] for i in dict.fromkeys(args.ids) if by_id[i].status == "running"]
+        if running and not args.force:
+            raise TuiGptError(_still_running(running))
         doomed = [by_id[i] for i in dict.fromkeys(args.ids)]
         registry.remove([r.id for r in doomed])
     out.print(f"removed run{'s' * (len(doomed) > 1)} {', '.join(str(r.id) for r in doomed)} from the registry",
@@ -180,8 +232,19 @@ def remove_runs(args: argparse.Namespace) -> int:
     if args.with_checkpoints:
         kept = [r for r in everything if r.id not in {d.id for d in doomed}]
         for run in doomed:
-            out.print(_remove_checkpoint(run, kept), markup=False)
+            out.print(shown(_remove_checkpoint(run, kept)), markup=False)
     return 0
+
+
+def _still_running(running: list[RunRecord]) -> str:
+    """Why `runs rm` refuses these runs, and the way on where they are not running after all (`--force`)."""
+    here = socket.gethostname()
+    where = [f"run {r.id} (pid {r.pid}{'' if r.host == here else ' on ' + (shown(r.host) or 'an unknown host')})"
+             for r in running]  # fmt: skip
+    ids = " ".join(str(r.id) for r in running)
+    return (f"{', '.join(where)} {'is' if len(running) == 1 else 'are'} still running, as far as this machine "
+            f"can tell; stop {'it' if len(running) == 1 else 'them'} first, or, if not (a stale entry), "
+            f"remove anyway: tui-gpt runs rm --force {ids}")  # fmt: skip
 
 
 def _remove_checkpoint(run: RunRecord, kept: list[RunRecord]) -> str:

@@ -21,6 +21,7 @@ from typing import Any, BinaryIO
 
 from tui_gpt.errors import TuiGptError, reason
 from tui_gpt.runs.tracking import EvalRow, RunEnd, RunInfo, Sink
+from tui_gpt.visible import shown
 
 SINKS = ("tensorboard", "trackio")  # what --log can name
 TRACKIO_PROJECT = "tui-gpt"  # one trackio project for every run; `group` keeps runs of one text together
@@ -99,7 +100,7 @@ def flat_settings(info: RunInfo) -> dict[str, float | int | str | bool]:
 
 def _warn(message: str) -> None:
     with contextlib.suppress(OSError):  # no terminal left to warn on: the run goes on all the same
-        print(f"tui-gpt: warning: {message}", file=sys.stderr)
+        print(f"tui-gpt: warning: {shown(message)}", file=sys.stderr)  # it names folders: shown escaped
 
 
 class _BestEffort:

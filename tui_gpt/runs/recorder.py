@@ -19,6 +19,7 @@ from tui_gpt.errors import TuiGptError
 from tui_gpt.runs.logsinks import SINKS
 from tui_gpt.runs.tracking import EvalRow, RunEnd, RunInfo, Sink
 from tui_gpt.settings import RunSpec, reproduce_command
+from tui_gpt.visible import shown
 
 if TYPE_CHECKING:
     from tui_gpt.engine.session import LoadedRun
@@ -125,7 +126,7 @@ def absolute(folder: str | Path | None) -> str | None:
 
 
 def _warn(message: str) -> None:
-    print(f"tui-gpt: {message}", file=sys.stderr)
+    print(f"tui-gpt: {shown(message)}", file=sys.stderr)  # it names folders: control characters shown
 
 
 class Recorder:

@@ -78,6 +78,7 @@ class RunRecord:
     end: RunEnd | None = None
     pid: int | None = None
     host: str = ""
+    damaged: str = ""  # why the registry could not read all of this row ("" when it could): `runs` shows it
 
     @property
     def final(self) -> EvalRow | None:
@@ -104,8 +105,26 @@ def run_key(settings: dict, text_digest: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _alive(pid: int | None, host: str | None) -> bool:
-    """Whether a run's process may still be running: always, when it ran on another machine."""
+REUSED_SLACK = 60.0  # seconds a process may seem to start after its run did (clock steps) and still be it
+
+
+def _process_start(pid: int) -> float | None:
+    """When process `pid` started, in unix time, where Linux's /proc says; None where it cannot tell."""
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))  # fmt: skip
+        ticks = int(stat_line.rpartition(")")[2].split()[19])  # field 22, starttime; the name may hold spaces
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, StopIteration, ValueError, IndexError):
+        return None
+
+
+def _alive(pid: int | None, host: str | None, started: float | None = None) -> bool:
+    """Whether a run's process may still be running: always, when it ran on another machine.
+
+    A live pid that started after the run did is another process that reused the number: the run is gone.
+    """
     if not pid or host != socket.gethostname():
         return True
     try:
@@ -113,8 +132,9 @@ def _alive(pid: int | None, host: str | None) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:  # another user's process
-        return True
-    return True
+        pass
+    since = _process_start(pid)
+    return not (started is not None and since is not None and since > started + REUSED_SLACK)
 
 
 class Registry:
@@ -274,10 +294,17 @@ class Registry:
         return self._guard(work) if ids else 0
 
     # ---- reading ------------------------------------------------------------------
-    def runs(self, text_digest: str | None = None, ids: list[int] | None = None) -> list[RunRecord]:
-        """The runs, newest first: all of them, those on one text, and/or those with these ids."""
+    def runs(
+        self, text_digest: str | None = None, ids: list[int] | None = None, damaged: bool = False
+    ) -> list[RunRecord]:
+        """The runs, newest first: all of them, those on one text, and/or those with these ids.
+
+        A row the registry cannot wholly read (not JSON, nested too deep, fields of the wrong type) is
+        left out, unless `damaged`: then it comes as what could be read, its `damaged` saying why, so
+        that `tui-gpt runs` can show it and `runs rm` remove it.
+        """
         where: list[str] = []
-        args: list[str | int] = []
+        args: list[Any] = []
         if text_digest is not None:
             where.append("text_digest = ?")
             args.append(text_digest)
@@ -286,7 +313,8 @@ class Registry:
             args.extend(ids)
         sql = "SELECT id, started, status, info, finish, pid, host FROM runs"
         sql += (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY started DESC, id DESC"
-        return self._guard(self._read, sql, args)
+        found = self._guard(self._read, sql, args)
+        return found if damaged else [r for r in found if not r.damaged]
 
     def _read(self, sql: str, args: list) -> list[RunRecord]:
         with self._lock:
@@ -295,12 +323,12 @@ class Registry:
             try:
                 rows = db.execute(sql, args).fetchall()
                 found = [r[0] for r in rows]
-                evals: dict[int, list[EvalRow]] = {i: [] for i in found}
+                evals: dict[int, list[Any]] = {i: [] for i in found}
                 for run, row in db.execute(
                     f"SELECT run, row FROM evals WHERE run IN ({','.join('?' * len(found))}) ORDER BY run, step, rowid",
                     found,
                 ):
-                    evals[run].append(_from_dict(EvalRow, json.loads(row)))
+                    evals[run].append(row)
             finally:
                 db.execute("COMMIT")
         return [_record(row, evals[row[0]]) for row in rows]
@@ -310,17 +338,79 @@ def _host() -> str:
     return socket.gethostname()
 
 
-def _record(row: tuple, evals: list[EvalRow]) -> RunRecord:
-    run_id, started, status, info, finish, pid, host = row
+MAX_DEPTH = 64  # nesting a run's JSON may have: deeper is damage (or an attack), never a recursion error
+_TYPES: dict[str, tuple[type, ...]] = {
+    "int": (int,),
+    "float": (int, float),
+    "str": (str,),
+    "dict": (dict,),
+    "float | None": (int, float, type(None)),
+    "str | None": (str, type(None)),
+}
+
+
+class Damaged(ValueError):
+    """Part of a registry row that cannot be read: why, in a few words."""
+
+
+def _too_deep(value: Any) -> bool:
+    """Whether `value` nests lists and dicts more than MAX_DEPTH levels (counted without recursion)."""
+    level = [value]
+    for _ in range(MAX_DEPTH):
+        level = [v for x in level if isinstance(x, dict | list) for v in (x.values() if isinstance(x, dict) else x)]
+        if not level:
+            return False
+    return any(isinstance(x, dict | list) for x in level)
+
+
+def _parse(cls: type, text: Any) -> Any:
+    """A tracking dataclass from its JSON in the registry; `Damaged` says why it cannot be."""
     try:
-        info = _from_dict(RunInfo, json.loads(info))
-        end = _from_dict(RunEnd, json.loads(finish)) if finish else None
-    except (ValueError, TypeError) as exc:
-        why = f"run {run_id} in the run registry is unreadable ({exc})"
-        raise TuiGptError(f"{why}; remove it: tui-gpt runs rm {run_id}") from None
-    if status == "running" and not _alive(pid, host):
+        value = json.loads(text)
+    except (ValueError, TypeError, RecursionError):
+        raise Damaged("not JSON" if isinstance(text, str | bytes) else "not text") from None
+    if not isinstance(value, dict):
+        raise Damaged(f"not a {cls.__name__}")
+    if _too_deep(value):
+        raise Damaged(f"nested over {MAX_DEPTH} levels")
+    kinds = {f.name: _TYPES.get(str(f.type)) for f in fields(cls)}
+    for name, v in value.items():
+        wanted = kinds.get(name)
+        if wanted and (not isinstance(v, wanted) or isinstance(v, bool)):
+            raise Damaged(f"its {name} is a {type(v).__name__}")
+    try:
+        return _from_dict(cls, value)
+    except TypeError:  # a field it must have is missing
+        raise Damaged(f"not a whole {cls.__name__}") from None
+
+
+def _record(row: tuple, evals: list[Any]) -> RunRecord:
+    """A run from its row, never raising: what cannot be read is left at a blank and named in `damaged`."""
+    run_id, started, status, info, finish, pid, host = row
+    why: list[str] = []
+
+    def read(what: str, cls: type, text: Any, blank: Any) -> Any:
+        try:
+            return _parse(cls, text)
+        except Damaged as exc:
+            why.append(f"{what} {exc}")
+            return blank
+
+    run = read("info", RunInfo, info, RunInfo("?", {}, "?", "?", "", ""))
+    end = read("end", RunEnd, finish, None) if finish is not None else None
+    rows = [read("an evaluation", EvalRow, e, None) for e in evals]
+    if not isinstance(started, int | float) or not 0 <= started < 1e11:  # datetime shows years up to 9999
+        why.append(f"its start {str(started)[:20]!r} is not a time")
+        started = 0.0
+    if status not in STATUSES:
+        why.append(f"its status {str(status)[:20]!r} is unknown")
+        status = "failed"
+    pid = pid if isinstance(pid, int) and 0 < pid < 1 << 31 else None  # os.kill takes a C int
+    host = host if isinstance(host, str) else ""
+    if status == "running" and not _alive(pid, host, started):
         status = "killed"
-    return RunRecord(run_id, started, status, info, evals, end, pid, host or "")
+    damaged = "; ".join(dict.fromkeys(why))
+    return RunRecord(run_id, float(started), status, run, [r for r in rows if r is not None], end, pid, host, damaged)
 
 
 class RegistrySink:
@@ -352,7 +442,9 @@ class RegistrySink:
 
 # ---- comparing runs ---------------------------------------------------------------
 # Settings named as their command-line options ("lr", "n-layer", "steps"); the rest by their field.
-_NAMES = {opt.field: (opt.field if opt.flag_only else opt.flag.removeprefix("--")) for opt in (*OPTIONS, STEPS)}
+_NAMES: dict[str, str] = {
+    opt.field: (opt.field if opt.flag_only else opt.flag.removeprefix("--")) for opt in (*OPTIONS, STEPS)
+}
 _IGNORED = ("sources", "resume", "given")  # the text is compared by its digest
 
 

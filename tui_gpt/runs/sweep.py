@@ -12,6 +12,7 @@ import argparse
 import hashlib
 import itertools
 import json
+import math
 import re
 import signal
 import statistics
@@ -30,7 +31,8 @@ from tui_gpt.engine.savedir import checkpoint_around
 from tui_gpt.errors import TuiGptError
 from tui_gpt.runs.recorder import settings_of
 from tui_gpt.runs.registry import Registry, RunRecord, run_key, show_value
-from tui_gpt.settings import DEFAULT_STEPS, OPTIONS, STEPS, RunSpec, TrainConfig, cores
+from tui_gpt.settings import DEFAULT_STEPS, OPTIONS, STEPS, SWEEP_MAX_RUNS, RunSpec, TrainConfig, cores
+from tui_gpt.visible import shown
 
 POLL_SECONDS = 0.25
 SEED = next(opt for opt in OPTIONS if opt.field == "seed")
@@ -75,8 +77,23 @@ def _seeds(args: argparse.Namespace) -> list | None:
     return [base + i for i in range(args.seeds)]
 
 
+def _check_size(args: argparse.Namespace) -> None:
+    """Refuse a grid of more than --max-runs runs, counted before any is listed (--seeds 10**12 lists nothing)."""
+    sizes = [len(values) for opt in OPTIONS if opt is not SEED and not opt.flag_only
+             if (values := getattr(args, opt.dest, None))]  # fmt: skip
+    sizes += [len(getattr(args, STEPS.dest, None) or [0])]
+    sizes.append(args.seeds if args.seeds > 1 else len(args.seed or [0]))
+    total = math.prod(sizes)
+    limit = getattr(args, "max_runs", SWEEP_MAX_RUNS)
+    if total > limit:
+        axes = " x ".join(f"{n:,}" for n in sizes if n > 1)
+        raise TuiGptError(f"this grid is {total:,} runs ({axes}), more than --max-runs {limit:,}; "
+                          f"to train them all, give --max-runs {total}")  # fmt: skip
+
+
 def grid(args: argparse.Namespace) -> list[Point]:
     """Every combination of the options given as lists, seeds innermost (a setting's seeds are neighbours)."""
+    _check_size(args)
     fixed: list[tuple[str, object]] = []
     axes: list[tuple[str, list]] = []
     for opt in (*OPTIONS, STEPS):
@@ -274,7 +291,8 @@ class Sweep:
             plan.finished(child, steps, code == 0)
             if code != 0 and not (self.stop and code >= 128):
                 self.failed.append(child.point)
-                bar.console.print(f"{child.point.label}: failed (exit {code}): {_last_line(child.log)}", markup=False)
+                bar.console.print(f"{shown(child.point.label)}: failed (exit {code}): {_last_line(child.log)}",
+                                  markup=False)  # fmt: skip
         return ended
 
 
@@ -294,7 +312,7 @@ def _last_line(log: Path) -> str:
         lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
     except OSError:
         return "no log"
-    return lines[-1].strip() if lines else "no output"
+    return shown(lines[-1].strip()) if lines else "no output"  # a run's output: its text may hold escapes
 
 
 def _mean_std(values: list[float]) -> str:
@@ -315,7 +333,7 @@ def summary(points: list[Point], done: dict[str, RunRecord]) -> Table:
         finals = [r.final for r in runs if r.final]
         rates = [r.end.tokens_per_s for r in runs if r.end]
         t.add_row(
-            Text(setting or "all"),
+            Text(shown(setting or "all")),
             f"{len(runs)}/{len(members)}",
             _mean_std([f.val for f in finals]),
             _mean_std([f.val_bpb for f in finals if f.val_bpb is not None]),
@@ -353,8 +371,8 @@ def sweep(args: argparse.Namespace) -> int:
     todo = [p for p in points if p.key not in done_runs(points, digest)]
     console = Console(stderr=True)
     skipped = len(points) - len(todo)
-    console.print(f"sweep {name}: {len(points)} runs, {skipped} done already; checkpoints and logs in {out}",
-                  markup=False)  # fmt: skip
+    console.print(f"sweep {shown(name)}: {len(points)} runs, {skipped} done already; checkpoints and logs in "
+                  f"{shown(out)}", markup=False)  # fmt: skip
     runner = Sweep(args, points, name, out, digest)
     if todo:
         plan = Plan(cores(), len(todo), args.jobs)
