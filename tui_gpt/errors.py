@@ -6,6 +6,7 @@ import errno
 import os
 import re
 import sys
+from pathlib import Path
 
 # What writing gives on a full disk (or a quota, or a file size limit), and on a read-only one.
 NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
@@ -37,3 +38,48 @@ def reason(exc: BaseException) -> str:
         text = os.strerror(code)
         return text[:1].lower() + text[1:]
     return str(exc).splitlines()[0][:80] if str(exc) else type(exc).__name__
+
+
+# Linux's limits: one name in a path (NAME_MAX, in bytes), and a whole path (PATH_MAX, with its NUL).
+NAME_MAX = 255
+PATH_MAX = 4096
+_SHOWN = 60  # characters of a refused path shown in its one line
+
+
+def shown_path(text: str) -> str:
+    """`text` for a one-line message: control characters escaped, and cut to `_SHOWN` characters."""
+    safe = "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text[: _SHOWN * 2])
+    return safe if len(safe) <= _SHOWN else safe[: _SHOWN - 1] + "…"
+
+
+def path_problem(text: str | os.PathLike[str]) -> str | None:
+    """Why `text` can be no file name here ("no such user", "name too long"...), or None if it can be one."""
+    raw = os.fspath(text)
+    if not raw:
+        return "an empty path"
+    if "\0" in raw:
+        return "a path cannot hold a NUL character"
+    try:
+        encoded = os.fsencode(Path(raw).expanduser())
+    except RuntimeError:  # "Could not determine home directory."
+        return f"no such user, or no home folder: {shown_path(raw.split(os.sep, 1)[0])}"
+    except (UnicodeError, ValueError):
+        return "a path this system cannot encode"
+    if len(encoded) >= PATH_MAX:
+        return f"the path is too long ({len(encoded):,} bytes; the most is {PATH_MAX - 1:,})"
+    if any(len(part) > NAME_MAX for part in encoded.split(b"/")):
+        return f"a name in the path is too long (the most is {NAME_MAX} bytes)"
+    return None
+
+
+def checked_path(text: str | os.PathLike[str], what: str = "") -> Path:
+    """`text` as a Path with `~` expanded; a TuiGptError of one line (naming `what`: "--out") if it can be none.
+
+    Every path a person gives (an argument, an environment variable, a dialog's answer) comes through here,
+    so that `~nosuchuser`, a NUL byte or a 5,000-character name is a message, never a traceback.
+    """
+    why = path_problem(text)
+    if why:
+        label = f"{what} " if what else ""
+        raise TuiGptError(f"{label}{shown_path(os.fspath(text))}: {why}")
+    return Path(text).expanduser()
