@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import errno
 import os
 import re
@@ -80,6 +81,27 @@ def checked_path(text: str | os.PathLike[str], what: str = "") -> Path:
     """
     why = path_problem(text)
     if why:
-        label = f"{what} " if what else ""
+        label = f"{what} " if what and not what.endswith("=") else what
         raise TuiGptError(f"{label}{shown_path(os.fspath(text))}: {why}")
     return Path(text).expanduser()
+
+
+def path_arg(text: str) -> str:
+    """The argparse type of every path argument: `text` as given, if `checked_path` takes it; else argparse's
+    one-line usage error ("argument --out: ~nosuchuser/x: no such user, or no home folder: ~nosuchuser")."""
+    try:
+        checked_path(text)
+    except TuiGptError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def env_path(name: str) -> Path | None:
+    """The path environment variable `name` holds, checked as `checked_path` checks; None if unset or empty."""
+    value = os.environ.get(name)
+    return checked_path(value, f"{name}=") if value else None
+
+
+def env_path_or(name: str, home: str) -> Path:
+    """`env_path(name)`, or when it is unset `home` (a path under "~", checked too: there may be no home)."""
+    return env_path(name) or checked_path(home, f"{name} is unset, and")

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 
 def parse_example(value: str) -> tuple[str, str] | Refused:
-    """"prefix -> target" as (prefix, target), the prefix's trailing spaces and the target's spaces cut."""
+    """ "prefix -> target" as (prefix, target), the prefix's trailing spaces and the target's spaces cut."""
     if "->" not in value:
         return Refused("write it as: prefix -> target")
     prefix, target = value.rsplit("->", 1)
