@@ -222,3 +222,39 @@ async def test_an_error_in_a_handler_saves_the_run_before_the_app_ends(tmp_path,
     assert client.stops == [app.state.out], "the trainer was asked to save, once"
     assert app.final_save is not None and (Path(app.state.out) / "model.safetensors").is_file()
     assert not client.alive and app.return_code == 1
+
+
+def test_after_a_crash_the_command_says_what_was_saved(tmp_path, monkeypatch, capsys):
+    """The line after Textual's traceback: where the run was saved, and how to go on."""
+    import io
+    import sys
+
+    import tui_gpt.app.gpt_app
+    import tui_gpt.link.client
+    from tui_gpt.commands.cli import parser_app
+    from tui_gpt.commands.launch import run_app
+    from tui_gpt.link.protocol import Saved
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    class CrashedApp:
+        """Stands in for GPTApp after an error in a handler: return code 1, and the save it made first."""
+
+        def __init__(self, spec, out: str, **options) -> None:
+            self.out, self.return_code, self.final_save = out, None, None
+
+        def run(self) -> None:
+            self.return_code, self.final_save = 1, Saved(self.out, 42)
+
+    monkeypatch.setattr(sys, "stdout", Terminal())
+    monkeypatch.setattr(tui_gpt.link.client, "prepare", lambda: None)
+    monkeypatch.setattr(tui_gpt.app.gpt_app, "GPTApp", CrashedApp)
+    out = tmp_path / "out"
+    assert run_app(parser_app().parse_args(["fables", "--out", str(out)])) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (
+        f"tui-gpt: the app stopped on an error (a bug, shown above); saved step 42 to {out}; "
+        f"continue with: tui-gpt --resume {out}"
+    )

@@ -52,7 +52,7 @@ def commands(bad: str, tmp: Path) -> list[list[str]]:
         [bad],  # the app
         ["--out", bad],
         ["--resume", bad],
-        ["serve", "--", "--out", bad],
+        ["serve", "--out", bad],
     ]
 
 
@@ -135,3 +135,21 @@ def test_variables_unset_or_empty_fall_back(monkeypatch) -> None:
     monkeypatch.setattr("pwd.getpwuid", lambda uid: (_ for _ in ()).throw(KeyError(uid)))
     with pytest.raises(TuiGptError, match=r"TUI_GPT_DATA is unset, and ~/\.local/share: no such user, or no home"):
         env_path_or("TUI_GPT_DATA", "~/.local/share")
+
+
+@pytest.mark.parametrize("bad", [NO_USER, LONG, "a\0b"])
+def test_the_engine_checks_the_paths_it_is_given(bad: str, tmp_path) -> None:
+    """Below the command line too (a resumed run's stored sources, the app's trainer): one line, not a traceback."""
+    from tui_gpt.engine.checkpoint import load_model
+    from tui_gpt.engine.corpus import load_corpus
+    from tui_gpt.engine.hf import export, find_model
+
+    for call in (
+        lambda: load_corpus([bad]),
+        lambda: load_model(bad),
+        lambda: find_model(bad),
+        lambda: export(bad, tmp_path / "x"),
+        lambda: export(tmp_path, bad),
+    ):
+        with pytest.raises(TuiGptError):
+            call()

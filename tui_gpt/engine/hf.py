@@ -24,7 +24,7 @@ from tui_gpt.engine.savedir import (
     remove_new,
     write_json,
 )
-from tui_gpt.errors import TuiGptError, env_path, env_path_or, reason
+from tui_gpt.errors import TuiGptError, checked_path, env_path, env_path_or, reason
 from tui_gpt.settings import first_problem
 
 if TYPE_CHECKING:  # torch loads on first use: the app checks --model before its first paint
@@ -57,7 +57,7 @@ def hub_cache() -> Path:
 
 def find_model(name: str) -> Path:
     """The directory for `name`: a path on disk, or a model id already in the local hub cache."""
-    path = Path(name).expanduser()
+    path = checked_path(name)
     if path.is_dir():
         return path
     if path.exists():
@@ -417,7 +417,7 @@ def export(ckpt: str | Path, out: str | Path) -> Path:
     from tui_gpt.engine.checkpoint import load_model
     from tui_gpt.engine.tokenizer import EOT, UNK
 
-    ckpt, out = Path(ckpt).expanduser(), Path(out).expanduser()
+    ckpt, out = checked_path(ckpt), checked_path(out)
     if out.is_symlink():  # dangling or not, the rename that finishes an export cannot replace it
         raise TuiGptError(f"{out}: a symbolic link; export writes a new folder, give its real path")
     _check_outside(ckpt, out)
