@@ -217,7 +217,10 @@ async def test_an_error_in_a_handler_saves_the_run_before_the_app_ends(tmp_path,
             await wait_for(pilot, lambda: isinstance(app.screen, AskScreen), what="the interval question")
             app.screen.query_one(Input).value = "25"
             await pilot.press("enter")
-            await pilot.pause(0.1)
+            for _ in range(50):  # until the callback has run and raised: the app is closing then
+                if app._exception is not None:
+                    break
+                await pilot.pause()
     client: FakeTrainer = app.client
     assert client.stops == [app.state.out], "the trainer was asked to save, once"
     assert app.final_save is not None and (Path(app.state.out) / "model.safetensors").is_file()
