@@ -24,6 +24,7 @@ from tui_gpt.app.lab.live_settings import parse_interval, parse_lr
 from tui_gpt.app.lab.pin import parse_example
 from tui_gpt.app.screens.ask import AskScreen, Refused, parse_existing, parse_path, parse_text_source
 from tui_gpt.link.protocol import SetEvalInterval, SetLr
+from tui_gpt.probes.surprisal import parse_edges
 from tui_gpt.settings import BUILTINS
 
 LONG_PATH = "/tmp/" + "x" * 5000
@@ -109,6 +110,18 @@ def test_a_pinned_example_is_a_prefix_and_a_target_or_refused(prefix: str, targe
     parsed = parse_example(f"{prefix} -> {target}")
     if not isinstance(parsed, Refused):
         assert parsed[0].strip() and parsed[1] and parsed[1] == parsed[1].strip()
+
+
+@FUZZ
+@given(st.lists(texts, max_size=5).map(", ".join))
+def test_rank_edges_are_parsed_or_refused_with_a_value_error(text: str) -> None:
+    """The surprisal page's "edit the bucket edges" dialog refuses what parse_edges raises ValueError for."""
+    try:
+        edges = parse_edges(text)
+    except ValueError as exc:
+        assert str(exc) and "\n" not in str(exc)
+    else:
+        assert all(type(e) is int and e >= 1 for e in edges) and list(edges) == sorted(set(edges))
 
 
 @pytest.mark.parametrize("text", ["²", "٣", "①", "10**400", "1e309", "-5", "nan", "inf", "9" * 5000, "\u00a05"])
