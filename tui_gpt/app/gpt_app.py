@@ -44,7 +44,7 @@ from tui_gpt.app.widgets.attention import AttentionMap
 from tui_gpt.app.widgets.playground import Playground
 from tui_gpt.app.widgets.topk import TopKBars
 from tui_gpt.app.widgets.training import TrainingPane
-from tui_gpt.link.protocol import Moved, Save, Saved, Status, Step
+from tui_gpt.link.protocol import Failed, Moved, Save, Saved, Status, Step
 from tui_gpt.probes.hints import run_hints
 from tui_gpt.settings import RunSpec
 
@@ -348,6 +348,25 @@ class GPTApp(App[None]):
     def exit(self, *args: Any, **kwargs: Any) -> None:
         self.state.leaving = True
         super().exit(*args, **kwargs)
+
+    def _handle_exception(self, error: Exception) -> None:
+        """An exception no handler caught ends the app (Textual's rule), but saves the run first.
+
+        The trainer is another process: without this it is killed unsaved when the app ends. The save
+        is waited for here, on the UI thread, since nothing else is left to show; `final_save` says how
+        it went, for the line printed after the app (commands/launch.py).
+        """
+        if self._exception is None and not self.state.leaving:  # the first error, and no quit saving already
+            self.state.leaving = True
+            save = self.state.out if self.state.ready is not None else None
+            try:
+                outcome = self.client.stop(save=save, timeout=3.0)
+                if isinstance(outcome, Failed):
+                    self.client.stop(save=None)
+                self.final_save = outcome if isinstance(outcome, Saved) else None
+            except Exception:  # the save's own failure must not hide the error that caused it
+                self.final_save = None
+        super()._handle_exception(error)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tui_gpt.app.messages import ResetRun
-from tui_gpt.app.screens.ask import AskScreen, check_path
+from tui_gpt.app.screens.ask import AskScreen, parse_text_source
 from tui_gpt.app.screens.confirm import ConfirmScreen
 from tui_gpt.settings import RunSpec
 
@@ -42,7 +42,7 @@ def load_text(ui: App[Any], spec: RunSpec, out: str | None = None) -> None:
             confirm_reset(ui, replace(spec, sources=[path], resume=None), f"Train from scratch on {path}?", out)
 
     question = "Train on which text? A file, a folder, or fables / python-docs"
-    ui.push_screen(AskScreen(question, "", check_path), chosen)
+    ui.push_screen(AskScreen(question, "", parse_text_source), chosen)
 
 
 def reset_model(ui: App[Any], spec: RunSpec, out: str | None = None) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from tui_gpt.commands.serve import MAX_SESSIONS
 from tui_gpt.engine.savedir import AUTOSAVE_SECONDS
-from tui_gpt.errors import TuiGptError, report
+from tui_gpt.errors import TuiGptError, env_path, path_arg, report
 from tui_gpt.runs import recorder
 from tui_gpt.settings import (
     APP,
@@ -36,11 +36,17 @@ from tui_gpt.settings import (
 SUBCOMMANDS = ("train", "complete", "generate", "heads", "bench", "export", "serve", "runs", "sweep")
 APP_DEFAULTS = ", ".join(f"--{name} {value}" for name, value in APP.items())  # what the app's parser defaults to
 SPLIT_HELP = "validation split: the last 10%% of each document's tokens"
+# The environment variables that name a folder: checked before any work, so a bad one leaves nothing behind.
+PATH_VARIABLES = ("TUI_GPT_DATA", "TUI_GPT_CACHE", "XDG_DATA_HOME", "XDG_CACHE_HOME", "HF_HOME", "HF_HUB_CACHE")
+PATH_OPTIONS = ("model",)  # settings.OPTIONS that name a file or folder: each value goes through path_arg
 PROBE_SETTINGS = ("top_k", "budget", "temperature", "top_p")  # complete's and generate's, ruled in settings.RULES
 
 
 def add_model_options(p: argparse.ArgumentParser, app: bool = False) -> None:
     add_options(p, app)
+    for action in p._actions:
+        if action.dest in PATH_OPTIONS:  # a path (or a hub name): checked as one (settings.py may not import errors)
+            action.type = path_arg
 
 
 def _check(p: argparse.ArgumentParser, args: argparse.Namespace, *positive: str) -> None:
@@ -91,10 +97,13 @@ def parser_app() -> argparse.ArgumentParser:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("text", nargs="*", metavar="TEXT", help="text to train on (default: the bundled fables)")
-    p.add_argument("--resume", metavar="CKPT", help="continue a saved run")
+    p.add_argument(
+        "text", nargs="*", type=path_arg, metavar="TEXT", help="text to train on (default: the bundled fables)"
+    )
+    p.add_argument("--resume", type=path_arg, metavar="CKPT", help="continue a saved run")
     p.add_argument(
         "--out",
+        type=path_arg,
         metavar="DIR",
         default=None,
         help="where save and quit write (default: ./tui-gpt-run, or the --resume one)",
@@ -119,15 +128,22 @@ def parser_train() -> argparse.ArgumentParser:
     p.add_argument(
         "text",
         nargs="*",
+        type=path_arg,
         metavar="TEXT",
         help="files, folders or a built-in corpus (fables, python-docs); default: fables",
     )
     p.add_argument(STEPS.flag, type=int, default=None, help=f"{STEPS.help} (default {DEFAULT_STEPS})")
     p.add_argument("--time", type=float, default=None, metavar="SECONDS", help="stop after this much wall time")
     p.add_argument(
-        "--out", metavar="DIR", default=None, help="checkpoint directory (default: out, or the --resume one)"
+        "--out",
+        type=path_arg,
+        metavar="DIR",
+        default=None,
+        help="checkpoint directory (default: out, or the --resume one)",
     )
-    p.add_argument("--resume", metavar="DIR", default=None, help="continue from this checkpoint's exact step")
+    p.add_argument(
+        "--resume", type=path_arg, metavar="DIR", default=None, help="continue from this checkpoint's exact step"
+    )
     p.add_argument(
         "--autosave",
         type=float,
@@ -146,7 +162,7 @@ def parser_complete() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tui-gpt complete", description="Print the top-k next tokens after a prefix.")
     p.add_argument("ckpt", metavar="CKPT", help="checkpoint directory (leave out with --model)")
     p.add_argument("prefix", nargs="?", default=None, help="the text so far")
-    p.add_argument("--model", metavar="PATH|NAME", default=None, help=f"instead of CKPT: {MODEL_HELP}")
+    p.add_argument("--model", type=path_arg, metavar="PATH|NAME", default=None, help=f"instead of CKPT: {MODEL_HELP}")
     p.add_argument("--top-k", type=int, default=TOP_K, help=f"how many to list (default {TOP_K})")
     p.add_argument("--temperature", type=float, default=1.0, help="0 to 100 (default 1)")
     p.add_argument("--words", action="store_true", help="next words (or the current word's rest), not tokens")
@@ -172,7 +188,7 @@ def parser_generate() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tui-gpt generate", description="Stream a sample from a checkpoint.")
     p.add_argument("ckpt", metavar="CKPT", help="checkpoint directory (leave out with --model)")
     p.add_argument("prefix", nargs="?", default=None, help="the text to continue (default: start of a document)")
-    p.add_argument("--model", metavar="PATH|NAME", default=None, help=f"instead of CKPT: {MODEL_HELP}")
+    p.add_argument("--model", type=path_arg, metavar="PATH|NAME", default=None, help=f"instead of CKPT: {MODEL_HELP}")
     p.add_argument("-n", type=int, default=200, help="tokens to generate")
     p.add_argument("--temperature", type=float, default=0.8, help="0 to 100; 0 is greedy (default 0.8)")
     p.add_argument("--top-k", type=int, default=None)
@@ -186,7 +202,7 @@ def parser_bench() -> argparse.ArgumentParser:
         prog="tui-gpt bench",
         description="Train with evaluations and measure ms/step, tokens/s and MFU against a measured matmul peak.",
     )
-    p.add_argument("--text", nargs="+", default=["fables"], help="text to train on (default: fables)")
+    p.add_argument("--text", nargs="+", type=path_arg, default=["fables"], help="text to train on (default: fables)")
     p.add_argument("--steps", type=int, default=500)
     p.add_argument("--time", type=float, default=None, metavar="SECONDS")
     p.add_argument("--ui", action="store_true", help="benchmark the app: key latency, steps/s, first paint")
@@ -219,8 +235,8 @@ def parser_export() -> argparse.ArgumentParser:
         description="Write a checkpoint as a Hugging Face GPT-2 folder that transformers loads "
         "(GPT2LMHeadModel.from_pretrained, AutoTokenizer.from_pretrained).",
     )
-    p.add_argument("ckpt", metavar="CKPT", help="checkpoint directory")
-    p.add_argument("out", metavar="OUT", help="new (or empty) folder to write")
+    p.add_argument("ckpt", type=path_arg, metavar="CKPT", help="checkpoint directory")
+    p.add_argument("out", type=path_arg, metavar="OUT", help="new (or empty) folder to write")
     return p
 
 
@@ -249,7 +265,7 @@ def parser_heads() -> argparse.ArgumentParser:
         description="Score every attention head of a checkpoint on random tokens repeated twice: "
         "its previous-token and induction (prefix-matching) scores, one row per head.",
     )
-    p.add_argument("ckpt", metavar="CKPT", help="checkpoint directory")
+    p.add_argument("ckpt", type=path_arg, metavar="CKPT", help="checkpoint directory")
     p.add_argument("--seed", type=int, default=0, help="seed of the random probe (default 0)")
     return p
 
@@ -297,7 +313,7 @@ def _comma_list(opt: Option):
         values = []
         for item in (t.strip() for t in text.split(",")):
             try:
-                value = opt.kind(item)
+                value = path_arg(item) if opt.dest in PATH_OPTIONS else opt.kind(item)
             except ValueError:
                 raise argparse.ArgumentTypeError(f"{item!r} is not {opt.kind.__name__}") from None
             if opt.choices and value not in opt.choices:
@@ -327,12 +343,16 @@ def parser_sweep() -> argparse.ArgumentParser:
         "'tui-gpt train' process, then print mean ± std of the final val loss and bits per byte per setting. "
         "Every run is recorded (tui-gpt runs --sweep NAME); the same command again skips the runs already done.",
     )
-    p.add_argument("text", nargs="*", metavar="TEXT", help="files, folders or a built-in corpus; default: fables")
+    p.add_argument(
+        "text", nargs="*", type=path_arg, metavar="TEXT", help="files, folders or a built-in corpus; default: fables"
+    )
     p.add_argument("--seeds", type=_positive, default=1, metavar="N", help="seeds per setting: --seed, --seed + 1, ...")
     p.add_argument("--time", type=float, default=None, metavar="SECONDS", help="each run stops after this much time")
     p.add_argument("--jobs", type=_positive, default=None, metavar="N", help="runs at once (default: measured)")
     p.add_argument("--name", default=None, help="the sweep's name (default: from its text and settings)")
-    p.add_argument("--out", default=None, metavar="DIR", help="checkpoints and logs (default: sweeps/NAME)")
+    p.add_argument(
+        "--out", type=path_arg, default=None, metavar="DIR", help="checkpoints and logs (default: sweeps/NAME)"
+    )
     p.add_argument(
         "--max-runs",
         type=_positive,
@@ -348,7 +368,7 @@ def parser_sweep() -> argparse.ArgumentParser:
             group.add_argument(opt.flag, type=_comma_list(opt), default=None, metavar="V[,V...]", help=opt.help)
     group = p.add_argument_group("recording")
     group.add_argument("--log", type=recorder.log_kinds, default=(), metavar="KINDS", help="as train's --log")
-    group.add_argument("--log-dir", default=recorder.LOG_DIR, metavar="DIR", help="as train's --log-dir")
+    group.add_argument("--log-dir", type=path_arg, default=recorder.LOG_DIR, metavar="DIR", help="as train's --log-dir")
     return p
 
 
@@ -368,6 +388,8 @@ PARSERS = {
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        for name in PATH_VARIABLES:
+            env_path(name)
         if argv and argv[0] in SUBCOMMANDS:
             name = argv[0]
             parser = PARSERS[name]()

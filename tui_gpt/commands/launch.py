@@ -29,7 +29,10 @@ def run_app(args: argparse.Namespace) -> int:
 
     app = make_app(spec, out=out, autosave=args.autosave, recording=recording)
     app.run()
-    if app.return_code:  # the app crashed: Textual has printed the traceback
+    if app.return_code:  # the app crashed (a bug): Textual has printed the traceback; the run was saved first
+        saved = getattr(app, "final_save", None)
+        kept = f"saved step {saved.step} to {out}; continue with: tui-gpt --resume {out}" if saved else "nothing saved"
+        print(f"tui-gpt: the app stopped on an error (a bug, shown above); {kept}", file=sys.stderr)
         return app.return_code
     # Served, stdout is textual-serve's packet pipe; it shows our stderr in its own log.
     stream = sys.stderr if served else sys.stdout

@@ -28,7 +28,7 @@ from rich.text import Text
 
 from tui_gpt.engine.savedir import Autosave, CheckpointLock, check_out, is_checkpoint_dir
 from tui_gpt.engine.session import open_run
-from tui_gpt.errors import TuiGptError, report
+from tui_gpt.errors import TuiGptError, checked_path, report
 from tui_gpt.runs.recorder import Recorder, Recording
 from tui_gpt.settings import DEFAULT_STEPS, SEARCH_SECONDS, RunSpec
 from tui_gpt.visible import cell, printable, shown, visible
@@ -342,7 +342,7 @@ def _load_model(args: argparse.Namespace):
         return open_pretrained(args.model)[:2]
     from tui_gpt.engine.checkpoint import load_model
 
-    return load_model(Path(args.ckpt))[:2]
+    return load_model(checked_path(args.ckpt, "CKPT"))[:2]  # not checked by argparse: it may be --model's prefix
 
 
 def cmd_complete(args: argparse.Namespace) -> int:

@@ -26,7 +26,7 @@ import torch
 from tui_gpt.engine.cpuload import Load, busy_note
 from tui_gpt.engine.model import GPT, CausalSelfAttention, GPTConfig
 from tui_gpt.engine.savedir import read_capped
-from tui_gpt.errors import TuiGptError
+from tui_gpt.errors import TuiGptError, env_path, env_path_or
 from tui_gpt.settings import cores, is_int, is_number
 
 TRIAL_SECONDS = 2.0  # the whole trial, all candidates together
@@ -71,10 +71,10 @@ class Choice:
 
 def cache_dir() -> Path:
     """TUI_GPT_CACHE, else $XDG_CACHE_HOME/tui-gpt, else ~/.cache/tui-gpt."""
-    if os.environ.get("TUI_GPT_CACHE"):
-        return Path(os.environ["TUI_GPT_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "tui-gpt"
+    if folder := env_path("TUI_GPT_CACHE"):
+        return folder
+    base = env_path_or("XDG_CACHE_HOME", "~/.cache")
+    return base / "tui-gpt"
 
 
 def cpu_model() -> str:

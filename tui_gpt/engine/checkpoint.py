@@ -45,7 +45,7 @@ from tui_gpt.engine.savedir import (
 )
 from tui_gpt.engine.tokenizer import TextTokenizer
 from tui_gpt.engine.trainer import History, TrainConfig, Trainer, available_bytes
-from tui_gpt.errors import TuiGptError, reason
+from tui_gpt.errors import TuiGptError, checked_path, reason
 from tui_gpt.settings import first_problem, is_int, is_number, problem
 
 __all__ = ["FILES", "FORMAT", "load_model", "load_trainer", "read_config_json", "resolve", "save_checkpoint"]
@@ -180,7 +180,7 @@ def _optimizer_tensors(trainer: Trainer) -> tuple[dict[str, torch.Tensor], list[
 
 def resolve(path: Path) -> Path:
     """The checkpoint directory to read: `path`, or what an interrupted save left of it."""
-    path = Path(path).expanduser()
+    path = checked_path(path)
     old = aside(path)
     if not path.exists() or (path.is_dir() and not (path / "config.json").exists() and old.is_dir()):
         if old.is_dir():  # a save was interrupted between its two renames

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tui_gpt.errors import TuiGptError
+from tui_gpt.errors import TuiGptError, checked_path
 from tui_gpt.settings import BUILTINS
 
 DEFAULT_CORPUS = "stories"
@@ -327,7 +327,7 @@ def load_corpus(
 
 def _files_of(src: str) -> list[tuple[Path, bool]]:
     """The files source `src` names, each with whether it was named itself (a folder's files are not)."""
-    path = Path(src).expanduser()
+    path = checked_path(src)
     if src in BUILTINS and not path.exists():
         raise TuiGptError(f"built-in corpus {src!r} cannot be mixed with files; pass it alone")
     try:

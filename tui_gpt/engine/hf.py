@@ -8,7 +8,6 @@ Hugging Face stores the attention and MLP matrices as Conv1D, (in, out): ours ar
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,7 +24,7 @@ from tui_gpt.engine.savedir import (
     remove_new,
     write_json,
 )
-from tui_gpt.errors import TuiGptError, reason
+from tui_gpt.errors import TuiGptError, checked_path, env_path, env_path_or, reason
 from tui_gpt.settings import first_problem
 
 if TYPE_CHECKING:  # torch loads on first use: the app checks --model before its first paint
@@ -48,17 +47,17 @@ PAD_BYTES = 1024
 # ---- finding a model ------------------------------------------------------
 def hub_cache() -> Path:
     """Where the Hugging Face hub keeps downloaded models, as huggingface_hub itself decides."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "huggingface" / "hub"
+    if folder := env_path("HF_HUB_CACHE"):
+        return folder
+    if folder := env_path("HF_HOME"):
+        return folder / "hub"
+    base = env_path_or("XDG_CACHE_HOME", "~/.cache")
+    return base / "huggingface" / "hub"
 
 
 def find_model(name: str) -> Path:
     """The directory for `name`: a path on disk, or a model id already in the local hub cache."""
-    path = Path(name).expanduser()
+    path = checked_path(name)
     if path.is_dir():
         return path
     if path.exists():
@@ -418,7 +417,7 @@ def export(ckpt: str | Path, out: str | Path) -> Path:
     from tui_gpt.engine.checkpoint import load_model
     from tui_gpt.engine.tokenizer import EOT, UNK
 
-    ckpt, out = Path(ckpt).expanduser(), Path(out).expanduser()
+    ckpt, out = checked_path(ckpt), checked_path(out)
     if out.is_symlink():  # dangling or not, the rename that finishes an export cannot replace it
         raise TuiGptError(f"{out}: a symbolic link; export writes a new folder, give its real path")
     _check_outside(ckpt, out)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tui_gpt.errors import TuiGptError
+from tui_gpt.errors import TuiGptError, checked_path
 from tui_gpt.settings import RunSpec, dropout_for, spec_problem
 
 if TYPE_CHECKING:  # the app imports RunSpec before first paint: keep it light
@@ -77,8 +77,8 @@ PREFLIGHT_BYTES = 20 << 20  # text this small is read through once before the ap
 def _small(sources: list[str]) -> bool:
     total = 0
     for src in sources:
-        path = Path(src).expanduser()
-        with contextlib.suppress(OSError):  # load_corpus says what is wrong with it
+        with contextlib.suppress(OSError, TuiGptError):  # load_corpus says what is wrong with it
+            path = checked_path(src)
             total += path.stat().st_size if path.is_file() else 0
     return total <= PREFLIGHT_BYTES
 

@@ -32,7 +32,7 @@ from typing import BinaryIO, NamedTuple
 
 import numpy as np
 
-from tui_gpt.errors import NO_ROOM, WRITE_ERRORS, TuiGptError, reason
+from tui_gpt.errors import NO_ROOM, WRITE_ERRORS, TuiGptError, env_path, env_path_or, reason
 
 FORMAT = 1  # bump when the file layout or the way text becomes ids changes
 MAGIC = b"TUIGPT-TOKENS\0\0\0"
@@ -50,10 +50,10 @@ PRIVATE_BYTES = 256 << 20
 
 
 def cache_dir() -> Path:
-    if env := os.environ.get("TUI_GPT_CACHE"):
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "tui-gpt" / "tokens"
+    if folder := env_path("TUI_GPT_CACHE"):
+        return folder
+    base = env_path_or("XDG_CACHE_HOME", "~/.cache")
+    return base / "tui-gpt" / "tokens"
 
 
 def cache_key(corpus_digest: str, tokenizer_json: str, *parts: object) -> str:

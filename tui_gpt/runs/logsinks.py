@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from tui_gpt.errors import TuiGptError, reason
+from tui_gpt.errors import TuiGptError, checked_path, reason
 from tui_gpt.runs.tracking import EvalRow, RunEnd, RunInfo, Sink
 from tui_gpt.visible import shown
 
@@ -168,7 +168,7 @@ class TensorBoardSink(_BestEffort):
     label = "tensorboard"
 
     def __init__(self, logdir: Path, info: RunInfo | None = None) -> None:
-        self.logdir = Path(logdir).expanduser()
+        self.logdir = checked_path(logdir, "--log-dir")
         self._name(info)
         self.summaries = _need("tensorboard", "torch.utils.tensorboard.summary")  # checks tensorboard's version
         self.events: _EventFile | None = None

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tui_gpt.errors import TuiGptError
+from tui_gpt.errors import TuiGptError, path_arg
 from tui_gpt.runs.logsinks import SINKS
 from tui_gpt.runs.tracking import EvalRow, RunEnd, RunInfo, Sink
 from tui_gpt.settings import RunSpec, reproduce_command
@@ -50,7 +50,9 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--log", type=log_kinds, default=(), metavar="KINDS", help=f"also log to {' and/or '.join(LOG_KINDS)}"
     )
-    group.add_argument("--log-dir", default=LOG_DIR, metavar="DIR", help=f"where --log writes (default ./{LOG_DIR})")
+    group.add_argument(
+        "--log-dir", type=path_arg, default=LOG_DIR, metavar="DIR", help=f"where --log writes (default ./{LOG_DIR})"
+    )
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from tui_gpt.errors import TuiGptError
+from tui_gpt.errors import TuiGptError, env_path, env_path_or
 from tui_gpt.runs.tracking import EvalRow, RunEnd, RunInfo
 from tui_gpt.settings import OPTIONS, STEPS
 
@@ -54,10 +54,10 @@ CREATE INDEX evals_by_run ON evals (run, step);
 
 def registry_path() -> Path:
     """$TUI_GPT_DATA/runs.sqlite, else $XDG_DATA_HOME/tui-gpt/runs.sqlite, else ~/.local/share/tui-gpt/runs.sqlite."""
-    if folder := os.environ.get("TUI_GPT_DATA"):
-        return Path(folder).expanduser() / FILE_NAME
-    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
-    return Path(base).expanduser() / "tui-gpt" / FILE_NAME
+    if folder := env_path("TUI_GPT_DATA"):
+        return folder / FILE_NAME
+    base = env_path_or("XDG_DATA_HOME", "~/.local/share")
+    return base / "tui-gpt" / FILE_NAME
 
 
 def _from_dict(cls: type, d: dict) -> Any:

@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tui_gpt.app.lab import Experiment, stack
-from tui_gpt.app.screens.ask import AskScreen
+from tui_gpt.app.screens.ask import AskScreen, Refused, parse_existing
 from tui_gpt.app.screens.page import PageScreen
 from tui_gpt.visible import cell
 
@@ -20,8 +20,9 @@ if TYPE_CHECKING:
     from tui_gpt.probes.replica import Replica
 
 
-def check_checkpoint(value: str) -> str | None:
-    return None if (Path(value).expanduser() / "config.json").exists() else f"{value}: not a checkpoint"
+def parse_checkpoint(value: str) -> str | Refused:
+    """A checkpoint folder (one holding config.json), `~` expanded; or why not."""
+    return parse_existing(value, "config.json", "not a checkpoint")
 
 
 class CompareExperiment(Experiment):
@@ -41,7 +42,7 @@ class CompareExperiment(Experiment):
                     exit_on_error=False,
                 )
 
-        ui.push_screen(AskScreen("Compare with which checkpoint directory?", run.out, check_checkpoint), done)
+        ui.push_screen(AskScreen("Compare with which checkpoint directory?", run.out, parse_checkpoint), done)
 
     def _compare(self, replica: Replica, path: str, prompt: str, sources: list[str], k: int, page: PageScreen) -> None:
         body: Group | Text

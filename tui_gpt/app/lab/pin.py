@@ -8,7 +8,7 @@ from textual.content import Content
 
 from tui_gpt.app.lab import Experiment
 from tui_gpt.app.messages import Pinned
-from tui_gpt.app.screens.ask import AskScreen
+from tui_gpt.app.screens.ask import AskScreen, Refused
 from tui_gpt.visible import visible
 
 if TYPE_CHECKING:
@@ -16,11 +16,13 @@ if TYPE_CHECKING:
     from tui_gpt.app.state import Doors
 
 
-def check_example(value: str) -> str | None:
+def parse_example(value: str) -> tuple[str, str] | Refused:
+    """ "prefix -> target" as (prefix, target), the prefix's trailing spaces and the target's spaces cut."""
     if "->" not in value:
-        return "write it as: prefix -> target"
+        return Refused("write it as: prefix -> target")
     prefix, target = value.rsplit("->", 1)
-    return None if prefix.strip() and target.strip() else "both a prefix and a target are needed"
+    prefix, target = prefix.rstrip(), target.strip()
+    return (prefix, target) if prefix.strip() and target else Refused("both a prefix and a target are needed")
 
 
 class PinExperiment(Experiment):
@@ -35,20 +37,18 @@ class PinExperiment(Experiment):
         # Suggest the ghost's next word: a lone space or subword is no readable target.
         guess = (prompt.ghost or self.probes.last_guess or "").strip()
 
-        def done(value: str | None) -> None:
-            if value:
-                self.pin(value)
+        def done(example: tuple[str, str] | None) -> None:
+            if example is not None:
+                self.pin(*example)
 
         self.ui.push_screen(
-            AskScreen("Pin an example, as: prefix -> target", f"{prompt.value} -> {guess}", check_example), done
+            AskScreen("Pin an example, as: prefix -> target", f"{prompt.value} -> {guess}", parse_example), done
         )
 
-    def pin(self, value: str) -> None:
+    def pin(self, prefix: str, target: str) -> None:
         ui, replica = self.ui, self.run.replica
         if replica is None:
             return
-        prefix, target = value.rsplit("->", 1)
-        prefix, target = prefix.rstrip(), target.strip()
         tok = replica.tokenizer
         # The target follows the prefix with a space, as it would in running text.
         ids = tok.encode(prefix + " " + target)

@@ -18,7 +18,7 @@ from textual.widgets import Static
 
 from tui_gpt.app import keymap
 from tui_gpt.app.lab import Experiment
-from tui_gpt.app.screens.ask import AskScreen
+from tui_gpt.app.screens.ask import AskScreen, Refused
 from tui_gpt.app.screens.choice import ChoiceScreen
 from tui_gpt.probes.surprisal import (
     DEFAULT_PROB_EDGES,
@@ -120,21 +120,20 @@ class SurprisalScreen(ModalScreen[None]):
         self._draw()
 
     def action_edit_edges(self) -> None:
-        def check(value: str) -> str | None:
+        def parse(value: str) -> tuple[int, ...] | Refused:
             try:
-                parse_edges(value)
+                return parse_edges(value)
             except ValueError as exc:
-                return str(exc)
-            return None
+                return Refused(str(exc))
 
-        def done(value: str | None) -> None:
-            if value:
-                self.rank_edges = parse_edges(value)
+        def done(edges: tuple[int, ...] | None) -> None:
+            if edges is not None:
+                self.rank_edges = edges
                 self.by_rank = True
                 self._draw()
 
         current = ", ".join(map(str, self.rank_edges))
-        self.app.push_screen(AskScreen("Rank bucket edges (increasing, e.g. 1, 3, 10, 100)", current, check), done)
+        self.app.push_screen(AskScreen("Rank bucket edges (increasing, e.g. 1, 3, 10, 100)", current, parse), done)
 
 
 class SurprisalExperiment(Experiment):
