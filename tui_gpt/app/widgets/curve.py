@@ -93,7 +93,7 @@ class Curve:
         }
 
     def epoch(self, step: int) -> float | None:
-        """Passes over the training split that `step` steps amount to (tokens trained / train tokens); None if unknown."""
+        """Passes over the training split that `step` steps make (tokens trained / train tokens); None if unknown."""
         if not self.tokens_per_step or not self.train_tokens:
             return None
         return step * self.tokens_per_step / self.train_tokens
