@@ -107,14 +107,14 @@ class TrainingPane(Vertical):
         self.set_corpus(Content.from_markup(markup, name=c["name"], **values))
 
     def show_stats(self, status: str, step: int, last: dict | None, error: str | None) -> None:
-        """Two lines: where the run is, then how fast it goes (or the error).
+        """Two lines: where the run is, then how far (epochs, the best val loss) and how fast it goes (or the error).
 
         The status ("loading my[v2].txt") and the error name files: they go in as $variables, never as markup.
         """
         first = ["[b]$status[/b]", f"step [b]{step:,}[/b]"]
+        second = []  # each line stays one line (app.tcss): a narrow pane cuts the speed first, not the next line
         if (epoch := self.curve.epoch(step)) is not None:
-            first.append(f"epoch {epoch:.{2 if epoch < 1 else 1}f}")  # passes over the training text
-        second = []
+            second.append(f"epoch {epoch:.{2 if epoch < 1 else 1}f}")  # passes over the training text
         if (best := self.curve.best_val()) is not None:  # the chart's marker: where val was lowest
             second.append(f"[${LINE_COLOURS['val']}]{BEST_MARKER}[/] best val {best[1]:.3f} at step {best[0]:,}")
         if last:
