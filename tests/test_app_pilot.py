@@ -487,7 +487,8 @@ async def test_the_pane_shows_epochs_and_the_best_val_loss(tmp_path):
         stats = text_of(app.query_one("#train-stats"))
         best = pane.curve.best_val()
         assert best is not None and best[0] == 150  # the fake's curve only falls: its last evaluation is best
-        assert f"\nepoch {epoch:.{2 if epoch < 1 else 1}f} · ◆ best val {best[1]:.3f} at step 150 · " in stats
+        assert f"step 150 · epoch {epoch:.{2 if epoch < 1 else 1}f} · train " in stats
+        assert f"\n◆ best val {best[1]:.3f} at step 150 · 12,345 tok/s" in stats
         assert "◆" in screen_text(app), "the chart marks the best val loss"
         # Val rises twice while train falls: the marker stays at step 150 and the hint names it.
         pane.curve.add(
@@ -516,7 +517,7 @@ async def test_pause_step_save_and_quit_with_the_fake_trainer(tmp_path):
         assert client.starts == [FAKE_SPEC]
         await wait_for(pilot, lambda: "tok/s" in text_of(app.query_one("#train-stats")), what="the stats line")
         stats = text_of(app.query_one("#train-stats"))
-        assert stats.startswith("training · step 150 · train ")
+        assert re.match(r"training · step 150 · epoch 0\.\d\d · train ", stats)
         assert "12,345 tok/s" in stats and "0:37 elapsed" in stats and "val " in stats
 
         await pilot.press("ctrl+r")

@@ -112,9 +112,9 @@ class TrainingPane(Vertical):
         The status ("loading my[v2].txt") and the error name files: they go in as $variables, never as markup.
         """
         first = ["[b]$status[/b]", f"step [b]{step:,}[/b]"]
-        second = []  # each line stays one line (app.tcss): a narrow pane cuts the speed first, not the next line
         if (epoch := self.curve.epoch(step)) is not None:
-            second.append(f"epoch {epoch:.{2 if epoch < 1 else 1}f}")  # passes over the training text
+            first.append(f"epoch {epoch:.{2 if epoch < 1 else 1}f}")  # passes over the training text
+        second = []  # each line stays one line (app.tcss): a narrow pane cuts its end, never the next line
         if (best := self.curve.best_val()) is not None:  # the chart's marker: where val was lowest
             second.append(f"[${LINE_COLOURS['val']}]{BEST_MARKER}[/] best val {best[1]:.3f} at step {best[0]:,}")
         if last:
