@@ -20,6 +20,7 @@ from pilot import (
     running,
     screen_text,
     settle,
+    steady,
     sync,
     text_of,
     token_view,
@@ -475,6 +476,40 @@ async def test_the_legend_shows_the_val_loss_in_bits_per_byte(tmp_path):
 
 
 @sync
+async def test_the_pane_shows_epochs_and_the_best_val_loss(tmp_path):
+    """Epochs are tokens trained over the train split's tokens (both from Ready); the chart marks the best val
+    loss with a marker that the numbers under it repeat, and an overfitting hint names its step."""
+    async with ready(make_app(tmp_path)) as (app, pilot):
+        await steady(pilot)
+        pane = app.query_one(TrainingPane)
+        corpus = app.client.built.ready.corpus
+        epoch = TRAIN_STEPS * corpus["tokens_per_step"] / corpus["train_tokens"]
+        stats = text_of(app.query_one("#train-stats"))
+        best = pane.curve.best_val()
+        assert best is not None and best[0] == 150  # the fake's curve only falls: its last evaluation is best
+        assert f"step 150 · epoch {epoch:.{2 if epoch < 1 else 1}f} · train " in stats
+        assert f"\n◆ best val {best[1]:.3f} at step 150 · 12,345 tok/s" in stats
+        assert "◆" in screen_text(app), "the chart marks the best val loss"
+        # Val rises twice while train falls: the marker stays at step 150 and the hint names it.
+        pane.curve.add(
+            [
+                {"step": 200, "loss": 1.5, "lr": 1e-2, "val_loss": best[1] + 0.2, "eval_train_loss": 1.5},
+                {"step": 250, "loss": 1.2, "lr": 1e-2, "val_loss": best[1] + 0.5, "eval_train_loss": 1.2},
+            ]
+        )
+        await wait_for(pilot, lambda: "overfitting" in text_of(app.query_one("#hints")), what="the hint")
+        app.run_status.show()
+        assert f"◆ best val {best[1]:.3f} at step 150" in text_of(app.query_one("#train-stats"))
+        assert f"val was best at step 150 ({best[1]:.2f})" in text_of(app.query_one("#hints"))
+        assert pane.curve.best_point("steps") == (150, best[1])
+        # A small terminal's narrow pane cuts each stats line short: neither pushes the other out.
+        await pilot.resize_terminal(80, 24)
+        await settle(pilot)
+        screen = screen_text(app)
+        assert "training · step 150" in screen and "epoch " in screen and "◆ best val" in screen
+
+
+@sync
 async def test_pause_step_save_and_quit_with_the_fake_trainer(tmp_path):
     async with ready(make_app(tmp_path)) as (app, pilot):
         out = Path(app.state.out)
@@ -482,7 +517,7 @@ async def test_pause_step_save_and_quit_with_the_fake_trainer(tmp_path):
         assert client.starts == [FAKE_SPEC]
         await wait_for(pilot, lambda: "tok/s" in text_of(app.query_one("#train-stats")), what="the stats line")
         stats = text_of(app.query_one("#train-stats"))
-        assert stats.startswith("training · step 150 · train ")
+        assert re.match(r"training · step 150 · epoch 0\.\d\d · train ", stats)
         assert "12,345 tok/s" in stats and "0:37 elapsed" in stats and "val " in stats
 
         await pilot.press("ctrl+r")

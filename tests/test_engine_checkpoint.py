@@ -334,3 +334,75 @@ def test_save_into_a_fresh_nested_folder(tmp_path, fables_run):
     )
     assert (out / "model.safetensors").is_file()
     shutil.rmtree(tmp_path / "a")
+
+
+# ---- --keep best --------------------------------------------------------------------------------
+
+
+def keep_best(run, out: Path, steps: int) -> list[int]:
+    """Train `steps` steps as train and the app do with --keep best; the steps whose weights went to out/best."""
+    kept = []
+    for ev in run.trainer.run(steps=steps):
+        if run.save_best(out, ev.val_loss is not None) is not None:
+            kept.append(ev.step)
+    return kept
+
+
+def test_keep_best_saves_each_new_best_inside_the_run_folder(tmp_path, make_spec):
+    from tui_gpt.engine.savedir import BEST, best_val, check_out, is_checkpoint_dir
+
+    run = open_run(make_spec(eval_interval=2, keep="best"))
+    out = tmp_path / "run"
+    kept = keep_best(run, out, 6)
+    history = run.trainer.history
+    best = history.best_val()
+    assert best is not None and kept and kept[-1] == best[0] and 0 not in kept  # never the random start
+    assert sorted(os.listdir(out)) == [BEST]  # the run's own checkpoint is not saved yet: only its best
+    assert check_out(out) == out.resolve()  # the run may still save there
+    run.save(out)
+    assert is_checkpoint_dir(out) and is_checkpoint_dir(out / BEST)
+    assert sorted(os.listdir(out)) == sorted([*FILES, ".lock", BEST])
+    assert best_val(out / BEST) == best == best_val(out)  # trainer.json records it: the run's own too
+    assert json.loads((out / BEST / "trainer.json").read_text())["step"] == best[0]
+    model, _, _ = load_model(out / BEST)  # `tui-gpt complete RUN/best` loads it
+    assert model.config == run.trainer.model.config
+    weights = (out / BEST / "model.safetensors").read_bytes()
+
+    # Saving the run again carries best/ over, untouched; a worse evaluation keeps it as it is.
+    history.eval_steps.append(run.trainer.step)
+    history.eval_val.append(best[1] + 1.0)
+    history.eval_train.append(0.0)
+    assert run.save_best(out, evaluated=True) is None
+    run.save(out)
+    assert (out / BEST / "model.safetensors").read_bytes() == weights
+    assert os.listdir(tmp_path) == ["run"]  # no temporary or .old folder left beside it
+
+    # --keep last (the default) never writes best/.
+    other = open_run(make_spec(eval_interval=2))
+    assert keep_best(other, tmp_path / "last", 4) == [] and not (tmp_path / "last").exists()
+
+
+def test_a_folder_named_best_that_is_not_ours_is_never_adopted(tmp_path, fables_run, one_line_error):
+    out = tmp_path / "run"
+    (out / "best").mkdir(parents=True)
+    (out / "best" / "notes.txt").write_text("mine")
+    with pytest.raises(TuiGptError) as caught:
+        fables_run.save(out)
+    assert "not a tui-gpt checkpoint" in one_line_error(caught.value, str(out.resolve()))
+    assert (out / "best" / "notes.txt").read_text() == "mine"
+
+
+def test_best_survives_a_save_killed_between_its_renames(tmp_path, monkeypatch, make_spec):
+    from tui_gpt.engine.savedir import BEST
+
+    run = open_run(make_spec(eval_interval=2, keep="best"))
+    out = tmp_path / "run"
+    run.save(out)
+    assert keep_best(run, out, 4)
+    weights = (out / BEST / "model.safetensors").read_bytes()
+    crash_between_renames(monkeypatch, run, out)
+    assert os.listdir(tmp_path) == [".run.old"]  # best/ waits aside with the rest
+    run.save(out)  # the next save completes, and brings best/ back
+    assert os.listdir(tmp_path) == ["run"]
+    assert (out / BEST / "model.safetensors").read_bytes() == weights
+    load_model(out / BEST)

@@ -175,3 +175,21 @@ def test_bench_ends_with_its_summary_line(tmp_path, tiny_text):
     assert int(fields["steps"]) == 20 and float(fields["tok_per_s"]) > 0 and 0 < float(fields["mfu"]) < 1
     assert 0 < float(fields["val_loss"]) < 5
     assert "val loss over the whole split: " in r.stderr  # the report goes to stderr, the summary to stdout
+
+
+def test_train_keep_best_then_complete_run_best(tmp_path, tiny_text):
+    """--keep best: each new best val loss's weights go to OUT/best, and `complete OUT/best` probes them."""
+    (tmp_path / "tiny.txt").write_text(tiny_text, encoding="utf-8")
+    r = tui_gpt("train", "tiny.txt", "--steps", "20", *TINY, "--keep", "best", "--out", "DIR", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "DIR"
+    state = json.loads((out / "trainer.json").read_text())
+    best = state["best_val"]
+    assert json.loads((out / "best" / "trainer.json").read_text())["step"] == best["step"] > 0
+    said = " ".join(r.stderr.split())  # the console wraps at its width
+    assert f"new best val {best['loss']:.4f} at step {best['step']}: saved to" in said and "Traceback" not in said
+    c = tui_gpt("complete", "DIR/best", "The", "--top-k", "3", cwd=tmp_path)
+    assert c.returncode == 0, c.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["DIR", "tiny.txt"]  # no temporary dirs left
+    bad = tui_gpt("train", "tiny.txt", "--keep", "worst", cwd=tmp_path)
+    assert bad.returncode == 2 and "--keep" in bad.stderr and "Traceback" not in bad.stderr

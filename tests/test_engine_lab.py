@@ -17,7 +17,7 @@ from tui_gpt.engine.tokenizer import TextTokenizer
 from tui_gpt.engine.trainer import History, TrainConfig, TrainEvent
 from tui_gpt.probes import memorization
 from tui_gpt.probes.export import examples_csv, history_csv
-from tui_gpt.probes.hints import Hint, run_hints
+from tui_gpt.probes.hints import Hint, best_eval, run_hints
 from tui_gpt.probes.memorization import NgramIndex, memorized_spans
 from tui_gpt.probes.predict import Example, temperature_table
 from tui_gpt.probes.surprisal import DEFAULT_RANK_EDGES, PALETTE, parse_edges, prob_bucket, rank_bucket
@@ -166,6 +166,29 @@ def test_overfitting():
     hints = run_hints(_history([2.8] * 60, evals), BASE)
     assert kinds(hints) == ["overfitting"]
     assert hints[0].severity == "warn" and "--dropout" in hints[0].text
+
+
+def test_overfitting_names_the_step_where_val_was_best():
+    # Val bottoms out at the second evaluation (step 10), then rises while train falls.
+    evals = [(3.0, 3.2), (2.4, 2.9), (2.0, 3.0), (1.6, 3.3)]
+    hints = run_hints(_history([2.8] * 60, evals), BASE)
+    assert kinds(hints) == ["overfitting"]
+    assert hints[0].text.startswith("val was best at step 10 (2.90); ")
+    # A pure function of the history: the same history, the same words; a NaN evaluation is never the best.
+    assert run_hints(_history([2.8] * 60, evals), BASE) == hints
+    assert best_eval([0, 10, 20], [math.nan, 3.1, 3.1]) == (10, 3.1)
+    assert best_eval([], []) is None
+
+
+def test_history_knows_its_best_evaluation():
+    h = History()
+    assert h.best_val() is None
+    for step, val in ((0, 4.0), (250, 3.5), (500, 3.2), (750, 3.4)):
+        h.add(TrainEvent(step, 3.0, 1e-3, 0.0, 0.0, val_loss=val, eval_train_loss=3.0))
+    assert h.best_val() == (500, 3.2)
+    assert not h.improved()  # the last evaluation (3.4) is worse than step 500's
+    h.add(TrainEvent(1000, 3.0, 1e-3, 0.0, 0.0, val_loss=3.1, eval_train_loss=3.0))
+    assert h.improved() and h.best_val() == (1000, 3.1)
 
 
 @pytest.mark.parametrize(

@@ -36,6 +36,7 @@ FINETUNE = {"train.lr": 5e-5, "train.batch_size": 1, "train.warmup_steps": 20, "
 # Its dropout follows the size of the text (`dropout_for`), where --dropout is not given.
 APP = {"tokenizer": "bpe", "train.schedule": "constant", "dropout": None}
 SCHEDULES = ("cosine", "constant")
+KEEPS = ("last", "best")  # --keep: the last weights only, or also the best val loss's in OUT/best (savedir.BEST)
 # Probing a model (`complete`, the app's panes): how many guesses, and the next-word search's work.
 TOP_K = 10
 MAX_TOP_K = 1000  # a table someone reads; the word search also costs more with every word it must rank
@@ -78,6 +79,7 @@ class TrainConfig(_Dict):
     seed: int = 1337
     dtype: str = "auto"  # auto (measured, see autotune) | float32 | bfloat16
     device: str = "auto"  # auto | cpu | cuda | mps
+    keep: str = "last"  # last: save the current weights; best: also the best val loss's, to OUT/best, as it improves
     # CPU threads: 0 keeps the process's count, -1 measures the best, n forces n. The machine's, not the run's.
     threads: int = field(default=0, compare=False)
 
@@ -222,6 +224,14 @@ OPTIONS: tuple[Option, ...] = (
         ("auto", "float32", "bfloat16"),
     ),
     Option("--device", "train.device", "auto (CUDA, then MPS, then CPU), cpu, cuda, mps", str),
+    Option(
+        "--keep",
+        "train.keep",
+        "last: save the current weights (default); best: also, whenever the val loss improves, its weights to "
+        "OUT/best (nanoGPT's save-on-improvement; tui-gpt complete OUT/best probes them)",
+        str,
+        KEEPS,
+    ),
 )
 STEPS = Option("--steps", "train.decay_steps", "optimizer steps to take")  # also where the cosine ends
 
@@ -299,6 +309,7 @@ RULES: dict[str, Rule] = {
     "schedule": Rule("cosine or constant", lambda v: v in SCHEDULES),
     "dtype": Rule("auto, float32 or bfloat16", lambda v: v in ("auto", "float32", "bfloat16")),
     "device": Rule("a device name", lambda v: isinstance(v, str) and 0 < len(v) < 40),
+    "keep": Rule("last or best", lambda v: v in KEEPS),
     # Probing a model (complete, generate): never saved, but one rule each all the same.
     "top_k": _ints(1, MAX_TOP_K),
     "budget": _ints(1, MAX_SEARCH_BUDGET),

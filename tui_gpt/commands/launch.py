@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from tui_gpt.engine.savedir import check_out
+from tui_gpt.engine.savedir import BEST, best_val, check_out
 from tui_gpt.engine.session import preflight
 from tui_gpt.runs.recorder import Recording
 from tui_gpt.settings import RunSpec
@@ -45,7 +45,19 @@ def run_app(args: argparse.Namespace) -> int:
             )
         else:
             print("tui-gpt: nothing new to save", file=stream)
+        if note := best_note(Path(out)):
+            print(note, file=stream)
     except OSError:
         pass
     signalled = app.state.signalled
     return 128 + signalled if signalled else 0
+
+
+def best_note(out: Path) -> str | None:
+    """The quit note's line about --keep best's checkpoint in `out`, if the run has one."""
+    best = out / BEST
+    if not (best / "config.json").is_file():
+        return None
+    at = best_val(best)
+    which = f"best val {at[1]:.4f} at step {at[0]}" if at else "best val loss"
+    return f"tui-gpt: the weights of the {which} are in {best}; probe them with: tui-gpt complete {best} PREFIX"

@@ -158,6 +158,19 @@ def _save(run, out: Path, signals: _Signals, where: Console, final: bool = False
     return path
 
 
+def _save_best(run, out: Path, evaluated: bool, signals: _Signals, where: Console) -> None:
+    """--keep best: a new best val loss's weights to OUT/best, said in one line; a failure too, and training goes on."""
+    with signals.saving(False):
+        try:
+            path = run.save_best(out, evaluated)
+        except TuiGptError as exc:
+            _say(f"[red]{escape('best weights not kept: ' + str(exc))}[/]", where, markup=True)
+            return
+    if path is not None:
+        step, loss = run.trainer.history.best_val()
+        _say(f"new best val {loss:.4f} at step {step}: saved to {path}", where)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Train headless; under torchrun every rank runs this, and rank 0 alone prints and saves."""
     from tui_gpt.engine import distributed
@@ -294,6 +307,8 @@ def _train(args: argparse.Namespace, run, out: Path, signals: _Signals, recorder
                 _show_event(ev, bar.console)
                 if main and (ev.val_loss is not None or autosave.due(trainer.step)):
                     autosave.saved(trainer.step if _save(run, out, signals, bar.console) else None)
+                if main:
+                    _save_best(run, out, ev.val_loss is not None, signals, bar.console)
                 if signals.stop:
                     break
         except _Stop:

@@ -5,8 +5,9 @@ Layout of a checkpoint directory:
     optimizer.safetensors  AdamW moments, plus the random-number state that resuming needs
     config.json            model, training and corpus settings
     tokenizer.json         the Hugging Face tokenizer
-    trainer.json           step, elapsed time and optimizer hyper-parameters
+    trainer.json           step, elapsed time, optimizer hyper-parameters, and the best val loss and its step
     history.json           the loss curve
+    best/                  --keep best: a checkpoint of the weights at the best val loss so far, the same layout
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from tui_gpt.engine.savedir import (
     LOCK,
     CheckpointLock,
     aside,
+    carry_best,
     check_out,
     read_capped,
     read_json,
@@ -112,6 +114,7 @@ def save_checkpoint(
             trash = None
             if (out / "config.json").exists():
                 if old.exists():
+                    carry_best(old, out)  # a save killed after its swap: the best/ checkpoint is still in it
                     _discard(old, out)
                 out.rename(old)
             else:  # only our lock: a new folder, or an earlier save was interrupted and its .old stays
@@ -121,6 +124,7 @@ def save_checkpoint(
             _fsync_dir(out.parent)
             for done in (old, trash):
                 if done is not None and done.exists():
+                    carry_best(done, out)  # --keep best's checkpoint stays in the run's folder
                     _discard(done, out)
         except BaseException as exc:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -151,6 +155,8 @@ def _write_files(
     write_json(tmp / "config.json", config)
     tokenizer.save(tmp / "tokenizer.json")
     state: dict[str, Any] = {"step": trainer.step, "elapsed": trainer.elapsed, "param_groups": hyper}
+    if (best := trainer.history.best_val()) is not None:  # also in history.json's evaluations: here to read at once
+        state["best_val"] = {"step": best[0], "loss": best[1]}
     write_json(tmp / "trainer.json", {**state, "run": run_id} if run_id else state)
     write_json(tmp / "history.json", trainer.history.to_dict())
     for name in FILES:

@@ -21,11 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from tui_gpt.errors import TuiGptError, reason
+from tui_gpt.settings import is_int, is_number
 
 FORMAT = "tui-gpt-checkpoint/1"
 FILES = ("model.safetensors", "optimizer.safetensors", "config.json", "tokenizer.json", "trainer.json", "history.json")
 LOCK = ".lock"
 OURS = frozenset((*FILES, LOCK))
+# --keep best: the best val loss's checkpoint, a folder inside the run's own (RUN/best), written by the same
+# atomic save; its saves' temp folders and the folder set aside mid-swap live beside it, in RUN.
+BEST = "best"
 RUST_TEMP = re.compile(r"\.tmp[A-Za-z0-9]{6}")
 # What an export writes, in a temp folder named ".OUT.export-XXXX" until it is renamed to OUT.
 EXPORT_FILES = frozenset(
@@ -48,13 +52,25 @@ CAPS = {
 }
 
 
+def is_best_entry(folder: Path, name: str) -> bool:
+    """Whether `folder/name` is a run's best/ checkpoint or what its saves leave beside it (.best.old, .best.tmp-)."""
+    named = name in (BEST, f".{BEST}.old") or name.startswith(f".{BEST}.tmp-")
+    entry = folder / name
+    return named and entry.is_dir() and not entry.is_symlink() and _only_ours(entry)
+
+
+def _ours(folder: Path, names: set[str], ours: frozenset[str] = OURS) -> bool:
+    """Every name in `folder` is one of `ours`, or its best/ checkpoint's (is_best_entry)."""
+    return all(n in ours or is_best_entry(folder, n) for n in names)
+
+
 def is_checkpoint_dir(path: Path) -> bool:
-    """True if `path` is a folder holding only checkpoint files, with our config.json."""
+    """True if `path` is a folder holding only checkpoint files (and a best/ checkpoint), with our config.json."""
     try:
         names = {p.name for p in path.iterdir()}
     except OSError:
         return False
-    if not names <= OURS or "config.json" not in names:
+    if "config.json" not in names or not _ours(path, names):
         return False
     try:
         return bool(json.loads(read_capped(path / "config.json", MB)).get("format") == FORMAT)
@@ -79,7 +95,8 @@ def check_out(out: Path) -> Path:
     out = out.resolve()
     if out.is_dir():
         try:
-            empty = {p.name for p in out.iterdir()} <= {LOCK}  # a run that never saved leaves its lock
+            # A run that never saved leaves its lock, and with --keep best its best/ checkpoint.
+            empty = _ours(out, {p.name for p in out.iterdir()}, frozenset((LOCK,)))
         except OSError as exc:
             raise TuiGptError(f"{out}: cannot be read ({exc.strerror}); pass --out another folder") from None
         if not empty and not is_checkpoint_dir(out):
@@ -101,6 +118,15 @@ def _only_ours(folder: Path, ours: frozenset[str] = OURS) -> bool:
         return False
     # safetensors writes through a ".tmpXXXXXX" file of its own, which a kill leaves behind
     return names is not None and all(n in ours or RUST_TEMP.fullmatch(n) for n in names)
+
+
+def carry_best(src: Path, dst: Path) -> None:
+    """Move the best/ checkpoint (and its saves' leftovers) from a run folder a save has replaced into the new one."""
+    if not src.is_dir():
+        return
+    for entry in src.iterdir():
+        if is_best_entry(src, entry.name) and not (dst / entry.name).exists():
+            entry.rename(dst / entry.name)
 
 
 def aside(out: Path) -> Path:
@@ -140,6 +166,7 @@ def remove_orphans(out: Path) -> None:
         raise RuntimeError(f"remove_orphans({out}) needs the folder's CheckpointLock")
     for tmp in out.parent.glob(temp_prefix(out) + "*"):
         try:
+            carry_best(tmp, out)  # a save killed mid-swap may have left the best/ checkpoint in it
             if _only_ours(tmp):
                 shutil.rmtree(tmp)
         except OSError:
@@ -218,6 +245,16 @@ def read_capped(path: Path, cap: int) -> bytes:
     if len(data) > cap:  # grew while we read it
         raise TuiGptError(f"{path}: more than the {cap:,} bytes allowed; not read")
     return data
+
+
+def best_val(path: Path) -> tuple[int, float] | None:
+    """(step, val loss) that checkpoint `path`'s trainer.json records as its best evaluation; None if none."""
+    try:
+        best = json.loads(read_capped(Path(path) / "trainer.json", CAPS["trainer.json"]))["best_val"]
+        step, loss = best["step"], best["loss"]
+    except (OSError, TuiGptError, ValueError, KeyError, TypeError):
+        return None
+    return (step, float(loss)) if is_int(step) and is_number(loss) else None
 
 
 class Autosave:

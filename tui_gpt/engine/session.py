@@ -46,6 +46,19 @@ class LoadedRun:
 
         return save_checkpoint(Path(out), self.trainer, self.tokenizer, self.corpus_info(), self.run_id)
 
+    def save_best(self, out: str | Path, evaluated: bool) -> Path | None:
+        """--keep best: after an evaluation that beat every earlier one, save the weights to `out`/best too.
+
+        Its path if saved; None if the run does not keep its best, or this step is not a new best.
+        The first evaluation, before any step, is never kept: those weights are random.
+        """
+        from tui_gpt.engine.savedir import BEST
+
+        tr = self.trainer
+        if tr.config.keep != "best" or not evaluated or tr.step == 0 or not tr.history.improved():
+            return None
+        return self.save(Path(out) / BEST)
+
 
 def preflight(spec: RunSpec) -> None:
     """Raise the one-line error that opening `spec` would, without building anything (or importing torch)."""
@@ -142,7 +155,7 @@ def open_run(spec: RunSpec, progress: Progress | None = None) -> LoadedRun:
 
 
 # Train settings a resume may change; the rest of a checkpoint's settings are its own.
-RESUMABLE = ("lr", "batch_size", "eval_interval")
+RESUMABLE = ("lr", "batch_size", "eval_interval", "keep")
 WHERE = ("device",)  # where a run goes on is the user's choice, whatever wrote the checkpoint
 
 
@@ -162,8 +175,8 @@ def _apply_given(trainer: Trainer, spec: RunSpec, tokenizer: TextTokenizer) -> N
     if fixed:
         flags = ", ".join("--" + name.replace("_", "-") for name in fixed)
         raise TuiGptError(
-            f"{flags}: a resumed run keeps its checkpoint's settings; only --lr, --batch-size and "
-            "--eval-interval can change on --resume"
+            f"{flags}: a resumed run keeps its checkpoint's settings; only --lr, --batch-size, "
+            "--eval-interval and --keep can change on --resume"
         )
     changed = {}
     for name in (n for n in spec.given if n in RESUMABLE):

@@ -77,6 +77,22 @@ class History:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def best_val(self) -> tuple[int, float] | None:
+        """(step, val loss) of the lowest finite val loss so far, the earliest on a tie; None before any.
+
+        The same reading as probes.hints.best_eval, which the app applies to the curve it has received.
+        """
+        best: tuple[int, float] | None = None
+        for step, val in zip(self.eval_steps, self.eval_val, strict=False):
+            if math.isfinite(val) and (best is None or val < best[1]):
+                best = (step, val)
+        return best
+
+    def improved(self) -> bool:
+        """Whether the last evaluation is the best so far, strictly: when --keep best saves."""
+        best = self.best_val()
+        return best is not None and best[0] == self.eval_steps[-1] and best[1] == self.eval_val[-1]
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> History:
         lists = {f.name: list(d.get(f.name, [])) for f in fields(cls) if f.name != "val_bytes_per_token"}

@@ -121,7 +121,9 @@ class Ready:
 
     tokenizer_json: str
     model_config: dict[str, Any]  # GPTConfig.to_dict()
-    corpus: dict[str, Any]  # the text, its digest, its tokens, the model size, tokens per step: see worker.describe_run
+    # The text, its digest, its tokens, the model size, tokens per step: see worker.describe_run. Plain numbers
+    # "train_tokens" and "tokens_per_step" give the Training pane its epochs (step * tokens_per_step / train_tokens).
+    corpus: dict[str, Any]
     baselines: dict[str, float]  # uniform, unigram, bigram
     history: dict[str, Any]  # History.to_dict(), for a resumed run
     step: int

@@ -400,6 +400,15 @@ class TrainerLoop:
         self.events.put(Failed(message, fatal=False, save_path=path))
         return False
 
+    def save_best(self) -> None:
+        """--keep best, after an evaluation: a new best val loss's weights to the run folder's best/; failing warns."""
+        if not self.out:
+            return
+        try:
+            self.opened.save_best(self.out, evaluated=True)
+        except TuiGptError as exc:  # the run goes on, and its own checkpoint is untouched
+            self.events.put(Failed(f"best weights not kept: {exc}", fatal=False))
+
     def loop(self) -> None:
         """Open the run and train it until the app quits; record how it ended."""
         self.open(self.spec)
@@ -447,6 +456,8 @@ class TrainerLoop:
                 continue
             ev = next(self.steps)
             self.recorder.event(ev)
+            if ev.val_loss is not None:
+                self.save_best()
             if self.pending_steps:
                 self.pending_steps -= 1
             self.batch.append(asdict(ev))

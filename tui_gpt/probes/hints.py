@@ -23,6 +23,15 @@ class Hint:
     text: str
 
 
+def best_eval(steps: Sequence[float], vals: Sequence[float]) -> tuple[int, float] | None:
+    """(step, val loss) of the lowest finite val loss so far, the earliest on a tie; None before any."""
+    best: tuple[int, float] | None = None
+    for step, val in zip(steps, vals, strict=False):
+        if math.isfinite(val) and (best is None or val < best[1]):
+            best = (int(step), float(val))
+    return best
+
+
 def _finite_mean(values: Sequence[float]) -> float:
     vals = [v for v in values if math.isfinite(v)]
     return sum(vals) / len(vals) if vals else math.nan
@@ -53,7 +62,8 @@ def run_hints(history: Mapping[str, Sequence[float]], baselines: Mapping[str, fl
     elif loss:  # comparing a diverging loss with the baselines would only repeat the alarm
         hints += _against_baselines(smoothed, baselines.get("unigram"), baselines.get("bigram"))
     if len(ev_val) >= window and len(ev_train) >= window:
-        hints += _overfitting(ev_train[-window], ev_train[-1], ev_val[-window], ev_val[-1])
+        best = best_eval(list(history.get("eval_steps", [])), ev_val)
+        hints += _overfitting(ev_train[-window], ev_train[-1], ev_val[-window], ev_val[-1], best)
     if not hints:
         now = f" (train loss {smoothed:.2f})" if math.isfinite(smoothed) else ""
         hints.append(Hint("ok", "info", f"nothing unusual{now}: no sign of divergence or overfitting"))
@@ -104,16 +114,21 @@ def _against_baselines(smoothed: float, unigram: float | None, bigram: float | N
     return hints
 
 
-def _overfitting(t0: float, t1: float, v0: float, v1: float) -> list[Hint]:
-    """The warning, if val rose while train fell between two evaluations (t0, v0 the earlier)."""
+def _overfitting(t0: float, t1: float, v0: float, v1: float, best: tuple[int, float] | None = None) -> list[Hint]:
+    """The warning, if val rose while train fell between two evaluations (t0, v0 the earlier).
+
+    `best` is (step, val loss) of the best evaluation so far (`best_eval`): the warning names it.
+    """
     # NaN (an evaluation without a train loss) fails every comparison, so it never warns.
     if v1 > v0 and t1 < t0 and v1 - t1 > OVERFIT_GAP:
+        since = f"val was best at step {best[0]:,} ({best[1]:.2f}); " if best is not None else ""
         return [
             Hint(
                 "overfitting",
                 "warn",
-                f"val is rising while train falls ({v0:.2f} → {v1:.2f} vs {t0:.2f} → {t1:.2f}): overfitting; "
-                "try more text, --dropout 0.1-0.2, a smaller model, or stop here",
+                f"{since}val is rising while train falls ({v0:.2f} → {v1:.2f} vs {t0:.2f} → {t1:.2f}): "
+                "overfitting; try more text, --dropout 0.1-0.2, a smaller model, or stop here (--keep best "
+                "keeps the best weights)",
             )
         ]
     return []

@@ -212,6 +212,8 @@ class Recorder:
         seconds = elapsed - self.first[1]
         rate = trained / seconds if seconds > 0 else 0.0
         wall = time.monotonic() - self.t0
+        if self.trainer is not None and (best := self.trainer.history.best_val()) is not None:
+            extra = {"best_val_step": best[0], "best_val": best[1], **extra}  # where the val loss was lowest
         self._each("finish", RunEnd(status, step, wall, rate, absolute(checkpoint), dict(extra)))
 
     @staticmethod

@@ -445,7 +445,9 @@ class RegistrySink:
 _NAMES: dict[str, str] = {
     opt.field: (opt.field if opt.flag_only else opt.flag.removeprefix("--")) for opt in (*OPTIONS, STEPS)
 }
-_IGNORED = ("sources", "resume", "given")  # the text is compared by its digest
+# Not what a run is: the text is compared by its digest, a dropout's reason follows from its value,
+# and which weights a run keeps changes nothing it learns.
+_IGNORED = ("sources", "resume", "given", "dropout_note", "keep")
 
 
 def _option_name(field: str) -> str:
@@ -457,7 +459,7 @@ def flat_settings(run: RunRecord) -> dict[str, Any]:
     out: dict[str, Any] = {"text": run.info.text_name, "tokenizer": run.info.tokenizer}
     for name, value in run.info.settings.items():
         if name == "train" and isinstance(value, dict):
-            out.update({_option_name(k): v for k, v in value.items()})
+            out.update({_option_name(k): v for k, v in value.items() if k not in _IGNORED})
         elif name not in _IGNORED:
             out[_option_name(name)] = value
     return out

@@ -5,11 +5,14 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+from tui_gpt.probes.hints import best_eval
+
 if TYPE_CHECKING:
     from tui_gpt.app.widgets.overlay_lines import OverlayLine
 
 # Theme variables for the chart's lines; the legend under the chart uses the same.
 LINE_COLOURS = {"train": "primary", "val": "success", "uniform": "foreground-muted", "bigram": "warning"}
+BEST_MARKER = "◆"  # the best val loss so far: on the chart, and before its numbers under it
 
 
 # The x axes the chart draws the live run and the overlays against (the toggle's order), and their labels.
@@ -23,7 +26,8 @@ class Curve:
 
     def __init__(self) -> None:
         self.baselines: dict[str, float] = {}
-        self.tokens_per_step = 0  # from the Ready event: the tokens axis
+        self.tokens_per_step = 0  # from the Ready event: the tokens axis, and epochs
+        self.train_tokens = 0  # tokens in the train split, from the Ready event: epochs
         self.axis = next(iter(AXES))
         self.overlays: list[OverlayLine] = []  # earlier runs of this text (app/overlays.py sets them)
         self.set_history({})
@@ -87,6 +91,25 @@ class Curve:
             "eval_val": self.eval_val,
             "val_bytes_per_token": self.val_bytes_per_token,
         }
+
+    def epoch(self, step: int) -> float | None:
+        """Passes over the training split that `step` steps make (tokens trained / train tokens); None if unknown."""
+        if not self.tokens_per_step or not self.train_tokens:
+            return None
+        return step * self.tokens_per_step / self.train_tokens
+
+    def best_val(self) -> tuple[int, float] | None:
+        """(step, val loss) of the best evaluation so far (probes.hints.best_eval)."""
+        return best_eval(self.eval_steps, self.eval_val)
+
+    def best_point(self, axis: str) -> tuple[float, float] | None:
+        """The best evaluation as one (x, y) along `axis`, if it has a place there."""
+        best = self.best_val()
+        if best is None:
+            return None
+        i = self.eval_steps.index(best[0])
+        xs, ys = self._along(axis, [best[0]], [self.eval_elapsed[i]], [best[1]])
+        return (xs[0], ys[0]) if xs else None
 
     def val_bpb(self) -> float | None:
         """The latest val loss in bits per byte of the validation text (trainer.Trainer.bits_per_byte)."""

@@ -8,7 +8,7 @@ from bisect import bisect_right
 from textual.color import Color
 from textual_plotext import PlotextPlot
 
-from tui_gpt.app.widgets.curve import AXES, LINE_COLOURS, Curve
+from tui_gpt.app.widgets.curve import AXES, BEST_MARKER, LINE_COLOURS, Curve
 from tui_gpt.app.widgets.overlay_lines import OVERLAY_COLOURS, OverlayLine
 
 FAINT = 0.6  # an earlier run's line: 60% its colour, 40% the background
@@ -93,6 +93,8 @@ class LossChart(PlotextPlot):
         xs, ys = c.val_points(c.axis)
         if xs:
             plt.plot(xs, ys, color=colour["val"], marker="braille")
+        if best := c.best_point(c.axis):  # over the val line: where it was lowest
+            plt.scatter([best[0]], [best[1]], color=colour["val"], marker=BEST_MARKER)
         self.refresh()
 
     def _overlay(self, line: OverlayLine, colour: dict[str, tuple[int, int, int]]) -> None:

@@ -12,7 +12,7 @@ from textual.containers import Vertical
 from textual.content import Content
 from textual.widgets import Sparkline
 
-from tui_gpt.app.widgets.curve import LINE_COLOURS, Curve
+from tui_gpt.app.widgets.curve import BEST_MARKER, LINE_COLOURS, Curve
 from tui_gpt.app.widgets.line import InfoLine
 
 if TYPE_CHECKING:
@@ -93,6 +93,7 @@ class TrainingPane(Vertical):
         """A new run is ready: its loss history, its baselines and a line about its text and model."""
         self.curve.set_history(ready.history)
         self.curve.tokens_per_step = ready.corpus.get("tokens_per_step", 0)
+        self.curve.train_tokens = ready.corpus.get("train_tokens", 0)
         self.set_baselines(ready.baselines)
         c = ready.corpus
         # The corpus is named by its files and the choice note may come from a cache file: $variables, not markup.
@@ -106,12 +107,16 @@ class TrainingPane(Vertical):
         self.set_corpus(Content.from_markup(markup, name=c["name"], **values))
 
     def show_stats(self, status: str, step: int, last: dict | None, error: str | None) -> None:
-        """Two lines: where the run is, then how fast it goes (or the error).
+        """Two lines: where the run is, then how far (epochs, the best val loss) and how fast it goes (or the error).
 
         The status ("loading my[v2].txt") and the error name files: they go in as $variables, never as markup.
         """
         first = ["[b]$status[/b]", f"step [b]{step:,}[/b]"]
-        second = []
+        if (epoch := self.curve.epoch(step)) is not None:
+            first.append(f"epoch {epoch:.{2 if epoch < 1 else 1}f}")  # passes over the training text
+        second = []  # each line stays one line (app.tcss): a narrow pane cuts its end, never the next line
+        if (best := self.curve.best_val()) is not None:  # the chart's marker: where val was lowest
+            second.append(f"[${LINE_COLOURS['val']}]{BEST_MARKER}[/] best val {best[1]:.3f} at step {best[0]:,}")
         if last:
             first.append(f"train {last['loss']:.3f}")
             second += [
