@@ -15,7 +15,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Label
 
 from tui_gpt.app import keymap
-from tui_gpt.settings import BUILTINS
+from tui_gpt.settings import is_builtin
 
 
 class AskScreen(ModalScreen[str | None]):
@@ -49,6 +49,6 @@ class AskScreen(ModalScreen[str | None]):
 
 def check_path(value: str) -> str | None:
     """A text source the corpus loader can try: an existing path or a built-in name."""
-    if value in BUILTINS or Path(value).expanduser().exists():
+    if is_builtin(value) or Path(value).expanduser().exists():
         return None
     return f"{value}: no such file or directory"
