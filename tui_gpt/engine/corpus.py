@@ -274,7 +274,8 @@ def _one_fable(name: str) -> Corpus:
     fables = _bundled("fables")
     found = [d for d in fables if Path(d.name).name.startswith(f"{number}-")]
     if not found:
-        raise TuiGptError(f"{name}: no such fable; the bundled fables are {ONE_FABLE}01 to {ONE_FABLE}{len(fables):02d}")
+        last = f"{ONE_FABLE}{len(fables):02d}"
+        raise TuiGptError(f"{name}: no such fable; the bundled fables are {ONE_FABLE}01 to {last}")
     title = Path(found[0].name).stem.removeprefix(f"{number}-").replace("-", " ")
     return Corpus(f"one fable ({title})", tuple(found))
 
