@@ -62,8 +62,9 @@ def run_hints(
         hints += _against_baselines(smoothed, baselines.get("unigram"), baselines.get("bigram"))
     if len(ev_val) >= window and len(ev_train) >= window:
         hints += _overfitting(ev_train[-window], ev_train[-1], ev_val[-window], ev_val[-1])
-    if small_text is not None:
-        hints.append(memorized(small_text, ev_train, ev_val))
+    if small_text is not None:  # it says more than the overfitting hint, after an alarm (an error) only
+        hints = [h for h in hints if h.kind != "overfitting"]
+        hints.insert(sum(h.severity == "error" for h in hints), memorized(small_text, ev_train, ev_val))
     if not hints:
         now = f" (train loss {smoothed:.2f})" if math.isfinite(smoothed) else ""
         hints.append(Hint("ok", "info", f"nothing unusual{now}: no sign of divergence or overfitting"))
