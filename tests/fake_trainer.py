@@ -122,6 +122,10 @@ def build(spec: RunSpec, steps: int = TRAIN_STEPS) -> _Built:
         # Train in float64, then round to float32: CPUs that sum in a different order (AVX2, AVX-512, ...)
         # then still end with the same float32 weights, so snapshots match across machines.
         tr.model.double()
+        for state in tr.optimizer.state.values():  # a resumed run's moments: float32, from its checkpoint
+            for name, value in state.items():
+                if isinstance(value, torch.Tensor) and value.is_floating_point() and value.dim():
+                    state[name] = value.double()
         for _ in tr.run(steps=steps):
             pass
         tr.model.float()

@@ -16,6 +16,15 @@ from typing import Any, Self
 
 # Corpora that ship with tui-gpt (or with Python); the first is the default.
 BUILTINS = ("stories", "fables", "python-docs")
+ONE_FABLE = "fables/"  # "fables/01": one bundled fable alone, by its number (the overfitting experiment)
+
+
+def is_builtin(source: str) -> bool:
+    """A built-in corpus's name: one of BUILTINS, or one fable by number ("fables/07")."""
+    number = source.removeprefix(ONE_FABLE)
+    return source in BUILTINS or (number != source and len(number) == 2 and number.isdigit())
+
+
 TOKENIZERS = ("char", "bpe", "word")
 MODEL_SIZES = {"tiny": (2, 2, 64), "small": (4, 4, 128), "medium": (6, 6, 192)}  # n_layer, n_head, n_embd
 # Parameters above which a model is "large" (GPT-2 small is 124 M): the app answers a key from the

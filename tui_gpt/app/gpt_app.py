@@ -188,8 +188,10 @@ class GPTApp(App[None]):
     def _mark_mask(self) -> None:
         """The title and the training pane say whether the run trains without the mask (its spec)."""
         off = self.probe_settings.mask_off
-        self.sub_title = "MASK OFF: the causal-mask experiment is running" if off else ""
+        labels = ["MASK OFF: the causal-mask experiment is running"] if off else []
+        self.sub_title = " · ".join(labels + self.lab.overfit.label())  # and the overfitting experiment's
         self.training.set_mask_off(off)
+        self.training.set_class(self.lab.overfit.running, "-overfit")
 
     def on_pinned(self, message: Pinned) -> None:
         self.probes.mark(message.prefix_ids, message.target, message.word)
@@ -202,7 +204,8 @@ class GPTApp(App[None]):
         """The chart and its hints, if the curve changed (a timer of the main screen)."""
         ready = self.state.ready
         if not self.state.leaving and self.training.redraw() and ready is not None:
-            self.training.show_hints(run_hints(self.training.curve.history(), ready.baselines))
+            small_text = self.lab.overfit.small_text()  # the overfitting experiment's one fable, while it runs
+            self.training.show_hints(run_hints(self.training.curve.history(), ready.baselines, small_text=small_text))
 
     # ---- actions -----------------------------------------------------------------
     def action_help(self) -> None:
@@ -213,6 +216,9 @@ class GPTApp(App[None]):
     # The lab: one action per command, so that each key and palette entry names a method (keymap.py).
     def action_lab_mask(self) -> None:
         self.lab.mask.start()
+
+    def action_lab_overfit(self) -> None:
+        self.lab.overfit.start()
 
     def action_lab_pin(self) -> None:
         self.lab.pin.start()

@@ -37,11 +37,16 @@ class Row:
 
 
 ARROWS = {"up": "↑", "down": "↓", "left": "←", "right": "→"}
+# What a terminal sends for shift+f1..f4 (xterm: "\x1b[1;2Q" is f14 to Textual): bound beside the key, not shown.
+TERMINAL_ALIASES = {"f13": "shift+f1", "f14": "shift+f2", "f15": "shift+f3", "f16": "shift+f4"}
 
 
 def display(key: str) -> str:
     shown = []
-    for one in key.split(","):
+    keys = [one.strip() for one in key.split(",")]
+    for one in keys:
+        if TERMINAL_ALIASES.get(one) in keys:
+            continue
         *mods, last = one.strip().split("+")
         shown.append("+".join([*mods, ARROWS.get(last, last)]))
     return ", ".join(shown)
@@ -81,6 +86,13 @@ KEYMAP: tuple[Row, ...] = (
         "Axis",
     ),
     Row("f2", "lab_mask", "Lab: mask experiment on/off", "Train without the causal mask, and back", "Mask on/off"),
+    Row(
+        "shift+f2,f14",
+        "lab_overfit",
+        "Lab: overfit one fable",
+        "Train on one fable alone: train falls, val rises; and back to your run",
+        "Overfit",
+    ),
     Row("f3", "lab_pin", "Lab: pin an example", "Track p(target | prefix) over training", "Pin"),
     Row(
         "f4",

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from tui_gpt.errors import TuiGptError, checked_path
-from tui_gpt.settings import BUILTINS
+from tui_gpt.settings import BUILTINS, ONE_FABLE, is_builtin
 
 DEFAULT_CORPUS = "stories"
 # The default text: the bundled stories, with the fables' training part seen this many times. The
@@ -268,7 +268,21 @@ def _bundled(folder: str, repeat: int = 1) -> tuple[Document, ...]:
     return tuple(Document(p.relative_to(root).as_posix(), p.read_text(encoding="utf-8"), repeat=repeat) for p in files)
 
 
+def _one_fable(name: str) -> Corpus:
+    """One bundled fable alone ("fables/01"): a text small enough to learn by heart."""
+    number = name.removeprefix(ONE_FABLE)
+    fables = _bundled("fables")
+    found = [d for d in fables if Path(d.name).name.startswith(f"{number}-")]
+    if not found:
+        last = f"{ONE_FABLE}{len(fables):02d}"
+        raise TuiGptError(f"{name}: no such fable; the bundled fables are {ONE_FABLE}01 to {last}")
+    title = Path(found[0].name).stem.removeprefix(f"{number}-").replace("-", " ")
+    return Corpus(f"one fable ({title})", tuple(found))
+
+
 def _builtin(name: str) -> Corpus:
+    if name.startswith(ONE_FABLE):
+        return _one_fable(name)
     if name == "fables":
         return Corpus("fables (bundled)", _bundled("fables"))
     if name == "stories":
@@ -308,7 +322,7 @@ def load_corpus(
     Streams every file once (see `Document.scan`), reporting bytes read to `progress`.
     """
     sources = list(sources) or [DEFAULT_CORPUS]
-    if len(sources) == 1 and sources[0] in BUILTINS and not Path(sources[0]).exists():
+    if len(sources) == 1 and is_builtin(sources[0]) and not Path(sources[0]).exists():
         return _builtin(sources[0])
     plan = [entry for src in sources for entry in _files_of(src)]
     total = sum(p.stat().st_size for p, _ in plan)
@@ -328,7 +342,7 @@ def load_corpus(
 def _files_of(src: str) -> list[tuple[Path, bool]]:
     """The files source `src` names, each with whether it was named itself (a folder's files are not)."""
     path = checked_path(src)
-    if src in BUILTINS and not path.exists():
+    if is_builtin(src) and not path.exists():
         raise TuiGptError(f"built-in corpus {src!r} cannot be mixed with files; pass it alone")
     try:
         path.stat()

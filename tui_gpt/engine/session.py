@@ -108,14 +108,14 @@ def open_run(spec: RunSpec, progress: Progress | None = None) -> LoadedRun:
     sources = spec.sources
     if spec.resume:
         from tui_gpt.engine.checkpoint import load_tokenizer, load_trainer, read_config_json, resolve
-        from tui_gpt.settings import BUILTINS
+        from tui_gpt.settings import is_builtin
 
         ckpt = resolve(Path(spec.resume))
         cfg = read_config_json(ckpt)  # every value checked, corpus.sources a list of names
         if not sources:
             sources = (cfg.get("corpus") or {}).get("sources", [])
             for src in sources:
-                if src not in BUILTINS and not Path(src).exists():
+                if not is_builtin(src) and not Path(src).exists():
                     raise TuiGptError(
                         f"{ckpt / 'config.json'}: the training text {src} is gone; pass it again: "
                         f"tui-gpt train TEXT --resume {spec.resume}"

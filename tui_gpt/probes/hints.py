@@ -12,13 +12,14 @@ SMOOTH = 20  # steps averaged for the "current" train loss: one batch is too noi
 GRACE_STEPS = 50  # before this, a loss above ln V is just the random start
 RISE = 1.5  # the smoothed loss growing by half over SMOOTH steps is divergence, not noise
 OVERFIT_GAP = 0.1  # nats of val - train below which a rising val is within evaluation noise
+MEMORIZED_GAP = 1.0  # nats of val above train: a small text is learned by heart, not learned from
 
 
 @dataclass(frozen=True)
 class Hint:
     """One observation about a run: what it means and what to try."""
 
-    kind: str  # nan | diverging | above_unigram | below_bigram | overfitting | ok
+    kind: str  # nan | diverging | above_unigram | below_bigram | overfitting | memorizing | memorized | ok
     severity: Severity
     text: str
 
@@ -37,10 +38,17 @@ def _finite_mean(values: Sequence[float]) -> float:
     return sum(vals) / len(vals) if vals else math.nan
 
 
-def run_hints(history: Mapping[str, Sequence[float]], baselines: Mapping[str, float], window: int = 3) -> list[Hint]:
+def run_hints(
+    history: Mapping[str, Sequence[float]],
+    baselines: Mapping[str, float],
+    window: int = 3,
+    small_text: tuple[str, int] | None = None,
+) -> list[Hint]:
     """Hints about a run from its `History.to_dict()` and its count baselines (uniform, unigram, bigram; nats).
 
-    `window` is the number of recent evaluations compared for overfitting.
+    `window` is the number of recent evaluations compared for overfitting. `small_text`, (what the text
+    is, its training tokens), says the run trains on a text small enough to learn by heart on purpose
+    (the lab's overfitting experiment): a hint then says what to watch for, and then what happened.
     """
     if window < 2:
         raise ValueError(f"window must be at least 2 evaluations, got {window}")
@@ -64,6 +72,9 @@ def run_hints(history: Mapping[str, Sequence[float]], baselines: Mapping[str, fl
     if len(ev_val) >= window and len(ev_train) >= window:
         best = best_eval(list(history.get("eval_steps", [])), ev_val)
         hints += _overfitting(ev_train[-window], ev_train[-1], ev_val[-window], ev_val[-1], best)
+    if small_text is not None:  # it says more than the overfitting hint, after an alarm (an error) only
+        hints = [h for h in hints if h.kind != "overfitting"]
+        hints.insert(sum(h.severity == "error" for h in hints), memorized(small_text, ev_train, ev_val))
     if not hints:
         now = f" (train loss {smoothed:.2f})" if math.isfinite(smoothed) else ""
         hints.append(Hint("ok", "info", f"nothing unusual{now}: no sign of divergence or overfitting"))
@@ -132,3 +143,24 @@ def _overfitting(t0: float, t1: float, v0: float, v1: float, best: tuple[int, fl
             )
         ]
     return []
+
+
+def memorized(small_text: tuple[str, int], ev_train: Sequence[float], ev_val: Sequence[float]) -> Hint:
+    """What a run on a text small enough to learn by heart shows, in a learner's words: what to watch for,
+    until its last evaluation puts val above train by MEMORIZED_GAP; then, what happened."""
+    what, tokens = small_text
+    pairs = [(t, v) for t, v in zip(ev_train, ev_val, strict=False) if math.isfinite(t) and math.isfinite(v)]
+    if pairs and pairs[-1][1] - pairs[-1][0] > MEMORIZED_GAP:
+        train, val = pairs[-1]
+        return Hint(
+            "memorized",
+            "warn",
+            f"{what} is ~{tokens} tokens: the model has learned it by heart (train {train:.2f}) but cannot guess "
+            f"a new sentence (val {val:.2f}); this is overfitting: more text, dropout, or a smaller model help",
+        )
+    return Hint(
+        "memorizing",
+        "info",
+        f"{what} is only ~{tokens} tokens, too little to learn a language from: watch train fall while val "
+        "stops falling and rises, as the model learns this one text by heart",
+    )

@@ -11,6 +11,7 @@ from tui_gpt.app.lab.logit_lens_view import LogitLensExperiment
 from tui_gpt.app.lab.mask import MaskExperiment
 from tui_gpt.app.lab.memorization_view import MemorizationExperiment
 from tui_gpt.app.lab.one_step import OneStepExperiment
+from tui_gpt.app.lab.overfit import OverfitExperiment
 from tui_gpt.app.lab.pin import PinExperiment
 from tui_gpt.app.lab.surprisal_view import SurprisalExperiment
 from tui_gpt.app.lab.temperature import TemperatureExperiment
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 class Lab:
     def __init__(self, doors: Doors, probes: Probes) -> None:
         self.mask = MaskExperiment(doors)
+        self.overfit = OverfitExperiment(doors)
         self.pin = PinExperiment(doors, probes)
         self.memorization = MemorizationExperiment(doors)
         self.surprisal = SurprisalExperiment(doors, self.memorization)

@@ -23,7 +23,7 @@ from textual.widgets import Input, Label
 
 from tui_gpt.app import keymap
 from tui_gpt.errors import TuiGptError, checked_path, reason, shown_path
-from tui_gpt.settings import BUILTINS, problem
+from tui_gpt.settings import is_builtin, problem
 
 T = TypeVar("T")
 
@@ -127,4 +127,4 @@ def parse_existing(value: str, inside: str = "", missing: str = "no such file or
 
 def parse_text_source(value: str) -> str | Refused:
     """A text source the corpus loader can try: a built-in name as it is, or an existing path."""
-    return value if value in BUILTINS else parse_existing(value)
+    return value if is_builtin(value) else parse_existing(value)

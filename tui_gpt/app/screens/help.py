@@ -43,6 +43,14 @@ the prompt) turns to nonsense, and the val loss, measured with the mask back on,
 than before. This is the bug behind real causal-mask leaks in GPT code: a loss that looks
 too good to be true. Press {mask} again to switch the mask back on.
 
+## Overfitting on purpose ({overfit})
+Your run is saved, and a model of the same size trains from scratch on one fable alone:
+about 700 tokens. The train loss falls towards zero, but the val loss (the fable's last
+lines, never trained on) soon stops falling and rises: the model has learned this one
+text by heart and cannot guess a sentence it has not seen. That gap is overfitting; more
+text, dropout or a smaller model close it. The hints under the chart say so as it
+happens. Press {overfit} again to go back to your run, resumed from its save.
+
 ## Next word
 Type the seed sentence word by word, `The quick brown fox jumps over the lazy dog`, and
 watch _Next word_: after each space it lists the words the model expects, with their
@@ -77,6 +85,7 @@ TABLE = """
 HELP = TEMPLATE.format(
     words=key_of("words"),
     mask=key_of("lab_mask"),
+    overfit=key_of("lab_overfit"),
     palette=keymap.TEXTUAL[0].shown_key,
     lab_keys=help_table(app_keys(lab=True)),
     keys=help_table(keymap.TEXTUAL + app_keys(lab=False)),
