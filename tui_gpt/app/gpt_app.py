@@ -21,6 +21,7 @@ from textual.widgets import Footer, Header, Input, Static
 
 from tui_gpt.app import keymap, palette, resets
 from tui_gpt.app.earlier_runs.overlays import Overlays
+from tui_gpt.app.hangup import Deadline, terminal_driver
 from tui_gpt.app.lab.experiments import Lab
 from tui_gpt.app.messages import (
     MaskSwitched,
@@ -91,6 +92,7 @@ class GPTApp(App[None]):
         self.run_status = TrainerStatus(doors)
         self.overlays = Overlays(doors)
         self.quitting = Quitting(doors, self.run_status)
+        self.deadline = Deadline(self.client, self.state)  # a hang-up ends the process even if Textual is stuck
         self.router = Router()
         self.router.add(Status, self._on_status)
         self.run_status.connect(self.router)
@@ -116,8 +118,14 @@ class GPTApp(App[None]):
         self._check_size()
         if not self.is_headless:  # a hang-up, a kill or Ctrl+C from outside: save, restore the terminal, exit
             loop = asyncio.get_running_loop()
+
+            # A plain handler, not the loop's: it runs even while the event loop is stuck, and arms the deadline.
+            def handler(sig: int, frame: object) -> None:
+                self.deadline.start(sig)
+                loop.call_soon_threadsafe(self._on_signal, sig)
+
             for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, self._on_signal, sig)
+                signal.signal(sig, handler)
         if not getattr(self.client, "started", True) or not self.client.alive:
             self.call_after_refresh(self.client.start, self.state.spec)  # after the first paint
 
@@ -330,6 +338,8 @@ class GPTApp(App[None]):
         self._leave(save=False)
 
     def _on_signal(self, sig: int) -> None:
+        if not self.is_headless:
+            self.deadline.start(sig)
         self.state.signalled = sig
         self.call_later(self.action_quit)
 
@@ -337,10 +347,11 @@ class GPTApp(App[None]):
         self._on_signal(signal.SIGHUP)  # a served tab closed: the same save and exit as a terminal's hang-up
 
     def get_driver_class(self) -> type[Driver]:
-        return served_driver(super().get_driver_class())
+        return terminal_driver(served_driver(super().get_driver_class()))
 
     def exit(self, *args: Any, **kwargs: Any) -> None:
         self.state.leaving = True
+        self.probes.stop()  # no forward pass of ours outlives the app (one did, and aborted the interpreter)
         super().exit(*args, **kwargs)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
