@@ -7,6 +7,7 @@ doors (`state.Doors`), never itself; the controllers' requests come back as mess
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -122,7 +123,8 @@ class GPTApp(App[None]):
             # A plain handler, not the loop's: it runs even while the event loop is stuck, and arms the deadline.
             def handler(sig: int, frame: object) -> None:
                 self.deadline.start(sig)
-                loop.call_soon_threadsafe(self._on_signal, sig)
+                with contextlib.suppress(RuntimeError):  # the loop has closed: the app is ending already
+                    loop.call_soon_threadsafe(self._on_signal, sig)
 
             for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, handler)
