@@ -210,15 +210,17 @@ def test_no_room_when_the_trainer_restarts_is_a_failed_event_not_a_crash(monkeyp
 
 
 @linux_only
-def test_the_app_with_a_full_dev_shm_says_so_in_one_line(tmp_path):
+@pytest.mark.parametrize("command", ["{text} --out run", "bench --ui --keys 2 --text {text}"], ids=["app", "bench-ui"])
+def test_the_app_with_a_full_dev_shm_says_so_in_one_line(tmp_path, command):
     """A real full /dev/shm: a 64 KB tmpfs, filled, in a mount namespace of its own (root only)."""
     text = tmp_path / "tiny.txt"
     text.write_text(TINY_TEXT, encoding="utf-8")
+    command = command.format(text=text)
     script = textwrap.dedent(f"""
         mount -t tmpfs -o size=64k tmpfs /dev/shm || exit 99
         dd if=/dev/zero of=/dev/shm/filler bs=4k count=16 2>/dev/null
         cd {tmp_path}
-        exec script -qec "{sys.executable} -m tui_gpt {text} --out run --n-layer 1 --n-embd 16 --n-head 2" /dev/null
+        exec script -qec "{sys.executable} -m tui_gpt {command} --n-layer 1 --n-embd 16 --n-head 2" /dev/null
     """)
     env = {**os.environ, "TUI_GPT_DATA": str(tmp_path / "data"), "PYTHONPATH": os.pathsep.join(sys.path)}
     try:
