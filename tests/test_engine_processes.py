@@ -260,3 +260,27 @@ def test_the_think_ahead_thread_is_stopped_and_joined():
     assert started.wait(10)
     probes.stop()
     assert not any(t.name == prompt_probes.AHEAD_THREAD and t.is_alive() for t in threading.enumerate())
+
+
+# ---- row 1's leftovers: the resource tracker outlives a closed terminal's SIGHUP -----------------------
+
+TRACKER = """
+from multiprocessing import resource_tracker
+from pathlib import Path
+from tui_gpt.link.client import prepare
+prepare()
+pid = resource_tracker._resource_tracker._pid
+status = Path(f"/proc/{pid}/status").read_text().splitlines()
+print(int(next(line for line in status if line.startswith("SigIgn:")).split()[1], 16))
+"""
+
+
+@linux_only
+def test_the_resource_tracker_ignores_a_hang_up():
+    """It unlinks the trainer link's semaphores if the app dies unclean: a SIGHUP ended it first, and they stayed."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, "-c", TRACKER], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    ignored = int(done.stdout)
+    assert ignored & (1 << (signal.SIGHUP - 1)), f"SigIgn {ignored:x}"
+    assert ignored & (1 << (signal.SIGTERM - 1))  # as multiprocessing itself has it
