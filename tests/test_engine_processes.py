@@ -283,3 +283,56 @@ def test_the_resource_tracker_ignores_a_hang_up():
     assert done.returncode == 0, done.stderr
     ignored = int(done.stdout)  # SIG_IGN from its exec on, not a handler it installs later: no race
     assert ignored & (1 << (signal.SIGHUP - 1)), f"SigIgn {ignored:x}"
+
+
+# ---- row 1: a terminal that is gone is never written to again, and a stuck app still ends, saved ---------
+
+
+def test_a_write_to_a_gone_terminal_is_dropped_and_reported_once():
+    from tui_gpt.app.hangup import GoneFile
+
+    class Terminal:
+        def write(self, text):
+            raise OSError(errno.EIO, "Input/output error")
+
+        def flush(self):
+            raise OSError(errno.EIO, "Input/output error")
+
+        def fileno(self):
+            return 2
+
+    told = []
+    file = GoneFile(Terminal(), lambda: told.append(1))
+    assert file.write("\x1b[?1049l") == 8  # Textual's writer thread goes on, and its queue drains
+    file.flush()
+    file.write("more")
+    assert told == [1] and file.gone and file.fileno() == 2
+
+
+def test_the_deadline_saves_and_ends_an_app_whose_event_loop_never_took_the_signal(monkeypatch):
+    from tui_gpt.app import hangup
+
+    ended = threading.Event()
+    codes: list[int] = []
+    monkeypatch.setattr(hangup, "TAKE_SIGNAL", 0.0)
+    monkeypatch.setattr(hangup, "GRACE", 0.0)
+    monkeypatch.setattr(hangup, "end", lambda code: (codes.append(code), ended.set()))
+
+    class Client:
+        process = object()
+        saves: list[str | None] = []
+
+        def stop(self, save):
+            self.saves.append(save)
+            self.process = None
+
+    class Run:
+        leaving, ready, out = False, object(), "run"
+
+    client, run = Client(), Run()
+    deadline = hangup.Deadline(client, run)
+    deadline.start(signal.SIGHUP, terminal_gone=True)
+    deadline.start(signal.SIGTERM)  # a second signal arms nothing more
+    assert ended.wait(10)
+    assert client.saves == ["run"] and run.leaving
+    assert codes == [128 + signal.SIGHUP]
