@@ -29,7 +29,9 @@ from tui_gpt.visible import visible
 
 if TYPE_CHECKING:
     from tui_gpt.app.state import Doors
-    from tui_gpt.probes.replica import Analysis, NextWords, Replica, WordExamples
+    from tui_gpt.probes.nextword import NextWords, WordExamples
+    from tui_gpt.probes.predict import Analysis
+    from tui_gpt.probes.replica import Replica
 
 LARGE_PAUSE = 0.3  # seconds without a key before a large model's attention and examples are computed
 TYPING_PAUSE = 1.0  # seconds without a key before background probes (the greedy line) run

@@ -109,8 +109,8 @@ class Typist:
             if generation == probes.generation:
                 words.append((time.perf_counter(), generation))
 
-        TopKBars.render = timed_render  # type: ignore[method-assign]
-        Probes._show_words = timed_words  # type: ignore[method-assign]
+        TopKBars.render = timed_render  # type: ignore[method-assign,assignment]
+        Probes._show_words = timed_words  # type: ignore[method-assign,assignment]
         app = make_app(spec, out=out, prompt="")
         try:
             async with app.run_test(size=(160, 48)) as pilot:
@@ -123,7 +123,8 @@ class Typist:
                 results.typing = (app.run_status.step - start_step) / (time.monotonic() - start)
                 results.keys_per_s = n_keys / (time.monotonic() - start)
                 results.holds = app.client.hold.holds - holds
-                results.ahead_hits = app.state.replica.ahead_hits
+                replica = app.state.replica
+                results.ahead_hits = replica.ahead_hits if replica is not None else 0
                 await pilot.press("ctrl+q")
         finally:
             TopKBars.render = original  # type: ignore[method-assign]
