@@ -147,3 +147,66 @@ def test_a_signal_saves_the_run_and_gives_the_terminal_back(tmp_path, sig):
         assert modes.split() == ["0", "0"], modes
     finally:
         tmux.kill()
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (FileNotFoundError, IndexError):
+        return True
+
+
+def _private_shm(shm: Path) -> str:
+    """A command prefix giving the app its own /dev/shm (`shm`), to see what it leaves; '' where it cannot."""
+    shm.mkdir()
+    probe = f"mount --bind {shlex.quote(str(shm))} /dev/shm"
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-m", "sh", "-c", probe]).returncode != 0:
+        return ""
+    return probe + " && "
+
+
+@pytest.mark.parametrize("stderr", ["terminal", "file"])
+def test_closing_the_terminal_ends_the_app_saved_leaving_nothing(tmp_path, stderr):
+    """#25 row 1: tmux killed, the app outlived its terminal forever, deaf to every signal, and left its semaphores."""
+    text = tmp_path / "tiny.txt"
+    text.write_text(TINY_TEXT, encoding="utf-8")
+    out, pidfile, errors, shm = tmp_path / "run", tmp_path / "pid", tmp_path / "stderr", tmp_path / "shm"
+    args = [
+        str(TUI_GPT),
+        str(text),
+        *("--n-layer", "1", "--n-embd", "32", "--n-head", "2", "--block-size", "16", "--batch-size", "4"),
+        *("--out", str(out)),
+    ]
+    shm_prefix = _private_shm(shm)
+    redirect = f" 2> {shlex.quote(str(errors))}" if stderr == "file" else ""
+    inner = f"{shm_prefix}echo $$ > {shlex.quote(str(pidfile))} && exec {shlex.join(args)}{redirect}"
+    command = f"unshare -m sh -c {shlex.quote(inner)}" if shm_prefix else f"sh -c {shlex.quote(inner)}"
+    tmux = Tmux()
+    try:
+        tmux.start(command)
+        if stderr == "terminal":
+            tmux.wait(_next_token_pane_filled, "next-word probabilities")
+            first = _step(tmux.wait(_step, "the step counter"))
+            tmux.wait(lambda s: (_step(s) or 0) > first, "the step counter to advance")
+        else:  # Textual draws on stderr: the screen is in the file, escape codes and all
+            first = 0
+            trained = lambda s: errors.exists() and re.search(r"· step [1-9]", errors.read_text(errors="replace"))  # noqa: E731
+            tmux.wait(trained, "the step counter, drawn into the stderr file")
+        app = int(pidfile.read_text())
+        tmux.kill()  # the terminal disappears
+        deadline = time.monotonic() + 20  # the goal is 5 s; a loaded machine gets more, a hung app never ends
+        while not _gone(app) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _gone(app), f"the app (pid {app}) outlived its terminal"
+        assert json.loads((out / "trainer.json").read_text())["step"] > first  # saved what it trained
+        if shm_prefix:  # the resource tracker, once the app is gone, leaves nothing behind either
+            end = time.monotonic() + 10
+            while list(shm.iterdir()) and time.monotonic() < end:
+                time.sleep(0.1)
+            assert not list(shm.iterdir()), sorted(p.name for p in shm.iterdir())
+        if stderr == "file":
+            assert "Traceback" not in errors.read_text(errors="replace"), errors.read_text(errors="replace")[-3000:]
+    finally:
+        tmux.kill()
+        if pidfile.exists() and not _gone(int(pidfile.read_text() or 0)):
+            os.kill(int(pidfile.read_text()), 9)

@@ -7,6 +7,7 @@ doors (`state.Doors`), never itself; the controllers' requests come back as mess
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -21,6 +22,7 @@ from textual.widgets import Footer, Header, Input, Static
 
 from tui_gpt.app import keymap, palette, resets
 from tui_gpt.app.earlier_runs.overlays import Overlays
+from tui_gpt.app.hangup import Deadline, terminal_driver
 from tui_gpt.app.lab.experiments import Lab
 from tui_gpt.app.messages import (
     MaskSwitched,
@@ -91,6 +93,7 @@ class GPTApp(App[None]):
         self.run_status = TrainerStatus(doors)
         self.overlays = Overlays(doors)
         self.quitting = Quitting(doors, self.run_status)
+        self.deadline = Deadline(self.client, self.state)  # a hang-up ends the process even if Textual is stuck
         self.router = Router()
         self.router.add(Status, self._on_status)
         self.router.add(Moved, self._on_moved)
@@ -117,8 +120,15 @@ class GPTApp(App[None]):
         self._check_size()
         if not self.is_headless:  # a hang-up, a kill or Ctrl+C from outside: save, restore the terminal, exit
             loop = asyncio.get_running_loop()
+
+            # A plain handler, not the loop's: it runs even while the event loop is stuck, and arms the deadline.
+            def handler(sig: int, frame: object) -> None:
+                self.deadline.start(sig)
+                with contextlib.suppress(RuntimeError):  # the loop has closed: the app is ending already
+                    loop.call_soon_threadsafe(self._on_signal, sig)
+
             for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, self._on_signal, sig)
+                signal.signal(sig, handler)
         if not getattr(self.client, "started", True) or not self.client.alive:
             self.call_after_refresh(self.client.start, self.state.spec)  # after the first paint
 
@@ -342,6 +352,8 @@ class GPTApp(App[None]):
         self._leave(save=False)
 
     def _on_signal(self, sig: int) -> None:
+        if not self.is_headless:
+            self.deadline.start(sig)
         self.state.signalled = sig
         self.call_later(self.action_quit)
 
@@ -349,10 +361,11 @@ class GPTApp(App[None]):
         self._on_signal(signal.SIGHUP)  # a served tab closed: the same save and exit as a terminal's hang-up
 
     def get_driver_class(self) -> type[Driver]:
-        return served_driver(super().get_driver_class())
+        return terminal_driver(served_driver(super().get_driver_class()))
 
     def exit(self, *args: Any, **kwargs: Any) -> None:
         self.state.leaving = True
+        self.probes.stop()  # no forward pass of ours outlives the app (one did, and aborted the interpreter)
         super().exit(*args, **kwargs)
 
     def _handle_exception(self, error: Exception) -> None:

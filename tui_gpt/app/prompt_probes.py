@@ -52,6 +52,7 @@ class Probes:
         self.last_key = 0.0  # monotonic time of the last edit of the prompt
         self.by_word = True  # the panes show words (else tokens)
         self.generation = 0  # bumped by every probe: a word search of an older one gives up
+        self.ahead: threading.Thread | None = None  # the think-ahead thread, joined when the app ends (stop)
         self._queued = False  # a probe for the newest keys is waiting for the queued ones
         self._pause: Timer | None = None  # a large model's heavy probes, waiting for a pause in typing
         self._hold_limit: Timer | None = None  # continues the trainer if a key's answer never comes
@@ -259,7 +260,16 @@ class Probes:
             stale = lambda: generation != self.generation  # noqa: E731
             replica.think_ahead(found, text, settings.top_k, settings.temperature, stale)
 
-        threading.Thread(target=work, name=AHEAD_THREAD, daemon=True).start()
+        # Not a daemon: one inside a forward pass while the interpreter ends aborts it (torch's threads).
+        self.ahead = threading.Thread(target=work, name=AHEAD_THREAD)
+        self.ahead.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """The app ends: every search in flight gives up after its current forward pass; wait for think-ahead's."""
+        self.generation += 1
+        ahead, self.ahead = self.ahead, None
+        if ahead is not None and ahead is not threading.current_thread():
+            ahead.join(timeout)
 
     # ---- the greedy line: a sample of the prompt, so the mask experiment's nonsense shows ----
     def update_greedy(self) -> None:

@@ -7,9 +7,11 @@ Kept light: torch and Textual are imported only by the command that needs them, 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
 
+from tui_gpt import lifeline
 from tui_gpt.commands.serve import MAX_SESSIONS
 from tui_gpt.engine.savedir import AUTOSAVE_SECONDS
 from tui_gpt.errors import TuiGptError, env_path, path_arg, report
@@ -387,6 +389,10 @@ PARSERS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    # Started by a parent that must take us with it (a sweep's runs): SIGTERM, which saves, when it ends.
+    if not lifeline.adopted(signal.SIGTERM):
+        print("tui-gpt: error: the process that started this one has ended; not starting", file=sys.stderr)
+        return 2
     try:
         for name in PATH_VARIABLES:
             env_path(name)

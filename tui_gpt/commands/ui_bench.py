@@ -252,6 +252,9 @@ def bench_ui(args: argparse.Namespace) -> int:
     spec = replace(spec, train=replace(spec.train, decay_steps=10**9))  # keep the lr steady
     what = f"--model {spec.model}" if spec.model else "default model"
     bars = ("p95 <= 150", "p95 <= 400") if spec.model else ("p95 <= 33, max <= 100", "p95 <= 50")
+    from tui_gpt.link.client import prepare
+
+    prepare()  # no room for the trainer link in /dev/shm is one line now, not 30 s of waiting for a paint
     paints = []
     if not spec.model:  # the first paint is the plain `tui-gpt`'s
         print("bench --ui: launch -> first paint …", flush=True)

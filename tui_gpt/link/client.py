@@ -9,11 +9,13 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import queue
+import signal
 import threading
 import time
 from collections.abc import Callable
 from multiprocessing.queues import Queue
 
+from tui_gpt.errors import TuiGptError
 from tui_gpt.link.preempt import Hold
 from tui_gpt.link.protocol import Command, Event, Failed, Moved, Quit, Reset, Saved, Saving, Stopped
 from tui_gpt.runs.recorder import Recording
@@ -33,7 +35,35 @@ def prepare() -> None:
     """
     from multiprocessing import resource_tracker
 
-    resource_tracker.ensure_running()
+    # The tracker unlinks the trainer link's semaphores if the app dies unclean; a closed terminal's
+    # SIGHUP must not end it first (it did, and they stayed in /dev/shm), so it ignores SIGHUP,
+    # a disposition it keeps across its exec. Only the main thread may change one.
+    main = threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGHUP")
+    old = signal.signal(signal.SIGHUP, signal.SIG_IGN) if main else None
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        if main:
+            signal.signal(signal.SIGHUP, signal.SIG_DFL if old is None else old)
+    check_shared_memory()
+
+
+def no_room(exc: OSError) -> TuiGptError:
+    """The one line for shared memory that cannot be had: the trainer link needs some in /dev/shm."""
+    why = exc.strerror or str(exc)
+    return TuiGptError(
+        f"no shared memory for the trainer process ({why}); it lives in /dev/shm: free some there "
+        "(see df -h /dev/shm; sem.mp-* files no running program uses can go), or mount it larger"
+    )
+
+
+def check_shared_memory() -> None:
+    """Raise a one-line TuiGptError if the semaphores the trainer link needs cannot be made."""
+    try:
+        lock = _ctx.Lock()
+    except OSError as exc:
+        raise no_room(exc) from None
+    del lock
 
 
 class TrainerClient:
@@ -73,8 +103,11 @@ class TrainerClient:
 
         self.stop(save=None)
         self._stopping = False
-        self.commands = _ctx.Queue()
-        self.events = _ctx.Queue()
+        try:
+            self.commands = _ctx.Queue()
+            self.events = _ctx.Queue()
+        except OSError as exc:  # no room for their semaphores: said as a trainer failure is, not a crash
+            return self._abandon(str(no_room(exc)))
         self.process = _ctx.Process(
             target=trainer_main,
             args=(spec, self.commands, self.events, self.threads, self.log, self.out, self.autosave, self.hold.since),
@@ -82,10 +115,22 @@ class TrainerClient:
             name="tui-gpt-trainer",
             daemon=True,
         )
-        self.process.start()
+        try:
+            self.process.start()
+        except OSError as exc:  # no memory or no process slot left
+            return self._abandon(f"cannot start the trainer process: {exc.strerror or exc}")
         self.hold.attach(self.process.pid)
         self._reader = threading.Thread(target=self._read, args=(self.process, self.events), daemon=True)
         self._reader.start()
+
+    def _abandon(self, why: str) -> None:
+        """A start that failed half-way: nothing of it is left running or open, and the app is told."""
+        for q in (self.commands, self.events):
+            if q is not None:
+                q.cancel_join_thread()
+                q.close()
+        self.process = self.commands = self.events = None
+        self.on_event(Failed(why))
 
     def _read(self, process: mp.process.BaseProcess, events: Queue[Event]) -> None:
         while True:

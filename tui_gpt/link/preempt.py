@@ -20,6 +20,8 @@ import signal
 import time
 from multiprocessing.context import BaseContext
 
+from tui_gpt.lifeline import on_parent_death
+
 SUPPORTED = hasattr(signal, "SIGSTOP") and hasattr(os, "fork")
 MAX_HOLD = 2.0  # seconds a trainer may stay stopped before the watchdog continues it anyway
 POLL = 0.02  # seconds between the watchdog's looks
@@ -84,7 +86,8 @@ def start_watchdog(since: ctypes.c_double | None) -> int | None:
     try:  # the watchdog: holds no pipe of the trainer's open, so it never keeps one alive
         os.closerange(3, app_gone)
         os.closerange(app_gone + 1, 1 << 16)
-        _watch(trainer, app_gone, since)
+        if on_parent_death(signal.SIGKILL, trainer):  # forked by the trainer's only thread: it dies with it
+            _watch(trainer, app_gone, since)
     finally:
         os._exit(0)
 

@@ -10,6 +10,7 @@ import ctypes
 import multiprocessing
 import os
 import queue
+import signal
 import sys
 import time
 import traceback
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from tui_gpt.engine.savedir import Autosave, CheckpointLock, fresh_sibling, is_checkpoint_dir
 from tui_gpt.engine.session import LoadedRun, open_run
 from tui_gpt.errors import TuiGptError
+from tui_gpt.lifeline import on_parent_death
 from tui_gpt.link.preempt import start_watchdog
 from tui_gpt.link.protocol import (
     Command,
@@ -493,6 +495,10 @@ def trainer_main(
     # which saves through us and then ends us, instead of killing us mid-save.
     with contextlib.suppress(OSError):
         os.setsid()
+    # The app gone, even with the watchdog killed first, a held (stopped) trainer is continued by the
+    # kernel, notices its orphaning and saves. SIGCONT does no harm if it comes early: the app may
+    # start the trainer from a thread that ends first (lifeline.py), which at worst ends a hold.
+    on_parent_death(signal.SIGCONT)
     start_watchdog(held_since)  # before torch: the fork copies a process with no threads yet
     try:
         import torch

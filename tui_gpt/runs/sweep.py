@@ -27,6 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from tui_gpt import lifeline
 from tui_gpt.engine.savedir import checkpoint_around
 from tui_gpt.errors import TuiGptError
 from tui_gpt.runs.recorder import settings_of
@@ -238,8 +239,14 @@ class Sweep:
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("w") as f:
             # Its own session: a Ctrl+C reaches the sweep alone, which passes one SIGINT on to each run.
+            # child_env: a sweep killed outright (SIGKILL) still ends its runs, each saving (lifeline.py).
             proc = subprocess.Popen(
-                self.command(point, threads), stdin=subprocess.DEVNULL, stdout=f, stderr=f, start_new_session=True
+                self.command(point, threads),
+                stdin=subprocess.DEVNULL,
+                stdout=f,
+                stderr=f,
+                start_new_session=True,
+                env=lifeline.child_env(),
             )
         self.running.append(Child(point, proc, log, threads))
 
