@@ -684,3 +684,12 @@ def test_run_app_exit_status_reflects_a_crash(tmp_path, monkeypatch):
     monkeypatch.setattr(tui_gpt.app.gpt_app, "GPTApp", CrashingApp)
     args = parser_app().parse_args([str(text), "--out", str(tmp_path / "out")])
     assert run_app(args) != 0
+
+
+def test_the_training_pane_says_the_dropout_and_why_the_app_chose_it():
+    from tui_gpt.app.widgets.training import dropout_text
+    from tui_gpt.settings import RunSpec
+
+    assert dropout_text(RunSpec(dropout=0.0)) == "dropout 0"
+    chosen = RunSpec(dropout=0.1, dropout_note="medium text, 0.6 tokens a parameter")
+    assert dropout_text(chosen) == "dropout 0.1: medium text, 0.6 tokens a parameter"

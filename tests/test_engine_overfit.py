@@ -59,7 +59,7 @@ def test_one_fable_is_a_built_in_text_of_its_own():
 def test_a_fable_that_is_not_there_is_one_line():
     with pytest.raises(TuiGptError) as err:
         load_corpus(["fables/99"])
-    assert str(err.value) == "fables/99: no such fable; the bundled fables are fables/01 to fables/28"
+    assert str(err.value) == "fables/99: no such fable; the bundled fables are fables/01 to fables/32"
     with pytest.raises(TuiGptError, match="cannot be mixed with files"):
         load_corpus(["fables/01", "fables"])
 

@@ -100,10 +100,16 @@ class TrainingPane(Vertical):
         markup = (
             f"[b]$name[/b]: {c['files']} files · {c['chars']:,} chars · "
             f"{c['train_tokens']:,}+{c['val_tokens']:,} tokens (train+val) · $tokenizer vocab "
-            f"{c['vocab_size']:,} · {c['params'] / 1e6:.2f} M params · $device $dtype"
+            f"{c['vocab_size']:,} · {c['params'] / 1e6:.2f} M params · $device $dtype · $dropout"
             + ("\n[$text-muted]$choice[/]" if ready.choice else "")
         )
-        values = {"tokenizer": c["tokenizer"], "device": ready.device, "dtype": ready.dtype, "choice": ready.choice}
+        values = {
+            "tokenizer": c["tokenizer"],
+            "device": ready.device,
+            "dtype": ready.dtype,
+            "choice": ready.choice,
+            "dropout": dropout_text(ready.spec),
+        }
         self.set_corpus(Content.from_markup(markup, name=c["name"], **values))
 
     def show_stats(self, status: str, step: int, last: dict | None, error: str | None) -> None:
@@ -157,3 +163,10 @@ def clock(seconds: float) -> str:
     m, s = divmod(int(seconds), 60)
     h, m = divmod(m, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def dropout_text(spec: Any) -> str:
+    """The run's dropout, and why when the app chose it from the text's size: "dropout 0.1: medium text, ..."."""
+    dropout = getattr(spec, "dropout", None) or 0.0
+    note = getattr(spec, "dropout_note", "")
+    return f"dropout {dropout:g}: {note}" if note else f"dropout {dropout:g}"
