@@ -236,8 +236,14 @@ def help_table(rows: tuple[Row, ...]) -> str:
     lines = []
     for row in rows:
         if row.key:
-            lines.append(f"| `{row.shown_key}` | {row.title or row.help} | {row.help if row.title else ''} |")
+            what = _cell(row.help.format(out="the run's folder"))
+            lines.append(f"| `{row.shown_key}` | {_cell(row.title or what)} | {what if row.title else ''} |")
     return "\n".join(lines)
+
+
+def _cell(text: str) -> str:
+    """`text` inside a Markdown table cell: a `|` (as in p(target | prefix)) would end the cell."""
+    return text.replace("|", "\\|")
 
 
 def app_keys(lab: bool) -> tuple[Row, ...]:
