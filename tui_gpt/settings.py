@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import shlex
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
@@ -70,7 +71,7 @@ class TrainConfig(_Dict):
     eval_iters: int = 20
     seed: int = 1337
     dtype: str = "auto"  # auto (measured, see autotune) | float32 | bfloat16
-    device: str = "auto"  # auto | cpu | cuda | mps
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps (DEVICES); whether this machine has it: engine.trainer
     # CPU threads: 0 keeps the process's count, -1 measures the best, n forces n. The machine's, not the run's.
     threads: int = field(default=0, compare=False)
 
@@ -204,13 +205,24 @@ OPTIONS: tuple[Option, ...] = (
         str,
         ("auto", "float32", "bfloat16"),
     ),
-    Option("--device", "train.device", "auto (CUDA, then MPS, then CPU), cpu, cuda, mps", str),
+    Option("--device", "train.device", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps", str),
 )
 STEPS = Option("--steps", "train.decay_steps", "optimizer steps to take")  # also where the cosine ends
 
 
 def is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+# The devices a run can train on. Others torch knows (meta, xla, ...) hold no weights or have no
+# kernels for our optimizer; whether this machine has the one named is checked where torch is loaded
+# (engine.trainer.pick_device), before anything is written.
+DEVICES = ("auto", "cpu", "cuda", "mps")
+_GPU_INDEX = re.compile(r"cuda:(0|[1-9][0-9]{0,3})")
+
+
+def is_device(value: object) -> bool:
+    return isinstance(value, str) and (value in DEVICES or _GPU_INDEX.fullmatch(value) is not None)
 
 
 def is_number(value: object) -> bool:
@@ -265,7 +277,7 @@ RULES: dict[str, Rule] = {
     "eval_iters": _ints(1, 1 << 16),
     "seed": _ints(0, (1 << 63) - 1),
     "dtype": Rule("auto, float32 or bfloat16", lambda v: v in ("auto", "float32", "bfloat16")),
-    "device": Rule("a device name", lambda v: isinstance(v, str) and 0 < len(v) < 40),
+    "device": Rule("auto, cpu, cuda, cuda:N or mps", lambda v: is_device(v)),
     # Probing a model (complete, generate): never saved, but one rule each all the same.
     "top_k": _ints(1, MAX_TOP_K),
     "budget": _ints(1, MAX_SEARCH_BUDGET),

@@ -24,7 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tui_gpt.engine.savedir import Autosave, CheckpointLock, check_out, is_checkpoint_dir
-from tui_gpt.engine.session import RunSpec, open_run
+from tui_gpt.engine.session import RunSpec, check_spec, open_run
 from tui_gpt.errors import TuiGptError, report
 from tui_gpt.runs.recorder import Recorder, Recording
 from tui_gpt.settings import DEFAULT_STEPS, SEARCH_SECONDS
@@ -176,6 +176,7 @@ def _open_and_train(args: argparse.Namespace, main: bool) -> int:
     spec = RunSpec.from_args(args)
     out = Path(args.out or args.resume or "out")
     recording = Recording.from_args(args) if main else Recording(record=False)  # rank 0 alone records
+    check_spec(spec)  # a bad setting or a device not here: one line, before the folder is claimed
     if main:
         out = check_out(out)  # refuse before any work, not at the first save
         recording.check()

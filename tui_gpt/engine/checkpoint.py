@@ -27,6 +27,7 @@ from safetensors import torch as st
 
 from tui_gpt.engine.corpus import Corpus
 from tui_gpt.engine.dataset import TokenData
+from tui_gpt.engine.devices import pick_device
 from tui_gpt.engine.model import GPT, GPTConfig
 from tui_gpt.engine.savedir import (
     CAPS,
@@ -412,6 +413,7 @@ def load_model(path: Path, device: str = "cpu") -> tuple[GPT, TextTokenizer, dic
 
     Everything is checked against everything else before any tensor is built.
     """
+    where = pick_device(device)  # a device not here: one line, before anything is read
     path = resolve(path)
     cfg = read_config_json(path)
     config = GPTConfig(**cfg["model"])
@@ -420,7 +422,7 @@ def load_model(path: Path, device: str = "cpu") -> tuple[GPT, TextTokenizer, dic
     _check_memory(path, config, params, copies=2)
     model = GPT(config)
     _load_weights(model, path / "model.safetensors")
-    model.to(device).eval()
+    model.to(where).eval()
     return model, tokenizer, cfg
 
 
