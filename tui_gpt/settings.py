@@ -229,6 +229,23 @@ def is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+# A served tab's screen, in cells (columns, rows). A page can send any size: what it says is clamped
+# into this range, from a screen the app can still lay out to one it can still draw every frame.
+SCREEN_MIN = (20, 6)
+SCREEN_MAX = (800, 300)
+
+
+def screen_size(width: object, height: object) -> tuple[int, int] | None:
+    """A browser's screen size clamped into SCREEN_MIN..SCREEN_MAX; None unless both are finite numbers."""
+    if not (is_number(width) and is_number(height)):
+        return None
+    sizes = (int(width), int(height))  # type: ignore[call-overload]
+    return (
+        min(max(sizes[0], SCREEN_MIN[0]), SCREEN_MAX[0]),
+        min(max(sizes[1], SCREEN_MIN[1]), SCREEN_MAX[1]),
+    )
+
+
 @dataclass(frozen=True)
 class Rule:
     """What one setting may be. The parser refuses what a checkpoint's loader would refuse, and no more."""

@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from tui_gpt.commands.serve import MAX_SESSIONS
+from tui_gpt.commands.serve import MAX_SESSIONS, PUBLIC_HELP
 from tui_gpt.engine.savedir import AUTOSAVE_SECONDS
 from tui_gpt.errors import TuiGptError, report
 from tui_gpt.runs import recorder
@@ -228,6 +228,7 @@ def parser_serve() -> argparse.ArgumentParser:
         "Every other option is passed to the app, e.g. tui-gpt serve --model gpt2 my.txt",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: localhost only)")
+    p.add_argument("--public", action="store_true", help=PUBLIC_HELP)
     p.add_argument("--port", type=int, default=8000)
     p.add_argument(
         "--max-sessions",

@@ -497,7 +497,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from tui_gpt.commands.serve import serve
 
-    return serve(args.host, args.port, args.app_argv, args.app_out, args.max_sessions)
+    return serve(args.host, args.port, args.app_argv, args.app_out, args.max_sessions, args.public)
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
