@@ -39,6 +39,11 @@ MAX_SEARCH_BUDGET = 1000  # the search's memory grows with its passes: a bound t
 # The README's first lesson: type it word by word and watch each next word climb (`bench --seed-sentence`).
 SEED_SENTENCE = "The quick brown fox jumps over the lazy dog"
 SEARCH_SECONDS = 10.0  # the search stops here whatever its budget (a large model on a CPU), and says so
+# torchrun: how long a rank waits in a collective for the others before it takes a peer for hung,
+# saves (rank 0) and says so; gloo's own default is 30 minutes. The others wait in one while rank 0
+# alone evaluates and saves, so it must outlast those (`train --dist-timeout`).
+DIST_TIMEOUT = 120.0
+MAX_DIST_TIMEOUT = 86400.0
 
 
 class _Dict:

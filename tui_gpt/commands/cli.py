@@ -7,6 +7,7 @@ Kept light: torch and Textual are imported only by the command that needs them, 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Sequence
 
@@ -16,6 +17,8 @@ from tui_gpt.errors import TuiGptError, report
 from tui_gpt.runs import recorder
 from tui_gpt.settings import (
     DEFAULT_STEPS,
+    DIST_TIMEOUT,
+    MAX_DIST_TIMEOUT,
     MODEL_HELP,
     OPTIONS,
     SEARCH_BUDGET,
@@ -134,6 +137,14 @@ def parser_train() -> argparse.ArgumentParser:
     )
     p.add_argument("--threads", type=int, default=0, help=THREADS_HELP)
     p.add_argument("--sweep", default="", help=argparse.SUPPRESS)  # the sweep that runs this train: tui-gpt sweep
+    p.add_argument(
+        "--dist-timeout",
+        type=_dist_timeout,
+        default=DIST_TIMEOUT,
+        metavar="SECONDS",
+        help=f"under torchrun: a peer silent this long is taken for hung; rank 0 saves and names it "
+        f"(default {DIST_TIMEOUT:g}; must outlast rank 0's evaluation and save)",
+    )
     add_model_options(p)
     recorder.add_options(p)
     return p
@@ -301,6 +312,16 @@ def _comma_list(opt: Option):
         return list(dict.fromkeys(values))
 
     return parse
+
+
+def _dist_timeout(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= MAX_DIST_TIMEOUT:  # "not" also refuses NaN
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, at most {MAX_DIST_TIMEOUT:g}")
+    return value
 
 
 def _positive(text: str) -> int:

@@ -155,7 +155,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Train headless; under torchrun every rank runs this, and rank 0 alone prints and saves."""
     from tui_gpt.engine import distributed
 
-    d = distributed.setup(args.device)
+    d = distributed.setup(args.device, args.dist_timeout)
     console.quiet = not d.main
     if d.world == 1:
         try:
