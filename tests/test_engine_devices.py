@@ -112,3 +112,18 @@ def test_loading_a_checkpoint_to_probe_on_an_unavailable_device_is_one_line(tmp_
     with pytest.raises(TuiGptError, match="--device cuda"):
         load_model(ck, device="cuda")
     assert load_model(ck)[0].lm_head.weight.device.type == "cpu"
+
+
+def test_a_checkpoint_saved_on_another_kind_of_device_still_loads(tmp_path, fables_run):
+    """The device a checkpoint names is where it trained; a resume trains where it is told, so any name loads."""
+    import json
+
+    from tui_gpt.engine.checkpoint import load_model
+
+    ck = fables_run.save(tmp_path / "ck")
+    config = json.loads((ck / "config.json").read_text())
+    config["train"]["device"] = "xpu:3"
+    (ck / "config.json").write_text(json.dumps(config))
+    load_model(ck)
+    run = open_run(RunSpec(resume=str(ck), train={"device": "cpu"}, given=["device"]))
+    assert run.trainer.device.type == "cpu"

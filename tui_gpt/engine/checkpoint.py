@@ -233,7 +233,11 @@ def _check_train(train: object) -> str | None:
     """What is wrong with a config.json "train" entry, or None."""
     if not isinstance(train, dict):
         return "train must be an object"
-    return first_problem(train, "train.")
+    # Where it trained, which a resume never reuses (load_trainer): any name torch had then, not only --device's.
+    device = train.get("device", "auto")
+    if not (isinstance(device, str) and 0 < len(device) < 40):
+        return f"train.device must be a device name, got {str(device)[:20]!r}"
+    return first_problem({name: value for name, value in train.items() if name != "device"}, "train.")
 
 
 def _check_corpus(corpus: object) -> str | None:
