@@ -132,6 +132,11 @@ def check_host(host: str, public: bool) -> None:
         )
 
 
+def page_url(host: str, port: int) -> str:
+    """The URL printed for `host`: an IPv6 address goes in brackets ("http://::1:8000" is no URL)."""
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 def cookie_name(port: int) -> str:
     """The token's cookie; browsers share cookies across ports, so two servers need two names."""
     return f"tui-gpt-token-{port}"
@@ -337,10 +342,7 @@ def guarded_server(
             # Instead of textual-serve's banner, whose URL has no token.
             print(f"tui-gpt serve: open {self.public_url}/?token={token}  (Ctrl+C stops)", flush=True)
 
-    shown = f"[{host}]" if ":" in host else host  # an IPv6 address goes in brackets in a URL
-    return GuardedServer(
-        app_command(app_argv), host=host, port=port, title="tui-gpt", public_url=f"http://{shown}:{port}"
-    )
+    return GuardedServer(app_command(app_argv), host=host, port=port, title="tui-gpt", public_url=page_url(host, port))
 
 
 def serve(
