@@ -220,7 +220,7 @@ async def _run_app(server: Server, request: web.Request, command: str) -> web.We
             debug=server.debug,
         )
         await app_service.start(width, height)
-        await _relay(websocket, app_service)
+        await _relay(websocket, app_service, (width, height))
     except asyncio.CancelledError:
         await websocket.close()
     except Exception as error:
@@ -254,11 +254,12 @@ def browser_packet(text: str) -> tuple[str, Any] | None:
     return (kind, None) if kind in ("blur", "focus") else None
 
 
-async def _relay(websocket: web.WebSocketResponse, app_service: AppService) -> None:
+async def _relay(websocket: web.WebSocketResponse, app_service: AppService, size: tuple[int, int]) -> None:
     """Pass a tab's messages to its app, as textual-serve 1.1's `_process_messages` does, checked (`browser_packet`).
 
     A malformed message is ignored: the first is logged, and how many when the tab closes, so a
-    hostile page can neither end its session with a traceback nor flood the log.
+    hostile page can neither end its session with a traceback nor flood the log. A resize to the
+    size the app has (`size`, at first the one it started with) is dropped: a flood of them costs it nothing.
     """
     from aiohttp import WSMsgType
 
@@ -275,8 +276,9 @@ async def _relay(websocket: web.WebSocketResponse, app_service: AppService) -> N
         kind, data = packet
         if kind == "stdin":
             await app_service.send_bytes(data.encode("utf-8"))
-        elif kind == "resize":
-            await app_service.set_terminal_size(*data)
+        elif kind == "resize" and data != size:
+            size = data
+            await app_service.set_terminal_size(*size)
         elif kind == "ping":
             await websocket.send_json(["pong", data])
         else:
