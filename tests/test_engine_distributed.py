@@ -277,3 +277,39 @@ def test_a_lost_rank_is_one_line_and_rank_0_saves_the_steps_since_the_last_save(
     for _ in range(LOSE_AT):
         get_batch(train, 2 * 2, 16, gen)  # both ranks' rows of the global batch
     assert torch.equal(load_file(ck / "optimizer.safetensors")["rng.batches"], gen.get_state())
+
+
+def test_a_hung_rank_times_out_and_rank_0_saves_naming_it(tmp_path, tiny_file):
+    """Rank 1 hangs (it stops answering, but stays alive): rank 0's collective gives up after --dist-timeout,
+    rank 0 saves the steps since the last save and says which rank stopped answering, instead of waiting
+    gloo's default half hour."""
+    ck, logs = tmp_path / "ck", tmp_path / "logs"
+    script = tmp_path / "lose.py"
+    script.write_text(LOSER)
+    train = [str(script), "train", str(tiny_file), "--steps", "1000", "--out", str(ck), *OPTS]
+    train += ["--eval-interval", "1000", "--autosave", "3600", "--dist-timeout", "3"]
+    cmd, env = torchrun_command(tmp_path, "--log-dir", str(logs), "--redirects", "3", *train)
+    env |= {"LOSE": "hang", "COLUMNS": "300"}
+    agent = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        agent.wait(timeout=90)  # without a timeout, 30 minutes
+    finally:
+        if agent.poll() is None:
+            for pid in tmp_path.glob("pid.*"):
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(pid.read_text()), signal.SIGKILL)
+            agent.kill()
+    (rank0_err,) = logs.glob("*/attempt_0/0/stderr.log")
+    text = rank0_err.read_text()
+    assert "Traceback" not in text, text[-3000:]
+    last = [line for line in text.splitlines() if line.strip()][-1]
+    hung = "tui-gpt: error: rank 1 of 2 stopped answering (nothing for 3 s, --dist-timeout)"
+    assert last == f"{hung}; saved step {LOSE_AT} to {ck}", last
+    assert json.loads((ck / "trainer.json").read_text())["step"] == LOSE_AT
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "1e9"])
+def test_a_bad_dist_timeout_is_refused(value, capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "fables", "--dist-timeout", value])
+    assert "--dist-timeout" in capsys.readouterr().err

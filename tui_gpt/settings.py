@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import shlex
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
@@ -54,6 +55,11 @@ MAX_SEARCH_BUDGET = 1000  # the search's memory grows with its passes: a bound t
 # The README's first lesson: type it word by word and watch each next word climb (`bench --seed-sentence`).
 SEED_SENTENCE = "The quick brown fox jumps over the lazy dog"
 SEARCH_SECONDS = 10.0  # the search stops here whatever its budget (a large model on a CPU), and says so
+# torchrun: how long a rank waits in a collective for the others before it takes a peer for hung,
+# saves (rank 0) and says so; gloo's own default is 30 minutes. The others wait in one while rank 0
+# alone evaluates and saves, so it must outlast those (`train --dist-timeout`).
+DIST_TIMEOUT = 120.0
+MAX_DIST_TIMEOUT = 86400.0
 
 
 class _Dict:
@@ -87,7 +93,7 @@ class TrainConfig(_Dict):
     eval_iters: int = 20
     seed: int = 1337
     dtype: str = "auto"  # auto (measured, see autotune) | float32 | bfloat16
-    device: str = "auto"  # auto | cpu | cuda | mps
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps (DEVICES); whether this machine has it: engine.trainer
     keep: str = "last"  # last: save the current weights; best: also the best val loss's, to OUT/best, as it improves
     # CPU threads: 0 keeps the process's count, -1 measures the best, n forces n. The machine's, not the run's.
     threads: int = field(default=0, compare=False)
@@ -232,7 +238,7 @@ OPTIONS: tuple[Option, ...] = (
         str,
         ("auto", "float32", "bfloat16"),
     ),
-    Option("--device", "train.device", "auto (CUDA, then MPS, then CPU), cpu, cuda, mps", str),
+    Option("--device", "train.device", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps", str),
     Option(
         "--keep",
         "train.keep",
@@ -264,8 +270,36 @@ def is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+# The devices a run can train on. Others torch knows (meta, xla, ...) hold no weights or have no
+# kernels for our optimizer; whether this machine has the one named is checked where torch is loaded
+# (engine.trainer.pick_device), before anything is written.
+DEVICES = ("auto", "cpu", "cuda", "mps")
+_GPU_INDEX = re.compile(r"cuda:(0|[1-9][0-9]{0,3})")
+
+
+def is_device(value: object) -> bool:
+    return isinstance(value, str) and (value in DEVICES or _GPU_INDEX.fullmatch(value) is not None)
+
+
 def is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# A served tab's screen, in cells (columns, rows). A page can send any size: what it says is clamped
+# into this range, from a screen the app can still lay out to one it can still draw every frame.
+SCREEN_MIN = (20, 6)
+SCREEN_MAX = (800, 300)
+
+
+def screen_size(width: object, height: object) -> tuple[int, int] | None:
+    """A browser's screen size clamped into SCREEN_MIN..SCREEN_MAX; None unless both are finite numbers."""
+    if not (is_number(width) and is_number(height)):
+        return None
+    sizes = (int(width), int(height))  # type: ignore[call-overload]
+    return (
+        min(max(sizes[0], SCREEN_MIN[0]), SCREEN_MAX[0]),
+        min(max(sizes[1], SCREEN_MIN[1]), SCREEN_MAX[1]),
+    )
 
 
 @dataclass(frozen=True)
@@ -317,7 +351,7 @@ RULES: dict[str, Rule] = {
     "seed": _ints(0, (1 << 63) - 1),
     "schedule": Rule("cosine or constant", lambda v: v in SCHEDULES),
     "dtype": Rule("auto, float32 or bfloat16", lambda v: v in ("auto", "float32", "bfloat16")),
-    "device": Rule("a device name", lambda v: isinstance(v, str) and 0 < len(v) < 40),
+    "device": Rule("auto, cpu, cuda, cuda:N or mps", lambda v: is_device(v)),
     "keep": Rule("last or best", lambda v: v in KEEPS),
     # Probing a model (complete, generate): never saved, but one rule each all the same.
     "top_k": _ints(1, MAX_TOP_K),

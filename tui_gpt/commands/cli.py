@@ -7,18 +7,21 @@ Kept light: torch and Textual are imported only by the command that needs them, 
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 import sys
 from collections.abc import Sequence
 
 from tui_gpt import lifeline
-from tui_gpt.commands.serve import MAX_SESSIONS
+from tui_gpt.commands.serve import MAX_SESSIONS, PUBLIC_HELP
 from tui_gpt.engine.savedir import AUTOSAVE_SECONDS
 from tui_gpt.errors import TuiGptError, env_path, path_arg, report
 from tui_gpt.runs import recorder
 from tui_gpt.settings import (
     APP,
     DEFAULT_STEPS,
+    DIST_TIMEOUT,
+    MAX_DIST_TIMEOUT,
     MODEL_HELP,
     OPTIONS,
     SEARCH_BUDGET,
@@ -155,6 +158,14 @@ def parser_train() -> argparse.ArgumentParser:
     )
     p.add_argument("--threads", type=int, default=0, help=THREADS_HELP)
     p.add_argument("--sweep", default="", help=argparse.SUPPRESS)  # the sweep that runs this train: tui-gpt sweep
+    p.add_argument(
+        "--dist-timeout",
+        type=_dist_timeout,
+        default=DIST_TIMEOUT,
+        metavar="SECONDS",
+        help=f"under torchrun: a peer silent this long is taken for hung; rank 0 saves and names it "
+        f"(default {DIST_TIMEOUT:g}; must outlast rank 0's evaluation and save)",
+    )
     add_model_options(p)
     recorder.add_options(p)
     return p
@@ -249,6 +260,7 @@ def parser_serve() -> argparse.ArgumentParser:
         "Every other option is passed to the app, e.g. tui-gpt serve --model gpt2 my.txt",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: localhost only)")
+    p.add_argument("--public", action="store_true", help=PUBLIC_HELP)
     p.add_argument("--port", type=int, default=8000)
     p.add_argument(
         "--max-sessions",
@@ -326,6 +338,16 @@ def _comma_list(opt: Option):
         return list(dict.fromkeys(values))
 
     return parse
+
+
+def _dist_timeout(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= MAX_DIST_TIMEOUT:  # "not" also refuses NaN
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, at most {MAX_DIST_TIMEOUT:g}")
+    return value
 
 
 def _positive(text: str) -> int:

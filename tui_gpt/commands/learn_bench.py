@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 import torch
 from rich.console import Console
 
-from tui_gpt.engine.session import open_run
+from tui_gpt.engine.session import check_spec, open_run
 from tui_gpt.probes.nextword import next_words
 from tui_gpt.settings import SEED_SENTENCE, RunSpec
 
@@ -78,6 +78,7 @@ class SeedResult:
 def _seed_specs(args: argparse.Namespace, app: bool = False) -> list[RunSpec]:
     """The run the options describe, once per seed from --seed on (`app`: with the app's defaults)."""
     base = RunSpec.from_args(argparse.Namespace(**{**vars(args), "text": args.text}), app=app)
+    check_spec(base)  # a device not here: one line, before the header
     return [replace(base, train=replace(base.train, seed=base.train.seed + i)) for i in range(args.seeds)]
 
 

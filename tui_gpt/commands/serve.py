@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import ipaddress
+import json
 import logging
 import os
 import re
@@ -29,13 +31,22 @@ from typing import TYPE_CHECKING, Any
 
 from tui_gpt.engine.savedir import aside, discard_unsaved
 from tui_gpt.errors import TuiGptError
+from tui_gpt.settings import screen_size
 from tui_gpt.visible import shown
 
 if TYPE_CHECKING:
     from aiohttp import web
+    from textual_serve.app_service import AppService
     from textual_serve.server import Server
 
 LOCAL = ("127.0.0.1", "localhost", "::1")
+# A host name: dot-separated labels of letters, digits and inner hyphens (RFC 1123), 253 characters at most.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+HOST_NAME = re.compile(rf"(?=.{{1,253}}$)(?:{_LABEL}\.)*{_LABEL}\.?")
+PUBLIC_HELP = (
+    "with --host: bind an address other than this machine's loopback; anyone who can reach the port "
+    "and learns the URL's token can then run tui-gpt here"
+)
 INSTALL = "tui-gpt serve needs textual-serve: pip install 'tui-gpt[serve]' (or: pip install textual-serve)"
 REFUSED = "tui-gpt serve: open the URL it printed at start, with its token, in your own browser\n"
 # Sessions at once by default: each is a training run (two processes with the model, trainers
@@ -96,6 +107,35 @@ def session_folder(base: Path) -> Path:
     except OSError as exc:
         raise TuiGptError(f"{parent}: cannot make a folder for the session's run ({exc.strerror})") from None
     raise TuiGptError(f"{parent}: no free name for the session's run after {name}-{n}")
+
+
+def check_host(host: str, public: bool) -> None:
+    """Refuse a --host that is not an address or a name, and one beyond loopback unless `public` (--public).
+
+    An empty host would have the server bind every interface; a name other than localhost may
+    resolve to any of them.
+    """
+    shown = repr(host) if not host or not host.isprintable() or " " in host else host
+    try:
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+        if not HOST_NAME.fullmatch(host):
+            raise TuiGptError(
+                f"--host {shown[:60]}: not an address or a host name; 127.0.0.1 serves this machine only, "
+                "--host 0.0.0.0 --public every interface"
+            ) from None
+    loopback = address.is_loopback if address is not None else host.rstrip(".").lower() == "localhost"
+    if not loopback and not public:
+        raise TuiGptError(
+            f"--host {host}: serves beyond this machine, where anyone who can reach the port and learns the "
+            "token can run tui-gpt here; add --public if that is meant"
+        )
+
+
+def page_url(host: str, port: int) -> str:
+    """The URL printed for `host`: an IPv6 address goes in brackets ("http://::1:8000" is no URL)."""
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def cookie_name(port: int) -> str:
@@ -167,8 +207,8 @@ async def _run_app(server: Server, request: web.Request, command: str) -> web.We
     from textual_serve.server import to_int
 
     websocket = web.WebSocketResponse(heartbeat=15)
-    width = to_int(request.query.get("width", "80"), 80)
-    height = to_int(request.query.get("height", "24"), 24)
+    size = screen_size(to_int(request.query.get("width", "80"), 80), to_int(request.query.get("height", "24"), 24))
+    width, height = size or (80, 24)
     app_service: AppService | None = None
 
     async def close() -> None:  # AppService asks for a close that returns None; aiohttp's returns a bool
@@ -185,7 +225,7 @@ async def _run_app(server: Server, request: web.Request, command: str) -> web.We
             debug=server.debug,
         )
         await app_service.start(width, height)
-        await server._process_messages(websocket, app_service)
+        await _relay(websocket, app_service, (width, height))
     except asyncio.CancelledError:
         await websocket.close()
     except Exception as error:
@@ -194,6 +234,62 @@ async def _run_app(server: Server, request: web.Request, command: str) -> web.We
         if app_service is not None:
             await app_service.stop()  # tells the app its tab is gone, then waits for it to end
     return websocket
+
+
+def browser_packet(text: str) -> tuple[str, Any] | None:
+    """A websocket message from a tab as (kind, data) to relay, with a clamped size; None if malformed.
+
+    textual-serve 1.1's `_process_messages` trusts the page: `[]` or a resize without a width
+    raised, ending the session with a traceback, and a negative size reached the app, which crashed.
+    """
+    try:
+        envelope = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    if not (isinstance(envelope, list) and envelope and isinstance(envelope[0], str)):
+        return None
+    kind, data = envelope[0], envelope[1] if len(envelope) > 1 else None
+    if kind == "stdin":
+        return (kind, data) if isinstance(data, str) else None
+    if kind == "resize":
+        size = screen_size(data.get("width"), data.get("height")) if isinstance(data, dict) else None
+        return (kind, size) if size is not None else None
+    if kind == "ping":
+        return (kind, data) if len(envelope) == 2 else None
+    return (kind, None) if kind in ("blur", "focus") else None
+
+
+async def _relay(websocket: web.WebSocketResponse, app_service: AppService, size: tuple[int, int]) -> None:
+    """Pass a tab's messages to its app, as textual-serve 1.1's `_process_messages` does, checked (`browser_packet`).
+
+    A malformed message is ignored: the first is logged, and how many when the tab closes, so a
+    hostile page can neither end its session with a traceback nor flood the log. A resize to the
+    size the app has (`size`, at first the one it started with) is dropped: a flood of them costs it nothing.
+    """
+    from aiohttp import WSMsgType
+
+    log, ignored = logging.getLogger("textual-serve"), 0
+    async for message in websocket:
+        if message.type != WSMsgType.TEXT:
+            continue
+        packet = browser_packet(message.data)
+        if packet is None:
+            ignored += 1
+            if ignored == 1:
+                log.warning("tui-gpt serve: ignored a malformed message from a tab: %s", ascii(message.data[:60]))
+            continue
+        kind, data = packet
+        if kind == "stdin":
+            await app_service.send_bytes(data.encode("utf-8"))
+        elif kind == "resize" and data != size:
+            size = data
+            await app_service.set_terminal_size(*size)
+        elif kind == "ping":
+            await websocket.send_json(["pong", data])
+        else:
+            await (app_service.blur() if kind == "blur" else app_service.focus())
+    if ignored > 1:
+        log.warning("tui-gpt serve: ignored %d malformed messages from a tab in all", ignored)
 
 
 def guarded_server(
@@ -253,20 +349,29 @@ def guarded_server(
             # Instead of textual-serve's banner, whose URL has no token.
             print(f"tui-gpt serve: open {self.public_url}/?token={token}  (Ctrl+C stops)", flush=True)
 
-    return GuardedServer(app_command(app_argv), host=host, port=port, title="tui-gpt")
+    return GuardedServer(app_command(app_argv), host=host, port=port, title="tui-gpt", public_url=page_url(host, port))
 
 
 def serve(
-    host: str, port: int, app_argv: Sequence[str], out: str = "tui-gpt-run", max_sessions: int = MAX_SESSIONS
+    host: str,
+    port: int,
+    app_argv: Sequence[str],
+    out: str = "tui-gpt-run",
+    max_sessions: int = MAX_SESSIONS,
+    public: bool = False,
 ) -> int:
-    """Serve the app on http://host:port until interrupted; each tab saves into a new folder named after `out`."""
+    """Serve the app on http://host:port until interrupted; each tab saves into a new folder named after `out`.
+
+    A host beyond loopback needs `public` (--public): the choice to let other machines in is explicit.
+    """
+    check_host(host, public)
     try:
         import textual_serve.server  # noqa: F401
     except ImportError:
         raise TuiGptError(INSTALL) from None
     if not 0 < port < 65536:
         raise TuiGptError(f"--port {port}: choose a port from 1 to 65535")
-    if host not in LOCAL:
+    if public and host not in LOCAL:
         print(
             f"tui-gpt: warning: serving on {host}: anyone who can reach port {port} and learns the URL's token "
             "can run tui-gpt here (train, read the text you name, write checkpoints); the token is sent in "

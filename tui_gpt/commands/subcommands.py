@@ -27,7 +27,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tui_gpt.engine.savedir import Autosave, CheckpointLock, check_out, is_checkpoint_dir
-from tui_gpt.engine.session import open_run
+from tui_gpt.engine.session import check_spec, open_run
 from tui_gpt.errors import TuiGptError, checked_path, report
 from tui_gpt.runs.recorder import Recorder, Recording
 from tui_gpt.settings import DEFAULT_STEPS, SEARCH_SECONDS, RunSpec
@@ -175,7 +175,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Train headless; under torchrun every rank runs this, and rank 0 alone prints and saves."""
     from tui_gpt.engine import distributed
 
-    d = distributed.setup(args.device)
+    d = distributed.setup(args.device, args.dist_timeout)
     console.quiet = not d.main
     if d.world == 1:
         try:
@@ -196,6 +196,7 @@ def _open_and_train(args: argparse.Namespace, main: bool) -> int:
     spec = RunSpec.from_args(args)
     out = Path(args.out or args.resume or "out")
     recording = Recording.from_args(args) if main else Recording(record=False)  # rank 0 alone records
+    check_spec(spec)  # a bad setting or a device not here: one line, before the folder is claimed
     if main:
         out = check_out(out)  # refuse before any work, not at the first save
         recording.check()
@@ -528,7 +529,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from tui_gpt.commands.serve import serve
 
-    return serve(args.host, args.port, args.app_argv, args.app_out, args.max_sessions)
+    return serve(args.host, args.port, args.app_argv, args.app_out, args.max_sessions, args.public)
 
 
 def cmd_runs(args: argparse.Namespace) -> int:

@@ -24,6 +24,7 @@ from unittest.mock import patch
 
 from textual import events
 
+from tui_gpt.engine.session import check_spec
 from tui_gpt.link.protocol import Losses
 from tui_gpt.settings import RunSpec, cores
 
@@ -250,6 +251,7 @@ def _p95(seconds: list[float]) -> float:
 def bench_ui(args: argparse.Namespace) -> int:
     spec = RunSpec.from_args(argparse.Namespace(**{**vars(args), "text": args.text}), app=True)
     spec = replace(spec, train=replace(spec.train, decay_steps=10**9))  # keep the lr steady
+    check_spec(spec)  # a device not here is one line, not a trainer process failing later
     what = f"--model {spec.model}" if spec.model else "default model"
     bars = ("p95 <= 150", "p95 <= 400") if spec.model else ("p95 <= 33, max <= 100", "p95 <= 50")
     from tui_gpt.link.client import prepare

@@ -28,6 +28,7 @@ from safetensors import torch as st
 
 from tui_gpt.engine.corpus import Corpus
 from tui_gpt.engine.dataset import TokenData
+from tui_gpt.engine.devices import pick_device
 from tui_gpt.engine.model import GPT, GPTConfig
 from tui_gpt.engine.savedir import (
     CAPS,
@@ -246,7 +247,11 @@ def _check_train(train: object) -> str | None:
     """What is wrong with a config.json "train" entry, or None."""
     if not isinstance(train, dict):
         return "train must be an object"
-    return first_problem(train, "train.")
+    # Where it trained, which a resume never reuses (load_trainer): any name torch had then, not only --device's.
+    device = train.get("device", "auto")
+    if not (isinstance(device, str) and 0 < len(device) < 40):
+        return f"train.device must be a device name, got {str(device)[:20]!r}"
+    return first_problem({name: value for name, value in train.items() if name != "device"}, "train.")
 
 
 def _check_corpus(corpus: object) -> str | None:
@@ -426,6 +431,7 @@ def load_model(path: Path, device: str = "cpu") -> tuple[GPT, TextTokenizer, dic
 
     Everything is checked against everything else before any tensor is built.
     """
+    where = pick_device(device)  # a device not here: one line, before anything is read
     path = resolve(path)
     cfg = read_config_json(path)
     config = GPTConfig(**cfg["model"])
@@ -434,7 +440,7 @@ def load_model(path: Path, device: str = "cpu") -> tuple[GPT, TextTokenizer, dic
     _check_memory(path, config, params, copies=2)
     model = GPT(config)
     _load_weights(model, path / "model.safetensors")
-    model.to(device).eval()
+    model.to(where).eval()
     return model, tokenizer, cfg
 
 

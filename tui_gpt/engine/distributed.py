@@ -11,12 +11,14 @@ import os
 import re
 import sys
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import NoReturn, TypeVar
 
 import torch
 import torch.distributed as dist
 
 from tui_gpt.errors import TuiGptError
+from tui_gpt.settings import DIST_TIMEOUT
 
 
 @dataclass(frozen=True)
@@ -94,12 +96,18 @@ def current() -> Dist:
     return Dist(dist.get_rank(), world, env.local_rank if env else 0, env.local_world if env else world)
 
 
-def setup(device: str = "auto") -> Dist:
+_timeout_s = DIST_TIMEOUT  # the process group's, for the message when a collective times out
+
+
+def setup(device: str = "auto", timeout_s: float = DIST_TIMEOUT) -> Dist:
     """Join the process group torchrun describes in the environment; a no-op in a single process.
 
     Returns this process's Dist. On CUDA each rank takes the GPU of its local rank. A partial or
-    malformed torchrun environment is a one-line error (see environment).
+    malformed torchrun environment is a one-line error (see environment). A collective that waits
+    `timeout_s` for a peer fails (`lost_rank` then names the peer as hung) rather than waiting gloo's
+    default half hour.
     """
+    global _timeout_s
     env = environment()
     if env is None or env.world == 1:  # torchrun with one process needs no process group
         return SINGLE
@@ -115,7 +123,8 @@ def setup(device: str = "auto") -> Dist:
             )
         torch.cuda.set_device(local_rank)
     try:
-        dist.init_process_group(backend="nccl" if cuda else "gloo")
+        dist.init_process_group(backend="nccl" if cuda else "gloo", timeout=timedelta(seconds=timeout_s))
+        _timeout_s = timeout_s
     except (RuntimeError, ValueError) as exc:
         raise TuiGptError(f"cannot join the torchrun process group: {str(exc).splitlines()[0][:120]}") from None
     d = current()
@@ -178,12 +187,14 @@ def broadcast(obj: T) -> T:
 _GONE = re.compile(
     r"connection (?:closed|reset) by peer|broken pipe|socket timeout|timed out|communicator was aborted", re.I
 )
+_HUNG = re.compile(r"timeout|timed out", re.I)  # the peer is there but said nothing for the process group's timeout
 
 
 def lost_rank(exc: BaseException) -> str | None:
     """'rank 1 of 2 is gone (Connection reset by peer)' if `exc` is a collective failing on a lost peer, else None.
 
-    Only the other rank of two can be named: gloo names the peer's address, not its rank.
+    A peer that is there but silent for the process group's timeout 'stopped answering'. Only the
+    other rank of two can be named: gloo names the peer's address, or nothing, not its rank.
     """
     if not (dist.is_available() and dist.is_initialized()) or not isinstance(exc, RuntimeError):
         return None
@@ -194,5 +205,7 @@ def lost_rank(exc: BaseException) -> str | None:
     if world < 2:
         return None
     who = f"rank {1 - rank} of 2" if world == 2 else f"another of the {world} ranks"
+    if found and _HUNG.search(found.group(0)):
+        return f"{who} stopped answering (nothing for {_timeout_s:g} s, --dist-timeout)"
     why = found.group(0) if found else str(exc).splitlines()[0][:80]
     return f"{who} is gone ({why})"

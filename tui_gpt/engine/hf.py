@@ -336,9 +336,11 @@ def skip_init() -> Iterator[None]:
 
 def open_pretrained(name: str, device: str = "cpu") -> tuple[GPT, TextTokenizer, dict[str, Any]]:
     """The model and tokenizer of a GPT-2 directory (or cached model id), ready to probe."""
+    from tui_gpt.engine.devices import pick_device
     from tui_gpt.engine.model import GPT
     from tui_gpt.engine.tokenizer import TextTokenizer
 
+    where = pick_device(device)  # a device not here: one line, before anything is read
     folder = find_model(name)
     config = read_gpt_config(folder)
     tokenizer = TextTokenizer.load_pretrained(folder)
@@ -346,7 +348,7 @@ def open_pretrained(name: str, device: str = "cpu") -> tuple[GPT, TextTokenizer,
     with skip_init():
         model = GPT(config)
     load_weights(model, folder)
-    model.to(device).eval()
+    model.to(where).eval()
     return model, tokenizer, {"model": config.to_dict(), "tokenizer": tokenizer.kind, "pretrained": str(folder)}
 
 

@@ -62,7 +62,7 @@ class LoadedRun:
 
 def preflight(spec: RunSpec) -> None:
     """Raise the one-line error that opening `spec` would, without building anything (or importing torch)."""
-    _check_settings(spec)
+    check_spec(spec)
     if spec.model:
         from tui_gpt.engine.hf import find_model
 
@@ -78,10 +78,19 @@ def preflight(spec: RunSpec) -> None:
             load_corpus(spec.sources)
 
 
-def _check_settings(spec: RunSpec) -> None:
-    """Refuse, before any work, a setting that would leave a checkpoint nothing can load."""
+def check_spec(spec: RunSpec) -> None:
+    """Refuse, before any work, a setting that would leave a checkpoint nothing can load, or a device not here."""
     if why := spec_problem(spec):
         raise TuiGptError(why)
+    check_device(spec.train.device)
+
+
+def check_device(name: str) -> None:
+    """A device this torch cannot train on is a one-line error; torch is imported only for one named."""
+    if name not in ("auto", "cpu"):
+        from tui_gpt.engine.devices import check_device as check
+
+        check(name)
 
 
 PREFLIGHT_BYTES = 20 << 20  # text this small is read through once before the app opens
@@ -104,7 +113,7 @@ def open_run(spec: RunSpec, progress: Progress | None = None) -> LoadedRun:
     from tui_gpt.engine.tokenizer import TextTokenizer
     from tui_gpt.engine.trainer import Trainer
 
-    _check_settings(spec)
+    check_spec(spec)
     sources = spec.sources
     if spec.resume:
         from tui_gpt.engine.checkpoint import load_tokenizer, load_trainer, read_config_json, resolve
@@ -194,8 +203,9 @@ def _open_pretrained(spec: RunSpec, model: str, corpus: Corpus, progress: Progre
     """Fine-tune the Hugging Face GPT-2 model `model` (spec.model) on `corpus`: its tokenizer, its weights, our loop."""
     from tui_gpt.engine import hf
     from tui_gpt.engine.dataset import TokenData
+    from tui_gpt.engine.devices import pick_device
     from tui_gpt.engine.tokenizer import TextTokenizer
-    from tui_gpt.engine.trainer import Trainer, pick_device
+    from tui_gpt.engine.trainer import Trainer
 
     folder = hf.find_model(model)
     mconf = hf.read_gpt_config(folder, block_size=spec.block_size, dropout=spec.dropout or 0.0)

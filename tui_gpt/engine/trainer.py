@@ -20,6 +20,7 @@ import torch
 
 from tui_gpt.engine import autotune, distributed, runcheck
 from tui_gpt.engine.dataset import TokenData, bits_per_byte, get_batch, windows
+from tui_gpt.engine.devices import pick_device
 from tui_gpt.engine.model import GPT, GPTConfig
 from tui_gpt.errors import TuiGptError
 from tui_gpt.settings import TrainConfig, cores
@@ -111,17 +112,6 @@ class OptimizerCopy(TypedDict):
 
 
 Snapshot = tuple[int, dict[str, torch.Tensor], OptimizerCopy]  # (step, weights, optimizer state), on the CPU
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    """CUDA, then Apple MPS, then CPU, unless a device is named."""
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 def available_bytes(device: torch.device | str = "cpu") -> int | None:
