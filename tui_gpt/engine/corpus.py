@@ -24,7 +24,7 @@ from tui_gpt.settings import BUILTINS, ONE_FABLE, is_builtin
 DEFAULT_CORPUS = "stories"
 # The default text: the bundled stories, with the fables' training part seen this many times. The
 # fables hold the seed sentence; without the weight a 1 MB text would bury it (docs/learning-speed.md).
-FABLE_WEIGHT = 3
+FABLE_WEIGHT = 6
 # Tokens live on disk (see tokencache), so memory does not limit the corpus; this cap only
 # catches a source that points at far more than anyone means to train on.
 MAX_CORPUS_BYTES = 16 * 10**9
