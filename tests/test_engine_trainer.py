@@ -186,3 +186,21 @@ def test_the_config_counts_the_parameters_the_model_has(shape):
     vocab, block, layers, heads, width, bias = shape
     config = GPTConfig(vocab, block, layers, heads, width, bias=bias)
     assert config.num_params() == GPT(config).num_params()
+
+
+def test_evaluations_draw_the_same_batches_so_they_differ_only_by_the_model(make_spec):
+    tr = open_run(make_spec()).trainer
+    first = tr.evaluate()
+    tr.step += 250  # a later evaluation of the same weights
+    assert tr.evaluate() == first
+
+
+def test_a_rise_of_val_within_noise_is_not_overfitting():
+    from tui_gpt.probes.hints import run_hints
+
+    def kinds(vals: list[float]) -> set[str]:
+        history = {"steps": [], "loss": [], "eval_steps": [0, 250, 500], "eval_train": [2.5, 2.4, 2.3]}
+        return {h.kind for h in run_hints({**history, "eval_val": vals}, {})}
+
+    assert "overfitting" not in kinds([2.80, 2.79, 2.81])  # up 0.4%: evaluation and SGD noise
+    assert "overfitting" in kinds([2.80, 2.85, 2.90])  # up 3.6% while train falls

@@ -12,6 +12,9 @@ SMOOTH = 20  # steps averaged for the "current" train loss: one batch is too noi
 GRACE_STEPS = 50  # before this, a loss above ln V is just the random start
 RISE = 1.5  # the smoothed loss growing by half over SMOOTH steps is divergence, not noise
 OVERFIT_GAP = 0.1  # nats of val - train below which a rising val is within evaluation noise
+# How much val must rise over the window to count: SGD moves a learning model's val by a few tenths of a
+# percent between evaluations; 1% over three of them is a trend (a 10-minute default run never did).
+OVERFIT_RISE = 0.01
 MEMORIZED_GAP = 1.0  # nats of val above train: a small text is learned by heart, not learned from
 
 
@@ -131,7 +134,7 @@ def _overfitting(t0: float, t1: float, v0: float, v1: float, best: tuple[int, fl
     `best` is (step, val loss) of the best evaluation so far (`best_eval`): the warning names it.
     """
     # NaN (an evaluation without a train loss) fails every comparison, so it never warns.
-    if v1 > v0 and t1 < t0 and v1 - t1 > OVERFIT_GAP:
+    if v1 > v0 * (1 + OVERFIT_RISE) and t1 < t0 and v1 - t1 > OVERFIT_GAP:
         since = f"val was best at step {best[0]:,} ({best[1]:.2f}); " if best is not None else ""
         return [
             Hint(
