@@ -203,4 +203,5 @@ def test_a_rise_of_val_within_noise_is_not_overfitting():
         return {h.kind for h in run_hints({**history, "eval_val": vals}, {})}
 
     assert "overfitting" not in kinds([2.80, 2.79, 2.81])  # up 0.4%: evaluation and SGD noise
-    assert "overfitting" in kinds([2.80, 2.85, 2.90])  # up 3.6% while train falls
+    assert "overfitting" not in kinds([2.78, 2.80, 2.83])  # up 1.8%, but within 5% of its best: a constant lr's swing
+    assert "overfitting" in kinds([2.80, 2.90, 3.00])  # 7% above its best, and rising while train falls

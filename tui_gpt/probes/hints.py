@@ -15,6 +15,11 @@ OVERFIT_GAP = 0.1  # nats of val - train below which a rising val is within eval
 # How much val must rise over the window to count: SGD moves a learning model's val by a few tenths of a
 # percent between evaluations; 1% over three of them is a trend (a 10-minute default run never did).
 OVERFIT_RISE = 0.01
+# And how far above its best: at a constant lr a learning model's val swings by up to 3% between
+# evaluations (two 10-minute default runs warned at 4:43 and 5:40, then set new bests); a model that
+# memorizes is soon far above (the fables alone: 3.98 -> 4.66 in 500 steps; a 48 KB text with
+# dropout 0.2: 3.48 -> 3.74).
+OVERFIT_ABOVE_BEST = 0.05
 MEMORIZED_GAP = 1.0  # nats of val above train: a small text is learned by heart, not learned from
 
 
@@ -134,7 +139,8 @@ def _overfitting(t0: float, t1: float, v0: float, v1: float, best: tuple[int, fl
     `best` is (step, val loss) of the best evaluation so far (`best_eval`): the warning names it.
     """
     # NaN (an evaluation without a train loss) fails every comparison, so it never warns.
-    if v1 > v0 * (1 + OVERFIT_RISE) and t1 < t0 and v1 - t1 > OVERFIT_GAP:
+    above_best = best is None or v1 > best[1] * (1 + OVERFIT_ABOVE_BEST)
+    if v1 > v0 * (1 + OVERFIT_RISE) and t1 < t0 and v1 - t1 > OVERFIT_GAP and above_best:
         since = f"val was best at step {best[0]:,} ({best[1]:.2f}); " if best is not None else ""
         return [
             Hint(
