@@ -546,7 +546,7 @@ async def test_hints_judge_the_curve_and_spot_overfitting(tmp_path):
         )
         await wait_for(pilot, lambda: "overfitting" in text_of(hints), what="the overfitting hint")
         await settle(pilot)
-        assert "val is rising while train falls (2.40 → 2.80 vs 1.95 → 1.85): overfitting" in text_of(hints)
+        assert "and is rising while train falls (2.40 → 2.80 vs 1.95 → 1.85); try more text" in text_of(hints)
         assert "overfitting" in shown(app)
 
 

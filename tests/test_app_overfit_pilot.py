@@ -79,7 +79,7 @@ async def test_overfit_one_fable_and_back_to_the_saved_run(tmp_path):
             "sentence (val 5.10); this is overfitting: more text, dropout, or a smaller model help"
         )
         assert text_of(hints).startswith(memo), "first, in place of the generic overfitting hint"
-        assert "val is rising while train falls" not in text_of(hints)
+        assert "is rising while train falls" not in text_of(hints)
 
         # The way back: the same key, no question; a reset that resumes from the checkpoint saved before.
         await pilot.press("shift+f2")

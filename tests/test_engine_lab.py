@@ -173,7 +173,7 @@ def test_overfitting_names_the_step_where_val_was_best():
     evals = [(3.0, 3.2), (2.4, 2.9), (2.0, 3.0), (1.6, 3.3)]
     hints = run_hints(_history([2.8] * 60, evals), BASE)
     assert kinds(hints) == ["overfitting"]
-    assert hints[0].text.startswith("val was best at step 10 (2.90); ")
+    assert hints[0].text.startswith("overfitting: val was best at step 10 (2.90) and is rising while train falls")
     # A pure function of the history: the same history, the same words; a NaN evaluation is never the best.
     assert run_hints(_history([2.8] * 60, evals), BASE) == hints
     assert best_eval([0, 10, 20], [math.nan, 3.1, 3.1]) == (10, 3.1)

@@ -141,13 +141,14 @@ def _overfitting(t0: float, t1: float, v0: float, v1: float, best: tuple[int, fl
     # NaN (an evaluation without a train loss) fails every comparison, so it never warns.
     above_best = best is None or v1 > best[1] * (1 + OVERFIT_ABOVE_BEST)
     if v1 > v0 * (1 + OVERFIT_RISE) and t1 < t0 and v1 - t1 > OVERFIT_GAP and above_best:
-        since = f"val was best at step {best[0]:,} ({best[1]:.2f}); " if best is not None else ""
+        # The word first: a narrow Training pane cuts the line's end.
+        since = f"val was best at step {best[0]:,} ({best[1]:.2f}) and " if best is not None else "val "
         return [
             Hint(
                 "overfitting",
                 "warn",
-                f"{since}val is rising while train falls ({v0:.2f} → {v1:.2f} vs {t0:.2f} → {t1:.2f}): "
-                "overfitting; try more text, --dropout 0.1-0.2, a smaller model, or stop here (--keep best "
+                f"overfitting: {since}is rising while train falls ({v0:.2f} → {v1:.2f} vs {t0:.2f} → {t1:.2f}); "
+                "try more text, --dropout 0.1-0.2, a smaller model, or stop here (--keep best "
                 "keeps the best weights)",
             )
         ]
