@@ -24,6 +24,7 @@ from tui_gpt.app.screens.ask import AskScreen
 from tui_gpt.app.screens.choice import ChoiceScreen
 from tui_gpt.app.screens.page import PageScreen
 from tui_gpt.app.widgets.attention import AttentionMap
+from tui_gpt.link.protocol import Losses
 from tui_gpt.probes.predict import target_prob
 
 SIZE = (160, 48)
@@ -293,3 +294,21 @@ async def token_view(pilot: Any) -> None:
     await pilot.press("ctrl+f")
     await wait_for(pilot, lambda: not pilot.app.query_one(TopKBars).by_word, what="the token view")
     await settle(pilot)
+
+
+def evaluations(points: list[tuple[int, float, float]]) -> Losses:
+    """Evaluations at (step, train, val), as the trainer reports them."""
+    return Losses(
+        [
+            {
+                "step": s,
+                "loss": t,
+                "lr": 1e-2,
+                "tokens_per_s": 12345.0,
+                "elapsed": 0.25 * s,
+                "val_loss": v,
+                "eval_train_loss": t,
+            }
+            for s, t, v in points
+        ]
+    )

@@ -21,6 +21,7 @@ from pilot import (
     answer,
     ask_error,
     choose,
+    evaluations,
     events_of,
     flat,
     lab_app,
@@ -54,7 +55,6 @@ from tui_gpt.app.widgets.training import TrainingPane
 from tui_gpt.link.protocol import (
     CountTokens,
     ExampleStepped,
-    Losses,
     Memorize,
     Memorized,
     SetCausal,
@@ -528,22 +528,7 @@ async def test_hints_judge_the_curve_and_spot_overfitting(tmp_path):
 
         # Three evaluations: val rising while train falls.
         evals = [(200, 1.95, 2.40), (250, 1.90, 2.60), (300, 1.85, 2.80)]
-        app.client._emit(
-            Losses(
-                [
-                    {
-                        "step": s,
-                        "loss": t,
-                        "lr": 1e-2,
-                        "tokens_per_s": 12345.0,
-                        "elapsed": 0.25 * s,
-                        "val_loss": v,
-                        "eval_train_loss": t,
-                    }
-                    for s, t, v in evals
-                ]
-            )
-        )
+        app.client._emit(evaluations(evals))
         await wait_for(pilot, lambda: "overfitting" in text_of(hints), what="the overfitting hint")
         await settle(pilot)
         assert "and is rising while train falls (2.40 → 2.80 vs 1.95 → 1.85); try more text" in text_of(hints)

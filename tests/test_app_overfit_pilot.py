@@ -9,32 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from fake_trainer import TRAIN_STEPS, FakeTrainer
-from pilot import lab_app, open_screen, ready, settle, shown, sync, text_of, wait_for, wait_ready
+from pilot import evaluations, lab_app, open_screen, ready, settle, shown, sync, text_of, wait_for, wait_ready
 
 from tui_gpt.app.lab.overfit import FABLE, LABEL
 from tui_gpt.app.screens.confirm import ConfirmScreen
 from tui_gpt.app.screens.help import HELP, HelpScreen
-from tui_gpt.link.protocol import Losses, Save
+from tui_gpt.link.protocol import Save
 
 FOOTNOTE = "shift+f2: back to your run"
-
-
-def evaluations(points: list[tuple[int, float, float]]) -> Losses:
-    """Evaluations at (step, train, val), as the trainer reports them."""
-    return Losses(
-        [
-            {
-                "step": s,
-                "loss": t,
-                "lr": 1e-2,
-                "tokens_per_s": 12345.0,
-                "elapsed": 0.25 * s,
-                "val_loss": v,
-                "eval_train_loss": t,
-            }
-            for s, t, v in points
-        ]
-    )
 
 
 async def switch(pilot, key: str = "shift+f2") -> None:
