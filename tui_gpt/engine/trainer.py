@@ -47,6 +47,10 @@ class TrainEvent:
     val_bpb: float | None = None  # the val loss in bits per byte of text (dataset.bits_per_byte)
     restored: int | None = None  # the loss was NaN or infinite: the weights of this step were put back
     note: str | None = None  # a line to show: the real-run check of `--dtype auto` has decided (runcheck.py)
+    # Every head's scores, on the steps that measure them (#28): {"previous_token": (n_layer, n_head) nested
+    # lists, "induction": the same, "icl": the repeat probe's second-half loss minus its first (nats),
+    # "in_context": the val text's late-token loss minus its early-token loss (nats) or None}.
+    heads: dict[str, Any] | None = None
 
 
 @dataclass
@@ -62,6 +66,8 @@ class History:
     changes: list[dict[str, object]] = field(
         default_factory=list
     )  # settings changed mid-run: {"step": 120, "lr": 5e-4}
+    head_steps: list[int] = field(default_factory=list)  # the steps whose events carried `heads`
+    head_scores: list[dict[str, Any]] = field(default_factory=list)  # those `heads` dicts, in order
     # UTF-8 bytes per token of the validation text: eval_val / ln 2 / this is bits per byte.
     val_bytes_per_token: float | None = None
 
@@ -74,6 +80,9 @@ class History:
             self.eval_steps.append(ev.step)
             self.eval_train.append(ev.eval_train_loss if ev.eval_train_loss is not None else math.nan)
             self.eval_val.append(ev.val_loss)
+        if ev.heads is not None:
+            self.head_steps.append(ev.step)
+            self.head_scores.append(ev.heads)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
