@@ -368,7 +368,7 @@ def cmd_complete(args: argparse.Namespace) -> int:
     if args.prefix is None:
         raise TuiGptError("give the prefix to complete after CKPT")
     if args.words and args.lens:
-        raise TuiGptError("--lens reads tokens: give --words or --lens, not both")
+        return _complete_lens_words(model, tok, args)
     if args.words:
         return _complete_words(model, tok, args)
     if args.lens:
@@ -411,6 +411,42 @@ def _complete_lens(model, tok, args: argparse.Namespace) -> int:
         cells = [Text.assemble(visible(g.text), (f" {g.prob:.3f}", "dim")) for g in row.guesses]
         table.add_row(layer_name(row.layer), *cells, f"{row.final_prob:.3f}")
     out.print(table)
+    return 0
+
+
+def _complete_lens_words(model, tok, args: argparse.Namespace) -> int:
+    from tui_gpt.probes.logit_lens import layer_name, lens_words
+
+    lens = lens_words(model, tok, args.prefix, k=args.top_k, after_word=args.after_word, budget=args.budget)
+    assert lens is not None  # never cancelled here
+    out = Console()
+    last = lens.rows[-1]
+    what = f"rest of the word {escape(repr(visible(last.typed)))}" if last.typed.strip() else "next word"
+    final = lens.final
+    table = Table(
+        title=f"logit lens in words: each layer's {what} after {escape(repr(args.prefix))}",
+        caption="p final: each layer's probability of the model's own top word"
+        + (f", {escape(repr(visible(final)))}" if final is not None else "")
+        + "; < p: below that layer's last word shown",
+    )
+    table.add_column("layer")
+    for i in range(1, args.top_k + 1):
+        table.add_column(f"top {i}")
+    table.add_column("other", justify="right")
+    table.add_column("p final", justify="right")
+    for layer, row in enumerate(lens.rows):
+        cells = [Text.assemble(visible(w.text), (f" {w.prob:.3f}", "dim")) for w in row.words]
+        cells += [Text("")] * (args.top_k - len(cells))
+        p = lens.final_prob(layer)
+        shown = f"{p:.3f}" if p is not None else f"< {row.words[-1].prob:.3f}" if row.words else ""
+        table.add_row(layer_name(layer) + (" *" if row.cut else ""), *cells, f"{row.other:.3f}", shown)
+    out.print(table)
+    cut = [layer_name(i) for i, row in enumerate(lens.rows) if row.cut]
+    if cut:
+        out.print(
+            f"[yellow]* the search was cut at {', '.join(cut)} (--budget {args.budget}, or the shared "
+            f"{SEARCH_SECONDS:g} s): a word outside its list may still beat the last one shown[/]"
+        )
     return 0
 
 
