@@ -23,7 +23,7 @@ from torch.nn import functional as F
 
 from tui_gpt.engine.model import GPT, Blocks, Trunk
 from tui_gpt.engine.tokenizer import TextTokenizer
-from tui_gpt.probes.nextword import NextWords, next_words
+from tui_gpt.probes.nextword import DEFAULT_MAX_TOKENS, NextWords, next_words
 from tui_gpt.probes.predict import Guess, context, top_guesses
 from tui_gpt.settings import SEARCH_BUDGET, SEARCH_SECONDS
 
@@ -137,11 +137,13 @@ def lens_words(
     after_word: bool = False,
     budget: int = SEARCH_BUDGET,
     seconds: float = SEARCH_SECONDS,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
 ) -> LensWords | None:
     """Each layer's top-`k` next words after `text` (at temperature 1); None if cancelled.
 
     One `next_words` search per layer, on the model cut there; the last layer's is the model's
-    own (the Next word pane's, at temperature 1). `budget` is each search's; `seconds` is shared:
+    own (the Next word pane's, at temperature 1). `budget` and `max_tokens` are each search's
+    (`next_words`'); `seconds` is shared:
     each layer gets an equal part of what is left, and a search cut short says so (`cut_by`).
     """
     n = model.config.n_layer + 1
@@ -158,6 +160,7 @@ def lens_words(
             cancelled=cancelled,
             after_word=after_word,
             seconds=share,
+            max_tokens=max_tokens,
         )
         if found is None:
             return None

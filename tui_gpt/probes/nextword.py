@@ -35,6 +35,7 @@ DEFAULT_BUDGET = SEARCH_BUDGET  # forward passes; each one extends up to DEFAULT
 DEFAULT_WIDTH = 16
 DEFAULT_MAX_TOKENS = 16  # longest word, in tokens, the search follows (a char model spells a word per letter)
 CHILDREN = 32  # most continuations kept per expanded partial word; the rest bound the answer
+UNKNOWN = "\ufffd".encode()  # an unknown token's text, to the word splitter: one unknown character
 
 # States of a word being read left to right: nothing yet, a leading space, or a run of one class.
 START, SPACE, LETTERS, DIGITS, PUNCT, BLANKS = range(6)
@@ -450,16 +451,17 @@ def word_spans(tokenizer: TextTokenizer, ids: list[int]) -> list[range]:
 
     The one word grouping of the probes: words follow `split_words` on the text the tokens stand
     for; a token that spans two words belongs to the one it starts in (byte offsets: a byte-level
-    token may hold part of a character); a special token (end of text) is a word of its own.
+    token may hold part of a character). End of text is a word of its own; an unknown token reads
+    as one unknown character (U+FFFD).
     """
     spans: list[range] = []
-    run: list[int] = []  # indexes of a run of ordinary tokens
-    for j, t in enumerate([*ids, -1]):
-        if t >= 0 and not tokenizer.is_special(t):
+    run: list[int] = []  # indexes of a run of tokens between ends of text
+    for j, t in enumerate([*ids, tokenizer.eot_id]):
+        if t != tokenizer.eot_id:
             run.append(j)
             continue
         if run:
-            pieces = [tokenizer.to_bytes([ids[i]]) for i in run]
+            pieces = [UNKNOWN if tokenizer.is_special(ids[i]) else tokenizer.to_bytes([ids[i]]) for i in run]
             text = b"".join(pieces).decode("utf-8", errors="surrogateescape")  # one char per stray byte
             char_at = [0]  # byte offset of each character
             for c in text:
@@ -468,14 +470,14 @@ def word_spans(tokenizer: TextTokenizer, ids: list[int]) -> list[range]:
             offset, last_word = 0, -1
             for i, piece in zip(run, pieces, strict=True):
                 word = bisect.bisect_right(starts, offset) - 1
-                if word != last_word or not spans or spans[-1].stop != i:
+                if word != last_word:
                     spans.append(range(i, i + 1))
                     last_word = word
                 else:
                     spans[-1] = range(spans[-1].start, i + 1)
                 offset += len(piece)
             run = []
-        if t >= 0:
+        if j < len(ids):
             spans.append(range(j, j + 1))
     return spans
 
