@@ -163,10 +163,10 @@ SURPRISAL: tuple[Row, ...] = (
     Row("right", "move(1)", "Next token", "", "Next token"),
     Row("b", "toggle_buckets", "Rank or probability buckets", "", "Rank/prob"),
     Row("e", "edit_edges", "Edit the bucket edges", "", "Edit buckets"),
-    Row("ctrl+f", "words", "Words or tokens", "Per word: -log p(word) is the sum of its tokens'", "Words/Tokens"),
+    Row("ctrl+f", "words", "Next word / next token", "Per word: -log p(word) is the sum of its tokens'", "Words/Tokens"),
 )
 COMPARE: tuple[Row, ...] = (  # beside the page's own keys (TEXT)
-    Row("ctrl+f", "words", "Words or tokens", "The prompt's surprisal per word or per token", "Words/Tokens"),
+    Row("ctrl+f", "words", "Next word / next token", "The prompt's surprisal per word or per token", "Words/Tokens"),
 )
 LOGIT_LENS: tuple[Row, ...] = (
     Row("escape", "dismiss", "Close", ""),
