@@ -1,4 +1,4 @@
-"""Pilot tests of the circuits views (#19, #28): the logit lens (f10) in tokens and words, with the fake trainer's real model."""
+"""Pilot tests of the circuits views (#19, #28): the logit lens (f10) in tokens and words, with a real model."""
 
 from __future__ import annotations
 

@@ -163,7 +163,9 @@ SURPRISAL: tuple[Row, ...] = (
     Row("right", "move(1)", "Next token", "", "Next token"),
     Row("b", "toggle_buckets", "Rank or probability buckets", "", "Rank/prob"),
     Row("e", "edit_edges", "Edit the bucket edges", "", "Edit buckets"),
-    Row("ctrl+f", "words", "Next word / next token", "Per word: -log p(word) is the sum of its tokens'", "Words/Tokens"),
+    Row(
+        "ctrl+f", "words", "Next word / next token", "Per word: -log p(word) is the sum of its tokens'", "Words/Tokens"
+    ),
 )
 COMPARE: tuple[Row, ...] = (  # beside the page's own keys (TEXT)
     Row("ctrl+f", "words", "Next word / next token", "The prompt's surprisal per word or per token", "Words/Tokens"),
