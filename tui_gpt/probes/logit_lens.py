@@ -101,8 +101,11 @@ def cut(model: GPT, depth: int) -> GPT:
     # With no blocks there is no attention, so the mask is moot; a model without it takes the
     # search's road without a cache, since a cache of no layers could not say how long the prefix is.
     config = dataclasses.replace(model.config, n_layer=depth, causal=model.config.causal and depth > 0)
-    with torch.device("meta"):  # the shell only: its own weights are never allocated, then replaced
-        lens = GPT(config)
+    # A GPT without GPT.__init__, which would make (and initialise) weights only to drop them: a
+    # Module, then the whole model's own parts. (On the meta device, the first init costs seconds.)
+    lens = GPT.__new__(GPT)
+    torch.nn.Module.__init__(lens)
+    lens.config = config
     t = model.transformer
     lens.transformer = Trunk(dict(wte=t.wte, wpe=t.wpe, drop=t.drop, h=Blocks(list(t.h)[:depth]), ln_f=t.ln_f))
     lens.lm_head = model.lm_head
