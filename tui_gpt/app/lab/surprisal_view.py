@@ -43,6 +43,12 @@ if TYPE_CHECKING:
     from tui_gpt.probes.replica import Replica
 
 
+def prob_labels() -> list[str]:
+    """The probability buckets' labels, most probable first."""
+    e = DEFAULT_PROB_EDGES
+    return [f"p≥{e[0]:g}", *(f"p≥{x:g}" for x in e[1:]), f"p<{e[-1]:g}"]
+
+
 class SurprisalScreen(ModalScreen[None]):
     BINDINGS = keymap.bindings_of(keymap.SURPRISAL)
 
@@ -116,8 +122,7 @@ class SurprisalScreen(ModalScreen[None]):
             out.append(w.text, style=style)
         self.query_one("#surprisal-text", Static).update(out)
         legend = Text("buckets of p(word): ")
-        e = DEFAULT_PROB_EDGES
-        for colour, label in zip(PALETTE, [f"p≥{e[0]:g}", *(f"p≥{x:g}" for x in e[1:]), f"p<{e[-1]:g}"], strict=False):
+        for colour, label in zip(PALETTE, prob_labels(), strict=False):
             legend.append(f" {label} ", style=Style(color="black", bgcolor=colour))
             legend.append(" ")
         legend.append("  ←/→ select · ctrl+f tokens", style="dim")
@@ -152,8 +157,7 @@ class SurprisalScreen(ModalScreen[None]):
 
     def _labels(self) -> list[str]:
         if not self.by_rank:
-            e = DEFAULT_PROB_EDGES
-            return [f"p≥{e[0]:g}", *(f"p≥{x:g}" for x in e[1:]), f"p<{e[-1]:g}"]
+            return prob_labels()
         e = self.rank_edges
         labels = ["rank 1" if e[0] == 1 else f"rank ≤{e[0]}"]
         labels += [f"rank {a + 1}-{b}" for a, b in itertools.pairwise(e)]
