@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 
 from fake_trainer import FakeTrainer
 from pilot import lab_app, open_screen, ready, run_command, screen_text, settle, sync, wait_for
@@ -106,3 +107,28 @@ async def test_the_logit_lens_reads_words_like_the_next_word_pane_and_ctrl_f_sho
         await pilot.press("escape")
         await settle(pilot)
         assert not isinstance(app.screen, LogitLensScreen)
+
+
+@sync
+async def test_the_lens_in_words_searches_off_the_ui_thread_and_shows_the_newest_text(tmp_path):
+    async with ready(lab_app(tmp_path, prompt="The fox ran to the ")) as (app, pilot):
+        replica = app.state.replica
+        on_ui: list[bool] = []
+        search = replica.lens_words
+
+        def recorded(text, k, cancelled=None):  # the real search, and the thread it runs on
+            on_ui.append(threading.current_thread() is threading.main_thread())
+            return search(text, k, cancelled)
+
+        replica.lens_words = recorded
+        await open_screen(pilot, "f10", LogitLensScreen)
+        screen: LogitLensScreen = app.screen
+        await pilot.press(*"river")  # a burst of keys: each starts a search and gives up the one before
+        final = "The fox ran to the river"
+        await wait_for(pilot, lambda: screen.shown is not None and screen.shown[2] == final, what="the last text")
+        await app.workers.wait_for_complete()
+        await settle(pilot)
+        assert on_ui and not any(on_ui)  # never on the UI thread
+        assert screen.shown[2] == final and screen.last_words.rows[-1].typed == " river"  # no older answer after it
+        want = next_words(replica.model, replica.tokenizer, final, k=app.probe_settings.top_k)
+        assert [w.text for w in screen.last_words.rows[-1].words] == [w.text for w in want.words]

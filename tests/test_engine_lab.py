@@ -482,3 +482,29 @@ def test_a_resumed_run_reports_the_checkpoints_causal_flag_and_settings(make_spe
     resumed = open_run(RunSpec(resume=str(out)))  # typed nothing: causal and lr take their defaults
     spec = describe_run(resumed).spec
     assert spec.causal is False and spec.train.lr == 2e-3
+
+
+# ---- compare by word (#28): words are text, so they line up across tokenizers --------------------------------
+
+
+def test_compare_by_word_lines_up_across_tokenizers(make_spec, tmp_path):
+    from tui_gpt.engine.session import open_run
+    from tui_gpt.probes.compare import compare
+
+    char = open_run(make_spec(tokenizer="char", block_size=32))
+    bpe = open_run(make_spec(tokenizer="bpe", block_size=32))
+    for run in (char, bpe):
+        for _ in run.trainer.run(steps=10):
+            pass
+    path = bpe.save(tmp_path / "bpe")
+    prompt = "The quick brown fox"
+    c = compare(char.trainer.model.eval(), char.tokenizer, path, prompt, ["fables"], k=3)
+    assert not c.same_tokens  # no per-token rows: the tokens differ
+    pairs = c.word_pairs()
+    assert [(a.text, b.text) for a, b in pairs] == [(w, w) for w in (" quick", " brown", " fox")]
+    for side, words in ((c.this, [a for a, _ in pairs]), (c.other, [b for _, b in pairs])):
+        nll = {e.position: e.nll for e in side.analysis.examples}
+        for w in words:  # each side's -log p(word | prefix): the sum of its own tokens'
+            assert w.nll == pytest.approx(sum(nll[t] for t in range(w.first, w.first + w.tokens)), abs=1e-9)
+    assert [a.tokens for a, _ in pairs] == [6, 6, 4]  # char: one token a letter, the space included
+    assert any(a.nll != pytest.approx(b.nll) for a, b in pairs)  # two models: two readings
