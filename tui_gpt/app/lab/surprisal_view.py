@@ -138,7 +138,7 @@ class SurprisalScreen(ModalScreen[None]):
             head.append(f"\n…{prefix} → ", style="dim")
             head.append(visible(w.text), style="bold")
             head.append(f"   p={w.prob:.3f}  -log p={w.nll:.2f} = {self._sum(w)}\n")
-        table = Table(title="-log p(word | prefix) = the sum of its tokens' -log p", expand=False)
+        table = Table(title="-log p(word): its tokens' sum", expand=False)
         table.add_column("word")
         for col in ("p", "-log p", "tokens"):
             table.add_column(col, justify="right")
