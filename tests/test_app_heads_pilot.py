@@ -5,7 +5,24 @@ numbers chosen here, so each can be looked for on screen."""
 from __future__ import annotations
 
 from fake_trainer import TRAIN_STEPS, FakeTrainer
-from pilot import flat, lab_app, open_screen, ready, run_command, screen_text, settle, shown, sync, wait_for
+from pilot import (
+    SIZE,
+    chart_drawn,
+    flat,
+    lab_app,
+    open_screen,
+    quiet,
+    ready,
+    run_command,
+    screen_text,
+    settle,
+    shown,
+    steady,
+    sync,
+    text_of,
+    wait_for,
+)
+from textual.color import Color
 
 from tui_gpt.app.lab.heads_view import HeadsScreen
 from tui_gpt.app.screens.confirm import ConfirmScreen
@@ -43,6 +60,16 @@ def grid_text(app, name: str) -> str:
     return app.screen.query_one(f"#heads-{name}", HeadGrid).render().plain
 
 
+def shade_distance(app, name: str, number: str, variable: str) -> float:
+    """How far the cell showing `number` is shaded from the theme colour `variable` (RGB distance)."""
+    text = app.screen.query_one(f"#heads-{name}", HeadGrid).render()
+    at = text.plain.index(number)
+    style = next(span.style for span in text.spans if span.start <= at < span.end)
+    cell = style.bgcolor.get_truecolor()
+    full = Color.parse(app.get_css_variables()[variable]).rgb
+    return sum((a - b) ** 2 for a, b in zip(cell, full, strict=True)) ** 0.5
+
+
 @sync
 async def test_the_heads_view_draws_each_reading_as_it_arrives_and_marks_the_phase_change(tmp_path):
     async with ready(lab_app(tmp_path)) as (app, pilot):
@@ -64,6 +91,8 @@ async def test_the_heads_view_draws_each_reading_as_it_arrives_and_marks_the_pha
         assert "layer 1" in induction and "layer 2" in induction and "head 2" in induction
         assert all(n in previous for n in ("0.81", "0.12", "0.10", "0.33"))
         assert all(n in induction for n in ("0.05", "0.04", "0.07", "0.06"))
+        # Shaded on the theme: a high score is nearer the grid's full colour than a low one.
+        assert shade_distance(app, "previous", "0.81", "primary") < shade_distance(app, "previous", "0.10", "primary")
         text = shown(app)
         assert "0.81" in text and "0.33" in text  # on screen, not only in the widget
         assert f"step {step:,} · 1 reading" in text and "best induction head: layer 2 head 1, 0.07" in text
@@ -138,3 +167,19 @@ async def test_a_reset_empties_the_view(tmp_path):
 def test_numbers_shorten_to_fit_their_cells():
     assert [cell_text(0.625, w) for w in (6, 4, 3, 2, 1)] == [" 0.62 ", "0.62", ".62", ".6", "1"]
     assert [cell_text(1.0, w) for w in (4, 3, 2, 1)] == ["1.00", "1.0", "1 ", "1"]
+
+
+def test_snapshot_heads_view_after_a_phase_change(snap_compare, tmp_path):
+    async def run_before(pilot) -> None:
+        await steady(pilot)
+        await open_screen(pilot, "shift+f3", HeadsScreen)
+        series = [(0.07, 0.0), (0.08, -0.02), (0.09, -0.03), (0.30, -0.4), (0.62, -1.1), (0.66, -1.2)]
+        events = [reading(TRAIN_STEPS + 10 * i, best, icl, -0.1 * i) for i, (best, icl) in enumerate(series, 1)]
+        pilot.app.client._emit(Losses(events))
+        # The main screen shows through at the sides: wait for its timers to draw the new steps.
+        last = f"step {events[-1]['step']:,}"
+        await wait_for(pilot, lambda: last in text_of(pilot.app.query_one("#train-stats")), what="the stats line")
+        await wait_for(pilot, lambda: chart_drawn(pilot.app), what="the loss chart")
+        await quiet(pilot)
+
+    assert snap_compare(lab_app(tmp_path), terminal_size=SIZE, run_before=run_before)
