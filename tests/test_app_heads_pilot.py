@@ -114,9 +114,20 @@ async def test_the_heads_view_draws_each_reading_as_it_arrives_and_marks_the_pha
         assert "0.66" in grid_text(app, "induction") and "best induction head: layer 2 head 1, 0.66" in text
         assert "phase change" in flat(screen_text(app)).replace("│ phase change", "")  # the label on the chart too
 
+        # Another theme: the chart's lines take its colours (the heatmaps read them on every paint).
+        app.theme = "nord"
+        await settle(pilot)
+        light = Color.parse(app.get_css_variables()["success"]).rgb
+        assert light in chart_colours(chart)
+
         await pilot.press("escape")
         await settle(pilot)
         assert not isinstance(app.screen, HeadsScreen)
+
+
+def chart_colours(chart: HeadChart) -> set[tuple[int, int, int]]:
+    """The foreground colours the chart draws with, as RGB."""
+    return {span.style.color.get_truecolor() for span in chart.render().spans if span.style.color is not None}
 
 
 @sync
