@@ -4,6 +4,8 @@ numbers chosen here, so each can be looked for on screen."""
 
 from __future__ import annotations
 
+import random
+
 from fake_trainer import TRAIN_STEPS, FakeTrainer
 from pilot import (
     SIZE,
@@ -24,11 +26,12 @@ from pilot import (
 )
 from textual.color import Color
 
-from tui_gpt.app.lab.heads_view import HeadsScreen
+from tui_gpt.app.lab.heads_view import HeadsScreen, Series
 from tui_gpt.app.screens.confirm import ConfirmScreen
 from tui_gpt.app.widgets.head_chart import HeadChart
 from tui_gpt.app.widgets.head_grid import HeadGrid, cell_text
 from tui_gpt.link.protocol import Losses
+from tui_gpt.probes.phase import find_phase_change
 
 WORDS = "layer 2 head 1 now copies: it attends to the token after the earlier occurrence of the current one"
 
@@ -194,3 +197,30 @@ def test_snapshot_heads_view_after_a_phase_change(snap_compare, tmp_path):
         await quiet(pilot)
 
     assert snap_compare(lab_app(tmp_path), terminal_size=SIZE, run_before=run_before)
+
+
+def test_the_views_phase_change_is_find_phase_changes():
+    """The view reads each reading once (Series); its phase change must be probes.phase's on the full tables."""
+    rng = random.Random(0)
+    found = 0
+    for trial in range(200):
+        n, layers, heads = rng.randint(1, 30), rng.randint(1, 4), rng.randint(1, 4)
+        jump = rng.randint(0, n)
+        scores = [
+            {
+                "induction": [
+                    [rng.random() * (0.15 if i < jump else 0.9) for _ in range(heads)] for _ in range(layers)
+                ],
+                "icl": -rng.random() * i,
+            }
+            for i in range(n)
+        ]
+        steps = [10 * i for i in range(n)]
+        series = Series()
+        for end in range(1, n + 1):  # readings arriving one by one, and several at once
+            if rng.random() < 0.5 or end == n:
+                series.extend(steps[:end], scores[:end])
+        phase = find_phase_change(steps, scores)
+        assert series.phase_change(scores) == phase, f"trial {trial}"
+        found += phase is not None
+    assert found > 100  # most trials rise far enough to have one
