@@ -26,7 +26,7 @@ from pilot import (
 )
 from textual.color import Color
 
-from tui_gpt.app.lab.heads_view import HeadsScreen, Series
+from tui_gpt.app.lab.heads_view import HeadsScreen, Series, waiting
 from tui_gpt.app.screens.confirm import ConfirmScreen
 from tui_gpt.app.widgets.head_chart import HeadChart
 from tui_gpt.app.widgets.head_grid import HeadGrid, cell_text
@@ -224,3 +224,9 @@ def test_the_views_phase_change_is_find_phase_changes():
         assert series.phase_change(scores) == phase, f"trial {trial}"
         found += phase is not None
     assert found > 100  # most trials rise far enough to have one
+
+
+def test_before_the_first_reading_the_view_says_when_it_comes():
+    assert waiting(100).startswith("No head scores yet: head scores arrive every 100 steps")
+    assert "at regular steps" in waiting(None)  # a run whose settings do not say
+    assert waiting(0).startswith("Head scores are off for this run")

@@ -78,8 +78,8 @@ class Series:
 def waiting(interval: int | None) -> str:
     """What the view says before the first reading, from the run's head interval (None: not known)."""
     if interval == 0:
-        return "Head scores are off for this run (head interval 0): start it with a head interval to see them."
-    every = f"every {interval:,} steps" if interval else "every few hundred steps"
+        return "Head scores are off for this run (--head-interval 0): start it with --head-interval N to see them."
+    every = f"every {interval:,} steps" if interval else "at regular steps"
     return f"No head scores yet: head scores arrive {every}, measured by the trainer on a repeated random sequence."
 
 
