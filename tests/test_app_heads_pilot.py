@@ -81,7 +81,7 @@ async def test_the_heads_view_draws_each_reading_as_it_arrives_and_marks_the_pha
         screen: HeadsScreen = app.screen
         chart = screen.query_one(HeadChart)
         # Before any reading: said, not an empty box.
-        assert "No head scores yet: head scores arrive every" in shown(app)
+        assert "No head scores yet: head scores arrive" in shown(app)
         assert not screen.query_one("#heads-maps").display and not chart.display
         assert "A previous-token head attends from each token to the one just before it" in shown(app)
 
