@@ -157,7 +157,7 @@ async def test_the_heads_view_at_80x24_and_smaller(tmp_path):
         induction = grid_text(app, "induction")
         assert all(f"layer {n}" in induction for n in range(1, 7))
         assert ".55" in induction and ".01" in induction  # shortened to fit, still there
-        assert "best induction head: layer 6 head 6, 0.55" in shown(app)
+        assert "best induction head: layer 6 head 6, 0.55" in flat(text_of(app.screen.query_one("#heads-status")))
         for size in ((60, 20), (30, 10)):
             await pilot.resize_terminal(*size)
             await settle(pilot)

@@ -151,9 +151,8 @@ class HeadsScreen(ModalScreen[None]):
         self.query_one("#heads-phase", Static).update(self.phase_text())
 
     def status(self, steps: list[int], latest: dict[str, Any], layer: int, head: int, score: float) -> Content:
-        every = f", every {self.interval:,} steps" if self.interval else ""
         first = (
-            f"[b]step {steps[-1]:,}[/b] · {len(steps):,} reading{'s' if len(steps) > 1 else ''}{every} · "
+            f"[b]step {steps[-1]:,}[/b] · {len(steps):,} reading{'s' if len(steps) > 1 else ''} · "
             f"[${COLOURS['induction']}]best induction head: layer {layer} head {head}, {score:.2f}[/]"
         )
         second = f"[${COLOURS['icl']}]repeat loss, 2nd half − 1st: {float(latest['icl']):+.2f} nats[/]"
