@@ -24,10 +24,14 @@ from pilot import (
     text_of,
     wait_for,
 )
+from textual import events
+from textual._xterm_parser import XTermParser
 from textual.color import Color
 
+from tui_gpt.app import keymap
 from tui_gpt.app.lab.heads_view import HeadsScreen, Series, waiting
 from tui_gpt.app.screens.confirm import ConfirmScreen
+from tui_gpt.app.terminal_keys import as_key
 from tui_gpt.app.widgets.head_chart import HeadChart
 from tui_gpt.app.widgets.head_grid import HeadGrid, cell_text
 from tui_gpt.link.protocol import Losses
@@ -230,3 +234,13 @@ def test_before_the_first_reading_the_view_says_when_it_comes():
     assert waiting(100).startswith("No head scores yet: head scores arrive every 100 steps")
     assert "at regular steps" in waiting(None)  # a run whose settings do not say
     assert waiting(0).startswith("Head scores are off for this run")
+
+
+def test_shift_f3_as_xterm_sends_it_is_the_key_not_a_cursor_report():
+    """xterm's shift+F3 is ESC [ 1 ; 2 R, which Textual's parser reads as a cursor-position report."""
+    parsed = list(XTermParser().feed("\x1b[1;2R"))
+    assert [type(e) for e in parsed] == [events.CursorPosition]
+    key = as_key(parsed[0])
+    assert isinstance(key, events.Key) and key.key == "f15" and keymap.TERMINAL_ALIASES["f15"] == "shift+f3"
+    (other,) = XTermParser().feed("\x1b[5;10R")  # any other report stays one
+    assert as_key(other) is other
