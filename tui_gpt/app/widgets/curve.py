@@ -40,6 +40,9 @@ class Curve:
         self.eval_train: list[float] = list(history.get("eval_train", []))
         self.eval_val: list[float] = list(history.get("eval_val", []))
         self.val_bytes_per_token: float | None = history.get("val_bytes_per_token")
+        # Every head's scores, on the steps that read them (TrainEvent.heads: probes.phase reads these lists).
+        self.head_steps: list[int] = list(history.get("head_steps", []))
+        self.head_scores: list[dict] = list(history.get("head_scores", []))
         # Seconds of training at each step and evaluation; a resumed run's history has none (NaN).
         self.elapsed: list[float] = [math.nan] * len(self.steps)
         self.eval_elapsed: list[float] = [math.nan] * len(self.eval_steps)
@@ -59,6 +62,9 @@ class Curve:
                 self.eval_train.append(ev.get("eval_train_loss") or math.nan)
                 self.eval_val.append(ev["val_loss"])
                 self.eval_elapsed.append(ev.get("elapsed", math.nan))
+            if ev.get("heads") is not None:
+                self.head_steps.append(ev["step"])
+                self.head_scores.append(ev["heads"])
         self.dirty = True
 
     def train_points(self, axis: str) -> tuple[list[float], list[float]]:
@@ -89,6 +95,8 @@ class Curve:
             "eval_steps": self.eval_steps,
             "eval_train": self.eval_train,
             "eval_val": self.eval_val,
+            "head_steps": self.head_steps,
+            "head_scores": self.head_scores,
             "val_bytes_per_token": self.val_bytes_per_token,
         }
 
