@@ -6,15 +6,21 @@ import csv
 import io
 import json
 import math
+import queue
 import re
 import sqlite3
+import threading
 
 import pytest
+from polling import wait
 
 from tui_gpt.app.widgets.curve import Curve
 from tui_gpt.engine.session import open_run
+from tui_gpt.link.protocol import Losses, Quit, Ready
+from tui_gpt.link.worker import TrainerLoop
 from tui_gpt.probes.export import HISTORY_COLUMNS, history_csv
 from tui_gpt.runs.listing import _cells
+from tui_gpt.runs.recorder import Recording
 from tui_gpt.runs.registry import Registry, run_key
 from tui_gpt.runs.tracking import EvalRow, RunInfo, best_head
 
@@ -119,3 +125,31 @@ def test_the_apps_curve_keeps_the_readings_like_the_history(make_spec):
     again.set_history(history)  # a resumed run's Ready carries its history
     assert again.head_steps == [0, 2, 4] and again.history()["head_scores"] == history["head_scores"]
     assert history_csv(curve.history()) == history_csv(history)  # ctrl+s writes the same CSV as the run's history
+
+
+def test_the_apps_trainer_sends_the_readings_with_the_losses_and_records_them(make_spec, tmp_path, monkeypatch):
+    monkeypatch.setenv("TUI_GPT_DATA", str(tmp_path))
+    commands, events = queue.Queue(), queue.Queue()
+    loop = TrainerLoop(make_spec(**HEADS, eval_interval=4, head_interval=4), commands, events, recording=Recording())
+    thread = threading.Thread(target=loop.loop, daemon=True)
+    thread.start()
+    seen: list = []
+
+    def trained() -> bool:
+        while not events.empty():
+            seen.append(events.get())
+        return any(isinstance(ev, Losses) and ev.events[-1]["step"] >= 8 for ev in seen)
+
+    wait("8 steps", trained)
+    commands.put(Quit(None))
+    thread.join(20)
+    sent = [ev for batch in seen if isinstance(batch, Losses) for ev in batch.events]
+    read = [ev for ev in sent if ev["heads"] is not None]
+    assert [ev["step"] for ev in read][:3] == [0, 4, 8]
+    assert all(len(ev["heads"]["induction"]) == 2 for ev in read)
+    ready = next(ev for ev in seen if isinstance(ev, Ready))
+    assert ready.history["head_steps"] == []  # a fresh run's history: the app's curve starts with none
+    with Registry() as reg:
+        (run,) = reg.runs()
+    assert [(e.step, e.heads_step) for e in run.evals][:3] == [(0, 0), (4, 4), (8, 8)]
+    assert run.evals[2].induction == max(max(row) for row in read[2]["heads"]["induction"])

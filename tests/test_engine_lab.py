@@ -438,7 +438,9 @@ def test_history_csv_blank_eval_train():
     h.add(TrainEvent(1, 3.0, 1e-3, 1.0, 1.0, val_loss=3.1))  # an evaluation without its train loss
     rows = _read(history_csv(h.to_dict()))
     blank = dict.fromkeys(HISTORY_COLUMNS[5:], "")  # no bytes per token known, no head reading
-    assert rows == [{"step": "1", "train_loss": "3.0", "lr": "0.001", "val_loss": "3.1", "eval_train_loss": "", **blank}]
+    assert rows == [
+        {"step": "1", "train_loss": "3.0", "lr": "0.001", "val_loss": "3.1", "eval_train_loss": "", **blank}
+    ]
 
 
 def test_examples_csv():

@@ -152,3 +152,18 @@ def test_a_hostile_history_of_head_scores_is_refused_in_one_line(tmp_path, make_
     with pytest.raises(TuiGptError) as info:
         load_trainer(saved, run.data, device="cpu")
     assert "head" in one_line_error(info.value, "history.json")
+
+
+def test_a_resume_may_change_how_often_heads_are_read(tmp_path, make_spec):
+    run = open_run(make_spec(**HEADS, head_interval=2))
+    list(run.trainer.run(steps=4))
+    saved = run.save(tmp_path / "ck")
+    spec = make_spec(head_interval=3)
+    spec.resume, spec.given = str(saved), ["head_interval"]
+    again = open_run(spec)
+    assert again.trainer.config.head_interval == 3 and again.trainer.history.changes[-1] == {
+        "step": 4,
+        "head_interval": 3,
+    }
+    assert [ev.step for ev in again.trainer.run(steps=3) if ev.heads] == [6]
+    assert again.trainer.history.head_steps == [2, 4, 6]
