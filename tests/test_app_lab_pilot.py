@@ -708,9 +708,10 @@ async def test_export_writes_history_examples_and_screen(tmp_path):
         await wait_for(pilot, lambda: (tmp_path / "tui-gpt-history.csv").exists(), what="the export")
         await settle(pilot)
         history = (tmp_path / "tui-gpt-history.csv").read_text().splitlines()
-        assert history[0] == "step,train_loss,lr,val_loss,eval_train_loss"
+        assert history[0].startswith("step,train_loss,lr,val_loss,eval_train_loss,val_bpb,best_induction,")
         assert len(history) == 1 + TRAIN_STEPS
-        assert history[50].startswith("50,") and history[50].count(",") == 4 and not history[50].endswith(",")
+        assert history[50].startswith("50,") and history[50].count(",") == history[0].count(",")
+        assert ",".join(history[50].split(",")[:6]).count(",,") == 0  # an evaluation: its loss and bpb written
         examples = (tmp_path / "tui-gpt-examples.csv").read_text().splitlines()
         assert examples[0] == "position,prefix,target,p,neg_log_p,rank"
         assert len(examples) == 1 + len("The quick brown") - 1

@@ -16,7 +16,7 @@ from tui_gpt.engine.session import RunSpec
 from tui_gpt.engine.tokenizer import TextTokenizer
 from tui_gpt.engine.trainer import History, TrainConfig, TrainEvent
 from tui_gpt.probes import memorization
-from tui_gpt.probes.export import examples_csv, history_csv
+from tui_gpt.probes.export import HISTORY_COLUMNS, examples_csv, history_csv
 from tui_gpt.probes.hints import Hint, best_eval, run_hints
 from tui_gpt.probes.memorization import NgramIndex, memorized_spans
 from tui_gpt.probes.predict import Example, temperature_table
@@ -422,7 +422,7 @@ def test_history_csv():
             ev.val_loss, ev.eval_train_loss = 3.5 - step / 10, 3.4 - step / 10
         h.add(ev)
     text = history_csv(h.to_dict())
-    assert text.splitlines()[0] == "step,train_loss,lr,val_loss,eval_train_loss"
+    assert text.splitlines()[0] == "step,train_loss,lr,val_loss,eval_train_loss," + ",".join(HISTORY_COLUMNS[5:])
     rows = _read(text)
     assert [int(r["step"]) for r in rows] == [0, 1, 2, 3, 4]
     assert rows[0]["train_loss"] == rows[0]["lr"] == ""  # step 0 is an evaluation only
@@ -437,7 +437,10 @@ def test_history_csv_blank_eval_train():
     h = History()
     h.add(TrainEvent(1, 3.0, 1e-3, 1.0, 1.0, val_loss=3.1))  # an evaluation without its train loss
     rows = _read(history_csv(h.to_dict()))
-    assert rows == [{"step": "1", "train_loss": "3.0", "lr": "0.001", "val_loss": "3.1", "eval_train_loss": ""}]
+    blank = dict.fromkeys(HISTORY_COLUMNS[5:], "")  # no bytes per token known, no head reading
+    assert rows == [
+        {"step": "1", "train_loss": "3.0", "lr": "0.001", "val_loss": "3.1", "eval_train_loss": "", **blank}
+    ]
 
 
 def test_examples_csv():

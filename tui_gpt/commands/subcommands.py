@@ -30,7 +30,7 @@ from tui_gpt.engine.savedir import Autosave, CheckpointLock, check_out, is_check
 from tui_gpt.engine.session import check_spec, open_run
 from tui_gpt.errors import TuiGptError, checked_path, report
 from tui_gpt.runs.recorder import Recorder, Recording
-from tui_gpt.settings import DEFAULT_STEPS, SEARCH_SECONDS, RunSpec
+from tui_gpt.settings import DEFAULT_STEPS, SEARCH_SECONDS, RunSpec, in_context_label, in_context_words
 from tui_gpt.visible import cell, printable, shown, visible
 
 console = Console(stderr=True)
@@ -259,6 +259,9 @@ def _describe(args: argparse.Namespace, run) -> None:
     if run.memory:
         console.print(shown(f"{run.spec.model}: {run.memory}"), markup=False)
     console.print(f"{trainer.choice_note}; {torch_threads()} threads", markup=False)
+    if trainer.config.head_interval > 0:
+        every = trainer.config.head_interval
+        console.print(f"heads read every {every} steps; {in_context_words(trainer.model.config.block_size)}")
     if trainer.dist.world > 1:
         console.print(
             f"{trainer.dist.world} ranks, global batch {trainer.tokens_per_step:,} tokens "
@@ -273,8 +276,21 @@ def _describe(args: argparse.Namespace, run) -> None:
             console.print(shown(f"applied from the command line: {applied}"), markup=False)
 
 
-def _show_event(ev, out: Console) -> None:
-    """The lines a training step has to show: an auto-dtype decision, a restore, an evaluation."""
+def heads_line(step: int, heads: dict, block_size: int) -> str:
+    """One line of a head reading (TrainEvent.heads): the best heads, the probe's icl, the in-context score."""
+    from tui_gpt.probes.phase import best_head
+
+    li, hi, ind = best_head(heads["induction"])
+    lp, hp, prev = best_head(heads["previous_token"])
+    line = f"heads step {step}: best induction L{li}.H{hi} {ind:.2f}, prev-token L{lp}.H{hp} {prev:.2f}, "
+    line += f"icl {heads['icl']:+.2f} nats"
+    if heads.get("in_context") is not None:
+        line += f", in-context ({in_context_label(block_size)}) {heads['in_context']:+.2f} nats"
+    return line
+
+
+def _show_event(ev, out: Console, block_size: int = 0) -> None:
+    """The lines a training step has to show: an auto-dtype decision, a restore, an evaluation, a head reading."""
     from tui_gpt.engine.dataset import bpb_text
 
     if ev.note:
@@ -286,6 +302,8 @@ def _show_event(ev, out: Console) -> None:
             f"step {ev.step:>6}: train {ev.eval_train_loss:.4f}  val {ev.val_loss:.4f}{bpb_text(ev.val_bpb)}  "
             f"lr {ev.lr:.2e}  {ev.tokens_per_s:,.0f} tok/s"
         )
+    if ev.heads is not None:
+        out.print(heads_line(ev.step, ev.heads, block_size), markup=False)
 
 
 def _train(args: argparse.Namespace, run, out: Path, signals: _Signals, recorder: Recorder, main: bool = True) -> int:
@@ -305,7 +323,7 @@ def _train(args: argparse.Namespace, run, out: Path, signals: _Signals, recorder
             for ev in recorder.watch(trainer.run(steps=steps, seconds=args.time)):
                 stats = f"loss {ev.loss:.3f}  {ev.tokens_per_s:,.0f} tok/s  lr {ev.lr:.2e}"
                 bar.update(task, completed=trainer.step - first, stats=stats)
-                _show_event(ev, bar.console)
+                _show_event(ev, bar.console, trainer.model.config.block_size)
                 if main and (ev.val_loss is not None or autosave.due(trainer.step)):
                     autosave.saved(trainer.step if _save(run, out, signals, bar.console) else None)
                 if main:
@@ -507,7 +525,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_heads(args: argparse.Namespace) -> int:
     from tui_gpt.engine.checkpoint import load_model
-    from tui_gpt.probes.heads import head_scores, make_probe, periods
+    from tui_gpt.engine.heads import head_scores, make_probe, periods
 
     model, tok, _ = load_model(Path(args.ckpt))
     block = model.config.block_size

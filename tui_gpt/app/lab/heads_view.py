@@ -117,9 +117,9 @@ class HeadsScreen(ModalScreen[None]):
         self.app.theme_changed_signal.subscribe(self, lambda _theme: self.sync(force=True))
 
     @property
-    def interval(self) -> int | None:
-        """The run's head interval, where its settings have one."""
-        return getattr(self.live.spec.train, "head_interval", None)
+    def interval(self) -> int:
+        """Steps between the trainer's head readings (0: off)."""
+        return self.live.spec.train.head_interval
 
     def sync(self, force: bool = False) -> None:
         """Draw the readings if new ones arrived since the last draw (cheap when none did)."""
