@@ -26,12 +26,7 @@ from tests.conftest import FAST_TRAIN
 from tui_gpt.commands.cli import main
 from tui_gpt.engine.session import RunSpec, open_run
 
-# The probe and scorer under test. #28 (branch heads-live) moves them from probes/ to engine/: this
-# test follows them either way until both branches are merged; then keep the first import alone.
-try:
-    from tui_gpt.engine.heads import HeadScores, Probe, head_scores, make_probe
-except ImportError:
-    from tui_gpt.probes.heads import HeadScores, Probe, head_scores, make_probe
+from tui_gpt.engine.heads import HeadScores, Probe, head_scores, make_probe
 
 transformers = pytest.importorskip("transformers")
 
