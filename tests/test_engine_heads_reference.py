@@ -24,9 +24,8 @@ import torch
 
 from tests.conftest import FAST_TRAIN
 from tui_gpt.commands.cli import main
-from tui_gpt.engine.session import RunSpec, open_run
-
 from tui_gpt.engine.heads import HeadScores, Probe, head_scores, make_probe
+from tui_gpt.engine.session import RunSpec, open_run
 
 transformers = pytest.importorskip("transformers")
 

@@ -106,8 +106,6 @@ class Curve:
             "head_steps": self.head_steps,
             "head_scores": self.head_scores,
             "val_bytes_per_token": self.val_bytes_per_token,
-            "head_steps": self.head_steps,
-            "head_scores": self.head_scores,
         }
 
     def epoch(self, step: int) -> float | None:
