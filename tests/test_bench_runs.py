@@ -20,6 +20,13 @@ from tui_gpt.commands.cli import main
 from tui_gpt.errors import TuiGptError
 from tui_gpt.settings import OPENMP_WAIT, wait_passively
 
+
+@pytest.fixture(autouse=True)
+def _own_openmp_env(monkeypatch):
+    """main() sets OMP_WAIT_POLICY for its process; put the test session's back after each test."""
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+
+
 # ---- bench --ui --runs: the spread ------------------------------------------------------------
 
 

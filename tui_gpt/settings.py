@@ -11,7 +11,7 @@ import math
 import os
 import re
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Self
 
@@ -433,12 +433,12 @@ def wait_passively(env: dict[str, str] | None = None) -> bool:
 
     Must run before torch loads (the runtime reads it once); children started after inherit it.
     """
-    env = os.environ if env is None else env
-    if any(name in env for name in OPENMP_WAIT_KNOBS):
+    where: MutableMapping[str, str] = os.environ if env is None else env
+    if any(name in where for name in OPENMP_WAIT_KNOBS):
         return False
     name, value = OPENMP_WAIT
-    env[name] = value
-    if env is os.environ:
+    where[name] = value
+    if env is None:
         _openmp_set.append(name)
     return True
 
