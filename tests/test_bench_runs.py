@@ -9,6 +9,7 @@ import pytest
 
 from tui_gpt.commands.bench_spread import Bar, spread_lines, ui_bars
 from tui_gpt.commands.beside_bench import (
+    SPINNING,
     Figure,
     bench_tok_s,
     check_nanogpt,
@@ -120,6 +121,21 @@ def test_summary_gives_ratios_and_what_each_kept():
     assert lines[1] == "beside 1 nice-19 torch job: tui-gpt 25,300 tok/s, nanoGPT 19,800 tok/s: 1.28x (medians)"
     assert lines[2] == "tui-gpt kept 80% of its quiet speed beside the load"
     assert lines[-1] == "bench-beside: quiet_ratio=1.53 beside_ratio=1.28 tuigpt_kept=0.80 nanogpt_kept=0.95"
+
+
+def test_summary_shows_tui_gpt_with_spinning_waits_beside_it():
+    figures = [
+        Figure("tui-gpt", False, 30_000, 0.5),
+        Figure(SPINNING, False, 31_000, 0.5),
+        Figure("tui-gpt", True, 27_000, 1.5),
+        Figure(SPINNING, True, 15_500, 1.5),
+    ]
+    lines = summary_lines(figures, 2)
+    assert lines[1] == "beside 2 nice-19 torch jobs: tui-gpt 27,000 tok/s; with spinning waits 15,500 tok/s (medians)"
+    assert f"{SPINNING} kept 50% of its quiet speed beside the load" in lines
+    assert lines[-1] == (
+        "bench-beside: quiet_spinning_tok_s=31000 beside_spinning_tok_s=15500 tuigpt_kept=0.90 spinning_kept=0.50"
+    )
 
 
 def test_quiet_only_summary_without_nanogpt():

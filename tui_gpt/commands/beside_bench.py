@@ -2,7 +2,8 @@
 
 A person's machine is rarely idle. This starts N torch jobs at nice 19 (each a matmul loop on every
 core) and measures, in turn, quiet (the jobs stopped) and beside them (the jobs running):
-`tui-gpt bench` with its defaults, and with `--nanogpt` nanoGPT's own train.py on its CPU recipe
+`tui-gpt bench` with its defaults, the same with libgomp's spinning waits (as tui-gpt ran before it
+set OMP_WAIT_POLICY for itself), and with `--nanogpt` nanoGPT's own train.py on its CPU recipe
 (4 x 128, block 64, batch 12, fp32, compile off) on the same text. Every program runs in its own
 process, in an order that alternates each round, so a load from elsewhere falls on all alike; each
 figure is printed with the load average when it was taken. Tokens/s are training steps only, for
@@ -62,6 +63,11 @@ LOAD = (
     "while True:\n"
     "    a @ a\n"
 )
+
+
+# tui-gpt as it ran before it set OMP_WAIT_POLICY for itself: libgomp's own spin before a wait sleeps.
+SPINNING = "tui-gpt, spinning waits"
+SPIN = {"GOMP_SPINCOUNT": "300000"}
 
 
 @dataclass
@@ -157,7 +163,7 @@ def _run(cmd: list[str], cwd: Path | None, env: dict[str, str], what: str) -> st
 def summary_lines(figures: list[Figure], n_loads: int) -> list[str]:
     """Medians per program and condition, the ratio tui-gpt / nanoGPT in each, and what each kept beside the load."""
     med: dict[tuple[str, bool], float] = {}
-    for program in ("tui-gpt", "nanoGPT"):
+    for program in ("tui-gpt", SPINNING, "nanoGPT"):
         for beside in (False, True):
             v = [f.tok_s for f in figures if f.program == program and f.beside == beside]
             if v:
@@ -172,12 +178,15 @@ def summary_lines(figures: list[Figure], n_loads: int) -> list[str]:
         if theirs is not None:
             text += f", nanoGPT {theirs:,.0f} tok/s: {ours / theirs:.2f}x"
             machine.append(f"{'beside' if beside else 'quiet'}_ratio={ours / theirs:.2f}")
+        if (spun := med.get((SPINNING, beside))) is not None:
+            text += f"; with spinning waits {spun:,.0f} tok/s"
+            machine.append(f"{'beside' if beside else 'quiet'}_spinning_tok_s={spun:.0f}")
         lines.append(text + " (medians)")
-    for program in ("tui-gpt", "nanoGPT"):
+    for program, name in (("tui-gpt", "tuigpt"), (SPINNING, "spinning"), ("nanoGPT", "nanogpt")):
         quiet, busy = med.get((program, False)), med.get((program, True))
         if quiet and busy:
             lines.append(f"{program} kept {100 * busy / quiet:.0f}% of its quiet speed beside the load")
-            machine.append(f"{program.lower().replace('-', '')}_kept={busy / quiet:.2f}")
+            machine.append(f"{name}_kept={busy / quiet:.2f}")
     return [*lines, "bench-beside: " + " ".join(machine)]
 
 
@@ -202,6 +211,7 @@ def bench_beside(args: argparse.Namespace) -> int:
             f"--max_iters={args.steps}",
             f"--lr_decay_iters={args.steps}",
         ]
+    programs = ["tui-gpt", *([SPINNING] if openmp_set_here() else []), *(["nanoGPT"] if repo is not None else [])]
     figures: list[Figure] = []
     loads = Loads(n_loads)
     try:
@@ -213,10 +223,11 @@ def bench_beside(args: argparse.Namespace) -> int:
             for rnd in range(ROUNDS):
                 for beside in conditions if rnd % 2 == 0 else conditions[::-1]:
                     loads.run(beside)
-                    programs = ["tui-gpt", "nanoGPT"] if repo is not None else ["tui-gpt"]
                     for program in programs if (rnd + beside) % 2 == 0 else programs[::-1]:
                         if program == "tui-gpt":
                             tok_s = bench_tok_s(_run(ours, None, dict(os.environ), "tui-gpt bench"))
+                        elif program == SPINNING:
+                            tok_s = bench_tok_s(_run(ours, None, {**user_env(), **SPIN}, "tui-gpt bench"))
                         else:
                             tok_s = nanogpt_tok_s(_run(nano_cmd, work, user_env(), "nanoGPT's train.py"))
                         fig = Figure(program, beside, tok_s, os.getloadavg()[0])
