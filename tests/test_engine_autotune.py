@@ -447,3 +447,65 @@ def test_the_step_after_an_evaluation_is_not_timed():
     check.observe(5.0, 1)
     check.observe(0.02, 1)
     assert check.times[FP32_SDPA] == [0.01, 0.02]
+
+
+# ---- a load that comes (or goes) after the check: the run checks again --------------------------
+
+
+def looks(monkeypatch, values: list[float]) -> None:
+    """Make cpuload's readings come from `values`, one per look (the last one repeats)."""
+    it = iter(values)
+    last = [values[-1]]
+    monkeypatch.setattr(cpuload.Load, "others", lambda self: last.__setitem__(0, next(it, last[0])) or last[0])
+
+
+def test_the_load_watch_checks_again_once_the_load_has_changed_side_and_stayed(monkeypatch):
+    looks(monkeypatch, [1.5, 0.0, 1.5, 1.5, 0.1, 0.1])  # a burst (one look) is not load; two looks in a row are
+    watch = runcheck.LoadWatch(busy=False)
+    fired = [watch.steps for _ in range(6 * runcheck.WATCH_EVERY) if watch.observe()]
+    assert fired == [4 * runcheck.WATCH_EVERY, 6 * runcheck.WATCH_EVERY]  # turned busy at look 4, quiet at look 6
+    assert not watch.busy and watch.others == 0.1
+
+
+def test_where_the_load_is_unknown_the_watch_never_fires(monkeypatch):
+    monkeypatch.setattr(cpuload.Load, "others", lambda self: None)
+    watch = runcheck.LoadWatch(busy=False)
+    assert not any(watch.observe() for _ in range(10 * runcheck.WATCH_EVERY))
+
+
+def test_a_check_again_tries_the_other_dtype_and_thread_count_each_and_both():
+    ways = runcheck.ways_again(("bfloat16", False, 2), ["float32", "bfloat16"], [2, 1])
+    assert ways == [("bfloat16", False, 2), ("float32", False, 2), ("bfloat16", False, 1), ("float32", False, 1)]
+    assert runcheck.ways_again(("float32", True, 1), ["float32"], [1]) == [("float32", True, 1)]
+
+
+def test_a_check_again_starts_at_once_and_says_so():
+    check = runcheck.DtypeCheck(autotune.Choice(*FP32_SDPA, alts=[BF16_SDPA], ms=1.0), start=0)
+    ways = [check.observe(0.01, 1) for _ in range(runcheck.BLOCK)]
+    assert ways[-1] == BF16_SDPA and not any(ways[:-1])
+
+
+def test_the_run_checks_again_when_the_machine_turns_busy_and_switches(auto_run, monkeypatch, cache):
+    box: list = []
+    speeds = {FP32_SDPA: 20.0, FP32_EXPLICIT: 20.2, BF16_SDPA: 60.0}  # quiet: the trial's choice is right
+    ran = real_speeds(monkeypatch, box, speeds)
+    tr = auto_run()
+    box.append(tr)
+    notes = [ev.note for ev in tr.run(steps=CHECK_STEPS) if ev.note]
+    assert notes[0].startswith("auto: kept fp32 SDPA") and tr.watch is not None and not tr.watch.busy
+    # Another job starts: others use 1.5 cores, and bf16 now runs faster than fp32 here.
+    monkeypatch.setattr(cpuload.Load, "others", lambda self: 1.5)
+    speeds.update({FP32_SDPA: 50.0, FP32_EXPLICIT: 50.0, BF16_SDPA: 25.0})
+    before = len(ran)  # `ran` grows only while a check runs
+    watch_steps = runcheck.WATCH_SAME * runcheck.WATCH_EVERY
+    again = [ev for ev in tr.run(steps=watch_steps + 2 * runcheck.ROUNDS * runcheck.BLOCK) if ev.note]
+    assert len(again) == 1, [ev.note for ev in again]
+    note = again[0].note
+    assert note.startswith(
+        "auto: the machine turned busy (others used 1.50 cores): switched to bf16 SDPA: 25.0 ms/step"
+    )
+    assert note.endswith("(not cached: the machine was busy, others used 1.50 cores)")
+    # The check again ran the current way first, then the others, a block each.
+    block = runcheck.BLOCK
+    assert ran[before : before + block] == [("float32", True)] * block and ran[before + block] == ("bfloat16", True)
+    assert tr.dtype == torch.bfloat16 and tr.check is None and tr.watch is not None and tr.watch.busy

@@ -11,7 +11,7 @@ import math
 import os
 import re
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Self
 
@@ -471,6 +471,36 @@ def cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+# torch's OpenMP threads (GNU libgomp) spin, by default for about 300,000 polls, while they wait for
+# one another at the end of every parallel op. Beside another busy process that keeps one of them off
+# its core, the other spins out its time slice instead of giving the core up, and every op waits a
+# slice: 2-thread training steps of the default model ran 6 to 7 times slower beside other work,
+# while sleeping waits ran them as fast as one thread does (docs/architecture.md, "A busy machine").
+OPENMP_WAIT = ("OMP_WAIT_POLICY", "PASSIVE")
+OPENMP_WAIT_KNOBS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")  # a user who set either keeps their choice
+_openmp_set: list[str] = []  # the variables this process set itself, for children that should not inherit them
+
+
+def wait_passively(env: dict[str, str] | None = None) -> bool:
+    """Have OpenMP's threads sleep while they wait, unless the user chose a policy; True if it was set.
+
+    Must run before torch loads (the runtime reads it once); children started after inherit it.
+    """
+    where: MutableMapping[str, str] = os.environ if env is None else env
+    if any(name in where for name in OPENMP_WAIT_KNOBS):
+        return False
+    name, value = OPENMP_WAIT
+    where[name] = value
+    if env is None:
+        _openmp_set.append(name)
+    return True
+
+
+def openmp_set_here() -> tuple[str, ...]:
+    """The OpenMP variables `wait_passively` set in this process (not the user's)."""
+    return tuple(_openmp_set)
 
 
 def threads_problem(value: int) -> str | None:

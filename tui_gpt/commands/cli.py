@@ -36,6 +36,7 @@ from tui_gpt.settings import (
     option_problem,
     problem,
     threads_problem,
+    wait_passively,
 )
 
 SUBCOMMANDS = ("train", "complete", "generate", "heads", "bench", "export", "serve", "runs", "sweep")
@@ -221,6 +222,27 @@ def parser_bench() -> argparse.ArgumentParser:
     p.add_argument("--time", type=float, default=None, metavar="SECONDS")
     p.add_argument("--ui", action="store_true", help="benchmark the app: key latency, steps/s, first paint")
     p.add_argument("--keys", type=int, default=200, help="with --ui: keystrokes to type")
+    p.add_argument(
+        "--runs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="with --ui: measure N times back to back; print each run, the spread and how many runs met each bar",
+    )
+    p.add_argument(
+        "--beside",
+        type=int,
+        default=None,
+        metavar="N",
+        help="train beside N nice-19 torch jobs this bench starts, and quiet, in turn: tok/s and what was kept",
+    )
+    p.add_argument(
+        "--nanogpt",
+        type=path_arg,
+        default=None,
+        metavar="DIR",
+        help="a checkout of karpathy/nanoGPT: run its train.py (nanoGPT's CPU recipe) side by side, in turn",
+    )
     p.add_argument("--threads", type=int, default=0, help=THREADS_HELP)
     p.add_argument("--profile", action="store_true", help="also print ms/step by torch op (torch.profiler)")
     p.add_argument(
@@ -412,6 +434,7 @@ PARSERS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    wait_passively()  # before anything loads torch: see settings.OPENMP_WAIT
     # Started by a parent that must take us with it (a sweep's runs): SIGTERM, which saves, when it ends.
     if not lifeline.adopted(signal.SIGTERM):
         print("tui-gpt: error: the process that started this one has ended; not starting", file=sys.stderr)
@@ -431,7 +454,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 args = parser.parse_args(argv[1:])
             if name != "sweep":  # its run options are lists, each value checked as it is parsed
-                _check(parser, args, "steps", "time", "n", "keys", "max_sessions", "every", "seeds", "to_loss")
+                _check(parser, args, "steps", "time", "n", "keys", "runs", "max_sessions", "every", "seeds", "to_loss")
             from tui_gpt.commands import subcommands
 
             return getattr(subcommands, f"cmd_{name}")(args)

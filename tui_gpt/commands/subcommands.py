@@ -556,6 +556,15 @@ def cmd_heads(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    beside = args.beside is not None or args.nanogpt is not None
+    if args.runs != 1 and not args.ui:
+        raise TuiGptError("--runs goes with --ui (bench --ui --runs N)")
+    if beside and (args.ui or args.seed_sentence or args.to_loss is not None):
+        raise TuiGptError("--beside and --nanogpt measure training speed: not with --ui, --seed-sentence or --to-loss")
+    if beside:
+        from tui_gpt.commands.beside_bench import bench_beside
+
+        return bench_beside(args)
     if args.ui:
         from tui_gpt.commands.ui_bench import bench_ui
 

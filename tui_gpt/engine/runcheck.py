@@ -15,7 +15,7 @@ from __future__ import annotations
 from statistics import median
 
 from tui_gpt.engine.autotune import Choice, Way, label, remember
-from tui_gpt.engine.cpuload import Load, busy_note
+from tui_gpt.engine.cpuload import BUSY_CORES, Load, busy_note
 
 START = 50  # steps into the run before the check: the allocator and the caches are warm by then
 BLOCK = 8  # steps run one way before the next; the first after a switch is not counted
@@ -28,8 +28,9 @@ GIVE_UP = 1000  # steps: a run whose thread count keeps changing (the app, while
 class DtypeCheck:
     """Feed it every training step's seconds; it says which way to run the next step, then what won."""
 
-    def __init__(self, choice: Choice) -> None:
+    def __init__(self, choice: Choice, start: int | None = None) -> None:
         self.choice = choice
+        self.start = START if start is None else start  # steps before the check: 0 for a check again (warm)
         self.ways = list(dict.fromkeys([choice.way, *choice.alts]))
         self.active = list(self.ways)
         self.times: dict[Way, list[float]] = {w: [] for w in self.ways}
@@ -54,10 +55,12 @@ class DtypeCheck:
     def observe(self, seconds: float, threads: int) -> Way | None:
         """Count one step of `seconds`, run on `threads` threads; the way for the next step when it changes."""
         self.steps += 1
-        if self.done or self.steps <= START:
-            self.load = Load() if self.steps == START else self.load
+        if self.steps == 1 and self.start == 0:  # a check again starts at once
+            self.load = Load()
+        if self.done or self.steps <= self.start:
+            self.load = Load() if self.steps == self.start else self.load
             return None
-        if self.steps - START > GIVE_UP:
+        if self.steps - self.start > GIVE_UP:
             self.done = True  # no answer and no note: the run goes on the way the trial chose
             return self.ways[0] if self.current != self.ways[0] else None
         before, skip, self.skip = self.current, self.skip, False
@@ -98,7 +101,7 @@ class DtypeCheck:
         winner = fastest if ms[fastest] < MARGIN * ms[chosen] else chosen
         self.active, self.pos, self.done = [winner], 0, True
         show = self.switches_threads
-        where = f"steps {START + 1}-{self.steps} of this run"
+        where = f"steps {self.start + 1}-{self.steps} of this run"
         # What the choice promised: the trial's ms/step, or a past run's where it came from the cache.
         said = f" (expected {self.choice.ms:.1f})" if self.choice.ms else ""
         if winner == chosen:
@@ -113,6 +116,47 @@ class DtypeCheck:
         busy = busy_note(self.load.others() if self.load else None)
         if not busy and result.key:
             why = ", ".join(f"{label(w)} {ms[w]:.1f}" for w in ranked)
-            remember(result, f"{label(winner)}: fastest in steps {START + 1}-{self.steps} of a run, ms/step {why}")
+            remember(result, f"{label(winner)}: fastest in {self.steps - self.start} steps of a run, ms/step {why}")
         result.note += busy
         self.result = result
+
+
+WATCH_EVERY = 100  # steps between looks at the other processes' load, once a check has decided
+WATCH_SAME = 2  # looks in a row on the other side of BUSY_CORES before checking again (a typing burst is not load)
+
+
+class LoadWatch:
+    """After a check: whether other processes' use of the cores has moved across BUSY_CORES, and stayed.
+
+    A thread count and dtype chosen on a quiet machine can be wrong beside other work, and the other
+    way round, so when the load changes side for WATCH_SAME looks in a row the run checks again.
+    """
+
+    def __init__(self, busy: bool) -> None:
+        self.busy = busy  # how the machine was when the ways were last timed
+        self.steps = 0
+        self.flipped = 0  # looks in a row that saw the other side
+        self.others = 0.0  # the last look's figure, in cores
+        self.load = Load()
+
+    def observe(self) -> bool:
+        """Count a step; True when the load has changed side and it is time to check again."""
+        self.steps += 1
+        if self.steps % WATCH_EVERY:
+            return False
+        others, self.load = self.load.others(), Load()
+        if others is None:
+            return False
+        self.others = others
+        self.flipped = self.flipped + 1 if (others > BUSY_CORES) != self.busy else 0
+        if self.flipped < WATCH_SAME:
+            return False
+        self.busy, self.flipped = not self.busy, 0
+        return True
+
+
+def ways_again(way: Way, dtypes: list[str], counts: list[int]) -> list[Way]:
+    """The ways to time again from `way`: it first, then the other dtypes and thread counts, each and both."""
+    dtype, sdpa, threads = way
+    others = [(d, sdpa, n) for n in [threads, *counts] for d in [dtype, *dtypes]]
+    return list(dict.fromkeys([way, *others]))

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 import torch
 
-from tui_gpt.engine import autotune, distributed, runcheck
+from tui_gpt.engine import autotune, cpuload, distributed, runcheck
 from tui_gpt.engine.dataset import TokenData, bits_per_byte, get_batch, windows
 from tui_gpt.engine.devices import pick_device
 from tui_gpt.engine.heads import LiveHeads
@@ -182,6 +182,8 @@ class Trainer:
         self.model = GPT(model_config).to(self.device)
         autotune.set_attention(self.model, self.choice.sdpa)
         self.check = self._new_check()
+        self.watch: runcheck.LoadWatch | None = None  # once the check has decided: the machine's load, watched
+        self._why_again = ""  # what started a check again, for its note
         self.optimizer = self.model.configure_optimizer(config.lr, config.weight_decay, (config.beta1, config.beta2))
         # Every rank draws the same global batch and trains on its own rows of it (see train_step).
         self.generator = torch.Generator().manual_seed(config.seed)
@@ -242,6 +244,7 @@ class Trainer:
             self.set_threads(c.threads)
         tune = c.threads < 0 and self.device.type == "cpu" and self.dist.world == 1
         counts = autotune.thread_counts() if tune else [torch.get_num_threads()]
+        self._counts = counts  # the thread counts a check may try (one: the count is not the check's to pick)
         if c.dtype != "auto" and len(counts) == 1:
             return autotune.Choice(c.dtype, None, None, f"{c.dtype} (--dtype)")
         choice = None
@@ -273,11 +276,26 @@ class Trainer:
         if not check.done:
             return None
         result, self.check = check.result, None
+        busy = bool(check.load and (check.load.others() or 0.0) > cpuload.BUSY_CORES)
+        self.watch = runcheck.LoadWatch(busy)
         if result is None:  # gave up: the trial's choice stands
             return None
-        result.note = f"auto: {result.note}"
+        result.note = f"auto: {self._why_again}{result.note}"
         self.choice = result
         return result.note
+
+    def _watched(self, watch: runcheck.LoadWatch) -> None:
+        """Once the load on the machine has changed side and stayed there: time the ways again, from now."""
+        if not watch.observe():
+            return
+        dtypes = ["float32", "bfloat16"] if autotune.bf16_usable(self.device) else ["float32"]
+        ways = runcheck.ways_again(self.choice.way, dtypes, self._counts)
+        self.watch = None
+        if len(ways) > 1:
+            was = "busy" if watch.busy else "quiet"
+            self._why_again = f"the machine turned {was} (others used {watch.others:.2f} cores): "
+            again = autotune.Choice(*ways[0], alts=ways[1:], ms=self.choice.ms, key=self.choice.key)
+            self.check = runcheck.DtypeCheck(again, start=0)
 
     def use_threads(self, threads: int) -> None:
         """Apply a --threads setting (0: measure) to this run, a resumed one too: checkpoints do not keep it."""
@@ -292,6 +310,7 @@ class Trainer:
         self.dtype = getattr(torch, self.choice.dtype)
         autotune.set_attention(self.model, self.choice.sdpa)
         self.check = self._new_check()
+        self.watch = None
 
     @property
     def choice_note(self) -> str:
@@ -407,6 +426,8 @@ class Trainer:
         rate = x.numel() / dt
         self._tok_rate = rate if self._tok_rate == 0 else 0.9 * self._tok_rate + 0.1 * rate
         note = self._checked(self.check, dt) if self.check is not None else None
+        if self.watch is not None:
+            self._watched(self.watch)
         return TrainEvent(self.step, loss, lr, self._tok_rate, self.elapsed, restored=restored, note=note)
 
     def _snapshot(self) -> Snapshot:
