@@ -6,8 +6,7 @@ import pytest
 import torch
 from tiny_gpt import make_model
 
-from tui_gpt.engine.tokenizer import TextTokenizer
-from tui_gpt.probes.heads import (
+from tui_gpt.engine.heads import (
     MIN_PERIOD,
     head_scores,
     induction_score,
@@ -15,6 +14,7 @@ from tui_gpt.probes.heads import (
     periods,
     previous_token_score,
 )
+from tui_gpt.engine.tokenizer import TextTokenizer
 
 P = 5  # period of the hand-built sequences: eot, then 5 tokens twice
 T = 2 * P + 1

@@ -60,6 +60,37 @@ SEARCH_SECONDS = 10.0  # the search stops here whatever its budget (a large mode
 # alone evaluates and saves, so it must outlast those (`train --dist-timeout`).
 DIST_TIMEOUT = 120.0
 MAX_DIST_TIMEOUT = 86400.0
+# The trainer reads every head's scores and the in-context score every this many steps (--head-interval; #28).
+# Measured in docs/heads.md: at most 5% of the app's default model's training time.
+HEAD_INTERVAL = 50
+# Olsson et al.'s in-context score: the loss at token 500 minus the loss at token 50 of the val text.
+IN_CONTEXT_LATE, IN_CONTEXT_EARLY = 500, 50
+
+
+def in_context_positions(block_size: int) -> tuple[int, int] | None:
+    """(late, early) positions of the in-context score for a context of `block_size`; None where none fit.
+
+    Olsson et al.'s 500 and 50 where the context reaches position 500; else its last position and a
+    tenth of the way in. A position counts from 0: the loss there predicts the next token from that many + 1.
+    """
+    if block_size > IN_CONTEXT_LATE:
+        return IN_CONTEXT_LATE, IN_CONTEXT_EARLY
+    late, early = block_size - 1, block_size // 10
+    return (late, early) if late > early else None
+
+
+def in_context_words(block_size: int) -> str:
+    """What the in-context score measures for a context of `block_size`, in words (its label)."""
+    positions = in_context_positions(block_size)
+    if positions is None:
+        return f"no in-context score: a context of {block_size} token is too short"
+    late, early = positions
+    if (late, early) == (IN_CONTEXT_LATE, IN_CONTEXT_EARLY):
+        return f"in-context score: val loss at token {late} minus at token {early} (Olsson et al.)"
+    return (
+        f"in-context score: val loss at token {late} minus at token {early} (the context of {block_size} is "
+        f"shorter than Olsson et al.'s 500 - 50)"
+    )
 
 
 class _Dict:
@@ -91,6 +122,7 @@ class TrainConfig(_Dict):
     grad_clip: float = 1.0
     eval_interval: int = 250
     eval_iters: int = 20
+    head_interval: int = HEAD_INTERVAL  # every head's scores and the in-context score every N steps (0: never)
     seed: int = 1337
     dtype: str = "auto"  # auto (measured, see autotune) | float32 | bfloat16
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps (DEVICES); whether this machine has it: engine.trainer
@@ -231,6 +263,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("--eval-interval", "train.eval_interval", "evaluate every N steps (0: never)"),
     Option("--eval-iters", "train.eval_iters", "batches per evaluation"),
     Option(
+        "--head-interval",
+        "train.head_interval",
+        "score every attention head (previous-token, induction) and the in-context loss every N steps (0: never)",
+    ),
+    Option(
         "--dtype",
         "train.dtype",
         "auto: whichever a 2 s trial on this machine finds faster, checked on the run's own steps "
@@ -348,6 +385,7 @@ RULES: dict[str, Rule] = {
     "grad_clip": _numbers(0, math.inf),
     "eval_interval": _ints(0),
     "eval_iters": _ints(1, 1 << 16),
+    "head_interval": _ints(0),
     "seed": _ints(0, (1 << 63) - 1),
     "schedule": Rule("cosine or constant", lambda v: v in SCHEDULES),
     "dtype": Rule("auto, float32 or bfloat16", lambda v: v in ("auto", "float32", "bfloat16")),

@@ -471,7 +471,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_heads(args: argparse.Namespace) -> int:
     from tui_gpt.engine.checkpoint import load_model
-    from tui_gpt.probes.heads import head_scores, make_probe, periods
+    from tui_gpt.engine.heads import head_scores, make_probe, periods
 
     model, tok, _ = load_model(Path(args.ckpt))
     block = model.config.block_size

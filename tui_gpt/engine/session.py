@@ -36,6 +36,9 @@ class LoadedRun:
     # This run's own id: in its record and in every checkpoint it saves (a resume is a new run, with a new id)
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
+    def __post_init__(self) -> None:
+        self.trainer.watch_heads(self.tokenizer)  # the live head scores' probe draws from its vocabulary
+
     def corpus_info(self) -> CorpusInfo:
         from tui_gpt.engine.checkpoint import corpus_info
 
@@ -164,7 +167,7 @@ def open_run(spec: RunSpec, progress: Progress | None = None) -> LoadedRun:
 
 
 # Train settings a resume may change; the rest of a checkpoint's settings are its own.
-RESUMABLE = ("lr", "batch_size", "eval_interval", "keep")
+RESUMABLE = ("lr", "batch_size", "eval_interval", "head_interval", "keep")
 WHERE = ("device",)  # where a run goes on is the user's choice, whatever wrote the checkpoint
 
 
@@ -185,7 +188,7 @@ def _apply_given(trainer: Trainer, spec: RunSpec, tokenizer: TextTokenizer) -> N
         flags = ", ".join("--" + name.replace("_", "-") for name in fixed)
         raise TuiGptError(
             f"{flags}: a resumed run keeps its checkpoint's settings; only --lr, --batch-size, "
-            "--eval-interval and --keep can change on --resume"
+            "--eval-interval, --head-interval and --keep can change on --resume"
         )
     changed = {}
     for name in (n for n in spec.given if n in RESUMABLE):

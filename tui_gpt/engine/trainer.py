@@ -21,12 +21,15 @@ import torch
 from tui_gpt.engine import autotune, distributed, runcheck
 from tui_gpt.engine.dataset import TokenData, bits_per_byte, get_batch, windows
 from tui_gpt.engine.devices import pick_device
+from tui_gpt.engine.heads import LiveHeads
 from tui_gpt.engine.model import GPT, GPTConfig
 from tui_gpt.errors import TuiGptError
 from tui_gpt.settings import TrainConfig, cores
 
 if TYPE_CHECKING:
     from torch.nn.parallel import DistributedDataParallel
+
+    from tui_gpt.engine.tokenizer import TextTokenizer
 
 __all__ = ["History", "TrainConfig", "TrainEvent", "Trainer", "pick_device", "resolve_dtype"]
 GOOD_EVERY = 50  # steps between copies of the last good weights, for a non-finite loss to fall back on
@@ -191,6 +194,31 @@ class Trainer:
         self._pending: Snapshot | None = None  # a copy taken before a step, good once it is
         self._restores = 0
         self._ddp: DistributedDataParallel | None = None
+        self._head_tokens: TextTokenizer | None = None  # whose vocabulary the head probe draws from
+        self._heads: LiveHeads | None = None  # the probe and val windows, made at the first reading
+
+    def watch_heads(self, tokenizer: TextTokenizer) -> None:
+        """Score every head every `head_interval` steps, on a repeat probe drawn from `tokenizer`'s vocabulary."""
+        self._head_tokens, self._heads = tokenizer, None
+
+    def read_heads(self) -> dict[str, Any] | None:
+        """One reading of every head's scores and the in-context score (`TrainEvent.heads`); None without a
+        tokenizer (`watch_heads`), a context too short for the probe, or a non-finite score.
+
+        The probe and the val windows are made once per run, with a fixed seed, on the trainer's device;
+        scored in float32, in eval mode, without gradients. The batch stream and torch's random state
+        are untouched: a run trains the same with or without readings.
+        """
+        if self._head_tokens is None:
+            return None
+        if self._heads is None:
+            self.data.check()
+            self._heads = LiveHeads.make(self._head_tokens, self.model.config.block_size, self.data.val, self.device)
+        return self._heads.read(self.model)
+
+    def _heads_due(self) -> bool:
+        interval = self.config.head_interval
+        return interval > 0 and self.step % interval == 0 and self.dist.main
 
     def keep_bytes_per_token(self) -> None:
         """Record the validation text's bytes per token in the history (again after a resume loads one)."""
@@ -473,13 +501,16 @@ class Trainer:
         """Train until `steps` more steps or `seconds` of wall time, whichever comes first.
 
         Evaluates before the first step of a fresh run, every `eval_interval` steps, and at
-        the end. Every event is also recorded in `history`.
+        the end. Reads every head's scores (`TrainEvent.heads`) every `head_interval` steps, and at
+        step 0 with the evaluation before the first step. Every event is also recorded in `history`.
         """
         start = time.perf_counter()
         end_step = self.step + steps if steps is not None else None
         main = self.dist.main  # under torchrun only rank 0 evaluates
         if self.step == 0 and self.config.eval_interval > 0 and main:
             ev = self._eval_event(None)
+            if self._heads_due():
+                ev.heads = self.read_heads()
             self.history.add(ev)
             yield ev
         while True:
@@ -494,5 +525,7 @@ class Trainer:
             interval = self.config.eval_interval
             if interval > 0 and (self.step % interval == 0 or last) and main:
                 ev = self._eval_event(ev)
+            if self._heads_due():
+                ev.heads = self.read_heads()
             self.history.add(ev)
             yield ev

@@ -5,24 +5,36 @@ second repeat a head that has learned induction attends to the token just after 
 token's earlier occurrence (Olsson et al., 2022, "In-context Learning and Induction Heads"),
 which lets the model copy what came next last time. A previous-token head attends to i - 1.
 
+The in-context score asks the same of real text: the val loss late in the context minus early in it
+(Olsson et al.'s token 500 minus token 50). `tui-gpt heads` and the trainer's live readings (#28) both
+score here, one implementation.
+
 The repeat length varies over the probe (at least MIN_PERIOD): with one fixed period, a head that
 attends a fixed distance back by position alone would score as an induction head.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import torch
 from torch.nn import functional as F
 
+from tui_gpt.engine.dataset import Ids
+from tui_gpt.engine.dataset import ids as id_slice
 from tui_gpt.engine.model import GPT
 from tui_gpt.engine.tokenizer import TextTokenizer
+from tui_gpt.settings import in_context_positions, in_context_words
 
 MIN_PERIOD = 4  # at period 2 the induction target is i - 1: a previous-token head would score too
 MAX_PERIOD = 64  # longer repeats cost more and show nothing new
 PERIODS = 6  # repeat lengths in one probe, spread between the two
 ROWS = 8  # random sequences per repeat length
+IN_CONTEXT_WINDOWS = 32  # val windows the in-context score averages over
+IN_CONTEXT_TOKENS = 16384  # at most this many tokens in them: a long context gets fewer windows
 
 
 @dataclass(frozen=True)
@@ -54,15 +66,22 @@ def periods(block_size: int, n: int = PERIODS) -> list[int]:
     return sorted({round(MIN_PERIOD + (top - MIN_PERIOD) * i / max(1, n - 1)) for i in range(n)})
 
 
-def make_probe(tokenizer: TextTokenizer, block_size: int, seed: int = 0, rows: int = ROWS) -> Probe:
+def make_probe(
+    tokenizer: TextTokenizer,
+    block_size: int,
+    seed: int = 0,
+    rows: int = ROWS,
+    n_periods: int = PERIODS,
+    device: torch.device | str = "cpu",
+) -> Probe:
     """Random sequences of ordinary tokens (never a special one), each repeated twice after an end-of-text."""
     ordinary = torch.tensor([i for i in range(tokenizer.vocab_size) if not tokenizer.is_special(i)])
     gen = torch.Generator().manual_seed(seed)
     batches = []
-    for p in periods(block_size):
+    for p in periods(block_size, n_periods):
         r = ordinary[torch.randint(len(ordinary), (rows, p), generator=gen)]
         eot = torch.full((rows, 1), tokenizer.eot_id)
-        batches.append((p, torch.cat([eot, r, r], dim=1)))
+        batches.append((p, torch.cat([eot, r, r], dim=1).to(device)))
     return Probe(batches)
 
 
@@ -91,9 +110,19 @@ def induction_score(att: torch.Tensor, period: int, start: int = 1) -> torch.Ten
 
 @torch.no_grad()
 def head_scores(model: GPT, probe: Probe) -> HeadScores:
-    """Every head's previous-token and induction scores on `probe`, and the probe's in-context gain."""
-    if model.training:
-        model.eval()
+    """Every head's previous-token and induction scores on `probe`, and the probe's in-context gain.
+
+    In eval mode (no dropout); a model in training mode is put back in it.
+    """
+    training = model.training
+    model.eval()
+    try:
+        return _scores(model, probe)
+    finally:
+        model.train(training)
+
+
+def _scores(model: GPT, probe: Probe) -> HeadScores:
     dev = next(model.parameters()).device
     L, H = model.config.n_layer, model.config.n_head
     prev, ind = torch.zeros(L, H), torch.zeros(L, H)
@@ -112,3 +141,82 @@ def head_scores(model: GPT, probe: Probe) -> HeadScores:
     n = len(probe.batches)
     icl = float(torch.stack(second).mean() - torch.stack(first).mean())
     return HeadScores(prev / n, ind / n, icl)
+
+
+def val_windows(val: Ids, block_size: int, n: int = IN_CONTEXT_WINDOWS) -> torch.Tensor | None:
+    """Up to `n` windows of block_size + 1 val ids, spread evenly over the split (fixed: the same every time).
+
+    Shorter windows where the split is shorter than a context; None where it holds under two ids.
+    """
+    T = min(block_size, len(val) - 1)
+    if T < 1:
+        return None
+    n = max(1, min(n, IN_CONTEXT_TOKENS // T, len(val) - T))
+    starts = np.linspace(0, len(val) - T - 1, n).round().astype(np.int64)
+    return torch.stack([id_slice(val, int(s), int(s) + T + 1) for s in starts])
+
+
+@torch.no_grad()
+def in_context_score(model: GPT, windows: torch.Tensor | None) -> tuple[float | None, str]:
+    """The in-context score on val `windows` (B, T + 1), and what it measures in words.
+
+    Olsson et al.'s: the mean loss at token 500 minus the mean loss at token 50; where the context is
+    shorter, at its last position minus a tenth of the way in (`settings.in_context_positions`).
+    Negative: later tokens are predicted better, from what came earlier in the context. None where
+    the windows are too short for two positions.
+    """
+    T = 0 if windows is None else windows.size(1) - 1
+    positions = in_context_positions(T)
+    if windows is None or positions is None:
+        return None, in_context_words(T)
+    late, early = positions
+    training = model.training
+    model.eval()
+    try:
+        # Positions 0..late see only what is before them: the rest of the window is never run.
+        logits, _, _ = model(windows[:, : late + 1].to(next(model.parameters()).device))
+        logits = logits[:, [early, late]].float()
+        targets = windows[:, [early + 1, late + 1]].to(logits.device)
+        nll = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none").mean(dim=0)
+    finally:
+        model.train(training)
+    return float(nll[1] - nll[0]), in_context_words(T)
+
+
+def reading(scores: HeadScores, in_context: float | None) -> dict[str, Any] | None:
+    """A `TrainEvent.heads` dict of one reading; None where any number is NaN or infinite (a diverging model)."""
+    out = {
+        "previous_token": scores.previous_token.tolist(),
+        "induction": scores.induction.tolist(),
+        "icl": scores.icl,
+        "in_context": in_context,
+    }
+    numbers = [*scores.previous_token.flatten().tolist(), *scores.induction.flatten().tolist(), scores.icl]
+    if in_context is not None:
+        numbers.append(in_context)
+    return out if all(math.isfinite(v) for v in numbers) else None
+
+
+@dataclass
+class LiveHeads:
+    """What the trainer scores its heads on, made once per run: the repeat probe and the val windows."""
+
+    probe: Probe | None  # None where the context is too short for a repeat of MIN_PERIOD twice
+    windows: torch.Tensor | None
+
+    @classmethod
+    def make(cls, tokenizer: TextTokenizer, block_size: int, val: Ids, device: torch.device) -> LiveHeads:
+        try:
+            probe: Probe | None = make_probe(tokenizer, block_size, seed=0, device=device)
+        except ValueError:  # the context is too short
+            probe = None
+        windows = val_windows(val, block_size)
+        return cls(probe, None if windows is None else windows.to(device))
+
+    def read(self, model: GPT) -> dict[str, Any] | None:
+        """One reading of every head and the in-context score, or None where it cannot be made."""
+        if self.probe is None:
+            return None
+        scores = head_scores(model, self.probe)
+        in_context, _ = in_context_score(model, self.windows)
+        return reading(scores, in_context)
