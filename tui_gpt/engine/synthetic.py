@@ -23,7 +23,6 @@ from __future__ import annotations
 import random
 import string
 
-NAME = "task:induction"  # its built-in name (settings.BUILTINS)
 LETTERS = string.ascii_lowercase
 SHORTEST, LONGEST = 4, 31  # the repeated string's length P: the heads probe's repeat lengths at block 64
 LINE = 128  # characters per line: at least 4 repeats of the longest string
