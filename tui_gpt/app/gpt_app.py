@@ -254,6 +254,10 @@ class GPTApp(App[None]):
     def action_lab_logit_lens(self) -> None:
         self.lab.logit_lens.start()
 
+    def action_lab_heads(self) -> None:
+        """The heads view; the phase-change experiment opens it from code too."""
+        self.lab.heads.start()
+
     def action_lab_set_lr(self) -> None:
         self.lab.settings.set_lr()
 

@@ -119,6 +119,13 @@ KEYMAP: tuple[Row, ...] = (
     ),
     Row("f9", "lab_compare", "Lab: compare checkpoints", "Another checkpoint side by side with this run", "Compare"),
     Row("f10", "lab_logit_lens", "Lab: logit lens", "Each layer's top next tokens, live", "Logit lens"),
+    Row(
+        "shift+f3,f15",
+        "lab_heads",
+        "Lab: heads view",
+        "Which heads copy: induction and previous-token scores, live, and the phase change",
+        "Heads",
+    ),
     Row(None, "lab_set_lr", "Set learning rate…", "Applies at once, no reset"),
     Row(None, "lab_set_eval_interval", "Set evaluation interval…", "Applies at once, no reset"),
     Row(None, "lab_reproduce", "Show the command that reproduces this run", "And copy it to the clipboard"),
@@ -165,6 +172,7 @@ SURPRISAL: tuple[Row, ...] = (
     Row("e", "edit_edges", "Edit the bucket edges", "", "Edit buckets"),
 )
 LOGIT_LENS: tuple[Row, ...] = (Row("escape", "dismiss", "Close", ""),)
+HEADS: tuple[Row, ...] = (Row("escape,q", "dismiss", "Close", ""),)
 RUNS: tuple[Row, ...] = (
     Row("space", "flip", "Show or hide the run", "On the loss chart (enter too)", "Show/hide"),
     Row("escape,q", "close", "Close", "With the runs shown"),
@@ -190,6 +198,7 @@ PANES: tuple[Pane, ...] = (
     Pane("The attention pane (when it has focus)", ATTENTION),
     Pane("Surprisal view", SURPRISAL),
     Pane("Logit lens view", LOGIT_LENS),
+    Pane("Heads view", HEADS),
     Pane("Runs", RUNS),
     Pane("Questions", CONFIRM),
     Pane("Prompts for a value, and choices", ASK),

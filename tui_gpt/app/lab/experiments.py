@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from tui_gpt.app.lab.compare_view import CompareExperiment
 from tui_gpt.app.lab.export_view import ExportExperiment
+from tui_gpt.app.lab.heads_view import HeadsExperiment
 from tui_gpt.app.lab.live_settings import LiveSettings
 from tui_gpt.app.lab.logit_lens_view import LogitLensExperiment
 from tui_gpt.app.lab.mask import MaskExperiment
@@ -35,6 +36,7 @@ class Lab:
         self.one_step = OneStepExperiment(doors, self.pin)
         self.compare = CompareExperiment(doors)
         self.logit_lens = LogitLensExperiment(doors)
+        self.heads = HeadsExperiment(doors)
         self.settings = LiveSettings(doors)
         self.export = ExportExperiment(doors, probes)
 

@@ -51,6 +51,16 @@ text by heart and cannot guess a sentence it has not seen. That gap is overfitti
 text, dropout or a smaller model close it. The hints under the chart say so as it
 happens. Press {overfit} again to go back to your run, resumed from its save.
 
+## Heads that copy ({heads})
+Some attention heads learn a job you can name. A *previous-token* head attends from each
+token to the one just before it. An *induction* head looks back for the earlier place where
+the current token occurred and attends to the token that came after it, so it can copy:
+after `A B … A` it predicts `B`. The trainer scores every head at regular steps, on a
+random sequence repeated twice. The heads view shows the scores as two heatmaps (layers
+down, heads across), and the best induction score and the loss on the repeat over training.
+When an induction head forms, its score jumps and the loss on the repeated half falls in
+the same few hundred steps: the chart marks that phase change and says which head it was.
+
 ## Next word
 Type the seed sentence word by word, `The quick brown fox jumps over the lazy dog`, and
 watch _Next word_: after each space it lists the words the model expects, with their
@@ -86,6 +96,7 @@ HELP = TEMPLATE.format(
     words=key_of("words"),
     mask=key_of("lab_mask"),
     overfit=key_of("lab_overfit"),
+    heads=key_of("lab_heads"),
     palette=keymap.TEXTUAL[0].shown_key,
     lab_keys=help_table(app_keys(lab=True)),
     keys=help_table(keymap.TEXTUAL + app_keys(lab=False)),

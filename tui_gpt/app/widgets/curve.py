@@ -12,6 +12,14 @@ if TYPE_CHECKING:
 
 # Theme variables for the chart's lines; the legend under the chart uses the same.
 LINE_COLOURS = {"train": "primary", "val": "success", "uniform": "foreground-muted", "bigram": "warning"}
+# Theme variables for the heads view (#28): its chart's lines, its heatmaps' full shade, its phase-change mark.
+HEAD_COLOURS = {
+    "induction": "success",
+    "previous": "primary",
+    "icl": "warning",
+    "in_context": "secondary",
+    "phase": "error",
+}
 BEST_MARKER = "◆"  # the best val loss so far: on the chart, and before its numbers under it
 
 
@@ -40,6 +48,9 @@ class Curve:
         self.eval_train: list[float] = list(history.get("eval_train", []))
         self.eval_val: list[float] = list(history.get("eval_val", []))
         self.val_bytes_per_token: float | None = history.get("val_bytes_per_token")
+        # Every head's scores on the steps that measured them (TrainEvent.heads), as History keeps them.
+        self.head_steps: list[int] = list(history.get("head_steps", []))
+        self.head_scores: list[dict] = list(history.get("head_scores", []))
         # Seconds of training at each step and evaluation; a resumed run's history has none (NaN).
         self.elapsed: list[float] = [math.nan] * len(self.steps)
         self.eval_elapsed: list[float] = [math.nan] * len(self.eval_steps)
@@ -59,6 +70,9 @@ class Curve:
                 self.eval_train.append(ev.get("eval_train_loss") or math.nan)
                 self.eval_val.append(ev["val_loss"])
                 self.eval_elapsed.append(ev.get("elapsed", math.nan))
+            if ev.get("heads") is not None:
+                self.head_steps.append(ev["step"])
+                self.head_scores.append(ev["heads"])
         self.dirty = True
 
     def train_points(self, axis: str) -> tuple[list[float], list[float]]:
@@ -90,6 +104,8 @@ class Curve:
             "eval_train": self.eval_train,
             "eval_val": self.eval_val,
             "val_bytes_per_token": self.val_bytes_per_token,
+            "head_steps": self.head_steps,
+            "head_scores": self.head_scores,
         }
 
     def epoch(self, step: int) -> float | None:
