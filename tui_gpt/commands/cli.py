@@ -19,9 +19,9 @@ from tui_gpt.errors import TuiGptError, env_path, path_arg, report
 from tui_gpt.runs import recorder
 from tui_gpt.settings import (
     APP,
-    DEFAULT_STEPS,
     CIRCUIT_STEPS,
     CIRCUITS,
+    DEFAULT_STEPS,
     DIST_TIMEOUT,
     INDUCTION_TASK,
     MAX_DIST_TIMEOUT,
@@ -464,7 +464,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 _check(parser, args, "steps", "time", "n", "keys", "max_sessions", "every", "seeds", "to_loss")
             if name == "circuits":  # its readings are the point: --head-interval 0 would read none
                 _check(parser, args, "head_interval")
-                from tui_gpt.commands.circuits import cmd_circuits
+                from tui_gpt.commands.phase_watch import cmd_circuits
 
                 return cmd_circuits(args)
             from tui_gpt.commands import subcommands

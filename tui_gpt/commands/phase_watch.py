@@ -71,8 +71,10 @@ def cmd_circuits(args: argparse.Namespace) -> int:
         walls[ev.step] = time.perf_counter() - start
         out.print(reading_line(ev.step, steps, ev.loss, ev.heads, walls[ev.step]), markup=False)
     history = trainer.history
-    rate = trainer.step / max(1e-9, time.perf_counter() - start)
-    out.print(f"{trainer.step:,} steps in {time.perf_counter() - start:.0f} s ({rate:.1f} steps/s, head readings included)")
+    took = time.perf_counter() - start
+    out.print(
+        f"{trainer.step:,} steps in {took:.0f} s ({trainer.step / max(took, 1e-9):.1f} steps/s, readings included)"
+    )
     change = find_phase_change(history.head_steps, history.head_scores)
     best = max((best_head(s["induction"])[2] for s in history.head_scores), default=0.0)
     for line in phase_lines(change, walls, trainer.step, best):
