@@ -24,7 +24,7 @@ import random
 import string
 
 LETTERS = string.ascii_lowercase
-SHORTEST, LONGEST = 4, 31  # the repeated string's length P: the heads probe's repeat lengths at block 64
+SHORTEST, LONGEST = 4, 20  # the repeated string's length P, in letters all different
 LINE = 128  # characters per line: at least 4 repeats of the longest string
 LINES = 4000  # about 516 KB: far more random strings than a small model can learn by heart
 SEED = 28  # the text's own seed (the number); a run's --seed changes the model and batches, not this
@@ -36,6 +36,6 @@ def induction_text(lines: int = LINES, seed: int = SEED) -> str:
     out = []
     for _ in range(lines):
         p = rng.randint(SHORTEST, LONGEST)
-        unit = "".join(rng.choices(LETTERS, k=p))
+        unit = "".join(rng.sample(LETTERS, p))  # all different: each letter has one successor in the line
         out.append((unit * (LINE // p + 1))[:LINE])
     return "\n".join(out) + "\n"

@@ -1,0 +1,86 @@
+"""The circuits experiment (#28): the generated task's property, and `tui-gpt circuits` end to end on a few steps."""
+
+from __future__ import annotations
+
+import pytest
+
+from tui_gpt.commands.cli import main
+from tui_gpt.commands.phase_watch import phase_lines
+from tui_gpt.engine.corpus import load_corpus
+from tui_gpt.engine.synthetic import LINE, LONGEST, SHORTEST, induction_text
+from tui_gpt.probes.phase import find_phase_change
+from tui_gpt.settings import INDUCTION_TASK, circuits_spec, is_builtin
+
+
+def period(line: str) -> int:
+    """The length of the string the line repeats: the shortest p at which it repeats."""
+    return next(p for p in range(1, len(line) + 1) if all(line[k] == line[k - p] for k in range(p, len(line))))
+
+
+def test_each_letter_is_followed_by_one_letter_within_a_line_and_by_many_across_lines():
+    lines = induction_text(lines=400).splitlines()
+    assert len(lines) == 400 and all(len(line) == LINE for line in lines)
+    assert all(SHORTEST <= period(line) <= LONGEST for line in lines)
+    across: dict[str, set[str]] = {}
+    for line in lines:
+        within: dict[str, set[str]] = {}
+        for a, b in zip(line, line[1:], strict=False):
+            within.setdefault(a, set()).add(b)
+            across.setdefault(a, set()).add(b)
+        # Within a line: a letter's continuation is fixed (every letter of the string is a trigger).
+        assert all(len(after) == 1 for after in within.values()), line
+    # Across lines: the same letter is followed by (nearly) every letter: nothing but the line predicts it.
+    assert min(len(after) for after in across.values()) > 0.8 * len(across)
+
+
+def test_the_text_is_the_same_every_time_and_a_builtin():
+    assert induction_text(lines=50) == induction_text(lines=50)
+    assert is_builtin(INDUCTION_TASK)
+    corpus = load_corpus([INDUCTION_TASK])
+    assert corpus.name.startswith(INDUCTION_TASK) and corpus.texts == [induction_text()]
+
+
+def test_circuits_trains_and_prints_a_reading_every_interval(capsys):
+    assert main(["circuits", "--steps", "20", "--head-interval", "10", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    readings = [line.split() for line in out.splitlines() if line.startswith("step")]
+    assert [r[1] for r in readings] == ["0/20", "10/20", "20/20"], out
+    assert all("induction" in r and "previous-token" in r and "icl" in r for r in readings)
+    spec = circuits_spec(0)
+    assert f"a {spec.n_layer}-layer model ({spec.n_head} heads, {spec.n_embd} wide" in out
+    assert "no phase change in 20 steps" in out, "20 steps form no head"
+
+
+@pytest.mark.parametrize(
+    "argv, says",
+    [
+        (["--head-interval", "0"], "--head-interval must be positive"),
+        (["--steps", "0"], "--steps must be positive"),
+        (["--time", "-1"], "--time must be positive"),
+        (["--seed", "-1"], "--seed must be an integer in 0.."),
+    ],
+)
+def test_bad_options_are_one_line(capsys, argv, says):
+    with pytest.raises(SystemExit) as exit_:
+        main(["circuits", *argv])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert says in err and "Traceback" not in err
+
+
+def test_the_end_of_a_run_says_the_phase_change_in_numbers_and_words():
+    flat = [[0.05, 0.05], [0.05, 0.05]]
+    formed = [[0.05, 0.05], [0.05, 0.70]]
+    steps = [0, 100, 200, 300]
+    scores = [
+        {"induction": flat, "icl": -0.1},
+        {"induction": flat, "icl": -0.1},
+        {"induction": formed, "icl": -2.0},
+        {"induction": formed, "icl": -2.1},
+    ]
+    change = find_phase_change(steps, scores)
+    lines = phase_lines(change, {200: 42.0}, 300, 0.7)
+    assert lines[0] == "phase change at step 200 (42 s into training), between steps 100 and 200"
+    assert lines[1] == "best induction head layer 2 head 2: 0.05 -> 0.70; icl -0.10 -> -2.00 nats"
+    assert lines[2].startswith("layer 2 head 2 now copies")
+    assert phase_lines(None, {}, 300, 0.1)[0].startswith("no phase change in 300 steps")
