@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 
 from tui_gpt.commands.cli import main
@@ -24,7 +26,7 @@ def test_each_letter_is_followed_by_one_letter_within_a_line_and_by_many_across_
     across: dict[str, set[str]] = {}
     for line in lines:
         within: dict[str, set[str]] = {}
-        for a, b in zip(line, line[1:], strict=False):
+        for a, b in pairwise(line):
             within.setdefault(a, set()).add(b)
             across.setdefault(a, set()).add(b)
         # Within a line: a letter's continuation is fixed (every letter of the string is a trigger).
