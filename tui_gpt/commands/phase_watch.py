@@ -48,7 +48,7 @@ def phase_lines(change: PhaseChange | None, walls: dict[int, float], steps: int,
 
 
 def cmd_circuits(args: argparse.Namespace) -> int:
-    out = Console(highlight=False)
+    out = Console(highlight=False, soft_wrap=True)  # one reading a line, in a log too
     spec = circuits_spec(args.seed)
     if args.head_interval is not None:
         spec.train.head_interval = args.head_interval

@@ -1,21 +1,22 @@
-"""A generated text where only an induction head helps: the task of the circuits experiment (#28).
+"""A generated text where copying from the context is what helps: the task of the circuits experiment (#28).
 
-Each line picks a length P and a random string of P letters, then repeats that string until the line
-is LINE characters long. Within a line the letter after each letter is fixed by the string (after its
-first P letters the line is predictable); across lines it is random. This is Bietti et al.'s design
-(2023, "Birth of a Transformer: A Memory Viewpoint": trigger tokens whose next token is fixed within a
-sequence and random across sequences) with every letter a trigger and no bigram background, so that:
+Each line picks a length P and draws a string of P letters, then repeats that string until the line is LINE
+characters long. After its first P letters a line is predictable only from itself: the letter after each
+position is the letter after the same position one repeat earlier, and across lines the strings are random.
+This is Bietti et al.'s design (2023, "Birth of a Transformer: A Memory Viewpoint": a background chain,
+and tokens whose continuation is fixed within a sequence and random across sequences), made dense (every
+letter of the string repeats) and chosen by measuring (docs/learning-speed.md, "Watching an induction head
+form"):
 
-- nothing but the context predicts a letter: the unigram and bigram statistics are uniform;
-- a position shortcut fails: P varies from line to line and a training window starts anywhere, so
-  "attend k places back" is right for one P only (the shortcut #28 found on `qzkfmw qzkfmw`);
-- the copy signal is dense: most tokens of a window can be copied, so the head forms in a few
-  hundred steps where Bietti's sparse triggers (a few letters per sequence) gave no head in 1,500
-  (docs/learning-speed.md, "Watching an induction head form");
-- P covers the repeat lengths of the heads probe (probes/heads.py: MIN_PERIOD to 31 at a 64-token
-  block), so the head the model forms is the one the probe measures.
+- The strings come from a fixed random chain in which a letter depends on the letter two before it (a
+  skip-bigram). Predicting the first repeat needs the previous token, so a previous-token head forms in a
+  few hundred steps; without that reason to form it, no copying circuit formed within 1,500 steps
+  (uniform strings, Bietti's sparse triggers).
+- A position shortcut fails: P varies from line to line and a training window starts anywhere, so "attend
+  k places back" is right for one P only (the shortcut #28 found on `qzkfmw qzkfmw`).
+- P covers the heads probe's repeat lengths at a 64-token block (probes: engine/heads.py, 4 to 31).
 
-The text is the same on every machine: a fixed seed, letters drawn with replacement, as the probe does.
+The text is the same on every machine: fixed seeds for the chain and for the strings.
 """
 
 from __future__ import annotations
@@ -24,18 +25,29 @@ import random
 import string
 
 LETTERS = string.ascii_lowercase
-SHORTEST, LONGEST = 4, 20  # the repeated string's length P, in letters all different
+SHORTEST, LONGEST = 4, 31  # the repeated string's length P: the heads probe's repeat lengths at block 64
 LINE = 128  # characters per line: at least 4 repeats of the longest string
 LINES = 4000  # about 516 KB: far more random strings than a small model can learn by heart
-SEED = 28  # the text's own seed (the issue's number); a run's --seed changes the model and batches, not this
+SEED = 28  # the strings' seed (the issue's number); a run's --seed changes the model and batches, not this
+CHAIN_SEED = 4321  # the skip-bigram chain's
+CONCENTRATION = 0.3  # Dirichlet concentration of each letter's row: a few likely letters two places on
+
+
+def chain(seed: int = CHAIN_SEED) -> dict[str, list[float]]:
+    """For each letter, the weights of the letter two places after it (Dirichlet rows, via gamma draws)."""
+    rng = random.Random(seed)
+    return {a: [rng.gammavariate(CONCENTRATION, 1) for _ in LETTERS] for a in LETTERS}
 
 
 def induction_text(lines: int = LINES, seed: int = SEED) -> str:
-    """`lines` lines, each a random string repeated to LINE characters, with a newline after each."""
+    """`lines` lines, each a string from the chain repeated to LINE characters, with a newline after each."""
     rng = random.Random(seed)
+    two_on = chain()
     out = []
     for _ in range(lines):
         p = rng.randint(SHORTEST, LONGEST)
-        unit = "".join(rng.sample(LETTERS, p))  # all different: each letter has one successor in the line
-        out.append((unit * (LINE // p + 1))[:LINE])
+        unit = rng.choices(LETTERS, k=2)
+        while len(unit) < p:
+            unit.append(rng.choices(LETTERS, two_on[unit[-2]])[0])
+        out.append(("".join(unit[:p]) * (LINE // p + 1))[:LINE])
     return "\n".join(out) + "\n"
