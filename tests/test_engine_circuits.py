@@ -8,7 +8,7 @@ from itertools import pairwise
 import pytest
 
 from tui_gpt.commands.cli import main
-from tui_gpt.commands.phase_watch import phase_lines
+from tui_gpt.commands.phase_watch import icl_line, phase_lines
 from tui_gpt.engine.corpus import load_corpus
 from tui_gpt.engine.synthetic import LINE, LONGEST, SHORTEST, induction_text
 from tui_gpt.probes.phase import find_phase_change
@@ -52,6 +52,7 @@ def test_circuits_trains_and_prints_a_reading_every_interval(capsys):
     spec = circuits_spec(0)
     assert f"a {spec.n_layer}-layer model ({spec.n_head} heads, {spec.n_embd} wide" in out
     assert "no phase change in 20 steps" in out, "20 steps form no head"
+    assert "loss on the repeated half minus the first (icl)" in out
 
 
 @pytest.mark.parametrize(
@@ -87,3 +88,6 @@ def test_the_end_of_a_run_says_the_phase_change_in_numbers_and_words():
     assert lines[1] == "best induction head layer 2 head 2: 0.05 -> 0.70; icl -0.10 -> -2.00 nats"
     assert lines[2].startswith("layer 2 head 2 now copies")
     assert phase_lines(None, {}, 300, 0.1)[0].startswith("no phase change in 300 steps")
+    assert icl_line(steps, scores) == (
+        "loss on the repeated half minus the first (icl): -0.10 -> -2.10 nats at its lowest, halfway at step 200"
+    )

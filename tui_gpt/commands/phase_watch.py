@@ -47,6 +47,22 @@ def phase_lines(change: PhaseChange | None, walls: dict[int, float], steps: int,
     ]
 
 
+def icl_line(steps: list[int], scores: list[dict[str, Any]]) -> str:
+    """The repeat probe's in-context score over the run: first, lowest, and the step it crossed halfway.
+
+    Read apart from the induction score: a model can learn to copy with heads the prefix-matching score
+    does not count (docs/learning-speed.md, "Watching an induction head form").
+    """
+    icl = [float(s["icl"]) for s in scores]
+    low = min(icl)
+    half = icl[0] + (low - icl[0]) / 2
+    at = next(step for step, value in zip(steps, icl, strict=True) if value <= half)
+    return (
+        f"loss on the repeated half minus the first (icl): {icl[0]:+.2f} -> {low:+.2f} nats at its lowest, "
+        f"halfway at step {at:,}"
+    )
+
+
 def cmd_circuits(args: argparse.Namespace) -> int:
     out = Console(highlight=False, soft_wrap=True)  # one reading a line, in a log too
     spec = circuits_spec(args.seed)
@@ -79,6 +95,8 @@ def cmd_circuits(args: argparse.Namespace) -> int:
     best = max((best_head(s["induction"])[2] for s in history.head_scores), default=0.0)
     for line in phase_lines(change, walls, trainer.step, best):
         out.print(line, markup=False)
+    if history.head_scores:
+        out.print(icl_line(history.head_steps, history.head_scores), markup=False)
     if args.out:
         path = run.save(Path(args.out))
         out.print(f"saved to {path}: tui-gpt heads {path} scores it again", markup=False)
