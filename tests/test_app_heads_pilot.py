@@ -4,6 +4,8 @@ numbers chosen here, so each can be looked for on screen."""
 
 from __future__ import annotations
 
+import random
+
 from fake_trainer import TRAIN_STEPS, FakeTrainer
 from pilot import (
     SIZE,
@@ -22,13 +24,18 @@ from pilot import (
     text_of,
     wait_for,
 )
+from textual import events
+from textual._xterm_parser import XTermParser
 from textual.color import Color
 
-from tui_gpt.app.lab.heads_view import HeadsScreen
+from tui_gpt.app import keymap
+from tui_gpt.app.lab.heads_view import HeadsScreen, Series, waiting
 from tui_gpt.app.screens.confirm import ConfirmScreen
+from tui_gpt.app.terminal_keys import as_key
 from tui_gpt.app.widgets.head_chart import HeadChart
 from tui_gpt.app.widgets.head_grid import HeadGrid, cell_text
 from tui_gpt.link.protocol import Losses
+from tui_gpt.probes.phase import find_phase_change
 
 WORDS = "layer 2 head 1 now copies: it attends to the token after the earlier occurrence of the current one"
 
@@ -78,7 +85,7 @@ async def test_the_heads_view_draws_each_reading_as_it_arrives_and_marks_the_pha
         screen: HeadsScreen = app.screen
         chart = screen.query_one(HeadChart)
         # Before any reading: said, not an empty box.
-        assert "No head scores yet: head scores arrive every" in shown(app)
+        assert "No head scores yet: head scores arrive" in shown(app)
         assert not screen.query_one("#heads-maps").display and not chart.display
         assert "A previous-token head attends from each token to the one just before it" in shown(app)
 
@@ -114,9 +121,20 @@ async def test_the_heads_view_draws_each_reading_as_it_arrives_and_marks_the_pha
         assert "0.66" in grid_text(app, "induction") and "best induction head: layer 2 head 1, 0.66" in text
         assert "phase change" in flat(screen_text(app)).replace("│ phase change", "")  # the label on the chart too
 
+        # Another theme: the chart's lines take its colours (the heatmaps read them on every paint).
+        app.theme = "nord"
+        await settle(pilot)
+        light = Color.parse(app.get_css_variables()["success"]).rgb
+        assert light in chart_colours(chart)
+
         await pilot.press("escape")
         await settle(pilot)
         assert not isinstance(app.screen, HeadsScreen)
+
+
+def chart_colours(chart: HeadChart) -> set[tuple[int, int, int]]:
+    """The foreground colours the chart draws with, as RGB."""
+    return {span.style.color.get_truecolor() for span in chart.render().spans if span.style.color is not None}
 
 
 @sync
@@ -143,7 +161,7 @@ async def test_the_heads_view_at_80x24_and_smaller(tmp_path):
         induction = grid_text(app, "induction")
         assert all(f"layer {n}" in induction for n in range(1, 7))
         assert ".55" in induction and ".01" in induction  # shortened to fit, still there
-        assert "best induction head: layer 6 head 6, 0.55" in shown(app)
+        assert "best induction head: layer 6 head 6, 0.55" in flat(text_of(app.screen.query_one("#heads-status")))
         for size in ((60, 20), (30, 10)):
             await pilot.resize_terminal(*size)
             await settle(pilot)
@@ -183,3 +201,46 @@ def test_snapshot_heads_view_after_a_phase_change(snap_compare, tmp_path):
         await quiet(pilot)
 
     assert snap_compare(lab_app(tmp_path), terminal_size=SIZE, run_before=run_before)
+
+
+def test_the_views_phase_change_is_find_phase_changes():
+    """The view reads each reading once (Series); its phase change must be probes.phase's on the full tables."""
+    rng = random.Random(0)
+    found = 0
+    for trial in range(200):
+        n, layers, heads = rng.randint(1, 30), rng.randint(1, 4), rng.randint(1, 4)
+        jump = rng.randint(0, n)
+        scores = [
+            {
+                "induction": [
+                    [rng.random() * (0.15 if i < jump else 0.9) for _ in range(heads)] for _ in range(layers)
+                ],
+                "icl": -rng.random() * i,
+            }
+            for i in range(n)
+        ]
+        steps = [10 * i for i in range(n)]
+        series = Series()
+        for end in range(1, n + 1):  # readings arriving one by one, and several at once
+            if rng.random() < 0.5 or end == n:
+                series.extend(steps[:end], scores[:end])
+        phase = find_phase_change(steps, scores)
+        assert series.phase_change(scores) == phase, f"trial {trial}"
+        found += phase is not None
+    assert found > 100  # most trials rise far enough to have one
+
+
+def test_before_the_first_reading_the_view_says_when_it_comes():
+    assert waiting(100).startswith("No head scores yet: head scores arrive every 100 steps")
+    assert "at regular steps" in waiting(None)  # a run whose settings do not say
+    assert waiting(0).startswith("Head scores are off for this run")
+
+
+def test_shift_f3_as_xterm_sends_it_is_the_key_not_a_cursor_report():
+    """xterm's shift+F3 is ESC [ 1 ; 2 R, which Textual's parser reads as a cursor-position report."""
+    parsed = list(XTermParser().feed("\x1b[1;2R"))
+    assert [type(e) for e in parsed] == [events.CursorPosition]
+    key = as_key(parsed[0])
+    assert isinstance(key, events.Key) and key.key == "f15" and keymap.TERMINAL_ALIASES["f15"] == "shift+f3"
+    (other,) = XTermParser().feed("\x1b[5;10R")  # any other report stays one
+    assert as_key(other) is other

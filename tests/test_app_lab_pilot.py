@@ -9,6 +9,7 @@ Snapshots: update with `pytest tests/test_lab_app.py --snapshot-update` after a 
 
 from __future__ import annotations
 
+import io
 import math
 import re
 import shlex
@@ -40,9 +41,11 @@ from pilot import (
     wait_page,
     wait_ready,
 )
+from rich.console import Console
 from rich.style import Style
 from textual.widgets import Input, Static
 
+from tui_gpt.app.lab.compare_view import ComparePage
 from tui_gpt.app.lab.surprisal_view import SurprisalScreen
 from tui_gpt.app.screens.ask import AskScreen
 from tui_gpt.app.screens.choice import ChoiceScreen
@@ -230,6 +233,9 @@ async def test_surprisal_screen_colours_tokens_and_follows_the_keys(tmp_path):
         await settle(pilot)
         screen: SurprisalScreen = app.screen
         assert "Surprisal · the prompt" in shown(app)
+        assert screen.by_word  # it opens in the app's words; ctrl+f: tokens, as in the app
+        await pilot.press("ctrl+f")
+        assert not screen.by_word
 
         # Every token after the first is coloured by its rank's bucket; the first is context only.
         coloured = screen.query_one("#surprisal-text", Static).content
@@ -285,6 +291,62 @@ async def test_surprisal_of_a_corpus_passage(tmp_path):
         screen: SurprisalScreen = app.screen
         assert "Surprisal · a corpus passage" in shown(app)
         assert [r.position for r in screen.rows] == list(range(1, len(screen.ids)))
+        # by word: every word after the first has the sum of its tokens' -log p
+        words = [w for w in screen.words if w.first > 0]
+        assert words and "".join(w.text for w in screen.words) == app.state.replica.tokenizer.decode(screen.ids)
+        nll = {r.position: r.nll for r in screen.rows}
+        assert all(math.isclose(w.nll, sum(nll[t] for t in range(w.first, w.first + w.tokens))) for w in words)
+
+
+def rendered(widget, width: int = 120) -> str:
+    """What a Static shows (a Rich renderable), as plain text."""
+    console = Console(width=width, record=True, file=io.StringIO(), color_system=None)
+    console.print(widget.content)
+    return console.export_text()
+
+
+@sync
+async def test_surprisal_by_word_colours_words_and_lists_their_sums(tmp_path):
+    async with ready(lab_app(tmp_path, prompt="The quick brown fox")) as (app, pilot):
+        await open_screen(pilot, "f4", ChoiceScreen)
+        await choose(pilot, "prompt")
+        await wait_for(pilot, lambda: isinstance(app.screen, SurprisalScreen), what="the surprisal screen")
+        await settle(pilot)
+        screen: SurprisalScreen = app.screen
+        assert screen.by_word  # the app shows words (its default): so does the view
+        replica = app.state.replica
+        view = replica.surprisal("The quick brown fox")  # the same forward pass, per token
+        nll = {r.position: r.nll for r in view.examples}
+        texts = replica.tokenizer.token_texts
+
+        # "The" has nothing before it to predict it: context only; the other words are coloured by p(word).
+        coloured = screen.query_one("#surprisal-text", Static).content
+        assert coloured.plain == "The quick brown fox"
+        spans = [s for s in coloured.spans if isinstance(s.style, Style) and s.style.bgcolor]
+        assert [coloured.plain[s.start : s.end] for s in spans] == [" quick", " brown", " fox"]
+        assert "buckets of p(word)" in text_of(screen.query_one("#surprisal-legend"))
+
+        rows = rendered(screen.query_one("#surprisal-topk", Static))
+        for w in screen.words[1:]:
+            want = sum(nll[t] for t in range(w.first, w.first + w.tokens))  # -log p(word) = its tokens' sum
+            assert math.isclose(w.nll, want, rel_tol=1e-9)
+            line = next(x for x in rows.splitlines() if x.startswith(f"│ {w.text.replace(' ', '·')} "))
+            assert f"{math.exp(-want):.3f}" in line and f"{want:.2f}" in line and f" {w.tokens} " in line
+        # the selected word (the last), its tokens adding up to its -log p
+        fox = screen.words[-1]
+        parts = " + ".join(
+            f"{texts[view.ids[t]].replace(' ', '·')} {nll[t]:.2f}" for t in range(fox.first, fox.first + fox.tokens)
+        )
+        assert "…The·quick·brown → ·fox" in rows and f"-log p={fox.nll:.2f} = {parts}" in rows
+        await pilot.press("left")
+        assert "…The·quick → ·brown" in rendered(screen.query_one("#surprisal-topk", Static))
+        await pilot.press("left", "left", "left")  # " quick" is the first word with a p
+        assert "…The → ·quick" in rendered(screen.query_one("#surprisal-topk", Static))
+
+        await pilot.press("ctrl+f")  # tokens: every token after the first coloured by its rank
+        assert not screen.by_word
+        coloured = screen.query_one("#surprisal-text", Static).content
+        assert len([s for s in coloured.spans if isinstance(s.style, Style) and s.style.bgcolor]) == len(view.examples)
 
 
 # ---- 4. the tokenizer view (f5) ----------------------------------------------------------------
@@ -563,8 +625,21 @@ async def test_compare_a_checkpoint_with_itself(tmp_path):
         top = rows[: app.probe_settings.top_k]
         assert all((a, pa) == (b, pb) for a, pa, b, pb in top)
         assert [r[0] for r in top] == [g.text.replace(" ", "·") for g in app.query_one(TopKBars).guesses]
-        assert "surprisal per token of the prompt" in text and "+0.00" in text
         assert "validation loss: this run" in shown(app)
+        # The page opens in the app's words: per word, both sides' p(word | prefix) and -log p, side by side.
+        assert isinstance(app.screen, ComparePage) and app.screen.by_word
+        assert "surprisal per word of the prompt" in text and "surprisal per token" not in text
+        words = [w for w in app.state.replica.surprisal("The quick brown").words if w.first > 0]
+        assert [w.text for w in words] == [" quick", " brown"]
+        for w in words:  # the real numbers, the same on both sides (the same weights)
+            p, nll = f"{w.prob:.3f}", f"{w.nll:.2f}"
+            line = next(x for x in text.splitlines() if x.startswith(f"│ {w.text.replace(' ', '·')} "))
+            assert [c.strip() for c in line.split("│")[2:-1]] == [p, nll, p, nll, "+0.00"], line
+        await pilot.press("ctrl+f")  # per token, as in the app
+        await settle(pilot)
+        text = page_text(app)
+        assert not app.screen.by_word and "surprisal per token of the prompt" in text and "+0.00" in text
+        assert "surprisal per word" not in text
 
 
 # ---- 10. the palette: settings, reproduce, export ------------------------------------------------
@@ -633,9 +708,10 @@ async def test_export_writes_history_examples_and_screen(tmp_path):
         await wait_for(pilot, lambda: (tmp_path / "tui-gpt-history.csv").exists(), what="the export")
         await settle(pilot)
         history = (tmp_path / "tui-gpt-history.csv").read_text().splitlines()
-        assert history[0] == "step,train_loss,lr,val_loss,eval_train_loss"
+        assert history[0].startswith("step,train_loss,lr,val_loss,eval_train_loss,val_bpb,best_induction,")
         assert len(history) == 1 + TRAIN_STEPS
-        assert history[50].startswith("50,") and history[50].count(",") == 4 and not history[50].endswith(",")
+        assert history[50].startswith("50,") and history[50].count(",") == history[0].count(",")
+        assert ",".join(history[50].split(",")[:6]).count(",,") == 0  # an evaluation: its loss and bpb written
         examples = (tmp_path / "tui-gpt-examples.csv").read_text().splitlines()
         assert examples[0] == "position,prefix,target,p,neg_log_p,rank"
         assert len(examples) == 1 + len("The quick brown") - 1

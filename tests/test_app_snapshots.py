@@ -86,7 +86,7 @@ def test_snapshot_surprisal_screen(snap_compare, tmp_path):
         await open_screen(pilot, "f4", ChoiceScreen)
         await choose(pilot, "prompt")
         await wait_for(pilot, lambda: isinstance(pilot.app.screen, SurprisalScreen), what="the surprisal screen")
-        await pilot.press("left", "left")
+        await pilot.press("ctrl+f", "left", "left")  # per token (it opens in the app's words)
         await quiet(pilot)
 
     assert snap_compare(lab_app(tmp_path), terminal_size=SIZE, run_before=run_before)

@@ -116,7 +116,7 @@ def test_complete_prints_top_k_table(trained_dir):
     assert probs == sorted(probs, reverse=True) and all(0 < p <= 1 for p in probs)
 
 
-def test_complete_lens_prints_a_layer_by_top_k_table(trained_dir, capsys):
+def test_complete_lens_prints_a_layer_by_top_k_table_in_tokens_or_words(trained_dir, capsys):
     from tui_gpt.commands.cli import main
 
     cwd, _ = trained_dir
@@ -126,8 +126,23 @@ def test_complete_lens_prints_a_layer_by_top_k_table(trained_dir, capsys):
     assert [row[0] for row in rows] == ["embed", "layer 1"], r.stdout  # TINY has one layer
     assert all(len(row) == 5 for row in rows)  # layer, top 1-3, p final
     assert "logit lens" in r.stdout and "p final" in r.stdout
-    assert main(["complete", str(cwd / "DIR"), "The", "--lens", "--words"]) == 2  # in this process: torch is loaded
-    assert "--lens" in capsys.readouterr().err
+
+    # --words: each layer's next words; the last layer's are the model's own (complete --words, the Next word pane)
+    from tui_gpt.engine.checkpoint import load_model
+    from tui_gpt.probes.nextword import next_words
+
+    capsys.readouterr()
+    argv = ["complete", str(cwd / "DIR"), "The ", "--lens", "--words", "--top-k", "3"]
+    assert main(argv) == 0  # in this process: torch is loaded already
+    out = capsys.readouterr().out
+    rows = [[c.strip() for c in line.split("│")[1:-1]] for line in out.splitlines() if line.startswith("│")]
+    assert [row[0].rstrip(" *") for row in rows] == ["embed", "layer 1"], out
+    assert all(len(row) == 6 for row in rows)  # layer, top 1-3, other, p final
+    assert "logit lens in words" in out and "p final" in out
+    model, tok, _ = load_model(cwd / "DIR")
+    own = next_words(model, tok, "The ", k=3)
+    assert rows[-1][1:4] == [f"{w.text.replace(' ', '·')} {w.prob:.3f}" for w in own.words], out
+    assert rows[-1][4] == f"{own.other:.3f}" and rows[-1][5] == f"{own.words[0].prob:.3f}"
 
 
 def test_heads_prints_one_row_per_head(trained_dir):

@@ -16,7 +16,7 @@ from tui_gpt.engine.session import RunSpec
 from tui_gpt.engine.tokenizer import TextTokenizer
 from tui_gpt.engine.trainer import History, TrainConfig, TrainEvent
 from tui_gpt.probes import memorization
-from tui_gpt.probes.export import examples_csv, history_csv
+from tui_gpt.probes.export import HISTORY_COLUMNS, examples_csv, history_csv
 from tui_gpt.probes.hints import Hint, best_eval, run_hints
 from tui_gpt.probes.memorization import NgramIndex, memorized_spans
 from tui_gpt.probes.predict import Example, temperature_table
@@ -422,7 +422,7 @@ def test_history_csv():
             ev.val_loss, ev.eval_train_loss = 3.5 - step / 10, 3.4 - step / 10
         h.add(ev)
     text = history_csv(h.to_dict())
-    assert text.splitlines()[0] == "step,train_loss,lr,val_loss,eval_train_loss"
+    assert text.splitlines()[0] == "step,train_loss,lr,val_loss,eval_train_loss," + ",".join(HISTORY_COLUMNS[5:])
     rows = _read(text)
     assert [int(r["step"]) for r in rows] == [0, 1, 2, 3, 4]
     assert rows[0]["train_loss"] == rows[0]["lr"] == ""  # step 0 is an evaluation only
@@ -437,7 +437,10 @@ def test_history_csv_blank_eval_train():
     h = History()
     h.add(TrainEvent(1, 3.0, 1e-3, 1.0, 1.0, val_loss=3.1))  # an evaluation without its train loss
     rows = _read(history_csv(h.to_dict()))
-    assert rows == [{"step": "1", "train_loss": "3.0", "lr": "0.001", "val_loss": "3.1", "eval_train_loss": ""}]
+    blank = dict.fromkeys(HISTORY_COLUMNS[5:], "")  # no bytes per token known, no head reading
+    assert rows == [
+        {"step": "1", "train_loss": "3.0", "lr": "0.001", "val_loss": "3.1", "eval_train_loss": "", **blank}
+    ]
 
 
 def test_examples_csv():
@@ -482,3 +485,29 @@ def test_a_resumed_run_reports_the_checkpoints_causal_flag_and_settings(make_spe
     resumed = open_run(RunSpec(resume=str(out)))  # typed nothing: causal and lr take their defaults
     spec = describe_run(resumed).spec
     assert spec.causal is False and spec.train.lr == 2e-3
+
+
+# ---- compare by word (#28): words are text, so they line up across tokenizers --------------------------------
+
+
+def test_compare_by_word_lines_up_across_tokenizers(make_spec, tmp_path):
+    from tui_gpt.engine.session import open_run
+    from tui_gpt.probes.compare import compare
+
+    char = open_run(make_spec(tokenizer="char", block_size=32))
+    bpe = open_run(make_spec(tokenizer="bpe", block_size=32))
+    for run in (char, bpe):
+        for _ in run.trainer.run(steps=10):
+            pass
+    path = bpe.save(tmp_path / "bpe")
+    prompt = "The quick brown fox"
+    c = compare(char.trainer.model.eval(), char.tokenizer, path, prompt, ["fables"], k=3)
+    assert not c.same_tokens  # no per-token rows: the tokens differ
+    pairs = c.word_pairs()
+    assert [(a.text, b.text) for a, b in pairs] == [(w, w) for w in (" quick", " brown", " fox")]
+    for side, words in ((c.this, [a for a, _ in pairs]), (c.other, [b for _, b in pairs])):
+        nll = {e.position: e.nll for e in side.analysis.examples}
+        for w in words:  # each side's -log p(word | prefix): the sum of its own tokens'
+            assert w.nll == pytest.approx(sum(nll[t] for t in range(w.first, w.first + w.tokens)), abs=1e-9)
+    assert [a.tokens for a, _ in pairs] == [6, 6, 4]  # char: one token a letter, the space included
+    assert any(a.nll != pytest.approx(b.nll) for a, b in pairs)  # two models: two readings

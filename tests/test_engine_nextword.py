@@ -14,7 +14,7 @@ from torch.nn import functional as F
 from tui_gpt.engine.model import GPT, GPTConfig
 from tui_gpt.engine.session import open_run
 from tui_gpt.engine.tokenizer import TextTokenizer
-from tui_gpt.probes.nextword import ghost, next_words, split_typed, split_words, word_examples
+from tui_gpt.probes.nextword import ghost, next_words, split_typed, split_words, word_examples, word_spans
 
 # The word rule of nextword.py for a tiny alphabet, written independently: a leading space and a run
 # of letters, or of punctuation; or a run of whitespace.
@@ -290,6 +290,55 @@ def test_word_examples_losses_add_up(kind, make_spec_module):
     assert ex.loss_per_word == pytest.approx(loss.item() * ex.n_tokens / len(ex.rows), rel=1e-5)
     assert all(r.prob == pytest.approx(math.exp(-r.nll)) for r in ex.rows)
     assert ex.rows[3].prefix == "The quick brown"
+
+
+@pytest.mark.parametrize("kind", ["char", "bpe"])
+def test_word_spans_follow_split_words_and_keep_specials_apart(kind, make_spec_module):
+    tok = open_run(make_spec_module(tokenizer=kind)).tokenizer
+    text = "The fox, 12 hens\n\nend" + (" café" if kind == "bpe" else "")  # é: two bytes, unknown to "char"
+    ids = tok.encode(text)
+    spans = word_spans(tok, ids)
+    words = [tok.decode(ids[i] for i in span) for span in spans]
+    starts = split_words(text)
+    assert words == [text[a:b] for a, b in zip(starts, [*starts[1:], len(text)], strict=True)]
+    assert [i for span in spans for i in span] == list(range(len(ids)))  # every token in one word, in order
+    # An end-of-text token is a word of its own, between the words around it.
+    both = [*tok.encode("a fox"), tok.eot_id, *tok.encode(" ran")]
+    assert [tok.decode(both[i] for i in span) for span in word_spans(tok, both)] == [
+        "a",
+        " fox",
+        "<|endoftext|>",
+        " ran",
+    ]
+    assert word_spans(tok, both)[2] == range(len(tok.encode("a fox")), len(tok.encode("a fox")) + 1)
+
+
+@pytest.mark.parametrize("kind", ["char", "bpe"])
+def test_per_word_surprisal_is_the_sum_of_its_tokens(kind, make_spec_module):
+    from tui_gpt.probes.predict import surprisal
+
+    run = open_run(make_spec_module(tokenizer=kind, block_size=64))
+    for _ in run.trainer.run(steps=20):
+        pass
+    model, tok = run.trainer.model.eval(), run.tokenizer
+    text = "The quick brown fox jumps over the lazy dog."
+    view = surprisal(model, tok, tok.encode(text))
+    assert "".join(w.text for w in view.words) == text
+    assert [w.text for w in view.words][:3] == ["The", " quick", " brown"]
+    assert math.isnan(view.words[0].nll)  # "The" starts at the first token: nothing before it predicts it
+    nll = {r.position: r.nll for r in view.examples}
+    ids = torch.tensor([view.ids])
+    logp = F.log_softmax(model(ids)[0][0].detach().double(), dim=-1)  # (T, V): an independent reading
+    for w in view.words[1:]:
+        tokens = range(w.first, w.first + w.tokens)
+        assert w.nll == pytest.approx(sum(nll[t] for t in tokens), abs=1e-9)
+        # -log p(word | prefix): the chain rule over its tokens, read off one forward pass
+        chain = -sum(float(logp[t - 1, view.ids[t]]) for t in tokens)
+        assert w.nll == pytest.approx(chain, abs=1e-4) and w.prob == pytest.approx(math.exp(-chain), rel=1e-4)
+    # The words' total is the tokens' total, from the second word on.
+    assert sum(w.nll for w in view.words[1:]) == pytest.approx(
+        sum(r.nll for r in view.examples[view.words[1].first - 1 :])
+    )
 
 
 def test_cli_complete_words_prints_the_table_and_the_cut(make_spec_module, tmp_path, capsys):

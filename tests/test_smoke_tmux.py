@@ -105,6 +105,12 @@ def test_the_app_in_a_real_terminal(tmp_path):
         first = _step(tmux.wait(_step, "the step counter"))
         tmux.wait(lambda s: (_step(s) or 0) > first, "the step counter to advance")
 
+        # shift+F3 as tmux and xterm send it, ESC [ 1 ; 2 R: the bytes of a cursor report (app/terminal_keys.py)
+        tmux.keys("S-F3")
+        tmux.wait(lambda s: "Heads · which heads copy" in s, "the heads view on shift+F3")
+        tmux.keys("Escape")
+        tmux.wait(lambda s: "Heads · which heads copy" not in s, "the heads view to close")
+
         tmux.keys("C-q")
         screen = tmux.wait(lambda s: "EXITED" in s, "the app to exit")
         assert "EXITED 0" in screen, screen

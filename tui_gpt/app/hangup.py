@@ -21,8 +21,10 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from textual.drivers.linux_driver import LinuxDriver
+from textual.message import Message
 
 from tui_gpt.app.served import HungUp
+from tui_gpt.app.terminal_keys import as_key
 
 if TYPE_CHECKING:
     from tui_gpt.app.state import LiveRun
@@ -70,6 +72,9 @@ class TerminalDriver(LinuxDriver):
     def start_application_mode(self) -> None:
         self._file = GoneFile(self._file, self._gone)  # type: ignore[assignment]
         super().start_application_mode()
+
+    def process_message(self, message: Message) -> None:
+        super().process_message(as_key(message))  # shift+F3 read as a cursor report (terminal_keys.py)
 
     def _gone(self) -> None:
         """Called from the writer thread: the app saves and ends, and a deadline makes sure of it."""

@@ -177,8 +177,23 @@ SURPRISAL: tuple[Row, ...] = (
     Row("right", "move(1)", "Next token", "", "Next token"),
     Row("b", "toggle_buckets", "Rank or probability buckets", "", "Rank/prob"),
     Row("e", "edit_edges", "Edit the bucket edges", "", "Edit buckets"),
+    Row(
+        "ctrl+f", "words", "Next word / next token", "Per word: -log p(word) is the sum of its tokens'", "Words/Tokens"
+    ),
 )
-LOGIT_LENS: tuple[Row, ...] = (Row("escape", "dismiss", "Close", ""),)
+COMPARE: tuple[Row, ...] = (  # beside the page's own keys (TEXT)
+    Row("ctrl+f", "words", "Next word / next token", "The prompt's surprisal per word or per token", "Words/Tokens"),
+)
+LOGIT_LENS: tuple[Row, ...] = (
+    Row("escape", "dismiss", "Close", ""),
+    Row(
+        "ctrl+f",
+        "words",
+        "Next word / next token",
+        "Each layer's next words (the Next word search) or tokens",
+        "Words/Tokens",
+    ),
+)
 HEADS: tuple[Row, ...] = (Row("escape,q", "dismiss", "Close", ""),)
 RUNS: tuple[Row, ...] = (
     Row("space", "flip", "Show or hide the run", "On the loss chart (enter too)", "Show/hide"),
@@ -205,6 +220,7 @@ PANES: tuple[Pane, ...] = (
     Pane("The attention pane (when it has focus)", ATTENTION),
     Pane("Surprisal view", SURPRISAL),
     Pane("Logit lens view", LOGIT_LENS),
+    Pane("Compare checkpoints", COMPARE),
     Pane("Heads view", HEADS),
     Pane("Runs", RUNS),
     Pane("Questions", CONFIRM),

@@ -21,6 +21,7 @@ from textual.driver import Driver
 from textual.drivers.web_driver import WebDriver
 from textual.message import Message
 
+from tui_gpt.app.terminal_keys import as_key
 from tui_gpt.settings import screen_size
 
 
@@ -55,6 +56,9 @@ class ServedDriver(WebDriver):
                 super().on_meta(packet_type, {**payload, "width": size[0], "height": size[1]})
         else:
             super().on_meta(packet_type, payload)
+
+    def process_message(self, message: Message) -> None:
+        super().process_message(as_key(message))  # shift+F3 read as a cursor report (terminal_keys.py)
 
     def run_input_thread(self) -> None:
         super().run_input_thread()

@@ -187,7 +187,8 @@ def parser_complete() -> argparse.ArgumentParser:
     p.add_argument(
         "--lens",
         action="store_true",
-        help="the logit lens: each layer's top-k next tokens (its residual stream through the final norm and head)",
+        help="the logit lens: each layer's top-k next tokens (its residual stream through the final norm and head); "
+        "with --words, each layer's next words",
     )
     p.add_argument(
         "--budget",

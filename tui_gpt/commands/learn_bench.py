@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 import torch
 from rich.console import Console
 
+from tui_gpt.engine.dataset import bpb_text
 from tui_gpt.engine.session import check_spec, open_run
 from tui_gpt.probes.nextword import next_words
 from tui_gpt.settings import SEED_SENTENCE, RunSpec
@@ -157,7 +158,9 @@ def to_loss_run(spec: RunSpec, target: float, say) -> tuple[float | None, int, f
             with clock.pause():
                 full = trainer.split_loss("val")
             step = trainer.step
-            say(f"seed {spec.train.seed}  {t:6.1f} s  step {step:>5}  val {ev.val_loss:.4f}  whole split {full:.4f}")
+            val = f"val {ev.val_loss:.4f}{bpb_text(ev.val_bpb)}"
+            whole = f"whole split {full:.4f}{bpb_text(trainer.bits_per_byte(full))}"
+            say(f"seed {spec.train.seed}  {t:6.1f} s  step {step:>5}  {val}  {whole}")
             if full <= target:
                 return t, trainer.step, full
     return None, trainer.step, full

@@ -30,7 +30,7 @@ from tui_gpt.engine.savedir import Autosave, CheckpointLock, check_out, is_check
 from tui_gpt.engine.session import check_spec, open_run
 from tui_gpt.errors import TuiGptError, checked_path, report
 from tui_gpt.runs.recorder import Recorder, Recording
-from tui_gpt.settings import DEFAULT_STEPS, SEARCH_SECONDS, RunSpec
+from tui_gpt.settings import DEFAULT_STEPS, SEARCH_SECONDS, RunSpec, in_context_label, in_context_words
 from tui_gpt.visible import cell, printable, shown, visible
 
 console = Console(stderr=True)
@@ -259,6 +259,9 @@ def _describe(args: argparse.Namespace, run) -> None:
     if run.memory:
         console.print(shown(f"{run.spec.model}: {run.memory}"), markup=False)
     console.print(f"{trainer.choice_note}; {torch_threads()} threads", markup=False)
+    if trainer.config.head_interval > 0:
+        every = trainer.config.head_interval
+        console.print(f"heads read every {every} steps; {in_context_words(trainer.model.config.block_size)}")
     if trainer.dist.world > 1:
         console.print(
             f"{trainer.dist.world} ranks, global batch {trainer.tokens_per_step:,} tokens "
@@ -273,8 +276,21 @@ def _describe(args: argparse.Namespace, run) -> None:
             console.print(shown(f"applied from the command line: {applied}"), markup=False)
 
 
-def _show_event(ev, out: Console) -> None:
-    """The lines a training step has to show: an auto-dtype decision, a restore, an evaluation."""
+def heads_line(step: int, heads: dict, block_size: int) -> str:
+    """One line of a head reading (TrainEvent.heads): the best heads, the probe's icl, the in-context score."""
+    from tui_gpt.probes.phase import best_head
+
+    li, hi, ind = best_head(heads["induction"])
+    lp, hp, prev = best_head(heads["previous_token"])
+    line = f"heads step {step}: best induction L{li}.H{hi} {ind:.2f}, prev-token L{lp}.H{hp} {prev:.2f}, "
+    line += f"icl {heads['icl']:+.2f} nats"
+    if heads.get("in_context") is not None:
+        line += f", in-context ({in_context_label(block_size)}) {heads['in_context']:+.2f} nats"
+    return line
+
+
+def _show_event(ev, out: Console, block_size: int = 0) -> None:
+    """The lines a training step has to show: an auto-dtype decision, a restore, an evaluation, a head reading."""
     from tui_gpt.engine.dataset import bpb_text
 
     if ev.note:
@@ -286,6 +302,8 @@ def _show_event(ev, out: Console) -> None:
             f"step {ev.step:>6}: train {ev.eval_train_loss:.4f}  val {ev.val_loss:.4f}{bpb_text(ev.val_bpb)}  "
             f"lr {ev.lr:.2e}  {ev.tokens_per_s:,.0f} tok/s"
         )
+    if ev.heads is not None:
+        out.print(heads_line(ev.step, ev.heads, block_size), markup=False)
 
 
 def _train(args: argparse.Namespace, run, out: Path, signals: _Signals, recorder: Recorder, main: bool = True) -> int:
@@ -305,7 +323,7 @@ def _train(args: argparse.Namespace, run, out: Path, signals: _Signals, recorder
             for ev in recorder.watch(trainer.run(steps=steps, seconds=args.time)):
                 stats = f"loss {ev.loss:.3f}  {ev.tokens_per_s:,.0f} tok/s  lr {ev.lr:.2e}"
                 bar.update(task, completed=trainer.step - first, stats=stats)
-                _show_event(ev, bar.console)
+                _show_event(ev, bar.console, trainer.model.config.block_size)
                 if main and (ev.val_loss is not None or autosave.due(trainer.step)):
                     autosave.saved(trainer.step if _save(run, out, signals, bar.console) else None)
                 if main:
@@ -368,7 +386,7 @@ def cmd_complete(args: argparse.Namespace) -> int:
     if args.prefix is None:
         raise TuiGptError("give the prefix to complete after CKPT")
     if args.words and args.lens:
-        raise TuiGptError("--lens reads tokens: give --words or --lens, not both")
+        return _complete_lens_words(model, tok, args)
     if args.words:
         return _complete_words(model, tok, args)
     if args.lens:
@@ -411,6 +429,42 @@ def _complete_lens(model, tok, args: argparse.Namespace) -> int:
         cells = [Text.assemble(visible(g.text), (f" {g.prob:.3f}", "dim")) for g in row.guesses]
         table.add_row(layer_name(row.layer), *cells, f"{row.final_prob:.3f}")
     out.print(table)
+    return 0
+
+
+def _complete_lens_words(model, tok, args: argparse.Namespace) -> int:
+    from tui_gpt.probes.logit_lens import layer_name, lens_words
+
+    lens = lens_words(model, tok, args.prefix, k=args.top_k, after_word=args.after_word, budget=args.budget)
+    assert lens is not None  # never cancelled here
+    out = Console()
+    last = lens.rows[-1]
+    what = f"rest of the word {escape(repr(visible(last.typed)))}" if last.typed.strip() else "next word"
+    final = lens.final
+    table = Table(
+        title=f"logit lens in words: each layer's {what} after {escape(repr(args.prefix))}",
+        caption="p final: each layer's probability of the model's own top word"
+        + (f", {escape(repr(visible(final)))}" if final is not None else "")
+        + "; < p: below that layer's last word shown",
+    )
+    table.add_column("layer")
+    for i in range(1, args.top_k + 1):
+        table.add_column(f"top {i}")
+    table.add_column("other", justify="right")
+    table.add_column("p final", justify="right")
+    for layer, row in enumerate(lens.rows):
+        cells = [Text.assemble(visible(w.text), (f" {w.prob:.3f}", "dim")) for w in row.words]
+        cells += [Text("")] * (args.top_k - len(cells))
+        p = lens.final_prob(layer)
+        shown = f"{p:.3f}" if p is not None else f"< {row.words[-1].prob:.3f}" if row.words else ""
+        table.add_row(layer_name(layer) + (" *" if row.cut else ""), *cells, f"{row.other:.3f}", shown)
+    out.print(table)
+    cut = [layer_name(i) for i, row in enumerate(lens.rows) if row.cut]
+    if cut:
+        out.print(
+            f"[yellow]* the search was cut at {', '.join(cut)} (--budget {args.budget}, or the shared "
+            f"{SEARCH_SECONDS:g} s): a word outside its list may still beat the last one shown[/]"
+        )
     return 0
 
 

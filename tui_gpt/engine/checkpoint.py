@@ -290,8 +290,8 @@ def _check_trainer_state(state: dict[str, Any], groups: int) -> str | None:
     return None
 
 
-def _check_history(history: dict[str, Any]) -> str | None:
-    """What is wrong with history.json, or None."""
+def _check_history(history: dict[str, Any], heads: tuple[int, int] = (0, 0)) -> str | None:
+    """What is wrong with history.json, or None; `heads`: the model's (n_layer, n_head), the head scores' shape."""
     for name in ("steps", "loss", "lr", "eval_steps", "eval_train", "eval_val"):
         values = history.get(name, [])
         if not isinstance(values, list):
@@ -309,6 +309,37 @@ def _check_history(history: dict[str, Any]) -> str | None:
     changes = history.get("changes", [])
     if not isinstance(changes, list) or not all(isinstance(c, dict) for c in changes):
         return "changes must be a list of objects"
+    return _check_head_scores(history, heads)
+
+
+def _check_head_scores(history: dict[str, Any], shape: tuple[int, int]) -> str | None:
+    """What is wrong with history.json's head scores (TrainEvent.heads, one per head_steps entry), or None."""
+    steps, scores = history.get("head_steps", []), history.get("head_scores", [])
+    if not isinstance(steps, list) or not all(is_int(s) and s >= 0 for s in steps):
+        return "head_steps must be a list of integers >= 0"
+    if not isinstance(scores, list) or len(scores) != len(steps):
+        return "head_scores must be a list as long as head_steps"
+    if len(steps) > len(history.get("steps", [])) + 1:  # a reading is taken on a step, or before the first
+        return "head_steps must not outnumber the steps"
+    layers, heads = shape
+
+    def table(value: object) -> bool:
+        return (
+            isinstance(value, list)
+            and len(value) == layers
+            and all(isinstance(row, list) and len(row) == heads and all(map(is_number, row)) for row in value)
+        )
+
+    for reading in scores:
+        if not isinstance(reading, dict):
+            return "head_scores must hold objects"
+        for name in ("previous_token", "induction"):
+            if not table(reading.get(name)):
+                return f"head_scores' {name} must be {layers} x {heads} finite numbers (the model's layers x heads)"
+        if not is_number(reading.get("icl")):
+            return "head_scores' icl must be a finite number"
+        if reading.get("in_context") is not None and not is_number(reading.get("in_context")):
+            return "head_scores' in_context must be a finite number or null"
     return None
 
 
@@ -476,7 +507,7 @@ def load_trainer(path: Path, data: TokenData, device: str = "auto", cfg: dict[st
     problem = _check_trainer_state(state, groups=2)
     if problem:
         raise TuiGptError(f"{path / 'trainer.json'}: corrupt ({problem}); the checkpoint cannot resume training")
-    problem = _check_history(history)
+    problem = _check_history(history, (config.n_layer, config.n_head))
     if problem:
         raise TuiGptError(f"{path / 'history.json'}: corrupt ({problem}); the checkpoint cannot resume training")
     opt_file = path / "optimizer.safetensors"

@@ -206,15 +206,16 @@ class Trainer:
         tokenizer (`watch_heads`), a context too short for the probe, or a non-finite score.
 
         The probe and the val windows are made once per run, with a fixed seed, on the trainer's device;
-        scored in float32, in eval mode, without gradients. The batch stream and torch's random state
-        are untouched: a run trains the same with or without readings.
+        the heads scored in float32 and the in-context loss in the run's dtype, in eval mode, without
+        gradients. The batch stream and torch's random state are untouched: a run trains the same with or
+        without readings.
         """
         if self._head_tokens is None:
             return None
         if self._heads is None:
             self.data.check()
             self._heads = LiveHeads.make(self._head_tokens, self.model.config.block_size, self.data.val, self.device)
-        return self._heads.read(self.model)
+        return self._heads.read(self.model, self._autocast)
 
     def _heads_due(self) -> bool:
         interval = self.config.head_interval

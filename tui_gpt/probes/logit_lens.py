@@ -5,18 +5,27 @@ block, and each reading goes through the final layer norm and the head, as if th
 there (nostalgebraist, 2020). The last reading is the model's own output. Where the guess first
 appears, and how early it settles, shows which layers do the work; as training goes on it moves
 to earlier layers.
+
+In words (`lens_words`), each reading is searched for next words exactly as the Next word pane
+searches the model's output: `nextword.next_words` on the model cut after that layer (`cut`),
+which is the lens as a model of its own.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch.nn import functional as F
 
-from tui_gpt.engine.model import GPT
+from tui_gpt.engine.model import GPT, Blocks, Trunk
 from tui_gpt.engine.tokenizer import TextTokenizer
+from tui_gpt.probes.nextword import DEFAULT_MAX_TOKENS, NextWords, next_words
 from tui_gpt.probes.predict import Guess, context, top_guesses
+from tui_gpt.settings import SEARCH_BUDGET, SEARCH_SECONDS
 
 
 @dataclass(frozen=True)
@@ -77,3 +86,86 @@ def logit_lens(model: GPT, tokenizer: TextTokenizer, ids: list[int], k: int = 5)
     pairs = enumerate(zip(logits, probs, strict=True))
     rows = [LensRow(i, top_guesses(row, tokenizer, k, 1.0), p) for i, (row, p) in pairs]
     return LogitLens(ctx, dropped, rows, final)
+
+
+def cut(model: GPT, depth: int) -> GPT:
+    """`model` as if it ended after its first `depth` blocks: the lens at that layer, as a model of its own.
+
+    It shares every weight (nothing is copied): its logits are the residual stream after block
+    `depth` (the embeddings for 0) through the final layer norm and the head, at every position,
+    and its KV cache is the first `depth` layers' of the whole model's. So whatever runs on a model
+    (the next-word search) runs on a layer.
+    """
+    if not 0 <= depth <= model.config.n_layer:
+        raise ValueError(f"a layer from 0 to {model.config.n_layer}, not {depth}")
+    # With no blocks there is no attention, so the mask is moot; a model without it takes the
+    # search's road without a cache, since a cache of no layers could not say how long the prefix is.
+    config = dataclasses.replace(model.config, n_layer=depth, causal=model.config.causal and depth > 0)
+    # A GPT without GPT.__init__, which would make (and initialise) weights only to drop them: a
+    # Module, then the whole model's own parts. (On the meta device, the first init costs seconds.)
+    lens = GPT.__new__(GPT)
+    torch.nn.Module.__init__(lens)
+    lens.config = config
+    t = model.transformer
+    lens.transformer = Trunk(dict(wte=t.wte, wpe=t.wpe, drop=t.drop, h=Blocks(list(t.h)[:depth]), ln_f=t.ln_f))
+    lens.lm_head = model.lm_head
+    lens.train(model.training)
+    return lens
+
+
+@dataclass(frozen=True)
+class LensWords:
+    """Each layer's next words after a text, found by the Next word pane's search on that layer's logits."""
+
+    rows: list[NextWords]  # n_layer + 1: the embeddings, then every block; rows[-1] is the model's own answer
+
+    @property
+    def final(self) -> str | None:
+        """The model's own likeliest next word (of the last row), if any."""
+        words = self.rows[-1].words
+        return words[0].text if words else None
+
+    def final_prob(self, layer: int) -> float | None:
+        """p at `layer` of the model's own top word; None when it is not among that layer's words."""
+        return next((w.prob for w in self.rows[layer].words if w.text == self.final), None)
+
+
+@torch.no_grad()
+def lens_words(
+    model: GPT,
+    tokenizer: TextTokenizer,
+    text: str,
+    k: int = 5,
+    cancelled: Callable[[], bool] | None = None,
+    after_word: bool = False,
+    budget: int = SEARCH_BUDGET,
+    seconds: float = SEARCH_SECONDS,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+) -> LensWords | None:
+    """Each layer's top-`k` next words after `text` (at temperature 1); None if cancelled.
+
+    One `next_words` search per layer, on the model cut there; the last layer's is the model's
+    own (the Next word pane's, at temperature 1). `budget` and `max_tokens` are each search's
+    (`next_words`'); `seconds` is shared:
+    each layer gets an equal part of what is left, and a search cut short says so (`cut_by`).
+    """
+    n = model.config.n_layer + 1
+    deadline = time.monotonic() + seconds
+    rows: list[NextWords] = []
+    for depth in range(n):
+        share = max(0.0, deadline - time.monotonic()) / (n - depth)
+        found = next_words(
+            cut(model, depth),
+            tokenizer,
+            text,
+            k=k,
+            budget=budget,
+            cancelled=cancelled,
+            after_word=after_word,
+            seconds=share,
+            max_tokens=max_tokens,
+        )
+        if found is None:
+            return None
+        rows.append(found)
+    return LensWords(rows)

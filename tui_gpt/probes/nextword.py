@@ -35,6 +35,7 @@ DEFAULT_BUDGET = SEARCH_BUDGET  # forward passes; each one extends up to DEFAULT
 DEFAULT_WIDTH = 16
 DEFAULT_MAX_TOKENS = 16  # longest word, in tokens, the search follows (a char model spells a word per letter)
 CHILDREN = 32  # most continuations kept per expanded partial word; the rest bound the answer
+UNKNOWN = "\ufffd".encode()  # an unknown token's text, to the word splitter: one unknown character
 
 # States of a word being read left to right: nothing yet, a leading space, or a run of one class.
 START, SPACE, LETTERS, DIGITS, PUNCT, BLANKS = range(6)
@@ -432,6 +433,65 @@ def ghost(model: GPT, tokenizer: TextTokenizer, text: str, **search: object) -> 
 
 
 @dataclass(frozen=True)
+class WordLoss:
+    """One word of a token sequence and what the model gave it, token by token (teacher forcing)."""
+
+    first: int  # index of its first token in the ids
+    tokens: int  # how many tokens spell it
+    text: str
+    nll: float  # the sum of its tokens' -log p: -log p(word | the text before it); NaN if one is not predicted
+
+    @property
+    def prob(self) -> float:
+        return math.exp(-self.nll)
+
+
+def word_spans(tokenizer: TextTokenizer, ids: list[int]) -> list[range]:
+    """The words that `ids` spell, in order, each as the range of its tokens' indexes into `ids`.
+
+    The one word grouping of the probes: words follow `split_words` on the text the tokens stand
+    for; a token that spans two words belongs to the one it starts in (byte offsets: a byte-level
+    token may hold part of a character). End of text is a word of its own; an unknown token reads
+    as one unknown character (U+FFFD).
+    """
+    spans: list[range] = []
+    run: list[int] = []  # indexes of a run of tokens between ends of text
+    for j, t in enumerate([*ids, tokenizer.eot_id]):
+        if t != tokenizer.eot_id:
+            run.append(j)
+            continue
+        if run:
+            pieces = [UNKNOWN if tokenizer.is_special(ids[i]) else tokenizer.to_bytes([ids[i]]) for i in run]
+            text = b"".join(pieces).decode("utf-8", errors="surrogateescape")  # one char per stray byte
+            char_at = [0]  # byte offset of each character
+            for c in text:
+                char_at.append(char_at[-1] + len(c.encode("utf-8", errors="surrogateescape")))
+            starts = [char_at[i] for i in split_words(text)]
+            offset, last_word = 0, -1
+            for i, piece in zip(run, pieces, strict=True):
+                word = bisect.bisect_right(starts, offset) - 1
+                if word != last_word:
+                    spans.append(range(i, i + 1))
+                    last_word = word
+                else:
+                    spans[-1] = range(spans[-1].start, i + 1)
+                offset += len(piece)
+            run = []
+        if j < len(ids):
+            spans.append(range(j, j + 1))
+    return spans
+
+
+def word_losses(tokenizer: TextTokenizer, ids: list[int], nll: list[float]) -> list[WordLoss]:
+    """Per word of `ids` (`word_spans`), the sum of its tokens' `nll` (nll[i]: -log p of ids[i] in context)."""
+    rows = []
+    for span in word_spans(tokenizer, ids):
+        text = tokenizer.to_bytes(ids[i] for i in span).decode("utf-8", errors="backslashreplace")
+        rows.append(WordLoss(span.start, len(span), text, sum(nll[i] for i in span)))
+    return rows
+
+
+@dataclass(frozen=True)
 class WordExample:
     """One word of a text as a training example: the text before it predicts it, token by token."""
 
@@ -472,37 +532,16 @@ def word_examples(model: GPT, tokenizer: TextTokenizer, text: str) -> WordExampl
         tgt = torch.tensor(window[1:], device=logp.device)
         for i, lp in enumerate(logp.gather(1, tgt[:, None])[:, 0].tolist()):
             nll[dropped + 1 + i] = -lp
-    # Byte offsets: a byte-level token may hold part of a character.
-    raw = text.encode("utf-8")
-    starts_b = [len(text[:i].encode("utf-8")) for i in split_words(text)]
-    offsets, pos = [], 0
-    for t in ids[1:]:
-        offsets.append(pos)
-        pos += len(tokenizer.to_bytes([t]))
-    groups: list[list[int]] = []  # token indexes into ids, one group per word
-    last_word = -1
-    for j, off in enumerate(offsets):
-        w = bisect.bisect_right(starts_b, off) - 1
-        if w != last_word or not groups:
-            groups.append([])
-            last_word = w
-        groups[-1].append(j + 1)
-    rows: list[WordExample] = []
-    for g in groups:
-        losses = [nll[j] for j in g]
-        if any(math.isnan(x) for x in losses):
-            continue
-        a, b = offsets[g[0] - 1], offsets[g[-1] - 1] + len(tokenizer.to_bytes([ids[g[-1]]]))
-        total = sum(losses)
-        rows.append(
-            WordExample(
-                raw[:a].decode("utf-8", errors="backslashreplace"),
-                raw[a:b].decode("utf-8", errors="backslashreplace"),
-                math.exp(-total),
-                total,
-                len(g),
-            )
-        )
+    body = ids[1:]
+    raw = tokenizer.to_bytes(body)
+    offsets = [0]  # byte offset of each token of body
+    for t in body:
+        offsets.append(offsets[-1] + len(tokenizer.to_bytes([t])))
+    rows = [
+        WordExample(raw[: offsets[w.first]].decode("utf-8", errors="backslashreplace"), w.text, w.prob, w.nll, w.tokens)
+        for w in word_losses(tokenizer, body, nll[1:])
+        if not math.isnan(w.nll)
+    ]
     n_tok = sum(r.tokens for r in rows)
     total = sum(r.nll for r in rows)
     return WordExamples(rows, total / len(rows) if rows else math.nan, total / n_tok if n_tok else math.nan, n_tok)

@@ -12,6 +12,7 @@ from torch.nn import functional as F
 
 from tui_gpt.engine.model import GPT, KVCache
 from tui_gpt.engine.tokenizer import TextTokenizer
+from tui_gpt.probes.nextword import WordLoss, word_losses
 
 if TYPE_CHECKING:
     from tui_gpt.engine.dataset import Ids
@@ -126,6 +127,15 @@ class Surprisal:
     ids: list[int]  # the tokens the model saw
     examples: list[Example]  # row t: ids[:t] predicting ids[t]
     top: list[list[tuple[int, float]]]  # top[t - 1]: (id, p) of the best guesses before token t
+    words: list[WordLoss]  # the same tokens by word: -log p(word | prefix), NaN for a word that starts at ids[0]
+
+
+def example_words(tokenizer: TextTokenizer, ids: list[int], examples: list[Example]) -> list[WordLoss]:
+    """The examples of `ids` (row t: ids[:t] predicting ids[t]) grouped by word: each word's summed -log p."""
+    nll = [math.nan] * len(ids)
+    for e in examples:
+        nll[e.position] = e.nll
+    return word_losses(tokenizer, ids, nll)
 
 
 @torch.no_grad()
@@ -133,7 +143,7 @@ def surprisal(model: GPT, tokenizer: TextTokenizer, ids: list[int], k: int = 8) 
     """One forward pass over the last block_size of `ids`: examples and per-position top-k."""
     ctx, _ = context(ids, model.config.block_size)
     if len(ctx) < 2:
-        return Surprisal(ctx, [], [])
+        return Surprisal(ctx, [], [], [])
     if model.training:
         model.eval()
     x = torch.tensor([ctx], dtype=torch.long, device=next(model.parameters()).device)
@@ -142,7 +152,7 @@ def surprisal(model: GPT, tokenizer: TextTokenizer, ids: list[int], k: int = 8) 
     rows, _ = _examples(logp, x[0, 1:])
     top = torch.topk(logp.exp(), min(k, logp.size(-1)), dim=-1)  # (T-1, k)
     guesses = [list(zip(i, p, strict=True)) for i, p in zip(top.indices.tolist(), top.values.tolist(), strict=True)]
-    return Surprisal(ctx, rows, guesses)
+    return Surprisal(ctx, rows, guesses, example_words(tokenizer, ctx, rows))
 
 
 def predict(

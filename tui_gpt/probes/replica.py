@@ -19,7 +19,7 @@ from tokenizers import Tokenizer
 
 from tui_gpt.engine.model import GPT, GPTConfig, KVCache
 from tui_gpt.engine.tokenizer import TextTokenizer
-from tui_gpt.probes.logit_lens import LogitLens, logit_lens
+from tui_gpt.probes.logit_lens import LensWords, LogitLens, lens_words, logit_lens
 from tui_gpt.probes.nextword import NextWords, WordExamples, next_words, word_examples
 from tui_gpt.probes.predict import (
     Analysis,
@@ -211,6 +211,12 @@ class Replica:
         """Each layer's top-k next tokens after `text`: the residual stream through the final norm and head."""
         with self.leased() as model:
             return logit_lens(model, self.tokenizer, self.tokenizer.encode(text), k)
+
+    def lens_words(self, text: str, k: int, cancelled: Callable[[], bool] | None = None) -> LensWords | None:
+        """Each layer's top-k next words after `text` (the Next word pane's search, layer by layer); None if
+        cancelled. Several searches: off the UI thread."""
+        with self.leased() as model:
+            return lens_words(model, self.tokenizer, text, k, cancelled)
 
     def describe(self, text: str) -> list[TokenInfo]:
         """The ids the model reads for `text`, with specials and byte fragments marked."""

@@ -24,6 +24,7 @@ from rich.text import Text
 from tui_gpt.engine.savedir import CheckpointLock, checkpoint_run_id, is_checkpoint_dir
 from tui_gpt.errors import TuiGptError
 from tui_gpt.runs.registry import Registry, RunRecord, flat_settings, labels, show_value
+from tui_gpt.runs.tracking import EvalRow
 from tui_gpt.visible import shown
 
 # --sort: each key, and whether its best comes first when sorted ascending (val) or descending (tok/s).
@@ -112,6 +113,12 @@ def _number(value: float | None, fmt: str) -> str:
     return "" if value is None or not math.isfinite(value) else format(value, fmt)
 
 
+def _head(final: EvalRow | None) -> str:
+    """The best induction score of an evaluation and its head ("0.61 L2.H3"), or nothing before any reading."""
+    score = _number(final.induction if final else None, ".2f")
+    return f"{score} {shown(str(final.induction_head or ''))[:12]}".strip() if final and score else ""
+
+
 def _short_path(path: str | None) -> str:
     """A checkpoint's path, relative to the current folder where it is under it."""
     if not path:
@@ -124,9 +131,10 @@ def _short_path(path: str | None) -> str:
 
 # The table's columns, and which a narrow terminal leaves out first: never those that tell runs apart
 # (settings: what differs between them) or how they did; the widest and least telling go first.
+# induction: the best head's induction score at the last evaluation, and which head ("0.61 L2.H3").
 COLUMNS: tuple[str, ...] = ("id", "started", "kind", "text", "tokenizer", "settings", "steps", "val", "bpb",
-                            "tok/s", "wall", "status", "checkpoint")  # fmt: skip
-DROPPED_FIRST = ("checkpoint", "started", "kind", "tokenizer", "wall", "tok/s", "text", "bpb")
+                            "induction", "tok/s", "wall", "status", "checkpoint")  # fmt: skip
+DROPPED_FIRST = ("checkpoint", "started", "kind", "tokenizer", "induction", "wall", "tok/s", "text", "bpb")
 NUMBERS = ("id", "steps", "val", "bpb", "tok/s", "wall")
 
 
@@ -145,6 +153,7 @@ def _cells(run: RunRecord, label: str) -> dict[str, str]:
         "steps": str(steps_of(run)),
         "val": _number(final.val if final else None, ".4f"),
         "bpb": _number(final.val_bpb if final else None, ".3f"),
+        "induction": _head(final),
         "tok/s": _number(end.tokens_per_s if end else None, ",.0f"),
         "wall": _number(end.wall_s if end else None, ".1f"),
         "status": "damaged" if run.damaged else run.status,

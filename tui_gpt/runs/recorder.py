@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tui_gpt.errors import TuiGptError, path_arg
 from tui_gpt.runs.logsinks import SINKS
@@ -141,6 +141,7 @@ class Recorder:
         self.t0 = time.monotonic()
         self.first = (self.trainer.step, self.trainer.elapsed) if self.trainer else (0, 0.0)
         self.finished = not sinks
+        self.heads: tuple[int, dict[str, Any]] | None = None  # the latest head reading: (step, TrainEvent.heads)
 
     @classmethod
     def start(
@@ -181,7 +182,9 @@ class Recorder:
                 self.warn(f"stopped recording to {type(sink).__name__}: {why}")
 
     def event(self, ev: TrainEvent) -> None:
-        """Report `ev` if it is an evaluation."""
+        """Report `ev` if it is an evaluation, with the latest head reading (readings come every --head-interval)."""
+        if ev.heads is not None:
+            self.heads = (ev.step, ev.heads)
         if ev.val_loss is None or self.trainer is None or not self.sinks:
             return
         row = EvalRow(
@@ -194,6 +197,8 @@ class Recorder:
             lr=ev.lr,
             tokens_per_s=ev.tokens_per_s,
         )
+        if self.heads is not None:
+            row.add_heads(*self.heads)
         self._each("eval", row)
 
     def watch(self, events: Iterable[TrainEvent]) -> Iterator[TrainEvent]:

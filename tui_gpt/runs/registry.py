@@ -101,6 +101,8 @@ def run_key(settings: dict, text_digest: str) -> str:
     says what it trained on.
     """
     kept = {k: v for k, v in settings.items() if k not in ("sources", "resume", "given")}
+    if isinstance(kept.get("train"), dict):  # how often heads are read changes nothing a run learns
+        kept["train"] = {k: v for k, v in kept["train"].items() if k != "head_interval"}
     blob = json.dumps([kept, text_digest], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -345,6 +347,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "str": (str,),
     "dict": (dict,),
     "float | None": (int, float, type(None)),
+    "int | None": (int, type(None)),
     "str | None": (str, type(None)),
 }
 
@@ -446,8 +449,8 @@ _NAMES: dict[str, str] = {
     opt.field: (opt.field if opt.flag_only else opt.flag.removeprefix("--")) for opt in (*OPTIONS, STEPS)
 }
 # Not what a run is: the text is compared by its digest, a dropout's reason follows from its value,
-# and which weights a run keeps changes nothing it learns.
-_IGNORED = ("sources", "resume", "given", "dropout_note", "keep")
+# and which weights a run keeps, or how often its heads are read, changes nothing it learns.
+_IGNORED = ("sources", "resume", "given", "dropout_note", "keep", "head_interval")
 
 
 def _option_name(field: str) -> str:

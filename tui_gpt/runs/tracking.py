@@ -6,8 +6,9 @@ Torch-free and Textual-free. A front end (`train`, `bench`, the app's trainer, `
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass
@@ -41,6 +42,30 @@ class EvalRow:
     val_bpb: float | None = None  # val bits per byte (dataset.bits_per_byte); None where unknown
     lr: float | None = None
     tokens_per_s: float | None = None
+    # The run's latest head reading at or before this evaluation (TrainEvent.heads, every --head-interval steps):
+    heads_step: int | None = None  # the step it was read at
+    induction: float | None = None  # the best induction score, and its head ("L2.H3", layers and heads from 1)
+    induction_head: str | None = None
+    previous_token: float | None = None  # the best previous-token score, and its head
+    previous_token_head: str | None = None
+    icl: float | None = None  # the repeat probe's second-half loss minus its first (nats)
+    in_context: float | None = None  # the val text's late-token loss minus its early-token loss (nats)
+
+    def add_heads(self, step: int, heads: dict[str, Any]) -> None:
+        """Fill in the head columns from a `TrainEvent.heads` reading taken at `step`."""
+        self.heads_step = step
+        self.induction_head, self.induction = best_head(heads["induction"])
+        self.previous_token_head, self.previous_token = best_head(heads["previous_token"])
+        self.icl, self.in_context = heads["icl"], heads.get("in_context")
+
+
+def best_head(table: Sequence[Sequence[float]]) -> tuple[str, float]:
+    """("L2.H3", score) of the highest score in a (n_layer, n_head) table; layers and heads count from 1."""
+    # the first of equal scores, as probes.phase.best_head (runs and probes are separate floors: not imported)
+    score, layer, head = max(
+        ((s, li, hi) for li, row in enumerate(table) for hi, s in enumerate(row)), key=lambda t: t[0]
+    )
+    return f"L{layer + 1}.H{head + 1}", score
 
 
 @dataclass

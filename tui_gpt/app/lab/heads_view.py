@@ -9,6 +9,7 @@ computed here beyond reading the phase change off those numbers (probes/phase.py
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from textual.app import ComposeResult
@@ -38,11 +39,47 @@ NOTE = (
 )
 
 
+class Series:
+    """The chart's series, one point per reading, extended as readings arrive: a reading is read once, not on
+    every redraw (a long run of a large model has a thousand readings of a hundred heads)."""
+
+    def __init__(self) -> None:
+        self.steps: list[int] = []
+        self.best: list[float] = []  # the best head's induction score at each reading
+        self.icl: list[float] = []
+        self.in_context: list[tuple[int, float]] = []  # (step, nats) where the val text measured it
+        self.light: list[dict[str, Any]] = []  # one-cell tables of the best scores, for find_phase_change
+        self.peak = 0  # the reading with the highest best induction score (its first)
+
+    def extend(self, steps: list[int], scores: list[dict[str, Any]]) -> None:
+        for step, reading in zip(steps[len(self.steps) :], scores[len(self.steps) :], strict=True):
+            self.steps.append(step)
+            self.best.append(best_head(reading["induction"])[2])
+            self.icl.append(float(reading["icl"]))
+            self.light.append({"induction": [[self.best[-1]]], "icl": self.icl[-1]})
+            if _known(reading):
+                self.in_context.append((step, float(reading["in_context"])))
+            if self.best[-1] > self.best[self.peak]:
+                self.peak = len(self.best) - 1
+
+    def phase_change(self, scores: list[dict[str, Any]]) -> PhaseChange | None:
+        """probes.phase.find_phase_change of the readings, in time linear in their number.
+
+        It reads each reading's best induction score and its icl, and the copying head off the peak reading's
+        table: it gets one-cell tables of the best scores, and the head is named from the peak's full table.
+        """
+        found = find_phase_change(self.steps, self.light)
+        if found is None:
+            return None
+        layer, head, _ = best_head(scores[self.peak]["induction"])
+        return replace(found, layer=layer, head=head)
+
+
 def waiting(interval: int | None) -> str:
     """What the view says before the first reading, from the run's head interval (None: not known)."""
     if interval == 0:
-        return "Head scores are off for this run (head interval 0): start it with a head interval to see them."
-    every = f"every {interval:,} steps" if interval else "every few hundred steps"
+        return "Head scores are off for this run (--head-interval 0): start it with --head-interval N to see them."
+    every = f"every {interval:,} steps" if interval else "at regular steps"
     return f"No head scores yet: head scores arrive {every}, measured by the trainer on a repeated random sequence."
 
 
@@ -54,6 +91,7 @@ class HeadsScreen(ModalScreen[None]):
         self.live, self.curve = live, curve
         self.shown: tuple[int, int] | None = None  # (the curve's list, its length) on screen
         self.phase: PhaseChange | None = None
+        self.series = Series()
         self.chart: HeadChart | None = None
 
     def compose(self) -> ComposeResult:
@@ -79,15 +117,17 @@ class HeadsScreen(ModalScreen[None]):
         self.app.theme_changed_signal.subscribe(self, lambda _theme: self.sync(force=True))
 
     @property
-    def interval(self) -> int | None:
-        """The run's head interval, where its settings have one."""
-        return getattr(self.live.spec.train, "head_interval", None)
+    def interval(self) -> int:
+        """Steps between the trainer's head readings (0: off)."""
+        return self.live.spec.train.head_interval
 
     def sync(self, force: bool = False) -> None:
         """Draw the readings if new ones arrived since the last draw (cheap when none did)."""
         key = (id(self.curve.head_steps), len(self.curve.head_steps))
         if key == self.shown and not force:
             return
+        if self.shown is None or key[0] != self.shown[0]:
+            self.series = Series()  # a new run (or a reset): its readings from the first
         self.shown = key
         steps, scores = self.curve.head_steps, self.curve.head_scores
         self.set_class(not steps, "-waiting")
@@ -96,24 +136,23 @@ class HeadsScreen(ModalScreen[None]):
             self.query_one("#heads-status", Static).update(waiting(self.interval))
             self.query_one("#heads-phase", Static).update("")
             return
-        self.phase = find_phase_change(steps, scores)
+        series = self.series
+        series.extend(steps, scores)
+        self.phase = series.phase_change(scores)
         latest = scores[-1]
         layer, head, score = best_head(latest["induction"])
         self.query_one("#heads-induction", HeadGrid).show(latest["induction"], (layer, head))
         self.query_one("#heads-previous", HeadGrid).show(latest["previous_token"])
         self.query_one("#heads-status", Static).update(self.status(steps, latest, layer, head, score))
-        in_context = [(s, float(r["in_context"])) for s, r in zip(steps, scores, strict=True) if _known(r)]
-        best = [best_head(r["induction"])[2] for r in scores]
         if self.chart is not None:
-            icl = [float(r["icl"]) for r in scores]
-            self.chart.show(steps, best, icl, in_context, self.phase.step if self.phase else None)
-        self.query_one("#heads-legend", Static).update(self.legend(bool(in_context)))
+            mark = self.phase.step if self.phase else None
+            self.chart.show(series.steps, series.best, series.icl, series.in_context, mark)
+        self.query_one("#heads-legend", Static).update(self.legend(bool(series.in_context)))
         self.query_one("#heads-phase", Static).update(self.phase_text())
 
     def status(self, steps: list[int], latest: dict[str, Any], layer: int, head: int, score: float) -> Content:
-        every = f", every {self.interval:,} steps" if self.interval else ""
         first = (
-            f"[b]step {steps[-1]:,}[/b] · {len(steps):,} reading{'s' if len(steps) > 1 else ''}{every} · "
+            f"[b]step {steps[-1]:,}[/b] · {len(steps):,} reading{'s' if len(steps) > 1 else ''} · "
             f"[${COLOURS['induction']}]best induction head: layer {layer} head {head}, {score:.2f}[/]"
         )
         second = f"[${COLOURS['icl']}]repeat loss, 2nd half − 1st: {float(latest['icl']):+.2f} nats[/]"

@@ -48,7 +48,7 @@ class Curve:
         self.eval_train: list[float] = list(history.get("eval_train", []))
         self.eval_val: list[float] = list(history.get("eval_val", []))
         self.val_bytes_per_token: float | None = history.get("val_bytes_per_token")
-        # Every head's scores on the steps that measured them (TrainEvent.heads), as History keeps them.
+        # Every head's scores, on the steps that read them (TrainEvent.heads: probes.phase reads these lists).
         self.head_steps: list[int] = list(history.get("head_steps", []))
         self.head_scores: list[dict] = list(history.get("head_scores", []))
         # Seconds of training at each step and evaluation; a resumed run's history has none (NaN).
@@ -103,9 +103,9 @@ class Curve:
             "eval_steps": self.eval_steps,
             "eval_train": self.eval_train,
             "eval_val": self.eval_val,
-            "val_bytes_per_token": self.val_bytes_per_token,
             "head_steps": self.head_steps,
             "head_scores": self.head_scores,
+            "val_bytes_per_token": self.val_bytes_per_token,
         }
 
     def epoch(self, step: int) -> float | None:

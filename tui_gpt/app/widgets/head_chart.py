@@ -9,6 +9,7 @@ from textual.color import Color
 from textual_plotext import PlotextPlot
 
 from tui_gpt.app.widgets.curve import HEAD_COLOURS
+from tui_gpt.app.widgets.loss_chart import downsample
 
 PHASE_LABEL = "phase change"
 
@@ -45,6 +46,9 @@ class HeadChart(PlotextPlot):
             colours[line] = background.blend(colour, colour.a).rgb  # plotext takes plain RGB: no alpha
         return colours
 
+    def on_resize(self) -> None:
+        self.redraw()  # the points are downsampled to the width: draw again at the new one
+
     def redraw(self) -> None:
         plt = self.plt
         plt.clear_data()
@@ -53,12 +57,14 @@ class HeadChart(PlotextPlot):
         plt.xlabel("step")
         colour = self._colours()
         plt.ylim(0, 1)  # attention weights: the induction score's whole range
+        width = max(20, self.size.width - 10)  # about a point per column: a long run stays cheap to draw
         if self.steps:
-            plt.plot(self.steps, self.best, color=colour["induction"], marker="braille")
-            plt.plot(self.steps, self.icl, color=colour["icl"], marker="braille", yside="right")
+            xs = [float(s) for s in self.steps]
+            plt.plot(*downsample(xs, self.best, width), color=colour["induction"], marker="braille")
+            plt.plot(*downsample(xs, self.icl, width), color=colour["icl"], marker="braille", yside="right")
         if self.in_context:
-            xs, ys = zip(*self.in_context, strict=True)
-            plt.plot(list(xs), list(ys), color=colour["in_context"], marker="braille", yside="right")
+            xs, ys = [float(s) for s, _ in self.in_context], [v for _, v in self.in_context]
+            plt.plot(*downsample(xs, ys, width), color=colour["in_context"], marker="braille", yside="right")
         if self.mark is not None:
             plt.vline(self.mark, colour["phase"])
             plt.text(PHASE_LABEL, self.mark, 0.97, color=colour["phase"], alignment="left")
