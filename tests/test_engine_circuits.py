@@ -72,6 +72,14 @@ def test_bad_options_are_one_line(capsys, argv, says):
     assert says in err and "Traceback" not in err
 
 
+def test_a_folder_it_must_not_write_is_refused_before_training(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("mine")
+    assert main(["circuits", "--steps", "5", "--threads", "1", "--out", str(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    assert "holds files that are not a tui-gpt checkpoint" in captured.err and "step" not in captured.out
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
 def test_the_end_of_a_run_says_the_phase_change_in_numbers_and_words():
     flat = [[0.05, 0.05], [0.05, 0.05]]
     formed = [[0.05, 0.05], [0.05, 0.70]]

@@ -14,6 +14,7 @@ from typing import Any
 
 from rich.console import Console
 
+from tui_gpt.engine.savedir import check_out
 from tui_gpt.engine.session import open_run
 from tui_gpt.probes.phase import PhaseChange, best_head, find_phase_change
 from tui_gpt.settings import CIRCUIT_STEPS, circuits_spec
@@ -69,6 +70,7 @@ def cmd_circuits(args: argparse.Namespace) -> int:
     if args.head_interval is not None:
         spec.train.head_interval = args.head_interval
     steps = args.steps if args.steps or args.time else CIRCUIT_STEPS
+    out_dir = check_out(Path(args.out)) if args.out else None  # refused before training, not after it
     run = open_run(spec)
     trainer = run.trainer
     trainer.use_threads(args.threads)
@@ -97,7 +99,7 @@ def cmd_circuits(args: argparse.Namespace) -> int:
         out.print(line, markup=False)
     if history.head_scores:
         out.print(icl_line(history.head_steps, history.head_scores), markup=False)
-    if args.out:
-        path = run.save(Path(args.out))
+    if out_dir is not None:
+        path = run.save(out_dir)
         out.print(f"saved to {path}: tui-gpt heads {path} scores it again", markup=False)
     return 0
