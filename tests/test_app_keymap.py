@@ -121,6 +121,7 @@ def test_every_palette_command_of_the_keymap_resolves(tmp_path):
     [
         ("lab_mask", "mask", "start"),
         ("lab_overfit", "overfit", "start"),
+        ("lab_circuits", "circuits", "start"),
         ("lab_logit_lens", "logit_lens", "start"),
         ("lab_set_lr", "settings", "set_lr"),
         ("lab_set_eval_interval", "settings", "set_eval_interval"),

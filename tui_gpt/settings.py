@@ -15,8 +15,9 @@ from collections.abc import Callable, MutableMapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Self
 
-# Corpora that ship with tui-gpt (or with Python); the first is the default.
-BUILTINS = ("stories", "fables", "python-docs")
+# Corpora that ship with tui-gpt (or with Python, or generated: engine/synthetic.py); the first is the default.
+INDUCTION_TASK = "task:induction"  # the circuits experiment's text, where only an induction head helps (#28)
+BUILTINS = ("stories", "fables", "python-docs", INDUCTION_TASK)
 ONE_FABLE = "fables/"  # "fables/01": one bundled fable alone, by its number (the overfitting experiment)
 
 
@@ -543,3 +544,32 @@ def reproduce_command(spec: RunSpec) -> str:
     if unset:
         line += "  # not settable from the command line: " + ", ".join(unset)
     return line
+
+
+# The circuits experiment (#28): a 2-layer char model on the induction task, the same for `tui-gpt circuits`
+# and the lab's key. Measured in docs/learning-speed.md ("Watching an induction head form").
+CIRCUITS = {
+    "n_layer": 2,
+    "n_head": 4,
+    "n_embd": 64,
+    "block_size": 64,  # the heads probe repeats strings of 4 to 31 letters: the task's lengths
+    "train.batch_size": 32,
+    "train.lr": 3e-3,
+    "train.warmup_steps": 50,
+    "train.schedule": "constant",
+    "train.head_interval": 50,
+    "train.eval_interval": 500,
+    "train.eval_iters": 10,
+    "train.dtype": "float32",  # a model this small gains nothing from bfloat16, and the trial costs seconds
+}
+CIRCUIT_STEPS = 3000  # `tui-gpt circuits` without --steps or --time
+
+
+def circuits_spec(seed: int = 0) -> RunSpec:
+    """The circuits experiment's run: the induction task's text, a 2-layer char model, fresh weights."""
+    spec = RunSpec(sources=[INDUCTION_TASK], tokenizer="char", dropout=0.0)
+    for target, value in CIRCUITS.items():
+        owner, _, name = target.rpartition(".")
+        setattr(spec.train if owner == "train" else spec, name, value)
+    spec.train.seed = seed
+    return spec

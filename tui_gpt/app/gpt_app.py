@@ -199,7 +199,8 @@ class GPTApp(App[None]):
         """The title and the training pane say whether the run trains without the mask (its spec)."""
         off = self.probe_settings.mask_off
         labels = ["MASK OFF: the causal-mask experiment is running"] if off else []
-        self.sub_title = " · ".join(labels + self.lab.overfit.label())  # and the overfitting experiment's
+        # and the detours' (overfitting, circuits), while one runs
+        self.sub_title = " · ".join(labels + self.lab.overfit.label() + self.lab.circuits.label())
         self.training.set_mask_off(off)
         self.training.set_class(self.lab.overfit.running, "-overfit")
 
@@ -253,6 +254,9 @@ class GPTApp(App[None]):
 
     def action_lab_logit_lens(self) -> None:
         self.lab.logit_lens.start()
+
+    def action_lab_circuits(self) -> None:
+        self.lab.circuits.start()
 
     def action_lab_heads(self) -> None:
         """The heads view; the phase-change experiment opens it from code too."""

@@ -120,6 +120,13 @@ KEYMAP: tuple[Row, ...] = (
     Row("f9", "lab_compare", "Lab: compare checkpoints", "Another checkpoint side by side with this run", "Compare"),
     Row("f10", "lab_logit_lens", "Lab: logit lens", "Each layer's top next tokens, live", "Logit lens"),
     Row(
+        "shift+f4,f16",
+        "lab_circuits",
+        "Lab: watch an induction head form",
+        "A 2-layer model on repeated random strings, the heads view open; and back to your run",
+        "Circuits",
+    ),
+    Row(
         "shift+f3,f15",
         "lab_heads",
         "Lab: heads view",

@@ -19,8 +19,11 @@ from tui_gpt.errors import TuiGptError, env_path, path_arg, report
 from tui_gpt.runs import recorder
 from tui_gpt.settings import (
     APP,
+    CIRCUIT_STEPS,
+    CIRCUITS,
     DEFAULT_STEPS,
     DIST_TIMEOUT,
+    INDUCTION_TASK,
     MAX_DIST_TIMEOUT,
     MODEL_HELP,
     OPTIONS,
@@ -39,7 +42,7 @@ from tui_gpt.settings import (
     wait_passively,
 )
 
-SUBCOMMANDS = ("train", "complete", "generate", "heads", "bench", "export", "serve", "runs", "sweep")
+SUBCOMMANDS = ("train", "complete", "generate", "heads", "circuits", "bench", "export", "serve", "runs", "sweep")
 APP_DEFAULTS = ", ".join(f"--{name} {value}" for name, value in APP.items())  # what the app's parser defaults to
 SPLIT_HELP = "validation split: the last 10%% of each document's tokens"
 # The environment variables that name a folder: checked before any work, so a bad one leaves nothing behind.
@@ -93,12 +96,14 @@ def parser_app() -> argparse.ArgumentParser:
             "  complete  print a checkpoint's top-k next tokens for a prefix\n"
             "  generate  stream a sample from a checkpoint\n"
             "  heads     score every attention head: previous-token and induction\n"
+            "  circuits  train a 2-layer model until an induction head forms, and say when\n"
             "  bench     measure training speed (and --ui: the app's latency)\n"
             "  export    write a checkpoint as a Hugging Face GPT-2 folder\n"
             "  serve     serve the app to a web browser (needs the 'serve' extra)\n"
             "  runs      list the recorded runs (filter, sort, --json); runs rm removes entries\n"
             "  sweep     train a grid of settings x seeds, and compare them in a table\n\n"
-            "TEXT is files, folders (read recursively) or a built-in corpus: fables (default), python-docs.\n"
+            "TEXT is files, folders (read recursively) or a built-in corpus: fables (default), python-docs,\n"
+            f"{INDUCTION_TASK} (generated: random strings repeated, the circuits experiment's text).\n"
             f"The {SPLIT_HELP.replace('%%', '%')}."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -136,7 +141,7 @@ def parser_train() -> argparse.ArgumentParser:
         nargs="*",
         type=path_arg,
         metavar="TEXT",
-        help="files, folders or a built-in corpus (fables, python-docs); default: fables",
+        help=f"files, folders or a built-in corpus (fables, python-docs, {INDUCTION_TASK}); default: fables",
     )
     p.add_argument(STEPS.flag, type=int, default=None, help=f"{STEPS.help} (default {DEFAULT_STEPS})")
     p.add_argument("--time", type=float, default=None, metavar="SECONDS", help="stop after this much wall time")
@@ -307,6 +312,31 @@ def parser_heads() -> argparse.ArgumentParser:
     return p
 
 
+def parser_circuits() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tui-gpt circuits",
+        description=f"Watch an induction head form: train a {CIRCUITS['n_layer']}-layer char model from scratch on "
+        f"{INDUCTION_TASK} (random strings, each repeated along its line: only copying from the context predicts "
+        "them), read every head as it trains, and at the end say where the phase change was: the step at which "
+        "the best induction score rose and the loss on repeated tokens fell. The lab's shift+f4 runs the same.",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the weights and the batches (default 0)")
+    p.add_argument(STEPS.flag, type=int, default=None, help=f"{STEPS.help} (default {CIRCUIT_STEPS})")
+    p.add_argument("--time", type=float, default=None, metavar="SECONDS", help="stop after this much wall time")
+    p.add_argument(
+        "--head-interval",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"read every head every N steps (default {CIRCUITS['train.head_interval']})",
+    )
+    p.add_argument("--threads", type=int, default=0, help=THREADS_HELP)
+    p.add_argument(
+        "--out", type=path_arg, metavar="DIR", default=None, help="save the model here at the end (default: no save)"
+    )
+    return p
+
+
 def parser_runs() -> argparse.ArgumentParser:
     from tui_gpt.runs.listing import SORTS
     from tui_gpt.runs.registry import STATUSES
@@ -424,6 +454,7 @@ PARSERS = {
     "complete": parser_complete,
     "generate": parser_generate,
     "heads": parser_heads,
+    "circuits": parser_circuits,
     "bench": parser_bench,
     "export": parser_export,
     "serve": parser_serve,
@@ -455,6 +486,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args = parser.parse_args(argv[1:])
             if name != "sweep":  # its run options are lists, each value checked as it is parsed
                 _check(parser, args, "steps", "time", "n", "keys", "runs", "max_sessions", "every", "seeds", "to_loss")
+            if name == "circuits":  # its readings are the point: --head-interval 0 would read none
+                _check(parser, args, "head_interval")
+                from tui_gpt.commands.phase_watch import cmd_circuits
+
+                return cmd_circuits(args)
             from tui_gpt.commands import subcommands
 
             return getattr(subcommands, f"cmd_{name}")(args)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from tui_gpt.errors import TuiGptError, checked_path
-from tui_gpt.settings import BUILTINS, ONE_FABLE, is_builtin
+from tui_gpt.settings import BUILTINS, INDUCTION_TASK, ONE_FABLE, is_builtin
 
 DEFAULT_CORPUS = "stories"
 # The default text: the bundled stories, with the fables' training part seen this many times. The
@@ -289,6 +289,11 @@ def _builtin(name: str) -> Corpus:
         stories = _bundled("stories")
         name = f"stories (bundled: {len(stories)} stories and the fables)"
         return Corpus(name, stories + _bundled("fables", FABLE_WEIGHT))
+    if name == INDUCTION_TASK:
+        from tui_gpt.engine.synthetic import LINES, induction_text
+
+        what = f"{INDUCTION_TASK} (generated: {LINES:,} lines, each a random string repeated)"
+        return Corpus(what, (Document(INDUCTION_TASK, induction_text()),))
     from pydoc_data import topics  # ships with every CPython
 
     docs = tuple(Document(f"python-docs/{key}", text) for key, text in sorted(topics.topics.items()) if text.strip())

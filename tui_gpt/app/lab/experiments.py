@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from tui_gpt.app.lab.circuits import CircuitsExperiment
 from tui_gpt.app.lab.compare_view import CompareExperiment
 from tui_gpt.app.lab.export_view import ExportExperiment
 from tui_gpt.app.lab.heads_view import HeadsExperiment
@@ -37,6 +38,7 @@ class Lab:
         self.compare = CompareExperiment(doors, probes)
         self.logit_lens = LogitLensExperiment(doors, probes)
         self.heads = HeadsExperiment(doors)
+        self.circuits = CircuitsExperiment(doors, self.heads)
         self.settings = LiveSettings(doors)
         self.export = ExportExperiment(doors, probes)
 

@@ -1,24 +1,18 @@
 """Experiment: overfit on purpose. Train on one fable alone, watch train fall and val rise, and go back.
 
-Before the switch the run is saved to its folder (the experiment starts only once the Saved comes back);
-the one-fable run then saves in a new folder beside it (the trainer's reset keeps a checkpoint). The way
-back is a reset that resumes from that save, as it was when the person left it.
+A detour (detour.py): the run is saved first, the one-fable run trains from scratch, and the same key
+resumes the run from that save.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from tui_gpt.app.keymap import key_of
-from tui_gpt.app.lab import Experiment
-from tui_gpt.app.messages import ResetRun
-from tui_gpt.app.screens.confirm import ConfirmScreen
-from tui_gpt.link.protocol import Failed, Save, Saved
+from tui_gpt.app.lab.detour import Detour
 from tui_gpt.probes.hints import memorized
 
 if TYPE_CHECKING:
-    from tui_gpt.app.state import Doors
     from tui_gpt.settings import RunSpec
 
 FABLE = "fables/01"  # the bundled fable the model learns by heart: a built-in text (engine/corpus.py)
@@ -34,22 +28,10 @@ QUESTION = (
 )
 
 
-class OverfitExperiment(Experiment):
-    replies = (Saved, Failed)
-
-    def __init__(self, doors: Doors) -> None:
-        super().__init__(doors)
-        self.leaving: RunSpec | None = None  # the run being saved before the switch, until its Saved comes
-        self.back: RunSpec | None = None  # the way back: the run as saved, resumed from its checkpoint
-
-    @property
-    def key(self) -> str:
-        return key_of("lab_overfit")
-
-    @property
-    def running(self) -> bool:
-        """The one-fable run is the run in force (not before its Ready, nor after another reset)."""
-        return self.back is not None and self.run.spec.sources == [FABLE]
+class OverfitExperiment(Detour):
+    action = "lab_overfit"
+    title = "Overfit"
+    question = QUESTION
 
     def label(self) -> list[str]:
         """The title's words while it runs."""
@@ -62,57 +44,13 @@ class OverfitExperiment(Experiment):
             return None
         return WHAT, int(ready.corpus.get("train_tokens") or 0)
 
-    def start(self) -> None:
-        if self.leaving is not None:
-            self.ui.notify("Saving your run first; the experiment starts when it is saved.", title="Overfit")
-        elif self.back is not None:
-            self.go_back()
-        elif self.run.ready is None:
-            self.ui.notify("The run is still loading: try again when it trains.", title="Overfit")
-        else:
-            question = QUESTION.format(out=self.run.out, key=self.key)
-            self.ui.push_screen(ConfirmScreen(question), self._answered)
-
-    def _answered(self, yes: bool | None) -> None:
-        if yes:
-            self.leaving = self.run.spec
-            self.client.send(Save(self.run.out))
-
-    def on_reply(self, event: Any) -> None:
-        """The save before the switch: on Saved, switch; on a failed save (or a trainer gone), stay."""
-        spec = self.leaving
-        if spec is None or (isinstance(event, Failed) and not (event.save_path or event.fatal)):
-            return  # nothing asked, or a failure of something else
-        self.leaving = None
-        if isinstance(event, Failed):
-            self.ui.notify(
-                f"Your run could not be saved, so the experiment did not start: {event.message}",
-                title="Overfit",
-                severity="error",
-                markup=False,
-            )
-            return
-        self.back = replace(spec, resume=event.path, given=[])  # the checkpoint keeps its own settings
+    def destination(self, spec: RunSpec) -> RunSpec:
         train = replace(spec.train, eval_interval=min(spec.train.eval_interval or EVAL_EVERY, EVAL_EVERY))
-        one_fable = replace(
+        return replace(
             spec, sources=[FABLE], resume=None, dropout=0.0, dropout_note="", causal=True, train=train, given=[]
         )
-        self.ui.post_message(ResetRun(one_fable))
 
-    def go_back(self) -> None:
-        """Reset to the run as saved, and say what the experiment showed."""
-        lesson = self._lesson()  # while the one-fable run is still the run in force
-        back, self.back = self.back, None
-        assert back is not None
-        self.ui.post_message(ResetRun(back))
-        self.ui.notify(
-            f"{lesson}Back to your run: resuming from {back.resume}.",
-            title="Overfit experiment",
-            timeout=20,
-            markup=False,
-        )
-
-    def _lesson(self) -> str:
+    def lesson(self) -> str:
         """The hint's words on the curve the one-fable run drew, if it ran."""
         small = self.small_text()
         if small is None:

@@ -60,6 +60,9 @@ random sequence repeated twice. The heads view shows the scores as two heatmaps 
 down, heads across), and the best induction score and the loss on the repeat over training.
 When an induction head forms, its score jumps and the loss on the repeated half falls in
 the same few hundred steps: the chart marks that phase change and says which head it was.
+Press {circuits} to watch one form on purpose: your run is saved, a 2-layer model trains
+from scratch on lines of a random string repeated (only copying from the context predicts
+them) with the heads view open, and {circuits} again goes back to your run.
 
 ## Next word
 Type the seed sentence word by word, `The quick brown fox jumps over the lazy dog`, and
@@ -97,6 +100,7 @@ HELP = TEMPLATE.format(
     mask=key_of("lab_mask"),
     overfit=key_of("lab_overfit"),
     heads=key_of("lab_heads"),
+    circuits=key_of("lab_circuits"),
     palette=keymap.TEXTUAL[0].shown_key,
     lab_keys=help_table(app_keys(lab=True)),
     keys=help_table(keymap.TEXTUAL + app_keys(lab=False)),
