@@ -9,6 +9,7 @@ from pilot import ready, settle, sync, text_of, token_view, wait_for
 from textual import events
 
 from tui_gpt.app.widgets.example_rows import ExampleRows
+from tui_gpt.app.widgets.examples_pane import ExamplesPane
 from tui_gpt.app.widgets.prompt import PromptInput
 from tui_gpt.app.widgets.topk import TopKBars
 from tui_gpt.probes.nextword import next_words
@@ -155,6 +156,11 @@ async def test_a_large_model_answers_the_words_at_once_and_the_attention_after_a
         await pilot.press("t")
         await wait_for(pilot, lambda: not hold.held, 1.5, "the words, before the pause is over")
         assert app.query_one(TopKBars).words.typed.endswith("t") and analyses == []
+        # Until the pause, the panes say on screen that they wait (what they hold is an older prompt's).
+        examples = app.query_one(ExamplesPane)
+        assert app.query_one(AttentionMap).border_subtitle == examples.border_subtitle == probes.WAITING
         await wait_for(pilot, lambda: analyses, 5, "the attention after the pause")
         assert analyses[-1] == app.query_one(PromptInput).value
         await wait_for(pilot, lambda: app.query_one(AttentionMap).labels, 5, "the attention map")
+        await wait_for(pilot, lambda: not examples.border_subtitle, 5, "the examples, current")
+        assert not app.query_one(AttentionMap).border_subtitle

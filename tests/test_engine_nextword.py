@@ -262,7 +262,15 @@ def test_cancellation_returns_promptly(trained):
     t = time.perf_counter()
     assert next_words(model, tok, "The fox ran to the ", k=50, budget=10_000, cancelled=after_two) is None
     assert time.perf_counter() - t < 1.0
-    assert len(calls) == 3
+    assert len(calls) == 3  # before the search, then inside the first pass: before its block, before its head
+
+
+def test_a_search_asked_between_blocks_and_never_cancelled_finds_the_same_words(trained):
+    model, tok, _ = trained
+    for text in ("The fox ran to the ", "The fox ran to the ri"):
+        asked = []
+        found = next_words(model, tok, text, k=5, cancelled=lambda: bool(asked.append(1)))
+        assert found == next_words(model, tok, text, k=5) and len(asked) > found.forwards  # asked inside passes too
 
 
 @pytest.mark.parametrize("kind", ["char", "bpe"])

@@ -38,6 +38,7 @@ TYPING_PAUSE = 1.0  # seconds without a key before background probes (the greedy
 HOLD_LIMIT = 1.0  # seconds a key may keep the trainer stopped, whatever becomes of its answer
 AHEAD_NICE = 10  # the priority of working ahead: below the trainer's and the UI's
 AHEAD_THREAD = "tui-gpt-ahead"  # its thread's name
+WAITING = "waiting for a pause in typing"  # a large model's attention and examples, under their panes
 GREEDY_TOKENS = 32
 PASSAGES = 5  # corpus passages the examples pane cycles through
 
@@ -121,17 +122,21 @@ class Probes:
             return
         text, k, temperature = self.prompt.value, self.settings.top_k, self.settings.temperature
         self.generation += 1
-        # The word search starts first, on a thread beside this frame's work: while a key holds the
-        # trainer, both cores are the app's.
-        self._find_words(replica, text, self.generation, k, temperature)
         if replica.large:
-            pred = replica.next_tokens(text, k, temperature)
+            # One token's pass on every core the held trainer left, then the word search on them:
+            # side by side, the two would share the cores and the top-k would come later.
+            pred = replica.next_tokens(text, k, temperature, self.key_threads(replica))
+            self._find_words(replica, text, self.generation, k, temperature)
             # Attention and examples are many times the work, and a forward pass cannot be cancelled:
             # they wait for a pause in typing, or they would hold up the next key.
             if self._pause is not None:
                 self._pause.stop()
+            self._waiting(WAITING)  # what they show belongs to an older prompt: say so
             self._pause = app.set_timer(LARGE_PAUSE, partial(self._after_pause, replica, text, self.generation))
         else:
+            # The word search starts first, on a thread beside this frame's work: while a key holds
+            # the trainer, both cores are the app's.
+            self._find_words(replica, text, self.generation, k, temperature)
             analysis = replica.analyze(text, k, temperature)
             pred = analysis.prediction
             app.call_after_refresh(self._show_analysis, text, analysis, self.generation)
@@ -168,11 +173,17 @@ class Probes:
             return
         pred = analysis.prediction
         labels = [replica.tokenizer.token_texts[i] for i in pred.ids]
+        self._waiting("")
         app.query_one(AttentionMap).show(labels, pred.attention, replica.config.causal, pred.dropped)
         if self.passage < 0:
             self._show_examples("your prompt", labels, analysis, text, words)
         else:
             self._show_passage()
+
+    def _waiting(self, note: str) -> None:
+        """Say under the attention and examples panes that they wait for a pause ("": they are current)."""
+        for pane in (self.ui.query_one(AttentionMap), self.ui.query_one(ExamplesPane)):
+            pane.border_subtitle = note
 
     def flip(self) -> None:
         """Words <-> tokens, in the top-k and the examples."""
@@ -209,11 +220,18 @@ class Probes:
         work = partial(self._words, replica, text, generation, k, temperature)
         self.ui.run_worker(work, thread=True, exclusive=True, group="words", exit_on_error=False)
 
+    def key_threads(self, replica: Replica) -> int | None:
+        """Torch threads for a large model's key: every core while the trainer is stopped, else the one it
+        leaves. A small model's passes are too short to gain from a second thread: as they are (None)."""
+        if not replica.large:
+            return None
+        return cores() if self.client.hold.held else 1
+
     def _words(self, replica: Replica, text: str, generation: int, k: int, temperature: float) -> None:
         def stale() -> bool:
             return generation != self.generation
 
-        found = replica.next_words(text, k, temperature, stale)
+        found = replica.next_words(text, k, temperature, stale, threads=self.key_threads(replica))
         if found is None:
             return
         # The ghost completes the word being typed; once it is whole, it is the likeliest next word,
@@ -222,7 +240,7 @@ class Probes:
         whole = not ghost and bool(found.typed.strip())
         self.ui.call_from_thread(self._show_words, text, generation, found, *self._ghost(replica, ghost))
         if whole:
-            after = replica.next_words(text, 1, 1.0, stale, after_word=True)
+            after = replica.next_words(text, 1, 1.0, stale, after_word=True, threads=self.key_threads(replica))
             if after is not None and after.words:
                 self.ui.call_from_thread(self._show_ghost, text, generation, *self._ghost(replica, after.words[0].text))
 

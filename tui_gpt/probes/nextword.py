@@ -26,7 +26,7 @@ import torch
 from torch.nn import functional as F
 from torch.nn.utils.rnn import pad_sequence
 
-from tui_gpt.engine.model import GPT, KVCache
+from tui_gpt.engine.model import GPT, Cancelled, KVCache
 from tui_gpt.engine.tokenizer import TextTokenizer
 from tui_gpt.settings import SEARCH_BUDGET, SEARCH_SECONDS, TOP_K
 
@@ -184,7 +184,13 @@ class _Path:
         return self.parent_kv
 
 
-def _logits(model: GPT, ctx: list[int], cache: KVCache | None, paths: list[_Path]) -> torch.Tensor:
+def _logits(
+    model: GPT,
+    ctx: list[int],
+    cache: KVCache | None,
+    paths: list[_Path],
+    cancelled: Callable[[], bool] | None = None,
+) -> torch.Tensor:
     """Next-token logits (B, V) after each path: one batched pass over their tokens after the cached context."""
     dev = next(model.parameters()).device
     if cache is not None:
@@ -197,7 +203,7 @@ def _logits(model: GPT, ctx: list[int], cache: KVCache | None, paths: list[_Path
         )
         lengths = torch.tensor([len(p.ids) - 1 for p in paths], device=dev)  # (B,)
         idx = torch.tensor([p.ids[-1] for p in paths], device=dev)  # (B,)
-        logits, new = model.forward_candidates(idx, cache, own_cache, lengths)  # (B, V)
+        logits, new = model.forward_candidates(idx, cache, own_cache, lengths, cancelled)  # (B, V)
         fresh = torch.stack([torch.stack([k[:, :, 0], v[:, :, 0]], 1) for k, v in zip(new.k, new.v, strict=True)], 1)
         for b, p in enumerate(paths):  # fresh: (B, n_layer, 2, nh, hs)
             p.kv = torch.cat([p.cached_parent(), fresh[b : b + 1]])
@@ -241,7 +247,7 @@ def next_words(
     characters first, so " la" + "zy" and " lazy" both count. A text ending in a space completes
     the space: the next word. With `after_word` the text's last word is taken as finished instead:
     the words after it, given that it ends here ("over the" -> " lazy", ",", ...).
-    `cancelled` is checked before every forward pass.
+    `cancelled` is checked before every forward pass and, for a causal model, between its blocks.
 
     The model sees the last block_size - max_tokens tokens before the current word (at least half the
     window), so that a word of up to max_tokens tokens never slides the window and the cache stays
@@ -251,7 +257,10 @@ def next_words(
     if cancelled():
         return None
     search = _WordSearch(model, tokenizer, text, k, max_tokens, after_word, time.monotonic() + seconds)
-    return search.run(temperature, budget, width, cancelled)
+    try:
+        return search.run(temperature, budget, width, cancelled)
+    except Cancelled:
+        return None
 
 
 class _WordSearch:
@@ -296,9 +305,10 @@ class _WordSearch:
         if model.training:
             model.eval()
         self.inv_t = 1.0 / max(temperature, 1e-6)
-        root_logits, cache = self._read_context()
+        root_logits, cache = self._read_context(cancelled)
         cfg, dev = model.config, next(model.parameters()).device
-        empty = torch.empty(0, cfg.n_layer, 2, cfg.n_head, cfg.n_embd // cfg.n_head, device=dev)
+        dtype = next(model.parameters()).dtype  # a bf16 replica's keys and values are bf16 too
+        empty = torch.empty(0, cfg.n_layer, 2, cfg.n_head, cfg.n_embd // cfg.n_head, device=dev, dtype=dtype)
         self._expand_all([_Path([], "", START, 1.0, kv=empty)], root_logits)
         stopped = ""  # what ended the search before the frontier was done: the budget or the clock
         frontier = self.frontier
@@ -312,17 +322,18 @@ class _WordSearch:
             batch: list[_Path] = []
             while frontier and len(batch) < width and -frontier[0][0] > floor:
                 batch.append(self._pop())
-            self._expand_all(batch, _logits(model, self.ctx, cache, batch))
+            self._expand_all(batch, _logits(model, self.ctx, cache, batch, cancelled))
             self.forwards += 1
         return self._answer(stopped)
 
-    def _read_context(self) -> tuple[torch.Tensor, KVCache | None]:
+    def _read_context(self, cancelled: Callable[[], bool]) -> tuple[torch.Tensor, KVCache | None]:
         """The next-token logits (1, V) after the text before the word, and its keys and values (causal only)."""
         model = self.model
         dev = next(model.parameters()).device
         cache = None
         if model.config.causal:
-            root_logits, cache = model.forward_cached(torch.tensor([self.ctx], dtype=torch.long, device=dev))
+            ctx = torch.tensor([self.ctx], dtype=torch.long, device=dev)
+            root_logits, cache = model.forward_cached(ctx, None, cancelled)
             root_logits = root_logits[0, -1:].float()  # (1, V)
         else:
             root_logits = _logits(model, self.ctx, None, [_Path([], "", START, 1.0)])
