@@ -58,6 +58,7 @@ class Probes:
         self._pause: Timer | None = None  # a large model's heavy probes, waiting for a pause in typing
         self._hold_limit: Timer | None = None  # continues the trainer if a key's answer never comes
         self._typing_hint = False  # the trainer was told to leave a core to the person's keys
+        self._greedy_due = False  # a key cancelled the greedy line: it runs again when the typing pauses
         self.marked: tuple[list[int], int, str] | None = None  # (prefix ids, target, word) the top-k marks
 
     @property
@@ -100,6 +101,9 @@ class Probes:
             return
         self._typing_hint = False
         self.client.send(SetThreads(cores()))  # nobody types: every core trains
+        if self._greedy_due:
+            self._greedy_due = False
+            self.update_greedy()
 
     def _probe_queued(self) -> None:
         self._queued = False
@@ -126,6 +130,9 @@ class Probes:
             # One token's pass on every core the held trainer left, then the word search on them:
             # side by side, the two would share the cores and the top-k would come later.
             pred = replica.next_tokens(text, k, temperature, self.key_threads(replica))
+            # Then the trainer goes on, once the top-k is on screen, and the words search beside it on
+            # the core it leaves: held through GPT-2's search, it trained a sixth of the time (bench --ui).
+            app.call_after_refresh(self._release)
             self._find_words(replica, text, self.generation, k, temperature)
             # Attention and examples are many times the work, and a forward pass cannot be cancelled:
             # they wait for a pause in typing, or they would hold up the next key.
@@ -220,18 +227,20 @@ class Probes:
         work = partial(self._words, replica, text, generation, k, temperature)
         self.ui.run_worker(work, thread=True, exclusive=True, group="words", exit_on_error=False)
 
-    def key_threads(self, replica: Replica) -> int | None:
-        """Torch threads for a large model's key: every core while the trainer is stopped, else the one it
-        leaves. A small model's passes are too short to gain from a second thread: as they are (None)."""
+    def key_threads(self, replica: Replica, words: bool = False) -> int | None:
+        """Torch threads for a large model's key: every core while the trainer is stopped (the top-k), else
+        the one it leaves (the words, beside the trainer). A small model's passes are too short to gain
+        from a second thread: as they are (None)."""
         if not replica.large:
             return None
-        return cores() if self.client.hold.held else 1
+        return 1 if words or not self.client.hold.held else cores()
 
     def _words(self, replica: Replica, text: str, generation: int, k: int, temperature: float) -> None:
         def stale() -> bool:
             return generation != self.generation
 
-        found = replica.next_words(text, k, temperature, stale, threads=self.key_threads(replica))
+        threads = self.key_threads(replica, words=True)
+        found = replica.next_words(text, k, temperature, stale, threads=threads)
         if found is None:
             return
         # The ghost completes the word being typed; once it is whole, it is the likeliest next word,
@@ -240,7 +249,7 @@ class Probes:
         whole = not ghost and bool(found.typed.strip())
         self.ui.call_from_thread(self._show_words, text, generation, found, *self._ghost(replica, ghost))
         if whole:
-            after = replica.next_words(text, 1, 1.0, stale, after_word=True, threads=self.key_threads(replica))
+            after = replica.next_words(text, 1, 1.0, stale, after_word=True, threads=threads)
             if after is not None and after.words:
                 self.ui.call_from_thread(self._show_ghost, text, generation, *self._ghost(replica, after.words[0].text))
 
@@ -303,7 +312,13 @@ class Probes:
             )
 
     def _greedy(self, replica: Replica, prompt: str, mask_off: bool) -> None:
-        text = visible(replica.tokenizer.decode(replica.sample(prompt, GREEDY_TOKENS, temperature=0)))
+        # A key gives it up between two blocks: GPT-2's 32 tokens are seconds of a core the key needs.
+        began = self.last_key
+        ids = replica.sample(prompt, GREEDY_TOKENS, temperature=0, cancelled=lambda: self.last_key != began)
+        if ids is None:
+            self._greedy_due = True  # done again once the typing pauses
+            return
+        text = visible(replica.tokenizer.decode(ids))
         label = "[b $error]greedy, mask off:[/] " if mask_off else "greedy: "
         # The model writes whatever its text held ("[/]" in the Python docs): a $variable, never markup.
         self.ui.call_from_thread(self._show_greedy, Content.from_markup(label + "$sample", sample=text))

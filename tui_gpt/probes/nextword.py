@@ -17,6 +17,7 @@ from __future__ import annotations
 import bisect
 import heapq
 import math
+import threading
 import time
 import weakref
 from collections.abc import Callable
@@ -184,6 +185,51 @@ class _Path:
         return self.parent_kv
 
 
+class Reads:
+    """Keys and values of texts a model has read lately, so a search reads only what is new of its context.
+
+    Typing inside a word leaves the text before it unchanged: its next search needs no pass over it,
+    and a text that grew at its end, one pass over the new tokens. Entries belong to one set of
+    weights: `clear` them when the weights change. Thread-safe (the UI and search threads share one).
+    """
+
+    KEEP = 4
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: list[tuple[GPT, list[int], KVCache, torch.Tensor | None]] = []
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries = []
+
+    def add(self, model: GPT, ids: list[int], cache: KVCache, last: torch.Tensor | None = None) -> None:
+        """`cache` holds the keys and values of `ids` read by `model`; `last`, the logits (1, V) after them."""
+        with self._lock:
+            kept = [e for e in self._entries if e[1] != ids][-(self.KEEP - 1) :]
+            self._entries = [*kept, (model, ids, cache, last)]
+
+    def best(self, model: GPT, ids: list[int]) -> tuple[int, KVCache | None, torch.Tensor | None]:
+        """(n, keys and values of ids[:n], the logits after all of ids if known) for the longest n read by `model`."""
+        with self._lock:
+            entries = list(self._entries)
+        best: tuple[int, KVCache | None, torch.Tensor | None] = (0, None, None)
+        for m, read, cache, last in entries:
+            if m is not model:
+                continue
+            n = 0
+            for a, b in zip(read, ids, strict=False):
+                if a != b:
+                    break
+                n += 1
+            if n == len(ids) == len(read) and last is not None:
+                return n, cache, last
+            n = min(n, len(ids) - 1)  # at least the last token is read again: its logits are the root's
+            if n > best[0]:
+                best = (n, KVCache([k[:, :, :n] for k in cache.k], [v[:, :, :n] for v in cache.v]), None)
+        return best
+
+
 def _logits(
     model: GPT,
     ctx: list[int],
@@ -233,6 +279,7 @@ def next_words(
     cancelled: Callable[[], bool] | None = None,
     after_word: bool = False,
     seconds: float = SEARCH_SECONDS,
+    reads: Reads | None = None,
 ) -> NextWords | None:
     """The k likeliest next words after `text` (probabilities at `temperature`); None if cancelled.
 
@@ -248,6 +295,7 @@ def next_words(
     the space: the next word. With `after_word` the text's last word is taken as finished instead:
     the words after it, given that it ends here ("over the" -> " lazy", ",", ...).
     `cancelled` is checked before every forward pass and, for a causal model, between its blocks.
+    `reads`: texts this model has read, whose keys and values start the context's (causal models).
 
     The model sees the last block_size - max_tokens tokens before the current word (at least half the
     window), so that a word of up to max_tokens tokens never slides the window and the cache stays
@@ -257,6 +305,7 @@ def next_words(
     if cancelled():
         return None
     search = _WordSearch(model, tokenizer, text, k, max_tokens, after_word, time.monotonic() + seconds)
+    search.reads = reads
     try:
         return search.run(temperature, budget, width, cancelled)
     except Cancelled:
@@ -297,7 +346,8 @@ class _WordSearch:
         self.bound = 0.0  # the most probable path the search had to drop: the top-k is proven only above it
         # p(the continuation starts with the typed characters), or with a new word (after_word): the condition
         self.typed_mass = 1.0 if not self.typed and self.ends_after is None else 0.0
-        self.forwards = 0  # forward passes spent, the prefix's included
+        self.forwards = 0  # forward passes spent, the prefix's included (none when it was read before)
+        self.reads: Reads | None = None
 
     def run(self, temperature: float, budget: int, width: int, cancelled: Callable[[], bool]) -> NextWords | None:
         """Read the text, then expand the likeliest partial words until the top-k is proven or a limit is hit."""
@@ -331,13 +381,19 @@ class _WordSearch:
         model = self.model
         dev = next(model.parameters()).device
         cache = None
+        self.forwards = 1
         if model.config.causal:
-            ctx = torch.tensor([self.ctx], dtype=torch.long, device=dev)
-            root_logits, cache = model.forward_cached(ctx, None, cancelled)
+            n, known, last = self.reads.best(model, self.ctx) if self.reads is not None else (0, None, None)
+            if last is not None and known is not None:
+                self.forwards = 0  # read before, to its end
+                return last, known
+            ctx = torch.tensor([self.ctx[n:]], dtype=torch.long, device=dev)
+            root_logits, cache = model.forward_cached(ctx, known, cancelled)
             root_logits = root_logits[0, -1:].float()  # (1, V)
+            if self.reads is not None:
+                self.reads.add(model, self.ctx, cache, root_logits)
         else:
             root_logits = _logits(model, self.ctx, None, [_Path([], "", START, 1.0)])
-        self.forwards = 1
         return root_logits, cache
 
     def _kth(self) -> float:

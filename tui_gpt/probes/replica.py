@@ -18,10 +18,11 @@ import torch
 from safetensors.torch import load
 from tokenizers import Tokenizer
 
-from tui_gpt.engine.model import GPT, Block, GPTConfig, KVCache
+from tui_gpt.engine.hf import skip_init
+from tui_gpt.engine.model import GPT, Block, Cancelled, GPTConfig, KVCache
 from tui_gpt.engine.tokenizer import TextTokenizer
 from tui_gpt.probes.logit_lens import LogitLens, logit_lens
-from tui_gpt.probes.nextword import NextWords, WordExamples, next_words, word_examples
+from tui_gpt.probes.nextword import NextWords, Reads, WordExamples, next_words, word_examples
 from tui_gpt.probes.predict import (
     Analysis,
     Prediction,
@@ -66,6 +67,7 @@ class Replica:
         # The prompt's keys and values, for next_tokens: (model, ids, cache, last logits).
         self._prompt_cache: tuple[GPT, list[int], KVCache, torch.Tensor] | None = None
         self._version = 0  # bumped by every swap: work done ahead belongs to one set of weights
+        self.reads = Reads()  # texts the current weights have read: a search reads only the new tokens
         # (text, k, temperature) -> next words worked out ahead
         self._ahead: dict[tuple[str, int, float], NextWords] = {}
         self.ahead_hits = 0  # keys answered from work done ahead (for the bench)
@@ -78,7 +80,9 @@ class Replica:
         """Copy a snapshot (safetensors bytes, or tensors in shared memory) into a spare model, off the UI thread."""
         with self._lock:
             model = self._spare.pop() if self._spare else None
-        model = model or self._new_model()
+        if model is None:
+            with skip_init():  # the snapshot replaces every weight: drawing GPT-2's random ones took seconds
+                model = self._new_model()
         model.load_state_dict(
             load(snapshot) if isinstance(snapshot, bytes) else snapshot, strict=False
         )  # lm_head is tied to wte
@@ -89,6 +93,7 @@ class Replica:
         with self._lock:
             # A spare holds other weights now: the prompt's cached keys and values of it are stale.
             self._prompt_cache = None
+            self.reads.clear()
             self._version += 1
             self._ahead = {}
             old, self.model, self.step = self.model, model, step
@@ -138,6 +143,8 @@ class Replica:
                 logits, _, _ = model(torch.tensor([ids], dtype=torch.long))
             last = logits[0, -1].float()
             self._prompt_cache = (model, ids, cache, last) if cache is not None else None
+            if cache is not None:
+                self.reads.add(model, ids, cache)  # the word search's context is most often a prefix of it
         return Prediction(ids, dropped, top_guesses(last, self.tokenizer, k, temperature), None)
 
     def analyze(self, text: str, k: int, temperature: float) -> Analysis:
@@ -164,7 +171,14 @@ class Replica:
             return ready
         with self.leased() as model, torch_threads(threads):
             return next_words(
-                model, self.tokenizer, text, k=k, temperature=temperature, cancelled=cancelled, after_word=after_word
+                model,
+                self.tokenizer,
+                text,
+                k=k,
+                temperature=temperature,
+                cancelled=cancelled,
+                after_word=after_word,
+                reads=self.reads,
             )
 
     def think_ahead(
@@ -187,7 +201,9 @@ class Replica:
                 ahead = (text + key, k, temperature)
                 if cancelled() or ahead in self._ahead:
                     continue
-                words = next_words(model, self.tokenizer, ahead[0], k=k, temperature=temperature, cancelled=cancelled)
+                words = next_words(
+                    model, self.tokenizer, ahead[0], k=k, temperature=temperature, cancelled=cancelled, reads=self.reads
+                )
                 with self._lock:
                     if words is None or version != self._version:
                         break
@@ -236,11 +252,16 @@ class Replica:
         with self.leased() as model:
             return compare(model, self.tokenizer, Path(path), prompt, sources, k)
 
-    def sample(self, text: str, n: int, temperature: float = 0.8, seed: int = 0) -> list[int]:
-        """`n` sampled tokens after `text` (greedy when temperature is 0)."""
+    def sample(
+        self, text: str, n: int, temperature: float = 0.8, seed: int = 0, cancelled: Callable[[], bool] | None = None
+    ) -> list[int] | None:
+        """`n` sampled tokens after `text` (greedy when temperature is 0); None if `cancelled` said so mid-way."""
         ids = self.tokenizer.encode(text) or [self.tokenizer.eot_id]
-        with self.leased() as model:
-            return list(sample(model, ids, n, temperature=temperature, seed=seed))
+        with self.leased() as model, torch_threads(1 if self.large else None):
+            try:
+                return list(sample(model, ids, n, temperature=temperature, seed=seed, cancelled=cancelled))
+            except Cancelled:
+                return None
 
 
 def ui_threads() -> None:
