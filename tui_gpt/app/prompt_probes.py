@@ -127,8 +127,8 @@ class Probes:
         text, k, temperature = self.prompt.value, self.settings.top_k, self.settings.temperature
         self.generation += 1
         if replica.large:
-            # One token's pass on every core the held trainer left, then the word search on them:
-            # side by side, the two would share the cores and the top-k would come later.
+            # One token's pass while the trainer is held, then the word search: side by side, the
+            # search would take the core the top-k needs.
             pred = replica.next_tokens(text, k, temperature, self.key_threads(replica))
             # Then the trainer goes on, once the top-k is on screen, and the words search beside it on
             # the core it leaves: held through GPT-2's search, it trained a sixth of the time (bench --ui).
@@ -227,19 +227,18 @@ class Probes:
         work = partial(self._words, replica, text, generation, k, temperature)
         self.ui.run_worker(work, thread=True, exclusive=True, group="words", exit_on_error=False)
 
-    def key_threads(self, replica: Replica, words: bool = False) -> int | None:
-        """Torch threads for a large model's key: every core while the trainer is stopped (the top-k), else
-        the one it leaves (the words, beside the trainer). A small model's passes are too short to gain
-        from a second thread: as they are (None)."""
-        if not replica.large:
-            return None
-        return 1 if words or not self.client.hold.held else cores()
+    @staticmethod
+    def key_threads(replica: Replica) -> int | None:
+        """Torch threads for a large model's key: one. Measured in the app (GPT-2 small, 2 cores): the
+        top-k on 2 threads while the trainer was held took p50 597 ms against 93 ms on one, beside the
+        UI's and the searches' threads. A small model's count stays as it is (None)."""
+        return 1 if replica.large else None
 
     def _words(self, replica: Replica, text: str, generation: int, k: int, temperature: float) -> None:
         def stale() -> bool:
             return generation != self.generation
 
-        threads = self.key_threads(replica, words=True)
+        threads = self.key_threads(replica)
         found = replica.next_words(text, k, temperature, stale, threads=threads)
         if found is None:
             return

@@ -274,10 +274,9 @@ def torch_threads(n: int | None) -> Iterator[None]:
     """Run the block on `n` torch threads (None: as it is), then put the calling thread's count back.
 
     torch's thread count belongs to the thread that sets it (measured: a worker's
-    set_num_threads(2) leaves the UI thread at 1), so a search can have every core while the trainer
-    is stopped without the UI thread's count changing.
+    set_num_threads(2) leaves the UI thread at 1), so a thread's search never changes another's.
     """
-    if n is None:
+    if n is None or n == torch.get_num_threads():  # setting it rebuilds thread pools: only when it differs
         yield
         return
     before = torch.get_num_threads()
