@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 
 from fake_trainer import make_app
 from pilot import ready, settle, sync, text_of, token_view, wait_for
@@ -154,13 +155,17 @@ async def test_a_large_model_answers_the_words_at_once_and_the_attention_after_a
         app.state.replica.analyze = lambda *a: analyses.append(a[0]) or analyze(*a)
         hold = app.client.hold
         bars = app.query_one(TopKBars)
-        shown_at_release = []  # were this key's words on screen when the trainer went on?
-        release = hold.release
-        hold.release = lambda: shown_at_release.append(bool(bars.words and bars.words.typed.endswith("t"))) or release()
+        monkeypatch.setattr(probes, "HOLD_LIMIT", 30.0)  # only the top-k's frame may let the trainer go on
+        gate = threading.Event()  # the word search waits here: a slow one, as GPT-2's is
+        search = app.state.replica.next_words
+        app.state.replica.next_words = lambda *a, **kw: gate.wait(10) and search(*a, **kw)
         await pilot.press("t")
+        await wait_for(pilot, lambda: hold.releases, 1.5, "the trainer going on once the top-k is painted")
+        # Held for the top-k only: the trainer goes on before the words, which search beside it.
+        assert hold.stops == 1 and not hold.held and not (bars.words and bars.words.typed.endswith("t"))
+        gate.set()
         await wait_for(pilot, lambda: bars.words and bars.words.typed.endswith("t"), 1.5, "the words, before the pause")
-        # Held for the top-k only: the trainer went on before the words, which search beside it.
-        assert analyses == [] and hold.stops == 1 and not hold.held and shown_at_release[0] is False
+        assert analyses == []
         # Until the pause, the panes say on screen that they wait (what they hold is an older prompt's).
         examples = app.query_one(ExamplesPane)
         assert app.query_one(AttentionMap).border_subtitle == examples.border_subtitle == probes.WAITING
@@ -169,3 +174,19 @@ async def test_a_large_model_answers_the_words_at_once_and_the_attention_after_a
         await wait_for(pilot, lambda: app.query_one(AttentionMap).labels, 5, "the attention map")
         await wait_for(pilot, lambda: not examples.border_subtitle, 5, "the examples, current")
         assert not app.query_one(AttentionMap).border_subtitle
+
+
+@sync
+async def test_a_mid_sized_model_paints_the_top_k_from_the_cache_then_the_attention(tmp_path):
+    from tui_gpt.app.widgets.attention import AttentionMap
+
+    async with ready(make_app(tmp_path, prompt="")) as (app, pilot):
+        replica = app.state.replica
+        replica.cached_topk = True  # as for 6 x 384: one token's pass, the whole pass after the frame
+        for ch in "The fox":
+            await pilot.press({" ": "space"}.get(ch, ch))
+        await wait_for(pilot, lambda: len(app.query_one(AttentionMap).labels) == 7, 5, "the attention of 'The fox'")
+        whole = replica.analyze("The fox", app.probe_settings.top_k, app.probe_settings.temperature).prediction
+        shown = app.query_one(TopKBars).guesses
+        assert [g.id for g in shown] == [g.id for g in whole.guesses]  # the cache's top-k is the whole pass's
+        assert all(math.isclose(a.prob, b.prob, rel_tol=1e-4) for a, b in zip(shown, whole.guesses, strict=True))
