@@ -144,7 +144,8 @@ def test_a_pass_gives_up_between_blocks_and_an_uncancelled_one_is_unchanged():
         return False
 
     checked, checked_cache = model.forward_cached(ids, None, never)
-    assert torch.equal(checked, plain) and all(torch.equal(a, b) for a, b in zip(checked_cache.k, plain_cache.k))
+    assert torch.equal(checked, plain)
+    assert all(torch.equal(a, b) for a, b in zip(checked_cache.k, plain_cache.k, strict=True))
     assert len(asked) == 3  # before each block and before the head
     asked.clear()
     with pytest.raises(Cancelled):  # the answer stops being wanted after the first block

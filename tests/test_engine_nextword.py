@@ -268,8 +268,8 @@ def test_cancellation_returns_promptly(trained):
 def test_a_search_asked_between_blocks_and_never_cancelled_finds_the_same_words(trained):
     model, tok, _ = trained
     for text in ("The fox ran to the ", "The fox ran to the ri"):
-        asked = []
-        found = next_words(model, tok, text, k=5, cancelled=lambda: bool(asked.append(1)))
+        asked: list[int] = []
+        found = next_words(model, tok, text, k=5, cancelled=lambda asked=asked: bool(asked.append(1)))
         assert found == next_words(model, tok, text, k=5) and len(asked) > found.forwards  # asked inside passes too
 
 
