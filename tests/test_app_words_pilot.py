@@ -174,19 +174,3 @@ async def test_a_large_model_answers_the_words_at_once_and_the_attention_after_a
         await wait_for(pilot, lambda: app.query_one(AttentionMap).labels, 5, "the attention map")
         await wait_for(pilot, lambda: not examples.border_subtitle, 5, "the examples, current")
         assert not app.query_one(AttentionMap).border_subtitle
-
-
-@sync
-async def test_a_mid_sized_model_paints_the_top_k_from_the_cache_then_the_attention(tmp_path):
-    from tui_gpt.app.widgets.attention import AttentionMap
-
-    async with ready(make_app(tmp_path, prompt="")) as (app, pilot):
-        replica = app.state.replica
-        replica.cached_topk = True  # as for 6 x 384: one token's pass, the whole pass after the frame
-        for ch in "The fox":
-            await pilot.press({" ": "space"}.get(ch, ch))
-        await wait_for(pilot, lambda: len(app.query_one(AttentionMap).labels) == 7, 5, "the attention of 'The fox'")
-        whole = replica.analyze("The fox", app.probe_settings.top_k, app.probe_settings.temperature).prediction
-        shown = app.query_one(TopKBars).guesses
-        assert [g.id for g in shown] == [g.id for g in whole.guesses]  # the cache's top-k is the whole pass's
-        assert all(math.isclose(a.prob, b.prob, rel_tol=1e-4) for a, b in zip(shown, whole.guesses, strict=True))

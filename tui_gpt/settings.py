@@ -32,10 +32,6 @@ MODEL_SIZES = {"tiny": (2, 2, 64), "small": (4, 4, 128), "medium": (6, 6, 192)} 
 # prompt's cache and waits for a pause before a whole forward pass, and weight snapshots come less
 # often, since each one costs the app a word search that competes with training.
 LARGE_PARAMS = 20_000_000
-# Parameters above which a key's top-k comes from the prompt's cached keys and values, and the whole
-# pass for the attention and examples follows once the top-k is on screen (a 6 x 384 model's whole
-# pass is tens of ms; the toy's, a few).
-CACHED_TOPK_PARAMS = 5_000_000
 DEFAULT_STEPS = 2000  # headless `train` when neither --steps nor --time is given
 SWEEP_MAX_RUNS = 100  # a larger `sweep` grid (a typo: 10,000 combinations) needs --max-runs
 MODEL_HELP = "a Hugging Face GPT-2 folder, or a model id in the local HF cache (e.g. gpt2); never downloads"

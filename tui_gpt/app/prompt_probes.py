@@ -144,13 +144,9 @@ class Probes:
             # The word search starts first, on a thread beside this frame's work: while a key holds
             # the trainer, both cores are the app's.
             self._find_words(replica, text, self.generation, k, temperature)
-            if replica.cached_topk:  # one token's pass now; the whole pass once the top-k is on screen
-                pred = replica.next_tokens(text, k, temperature)
-                app.call_after_refresh(self._analyze_now, replica, text, self.generation, k, temperature)
-            else:
-                analysis = replica.analyze(text, k, temperature)
-                pred = analysis.prediction
-                app.call_after_refresh(self._show_analysis, text, analysis, self.generation)
+            analysis = replica.analyze(text, k, temperature)
+            pred = analysis.prediction
+            app.call_after_refresh(self._show_analysis, text, analysis, self.generation)
         topk = app.query_one(TopKBars)
         topk.guesses = pred.guesses
         self.last_guess = pred.guesses[0].text if pred.guesses else None
@@ -171,11 +167,6 @@ class Probes:
             return
         work = partial(self._analyze, replica, text, generation, self.settings.top_k, self.settings.temperature)
         app.run_worker(work, thread=True, exclusive=True, group="analysis", exit_on_error=False)
-
-    def _analyze_now(self, replica: Replica, text: str, generation: int, k: int, temperature: float) -> None:
-        """The attention and examples of a key whose top-k is on screen, unless a newer key has come."""
-        if generation == self.generation:
-            self._show_analysis(text, replica.analyze(text, k, temperature), generation)
 
     def _analyze(self, replica: Replica, text: str, generation: int, k: int, temperature: float) -> None:
         analysis = replica.analyze(text, k, temperature)

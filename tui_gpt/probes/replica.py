@@ -37,7 +37,7 @@ from tui_gpt.probes.predict import (
     top_guesses,
 )
 from tui_gpt.probes.tokenview import TokenInfo, describe_ids
-from tui_gpt.settings import CACHED_TOPK_PARAMS, LARGE_PARAMS
+from tui_gpt.settings import LARGE_PARAMS
 
 if TYPE_CHECKING:
     from tui_gpt.probes.compare import Comparison
@@ -54,7 +54,6 @@ class Replica:
         self.tokenizer = TextTokenizer(Tokenizer.from_str(tokenizer_json))
         self.config = GPTConfig(**model_config)
         self.large = self.config.num_params() > LARGE_PARAMS  # a whole forward pass per key is too slow
-        self.cached_topk = self.config.num_params() > CACHED_TOPK_PARAMS  # the top-k first, from the cache
         # A large model's pass per token reads every weight: bf16 reads half the bytes (where the CPU
         # is measured to do bf16 fast). Its error against fp32: tests/test_engine_replica.py.
         # `dtype` overrides the choice.
