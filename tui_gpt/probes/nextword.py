@@ -118,6 +118,11 @@ class _Tables:
 _TABLES: weakref.WeakKeyDictionary[TextTokenizer, _Tables] = weakref.WeakKeyDictionary()
 
 
+def prepare_tables(tokenizer: TextTokenizer) -> None:
+    """Build the tokenizer's word tables now (GPT-2's 50,257 tokens: seconds on a busy CPU), not in the first search."""
+    _tables(tokenizer)
+
+
 def _tables(tokenizer: TextTokenizer) -> _Tables:
     tables = _TABLES.get(tokenizer)
     if tables is not None:

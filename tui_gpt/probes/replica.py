@@ -22,7 +22,7 @@ from tui_gpt.engine.hf import skip_init
 from tui_gpt.engine.model import GPT, Block, Cancelled, GPTConfig, KVCache
 from tui_gpt.engine.tokenizer import TextTokenizer
 from tui_gpt.probes.logit_lens import LogitLens, logit_lens
-from tui_gpt.probes.nextword import NextWords, Reads, WordExamples, next_words, word_examples
+from tui_gpt.probes.nextword import NextWords, Reads, WordExamples, next_words, prepare_tables, word_examples
 from tui_gpt.probes.predict import (
     Analysis,
     Prediction,
@@ -72,6 +72,7 @@ class Replica:
         self._ahead: dict[tuple[str, int, float], NextWords] = {}
         self.ahead_hits = 0  # keys answered from work done ahead (for the bench)
         _ = self.tokenizer.token_texts  # build the id -> text table now, not on the first key
+        prepare_tables(self.tokenizer)  # and the word search's tables (a profile of bench --ui found them in a key)
 
     def _new_model(self) -> GPT:
         return GPT(self.config).eval().to(self.dtype)
