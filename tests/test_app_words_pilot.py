@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+import threading
 
 from fake_trainer import make_app
 from pilot import ready, settle, sync, text_of, token_view, wait_for
 from textual import events
 
 from tui_gpt.app.widgets.example_rows import ExampleRows
+from tui_gpt.app.widgets.examples_pane import ExamplesPane
 from tui_gpt.app.widgets.prompt import PromptInput
 from tui_gpt.app.widgets.topk import TopKBars
 from tui_gpt.probes.nextword import next_words
@@ -152,9 +154,23 @@ async def test_a_large_model_answers_the_words_at_once_and_the_attention_after_a
         analyze = app.state.replica.analyze
         app.state.replica.analyze = lambda *a: analyses.append(a[0]) or analyze(*a)
         hold = app.client.hold
+        bars = app.query_one(TopKBars)
+        monkeypatch.setattr(probes, "HOLD_LIMIT", 30.0)  # only the top-k's frame may let the trainer go on
+        gate = threading.Event()  # the word search waits here: a slow one, as GPT-2's is
+        search = app.state.replica.next_words
+        app.state.replica.next_words = lambda *a, **kw: gate.wait(10) and search(*a, **kw)
         await pilot.press("t")
-        await wait_for(pilot, lambda: not hold.held, 1.5, "the words, before the pause is over")
-        assert app.query_one(TopKBars).words.typed.endswith("t") and analyses == []
+        await wait_for(pilot, lambda: hold.releases, 1.5, "the trainer going on once the top-k is painted")
+        # Held for the top-k only: the trainer goes on before the words, which search beside it.
+        assert hold.stops == 1 and not hold.held and not (bars.words and bars.words.typed.endswith("t"))
+        gate.set()
+        await wait_for(pilot, lambda: bars.words and bars.words.typed.endswith("t"), 1.5, "the words, before the pause")
+        assert analyses == []
+        # Until the pause, the panes say on screen that they wait (what they hold is an older prompt's).
+        examples = app.query_one(ExamplesPane)
+        assert app.query_one(AttentionMap).border_subtitle == examples.border_subtitle == probes.WAITING
         await wait_for(pilot, lambda: analyses, 5, "the attention after the pause")
         assert analyses[-1] == app.query_one(PromptInput).value
         await wait_for(pilot, lambda: app.query_one(AttentionMap).labels, 5, "the attention map")
+        await wait_for(pilot, lambda: not examples.border_subtitle, 5, "the examples, current")
+        assert not app.query_one(AttentionMap).border_subtitle

@@ -6,7 +6,7 @@ import pytest
 import torch
 from tiny_gpt import make_model
 
-from tui_gpt.engine.model import GPT, KVCache
+from tui_gpt.engine.model import GPT, Cancelled, KVCache
 from tui_gpt.probes.predict import context, sample
 
 TOL = 1e-5
@@ -131,3 +131,28 @@ def test_forward_candidates_grow_each_candidate_by_one_token_from_its_own_cache(
             own[b].append([(new.k[i][r], new.v[i][r]) for i in range(n_layer)])
     assert [len(o) for o in own] == [len(c) for c in cands]
     assert cache.length == len(prefix)  # the shared prefix is left as it was
+
+
+def test_a_pass_gives_up_between_blocks_and_an_uncancelled_one_is_unchanged():
+    model = kv_model()  # two blocks
+    ids = torch.tensor([[1, 2, 3, 4]])
+    plain, plain_cache = model.forward_cached(ids)
+    asked = []
+
+    def never() -> bool:
+        asked.append(1)
+        return False
+
+    checked, checked_cache = model.forward_cached(ids, None, never)
+    assert torch.equal(checked, plain)
+    assert all(torch.equal(a, b) for a, b in zip(checked_cache.k, plain_cache.k, strict=True))
+    assert len(asked) == 3  # before each block and before the head
+    asked.clear()
+    with pytest.raises(Cancelled):  # the answer stops being wanted after the first block
+        model.forward_cached(ids, None, lambda: bool(asked.append(1)) or len(asked) > 1)
+    assert len(asked) == 2
+    own = KVCache([torch.zeros(2, 2, 1, 8)] * 2, [torch.zeros(2, 2, 1, 8)] * 2)
+    args = (torch.tensor([5, 6]), plain_cache, own, torch.tensor([0, 1]))
+    torch.testing.assert_close(model.forward_candidates(*args, never)[0], model.forward_candidates(*args)[0])
+    with pytest.raises(Cancelled):
+        model.forward_candidates(*args, lambda: True)

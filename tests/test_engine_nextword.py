@@ -14,7 +14,7 @@ from torch.nn import functional as F
 from tui_gpt.engine.model import GPT, GPTConfig
 from tui_gpt.engine.session import open_run
 from tui_gpt.engine.tokenizer import TextTokenizer
-from tui_gpt.probes.nextword import ghost, next_words, split_typed, split_words, word_examples, word_spans
+from tui_gpt.probes.nextword import Reads, ghost, next_words, split_typed, split_words, word_examples, word_spans
 
 # The word rule of nextword.py for a tiny alphabet, written independently: a leading space and a run
 # of letters, or of punctuation; or a run of whitespace.
@@ -262,7 +262,15 @@ def test_cancellation_returns_promptly(trained):
     t = time.perf_counter()
     assert next_words(model, tok, "The fox ran to the ", k=50, budget=10_000, cancelled=after_two) is None
     assert time.perf_counter() - t < 1.0
-    assert len(calls) == 3
+    assert len(calls) == 3  # before the search, then inside the first pass: before its block, before its head
+
+
+def test_a_search_asked_between_blocks_and_never_cancelled_finds_the_same_words(trained):
+    model, tok, _ = trained
+    for text in ("The fox ran to the ", "The fox ran to the ri"):
+        asked: list[int] = []
+        found = next_words(model, tok, text, k=5, cancelled=lambda asked=asked: bool(asked.append(1)))
+        assert found == next_words(model, tok, text, k=5) and len(asked) > found.forwards  # asked inside passes too
 
 
 @pytest.mark.parametrize("kind", ["char", "bpe"])
@@ -382,3 +390,21 @@ def test_cli_complete_names_the_time_limit_that_cut_the_search(make_spec_module,
     assert main(["complete", ckpt, "The fox ", "--words", "--top-k", "1000", "--budget", "1000"]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "search cut at its 0 s time limit, after 1 forward passes" in out
+
+
+def test_a_search_starts_from_what_the_model_read_before(trained):
+    model, tok, _ = trained
+    reads = Reads()
+    text = "The fox ran to the ri"
+    first = next_words(model, tok, text, k=5, reads=reads)
+    again = next_words(model, tok, text + "v", k=5, reads=reads)  # the same word: the text before it is read
+    want = next_words(model, tok, text + "v", k=5)
+    assert first == next_words(model, tok, text, k=5)  # nothing read before: a search as ever
+    assert again.forwards == want.forwards - 1  # no pass over the context
+    assert [w.text for w in again.words] == [w.text for w in want.words]
+    assert all(math.isclose(a.prob, b.prob, rel_tol=1e-5) for a, b in zip(again.words, want.words, strict=True))
+    grown = next_words(model, tok, text + "ver and the ", k=5, reads=reads)  # one pass over the new tokens only
+    whole = next_words(model, tok, text + "ver and the ", k=5)
+    assert [w.text for w in grown.words] == [w.text for w in whole.words] and grown.forwards == whole.forwards
+    other = GPT(model.config).eval()  # another model's keys and values are never used
+    assert next_words(other, tok, text, k=5, reads=reads).forwards == next_words(other, tok, text, k=5).forwards

@@ -38,6 +38,7 @@ TYPING_PAUSE = 1.0  # seconds without a key before background probes (the greedy
 HOLD_LIMIT = 1.0  # seconds a key may keep the trainer stopped, whatever becomes of its answer
 AHEAD_NICE = 10  # the priority of working ahead: below the trainer's and the UI's
 AHEAD_THREAD = "tui-gpt-ahead"  # its thread's name
+WAITING = "waiting for a pause in typing"  # a large model's attention and examples, under their panes
 GREEDY_TOKENS = 32
 PASSAGES = 5  # corpus passages the examples pane cycles through
 
@@ -57,6 +58,7 @@ class Probes:
         self._pause: Timer | None = None  # a large model's heavy probes, waiting for a pause in typing
         self._hold_limit: Timer | None = None  # continues the trainer if a key's answer never comes
         self._typing_hint = False  # the trainer was told to leave a core to the person's keys
+        self._greedy_due = False  # a key cancelled the greedy line: it runs again when the typing pauses
         self.marked: tuple[list[int], int, str] | None = None  # (prefix ids, target, word) the top-k marks
 
     @property
@@ -99,6 +101,9 @@ class Probes:
             return
         self._typing_hint = False
         self.client.send(SetThreads(cores()))  # nobody types: every core trains
+        if self._greedy_due:
+            self._greedy_due = False
+            self.update_greedy()
 
     def _probe_queued(self) -> None:
         self._queued = False
@@ -121,17 +126,24 @@ class Probes:
             return
         text, k, temperature = self.prompt.value, self.settings.top_k, self.settings.temperature
         self.generation += 1
-        # The word search starts first, on a thread beside this frame's work: while a key holds the
-        # trainer, both cores are the app's.
-        self._find_words(replica, text, self.generation, k, temperature)
         if replica.large:
-            pred = replica.next_tokens(text, k, temperature)
+            # One token's pass while the trainer is held, then the word search: side by side, the
+            # search would take the core the top-k needs.
+            pred = replica.next_tokens(text, k, temperature, self.key_threads(replica))
+            # Then the trainer goes on, once the top-k is on screen, and the words search beside it on
+            # the core it leaves: held through GPT-2's search, it trained a sixth of the time (bench --ui).
+            app.call_after_refresh(self._release)
+            self._find_words(replica, text, self.generation, k, temperature)
             # Attention and examples are many times the work, and a forward pass cannot be cancelled:
             # they wait for a pause in typing, or they would hold up the next key.
             if self._pause is not None:
                 self._pause.stop()
+            self._waiting(WAITING)  # what they show belongs to an older prompt: say so
             self._pause = app.set_timer(LARGE_PAUSE, partial(self._after_pause, replica, text, self.generation))
         else:
+            # The word search starts first, on a thread beside this frame's work: while a key holds
+            # the trainer, both cores are the app's.
+            self._find_words(replica, text, self.generation, k, temperature)
             analysis = replica.analyze(text, k, temperature)
             pred = analysis.prediction
             app.call_after_refresh(self._show_analysis, text, analysis, self.generation)
@@ -168,11 +180,17 @@ class Probes:
             return
         pred = analysis.prediction
         labels = [replica.tokenizer.token_texts[i] for i in pred.ids]
+        self._waiting("")
         app.query_one(AttentionMap).show(labels, pred.attention, replica.config.causal, pred.dropped)
         if self.passage < 0:
             self._show_examples("your prompt", labels, analysis, text, words)
         else:
             self._show_passage()
+
+    def _waiting(self, note: str) -> None:
+        """Say under the attention and examples panes that they wait for a pause ("": they are current)."""
+        for pane in (self.ui.query_one(AttentionMap), self.ui.query_one(ExamplesPane)):
+            pane.border_subtitle = note
 
     def flip(self) -> None:
         """Words <-> tokens, in the top-k and the examples."""
@@ -209,11 +227,19 @@ class Probes:
         work = partial(self._words, replica, text, generation, k, temperature)
         self.ui.run_worker(work, thread=True, exclusive=True, group="words", exit_on_error=False)
 
+    @staticmethod
+    def key_threads(replica: Replica) -> int | None:
+        """Torch threads for a large model's key: one. Measured in the app (GPT-2 small, 2 cores): the
+        top-k on 2 threads while the trainer was held took p50 597 ms against 93 ms on one, beside the
+        UI's and the searches' threads. A small model's count stays as it is (None)."""
+        return 1 if replica.large else None
+
     def _words(self, replica: Replica, text: str, generation: int, k: int, temperature: float) -> None:
         def stale() -> bool:
             return generation != self.generation
 
-        found = replica.next_words(text, k, temperature, stale)
+        threads = self.key_threads(replica)
+        found = replica.next_words(text, k, temperature, stale, threads=threads)
         if found is None:
             return
         # The ghost completes the word being typed; once it is whole, it is the likeliest next word,
@@ -222,7 +248,7 @@ class Probes:
         whole = not ghost and bool(found.typed.strip())
         self.ui.call_from_thread(self._show_words, text, generation, found, *self._ghost(replica, ghost))
         if whole:
-            after = replica.next_words(text, 1, 1.0, stale, after_word=True)
+            after = replica.next_words(text, 1, 1.0, stale, after_word=True, threads=threads)
             if after is not None and after.words:
                 self.ui.call_from_thread(self._show_ghost, text, generation, *self._ghost(replica, after.words[0].text))
 
@@ -285,7 +311,13 @@ class Probes:
             )
 
     def _greedy(self, replica: Replica, prompt: str, mask_off: bool) -> None:
-        text = visible(replica.tokenizer.decode(replica.sample(prompt, GREEDY_TOKENS, temperature=0)))
+        # A key gives it up between two blocks: GPT-2's 32 tokens are seconds of a core the key needs.
+        began = self.last_key
+        ids = replica.sample(prompt, GREEDY_TOKENS, temperature=0, cancelled=lambda: self.last_key != began)
+        if ids is None:
+            self._greedy_due = True  # done again once the typing pauses
+            return
+        text = visible(replica.tokenizer.decode(ids))
         label = "[b $error]greedy, mask off:[/] " if mask_off else "greedy: "
         # The model writes whatever its text held ("[/]" in the Python docs): a $variable, never markup.
         self.ui.call_from_thread(self._show_greedy, Content.from_markup(label + "$sample", sample=text))

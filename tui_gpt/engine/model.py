@@ -7,7 +7,7 @@ nh heads, hs head size (C // nh), V vocabulary size.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -18,6 +18,15 @@ from torch.nn import functional as F
 from tui_gpt.settings import RunSpec, heads_problem
 
 _DEFAULT = RunSpec()  # the one place the defaults live
+
+
+class Cancelled(Exception):
+    """An inference pass gave up between two blocks: its `cancelled` check said the answer is not wanted."""
+
+
+def _check(cancelled: Callable[[], bool] | None) -> None:
+    if cancelled is not None and cancelled():
+        raise Cancelled
 
 
 @dataclass
@@ -300,13 +309,17 @@ class GPT(nn.Module):
         return logits, loss, attns
 
     @torch.no_grad()
-    def forward_cached(self, idx: torch.Tensor, cache: KVCache | None = None) -> tuple[torch.Tensor, KVCache]:
+    def forward_cached(
+        self, idx: torch.Tensor, cache: KVCache | None = None, cancelled: Callable[[], bool] | None = None
+    ) -> tuple[torch.Tensor, KVCache]:
         """Logits (B, T, V) of T new tokens after the cached prefix, and the cache extended by them.
 
         The new tokens take positions P..P+T-1 after the P cached ones, so P+T must fit in block_size.
         A cache with batch 1 is shared by all B rows of `idx`: several candidate continuations of one
         prefix in one pass (right-pad rows of different lengths; a padded position never changes the
         logits before it). Same logits as `forward` on the whole sequence; causal models only.
+        `cancelled` is asked before every block: when it says yes the pass raises `Cancelled` (a
+        GPT-2 pass takes tens of ms, a block a twelfth of that).
         """
         if not self.config.causal:
             raise ValueError("a KV cache needs a causal model: without the mask, old positions see new tokens")
@@ -318,15 +331,22 @@ class GPT(nn.Module):
         x = self.transformer.wte(idx) + self.transformer.wpe(pos)  # (B, T, C)
         new = KVCache()
         for i, block in enumerate(self.transformer.h):
+            _check(cancelled)
             x, (k, v) = block.forward_cached(x, (cache.k[i], cache.v[i]) if cache is not None else None)
             new.k.append(k)
             new.v.append(v)
+        _check(cancelled)  # the head over the vocabulary costs GPT-2 a third of a pass
         logits = self.lm_head(self.transformer.ln_f(x))  # (B, T, V)
         return logits, new
 
     @torch.no_grad()
     def forward_candidates(
-        self, idx: torch.Tensor, cache: KVCache, own: KVCache, lengths: torch.Tensor
+        self,
+        idx: torch.Tensor,
+        cache: KVCache,
+        own: KVCache,
+        lengths: torch.Tensor,
+        cancelled: Callable[[], bool] | None = None,
     ) -> tuple[torch.Tensor, KVCache]:
         """Next-token logits (B, V) after B candidate continuations of one cached prefix, one new token each.
 
@@ -334,7 +354,8 @@ class GPT(nn.Module):
         (B, nh, L, hs) per layer, of which the first lengths[b] are real and the rest padding. The prefix
         cache (batch 1) is shared, never copied. Returns the logits and the new token's keys and values
         (B, nh, 1, hs) per layer, to append to `own` for the candidate's own continuations.
-        Same logits as `forward` on prefix + candidate; causal models only.
+        Same logits as `forward` on prefix + candidate; causal models only. `cancelled`: as in
+        `forward_cached`, asked before every block.
         """
         if not self.config.causal:
             raise ValueError("a KV cache needs a causal model: without the mask, old positions see new tokens")
@@ -346,9 +367,11 @@ class GPT(nn.Module):
         x = x[:, None]  # (B, 1, C)
         new = KVCache()
         for i, block in enumerate(self.transformer.h):
+            _check(cancelled)
             x, (k, v) = block.forward_candidates(x, (cache.k[i], cache.v[i]), (own.k[i], own.v[i]), pad)
             new.k.append(k)
             new.v.append(v)
+        _check(cancelled)
         return self.lm_head(self.transformer.ln_f(x[:, 0])), new  # (B, V)
 
     def configure_optimizer(self, lr: float, weight_decay: float, betas: tuple[float, float]) -> torch.optim.AdamW:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import bisect
 import heapq
 import math
+import threading
 import time
 import weakref
 from collections.abc import Callable
@@ -26,7 +27,7 @@ import torch
 from torch.nn import functional as F
 from torch.nn.utils.rnn import pad_sequence
 
-from tui_gpt.engine.model import GPT, KVCache
+from tui_gpt.engine.model import GPT, Cancelled, KVCache
 from tui_gpt.engine.tokenizer import TextTokenizer
 from tui_gpt.settings import SEARCH_BUDGET, SEARCH_SECONDS, TOP_K
 
@@ -118,6 +119,11 @@ class _Tables:
 _TABLES: weakref.WeakKeyDictionary[TextTokenizer, _Tables] = weakref.WeakKeyDictionary()
 
 
+def prepare_tables(tokenizer: TextTokenizer) -> None:
+    """Build the tokenizer's word tables now (GPT-2's 50,257 tokens: seconds on a busy CPU), not in the first search."""
+    _tables(tokenizer)
+
+
 def _tables(tokenizer: TextTokenizer) -> _Tables:
     tables = _TABLES.get(tokenizer)
     if tables is not None:
@@ -185,7 +191,58 @@ class _Path:
         return self.parent_kv
 
 
-def _logits(model: GPT, ctx: list[int], cache: KVCache | None, paths: list[_Path]) -> torch.Tensor:
+class Reads:
+    """Keys and values of texts a model has read lately, so a search reads only what is new of its context.
+
+    Typing inside a word leaves the text before it unchanged: its next search needs no pass over it,
+    and a text that grew at its end, one pass over the new tokens. Entries belong to one set of
+    weights: `clear` them when the weights change. Thread-safe (the UI and search threads share one).
+    """
+
+    KEEP = 4
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: list[tuple[GPT, list[int], KVCache, torch.Tensor | None]] = []
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries = []
+
+    def add(self, model: GPT, ids: list[int], cache: KVCache, last: torch.Tensor | None = None) -> None:
+        """`cache` holds the keys and values of `ids` read by `model`; `last`, the logits (1, V) after them."""
+        with self._lock:
+            kept = [e for e in self._entries if e[1] != ids][-(self.KEEP - 1) :]
+            self._entries = [*kept, (model, ids, cache, last)]
+
+    def best(self, model: GPT, ids: list[int]) -> tuple[int, KVCache | None, torch.Tensor | None]:
+        """(n, keys and values of ids[:n], the logits after all of ids if known) for the longest n read by `model`."""
+        with self._lock:
+            entries = list(self._entries)
+        best: tuple[int, KVCache | None, torch.Tensor | None] = (0, None, None)
+        for m, read, cache, last in entries:
+            if m is not model:
+                continue
+            n = 0
+            for a, b in zip(read, ids, strict=False):
+                if a != b:
+                    break
+                n += 1
+            if n == len(ids) == len(read) and last is not None:
+                return n, cache, last
+            n = min(n, len(ids) - 1)  # at least the last token is read again: its logits are the root's
+            if n > best[0]:
+                best = (n, KVCache([k[:, :, :n] for k in cache.k], [v[:, :, :n] for v in cache.v]), None)
+        return best
+
+
+def _logits(
+    model: GPT,
+    ctx: list[int],
+    cache: KVCache | None,
+    paths: list[_Path],
+    cancelled: Callable[[], bool] | None = None,
+) -> torch.Tensor:
     """Next-token logits (B, V) after each path: one batched pass over their tokens after the cached context."""
     dev = next(model.parameters()).device
     if cache is not None:
@@ -198,7 +255,7 @@ def _logits(model: GPT, ctx: list[int], cache: KVCache | None, paths: list[_Path
         )
         lengths = torch.tensor([len(p.ids) - 1 for p in paths], device=dev)  # (B,)
         idx = torch.tensor([p.ids[-1] for p in paths], device=dev)  # (B,)
-        logits, new = model.forward_candidates(idx, cache, own_cache, lengths)  # (B, V)
+        logits, new = model.forward_candidates(idx, cache, own_cache, lengths, cancelled)  # (B, V)
         fresh = torch.stack([torch.stack([k[:, :, 0], v[:, :, 0]], 1) for k, v in zip(new.k, new.v, strict=True)], 1)
         for b, p in enumerate(paths):  # fresh: (B, n_layer, 2, nh, hs)
             p.kv = torch.cat([p.cached_parent(), fresh[b : b + 1]])
@@ -228,6 +285,7 @@ def next_words(
     cancelled: Callable[[], bool] | None = None,
     after_word: bool = False,
     seconds: float = SEARCH_SECONDS,
+    reads: Reads | None = None,
 ) -> NextWords | None:
     """The k likeliest next words after `text` (probabilities at `temperature`); None if cancelled.
 
@@ -242,7 +300,8 @@ def next_words(
     characters first, so " la" + "zy" and " lazy" both count. A text ending in a space completes
     the space: the next word. With `after_word` the text's last word is taken as finished instead:
     the words after it, given that it ends here ("over the" -> " lazy", ",", ...).
-    `cancelled` is checked before every forward pass.
+    `cancelled` is checked before every forward pass and, for a causal model, between its blocks.
+    `reads`: texts this model has read, whose keys and values start the context's (causal models).
 
     The model sees the last block_size - max_tokens tokens before the current word (at least half the
     window), so that a word of up to max_tokens tokens never slides the window and the cache stays
@@ -252,7 +311,11 @@ def next_words(
     if cancelled():
         return None
     search = _WordSearch(model, tokenizer, text, k, max_tokens, after_word, time.monotonic() + seconds)
-    return search.run(temperature, budget, width, cancelled)
+    search.reads = reads
+    try:
+        return search.run(temperature, budget, width, cancelled)
+    except Cancelled:
+        return None
 
 
 class _WordSearch:
@@ -289,7 +352,8 @@ class _WordSearch:
         self.bound = 0.0  # the most probable path the search had to drop: the top-k is proven only above it
         # p(the continuation starts with the typed characters), or with a new word (after_word): the condition
         self.typed_mass = 1.0 if not self.typed and self.ends_after is None else 0.0
-        self.forwards = 0  # forward passes spent, the prefix's included
+        self.forwards = 0  # forward passes spent, the prefix's included (none when it was read before)
+        self.reads: Reads | None = None
 
     def run(self, temperature: float, budget: int, width: int, cancelled: Callable[[], bool]) -> NextWords | None:
         """Read the text, then expand the likeliest partial words until the top-k is proven or a limit is hit."""
@@ -297,9 +361,10 @@ class _WordSearch:
         if model.training:
             model.eval()
         self.inv_t = 1.0 / max(temperature, 1e-6)
-        root_logits, cache = self._read_context()
+        root_logits, cache = self._read_context(cancelled)
         cfg, dev = model.config, next(model.parameters()).device
-        empty = torch.empty(0, cfg.n_layer, 2, cfg.n_head, cfg.n_embd // cfg.n_head, device=dev)
+        dtype = next(model.parameters()).dtype  # a bf16 replica's keys and values are bf16 too
+        empty = torch.empty(0, cfg.n_layer, 2, cfg.n_head, cfg.n_embd // cfg.n_head, device=dev, dtype=dtype)
         self._expand_all([_Path([], "", START, 1.0, kv=empty)], root_logits)
         stopped = ""  # what ended the search before the frontier was done: the budget or the clock
         frontier = self.frontier
@@ -313,21 +378,28 @@ class _WordSearch:
             batch: list[_Path] = []
             while frontier and len(batch) < width and -frontier[0][0] > floor:
                 batch.append(self._pop())
-            self._expand_all(batch, _logits(model, self.ctx, cache, batch))
+            self._expand_all(batch, _logits(model, self.ctx, cache, batch, cancelled))
             self.forwards += 1
         return self._answer(stopped)
 
-    def _read_context(self) -> tuple[torch.Tensor, KVCache | None]:
+    def _read_context(self, cancelled: Callable[[], bool]) -> tuple[torch.Tensor, KVCache | None]:
         """The next-token logits (1, V) after the text before the word, and its keys and values (causal only)."""
         model = self.model
         dev = next(model.parameters()).device
         cache = None
+        self.forwards = 1
         if model.config.causal:
-            root_logits, cache = model.forward_cached(torch.tensor([self.ctx], dtype=torch.long, device=dev))
+            n, known, last = self.reads.best(model, self.ctx) if self.reads is not None else (0, None, None)
+            if last is not None and known is not None:
+                self.forwards = 0  # read before, to its end
+                return last, known
+            ctx = torch.tensor([self.ctx[n:]], dtype=torch.long, device=dev)
+            root_logits, cache = model.forward_cached(ctx, known, cancelled)
             root_logits = root_logits[0, -1:].float()  # (1, V)
+            if self.reads is not None:
+                self.reads.add(model, self.ctx, cache, root_logits)
         else:
             root_logits = _logits(model, self.ctx, None, [_Path([], "", START, 1.0)])
-        self.forwards = 1
         return root_logits, cache
 
     def _kth(self) -> float:

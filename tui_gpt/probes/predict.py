@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -190,11 +190,13 @@ def sample(
     top_k: int | None = None,
     top_p: float | None = None,
     seed: int | None = None,
+    cancelled: Callable[[], bool] | None = None,
 ) -> Iterator[int]:
     """Yield `n` sampled token ids after `ids`, one at a time; temperature 0 is greedy.
 
     Decodes incrementally with a KV cache while the sequence fits in block_size; the logits are
-    those of the full forward over the last block_size tokens, as before the cache.
+    those of the full forward over the last block_size tokens, as before the cache. `cancelled`
+    (causal models) is asked between blocks: when it says yes, the pass raises model.Cancelled.
     """
     gen = torch.Generator().manual_seed(seed) if seed is not None else None
     dev = next(model.parameters()).device
@@ -208,11 +210,12 @@ def sample(
         if not model.config.causal:  # no cache without the mask: every step reads the whole window
             logits, _, _ = model(torch.tensor([ctx], dtype=torch.long, device=dev))
         elif cache is not None and len(ids) <= bs:  # one new token at the next position
-            logits, cache = model.forward_cached(torch.tensor([ids[-1:]], dtype=torch.long, device=dev), cache)
+            new = torch.tensor([ids[-1:]], dtype=torch.long, device=dev)
+            logits, cache = model.forward_cached(new, cache, cancelled)
         else:
             # First step, or the window slid: every position shifted, so rebuild from the window.
             # Past block_size this is a full forward per token, exactly as without a cache.
-            logits, cache = model.forward_cached(torch.tensor([ctx], dtype=torch.long, device=dev))
+            logits, cache = model.forward_cached(torch.tensor([ctx], dtype=torch.long, device=dev), None, cancelled)
         last = logits[0, -1].float().cpu()
         if temperature <= 0:
             nxt = int(last.argmax())

@@ -35,7 +35,7 @@ class MemorizationExperiment(Experiment):
         )
 
     def _sample(self, replica: Replica, prompt: str) -> None:
-        ids = replica.sample(prompt, SAMPLE_TOKENS, temperature=0.8, seed=0)
+        ids = replica.sample(prompt, SAMPLE_TOKENS, temperature=0.8, seed=0) or []  # never cancelled: never None
         self.last_sample = replica.tokenizer.decode(ids)
         n = MIN_MATCH.get(replica.tokenizer.kind, 8)
         self.ui.call_from_thread(self.client.send, Memorize(ids, n))
