@@ -4,6 +4,9 @@ summary) and the OpenMP wait policy tui-gpt sets for itself. Nothing here is tim
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -19,7 +22,7 @@ from tui_gpt.commands.beside_bench import (
 )
 from tui_gpt.commands.cli import main
 from tui_gpt.errors import TuiGptError
-from tui_gpt.settings import OPENMP_WAIT, wait_passively
+from tui_gpt.settings import OPENMP_WAIT, others_running, wait_passively
 
 
 @pytest.fixture(autouse=True)
@@ -188,9 +191,21 @@ def test_runs_must_be_positive(capsys):
 # ---- OpenMP's wait policy ---------------------------------------------------------------------
 
 
-def test_openmp_waits_passively_unless_the_user_chose():
+def test_openmp_waits_passively_on_a_busy_machine_unless_the_user_chose():
     env: dict[str, str] = {}
-    assert wait_passively(env) and env == {OPENMP_WAIT[0]: OPENMP_WAIT[1]}
+    assert wait_passively(env, busy=True) and env == {OPENMP_WAIT[0]: OPENMP_WAIT[1]}
+    env = {}
+    assert not wait_passively(env, busy=False) and env == {}  # quiet: spinning waits are faster
     for mine in ({"OMP_WAIT_POLICY": "ACTIVE"}, {"GOMP_SPINCOUNT": "300000"}):
         env = dict(mine)
-        assert not wait_passively(env) and env == mine
+        assert not wait_passively(env, busy=True) and env == mine
+
+
+def test_a_process_spinning_beside_this_one_counts_as_running():
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        assert others_running() >= 1
+    finally:
+        spinner.kill()
+        spinner.wait()

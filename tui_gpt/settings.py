@@ -11,8 +11,10 @@ import math
 import os
 import re
 import shlex
+import time
 from collections.abc import Callable, MutableMapping
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any, Self
 
 # Corpora that ship with tui-gpt (or with Python, or generated: engine/synthetic.py); the first is the default.
@@ -479,18 +481,40 @@ def cores() -> int:
 # its core, the other spins out its time slice instead of giving the core up, and every op waits a
 # slice: 2-thread training steps of the default model ran 6 to 7 times slower beside other work,
 # while sleeping waits ran them as fast as one thread does (docs/architecture.md, "A busy machine").
+# On a quiet machine sleeping costs: the default model trained 24% slower (29.0 against 37.1 steps/s,
+# 2-core AMD EPYC, `bench --ui`'s headless figure). So a process sleeps only where others were running
+# when it started; the runtime reads the policy once, before torch loads, so this is decided at launch.
 OPENMP_WAIT = ("OMP_WAIT_POLICY", "PASSIVE")
 OPENMP_WAIT_KNOBS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")  # a user who set either keeps their choice
+LOOKS = 3  # looks at the run queue, LOOK_GAP_S apart: busy only if another process was running at every one
+LOOK_GAP_S = 0.005
 _openmp_set: list[str] = []  # the variables this process set itself, for children that should not inherit them
 
 
-def wait_passively(env: dict[str, str] | None = None) -> bool:
-    """Have OpenMP's threads sleep while they wait, unless the user chose a policy; True if it was set.
+def others_running(looks: int = LOOKS) -> int:
+    """Processes other than this one on a CPU at every one of `looks` looks at /proc/loadavg (0 where unreadable)."""
+    seen = []
+    for i in range(looks):
+        try:
+            running = int(Path("/proc/loadavg").read_text().split()[3].split("/")[0])
+        except (OSError, ValueError, IndexError):
+            return 0
+        seen.append(running - 1)  # this process is running while it reads
+        if i + 1 < looks:
+            time.sleep(LOOK_GAP_S)
+    return max(0, min(seen))
+
+
+def wait_passively(env: dict[str, str] | None = None, busy: bool | None = None) -> bool:
+    """Have OpenMP's threads sleep while they wait where the machine is busy (`others_running`), unless the user
+    chose a policy; True if it was set.
 
     Must run before torch loads (the runtime reads it once); children started after inherit it.
     """
     where: MutableMapping[str, str] = os.environ if env is None else env
     if any(name in where for name in OPENMP_WAIT_KNOBS):
+        return False
+    if not (others_running() > 0 if busy is None else busy):
         return False
     name, value = OPENMP_WAIT
     where[name] = value
