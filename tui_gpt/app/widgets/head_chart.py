@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from textual.color import Color
 from textual_plotext import PlotextPlot
 
 from tui_gpt.app.widgets.curve import HEAD_COLOURS
-from tui_gpt.app.widgets.loss_chart import downsample
+from tui_gpt.app.widgets.loss_chart import downsample, theme_rgb
 
 PHASE_LABEL = "phase change"
 
@@ -38,13 +37,7 @@ class HeadChart(PlotextPlot):
         self.redraw()
 
     def _colours(self) -> dict[str, tuple[int, int, int]]:
-        variables = self.app.get_css_variables()
-        background = Color.parse(variables.get("background", "#000000"))
-        colours = {}
-        for line, name in HEAD_COLOURS.items():
-            colour = Color.parse(variables[name])
-            colours[line] = background.blend(colour, colour.a).rgb  # plotext takes plain RGB: no alpha
-        return colours
+        return theme_rgb(self.app.get_css_variables(), HEAD_COLOURS)
 
     def on_resize(self) -> None:
         self.redraw()  # the points are downsampled to the width: draw again at the new one

@@ -11,6 +11,17 @@ from textual_plotext import PlotextPlot
 from tui_gpt.app.widgets.curve import AXES, BEST_MARKER, LINE_COLOURS, Curve
 from tui_gpt.app.widgets.overlay_lines import OVERLAY_COLOURS, OverlayLine
 
+
+def theme_rgb(variables: dict[str, str], names: dict[str, str]) -> dict[str, tuple[int, int, int]]:
+    """Each line's theme variable as the RGB plotext takes (no alpha: blended onto the background)."""
+    background = Color.parse(variables.get("background", "#000000"))
+    colours = {}
+    for line, name in names.items():
+        colour = Color.parse(variables[name])
+        colours[line] = background.blend(colour, colour.a).rgb
+    return colours
+
+
 FAINT = 0.6  # an earlier run's line: 60% its colour, 40% the background
 BAND = 0.3  # a seed group's min-max band: fainter still
 
@@ -57,10 +68,7 @@ class LossChart(PlotextPlot):
     def _colours(self) -> dict[str, tuple[int, int, int]]:
         variables = self.app.get_css_variables()
         background = Color.parse(variables.get("background", "#000000"))
-        colours = {}
-        for line, name in LINE_COLOURS.items():
-            colour = Color.parse(variables[name])
-            colours[line] = background.blend(colour, colour.a).rgb  # plotext takes plain RGB: no alpha
+        colours = theme_rgb(variables, LINE_COLOURS)
         for name in OVERLAY_COLOURS:
             colour = Color.parse(variables[name])
             colours[name] = background.blend(colour, FAINT * colour.a).rgb
