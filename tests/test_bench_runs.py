@@ -22,7 +22,7 @@ from tui_gpt.commands.beside_bench import (
 )
 from tui_gpt.commands.cli import main
 from tui_gpt.errors import TuiGptError
-from tui_gpt.settings import OPENMP_WAIT, others_running, wait_passively
+from tui_gpt.settings import FRAMES_PER_S, OPENMP_WAIT, frames_per_s, others_running, wait_passively
 
 
 @pytest.fixture(autouse=True)
@@ -209,3 +209,12 @@ def test_a_process_spinning_beside_this_one_counts_as_running():
     finally:
         spinner.kill()
         spinner.wait()
+
+
+def test_textual_may_paint_faster_unless_the_user_chose():
+    env: dict[str, str] = {}
+    frames_per_s(env)
+    assert env == {FRAMES_PER_S[0]: FRAMES_PER_S[1]}
+    env = {"TEXTUAL_FPS": "30"}
+    frames_per_s(env)
+    assert env == {"TEXTUAL_FPS": "30"}

@@ -35,6 +35,7 @@ from tui_gpt.settings import (
     TOP_K,
     Option,
     add_options,
+    frames_per_s,
     heads_problem,
     option_problem,
     problem,
@@ -466,6 +467,7 @@ PARSERS = {
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     wait_passively()  # before anything loads torch: see settings.OPENMP_WAIT
+    frames_per_s()  # before anything loads Textual: see settings.FRAMES_PER_S
     # Started by a parent that must take us with it (a sweep's runs): SIGTERM, which saves, when it ends.
     if not lifeline.adopted(signal.SIGTERM):
         print("tui-gpt: error: the process that started this one has ended; not starting", file=sys.stderr)
