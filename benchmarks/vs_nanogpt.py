@@ -60,21 +60,10 @@ print(total / n)
 
 
 def prepare(text: Path, work: Path) -> Path:
-    """nanoGPT's shakespeare_char prepare.py, offline: a character per token, the last 10% for validation."""
-    import numpy as np
+    """nanoGPT's shakespeare_char prepare.py, offline (the same as `bench --beside` prepares)."""
+    from tui_gpt.commands.beside_bench import shakespeare_char_data
 
-    data = text.read_text(encoding="utf-8")
-    stoi = {c: i for i, c in enumerate(sorted(set(data)))}
-    folder = work / "data" / "shakespeare_char"
-    folder.mkdir(parents=True)
-    cut = int(len(data) * 0.9)
-    np.array([stoi[c] for c in data[:cut]], dtype=np.uint16).tofile(folder / "train.bin")
-    np.array([stoi[c] for c in data[cut:]], dtype=np.uint16).tofile(folder / "val.bin")
-    import pickle
-
-    meta = {"vocab_size": len(stoi), "itos": {i: c for c, i in stoi.items()}, "stoi": stoi}
-    (folder / "meta.pkl").write_bytes(pickle.dumps(meta))
-    return folder
+    return shakespeare_char_data(text.read_text(encoding="utf-8"), work)
 
 
 def nanogpt(repo: Path, work: Path, seed: int) -> tuple[float, float]:

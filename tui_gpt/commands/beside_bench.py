@@ -102,6 +102,12 @@ def prepare_nanogpt(repo: Path, text: str, work: Path) -> None:
     train.py reads `configurator.py` and `data/` from its working folder, so both go to a temporary
     one: nothing in the checkout is written.
     """
+    shakespeare_char_data(text, work)
+    shutil.copy(repo / "configurator.py", work / "configurator.py")
+
+
+def shakespeare_char_data(text: str, work: Path) -> Path:
+    """nanoGPT's shakespeare_char prepare.py, offline: a character per token, the last 10% for validation."""
     import numpy as np
 
     stoi = {c: i for i, c in enumerate(sorted(set(text)))}
@@ -112,7 +118,7 @@ def prepare_nanogpt(repo: Path, text: str, work: Path) -> None:
     np.array([stoi[c] for c in text[cut:]], dtype=np.uint16).tofile(folder / "val.bin")
     meta = {"vocab_size": len(stoi), "itos": {i: c for c, i in stoi.items()}, "stoi": stoi}
     (folder / "meta.pkl").write_bytes(pickle.dumps(meta))
-    shutil.copy(repo / "configurator.py", work / "configurator.py")
+    return folder
 
 
 def check_nanogpt(repo: Path) -> None:
