@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import queue
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
+
+from tui_gpt.link.protocol import Losses
 
 T = TypeVar("T")
 
@@ -18,3 +21,14 @@ def wait(what: str, check: Callable[[], T], timeout: float = 20.0, every: float 
             return value
         time.sleep(every)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def until_step(events: queue.Queue[Any], seen: list[Any], step: int) -> None:
+    """Move a trainer loop's events into `seen` until a loss batch reaches `step`, or fail."""
+
+    def trained() -> bool:
+        while not events.empty():
+            seen.append(events.get())
+        return any(isinstance(ev, Losses) and ev.events[-1]["step"] >= step for ev in seen)
+
+    wait(f"{step} steps", trained)

@@ -12,7 +12,7 @@ import sqlite3
 import threading
 
 import pytest
-from polling import wait
+from polling import until_step
 
 from tui_gpt.app.widgets.curve import Curve
 from tui_gpt.engine.session import open_run
@@ -134,13 +134,7 @@ def test_the_apps_trainer_sends_the_readings_with_the_losses_and_records_them(ma
     thread = threading.Thread(target=loop.loop, daemon=True)
     thread.start()
     seen: list = []
-
-    def trained() -> bool:
-        while not events.empty():
-            seen.append(events.get())
-        return any(isinstance(ev, Losses) and ev.events[-1]["step"] >= 8 for ev in seen)
-
-    wait("8 steps", trained)
+    until_step(events, seen, 8)
     commands.put(Quit(None))
     thread.join(20)
     sent = [ev for batch in seen if isinstance(batch, Losses) for ev in batch.events]

@@ -7,11 +7,11 @@ import sys
 import threading
 
 import pytest
-from polling import wait
+from polling import until_step
 
 from tui_gpt.engine.session import open_run
 from tui_gpt.errors import TuiGptError
-from tui_gpt.link.protocol import Failed, Losses, Quit
+from tui_gpt.link.protocol import Failed, Quit
 from tui_gpt.link.worker import TrainerLoop
 from tui_gpt.runs.recorder import Recorder, Recording
 from tui_gpt.runs.registry import Registry
@@ -88,13 +88,7 @@ def test_the_app_trainer_records_each_run_until_the_app_quits(make_spec, tmp_pat
     thread = threading.Thread(target=loop.loop, daemon=True)
     thread.start()
     seen: list = []
-
-    def trained() -> bool:
-        while not events.empty():
-            seen.append(events.get())
-        return any(isinstance(ev, Losses) and ev.events[-1]["step"] >= 12 for ev in seen)
-
-    wait("12 steps", trained)
+    until_step(events, seen, 12)
     commands.put(Quit(None))
     thread.join(20)
     with Registry() as reg:
@@ -117,13 +111,7 @@ def test_the_app_trainer_keeps_the_best_weights_and_records_their_step(make_spec
     thread = threading.Thread(target=loop.loop, daemon=True)
     thread.start()
     seen: list = []
-
-    def trained() -> bool:
-        while not events.empty():
-            seen.append(events.get())
-        return any(isinstance(ev, Losses) and ev.events[-1]["step"] >= 12 for ev in seen)
-
-    wait("12 steps", trained)
+    until_step(events, seen, 12)
     assert (out / "best" / "model.safetensors").is_file(), "kept while training, before any save of the run"
     commands.put(Quit(str(out)))
     thread.join(20)
